@@ -1,0 +1,284 @@
+"""The model zoo's manifest: which models exist, how to build them, where their weights live.
+
+The packaged ``weights_manifest.yaml`` is read first; a user's file (``--manifest PATH`` or the
+``SSMZOO_MANIFEST`` environment variable, several paths joined by ``os.pathsep``) adds entries or
+replaces entries of the same name. Every entry is validated when it is read, so a typo fails with
+the model's name and the field, not with a ``KeyError`` deep inside a run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import yaml
+
+from .errors import ManifestError
+
+MANIFEST_ENV = "SSMZOO_MANIFEST"
+TASKS = ("image-classification", "video-classification")
+LABEL_SETS = ("imagenet-1k", "kinetics-400", "ssv2")
+INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
+FORMATS = ("auto", "pth", "safetensors")
+SAMPLINGS = ("sparse", "dense", "uniform")
+
+
+@dataclass(frozen=True)
+class WeightsSource:
+    """Where a model's published checkpoint lives on the Hugging Face Hub."""
+
+    repo_id: str
+    filename: Optional[str] = None
+    filename_pattern: Optional[str] = None
+    revision: str = "main"
+    sha256: Optional[str] = None
+    format: str = "auto"
+    state_dict_key: Optional[str] = None
+    size_mb: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Eval preprocessing, in timm's ``pretrained_cfg`` vocabulary."""
+
+    input_size: tuple[int, int, int] = (3, 224, 224)
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
+    std: tuple[float, float, float] = (0.229, 0.224, 0.225)
+    crop_mode: str = "center"
+
+    def as_timm(self) -> dict[str, Any]:
+        return {
+            "input_size": tuple(self.input_size),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": tuple(self.mean),
+            "std": tuple(self.std),
+            "crop_mode": self.crop_mode,
+        }
+
+
+@dataclass(frozen=True)
+class VideoConfig:
+    """Test protocol of a video model, as its authors report their numbers."""
+
+    num_frames: int
+    sampling: str = "sparse"
+    clips: int = 1
+    crops: int = 1
+    short_side: int = 224
+    crop_size: int = 224
+
+
+@dataclass(frozen=True)
+class Reported:
+    """Figures the paper or model zoo reports; never filled with our own measurements."""
+
+    params_m: Optional[float] = None
+    gflops: Optional[float] = None
+    top1: Optional[float] = None
+    top5: Optional[float] = None
+    source: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    family: str
+    architecture: str
+    task: str
+    labels: str
+    data: DataConfig
+    arch_args: Mapping[str, Any] = field(default_factory=dict)
+    video: Optional[VideoConfig] = None
+    weights: Optional[WeightsSource] = None
+    license: Mapping[str, Any] = field(default_factory=dict)
+    paper: Mapping[str, Any] = field(default_factory=dict)
+    reported: Reported = field(default_factory=Reported)
+    notes: str = ""
+    source_file: str = ""
+
+    @property
+    def is_video(self) -> bool:
+        return self.task == "video-classification"
+
+
+class _Fields:
+    """Reads one mapping of one entry, naming model and field in every complaint."""
+
+    def __init__(self, model: str, where: str, raw: Any, source: str):
+        self.model, self.where, self.source = model, where, source
+        if not isinstance(raw, Mapping):
+            self.fail("", f"expected a mapping, got {type(raw).__name__}")
+        self.raw = raw
+
+    def fail(self, key: str, why: str) -> None:
+        path = f"{self.where}.{key}" if self.where and key else (self.where or key)
+        raise ManifestError(f"{self.source}: model '{self.model}', field '{path}': {why}")
+
+    def get(self, key: str, kind: type | tuple[type, ...], default: Any = ..., choices=None):
+        if key not in self.raw or self.raw[key] is None:
+            if default is ...:
+                self.fail(key, "is required")
+            return default
+        value = self.raw[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+            names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            self.fail(key, f"expected {names}, got {value!r}")
+        if choices is not None and value not in choices:
+            self.fail(key, f"{value!r} is not one of {', '.join(choices)}")
+        return value
+
+    def numbers(self, key: str, count: int, default: Any, positive: bool = False) -> tuple:
+        value = self.get(key, list, default)
+        if value is default:
+            return tuple(default)
+        if len(value) != count or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+            self.fail(key, f"expected a list of {count} numbers, got {value!r}")
+        if positive and not all(v > 0 for v in value):
+            self.fail(key, f"expected positive numbers, got {value!r}")
+        return tuple(value)
+
+    def unknown(self, allowed: set[str]) -> None:
+        extra = sorted(set(self.raw) - allowed)
+        if extra:
+            self.fail(extra[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
+
+
+def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
+    top = _Fields(name, "", raw, source)
+    top.unknown({"family", "architecture", "arch_args", "task", "labels", "data", "video", "weights",
+                 "license", "paper", "reported", "notes"})
+    task = top.get("task", str, choices=TASKS)
+    d = _Fields(name, "data", top.get("data", dict, {}), source)
+    d.unknown({"input_size", "crop_pct", "interpolation", "mean", "std", "crop_mode"})
+    data = DataConfig(
+        input_size=tuple(int(v) for v in d.numbers("input_size", 3, (3, 224, 224), positive=True)),
+        crop_pct=d.get("crop_pct", float, 0.875),
+        interpolation=d.get("interpolation", str, "bicubic", choices=INTERPOLATIONS),
+        mean=d.numbers("mean", 3, (0.485, 0.456, 0.406)),
+        std=d.numbers("std", 3, (0.229, 0.224, 0.225), positive=True),
+        crop_mode=d.get("crop_mode", str, "center", choices=("center", "squash", "border")),
+    )
+    if not 0 < data.crop_pct <= 1:
+        d.fail("crop_pct", f"must be in (0, 1], got {data.crop_pct}")
+
+    video = None
+    if task == "video-classification":
+        v = _Fields(name, "video", top.get("video", dict), source)
+        v.unknown({"num_frames", "sampling", "clips", "crops", "short_side", "crop_size"})
+        video = VideoConfig(
+            num_frames=v.get("num_frames", int),
+            sampling=v.get("sampling", str, "sparse", choices=SAMPLINGS),
+            clips=v.get("clips", int, 1),
+            crops=v.get("crops", int, 1),
+            short_side=v.get("short_side", int, data.input_size[-1]),
+            crop_size=v.get("crop_size", int, data.input_size[-1]),
+        )
+        for key in ("num_frames", "clips", "crops", "short_side", "crop_size"):
+            if getattr(video, key) < 1:
+                v.fail(key, "must be >= 1")
+    elif "video" in top.raw and top.raw["video"] is not None:
+        top.fail("video", "only video-classification models take a video protocol")
+
+    weights = None
+    if top.raw.get("weights") is not None:
+        w = _Fields(name, "weights", top.get("weights", dict), source)
+        w.unknown({"repo_id", "filename", "filename_pattern", "revision", "sha256", "format",
+                   "state_dict_key", "size_mb"})
+        repo_id = w.get("repo_id", str)
+        if repo_id.count("/") != 1:
+            w.fail("repo_id", f"expected 'organisation/name', got {repo_id!r}")
+        sha = w.get("sha256", str, None)
+        if sha is not None and (len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha.lower())):
+            w.fail("sha256", "expected 64 hexadecimal digits")
+        weights = WeightsSource(
+            repo_id=repo_id,
+            filename=w.get("filename", str, None),
+            filename_pattern=w.get("filename_pattern", str, None),
+            revision=str(w.get("revision", (str, int), "main")),
+            sha256=sha.lower() if sha else None,
+            format=w.get("format", str, "auto", choices=FORMATS),
+            state_dict_key=w.get("state_dict_key", str, None),
+            size_mb=w.get("size_mb", float, None),
+        )
+
+    r = _Fields(name, "reported", top.get("reported", dict, {}), source)
+    r.unknown({"params_m", "gflops", "top1", "top5", "source"})
+    reported = Reported(
+        params_m=r.get("params_m", float, None),
+        gflops=r.get("gflops", float, None),
+        top1=r.get("top1", float, None),
+        top5=r.get("top5", float, None),
+        source=r.get("source", str, None),
+    )
+    if any(v is not None for v in (reported.params_m, reported.gflops, reported.top1, reported.top5)) \
+            and not reported.source:
+        r.fail("source", "reported figures need a source")
+
+    return ModelEntry(
+        name=name,
+        family=top.get("family", str),
+        architecture=top.get("architecture", str),
+        task=task,
+        labels=top.get("labels", str, choices=LABEL_SETS),
+        data=data,
+        arch_args=dict(top.get("arch_args", dict, {})),
+        video=video,
+        weights=weights,
+        license=dict(top.get("license", dict, {})),
+        paper=dict(top.get("paper", dict, {})),
+        reported=reported,
+        notes=str(top.get("notes", str, "")),
+        source_file=source,
+    )
+
+
+def parse_manifest(text: str, source: str = "<manifest>") -> dict[str, ModelEntry]:
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ManifestError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), Mapping):
+        raise ManifestError(f"{source}: expected a top-level 'models:' mapping")
+    entries = {}
+    for name, raw in doc["models"].items():
+        if not isinstance(name, str) or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
+            raise ManifestError(f"{source}: model name {name!r} must be letters, digits, '_', '-' or '.'")
+        entries[name] = _parse_entry(name, raw, source)
+    return entries
+
+
+def packaged_manifest_text() -> str:
+    return resources.files("ssmzoo").joinpath("weights_manifest.yaml").read_text(encoding="utf-8")
+
+
+def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEntry]:
+    """The packaged manifest, then ``SSMZOO_MANIFEST`` files, then ``extra`` (later ones win)."""
+    entries = parse_manifest(packaged_manifest_text(), "weights_manifest.yaml")
+    paths: list[str | Path] = [p for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]
+    paths += list(extra or [])
+    for path in paths:
+        path = Path(path).expanduser()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+        entries.update(parse_manifest(text, str(path)))
+    return entries
+
+
+def get_entry(entries: Mapping[str, ModelEntry], name: str) -> ModelEntry:
+    if name in entries:
+        return entries[name]
+    import difflib
+
+    close = difflib.get_close_matches(name, list(entries), n=3)
+    hint = f"; did you mean {', '.join(close)}?" if close else "; `ssmzoo models` lists them"
+    raise ManifestError(f"unknown model '{name}'{hint}")
