@@ -100,8 +100,11 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     """
     batch, dim, length = u.shape
     n_state = A.shape[-1]
-    chunk = chunk or _default_chunk(n_state)
     uu, dt, AA, BB, CC = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, torch.float32)
+    if n_state > 2:
+        y = _scan_stepwise(uu, dt, AA, BB, CC).reshape(batch, dim, length)
+        return _finish(y, u.float(), D, z, u.dtype)
+    chunk = chunk or _default_chunk(n_state)
     groups, per_group = uu.shape[1], uu.shape[2]
     state = uu.new_zeros(batch, groups, per_group, n_state)
     y = uu.new_empty(batch, groups, per_group, length)
@@ -124,6 +127,25 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         state = states[..., -1, :]
     y = y.reshape(batch, dim, length)
     return _finish(y, u.float(), D, z, u.dtype)
+
+
+def _scan_stepwise(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor, block: int = 256) -> Tensor:
+    """Wide states (N > 2): the intra-chunk matrix would cost N*chunk times the work, so step through
+    positions instead, with the exponentials and inputs of a block of positions computed at once."""
+    batch, groups, per_group, length = uu.shape
+    state = uu.new_zeros(batch, groups, per_group, AA.shape[-1])
+    y = uu.new_empty(batch, groups, per_group, length)
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        dt_c = dt[..., start:stop, None]                                        # (b, g, p, T, 1)
+        decay = torch.exp(dt_c * AA[:, :, None, :])                             # (b, g, p, T, N)
+        inputs = (dt_c * uu[..., start:stop, None]) * BB[..., start:stop].transpose(-1, -2)[:, :, None]
+        states = torch.empty_like(decay)
+        for t in range(stop - start):
+            state = torch.addcmul(inputs[..., t, :], decay[..., t, :], state)
+            states[..., t, :] = state
+        y[..., start:stop] = torch.einsum("bgptn,bgnt->bgpt", states, CC[..., start:stop])
+    return y
 
 
 ScanFn = Callable[..., Tensor]

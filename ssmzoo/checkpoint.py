@@ -1,0 +1,317 @@
+"""Reading published checkpoints safely and fitting them to our modules.
+
+Pickled checkpoints are only ever opened with ``torch.load(weights_only=True)``: a model zoo that
+downloads files from the Internet must not execute code hidden in them. Every failure becomes one
+:class:`~ssmzoo.errors.WeightsError` line that names the file and says what to do.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+import re
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional, Union
+
+import torch
+from torch import Tensor, nn
+
+from .errors import WeightsError
+
+__all__ = [
+    "LoadedCheckpoint",
+    "WRAPPER_KEYS",
+    "read_checkpoint",
+    "load_state_dict",
+    "load_into_model",
+    "convert_to_safetensors",
+    "sha256_file",
+    "sniff_format",
+]
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+# Keys under which training scripts nest the weights, in the order we try them: EMA weights first,
+# because zoos that ship both (DeiT/timm-style trainers) report the EMA accuracy.
+WRAPPER_KEYS = ("model_ema", "state_dict_ema", "model", "state_dict", "module")
+
+_CHUNK = 4 << 20
+_sha_memo: dict[tuple, str] = {}
+
+
+def sha256_file(path: PathLike) -> str:
+    """Hex sha256 of a file, read in chunks; remembered per (file, size, mtime) so verifying twice is free."""
+    p = Path(path)
+    try:
+        st = p.stat()
+        key = (str(p.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in _sha_memo:
+            return _sha_memo[key]
+        digest = hashlib.sha256()
+        with open(p, "rb") as f:
+            while chunk := f.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {p}: {e.strerror or e}") from e
+    _sha_memo[key] = digest.hexdigest()
+    return _sha_memo[key]
+
+
+def sniff_format(path: PathLike) -> Optional[str]:
+    """'safetensors', 'pth' (zip or legacy pickle) or None, from the file's first bytes, not its name."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        # A truncated file keeps its header: let the safetensors reader report the truncation.
+        if head[8:9] == b"{" and header_len < (100 << 20):
+            return "safetensors"
+    if head.startswith(b"PK\x03\x04") or head.startswith(b"\x80"):
+        return "pth"
+    return None
+
+
+def _describe_garbage(path: Path) -> str:
+    """A hint about what a non-checkpoint file actually is (error pages and LFS pointers are common)."""
+    with open(path, "rb") as f:
+        head = f.read(256)
+    text = head.lstrip().lower()
+    if text.startswith(b"version https://git-lfs"):
+        return "it is a Git LFS pointer, not the weights (fetch the real file, e.g. with `git lfs pull`)"
+    if text.startswith((b"<!doctype html", b"<html")):
+        return "it is an HTML page (an error or login page saved instead of the weights)"
+    if text.startswith(b"{"):
+        return "it looks like JSON text, not weights"
+    return "it is neither a safetensors file nor a PyTorch checkpoint"
+
+
+@dataclass(frozen=True)
+class LoadedCheckpoint:
+    """A flat state dict plus how it was found inside the file (for messages and `--verbose`)."""
+
+    state_dict: dict[str, Tensor]
+    format: str  # "safetensors" | "pth"
+    key_path: tuple[str, ...]  # wrapper keys walked through, e.g. ("model_ema",); () when flat
+    stripped_prefix: Optional[str]  # "module." if DDP prefixes were removed
+
+
+def _is_tensor_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
+
+
+def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[str, Tensor], tuple[str, ...]]:
+    if not isinstance(obj, Mapping):
+        raise WeightsError(
+            f"{path} holds a {type(obj).__name__}, not a state dict; save `model.state_dict()` instead of the module"
+        )
+    key_path: list[str] = []
+    if state_dict_key:
+        node: Any = obj
+        for part in state_dict_key.split("."):
+            if not isinstance(node, Mapping) or part not in node:
+                have = ", ".join(map(repr, list(node)[:8])) if isinstance(node, Mapping) else type(node).__name__
+                raise WeightsError(
+                    f"{path} has no state-dict key {state_dict_key!r} (top-level keys: {have}); "
+                    "fix state_dict_key in the manifest or leave it null to detect it"
+                )
+            node = node[part]
+            key_path.append(part)
+        obj = node
+    # Walk the usual wrappers until we reach a mapping of tensors (a few levels at most).
+    for _ in range(4):
+        if _is_tensor_dict(obj):
+            break
+        if not isinstance(obj, Mapping):
+            break
+        for key in WRAPPER_KEYS:
+            if isinstance(obj.get(key), Mapping) and obj.get(key):
+                obj = obj[key]
+                key_path.append(key)
+                break
+        else:
+            break
+    if not isinstance(obj, Mapping):
+        raise WeightsError(f"{path}: the entry at {'/'.join(key_path) or 'top level'} is a {type(obj).__name__}, not a state dict")
+    tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not tensors:
+        keys = ", ".join(map(repr, list(obj)[:8]))
+        raise WeightsError(
+            f"{path} contains no tensors at {'/'.join(key_path) or 'the top level'} (keys: {keys}); "
+            f"set state_dict_key in the manifest to the entry that holds the weights"
+        )
+    dropped = [k for k in obj if k not in tensors]
+    if dropped:
+        logger.info("%s: ignoring %d non-tensor entries (%s)", path, len(dropped), ", ".join(map(str, dropped[:5])))
+    return {str(k): v for k, v in tensors.items()}, tuple(key_path)
+
+
+def _torch_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if "weights_only" in msg.lower() or "Weights only load failed" in msg:
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(r"(?:global|class) [`']?([\w.]+)", msg)
+            what = f" ({found.group(1)})" if found else ""
+            raise WeightsError(
+                f"{path} contains pickled Python objects besides tensors{what}, which ssmzoo refuses to load "
+                "(torch.load weights_only=True); use a safetensors/tensors-only copy of the checkpoint, or convert "
+                "it yourself where you trust the file"
+            ) from None
+        raise WeightsError(f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); delete it and download again") from None
+    except (EOFError, zipfile.BadZipFile) as e:
+        raise WeightsError(f"{path} is truncated (unexpected end of file: {_one_line(str(e)) or type(e).__name__}); delete it and download again") from None
+    except RuntimeError as e:
+        raise WeightsError(f"{path} is truncated or corrupt ({_one_line(str(e))}); delete it and download again") from None
+    except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
+        raise WeightsError(f"{path} cannot be read as a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))})") from None
+
+
+def _one_line(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def read_checkpoint(
+    path: PathLike,
+    *,
+    state_dict_key: Optional[str] = None,
+    sha256: Optional[str] = None,
+    format: str = "auto",
+) -> LoadedCheckpoint:
+    """Read, verify and flatten a checkpoint; see :func:`load_state_dict`."""
+    p = Path(path)
+    if not p.exists():
+        raise WeightsError(f"weights file not found: {p}")
+    if not p.is_file():
+        raise WeightsError(f"weights path is not a file: {p}")
+    size = p.stat().st_size
+    if size == 0:
+        raise WeightsError(f"weights file {p} is empty (0 bytes), probably an interrupted download; delete it and download again")
+    if sha256:
+        got = sha256_file(p)
+        if got.lower() != sha256.lower():
+            raise WeightsError(
+                f"sha256 mismatch for {p}: expected {sha256.lower()}, got {got}; the file is corrupt or not the "
+                "published one, remove it and download it again"
+            )
+    kind = sniff_format(p)
+    if kind is None:
+        raise WeightsError(f"{p} is not a checkpoint: {_describe_garbage(p)}")
+    if format not in ("auto", kind):
+        logger.warning("%s: manifest says format %r but the file is %s; reading it as %s", p, format, kind, kind)
+
+    if kind == "safetensors":
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            obj: Any = load_file(str(p), device="cpu")
+        except (SafetensorError, OSError, RuntimeError) as e:
+            raise WeightsError(f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); delete it and download again") from None
+    else:
+        obj = _torch_load(p)
+
+    sd, key_path = _unwrap(obj, p, state_dict_key)
+    stripped = None
+    if sd and all(k.startswith("module.") for k in sd):
+        sd = {k[len("module.") :]: v for k, v in sd.items()}
+        stripped = "module."
+    if key_path or stripped:
+        logger.info("%s: weights found under %s%s", p, "/".join(key_path) or "top level", ", 'module.' stripped" if stripped else "")
+    return LoadedCheckpoint(state_dict=sd, format=kind, key_path=key_path, stripped_prefix=stripped)
+
+
+def load_state_dict(
+    path: PathLike,
+    *,
+    state_dict_key: Optional[str] = None,
+    sha256: Optional[str] = None,
+    format: str = "auto",
+) -> dict[str, Tensor]:
+    """Flat ``{name: tensor}`` from a safetensors file or a tensors-only pickle.
+
+    ``state_dict_key`` (dotted for nesting, e.g. ``"model"``) selects the entry holding the weights;
+    when None, the usual training-script wrappers (:data:`WRAPPER_KEYS`) are unwrapped. DDP's
+    ``module.`` prefix is removed. ``sha256``, when given, is checked before anything is parsed. The
+    file's kind is read from its first bytes; ``format`` is only advisory.
+    """
+    return read_checkpoint(path, state_dict_key=state_dict_key, sha256=sha256, format=format).state_dict
+
+
+def _few(items: list[str], n: int = 5) -> str:
+    shown = ", ".join(items[:n])
+    return shown + (", …" if len(items) > n else "")
+
+
+def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], *, model_name: str) -> nn.Module:
+    """Strictly load ``state_dict`` into ``model``; any mismatch is one line with counts and examples."""
+    expected = model.state_dict()
+    missing = sorted(k for k in expected if k not in state_dict)
+    unexpected = sorted(k for k in state_dict if k not in expected)
+    mismatched = [
+        f"{k} {tuple(state_dict[k].shape)} vs {tuple(expected[k].shape)}"
+        for k in expected
+        if k in state_dict and tuple(state_dict[k].shape) != tuple(expected[k].shape)
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing key{'s' * (len(missing) != 1)} ({_few(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)} ({_few(unexpected)})")
+    if mismatched:
+        problems.append(
+            f"{len(mismatched)} shape mismatch{'es' * (len(mismatched) != 1)} (checkpoint vs model: {_few(mismatched, 3)})"
+        )
+    if problems:
+        raise WeightsError(
+            f"weights do not fit model {model_name!r}: " + "; ".join(problems)
+            + "; the checkpoint is for another model or variant (check the manifest entry or --weights)"
+        )
+    try:
+        model.load_state_dict(dict(state_dict), strict=True)
+    except RuntimeError as e:
+        raise WeightsError(f"weights do not fit model {model_name!r}: {_one_line(str(e))}") from None
+    return model
+
+
+def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Optional[str] = None) -> int:
+    """Write the checkpoint at ``src`` as a flat safetensors file at ``dst``; returns the tensor count.
+
+    Tensors that share storage (tied weights) or are views are copied so safetensors accepts them,
+    and every key stays present, so a strict load of the result works like a load of ``src``.
+    """
+    from safetensors.torch import save_file
+
+    sd = load_state_dict(src, state_dict_key=state_dict_key)
+    out: dict[str, Tensor] = {}
+    seen_storages: set[int] = set()
+    for name, t in sd.items():
+        t = t.detach()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        storage = t.untyped_storage()
+        ptr = storage.data_ptr()
+        whole = t.is_contiguous() and t.storage_offset() == 0 and storage.nbytes() == t.numel() * t.element_size()
+        if ptr in seen_storages or not whole:
+            t = t.contiguous().clone()
+        else:
+            seen_storages.add(ptr)
+        out[name] = t
+    dst = Path(dst)
+    tmp = dst.with_name(dst.name + ".tmp")
+    try:
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        save_file(out, str(tmp), metadata={"format": "pt"})
+        os.replace(tmp, dst)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise WeightsError(f"cannot write {dst}: {e.strerror or e}") from None
+    return len(out)

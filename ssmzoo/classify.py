@@ -1,0 +1,157 @@
+"""Top-k classification of image and video files with one model."""
+
+from __future__ import annotations
+
+import glob
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, Optional
+
+import torch
+
+from .errors import InputError
+from .factory import LoadedModel, autocast
+from .images import IMAGE_SUFFIXES, eval_transform, load_image
+from .labels import class_ids, class_names
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+
+
+@dataclass
+class Label:
+    index: int
+    label: str
+    class_id: str
+    probability: float
+
+
+@dataclass
+class ClassifyResult:
+    input: str
+    kind: str
+    top: list[Label] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: Optional[str] = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def media_kind(path: str | Path) -> str:
+    return "video" if Path(path).suffix.lower() in VIDEO_SUFFIXES else "image"
+
+
+def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
+    """Files, directories (their media files, recursively, sorted) and globs, in the order given.
+
+    Returns (path, error) pairs: a spec that names nothing becomes one entry with its error, so it is
+    reported with the others instead of stopping the run.
+    """
+    found: list[tuple[str, Optional[str]]] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            if not files:
+                found.append((spec, f"{spec}: directory holds no image or video files"))
+            found.extend((str(p), None) for p in files)
+        elif path.exists() or os.path.lexists(spec):
+            found.append((spec, None))
+        elif glob.has_magic(spec):
+            matches = sorted(m for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            if not matches:
+                found.append((spec, f"{spec}: no file matches this pattern"))
+            found.extend((m, None) for m in matches)
+        else:
+            found.append((spec, f"{spec}: no such file or directory"))
+    return found
+
+
+def _top_k(probs: torch.Tensor, k: int, label_set: str) -> list[Label]:
+    names, ids = class_names(label_set), class_ids(label_set)
+    values, indices = probs.float().topk(min(k, probs.numel()))
+    return [Label(int(i), names[int(i)], ids[int(i)], round(float(v), 6)) for v, i in zip(values, indices)]
+
+
+class Classifier:
+    """Runs one loaded model over files; images are batched, videos run one file (all views) at a time."""
+
+    def __init__(self, loaded: LoadedModel, top_k: int = 5, batch_size: int = 32,
+                 views: Optional[tuple[int, int]] = None):
+        self.loaded = loaded
+        self.entry = loaded.entry
+        self.top_k = top_k
+        self.batch_size = max(1, batch_size)
+        self.views = views
+        self.transform = eval_transform(self.entry.data)
+
+    @torch.inference_mode()
+    def _probabilities(self, batch: torch.Tensor) -> torch.Tensor:
+        batch = batch.to(self.loaded.device, non_blocking=True)
+        with autocast(self.loaded.device, self.loaded.dtype):
+            logits = self.loaded.model(batch)
+        return logits.float().softmax(dim=-1).cpu()
+
+    def _image_results(self, items: list[tuple[str, torch.Tensor]]) -> list[ClassifyResult]:
+        probs = self._probabilities(torch.stack([t for _, t in items]))
+        return [ClassifyResult(p, "image", _top_k(pr, self.top_k, self.entry.labels)) for (p, _), pr in zip(items, probs)]
+
+    def _video_result(self, path: str) -> ClassifyResult:
+        from .video import VideoProtocol, load_video_views
+
+        protocol = VideoProtocol(**asdict(self.entry.video))
+        clips = load_video_views(path, protocol, self.entry.data.mean, self.entry.data.std, views=self.views)
+        probs = self._probabilities(clips.tensor).mean(dim=0)
+        views = clips.tensor.shape[0]
+        notes = list(clips.notes) + [f"{views} view{'s' if views != 1 else ''} averaged"] if views > 1 else list(clips.notes)
+        return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)
+
+    def run(self, inputs: list[tuple[str, Optional[str]]],
+            on_result: Optional[Callable[[ClassifyResult], None]] = None) -> Iterator[ClassifyResult]:
+        """Yields one result per input, in input order; a failing input yields a result with ``error``."""
+        pending: list[tuple[str, torch.Tensor]] = []
+        ready: dict[int, ClassifyResult] = {}
+        order: list[int] = []
+        slots: dict[str, list[int]] = {}
+
+        def flush() -> None:
+            for result in self._image_results(pending):
+                ready[slots[result.input].pop(0)] = result
+            pending.clear()
+
+        next_out = 0
+        for i, (path, error) in enumerate(inputs):
+            kind = media_kind(path)
+            order.append(i)
+            try:
+                if error:
+                    raise InputError(error)
+                if kind == "video" and not self.entry.is_video:
+                    raise InputError(f"{path}: is a video, but {self.entry.name} is an image model")
+                if kind == "image" and self.entry.is_video:
+                    raise InputError(f"{path}: is an image, but {self.entry.name} is a video model")
+                if kind == "image":
+                    tensor = self.transform(load_image(path, self.entry.data.input_size[-1]))
+                    slots.setdefault(path, []).append(i)
+                    pending.append((path, tensor))
+                    if len(pending) >= self.batch_size:
+                        flush()
+                else:
+                    ready[i] = self._video_result(path)
+            except InputError as exc:
+                ready[i] = ClassifyResult(path, kind, error=str(exc))
+            while next_out in ready:
+                result = ready.pop(next_out)
+                next_out += 1
+                yield result
+        if pending:
+            flush()
+        while next_out in ready:
+            yield ready.pop(next_out)
+            next_out += 1

@@ -1,0 +1,219 @@
+"""The ``ssmzoo`` command line: parse, call the library, print. Nothing else lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import SsmzooError
+
+app = typer.Typer(
+    name="ssmzoo",
+    help="Run, evaluate and stress-test vision state-space models (GroupMamba, VideoMamba, StableMamba).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class State:
+    manifests: list[Path] = []
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
+    raise typer.Exit(code)
+
+
+def _entries():
+    from .manifest import load_manifest
+
+    return load_manifest(State.manifests)
+
+
+def _entry(name: str):
+    from .manifest import get_entry
+
+    return get_entry(_entries(), name)
+
+
+def _json_print(obj) -> None:
+    print(json.dumps(obj, indent=None, default=str))
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"ssmzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    manifest: Optional[List[Path]] = typer.Option(
+        None, "--manifest", help="Extra manifest YAML adding or overriding models (repeatable; also $SSMZOO_MANIFEST)."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
+) -> None:
+    State.manifests = list(manifest or [])
+
+
+@app.command("models")
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table."),
+) -> None:
+    """List the zoo: name, family, task, reported figures and whether weights are cached."""
+    from .zoo import model_rows
+
+    rows = model_rows(_entries())
+    if as_json:
+        _json_print(rows)
+        return
+    table = Table(title="ssmzoo models", show_lines=False)
+    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
+                      ("params (M)", "right"), ("top-1 (reported)", "right"), ("weights", "left")]:
+        table.add_column(col, justify=just)
+    for r in rows:
+        table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
+                      "" if r["params_m"] is None else f"{r['params_m']:g}",
+                      "" if r["top1"] is None else f"{r['top1']:.1f}", r["weights"])
+    out.print(table)
+
+
+@app.command("info")
+def info_cmd(
+    model: str = typer.Argument(..., help="Model name (see `ssmzoo models`)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show a model's manifest entry, resolved data config, counted parameters and scan backend."""
+    from .zoo import model_info
+
+    info = model_info(_entry(model))
+    if as_json:
+        _json_print(info)
+        return
+    table = Table(show_header=False, title=f"{model}", title_justify="left")
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        table.add_row(key, "" if value is None else str(value))
+    out.print(table)
+
+
+@app.command("download")
+def download_cmd(
+    models: List[str] = typer.Argument(..., help="Model names to fetch into the Hugging Face cache."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub branch, tag or commit (default: manifest's)."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
+) -> None:
+    """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
+    from .hub import resolve_weights
+
+    failed = 0
+    for name in models:
+        try:
+            entry = _entry(name)
+            resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True)
+            print(f"{name}: {resolved.path}  ({resolved.origin})")
+        except SsmzooError as exc:
+            failed += 1
+            err.print(f"error: {exc}", markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("convert")
+def convert_cmd(
+    checkpoint: Path = typer.Argument(..., help="A .pth/.pt/.bin/.safetensors checkpoint."),
+    output: Path = typer.Argument(..., help="Where to write the .safetensors file."),
+    state_dict_key: Optional[str] = typer.Option(None, "--state-dict-key", help="Key holding the weights (default: auto)."),
+    model: Optional[str] = typer.Option(None, "--model", help="Also check that the weights load strictly into this model."),
+) -> None:
+    """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
+    from .checkpoint import convert_to_safetensors, load_into_model, load_state_dict
+    from .factory import adapt_state_dict, build_model
+
+    if output.suffix != ".safetensors":
+        fail(f"{output}: the output file must end in .safetensors")
+    count = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key)
+    if model:
+        built = build_model(_entry(model))
+        load_into_model(built, adapt_state_dict(load_state_dict(output), built), model_name=model)
+        print(f"{output}: {count} tensors, loads strictly into {model}")
+    else:
+        print(f"{output}: {count} tensors")
+
+
+def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
+    if views is None:
+        return None
+    try:
+        clips, crops = (int(v) for v in views.lower().split("x"))
+        if clips < 1 or crops < 1:
+            raise ValueError
+    except ValueError:
+        fail(f"--views {views!r}: expected CLIPSxCROPS, e.g. 4x3 or 1x1")
+    return clips, crops
+
+
+@app.command("classify")
+def classify_cmd(
+    inputs: List[str] = typer.Argument(..., help="Image/video files, directories or glob patterns."),
+    model: str = typer.Option("groupmamba_tiny", "--model", "-m", help="Model name (see `ssmzoo models`)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
+    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the model's protocol)."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),
+) -> None:
+    """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
+    from .classify import Classifier, expand_inputs
+    from .factory import load_model
+
+    parsed_views = _parse_views(views)
+    entry = _entry(model)
+    loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
+                        on_resolved=lambda r: err.print(f"{entry.name}: weights {r.origin}", markup=False, style="dim"))
+    items = expand_inputs(inputs)
+    failed = 0
+    for result in Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items):
+        if not result.ok:
+            failed += 1
+            err.print(f"error: {result.error}", markup=False)
+        if as_json:
+            _json_print(result.to_dict())
+        elif result.ok:
+            out.print(f"[bold]{result.input}[/]")
+            for rank, label in enumerate(result.top, 1):
+                out.print(f"  {rank}. {label.probability * 100:6.2f}%  {label.label}  [dim]({label.class_id})[/]")
+            for note in result.notes:
+                out.print(f"  [dim]note: {note}[/]")
+    if failed:
+        err.print(f"{failed} of {len(items)} inputs failed", markup=False)
+        raise typer.Exit(1)
+
+
+def run() -> None:
+    """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+    try:
+        app()
+    except SsmzooError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,97 @@
+"""Turning a manifest entry into a ready model: build the architecture, fetch and load weights."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+from torch import nn
+
+from .errors import SsmzooError
+from .labels import NUM_CLASSES
+from .manifest import ModelEntry
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def build_model(entry: ModelEntry) -> nn.Module:
+    """The bare architecture (random weights) with the entry's data config attached, timm-style."""
+    import timm
+
+    from . import models  # noqa: F401  (registers our architectures with timm)
+
+    kwargs = {"num_classes": NUM_CLASSES[entry.labels], **entry.arch_args}
+    try:
+        model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise SsmzooError(f"model '{entry.name}': architecture '{entry.architecture}' is not registered") from None
+        raise
+    except TypeError as exc:
+        raise SsmzooError(f"model '{entry.name}': bad arch_args for '{entry.architecture}': {exc}") from None
+    cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    cfg.update(entry.data.as_timm())
+    model.pretrained_cfg = cfg
+    return model
+
+
+def adapt_state_dict(state_dict: dict, model: nn.Module) -> dict:
+    """Lets a model family remap a checkpoint (e.g. resize position embeddings) via timm's convention:
+    a module-level ``checkpoint_filter_fn(state_dict, model)`` beside the model class."""
+    module = sys.modules.get(type(model).__module__)
+    fn = getattr(module, "checkpoint_filter_fn", None)
+    return fn(state_dict, model) if fn is not None else state_dict
+
+
+@dataclass
+class LoadedModel:
+    model: nn.Module
+    entry: ModelEntry
+    weights_origin: str
+    device: torch.device
+    dtype: torch.dtype
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SsmzooError("--device cuda: no CUDA device is available (use --device cpu)")
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise SsmzooError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
+def resolve_dtype(dtype: str) -> torch.dtype:
+    if dtype not in DTYPES:
+        raise SsmzooError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+    return DTYPES[dtype]
+
+
+def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,
+               device: str = "auto", dtype: str = "fp32", progress: bool = True,
+               on_resolved=None) -> LoadedModel:
+    """Builds ``entry`` and loads its weights (the manifest's Hub source, or ``weights`` override)."""
+    from .checkpoint import load_into_model, load_state_dict
+    from .hub import resolve_weights
+
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype)
+    resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=progress)
+    if on_resolved is not None:
+        on_resolved(resolved)
+    state_dict = load_state_dict(resolved.path, state_dict_key=resolved.state_dict_key, sha256=resolved.sha256)
+    model = build_model(entry)
+    load_into_model(model, adapt_state_dict(state_dict, model), model_name=entry.name)
+    model.eval().to(torch_device)
+    return LoadedModel(model, entry, resolved.origin, torch_device, torch_dtype)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed precision for fp16/bf16 (the scan still accumulates in fp32); a no-op for fp32."""
+    if dtype == torch.float32:
+        return torch.autocast(device.type, enabled=False)
+    return torch.autocast(device.type, dtype=dtype)

@@ -1,0 +1,79 @@
+"""Reading image files robustly, and the eval transform that goes with a model."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import InputError
+from .manifest import DataConfig
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+# Above this many pixels a JPEG is decoded at a reduced DCT scale (still >= 4x the crop size), which
+# keeps huge photos from costing gigabytes; ordinary photos are decoded in full, exactly as timm does.
+DRAFT_ABOVE_PIXELS = 24_000_000
+# Pillow refuses images above ~179 MP as possible decompression bombs; panoramas legitimately exceed it.
+MAX_PIXELS = 1_000_000_000
+
+
+def _to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: 16-bit and float images are rescaled, alpha is composited on white."""
+    if img.mode == "RGB":
+        return img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(arr, mode="L").convert("RGB")
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return img.convert("RGB")
+
+
+def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
+    """Opens an image as RGB or raises InputError with one line naming the file and the cause."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file")
+    if path.is_dir():
+        raise InputError(f"{path}: is a directory")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes)")
+    Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # EXIF / ICC chatter is not the user's problem
+            img = Image.open(path)
+            if img.format == "JPEG" and img.width * img.height > DRAFT_ABOVE_PIXELS:
+                img.draft("RGB", (min_side * 4, min_side * 4))
+            img.load()
+    except UnidentifiedImageError:
+        raise InputError(f"{path}: not an image Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise InputError(f"{path}: image too large ({exc})") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
+    return _to_rgb(img)
+
+
+def eval_transform(data: DataConfig) -> Callable[[Image.Image], torch.Tensor]:
+    """timm's own eval transform for the model's data config: resize shorter side by crop_pct, crop, normalise."""
+    from timm.data import create_transform
+
+    cfg = data.as_timm()
+    return create_transform(
+        input_size=cfg["input_size"],
+        is_training=False,
+        interpolation=cfg["interpolation"],
+        mean=cfg["mean"],
+        std=cfg["std"],
+        crop_pct=cfg["crop_pct"],
+        crop_mode=cfg["crop_mode"],
+    )

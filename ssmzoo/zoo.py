@@ -1,0 +1,79 @@
+"""What `ssmzoo models` and `ssmzoo info` report about the zoo."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Mapping
+
+from .manifest import ModelEntry
+
+
+def weights_status(entry: ModelEntry) -> str:
+    """'cached', 'hub' (published, not downloaded yet) or 'none' (no published weights)."""
+    if entry.weights is None:
+        return "none"
+    from .hub import is_cached
+
+    return "cached" if is_cached(entry.weights) else "hub"
+
+
+def model_rows(entries: Mapping[str, ModelEntry]) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": e.name,
+            "family": e.family,
+            "task": "video" if e.is_video else "image",
+            "labels": e.labels,
+            "frames": e.video.num_frames if e.video else None,
+            "params_m": e.reported.params_m,
+            "top1": e.reported.top1,
+            "weights": weights_status(e),
+        }
+        for e in entries.values()
+    ]
+
+
+def count_parameters(model) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def model_info(entry: ModelEntry) -> dict[str, Any]:
+    """The manifest entry plus facts measured on the built model (parameter count, data config, scan)."""
+    from timm.data import resolve_data_config
+
+    from .factory import build_model
+    from .ops import scan_backend
+
+    model = build_model(entry)
+    params = count_parameters(model)
+    data = resolve_data_config({}, model=model)
+    info: dict[str, Any] = {
+        "name": entry.name,
+        "family": entry.family,
+        "architecture": entry.architecture,
+        "arch_args": dict(entry.arch_args) or None,
+        "task": entry.task,
+        "labels": entry.labels,
+        "params_m (counted)": round(params / 1e6, 2),
+        "params_m (reported)": entry.reported.params_m,
+        "top1 (reported)": entry.reported.top1,
+        "gflops (reported)": entry.reported.gflops,
+        "reported source": entry.reported.source,
+        "data config (resolved)": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()},
+        "video protocol": asdict(entry.video) if entry.video else None,
+        "weights": asdict(entry.weights) if entry.weights else "none published: pass --weights PATH",
+        "weights status": weights_status(entry),
+        "license": dict(entry.license) or None,
+        "paper": dict(entry.paper) or None,
+        "scan backend (cpu)": scan_backend("cpu"),
+        "notes": entry.notes or None,
+        "manifest": entry.source_file,
+    }
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            info["scan backend (cuda)"] = scan_backend("cuda")
+    except Exception:  # pragma: no cover - informational only
+        pass
+    return info
