@@ -6,7 +6,7 @@ import glob
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import torch
 
@@ -112,12 +112,10 @@ class Classifier:
         notes = list(clips.notes) + [f"{views} view{'s' if views != 1 else ''} averaged"] if views > 1 else list(clips.notes)
         return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)
 
-    def run(self, inputs: list[tuple[str, Optional[str]]],
-            on_result: Optional[Callable[[ClassifyResult], None]] = None) -> Iterator[ClassifyResult]:
+    def run(self, inputs: list[tuple[str, Optional[str]]]) -> Iterator[ClassifyResult]:
         """Yields one result per input, in input order; a failing input yields a result with ``error``."""
         pending: list[tuple[str, torch.Tensor]] = []
         ready: dict[int, ClassifyResult] = {}
-        order: list[int] = []
         slots: dict[str, list[int]] = {}
 
         def flush() -> None:
@@ -128,7 +126,6 @@ class Classifier:
         next_out = 0
         for i, (path, error) in enumerate(inputs):
             kind = media_kind(path)
-            order.append(i)
             try:
                 if error:
                     raise InputError(error)

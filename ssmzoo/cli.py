@@ -207,10 +207,10 @@ def classify_cmd(
         raise typer.Exit(1)
 
 
-def run() -> None:
+def run(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
     try:
-        app()
+        app(args=argv, prog_name="ssmzoo")
     except SsmzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)

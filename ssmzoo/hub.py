@@ -1,0 +1,474 @@
+"""Finding a model's checkpoint: a local file, or a file on the Hugging Face Hub fetched into its cache.
+
+Downloads go through ``huggingface_hub`` (its cache layout, progress bar, token handling, resumable
+HTTP). huggingface_hub reads ``HF_ENDPOINT``, ``HF_HUB_OFFLINE`` and the cache location once, at
+import; we read them again on every call so that changing the environment (a test, a long-lived
+process) takes effect. Every failure is one :class:`~ssmzoo.errors.WeightsError` line that names the
+model and the file, gives the cause and says what to do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import os
+import re
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Optional
+from urllib.parse import unquote, urlsplit
+
+from .checkpoint import sha256_file
+from .errors import WeightsError
+from .manifest import WeightsSource
+
+__all__ = [
+    "HUB_PREFIX",
+    "WEIGHT_EXTENSIONS",
+    "HubRef",
+    "ResolvedWeights",
+    "parse_hub_ref",
+    "resolve_weights",
+    "is_cached",
+    "hub_endpoint",
+    "hub_offline",
+    "hub_cache_dir",
+    "choose_weights_file",
+]
+
+HUB_PREFIX = "hf-hub:"
+# Candidates when a repo's file must be picked, best first: safetensors cannot run code when read.
+WEIGHT_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
+# A local --weights file may also carry these older names; its content decides how it is read.
+_LOCAL_EXTENSIONS = WEIGHT_EXTENSIONS + (".ckpt", ".pth.tar")
+_SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+_WEIGHTS_HINT = "pass --weights PATH (a .pth/.pt/.bin/.safetensors file) or --weights hf-hub:ORG/REPO[/FILE][@REVISION]"
+
+
+@dataclass(frozen=True)
+class ResolvedWeights:
+    """A checkpoint on local disk, and where it came from."""
+
+    path: Path
+    origin: str  # "hf-hub:org/repo@main/file.pth" or "local:/abs/file.pth"
+    filename: str  # file name in the repo (or the local file's name)
+    sha256: Optional[str] = None  # expected sha256 (already verified for Hub files), or None
+    state_dict_key: Optional[str] = None
+    format: str = "auto"
+    commit: Optional[str] = None  # Hub commit the file was taken from, when known
+    note: Optional[str] = None  # e.g. which file was picked from the repo listing; for the CLI to print
+
+
+@dataclass(frozen=True)
+class HubRef:
+    repo_id: str
+    filename: Optional[str] = None
+    revision: Optional[str] = None
+
+
+# --------------------------------------------------------------------------------------------------
+# Environment, read per call
+
+
+def _is_true(value: Optional[str]) -> bool:
+    return value is not None and value.strip().upper() in {"1", "ON", "YES", "TRUE"}
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return (os.environ.get("HF_ENDPOINT") or constants.ENDPOINT).rstrip("/")
+
+
+def hub_offline() -> bool:
+    from huggingface_hub import constants
+
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    if any(n in os.environ for n in names):
+        return any(_is_true(os.environ.get(n)) for n in names)
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_cache_dir() -> Path:
+    """huggingface_hub's cache folder as the current environment defines it (same precedence)."""
+    env = os.environ
+    if env.get("HF_HUB_CACHE"):
+        raw = env["HF_HUB_CACHE"]
+    elif env.get("HUGGINGFACE_HUB_CACHE"):
+        raw = env["HUGGINGFACE_HUB_CACHE"]
+    elif env.get("HF_HOME"):
+        raw = os.path.join(env["HF_HOME"], "hub")
+    else:
+        xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        raw = os.path.join(xdg, "huggingface", "hub")
+    return Path(os.path.expandvars(os.path.expanduser(raw)))
+
+
+@contextlib.contextmanager
+def _hub_call(offline: bool, progress: bool) -> Iterator[None]:
+    """Make huggingface_hub's import-time offline flag follow the environment, and mute its bar if asked."""
+    from huggingface_hub import constants
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    saved = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = offline
+    muted = False
+    if not progress and not are_progress_bars_disabled():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            disable_progress_bars()
+        muted = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = saved
+        if muted:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                enable_progress_bars()
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing --weights
+
+
+def parse_hub_ref(text: str) -> HubRef:
+    """``hf-hub:org/repo[/path/file.ext][@revision]`` or a Hub file URL (``.../org/repo/resolve/rev/file``)."""
+    if text.startswith(HUB_PREFIX):
+        rest = text[len(HUB_PREFIX) :].strip().strip("/")
+        revision = None
+        if "@" in rest:
+            rest, revision = rest.rsplit("@", 1)
+            revision = revision or None
+        parts = [p for p in rest.split("/") if p]
+        if len(parts) < 2:
+            raise WeightsError(f"bad --weights {text!r}: expected hf-hub:ORG/REPO[/FILE][@REVISION]")
+        return HubRef("/".join(parts[:2]), "/".join(parts[2:]) or None, revision)
+
+    url = urlsplit(text)
+    endpoint = urlsplit(hub_endpoint())
+    hub_hosts = {endpoint.netloc, "huggingface.co", "hf.co"}
+    parts = [unquote(p) for p in url.path.strip("/").split("/")]
+    if url.netloc in hub_hosts and len(parts) >= 5 and parts[2] in ("resolve", "blob"):
+        return HubRef("/".join(parts[:2]), "/".join(parts[4:]), parts[3])
+    raise WeightsError(
+        f"unsupported --weights URL {text!r}: only Hub file URLs ({hub_endpoint()}/ORG/REPO/resolve/REVISION/FILE) "
+        "and hf-hub:ORG/REPO[/FILE][@REVISION] are fetched; download the file and pass its path"
+    )
+
+
+def _is_remote(text: str) -> bool:
+    return text.startswith(HUB_PREFIX) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
+
+
+# --------------------------------------------------------------------------------------------------
+# Picking a file from a repo
+
+
+def choose_weights_file(files: list[str], pattern: Optional[str], where: str) -> tuple[str, str]:
+    """Pick the checkpoint among a repo's files: the pattern narrows, then safetensors > pth > pt > bin.
+
+    Returns (filename, note). Two candidates of the best kind are an error: guessing would load the
+    wrong variant silently.
+    """
+    candidates = [f for f in files if f.lower().endswith(WEIGHT_EXTENSIONS)]
+    if pattern:
+        candidates = [f for f in candidates if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f.rsplit("/", 1)[-1], pattern)]
+    if not candidates:
+        narrowed = f" matching {pattern!r}" if pattern else ""
+        raise WeightsError(
+            f"{where} has no weights file{narrowed} (looked for {', '.join(WEIGHT_EXTENSIONS)} among {len(files)} files); "
+            f"set filename in the manifest or {_WEIGHTS_HINT}"
+        )
+    rank = lambda f: next(i for i, ext in enumerate(WEIGHT_EXTENSIONS) if f.lower().endswith(ext))  # noqa: E731
+    best_rank = min(rank(f) for f in candidates)
+    best = sorted(f for f in candidates if rank(f) == best_rank)
+    if len(best) > 1:
+        shown = ", ".join(best[:5]) + (", …" if len(best) > 5 else "")
+        raise WeightsError(
+            f"{where} has {len(best)} candidate weights files ({shown}); set filename or filename_pattern in the "
+            f"manifest, or pass --weights hf-hub:ORG/REPO/FILE"
+        )
+    others = len(candidates) - 1
+    note = f"picked {best[0]!r} from {where}" + (f" (preferred over {others} other weights file{'s' * (others != 1)})" if others else "")
+    return best[0], note
+
+
+def _cached_files(cache_dir: Path, repo_id: str, revision: str) -> tuple[Optional[str], list[str]]:
+    """(commit, files) of a repo revision present in the local cache, without the network."""
+    repo_dir = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    commit: Optional[str] = revision if _COMMIT_RE.match(revision) else None
+    ref = repo_dir / "refs" / revision
+    if commit is None and ref.is_file():
+        commit = ref.read_text().strip()
+    if commit is None:
+        return None, []
+    snap = repo_dir / "snapshots" / commit
+    if not snap.is_dir():
+        return commit, []
+    files = sorted(p.relative_to(snap).as_posix() for p in snap.rglob("*") if p.is_file())
+    return commit, files
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors
+
+
+def _short(exc: BaseException, limit: int = 160) -> str:
+    text = " ".join(str(exc).split())
+    return (text if len(text) <= limit else text[: limit - 1] + "…") or type(exc).__name__
+
+
+def _root_cause(exc: BaseException) -> BaseException:
+    seen = set()
+    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return exc
+
+
+def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filename: Optional[str],
+               endpoint: str, offline: bool, cache_dir: Path) -> WeightsError:
+    from huggingface_hub import utils as hf_utils
+
+    what = f"{repo_id}@{revision}" + (f"/{filename}" if filename else "")
+    head = f"model {model!r}: "
+    gated = getattr(hf_utils, "GatedRepoError", ())
+    repo_nf = getattr(hf_utils, "RepositoryNotFoundError", ())
+    rev_nf = getattr(hf_utils, "RevisionNotFoundError", ())
+    entry_nf = getattr(hf_utils, "RemoteEntryNotFoundError", None) or getattr(hf_utils, "EntryNotFoundError", ())
+    local_nf = getattr(hf_utils, "LocalEntryNotFoundError", ())
+    http_err = getattr(hf_utils, "HfHubHTTPError", ())
+    validation = getattr(hf_utils, "HFValidationError", ())
+
+    if isinstance(exc, local_nf):
+        if offline:
+            return WeightsError(
+                f"{head}{what} is not in the local cache ({cache_dir}) and HF_HUB_OFFLINE is set; unset "
+                f"HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
+            )
+        return WeightsError(
+            f"{head}cannot reach {endpoint} to download {what}, and it is not in the local cache ({cache_dir}) "
+            f"[{_short(_root_cause(exc), 100)}]; check the network, set HF_ENDPOINT to a reachable Hub mirror, "
+            "or pass --weights PATH to a local copy"
+        )
+    if isinstance(exc, gated):
+        return WeightsError(
+            f"{head}{repo_id} on {endpoint} is gated; accept its conditions on the repo page and set HF_TOKEN "
+            "(or log in with `hf auth login`)"
+        )
+    if isinstance(exc, repo_nf):
+        return WeightsError(
+            f"{head}weights repo {repo_id!r} not found on {endpoint} (404; a private repo needs HF_TOKEN); check "
+            f"repo_id in the manifest or {_WEIGHTS_HINT}"
+        )
+    if isinstance(exc, rev_nf):
+        return WeightsError(
+            f"{head}revision {revision!r} not found in {repo_id} on {endpoint}; use an existing branch, tag or "
+            "commit (e.g. --revision main)"
+        )
+    if isinstance(exc, entry_nf):
+        return WeightsError(
+            f"{head}file {filename!r} not found in {repo_id}@{revision} on {endpoint}; check filename in the "
+            f"manifest or pass --weights hf-hub:{repo_id}/FILE"
+        )
+    if isinstance(exc, validation):
+        return WeightsError(f"{head}invalid Hub reference {what!r} ({_short(exc)})")
+    message = str(exc)
+    sizes = re.search(r"should be of size (\d+) but has size (\d+)", message)
+    if sizes:
+        return WeightsError(
+            f"{head}download of {what} from {endpoint} was truncated (got {sizes.group(2)} of {sizes.group(1)} "
+            "bytes); the partial file was discarded, run again (and check the network or proxy if it repeats)"
+        )
+    if isinstance(exc, http_err):
+        status = getattr(getattr(exc, "response", None), "status_code", "?")
+        return WeightsError(f"{head}HTTP {status} from {endpoint} while fetching {what}; try again later or {_WEIGHTS_HINT}")
+    cause = _root_cause(exc)
+    return WeightsError(
+        f"{head}download of {what} from {endpoint} failed ({type(cause).__name__}: {_short(cause, 120)}); run again, "
+        f"check the network or HF_ENDPOINT, or {_WEIGHTS_HINT}"
+    )
+
+
+def _delete_cached(path: Path) -> bool:
+    """Remove a cached snapshot file and the blob it points to; True when nothing is left behind."""
+    ok = True
+    targets = [path.resolve(), path] if path.is_symlink() else [path]
+    for target in targets:
+        try:
+            target.unlink(missing_ok=True)
+        except OSError:
+            ok = False
+    return ok
+
+
+# --------------------------------------------------------------------------------------------------
+# Resolution
+
+
+def _fetch_from_hub(
+    model_name: str,
+    repo_id: str,
+    filename: Optional[str],
+    pattern: Optional[str],
+    revision: str,
+    sha256: Optional[str],
+    progress: bool,
+) -> tuple[Path, str, Optional[str], Optional[str]]:
+    """Download (or find in the cache) one file; returns (path, filename, commit, note)."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
+    note = None
+
+    def fail(exc: Exception, name: Optional[str]) -> WeightsError:
+        return _hub_error(exc, model=model_name, repo_id=repo_id, revision=revision, filename=name,
+                          endpoint=endpoint, offline=offline, cache_dir=cache_dir)
+
+    with _hub_call(offline, progress):
+        if filename is None:
+            where = f"{repo_id}@{revision}"
+            if offline:
+                _, files = _cached_files(cache_dir, repo_id, revision)
+                if not files:
+                    raise WeightsError(
+                        f"model {model_name!r}: HF_HUB_OFFLINE is set and no file of {where} is in the local cache "
+                        f"({cache_dir}); unset HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
+                    )
+                where += " (local cache, offline)"
+            else:
+                try:
+                    files = HfApi(endpoint=endpoint).list_repo_files(repo_id, revision=revision)
+                except WeightsError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - mapped to one line below
+                    raise fail(exc, None) from exc
+            filename, note = choose_weights_file(list(files), pattern, where)
+        try:
+            local = hf_hub_download(
+                repo_id,
+                filename,
+                revision=revision,
+                cache_dir=str(cache_dir),
+                endpoint=endpoint,
+                local_files_only=offline,
+            )
+        except Exception as exc:  # noqa: BLE001 - mapped to one line below
+            raise fail(exc, filename) from exc
+
+    path = Path(local)
+    # Cache layout: .../snapshots/<commit>/<filename>
+    snapshot = path.parents[len(Path(filename).parts) - 1]
+    commit = snapshot.name if snapshot.parent.name == "snapshots" else None
+
+    # The manifest's checksum pins the content; without one, an LFS blob is named by its sha256 on
+    # the Hub, which still catches a corrupted or tampered cache entry.
+    blob_name = path.resolve().name
+    expected, against = (sha256.lower(), "the manifest's sha256") if sha256 else (
+        (blob_name, "the Hub's sha256") if _SHA256_RE.match(blob_name) else (None, "")
+    )
+    if expected:
+        got = sha256_file(path)
+        if got != expected:
+            removed = _delete_cached(path)
+            fate = "the cached file was deleted, run again to download it afresh" if removed else f"remove {path.resolve()} and run again"
+            hint = "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest" if sha256 else ""
+            raise WeightsError(
+                f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against {against}: "
+                f"expected {expected}, got {got}; {fate}{hint}"
+            )
+    return path, filename, commit, note
+
+
+def _resolve_local(override: str) -> ResolvedWeights:
+    path = Path(os.path.expanduser(override))
+    if not path.exists():
+        hint = ""
+        if re.fullmatch(r"[\w.-]+/[\w.-]+", override) and not override.lower().endswith(_LOCAL_EXTENSIONS):
+            hint = f" (for a Hub repo write --weights hf-hub:{override})"
+        raise WeightsError(f"weights file not found: {path}{hint}")
+    if not path.is_file():
+        raise WeightsError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
+    if not path.name.lower().endswith(_LOCAL_EXTENSIONS):
+        raise WeightsError(f"--weights {path}: unsupported file type (expected {', '.join(_LOCAL_EXTENSIONS)})")
+    path = path.resolve()
+    return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name)
+
+
+def resolve_weights(
+    model_name: str,
+    source: Optional[WeightsSource],
+    *,
+    override: Optional[str] = None,
+    revision: Optional[str] = None,
+    progress: bool = True,
+) -> ResolvedWeights:
+    """Find the checkpoint for ``model_name`` on disk, downloading it from the Hub if needed.
+
+    ``override`` is the CLI's ``--weights``: a local file, ``hf-hub:org/repo[/file][@rev]`` or a Hub
+    file URL. ``revision`` (``--revision``) replaces the manifest's. The manifest's sha256 and
+    state-dict key apply only when the very same file (repo, name, revision) is fetched.
+    """
+    if override:
+        if not _is_remote(override):
+            return _resolve_local(override)
+        ref = parse_hub_ref(override)
+        if ref.revision and revision and ref.revision != revision:
+            raise WeightsError(
+                f"--weights {override!r} names revision {ref.revision!r} but --revision is {revision!r}; give only one"
+            )
+        same_repo = source is not None and source.repo_id == ref.repo_id
+        rev = ref.revision or revision or (source.revision if same_repo else "main")
+        filename = ref.filename or (source.filename if same_repo else None)
+        pattern = source.filename_pattern if same_repo and filename is None else None
+    elif source is None:
+        raise WeightsError(f"model {model_name!r} has no published weights; {_WEIGHTS_HINT}")
+    else:
+        same_repo = True
+        rev = revision or source.revision
+        filename, pattern = source.filename, source.filename_pattern
+
+    repo_id = ref.repo_id if override else source.repo_id  # type: ignore[union-attr]
+    pinned = (
+        source is not None
+        and same_repo
+        and source.filename is not None
+        and filename == source.filename
+        and rev == source.revision
+    )
+    sha256 = source.sha256 if pinned else None
+    path, filename, commit, note = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress)
+    same_file = source is not None and same_repo and (source.filename in (None, filename))
+    return ResolvedWeights(
+        path=path,
+        origin=f"{HUB_PREFIX}{repo_id}@{rev}/{filename}",
+        filename=filename,
+        sha256=sha256,
+        state_dict_key=source.state_dict_key if same_file else None,
+        format=source.format if same_file else "auto",
+        commit=commit,
+        note=note,
+    )
+
+
+def is_cached(source: WeightsSource, *, revision: Optional[str] = None) -> bool:
+    """Whether the source's file is already in the local Hub cache (no network)."""
+    rev = revision or source.revision
+    cache_dir = hub_cache_dir()
+    filename = source.filename
+    if filename is None:
+        _, files = _cached_files(cache_dir, source.repo_id, rev)
+        try:
+            filename, _ = choose_weights_file(files, source.filename_pattern, source.repo_id)
+        except WeightsError:
+            return False
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(source.repo_id, filename, cache_dir=str(cache_dir), revision=rev)
+    except Exception:  # noqa: BLE001 - a malformed name simply is not cached
+        return False
+    return isinstance(found, str) and os.path.isfile(found)

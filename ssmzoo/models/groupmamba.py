@@ -1,0 +1,573 @@
+"""GroupMamba: parameter-efficient vision backbone built from Modulated Group Mamba blocks.
+
+Paper: "GroupMamba: Parameter-Efficient and Accurate Group Visual State Space Model"
+(Shaker et al., CVPR 2025). Checkpoints: https://huggingface.co/Abdelrahman-shaker
+
+A clean reimplementation that keeps the published state-dict key names, so the authors'
+checkpoints load with ``strict=True``. Layout of the network (tokens are channels-last)::
+
+    Stem (3 conv-BN-ReLU, stride 2; conv stride 2; LayerNorm)  -> stage 1 blocks -> norm1
+    DownSamples (conv 3x3 stride 2; LayerNorm)                  -> stage 2..4 blocks -> norm2..3
+    class token = mean of stage-4 tokens -> ClassBlock (GroupMambaLayer + MLP) -> norm4
+    logits = (head + dist_head) / 2 in eval mode
+
+Every token mixer is a ``GroupMambaLayer``: the channels are split in 4 groups, each group runs its
+own single-direction SS2D (d_state=1) along a different direction of the feature map (row-major,
+column-major, and both reversed), the groups are concatenated again and modulated by a
+squeeze-and-excitation style "Channel Affinity Modulation" gate.
+
+All four directional scans go through one function, ``group_scan_4dir``, which takes the groups in
+the natural (row-major) spatial layout and returns the merged output in the same layout; a fused GPU
+kernel can replace it through ``register_group_scan_backend``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, trunc_normal_
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+
+from ssmzoo.ops import scan_backend, selective_scan
+
+__all__ = [
+    "GroupMamba",
+    "GroupMambaLayer",
+    "SS2D",
+    "group_scan_4dir",
+    "group_scan_4dir_torch",
+    "register_group_scan_backend",
+    "scan_order",
+    "merge_order",
+]
+
+NUM_DIRECTIONS = 4
+
+
+# ---------------------------------------------------------------------------------------------
+# The four scan directions
+# ---------------------------------------------------------------------------------------------
+# Group k of the channels is scanned along direction k of the H x W map:
+#   0: row-major            (h, w) -> h * W + w
+#   1: column-major         (h, w) -> w * H + h
+#   2: row-major reversed   (h, w) -> L - 1 - (h * W + w)
+#   3: column-major reversed(h, w) -> L - 1 - (w * H + h)
+
+def scan_order(x: Tensor, direction: int) -> Tensor:
+    """(..., H, W) feature map -> (..., L) sequence in the order ``direction`` visits it."""
+    if direction in (1, 3):
+        x = x.transpose(-1, -2)
+    seq = x.flatten(-2)
+    if direction in (2, 3):
+        seq = seq.flip(-1)
+    return seq
+
+
+def merge_order(seq: Tensor, direction: int, height: int, width: int) -> Tensor:
+    """Inverse of ``scan_order``: (..., L) sequence -> (..., H, W) feature map."""
+    if direction in (2, 3):
+        seq = seq.flip(-1)
+    if direction in (1, 3):
+        return seq.unflatten(-1, (width, height)).transpose(-1, -2)
+    return seq.unflatten(-1, (height, width))
+
+
+def group_scan_4dir_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                          D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                          delta_softplus: bool = True) -> Tensor:
+    """Reference path: reorder each group into its scan order, one grouped selective scan, reorder back.
+
+    Shapes (spatial dims always in the natural row-major layout):
+        u, delta      (batch, 4, d, H, W)   group k is scanned along direction k
+        A             (4, d, N)             already negative (-exp(A_logs))
+        B, C          (batch, 4, N, H, W)   input-dependent, one per group
+        D, delta_bias (4, d)
+    Returns y (batch, 4, d, H, W) with u's dtype, merged back into the row-major layout.
+    """
+    batch, groups, dim, height, width = u.shape
+    if groups != NUM_DIRECTIONS:
+        raise ValueError(f"expected {NUM_DIRECTIONS} channel groups, got {groups}")
+
+    def to_seq(t: Tensor) -> Tensor:  # (batch, 4, c, H, W) -> (batch, 4, c, L)
+        return torch.stack([scan_order(t[:, k], k) for k in range(groups)], dim=1)
+
+    length = height * width
+    y = selective_scan(
+        to_seq(u).reshape(batch, groups * dim, length),
+        to_seq(delta).reshape(batch, groups * dim, length),
+        A.reshape(groups * dim, -1),
+        to_seq(B).contiguous(),
+        to_seq(C).contiguous(),
+        D=None if D is None else D.reshape(-1),
+        delta_bias=None if delta_bias is None else delta_bias.reshape(-1),
+        delta_softplus=delta_softplus,
+    ).view(batch, groups, dim, length)
+    return torch.stack([merge_order(y[:, k], k, height, width) for k in range(groups)], dim=1)
+
+
+GroupScanFn = Callable[..., Tensor]
+_GROUP_SCAN_BACKENDS: dict[str, GroupScanFn] = {"torch": group_scan_4dir_torch}
+
+
+def register_group_scan_backend(name: str, fn: GroupScanFn) -> None:
+    """Lets a fused kernel (same signature as ``group_scan_4dir_torch``) take over for backend ``name``.
+
+    The backend is picked by ``ssmzoo.ops.scan_backend`` (``SSMZOO_SCAN`` or the device); a backend
+    without a fused 4-direction kernel falls back to the torch layout around its plain scan.
+    """
+    _GROUP_SCAN_BACKENDS[name] = fn
+
+
+def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                    D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                    delta_softplus: bool = True) -> Tensor:
+    """The 4-direction grouped scan of a GroupMambaLayer; see ``group_scan_4dir_torch`` for shapes."""
+    fn = _GROUP_SCAN_BACKENDS.get(scan_backend(u.device), group_scan_4dir_torch)
+    return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+# ---------------------------------------------------------------------------------------------
+
+class SS2D(nn.Module):
+    """One group's selective state-space mixer (VMamba SS2D, reduced to a single direction).
+
+    It does not scan by itself: ``scan_inputs`` prepares u/delta/B/C/z in the spatial layout and
+    ``scan_output`` finishes the scan result, so that the four groups of a GroupMambaLayer share
+    one ``group_scan_4dir`` call.
+    """
+
+    def __init__(self, d_model: int, d_state: int = 1, ssm_ratio: float = 1.0, d_conv: int = 3,
+                 dt_min: float = 0.001, dt_max: float = 0.1, dt_init_floor: float = 1e-4) -> None:
+        super().__init__()
+        d_inner = int(ssm_ratio * d_model)
+        self.d_state = d_state
+        self.dt_rank = math.ceil(d_model / 16)
+        # Parameters stacked with a leading "K" (number of directions) axis of size 1, as published.
+        self.x_proj_weight = nn.Parameter(torch.empty(1, self.dt_rank + 2 * d_state, d_inner))
+        self.dt_projs_weight = nn.Parameter(torch.empty(1, d_inner, self.dt_rank))
+        self.dt_projs_bias = nn.Parameter(torch.empty(1, d_inner))
+        self.A_logs = nn.Parameter(torch.empty(d_inner, d_state))
+        self.Ds = nn.Parameter(torch.ones(d_inner))
+        self.A_logs._no_weight_decay = True
+        self.Ds._no_weight_decay = True
+        self.out_norm = nn.LayerNorm(d_inner)
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        self.conv2d = nn.Conv2d(d_inner, d_inner, kernel_size=d_conv, padding=(d_conv - 1) // 2,
+                                groups=d_inner, bias=True)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+        self._init_ssm(dt_min, dt_max, dt_init_floor)
+
+    @torch.no_grad()
+    def _init_ssm(self, dt_min: float, dt_max: float, dt_init_floor: float) -> None:
+        # Mamba's init: softplus(dt_bias) log-uniform in [dt_min, dt_max]; S4D-real A = -(1..N).
+        nn.init.uniform_(self.x_proj_weight, -self.x_proj_weight.shape[-1] ** -0.5,
+                         self.x_proj_weight.shape[-1] ** -0.5)
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(self.dt_projs_weight, -std, std)
+        dt = torch.exp(torch.rand(self.dt_projs_bias.shape[-1]) * (math.log(dt_max) - math.log(dt_min))
+                       + math.log(dt_min)).clamp(min=dt_init_floor)
+        self.dt_projs_bias.copy_((dt + torch.log(-torch.expm1(-dt)))[None])
+        A = torch.arange(1, self.d_state + 1, dtype=torch.float32).expand_as(self.A_logs)
+        self.A_logs.copy_(torch.log(A))
+        self.Ds.fill_(1.0)
+
+    def scan_inputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """(B, H, W, d_model) -> u, delta (B, d, H, W); B, C (B, N, H, W); gate z (B, H, W, d)."""
+        x, z = self.in_proj(x).chunk(2, dim=-1)
+        z = F.silu(z)
+        x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
+        # The projections act on each position separately, so they are computed in the spatial
+        # layout; only the recurrence itself depends on the scan direction.
+        x = x.float()  # the authors force the scan inputs to float32
+        x_dbl = torch.einsum("bdhw,cd->bchw", x, self.x_proj_weight[0].float())
+        dts, Bs, Cs = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=1)
+        dts = torch.einsum("brhw,dr->bdhw", dts, self.dt_projs_weight[0].float())
+        return x, dts, Bs, Cs, z
+
+    def scan_output(self, y: Tensor, z: Tensor) -> Tensor:
+        """Scan result (B, d, H, W) and gate (B, H, W, d) -> (B, H, W, d_model)."""
+        y = self.out_norm(y.permute(0, 2, 3, 1)).to(z.dtype)
+        return self.out_proj(y * z)
+
+    @property
+    def A(self) -> Tensor:
+        return -torch.exp(self.A_logs.float())
+
+
+class GroupMambaLayer(nn.Module):
+    """Modulated Group Mamba token mixer: 4 channel groups x 4 scan directions + channel affinity gate."""
+
+    def __init__(self, input_dim: int, output_dim: int, d_state: int = 1, d_conv: int = 3,
+                 expand: float = 1.0, reduction: int = 16) -> None:
+        super().__init__()
+        if input_dim % NUM_DIRECTIONS:
+            raise ValueError(f"GroupMambaLayer needs a channel count divisible by 4, got {input_dim}")
+        self.skip_scale = nn.Parameter(torch.ones(1))
+        # Channel Affinity Modulation (squeeze-excitation on the normalised input).
+        self.fc1 = nn.Linear(input_dim, input_dim // reduction)
+        self.fc2 = nn.Linear(input_dim // reduction, output_dim)
+        self.norm = nn.LayerNorm(input_dim)  # default eps 1e-5, as published, whatever norm_layer is
+        group_dim = input_dim // NUM_DIRECTIONS
+        for k in range(NUM_DIRECTIONS):
+            self.add_module(f"mamba_g{k + 1}", SS2D(group_dim, d_state=d_state, ssm_ratio=expand, d_conv=d_conv))
+        self.proj = nn.Linear(input_dim, output_dim)
+
+    def groups(self) -> list[SS2D]:
+        return [getattr(self, f"mamba_g{k + 1}") for k in range(NUM_DIRECTIONS)]
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        if x.dtype == torch.float16:
+            x = x.float()
+        batch, _, channels = x.shape
+        x = self.norm(x)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=1)))))  # (B, C)
+
+        x = x.view(batch, H, W, channels)
+        mixers = self.groups()
+        inputs = [m.scan_inputs(xg) for m, xg in zip(mixers, x.chunk(NUM_DIRECTIONS, dim=-1))]
+        u, delta, Bs, Cs, zs = zip(*inputs)
+        y = group_scan_4dir(
+            torch.stack(u, dim=1), torch.stack(delta, dim=1),
+            torch.stack([m.A for m in mixers]),
+            torch.stack(Bs, dim=1), torch.stack(Cs, dim=1),
+            D=torch.stack([m.Ds.float() for m in mixers]),
+            delta_bias=torch.stack([m.dt_projs_bias[0].float() for m in mixers]),
+            delta_softplus=True,
+        )  # (B, 4, d, H, W)
+        y = torch.cat([m.scan_output(y[:, k], zs[k]) for k, m in enumerate(mixers)], dim=-1)
+
+        y = (y * self.skip_scale * x).view(batch, H * W, channels)
+        y = y * gate.unsqueeze(1)
+        return self.proj(self.norm(y))
+
+
+class DWConv(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim)
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        batch, _, channels = x.shape
+        x = self.dwconv(x.transpose(1, 2).reshape(batch, channels, H, W))
+        return x.flatten(2).transpose(1, 2)
+
+
+class PVT2FFN(nn.Module):
+    """PVTv2 feed-forward: a depthwise 3x3 conv between the two linears adds local mixing."""
+
+    def __init__(self, in_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.dwconv = DWConv(hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        return self.fc2(self.act(self.dwconv(self.fc1(x), H, W)))
+
+
+class FFN(nn.Module):
+    """Plain MLP for the class token (a single token has no neighbourhood to convolve)."""
+
+    def __init__(self, in_features: int, hidden_features: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_features, in_features)
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """Stage block. The mixer normalises its own input, hence no ``norm1`` (key names as published)."""
+
+    def __init__(self, dim: int, mlp_ratio: float, drop_path: float = 0.0,
+                 norm_layer: Callable[[int], nn.Module] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.norm2 = norm_layer(dim)
+        self.attn = GroupMambaLayer(dim, dim)
+        self.mlp = PVT2FFN(dim, int(dim * mlp_ratio))
+        self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
+
+    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+        x = x + self.drop_path(self.attn(x, H, W))
+        return x + self.drop_path(self.mlp(self.norm2(x), H, W))
+
+
+class ClassBlock(nn.Module):
+    """Post-network block that refines only the class token (a 1x1 "image" for the mixer)."""
+
+    def __init__(self, dim: int, mlp_ratio: float, norm_layer: Callable[[int], nn.Module] = nn.LayerNorm) -> None:
+        super().__init__()
+        self.norm1 = norm_layer(dim)
+        self.norm2 = norm_layer(dim)
+        self.attn = GroupMambaLayer(dim, dim)
+        self.mlp = FFN(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: Tensor) -> Tensor:
+        cls = x[:, :1]
+        cls = cls + self.norm1(self.attn(cls, 1, 1))
+        cls = cls + self.mlp(self.norm2(cls), 1, 1)
+        return torch.cat([cls, x[:, 1:]], dim=1)
+
+
+class Stem(nn.Module):
+    """Three conv-BN-ReLU (the first with stride 2), then a stride-2 conv to tokens: /4 overall."""
+
+    def __init__(self, in_channels: int, hidden_dim: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, hidden_dim, kernel_size=7, stride=2, padding=3, bias=False),
+            nn.BatchNorm2d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim, hidden_dim, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(hidden_dim),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(hidden_dim, hidden_dim, kernel_size=3, stride=1, padding=1, bias=False),
+            nn.BatchNorm2d(hidden_dim),
+            nn.ReLU(inplace=True),
+        )
+        self.proj = nn.Conv2d(hidden_dim, out_channels, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
+        x = self.proj(self.conv(x))
+        H, W = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), H, W
+
+
+class DownSamples(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_channels, out_channels, kernel_size=3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(out_channels)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
+        x = self.proj(x)
+        H, W = x.shape[-2:]
+        return self.norm(x.flatten(2).transpose(1, 2)), H, W
+
+
+# ---------------------------------------------------------------------------------------------
+# The network
+# ---------------------------------------------------------------------------------------------
+
+class GroupMamba(nn.Module):
+    """GroupMamba classifier; keyword arguments mirror the published configs (plus ``layer_norm_eps``).
+
+    ``layer_norm_eps`` applies to the block/stage/class-token norms (the published models use 1e-6);
+    the stem, downsampling, mixer and SS2D output norms keep LayerNorm's default 1e-5, as published.
+    """
+
+    def __init__(
+        self,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        stem_hidden_dim: int = 32,
+        embed_dims: Sequence[int] = (64, 128, 348, 448),
+        mlp_ratios: Sequence[float] = (8, 8, 4, 4),
+        depths: Sequence[int] = (3, 4, 9, 3),
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.0,
+        layer_norm_eps: float = 1e-6,
+        distillation: bool = True,
+        num_stages: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        if num_stages is not None and num_stages != len(depths):
+            raise ValueError(f"num_stages={num_stages} but {len(depths)} depths were given")
+        if not len(embed_dims) == len(mlp_ratios) == len(depths):
+            raise ValueError("embed_dims, mlp_ratios and depths must have one entry per stage")
+        self.num_classes = num_classes
+        self.depths = list(depths)
+        self.num_stages = len(depths)
+        self.num_features = self.head_hidden_size = embed_dims[-1]
+        self.drop_rate = drop_rate
+        self.distilled_training = False  # timm's DeiT convention: tuple of logits only when asked
+        norm_layer = lambda dim: nn.LayerNorm(dim, eps=layer_norm_eps)  # noqa: E731
+
+        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        cur = 0
+        self.feature_info = []
+        for i in range(self.num_stages):
+            if i == 0:
+                patch_embed = Stem(in_chans, stem_hidden_dim, embed_dims[0])
+            else:
+                patch_embed = DownSamples(embed_dims[i - 1], embed_dims[i])
+            blocks = nn.ModuleList([
+                Block(embed_dims[i], mlp_ratios[i], drop_path=dpr[cur + j], norm_layer=norm_layer)
+                for j in range(depths[i])
+            ])
+            cur += depths[i]
+            setattr(self, f"patch_embed{i + 1}", patch_embed)
+            setattr(self, f"block{i + 1}", blocks)
+            setattr(self, f"norm{i + 1}", norm_layer(embed_dims[i]))
+            self.feature_info.append(dict(num_chs=embed_dims[i], reduction=2 ** (i + 2), module=f"block{i + 1}"))
+
+        self.post_network = nn.ModuleList([ClassBlock(embed_dims[-1], mlp_ratios[-1], norm_layer=norm_layer)])
+        self.head_drop = nn.Dropout(drop_rate)
+        self.head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.dist = distillation
+        if distillation:
+            self.dist_head = nn.Linear(embed_dims[-1], num_classes) if num_classes > 0 else nn.Identity()
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Conv2d):
+            fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    @torch.jit.ignore
+    def no_weight_decay_keywords(self) -> set[str]:
+        return {"A_logs", "Ds", "skip_scale"}
+
+    @torch.jit.ignore
+    def set_distilled_training(self, enable: bool = True) -> None:
+        self.distilled_training = enable
+
+    @torch.jit.ignore
+    def get_classifier(self) -> tuple[nn.Module, nn.Module] | nn.Module:
+        return (self.head, self.dist_head) if self.dist else self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        make = lambda: nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()  # noqa: E731
+        self.head = make()
+        if self.dist:
+            self.dist_head = make()
+
+    def forward_stages(self, x: Tensor) -> Tensor:
+        """Image -> stage-4 tokens (B, H/32 * W/32, C), before the class-token network."""
+        batch = x.shape[0]
+        for i in range(self.num_stages):
+            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+            for blk in getattr(self, f"block{i + 1}"):
+                x = blk(x, H, W)
+            if i != self.num_stages - 1:
+                x = getattr(self, f"norm{i + 1}")(x)
+                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2).contiguous()
+        return x
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Image -> normalised class-token feature (B, num_features), the input of the heads."""
+        x = self.forward_stages(x)
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+        for blk in self.post_network:
+            x = blk(x)
+        return getattr(self, f"norm{self.num_stages}")(x[:, 0])
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
+        x = self.head_drop(x)
+        if pre_logits:
+            return x
+        if not self.dist:
+            return self.head(x)
+        x, x_dist = self.head(x), self.dist_head(x)
+        if self.distilled_training and self.training and not torch.jit.is_scripting():
+            return x, x_dist
+        return (x + x_dist) / 2
+
+    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor]:
+        return self.forward_head(self.forward_features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------------
+
+MODEL_ARGS: dict[str, dict[str, Any]] = {
+    "groupmamba_tiny": dict(stem_hidden_dim=32, embed_dims=(64, 128, 348, 448), mlp_ratios=(8, 8, 4, 4),
+                            depths=(3, 4, 9, 3), layer_norm_eps=1e-6),
+    "groupmamba_small": dict(stem_hidden_dim=64, embed_dims=(64, 128, 348, 512), mlp_ratios=(8, 8, 4, 4),
+                             depths=(3, 4, 16, 3), layer_norm_eps=1e-6),
+    "groupmamba_base": dict(stem_hidden_dim=64, embed_dims=(96, 192, 424, 512), mlp_ratios=(8, 8, 4, 4),
+                            depths=(3, 6, 21, 3), layer_norm_eps=1e-6),
+}
+
+
+def _cfg(hf_hub_id: str, filename: str, **kwargs: Any) -> dict[str, Any]:
+    # The authors evaluate with Resize(256) + CenterCrop(224) and ImageNet mean/std (their
+    # data/build.py), not with the mean/std 0.5 of the default_cfg their timm registration carries.
+    return {
+        "hf_hub_id": hf_hub_id,
+        "hf_hub_filename": filename,
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": None,
+        "crop_pct": 0.875,
+        "crop_mode": "center",
+        "interpolation": "bicubic",
+        "fixed_input_size": False,
+        "mean": IMAGENET_DEFAULT_MEAN,
+        "std": IMAGENET_DEFAULT_STD,
+        "first_conv": "patch_embed1.conv.0",
+        "classifier": ("head", "dist_head"),
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    "groupmamba_tiny.in1k": _cfg("Abdelrahman-shaker/GroupMamba-Tiny", "groupmamba_tiny_ema.pth"),
+    "groupmamba_small.in1k": _cfg("Abdelrahman-shaker/GroupMamba-Small", "groupmamba_small_ema.pth"),
+    "groupmamba_base.in1k": _cfg("Abdelrahman-shaker/GroupMamba-Base", "groupmamba_base_ema.pth"),
+})
+
+
+def checkpoint_filter_fn(state_dict: dict[str, Any], model: GroupMamba) -> dict[str, Tensor]:
+    """Unwraps training-checkpoint containers ({'model': ...}, EMA dicts) and 'module.' prefixes."""
+    for key in ("model_ema", "state_dict_ema", "model", "state_dict"):
+        if isinstance(state_dict.get(key), dict):
+            state_dict = state_dict[key]
+            break
+    return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
+
+
+def _create_groupmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> GroupMamba:
+    return build_model_with_cfg(
+        GroupMamba, variant, pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        **kwargs,
+    )
+
+
+def groupmamba_from_config(config: dict[str, Any], **overrides: Any) -> GroupMamba:
+    """Builds an unregistered GroupMamba from architecture kwargs (e.g. a JSON config)."""
+    return GroupMamba(**{**config, **overrides})
+
+
+@register_model
+def groupmamba_tiny(pretrained: bool = False, **kwargs: Any) -> GroupMamba:
+    """GroupMamba-T: 23M params, 83.3% ImageNet-1k top-1 (published)."""
+    return _create_groupmamba("groupmamba_tiny", pretrained, **{**MODEL_ARGS["groupmamba_tiny"], **kwargs})
+
+
+@register_model
+def groupmamba_small(pretrained: bool = False, **kwargs: Any) -> GroupMamba:
+    """GroupMamba-S: 34M params, 83.9% ImageNet-1k top-1 (published)."""
+    return _create_groupmamba("groupmamba_small", pretrained, **{**MODEL_ARGS["groupmamba_small"], **kwargs})
+
+
+@register_model
+def groupmamba_base(pretrained: bool = False, **kwargs: Any) -> GroupMamba:
+    """GroupMamba-B: 57M params, 84.5% ImageNet-1k top-1 (published)."""
+    return _create_groupmamba("groupmamba_base", pretrained, **{**MODEL_ARGS["groupmamba_base"], **kwargs})

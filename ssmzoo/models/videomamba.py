@@ -1,0 +1,493 @@
+"""VideoMamba (Li et al., 2024, arXiv:2403.06977): a plain, non-hierarchical bidirectional Mamba
+for images and videos.
+
+The module names follow the authors' release (``OpenGVLab/VideoMamba``), so their checkpoints load
+as they are: ``patch_embed.proj``, ``cls_token``, ``pos_embed``, ``temporal_pos_embedding`` (video),
+``layers.{i}.norm`` + ``layers.{i}.mixer.*`` (bidirectional Mamba, "bimamba v2"), ``norm_f``, ``head``.
+
+Blocks are pre-norm with the residual stream carried separately (in float32 by default): each block
+adds the previous block's output to the residual, normalises it and runs its mixer, exactly the
+un-fused form of the authors' fused add+RMSNorm kernels. Position embeddings are resampled at forward
+time when the input grid or frame count differs from the configured one (bicubic in space, linear
+in time), and ``checkpoint_filter_fn`` does the same to a checkpoint on load.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch import Tensor
+
+from timm.layers import DropPath, resample_abs_pos_embed, to_2tuple, trunc_normal_
+from timm.models import build_model_with_cfg, register_model
+
+from ssmzoo.ops import selective_scan
+
+__all__ = [
+    "RMSNorm",
+    "BiMambaMixer",
+    "MambaBlock",
+    "PatchEmbed",
+    "VideoMamba",
+    "checkpoint_filter_fn",
+    "resample_temporal_embed",
+]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm computed in float32 (like mamba_ssm's reference), returned in the input dtype."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return (xf * self.weight.float()).to(x.dtype)
+
+
+class _FloatLayerNorm(nn.LayerNorm):
+    """LayerNorm in float32, for the ``norm='layernorm'`` variant of the authors' code."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.layer_norm(x.float(), self.normalized_shape, self.weight.float(), self.bias.float(),
+                            self.eps).to(x.dtype)
+
+
+def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
+    if kind in ("rmsnorm", "rms"):
+        return RMSNorm(dim, eps=eps)
+    if kind in ("layernorm", "ln"):
+        return _FloatLayerNorm(dim, eps=eps)
+    raise ValueError(f"norm must be 'rmsnorm' or 'layernorm', not {kind!r}")
+
+
+class BiMambaMixer(nn.Module):
+    """Bidirectional Mamba ("bimamba v2"): the backward direction has its own conv/x_proj/dt_proj/A/D,
+    runs on the flipped sequence (gate included), and is flipped back and summed before ``out_proj``."""
+
+    def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: float = 2,
+                 dt_rank: Union[int, str] = "auto", dt_min: float = 1e-3, dt_max: float = 0.1,
+                 dt_init_floor: float = 1e-4, conv_bias: bool = True, bias: bool = False) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.d_state = d_state
+        self.d_conv = d_conv
+        self.d_inner = int(expand * d_model)
+        self.dt_rank = math.ceil(d_model / 16) if dt_rank == "auto" else int(dt_rank)
+        d_inner = self.d_inner
+
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=bias)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=bias)
+        for suffix in ("", "_b"):
+            A_log = torch.log(torch.arange(1, d_state + 1, dtype=torch.float32)).repeat(d_inner, 1)
+            self.register_parameter(self._a_name(suffix), nn.Parameter(A_log))
+            self.register_parameter("D" + suffix, nn.Parameter(torch.ones(d_inner)))
+            conv = nn.Conv1d(d_inner, d_inner, kernel_size=d_conv, groups=d_inner,
+                             padding=d_conv - 1, bias=conv_bias)
+            x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
+            dt_proj = nn.Linear(self.dt_rank, d_inner, bias=True)
+            self._init_dt(dt_proj, dt_min, dt_max, dt_init_floor)
+            setattr(self, "conv1d" + suffix, conv)
+            setattr(self, "x_proj" + suffix, x_proj)
+            setattr(self, "dt_proj" + suffix, dt_proj)
+
+    @staticmethod
+    def _a_name(suffix: str) -> str:
+        return "A_log" if not suffix else "A_b_log"  # the published (Vim) spelling
+
+    def _init_dt(self, dt_proj: nn.Linear, dt_min: float, dt_max: float, floor: float) -> None:
+        # Mamba's init: softplus(dt bias) log-uniform in [dt_min, dt_max], so early steps neither
+        # forget everything nor nothing.
+        std = self.dt_rank ** -0.5
+        nn.init.uniform_(dt_proj.weight, -std, std)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min))
+        dt = dt.clamp(min=floor)
+        with torch.no_grad():
+            dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
+        dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
+
+    def _scan(self, x: Tensor, z: Tensor, suffix: str) -> Tensor:
+        """One direction: causal depthwise conv + SiLU, input-dependent dt/B/C, gated selective scan."""
+        length = x.shape[-1]
+        conv: nn.Conv1d = getattr(self, "conv1d" + suffix)
+        x_proj: nn.Linear = getattr(self, "x_proj" + suffix)
+        dt_proj: nn.Linear = getattr(self, "dt_proj" + suffix)
+        x = F.silu(conv(x)[..., :length])
+        x_dbl = x_proj(x.transpose(1, 2))                                       # (b, l, r + 2n)
+        dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
+        dt = F.linear(dt, dt_proj.weight).transpose(1, 2)                       # bias goes in the scan
+        A = -torch.exp(getattr(self, self._a_name(suffix)).float())
+        return selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2),
+                              D=getattr(self, "D" + suffix).float(), z=z,
+                              delta_bias=dt_proj.bias.float(), delta_softplus=True)
+
+    def forward(self, hidden_states: Tensor) -> Tensor:
+        xz = self.in_proj(hidden_states).transpose(1, 2)                        # (b, 2*d_inner, l)
+        x, z = xz.chunk(2, dim=1)
+        y = self._scan(x, z, "")
+        y_b = self._scan(x.flip(-1), z.flip(-1), "_b")
+        return self.out_proj((y + y_b.flip(-1)).transpose(1, 2))
+
+
+class MambaBlock(nn.Module):
+    """Add -> norm -> mixer: returns the mixer output and the updated residual stream."""
+
+    def __init__(self, dim: int, norm: str = "rmsnorm", norm_epsilon: float = 1e-5,
+                 residual_in_fp32: bool = True, drop_path: float = 0.0, **mixer_kwargs: Any) -> None:
+        super().__init__()
+        self.residual_in_fp32 = residual_in_fp32
+        self.mixer = BiMambaMixer(dim, **mixer_kwargs)
+        self.norm = make_norm(norm, dim, norm_epsilon)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+
+    def forward(self, hidden_states: Tensor, residual: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+        residual = hidden_states if residual is None else residual + self.drop_path(hidden_states)
+        if self.residual_in_fp32:
+            residual = residual.float()
+        hidden_states = self.norm(residual.to(self.norm.weight.dtype))
+        return self.mixer(hidden_states), residual
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping patches: Conv2d for images, Conv3d with a (tubelet, p, p) kernel for videos."""
+
+    def __init__(self, img_size: Union[int, Sequence[int]] = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 192, video: bool = False, kernel_size: int = 1) -> None:
+        super().__init__()
+        self.img_size = to_2tuple(img_size)
+        self.patch_size = to_2tuple(patch_size)
+        self.grid_size = (self.img_size[0] // self.patch_size[0], self.img_size[1] // self.patch_size[1])
+        self.num_patches = self.grid_size[0] * self.grid_size[1]
+        self.video = video
+        self.tubelet_size = kernel_size
+        if video:
+            k = (kernel_size, *self.patch_size)
+            self.proj = nn.Conv3d(in_chans, embed_dim, kernel_size=k, stride=k)
+        else:
+            self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.proj(x)
+
+
+def resample_temporal_embed(embed: Tensor, num_frames: int) -> Tensor:
+    """Linear interpolation of a (1, T, D) temporal embedding to ``num_frames`` entries."""
+    if embed.shape[1] == num_frames:
+        return embed
+    out = F.interpolate(embed.float().transpose(1, 2), size=num_frames, mode="linear", align_corners=False)
+    return out.transpose(1, 2).to(embed.dtype)
+
+
+def resample_spatial_embed(embed: Tensor, new_grid: Sequence[int], old_grid: Sequence[int]) -> Tensor:
+    """Bicubic resampling of a (1, 1 + H*W, D) position embedding (cls slot kept), as the authors'
+    fine-tuning code does it (no antialiasing)."""
+    if tuple(new_grid) == tuple(old_grid):
+        return embed
+    return resample_abs_pos_embed(embed, new_size=list(new_grid), old_size=list(old_grid),
+                                  num_prefix_tokens=1, interpolation="bicubic", antialias=False)
+
+
+class VideoMamba(nn.Module):
+    """VideoMamba for images (``num_frames=None``) and videos (input ``(B, C, T, H, W)``)."""
+
+    def __init__(
+        self,
+        img_size: Union[int, Sequence[int]] = 224,
+        patch_size: int = 16,
+        depth: int = 24,
+        embed_dim: int = 192,
+        in_chans: int = 3,
+        num_classes: int = 1000,
+        global_pool: str = "token",
+        num_frames: Optional[int] = None,
+        kernel_size: int = 1,
+        drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        fc_drop_rate: float = 0.0,
+        norm: str = "rmsnorm",
+        norm_epsilon: float = 1e-5,
+        residual_in_fp32: bool = True,
+        d_state: int = 16,
+        d_conv: int = 4,
+        expand: float = 2,
+        dt_rank: Union[int, str] = "auto",
+        ssm_cfg: Optional[Dict[str, Any]] = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__()
+        channels = kwargs.pop("channels", None)  # the authors' name for in_chans
+        if channels is not None:
+            in_chans = channels
+        for legacy in ("rms_norm", "fused_add_norm", "bimamba"):
+            value = kwargs.pop(legacy, None)
+            if legacy == "rms_norm" and value is not None:
+                norm = "rmsnorm" if value else "layernorm"
+            if legacy == "bimamba" and value is False:
+                raise ValueError("only the bidirectional (bimamba) mixer of the published models is implemented")
+        if kwargs:
+            raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
+        if global_pool not in ("token", "avg"):
+            raise ValueError("global_pool must be 'token' or 'avg'")
+        self.num_classes = num_classes
+        self.global_pool = global_pool
+        self.num_features = self.embed_dim = embed_dim
+        self.num_frames = num_frames
+        self.is_video = num_frames is not None
+        self.residual_in_fp32 = residual_in_fp32
+        self.depth = depth
+        self._norm_kind = norm
+        self._norm_epsilon = norm_epsilon
+        self._mixer_kwargs = dict(d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
+                                  **(ssm_cfg or {}))
+
+        self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim,
+                                      video=self.is_video, kernel_size=kernel_size)
+        num_patches = self.patch_embed.num_patches
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, num_patches + 1, embed_dim))
+        if self.is_video:
+            self.temporal_pos_embedding = nn.Parameter(torch.zeros(1, num_frames // kernel_size, embed_dim))
+        self.pos_drop = nn.Dropout(drop_rate)
+
+        dpr = [drop_path_rate * i / (depth - 1) if depth > 1 else 0.0 for i in range(depth)]
+        # Like the authors: block i drops the *previous* block's output with rate inter_dpr[i].
+        inter_dpr = [0.0] + dpr
+        self.layers = nn.ModuleList([self._make_layer(i, inter_dpr[i]) for i in range(depth)])
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.norm_f = make_norm(norm, embed_dim, norm_epsilon)
+        self.head_drop = nn.Dropout(fc_drop_rate) if fc_drop_rate > 0 else nn.Identity()
+        self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+        self._init_weights()
+
+    # -- construction -----------------------------------------------------------------------------
+    def _make_layer(self, index: int, drop_path: float) -> nn.Module:
+        return MambaBlock(self.embed_dim, norm=self._norm_kind, norm_epsilon=self._norm_epsilon,
+                          residual_in_fp32=self.residual_in_fp32, drop_path=drop_path, **self._mixer_kwargs)
+
+    def _init_weights(self) -> None:
+        trunc_normal_(self.pos_embed, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None and not getattr(module.bias, "_no_reinit", False):
+                    nn.init.zeros_(module.bias)
+        for name, p in self.named_parameters():
+            # GPT-2 style: shrink the projections that write into the residual stream.
+            if name.endswith(("mixer.out_proj.weight", "mlp.fc2.weight")):
+                nn.init.kaiming_uniform_(p, a=math.sqrt(5))
+                with torch.no_grad():
+                    p /= math.sqrt(self.depth)
+        for module in self.modules():
+            if isinstance(module, BiMambaMixer):
+                # dt_proj weights have their own init; trunc_normal above replaced it.
+                for suffix in ("", "_b"):
+                    dt_proj = getattr(module, "dt_proj" + suffix)
+                    std = module.dt_rank ** -0.5
+                    nn.init.uniform_(dt_proj.weight, -std, std)
+
+    # -- timm API ---------------------------------------------------------------------------------
+    @torch.jit.ignore
+    def no_weight_decay(self) -> set:
+        return {"pos_embed", "cls_token", "temporal_pos_embedding"}
+
+    @torch.jit.ignore
+    def get_classifier(self) -> nn.Module:
+        return self.head
+
+    def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
+        self.num_classes = num_classes
+        if global_pool is not None:
+            self.global_pool = global_pool
+        self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
+
+    def get_num_layers(self) -> int:
+        return len(self.layers)
+
+    # -- forward ----------------------------------------------------------------------------------
+    def _spatial_pos_embed(self, grid: Tuple[int, int]) -> Tensor:
+        return resample_spatial_embed(self.pos_embed, grid, self.patch_embed.grid_size)
+
+    def _tokens(self, x: Tensor) -> Tensor:
+        """Patches + cls + position embeddings; videos are ordered frame by frame after the cls."""
+        if self.is_video and x.dim() != 5:
+            raise ValueError(f"video model expects (B, C, T, H, W), got {tuple(x.shape)}")
+        if not self.is_video and x.dim() != 4:
+            raise ValueError(f"image model expects (B, C, H, W), got {tuple(x.shape)}")
+        x = self.patch_embed(x)
+        batch, dim = x.shape[:2]
+        grid = (x.shape[-2], x.shape[-1])
+        pos = self._spatial_pos_embed(grid)
+        cls = (self.cls_token + pos[:, :1]).expand(batch, -1, -1)
+        if self.is_video:
+            frames = x.shape[2]
+            x = x.permute(0, 2, 3, 4, 1)                                        # (b, t, h, w, d)
+            x = x.reshape(batch, frames, grid[0] * grid[1], dim) + pos[:, None, 1:]
+            x = x + resample_temporal_embed(self.temporal_pos_embedding, frames)[:, :, None]
+            x = x.reshape(batch, frames * grid[0] * grid[1], dim)
+        else:
+            x = x.flatten(2).transpose(1, 2) + pos[:, 1:]
+        return torch.cat([cls, x], dim=1)
+
+    def _run_layers(self, hidden: Tensor) -> Tensor:
+        residual: Optional[Tensor] = None
+        for layer in self.layers:
+            hidden, residual = layer(hidden, residual)
+        residual = hidden if residual is None else residual + self.drop_path(hidden)
+        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """All normalised tokens (B, 1 + N, D); token 0 is the cls token."""
+        return self._run_layers(self.pos_drop(self._tokens(x)))
+
+    def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
+        x = x[:, 0] if self.global_pool == "token" else x[:, 1:].mean(dim=1)
+        return x if pre_logits else self.head(self.head_drop(x))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def _inflate_patch_weight(weight: Tensor, frames: int) -> Tensor:
+    """2D patch kernel -> 3D tubelet kernel, centred in time like the authors' ``inflate_weight``."""
+    out = weight.new_zeros(weight.shape[0], weight.shape[1], frames, *weight.shape[2:])
+    out[:, :, frames // 2] = weight
+    return out
+
+
+def checkpoint_filter_fn(state_dict: Dict[str, Tensor], model: VideoMamba) -> Dict[str, Tensor]:
+    """Adapt an authors' checkpoint to ``model``: unwrap ``model``/``module``, resample position
+    embeddings to the model's grid and frame count, inflate a 2D patch kernel into a video model."""
+    for key in ("model", "module", "state_dict"):
+        if key in state_dict and isinstance(state_dict[key], dict):
+            state_dict = state_dict[key]
+            break
+    state_dict = dict(state_dict)
+    own = model.state_dict()
+    pos = state_dict.get("pos_embed")
+    if pos is not None and pos.shape != own["pos_embed"].shape:
+        old = int(math.sqrt(pos.shape[1] - 1))
+        if old * old != pos.shape[1] - 1:
+            raise ValueError(f"cannot infer the grid of a {tuple(pos.shape)} pos_embed")
+        state_dict["pos_embed"] = resample_spatial_embed(pos, model.patch_embed.grid_size, (old, old))
+    temporal = state_dict.get("temporal_pos_embedding")
+    if temporal is not None and "temporal_pos_embedding" in own:
+        state_dict["temporal_pos_embedding"] = resample_temporal_embed(
+            temporal, own["temporal_pos_embedding"].shape[1])
+    elif temporal is not None:
+        del state_dict["temporal_pos_embedding"]
+    proj = state_dict.get("patch_embed.proj.weight")
+    target = own["patch_embed.proj.weight"]
+    if proj is not None and proj.dim() == 4 and target.dim() == 5:
+        state_dict["patch_embed.proj.weight"] = _inflate_patch_weight(proj, target.shape[2])
+    return state_dict
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration
+# ---------------------------------------------------------------------------------------------
+
+def _cfg(video: bool = False, **kwargs: Any) -> Dict[str, Any]:
+    cfg = dict(
+        url="", num_classes=400 if video else 1000, input_size=(3, 224, 224), pool_size=None,
+        # Images: Resize(224/0.875, bicubic) + CenterCrop (image_sm/datasets.py). Videos: short side
+        # resized to 224 (bilinear), 3 crops of 224 x 4 clips (video_sm test loaders).
+        crop_pct=1.0 if video else 0.875, interpolation="bilinear" if video else "bicubic",
+        mean=IMAGENET_MEAN, std=IMAGENET_STD, first_conv="patch_embed.proj", classifier="head",
+        license="apache-2.0", paper_ids="arXiv:2403.06977",
+        paper_name="VideoMamba: State Space Model for Efficient Video Understanding",
+        origin_url="https://github.com/OpenGVLab/VideoMamba",
+    )
+    cfg.update(kwargs)
+    return cfg
+
+
+_SIZES: Dict[str, Dict[str, Any]] = {
+    "tiny": dict(patch_size=16, embed_dim=192, depth=24),
+    "small": dict(patch_size=16, embed_dim=384, depth=24),
+    "middle": dict(patch_size=16, embed_dim=576, depth=32),
+    "base": dict(patch_size=16, embed_dim=768, depth=24),
+}
+
+default_cfgs: Dict[str, Dict[str, Any]] = {}
+for _size in _SIZES:
+    default_cfgs[f"videomamba_{_size}"] = _cfg()
+    default_cfgs[f"videomamba_{_size}_video"] = _cfg(video=True)
+
+
+def create_model_with_cfg(cls: type, variant: str, pretrained: bool, defaults: Dict[str, Any],
+                          **kwargs: Any) -> nn.Module:
+    """Shared builder: size defaults overridable by any kwarg (so small test configs build)."""
+    if pretrained:
+        raise ValueError(f"{variant}: timm-side pretrained loading is not wired; load weights with "
+                         "ssmzoo's weights manifest (the checkpoints go through checkpoint_filter_fn)")
+    args = dict(defaults)
+    args.update(kwargs)
+    return build_model_with_cfg(cls, variant, pretrained=False, pretrained_filter_fn=checkpoint_filter_fn,
+                                **args)
+
+
+def _image(size: str, pretrained: bool, **kwargs: Any) -> VideoMamba:
+    return create_model_with_cfg(VideoMamba, f"videomamba_{size}", pretrained, _SIZES[size], **kwargs)
+
+
+def _video(size: str, pretrained: bool, **kwargs: Any) -> VideoMamba:
+    kwargs.setdefault("num_frames", 8)
+    return create_model_with_cfg(VideoMamba, f"videomamba_{size}_video", pretrained, _SIZES[size], **kwargs)
+
+
+@register_model
+def videomamba_tiny(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-Ti (192 wide, 24 blocks), image input."""
+    return _image("tiny", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_small(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-S (384 wide, 24 blocks), image input."""
+    return _image("small", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_middle(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-M (576 wide, 32 blocks), image input."""
+    return _image("middle", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_base(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-B (768 wide, 24 blocks), image input."""
+    return _image("base", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_tiny_video(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-Ti for clips (B, C, T, H, W); ``num_frames`` defaults to 8."""
+    return _video("tiny", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_small_video(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-S for clips (B, C, T, H, W); ``num_frames`` defaults to 8."""
+    return _video("small", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_middle_video(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-M for clips (B, C, T, H, W); ``num_frames`` defaults to 8."""
+    return _video("middle", pretrained, **kwargs)
+
+
+@register_model
+def videomamba_base_video(pretrained: bool = False, **kwargs: Any) -> VideoMamba:
+    """VideoMamba-B for clips (no published video checkpoint; for fine-tuning from the IN-1k base)."""
+    return _video("base", pretrained, **kwargs)

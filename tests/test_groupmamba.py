@@ -1,0 +1,175 @@
+"""GroupMamba: published state-dict layout, parity with the authors' code, timm registration, shapes.
+
+Golden files (tests/data/groupmamba_*) come from running the authors' implementation (float64
+selective-scan recurrence, float32 elsewhere); see the project's golden README.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from ssmzoo.models import groupmamba as gm
+from ssmzoo.ops import selective_scan_ref
+
+DATA = Path(__file__).parent / "data"
+
+# Published sizes (README of the authors: 23M / 34M / 57M parameters, figures truncated to the million).
+PUBLISHED_PARAMS_M = {"groupmamba_tiny": 23, "groupmamba_small": 34, "groupmamba_base": 57}
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+@pytest.fixture(scope="module")
+def mini_model() -> gm.GroupMamba:
+    config = json.loads((DATA / "groupmamba_mini_config.json").read_text())
+    model = gm.groupmamba_from_config(config)
+    model.load_state_dict(load_file(DATA / "groupmamba_mini.safetensors"), strict=True)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["groupmamba_tiny", "groupmamba_small", "groupmamba_base"])
+def test_state_dict_matches_published(name: str) -> None:
+    expected = json.loads((DATA / f"{name}_state_dict_shapes.json").read_text())
+    model = getattr(gm, name)()
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert sorted(set(expected) - set(got)) == [], "missing keys"
+    assert sorted(set(got) - set(expected)) == [], "unexpected keys"
+    wrong = {k: (got[k], expected[k]) for k in expected if got[k] != expected[k]}
+    assert wrong == {}
+    n_params = sum(p.numel() for p in model.parameters())
+    assert int(n_params / 1e6) == PUBLISHED_PARAMS_M[name]
+
+
+def test_mini_matches_golden(mini_model: gm.GroupMamba) -> None:
+    io = load_file(DATA / "groupmamba_mini_io.safetensors")
+    x = io["input"]
+    assert x.shape[-2] != x.shape[-1]
+    with torch.no_grad():
+        features = mini_model.forward_features(x)
+        logits = mini_model.forward_head(features)
+        logits_direct = mini_model(x)
+    assert features.shape == io["features"].shape and logits.shape == io["logits"].shape
+    assert rel_err(features, io["features"]) <= 1e-5
+    assert rel_err(logits, io["logits"]) <= 1e-5
+    assert torch.equal(logits, logits_direct)
+
+
+def test_import_ssmzoo_registers_models() -> None:
+    # In a fresh interpreter: this test module imports ssmzoo.models itself, which would hide a
+    # package __init__ that forgets to import the models.
+    code = "import ssmzoo, timm; m = timm.create_model('groupmamba_tiny'); print(type(m).__module__)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ssmzoo.models.groupmamba"
+
+
+def test_timm_create_model() -> None:
+    import timm
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, resolve_data_config
+
+    assert {"groupmamba_tiny", "groupmamba_small", "groupmamba_base"} <= set(timm.list_models("groupmamba*"))
+    model = timm.create_model("groupmamba_tiny")
+    assert isinstance(model, gm.GroupMamba)
+    cfg = model.pretrained_cfg
+    assert cfg["hf_hub_id"] == "Abdelrahman-shaker/GroupMamba-Tiny"
+    data_cfg = resolve_data_config({}, model=model)
+    assert data_cfg["input_size"] == (3, 224, 224)
+    assert data_cfg["crop_pct"] == 0.875
+    assert data_cfg["interpolation"] == "bicubic"
+    assert tuple(data_cfg["mean"]) == IMAGENET_DEFAULT_MEAN
+    assert tuple(data_cfg["std"]) == IMAGENET_DEFAULT_STD
+    for name, hub in [("groupmamba_small", "Small"), ("groupmamba_base", "Base")]:
+        assert timm.models.get_pretrained_cfg(name).hf_hub_id == f"Abdelrahman-shaker/GroupMamba-{hub}"
+    # timm's num_classes override reaches both heads
+    small_head = timm.create_model("groupmamba_tiny", num_classes=7)
+    assert small_head.head.out_features == small_head.dist_head.out_features == 7
+
+
+def test_non_square_input_shape(mini_model: gm.GroupMamba) -> None:
+    torch.manual_seed(0)
+    x = torch.randn(3, 3, 80, 48)
+    with torch.no_grad():
+        features = mini_model.forward_features(x)
+        logits = mini_model(x)
+        tokens = mini_model.forward_stages(x)
+    assert features.shape == (3, 128)
+    assert logits.shape == (3, 10)
+    # five stride-2 convs (7x7 pad 3, then 3x3 pad 1) each give ceil(n / 2)
+    height, width = 80, 48
+    for _ in range(5):
+        height, width = -(-height // 2), -(-width // 2)
+    assert (height, width) == (3, 2)
+    assert tokens.shape == (3, height * width, 128)
+    assert torch.isfinite(logits).all()
+
+
+def _visit_order(direction: int, height: int, width: int) -> list[int]:
+    """Row-major indices of the positions in the order ``direction`` visits them, written out longhand."""
+    row_major = [h * width + w for h in range(height) for w in range(width)]
+    col_major = [h * width + w for w in range(width) for h in range(height)]
+    return [row_major, col_major, row_major[::-1], col_major[::-1]][direction]
+
+
+@pytest.mark.parametrize("height,width", [(5, 7), (1, 1), (4, 3)])
+def test_group_scan_4dir_matches_reference(height: int, width: int) -> None:
+    torch.manual_seed(height * 10 + width)
+    batch, dim, n_state = 2, 3, 2
+    u = torch.randn(batch, 4, dim, height, width)
+    delta = torch.randn(batch, 4, dim, height, width) * 0.5
+    A = -torch.rand(4, dim, n_state) - 0.1
+    B = torch.randn(batch, 4, n_state, height, width)
+    C = torch.randn(batch, 4, n_state, height, width)
+    D = torch.randn(4, dim)
+    delta_bias = torch.randn(4, dim) * 0.1
+
+    y = gm.group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=True)
+    assert y.shape == u.shape
+
+    expected = torch.empty(batch, 4, dim, height * width, dtype=torch.float64)
+    for k in range(4):
+        order = torch.tensor(_visit_order(k, height, width))
+        seq = lambda t: t[:, k].flatten(-2)[..., order]  # noqa: E731
+        y_seq = selective_scan_ref(seq(u), seq(delta), A[k], seq(B), seq(C), D=D[k],
+                                   delta_bias=delta_bias[k], delta_softplus=True)
+        expected[:, k, :, order] = y_seq.double()
+    assert rel_err(y, expected.view_as(y)) <= 1e-5
+
+
+def test_scan_and_merge_orders_are_inverse() -> None:
+    x = torch.arange(2 * 3 * 5, dtype=torch.float32).view(2, 3, 5)
+    for k in range(4):
+        seq = gm.scan_order(x, k)
+        assert seq[0].tolist() == [float(i) for i in _visit_order(k, 3, 5)]
+        assert torch.equal(gm.merge_order(seq, k, 3, 5), x)
+
+
+def test_training_mode_backward_and_distilled_outputs() -> None:
+    config = json.loads((DATA / "groupmamba_mini_config.json").read_text())
+    torch.manual_seed(1)
+    model = gm.groupmamba_from_config(config, drop_path_rate=0.1).train()
+    x = torch.randn(2, 3, 64, 32)
+    logits = model(x)
+    assert logits.shape == (2, 10)
+    logits.square().mean().backward()
+    a_grad = model.block1[0].attn.mamba_g3.A_logs.grad
+    assert a_grad is not None and torch.isfinite(a_grad).all() and a_grad.abs().sum() > 0
+    model.set_distilled_training(True)
+    out, out_dist = model(x)
+    assert out.shape == out_dist.shape == (2, 10)
+
+
+def test_checkpoint_filter_unwraps_containers(mini_model: gm.GroupMamba) -> None:
+    sd = mini_model.state_dict()
+    for wrapped in ({"model": sd}, {"model_ema": sd, "epoch": 3},
+                    {f"module.{k}": v for k, v in sd.items()}):
+        filtered = gm.checkpoint_filter_fn(wrapped, mini_model)
+        assert set(filtered) == set(sd)

@@ -1,0 +1,102 @@
+"""Images are read whatever their mode, broken files fail with one line, and preprocessing is timm's."""
+
+import numpy as np
+import pytest
+import timm
+import torch
+from PIL import Image
+from timm.data import create_transform, resolve_data_config
+from torchvision.transforms import functional as TF
+
+import ssmzoo  # noqa: F401  (registers the models)
+from ssmzoo.errors import InputError
+from ssmzoo.images import eval_transform, load_image
+from ssmzoo.manifest import load_manifest
+
+
+@pytest.fixture()
+def photo(tmp_path):
+    rng = np.random.default_rng()
+    arr = (rng.random((300, 451, 3)) * 255).astype(np.uint8)  # non-square on purpose
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(arr).save(path, quality=90)
+    return path
+
+
+def test_transform_equals_timm_eval_transform_of_the_registered_model(photo):
+    entry = load_manifest()["groupmamba_tiny"]
+    ours = eval_transform(entry.data)(load_image(photo))
+    model = timm.create_model("groupmamba_tiny", pretrained=False)
+    theirs = create_transform(**resolve_data_config({}, model=model), is_training=False)(Image.open(photo).convert("RGB"))
+    assert ours.shape == (3, 224, 224)
+    assert torch.equal(ours, theirs)
+
+
+def test_transform_is_resize_256_bicubic_then_center_crop_224(photo):
+    """The authors' protocol (their data/build.py with TEST.CROP=True), written out by hand."""
+    entry = load_manifest()["groupmamba_tiny"]
+    img = Image.open(photo).convert("RGB")
+    expected = TF.normalize(
+        TF.to_tensor(TF.center_crop(TF.resize(img, 256, interpolation=TF.InterpolationMode.BICUBIC), 224)),
+        mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225])
+    assert torch.allclose(eval_transform(entry.data)(img), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "CMYK", "I;16", "1"])
+def test_odd_modes_become_rgb(tmp_path, mode):
+    rng = np.random.default_rng()
+    rgb = Image.fromarray((rng.random((40, 50, 3)) * 255).astype(np.uint8))
+    if mode == "I;16":
+        img = Image.fromarray((rng.random((40, 50)) * 65535).astype(np.uint16))
+        suffix = ".png"
+    else:
+        img = rgb.convert(mode)
+        suffix = ".jpg" if mode in ("L", "CMYK") else ".png"
+    path = tmp_path / f"img{suffix}"
+    img.save(path)
+    out = load_image(path)
+    assert out.mode == "RGB" and out.size == (50, 40)
+
+
+def test_16bit_image_keeps_its_range(tmp_path):
+    arr = np.full((10, 10), 65535, dtype=np.uint16)
+    arr[:5] = 0
+    path = tmp_path / "deep.png"
+    Image.fromarray(arr).save(path)
+    out = np.asarray(load_image(path))
+    assert out[0, 0, 0] == 0 and out[9, 9, 0] == 255
+
+
+def test_transparent_pixels_are_composited_on_white(tmp_path):
+    path = tmp_path / "clear.png"
+    Image.new("RGBA", (8, 8), (10, 20, 30, 0)).save(path)
+    assert np.asarray(load_image(path))[0, 0].tolist() == [255, 255, 255]
+
+
+def test_huge_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    path = tmp_path / "huge.jpg"
+    Image.new("RGB", (6000, 4500), (200, 100, 50)).save(path, quality=50)
+    img = load_image(path)
+    assert img.mode == "RGB" and min(img.size) >= 224 * 4 // 2 and img.size[0] < 6000
+
+
+@pytest.mark.parametrize("make,cause", [
+    (lambda p: None, "no such file"),
+    (lambda p: p.write_bytes(b""), "empty file"),
+    (lambda p: p.write_text("hello, I am not a JPEG"), "not an image"),
+])
+def test_unreadable_files_fail_with_one_line_naming_the_file(tmp_path, make, cause):
+    path = tmp_path / "bad.jpg"
+    make(path)
+    with pytest.raises(InputError, match=cause) as info:
+        load_image(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_truncated_jpeg_fails_with_one_line(tmp_path, photo):
+    data = photo.read_bytes()
+    path = tmp_path / "truncated.jpg"
+    path.write_bytes(data[: len(data) // 3])
+    with pytest.raises(InputError, match="truncated") as info:
+        load_image(path)
+    assert str(path) in str(info.value)

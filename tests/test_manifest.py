@@ -1,0 +1,77 @@
+"""The manifest is validated on load, and users can add their own entries."""
+
+import filecmp
+from pathlib import Path
+
+import pytest
+
+from ssmzoo.errors import ManifestError
+from ssmzoo.manifest import get_entry, load_manifest, parse_manifest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+GOOD = """
+models:
+  my_model:
+    family: groupmamba
+    architecture: groupmamba_tiny
+    task: image-classification
+    labels: imagenet-1k
+    data: {input_size: [3, 160, 192], crop_pct: 0.9}
+    weights: {repo_id: me/my-model, filename: m.safetensors}
+"""
+
+
+def test_packaged_manifest_loads_and_matches_the_root_file():
+    entries = load_manifest()
+    assert {"groupmamba_tiny", "groupmamba_small", "groupmamba_base"} <= set(entries)
+    tiny = entries["groupmamba_tiny"]
+    assert tiny.weights.repo_id == "Abdelrahman-shaker/GroupMamba-Tiny"
+    assert tiny.reported.top1 == 83.3 and tiny.reported.params_m == 23
+    assert tiny.data.crop_pct == 0.875 and tiny.data.interpolation == "bicubic"
+    assert filecmp.cmp(ROOT / "weights_manifest.yaml", ROOT / "ssmzoo" / "weights_manifest.yaml", shallow=False)
+
+
+def test_every_reported_figure_has_a_source():
+    for entry in load_manifest().values():
+        if entry.reported.top1 is not None:
+            assert entry.reported.source, entry.name
+
+
+@pytest.mark.parametrize("edit,field", [
+    (("task: image-classification", "task: segmentation"), "task"),
+    (("labels: imagenet-1k", "labels: coco"), "labels"),
+    (("input_size: [3, 160, 192]", "input_size: [160, 192]"), "data.input_size"),
+    (("crop_pct: 0.9", "crop_pct: 1.5"), "data.crop_pct"),
+    (("repo_id: me/my-model", "repo_id: my-model"), "weights.repo_id"),
+    (("filename: m.safetensors", "sha256: abc"), "weights.sha256"),
+    (("    family: groupmamba\n", ""), "family"),
+    (("family: groupmamba", "family: groupmamba\n    colour: blue"), "colour"),
+])
+def test_malformed_entry_names_model_and_field(edit, field):
+    text = GOOD.replace(*edit)
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "user.yaml")
+    message = str(info.value)
+    assert "my_model" in message and f"'{field}'" in message and "user.yaml" in message
+
+
+def test_not_yaml_or_wrong_shape_is_reported():
+    with pytest.raises(ManifestError, match="not valid YAML"):
+        parse_manifest("models: [unclosed", "x.yaml")
+    with pytest.raises(ManifestError, match="'models:'"):
+        parse_manifest("- a\n- b\n", "x.yaml")
+
+
+def test_user_manifest_adds_models_by_argument_and_environment(tmp_path, monkeypatch):
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD)
+    assert load_manifest([path])["my_model"].data.input_size == (3, 160, 192)
+    monkeypatch.setenv("SSMZOO_MANIFEST", str(path))
+    entries = load_manifest()
+    assert "my_model" in entries and "groupmamba_tiny" in entries
+
+
+def test_unknown_model_suggests_close_names():
+    with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
+        get_entry(load_manifest(), "groupmamba_tiyn")
