@@ -154,7 +154,9 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
 
 def _torch_load(path: Path) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        # A file object, not the path: recent torch guesses the format from the file's extension.
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "weights_only" in msg.lower() or "Weights only load failed" in msg:
@@ -171,10 +173,13 @@ def _torch_load(path: Path) -> Any:
     except RuntimeError as e:
         raise WeightsError(f"{path} is truncated or corrupt ({_one_line(str(e))}); delete it and download again") from None
     except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
-        raise WeightsError(f"{path} cannot be read as a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))})") from None
+        raise WeightsError(
+            f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
+            "delete it and download again"
+        ) from None
 
 
-def _one_line(text: str, limit: int = 200) -> str:
+def _one_line(text: str, limit: int = 120) -> str:
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"
 

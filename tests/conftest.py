@@ -1,0 +1,91 @@
+"""Shared fixtures: a small GroupMamba in a user manifest, a real checkpoint for it, and a CLI runner."""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = ROOT / "examples"
+
+MINI_MANIFEST = """
+models:
+  groupmamba_mini:
+    family: groupmamba
+    architecture: groupmamba_tiny
+    arch_args: {stem_hidden_dim: 16, embed_dims: [32, 64, 96, 128], mlp_ratios: [8, 8, 4, 4], depths: [1, 2, 2, 1]}
+    task: image-classification
+    labels: imagenet-1k
+    data: {input_size: [3, 96, 96], crop_pct: 0.875, interpolation: bicubic}
+    weights: {repo_id: ssmzoo-test/groupmamba-mini, filename: groupmamba_mini.pth, state_dict_key: model}
+"""
+
+
+@pytest.fixture(autouse=True)
+def isolated_hub(tmp_path_factory, monkeypatch):
+    """No test touches the user's Hugging Face cache or the network."""
+    home = tmp_path_factory.mktemp("hf_home")
+    monkeypatch.setenv("HF_HOME", str(home))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hub"))
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port: any stray request fails fast
+    monkeypatch.delenv("SSMZOO_MANIFEST", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+
+@pytest.fixture(scope="session")
+def mini_files(tmp_path_factory):
+    """A user manifest with a small GroupMamba (1000 classes) and a random checkpoint for it."""
+    import ssmzoo  # noqa: F401
+    import timm
+
+    root = tmp_path_factory.mktemp("mini")
+    manifest = root / "mini.yaml"
+    manifest.write_text(MINI_MANIFEST)
+    torch.manual_seed(0)
+    model = timm.create_model("groupmamba_tiny", stem_hidden_dim=16, embed_dims=[32, 64, 96, 128],
+                              mlp_ratios=[8, 8, 4, 4], depths=[1, 2, 2, 1])
+    with torch.no_grad():  # make the heads decisive so top-k orders are stable
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    checkpoint = root / "groupmamba_mini.pth"
+    torch.save({"model": {"module." + k: v for k, v in model.state_dict().items()}, "epoch": 3}, checkpoint)
+    return manifest, checkpoint
+
+
+@pytest.fixture()
+def example_images(tmp_path):
+    """The README's example photos, copied so tests may add broken files beside them."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for path in sorted(EXAMPLES.glob("*.jpg")):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+@dataclass
+class CliResult:
+    code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture()
+def cli(capsys):
+    """Runs the console entry point in-process, as `ssmzoo ARGS...` would, and captures its output."""
+    from ssmzoo.cli import run
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        try:
+            run([str(a) for a in args])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
