@@ -100,6 +100,7 @@ class ModelEntry:
     paper: Mapping[str, Any] = field(default_factory=dict)
     reported: Reported = field(default_factory=Reported)
     notes: str = ""
+    ssmzoo_choice: Any = None  # which architecture values are ours, not the paper's (StableMamba)
     source_file: str = ""
 
     @property
@@ -154,7 +155,7 @@ class _Fields:
 def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
     top = _Fields(name, "", raw, source)
     top.unknown({"family", "architecture", "arch_args", "task", "labels", "data", "video", "weights",
-                 "license", "paper", "reported", "notes"})
+                 "license", "paper", "reported", "notes", "ssmzoo_choice"})
     task = top.get("task", str, choices=TASKS)
     d = _Fields(name, "data", top.get("data", dict, {}), source)
     d.unknown({"input_size", "crop_pct", "interpolation", "mean", "std", "crop_mode"})
@@ -236,6 +237,7 @@ def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
         paper=dict(top.get("paper", dict, {})),
         reported=reported,
         notes=str(top.get("notes", str, "")),
+        ssmzoo_choice=top.raw.get("ssmzoo_choice"),
         source_file=source,
     )
 

@@ -1,1 +1,3 @@
-from . import groupmamba
+"""Model families; importing registers each architecture with timm."""
+
+from . import groupmamba, stablemamba, videomamba  # noqa: F401

@@ -15,7 +15,7 @@ in time), and ``checkpoint_filter_fn`` does the same to a checkpoint on load.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -125,10 +125,11 @@ class BiMambaMixer(nn.Module):
         x = F.silu(conv(x)[..., :length])
         x_dbl = x_proj(x.transpose(1, 2))                                       # (b, l, r + 2n)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, dt_proj.weight).transpose(1, 2)                       # bias goes in the scan
+        dt = F.linear(dt, dt_proj.weight).transpose(1, 2).contiguous()          # bias goes in the scan
         A = -torch.exp(getattr(self, self._a_name(suffix)).float())
-        return selective_scan(x, dt, A, B.transpose(1, 2), C.transpose(1, 2),
-                              D=getattr(self, "D" + suffix).float(), z=z,
+        # (batch, dim, L) / (batch, N, L) contiguous, the layout the GPU kernels expect.
+        return selective_scan(x, dt, A, B.transpose(1, 2).contiguous(), C.transpose(1, 2).contiguous(),
+                              D=getattr(self, "D" + suffix).float(), z=z.contiguous(),
                               delta_bias=dt_proj.bias.float(), delta_softplus=True)
 
     def forward(self, hidden_states: Tensor) -> Tensor:
@@ -247,8 +248,8 @@ class VideoMamba(nn.Module):
         self.depth = depth
         self._norm_kind = norm
         self._norm_epsilon = norm_epsilon
-        self._mixer_kwargs = dict(d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank,
-                                  **(ssm_cfg or {}))
+        self._mixer_kwargs: Dict[str, Any] = dict(d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank)
+        self._mixer_kwargs.update(ssm_cfg or {})  # the authors' way of passing Mamba options
 
         self.patch_embed = PatchEmbed(img_size, patch_size, in_chans, embed_dim,
                                       video=self.is_video, kernel_size=kernel_size)

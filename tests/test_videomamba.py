@@ -1,0 +1,231 @@
+"""VideoMamba: published key/shape layout, parity with the authors' code (golden data), the
+bidirectional mixer against a float64 recurrence, and position-embedding resampling."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file
+
+import ssmzoo.models.videomamba as vm
+from ssmzoo.ops import selective_scan_ref
+
+DATA = Path(__file__).parent / "data"
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+def _mini(kind: str, **overrides) -> vm.VideoMamba:
+    cfg = json.loads((DATA / f"videomamba_{kind}_mini_config.json").read_text())
+    cfg.update(overrides)
+    name = "videomamba_tiny_video" if kind == "video" else "videomamba_tiny"
+    return timm.create_model(name, **cfg).eval()
+
+
+# -- published layouts -----------------------------------------------------------------------------
+
+PUBLISHED = [
+    ("tiny_in1k", "videomamba_tiny", {}),
+    ("small_in1k", "videomamba_small", {}),
+    ("middle_in1k", "videomamba_middle", {}),
+    ("base_in1k", "videomamba_base", {}),
+    ("tiny_k400_f16", "videomamba_tiny_video", {"num_frames": 16, "num_classes": 400}),
+    ("small_k400_f16", "videomamba_small_video", {"num_frames": 16, "num_classes": 400}),
+    ("middle_k400_f16", "videomamba_middle_video", {"num_frames": 16, "num_classes": 400}),
+]
+
+
+@pytest.mark.parametrize("tag,name,kwargs", PUBLISHED, ids=[p[0] for p in PUBLISHED])
+def test_state_dict_matches_published(tag: str, name: str, kwargs: dict) -> None:
+    expected = json.loads((DATA / f"videomamba_{tag}_state_dict_shapes.json").read_text())
+    with torch.device("meta"):
+        model = timm.create_model(name, **kwargs)
+    got = {k: list(v.shape) for k, v in model.state_dict().items()}
+    assert set(got) == set(expected), (sorted(set(got) ^ set(expected)))[:10]
+    mismatched = {k: (got[k], expected[k]) for k in got if got[k] != expected[k]}
+    assert not mismatched, list(mismatched.items())[:5]
+
+
+def test_registered_names() -> None:
+    names = set(timm.list_models("videomamba*"))
+    for size in ("tiny", "small", "middle", "base"):
+        assert f"videomamba_{size}" in names and f"videomamba_{size}_video" in names
+    cfg = timm.create_model("videomamba_tiny", depth=1, embed_dim=32, img_size=32).pretrained_cfg
+    assert cfg["crop_pct"] == 0.875 and cfg["interpolation"] == "bicubic"
+    assert tuple(cfg["mean"]) == (0.485, 0.456, 0.406) and tuple(cfg["std"]) == (0.229, 0.224, 0.225)
+
+
+def test_pretrained_flag_refuses_silent_random_weights() -> None:
+    with pytest.raises(ValueError, match="manifest"):
+        timm.create_model("videomamba_tiny", pretrained=True, depth=1, embed_dim=32)
+
+
+# -- parity with the authors' implementation ----------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_golden_parity(kind: str) -> None:
+    model = _mini(kind)
+    model.load_state_dict(load_file(DATA / f"videomamba_{kind}_mini.safetensors"), strict=True)
+    io = load_file(DATA / f"videomamba_{kind}_mini_io.safetensors")
+    with torch.no_grad():
+        tokens = model.forward_features(io["input"])
+        features = model.forward_head(tokens, pre_logits=True)
+        logits = model.forward_head(tokens)
+        direct = model(io["input"])
+    assert rel_err(features, io["features"]) <= 1e-5
+    assert rel_err(logits, io["logits"]) <= 1e-5
+    assert torch.equal(direct, logits)
+
+
+# -- the mixer against a float64 step-by-step recurrence ---------------------------------------------
+
+def _direction_ref(x, z, conv, x_proj, dt_proj, A_log, D, dt_rank, d_state):
+    """One direction in float64: explicit causal conv loop, then the reference recurrence."""
+    length = x.shape[-1]
+    w = conv.weight.double()[:, 0]                                        # (d, k)
+    k = w.shape[-1]
+    padded = F.pad(x, (k - 1, 0))
+    conv_out = torch.stack([(padded[..., t:t + k] * w).sum(-1) for t in range(length)], -1)
+    conv_out = F.silu(conv_out + conv.bias.double()[:, None])
+    x_dbl = conv_out.transpose(1, 2) @ x_proj.weight.double().T
+    dt, B, C = x_dbl.split([dt_rank, d_state, d_state], dim=-1)
+    dt = (dt @ dt_proj.weight.double().T).transpose(1, 2)
+    return selective_scan_ref(conv_out, dt, -torch.exp(A_log.double()), B.transpose(1, 2), C.transpose(1, 2),
+                              D=D.double(), z=z, delta_bias=dt_proj.bias.double(), delta_softplus=True)
+
+
+def test_bimamba_mixer_matches_float64_reference() -> None:
+    torch.manual_seed(0)
+    mixer = vm.BiMambaMixer(24, d_state=8, d_conv=4, expand=2).eval()
+    with torch.no_grad():  # move A and D away from their structured init so they matter
+        for p in (mixer.A_log, mixer.A_b_log, mixer.D, mixer.D_b):
+            p.add_(0.3 * torch.randn_like(p))
+    h = torch.randn(2, 37, 24)
+    with torch.no_grad():
+        out = mixer(h)
+        xz = (h.double() @ mixer.in_proj.weight.double().T).transpose(1, 2)
+        x, z = xz.chunk(2, dim=1)
+        fwd = _direction_ref(x, z, mixer.conv1d, mixer.x_proj, mixer.dt_proj, mixer.A_log, mixer.D,
+                             mixer.dt_rank, mixer.d_state)
+        bwd = _direction_ref(x.flip(-1), z.flip(-1), mixer.conv1d_b, mixer.x_proj_b, mixer.dt_proj_b,
+                             mixer.A_b_log, mixer.D_b, mixer.dt_rank, mixer.d_state)
+        ref = (fwd + bwd.flip(-1)).transpose(1, 2) @ mixer.out_proj.weight.double().T
+    assert rel_err(out, ref) <= 1e-5
+
+
+def test_rmsnorm_matches_formula() -> None:
+    norm = vm.RMSNorm(10, eps=1e-5)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(3, 7, 10)
+    ref = x.double() / torch.sqrt(x.double().pow(2).mean(-1, keepdim=True) + 1e-5) * norm.weight.double()
+    assert rel_err(norm(x), ref) <= 1e-6
+
+
+# -- position embedding resampling ----------------------------------------------------------------------
+
+def _bicubic(pos: torch.Tensor, old: tuple, new: tuple) -> torch.Tensor:
+    dim = pos.shape[-1]
+    grid = pos[:, 1:].reshape(1, old[0], old[1], dim).permute(0, 3, 1, 2)
+    grid = F.interpolate(grid, size=new, mode="bicubic", align_corners=False)
+    return torch.cat([pos[:, :1], grid.permute(0, 2, 3, 1).reshape(1, -1, dim)], dim=1)
+
+
+def _linear_by_hand(embed: torch.Tensor, new_len: int) -> torch.Tensor:
+    """Half-pixel-centre linear interpolation along dim 1, written out."""
+    old_len = embed.shape[1]
+    rows = []
+    for i in range(new_len):
+        src = min(max((i + 0.5) * old_len / new_len - 0.5, 0.0), old_len - 1)
+        lo = int(math.floor(src))
+        hi = min(lo + 1, old_len - 1)
+        frac = src - lo
+        rows.append((1 - frac) * embed[:, lo] + frac * embed[:, hi])
+    return torch.stack(rows, dim=1)
+
+
+def test_spatial_pos_embed_resampled_at_forward() -> None:
+    torch.manual_seed(1)
+    model = timm.create_model("videomamba_tiny", img_size=64, patch_size=16, embed_dim=32, depth=2,
+                              num_classes=5).eval()
+    reference = timm.create_model("videomamba_tiny", img_size=(96, 64), patch_size=16, embed_dim=32, depth=2,
+                                  num_classes=5).eval()
+    with torch.no_grad():  # unit-scale embeddings, so that a wrong layout shows in the output
+        model.pos_embed.normal_()
+    state = model.state_dict()
+    state["pos_embed"] = _bicubic(state["pos_embed"], (4, 4), (6, 4))
+    reference.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 96, 64)
+    with torch.no_grad():  # every token, not just the logits: a layout error shows there first
+        out, ref = model.forward_features(x), reference.forward_features(x)
+        # The test can tell layouts apart: height and width swapped gives another answer.
+        state["pos_embed"] = _bicubic(model.state_dict()["pos_embed"], (4, 4), (4, 6))
+        reference.load_state_dict(state, strict=True)
+        swapped = reference.forward_features(x)
+    assert rel_err(out, ref) <= 1e-5
+    assert rel_err(swapped, ref) > 1e-2
+
+
+def test_temporal_pos_embed_resampled_at_forward() -> None:
+    torch.manual_seed(2)
+    kwargs = dict(img_size=32, patch_size=16, embed_dim=32, depth=2, num_classes=5)
+    model = timm.create_model("videomamba_tiny_video", num_frames=4, **kwargs).eval()
+    reference = timm.create_model("videomamba_tiny_video", num_frames=8, **kwargs).eval()
+    with torch.no_grad():
+        model.temporal_pos_embedding.normal_()
+    state = model.state_dict()
+    state["temporal_pos_embedding"] = _linear_by_hand(state["temporal_pos_embedding"], 8)
+    reference.load_state_dict(state, strict=True)
+    x = torch.randn(2, 3, 8, 32, 32)
+    with torch.no_grad():
+        assert rel_err(model.forward_features(x), reference.forward_features(x)) <= 1e-5
+
+
+def test_checkpoint_filter_resamples_on_load() -> None:
+    torch.manual_seed(3)
+    small = timm.create_model("videomamba_tiny_video", img_size=64, num_frames=4, embed_dim=32, depth=2,
+                              num_classes=5).eval()
+    with torch.no_grad():
+        small.temporal_pos_embedding.normal_()
+    big = timm.create_model("videomamba_tiny_video", img_size=96, num_frames=6, embed_dim=32, depth=2,
+                            num_classes=5).eval()
+    filtered = vm.checkpoint_filter_fn({"model": small.state_dict()}, big)
+    big.load_state_dict(filtered, strict=True)
+    x = torch.randn(1, 3, 6, 96, 96)
+    with torch.no_grad():  # load-time and forward-time resampling are the same operation
+        assert rel_err(big.forward_features(x), small.forward_features(x)) <= 1e-6
+
+
+def test_image_checkpoint_into_video_model_is_framewise() -> None:
+    """A one-frame clip through a video model holding image weights equals the image model: checks the
+    token layout (cls first, spatial order) and the centred 2D->3D kernel inflation."""
+    torch.manual_seed(4)
+    image = timm.create_model("videomamba_tiny", img_size=(48, 64), embed_dim=32, depth=3, num_classes=5).eval()
+    video = timm.create_model("videomamba_tiny_video", img_size=(48, 64), num_frames=1, embed_dim=32, depth=3,
+                              num_classes=5).eval()
+    filtered = vm.checkpoint_filter_fn({"model": image.state_dict()}, video)
+    missing, unexpected = video.load_state_dict(filtered, strict=False)
+    assert missing == ["temporal_pos_embedding"] and unexpected == []
+    with torch.no_grad():
+        video.temporal_pos_embedding.zero_()
+        x = torch.randn(2, 3, 48, 64)
+        assert rel_err(video.forward_features(x[:, :, None]), image.forward_features(x)) <= 1e-6
+
+
+def test_bfloat16_forward_tracks_float32() -> None:
+    torch.manual_seed(5)
+    model = timm.create_model("videomamba_tiny", img_size=(32, 48), embed_dim=32, depth=2, num_classes=5).eval()
+    x = torch.randn(2, 3, 32, 48)
+    with torch.no_grad():
+        ref = model(x)
+        out = model.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16
+    assert rel_err(out.float(), ref) <= 5e-2
