@@ -140,3 +140,33 @@ def test_attention_placement_arguments() -> None:
         sm.attention_layer_indices(10, attn_layers=[1], attn_every=2)
     with pytest.raises(ValueError):
         timm.create_model("stablemamba_tiny", embed_dim=50, num_heads=4, depth=2)
+
+
+MANIFEST_ENTRIES = [f"stablemamba_{s}_{t}" for s in SIZES for t in ("in1k", "k400")]
+
+
+@pytest.mark.parametrize("name", MANIFEST_ENTRIES)
+def test_manifest_entry_matches_the_model_it_builds(name: str) -> None:
+    """The manifest's ``ssmzoo_choice`` must describe the model ssmzoo actually builds, and with no
+    readable per-model figure in the paper, ``reported`` must stay empty."""
+    from ssmzoo.manifest import load_manifest
+
+    entry = load_manifest()[name]
+    choice = entry.ssmzoo_choice
+    with torch.device("meta"):
+        model = timm.create_model(entry.architecture, **dict(entry.arch_args))
+    attn = [i for i, b in enumerate(model.layers) if isinstance(b, sm.AttentionBlock)]
+    mamba = next(b for b in model.layers if isinstance(b, MambaBlock))
+    assert model.embed_dim == choice["embed_dim"]
+    assert len(model.layers) == choice["depth"]
+    assert attn == list(choice["attn_layers"]) == list(range(choice["attn_every"] - 1, choice["depth"],
+                                                             choice["attn_every"]))
+    assert model.layers[attn[0]].attn.num_heads == choice["num_heads"]
+    assert model.layers[attn[0]].mlp.fc1.out_features == int(choice["mlp_ratio"] * choice["embed_dim"])
+    assert tuple(model.patch_embed.patch_size) == (choice["patch_size"],) * 2
+    assert mamba.mixer.d_state == choice["d_state"]
+    if entry.is_video:
+        assert entry.arch_args["num_frames"] == entry.video.num_frames == choice["num_frames"]
+    r = entry.reported
+    assert (r.params_m, r.gflops, r.top1, r.top5) == (None, None, None, None)
+    assert entry.weights is None

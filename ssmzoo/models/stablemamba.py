@@ -1,13 +1,16 @@
-"""StableMamba (Suleman et al., 2024, arXiv:2409.11867): VideoMamba with self-attention blocks
-interleaved among the bidirectional Mamba blocks, which the paper reports lets large SSMs train
-without VideoMamba's self-distillation.
+"""StableMamba (Suleman, Wasim, Naseer and Gall; arXiv:2409.11867, IJCV 2026): VideoMamba with
+self-attention blocks interleaved among the bidirectional Mamba blocks, which the paper reports lets
+large SSMs train without VideoMamba's self-distillation.
 
-No code or weights of the authors are public, and the stored copies of the paper did not show its
-configuration tables, so every size below (widths, depths, heads, where attention goes, the norm of
-the attention blocks) is ssmzoo's choice: the VideoMamba sizes, with one standard pre-norm
-Transformer block (timm-style ``norm1``/``attn.qkv``/``attn.proj``/``norm2``/``mlp.fc1``/``mlp.fc2``)
-in place of every ``attn_every``-th block. All blocks share one list ``layers``; attention blocks are
-plain pre-norm blocks written into the same float32 residual stream the Mamba blocks use.
+The authors released no code or weights. The stored copies of the paper (arXiv v2 HTML and the IJCV
+version on PMC, PMC13090270) could only be read up to the abstract and the first lines of the
+introduction: they name "a Mamba-Attention interleaved architecture" but none of its sizes, so every
+size below (patch size, width, depth, heads, d_state, where attention goes, the norm of the attention
+blocks) is ssmzoo's choice and is listed under ``ssmzoo_choice`` in weights_manifest.yaml: the
+VideoMamba sizes, with one standard pre-norm Transformer block (timm-style ``norm1``/``attn.qkv``/
+``attn.proj``/``norm2``/``mlp.fc1``/``mlp.fc2``) in place of every ``attn_every``-th block. All blocks
+share one list ``layers``; attention blocks are plain pre-norm blocks written into the same float32
+residual stream the Mamba blocks use.
 """
 
 from __future__ import annotations
@@ -121,7 +124,7 @@ class StableMamba(VideoMamba):
         return super()._make_layer(index, drop_path)
 
 
-# Every value here is ssmzoo's choice (see the module docstring and docs/manifest_video.yaml):
+# Every value here is ssmzoo's choice (see the module docstring and weights_manifest.yaml):
 # VideoMamba's widths and depths, heads of 64 channels, attention at every 4th block.
 _SIZES: Dict[str, Dict[str, Any]] = {
     "tiny": dict(patch_size=16, embed_dim=192, depth=24, num_heads=3, attn_every=4),
@@ -132,7 +135,7 @@ _SIZES: Dict[str, Dict[str, Any]] = {
 }
 
 _PAPER = dict(paper_ids="arXiv:2409.11867",
-              paper_name="StableMamba: Distillation-free Scaling of Large SSMs for Images and Videos",
+              paper_name="StableMamba: Distillation-free Scaling of Large State-Space Models for Images and Videos",
               origin_url="https://arxiv.org/abs/2409.11867", license=None)
 default_cfgs: Dict[str, Dict[str, Any]] = {}
 for _size in _SIZES:
