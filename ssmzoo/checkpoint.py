@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import argparse
 import pickle
 import re
 import struct
@@ -118,7 +119,7 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
             if not isinstance(node, Mapping) or part not in node:
                 have = ", ".join(map(repr, list(node)[:8])) if isinstance(node, Mapping) else type(node).__name__
                 raise WeightsError(
-                    f"{path} has no state-dict key {state_dict_key!r} (top-level keys: {have}); "
+                    f"{path} has no state-dict key {state_dict_key!r} (keys there: {have}); "
                     "fix state_dict_key in the manifest or leave it null to detect it"
                 )
             node = node[part]
@@ -138,7 +139,8 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
         else:
             break
     if not isinstance(obj, Mapping):
-        raise WeightsError(f"{path}: the entry at {'/'.join(key_path) or 'top level'} is a {type(obj).__name__}, not a state dict")
+        where = "/".join(key_path) or "top level"
+        raise WeightsError(f"{path}: the entry at {where} is a {type(obj).__name__}, not a state dict")
     tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
     if not tensors:
         keys = ", ".join(map(repr, list(obj)[:8]))
@@ -155,23 +157,34 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
 def _torch_load(path: Path) -> Any:
     try:
         # A file object, not the path: recent torch guesses the format from the file's extension.
-        with open(path, "rb") as f:
+        # Training scripts in the DeiT lineage (VideoMamba's among them) save their argparse.Namespace
+        # beside the weights; that class only holds attributes, so it is allowed, nothing else is.
+        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
         if "weights_only" in msg.lower() or "Weights only load failed" in msg:
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(r"(?:global|class) [`']?([\w.]+)", msg)
+            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(
+                r"(?:global|class) [`']?([\w.]+)", msg
+            )
             what = f" ({found.group(1)})" if found else ""
             raise WeightsError(
                 f"{path} contains pickled Python objects besides tensors{what}, which ssmzoo refuses to load "
                 "(torch.load weights_only=True); use a safetensors/tensors-only copy of the checkpoint, or convert "
                 "it yourself where you trust the file"
             ) from None
-        raise WeightsError(f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); delete it and download again") from None
+        raise WeightsError(
+            f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); delete it and download again"
+        ) from None
     except (EOFError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"{path} is truncated (unexpected end of file: {_one_line(str(e)) or type(e).__name__}); delete it and download again") from None
+        raise WeightsError(
+            f"{path} is truncated (unexpected end of file: {_one_line(str(e)) or type(e).__name__}); "
+            "delete it and download again"
+        ) from None
     except RuntimeError as e:
-        raise WeightsError(f"{path} is truncated or corrupt ({_one_line(str(e))}); delete it and download again") from None
+        raise WeightsError(
+            f"{path} is truncated or corrupt ({_one_line(str(e))}); delete it and download again"
+        ) from None
     except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
         raise WeightsError(
             f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
@@ -199,7 +212,9 @@ def read_checkpoint(
         raise WeightsError(f"weights path is not a file: {p}")
     size = p.stat().st_size
     if size == 0:
-        raise WeightsError(f"weights file {p} is empty (0 bytes), probably an interrupted download; delete it and download again")
+        raise WeightsError(
+            f"weights file {p} is empty (0 bytes), probably an interrupted download; delete it and download again"
+        )
     if sha256:
         got = sha256_file(p)
         if got.lower() != sha256.lower():
@@ -220,7 +235,9 @@ def read_checkpoint(
         try:
             obj: Any = load_file(str(p), device="cpu")
         except (SafetensorError, OSError, RuntimeError) as e:
-            raise WeightsError(f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); delete it and download again") from None
+            raise WeightsError(
+                f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); delete it and download again"
+            ) from None
     else:
         obj = _torch_load(p)
 
@@ -230,7 +247,8 @@ def read_checkpoint(
         sd = {k[len("module.") :]: v for k, v in sd.items()}
         stripped = "module."
     if key_path or stripped:
-        logger.info("%s: weights found under %s%s", p, "/".join(key_path) or "top level", ", 'module.' stripped" if stripped else "")
+        where = "/".join(key_path) or "top level"
+        logger.info("%s: weights found under %s%s", p, where, ", 'module.' stripped" if stripped else "")
     return LoadedCheckpoint(state_dict=sd, format=kind, key_path=key_path, stripped_prefix=stripped)
 
 
@@ -273,7 +291,8 @@ def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], *, model
         problems.append(f"{len(unexpected)} unexpected key{'s' * (len(unexpected) != 1)} ({_few(unexpected)})")
     if mismatched:
         problems.append(
-            f"{len(mismatched)} shape mismatch{'es' * (len(mismatched) != 1)} (checkpoint vs model: {_few(mismatched, 3)})"
+            f"{len(mismatched)} shape mismatch{'es' * (len(mismatched) != 1)} "
+            f"(checkpoint vs model: {_few(mismatched, 3)})"
         )
     if problems:
         raise WeightsError(

@@ -85,10 +85,9 @@ def hub_endpoint() -> str:
 def hub_offline() -> bool:
     from huggingface_hub import constants
 
-    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    if any(n in os.environ for n in names):
-        return any(_is_true(os.environ.get(n)) for n in names)
-    return bool(constants.HF_HUB_OFFLINE)
+    # Same precedence as huggingface_hub.constants; unset falls back to what it read at import.
+    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    return _is_true(value) if value is not None else bool(constants.HF_HUB_OFFLINE)
 
 
 def hub_cache_dir() -> Path:
@@ -167,7 +166,9 @@ def _is_remote(text: str) -> bool:
 # Picking a file from a repo
 
 
-def choose_weights_file(files: list[str], pattern: Optional[str], where: str) -> tuple[str, str]:
+def choose_weights_file(
+    files: list[str], pattern: Optional[str], where: str, repo_id: str = "ORG/REPO"
+) -> tuple[str, str]:
     """Pick the checkpoint among a repo's files: the pattern narrows, then safetensors > pth > pt > bin.
 
     Returns (filename, note). Two candidates of the best kind are an error: guessing would load the
@@ -175,11 +176,14 @@ def choose_weights_file(files: list[str], pattern: Optional[str], where: str) ->
     """
     candidates = [f for f in files if f.lower().endswith(WEIGHT_EXTENSIONS)]
     if pattern:
-        candidates = [f for f in candidates if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f.rsplit("/", 1)[-1], pattern)]
+        candidates = [
+            f for f in candidates if fnmatch.fnmatch(f, pattern) or fnmatch.fnmatch(f.rsplit("/", 1)[-1], pattern)
+        ]
     if not candidates:
         narrowed = f" matching {pattern!r}" if pattern else ""
         raise WeightsError(
-            f"{where} has no weights file{narrowed} (looked for {', '.join(WEIGHT_EXTENSIONS)} among {len(files)} files); "
+            f"{where} has no weights file{narrowed} (looked for {', '.join(WEIGHT_EXTENSIONS)} among "
+            f"{len(files)} files); "
             f"set filename in the manifest or {_WEIGHTS_HINT}"
         )
     rank = lambda f: next(i for i, ext in enumerate(WEIGHT_EXTENSIONS) if f.lower().endswith(ext))  # noqa: E731
@@ -189,10 +193,12 @@ def choose_weights_file(files: list[str], pattern: Optional[str], where: str) ->
         shown = ", ".join(best[:5]) + (", …" if len(best) > 5 else "")
         raise WeightsError(
             f"{where} has {len(best)} candidate weights files ({shown}); set filename or filename_pattern in the "
-            f"manifest, or pass --weights hf-hub:ORG/REPO/FILE"
+            f"manifest, or pass --weights hf-hub:{repo_id}/FILE"
         )
     others = len(candidates) - 1
-    note = f"picked {best[0]!r} from {where}" + (f" (preferred over {others} other weights file{'s' * (others != 1)})" if others else "")
+    note = f"picked {best[0]!r} from {where}"
+    if others:
+        note += f" (preferred over {others} other weights file{'s' * (others != 1)})"
     return best[0], note
 
 
@@ -285,11 +291,26 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
         )
     if isinstance(exc, http_err):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
-        return WeightsError(f"{head}HTTP {status} from {endpoint} while fetching {what}; try again later or {_WEIGHTS_HINT}")
+        return WeightsError(
+            f"{head}HTTP {status} from {endpoint} while fetching {what}; try again later or {_WEIGHTS_HINT}"
+        )
     cause = _root_cause(exc)
+    if _is_connection_problem(exc) or _is_connection_problem(cause):
+        action = "download" if filename else "list the files of"
+        return WeightsError(
+            f"{head}cannot reach {endpoint} to {action} {what} [{_short(cause, 100)}]; check the network, set "
+            "HF_ENDPOINT to a reachable Hub mirror, or pass --weights PATH to a local copy"
+        )
     return WeightsError(
         f"{head}download of {what} from {endpoint} failed ({type(cause).__name__}: {_short(cause, 120)}); run again, "
         f"check the network or HF_ENDPOINT, or {_WEIGHTS_HINT}"
+    )
+
+
+def _is_connection_problem(exc: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return isinstance(exc, (ConnectionError, TimeoutError)) or any(
+        n in names for n in ("ConnectError", "TimeoutException", "NetworkError", "ConnectionError", "Timeout")
     )
 
 
@@ -331,22 +352,27 @@ def _fetch_from_hub(
     with _hub_call(offline, progress):
         if filename is None:
             where = f"{repo_id}@{revision}"
+            _, cached = _cached_files(cache_dir, repo_id, revision)
             if offline:
-                _, files = _cached_files(cache_dir, repo_id, revision)
-                if not files:
+                if not cached:
                     raise WeightsError(
                         f"model {model_name!r}: HF_HUB_OFFLINE is set and no file of {where} is in the local cache "
                         f"({cache_dir}); unset HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
                     )
-                where += " (local cache, offline)"
+                files, where = cached, where + " (local cache, offline)"
             else:
                 try:
                     files = HfApi(endpoint=endpoint).list_repo_files(repo_id, revision=revision)
-                except WeightsError:
-                    raise
                 except Exception as exc:  # noqa: BLE001 - mapped to one line below
-                    raise fail(exc, None) from exc
-            filename, note = choose_weights_file(list(files), pattern, where)
+                    unreachable = _is_connection_problem(exc) or _is_connection_problem(_root_cause(exc))
+                    if not (unreachable and cached):
+                        raise fail(exc, None) from exc
+                    # Like huggingface_hub for a named file: when the Hub cannot be reached, use the cache.
+                    files, where = cached, where + f" (local cache, {endpoint} unreachable)"
+            try:
+                filename, note = choose_weights_file(list(files), pattern, where, repo_id)
+            except WeightsError as exc:
+                raise WeightsError(f"model {model_name!r}: {exc}") from None
         try:
             local = hf_hub_download(
                 repo_id,
@@ -374,11 +400,15 @@ def _fetch_from_hub(
         got = sha256_file(path)
         if got != expected:
             removed = _delete_cached(path)
-            fate = "the cached file was deleted, run again to download it afresh" if removed else f"remove {path.resolve()} and run again"
-            hint = "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest" if sha256 else ""
+            if removed:
+                fate = "the cached file was deleted, run again to download it afresh"
+            else:
+                fate = f"remove {path.resolve()} and run again"
+            if sha256:
+                fate += "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest"
             raise WeightsError(
                 f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against {against}: "
-                f"expected {expected}, got {got}; {fate}{hint}"
+                f"expected {expected}, got {got}; {fate}"
             )
     return path, filename, commit, note
 
@@ -389,7 +419,7 @@ def _resolve_local(override: str) -> ResolvedWeights:
         hint = ""
         if re.fullmatch(r"[\w.-]+/[\w.-]+", override) and not override.lower().endswith(_LOCAL_EXTENSIONS):
             hint = f" (for a Hub repo write --weights hf-hub:{override})"
-        raise WeightsError(f"weights file not found: {path}{hint}")
+        raise WeightsError(f"--weights {override}: file not found{hint}")
     if not path.is_file():
         raise WeightsError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
     if not path.name.lower().endswith(_LOCAL_EXTENSIONS):
@@ -462,7 +492,7 @@ def is_cached(source: WeightsSource, *, revision: Optional[str] = None) -> bool:
     if filename is None:
         _, files = _cached_files(cache_dir, source.repo_id, rev)
         try:
-            filename, _ = choose_weights_file(files, source.filename_pattern, source.repo_id)
+            filename, _ = choose_weights_file(files, source.filename_pattern, source.repo_id, source.repo_id)
         except WeightsError:
             return False
     from huggingface_hub import try_to_load_from_cache

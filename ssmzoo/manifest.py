@@ -23,7 +23,7 @@ TASKS = ("image-classification", "video-classification")
 LABEL_SETS = ("imagenet-1k", "kinetics-400", "ssv2")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 FORMATS = ("auto", "pth", "safetensors")
-SAMPLINGS = ("sparse", "dense", "uniform")
+SAMPLINGS = ("sparse", "segment", "dense")  # see ssmzoo.video.sample_frame_indices
 
 
 @dataclass(frozen=True)

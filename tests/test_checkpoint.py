@@ -1,0 +1,336 @@
+"""Checkpoints are read safely (weights_only), unwrapped, verified and fitted strictly, with one-line errors."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from ssmzoo import checkpoint as ckpt_mod
+from ssmzoo.checkpoint import (
+    convert_to_safetensors,
+    load_into_model,
+    load_state_dict,
+    read_checkpoint,
+    sha256_file,
+    sniff_format,
+)
+from ssmzoo.errors import WeightsError
+
+
+def small_model() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 5, 3), nn.BatchNorm2d(5), nn.Flatten(), nn.Linear(5 * 3 * 2, 7))
+
+
+def fresh_state_dict(seed: int | None = None) -> dict[str, torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed if seed is not None else torch.seed() % 2**31)
+    model = small_model()
+    return {
+        k: (torch.randn(v.shape, generator=gen) if v.is_floating_point() else v.clone())
+        for k, v in model.state_dict().items()
+    }
+
+
+def assert_same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert sorted(a) == sorted(b)
+    for k in a:
+        assert a[k].dtype == b[k].dtype, k
+        assert torch.equal(a[k], b[k]), k
+
+
+def one_line(err: pytest.ExceptionInfo) -> str:
+    msg = str(err.value)
+    assert "\n" not in msg and msg.strip() == msg and msg
+    return msg
+
+
+class ExecutesOnLoad:
+    """Unpickling this would run code (touch a marker file): weights_only must refuse it."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and unwrapping
+
+
+def test_flat_safetensors_and_pickle_load_identically(tmp_path):
+    sd = fresh_state_dict()
+    save_file(sd, tmp_path / "w.safetensors")
+    torch.save(sd, tmp_path / "w.pth")
+    torch.save(sd, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    for name in ("w.safetensors", "w.pth", "legacy.pt"):
+        loaded = read_checkpoint(tmp_path / name)
+        assert_same(loaded.state_dict, sd)
+        assert loaded.key_path == () and loaded.stripped_prefix is None
+    assert sniff_format(tmp_path / "w.safetensors") == "safetensors"
+    assert sniff_format(tmp_path / "w.pth") == sniff_format(tmp_path / "legacy.pt") == "pth"
+
+
+def test_format_comes_from_content_not_extension(tmp_path):
+    sd = fresh_state_dict()
+    save_file(sd, tmp_path / "actually_safetensors.pth")
+    torch.save(sd, tmp_path / "actually_pickle.safetensors")
+    assert_same(load_state_dict(tmp_path / "actually_safetensors.pth", format="pth"), sd)
+    assert_same(load_state_dict(tmp_path / "actually_pickle.safetensors"), sd)
+
+
+@pytest.mark.parametrize(
+    "wrap,key_path",
+    [
+        (lambda sd, other: {"model": sd, "epoch": 300, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]}},
+         ("model",)),
+        (lambda sd, other: {"model": other, "model_ema": sd}, ("model_ema",)),
+        (lambda sd, other: {"state_dict": sd, "hyper": {"lr": 1e-3}}, ("state_dict",)),
+        (lambda sd, other: {"module": sd}, ("module",)),
+        (lambda sd, other: {"checkpoint_meta": 1, "model": {"module": sd}}, ("model", "module")),
+    ],
+)
+def test_auto_unwrap(tmp_path, wrap, key_path):
+    sd, other = fresh_state_dict(), fresh_state_dict()
+    torch.save(wrap(sd, other), tmp_path / "ckpt.pth")
+    loaded = read_checkpoint(tmp_path / "ckpt.pth")
+    assert loaded.key_path == key_path
+    assert_same(loaded.state_dict, sd)
+
+
+def test_explicit_key_wins_over_ema(tmp_path):
+    sd, ema = fresh_state_dict(), fresh_state_dict()
+    torch.save({"model": sd, "model_ema": ema}, tmp_path / "ckpt.pth")
+    assert_same(load_state_dict(tmp_path / "ckpt.pth", state_dict_key="model"), sd)
+    assert_same(load_state_dict(tmp_path / "ckpt.pth"), ema)
+
+
+def test_missing_explicit_key_lists_available(tmp_path):
+    torch.save({"model": fresh_state_dict(), "epoch": 3}, tmp_path / "ckpt.pth")
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "ckpt.pth", state_dict_key="model_ema")
+    msg = one_line(err)
+    assert "'model_ema'" in msg and "'model'" in msg and "'epoch'" in msg and "ckpt.pth" in msg
+
+
+def test_module_prefix_is_stripped(tmp_path):
+    sd = fresh_state_dict()
+    torch.save({"model": {"module." + k: v for k, v in sd.items()}}, tmp_path / "ddp.pth")
+    loaded = read_checkpoint(tmp_path / "ddp.pth")
+    assert loaded.stripped_prefix == "module."
+    assert_same(loaded.state_dict, sd)
+    # Only a prefix shared by every key is a DDP artefact; a submodule that happens to be named
+    # "module" must keep its name.
+    mixed = {"module.weight": torch.ones(2), "head.weight": torch.zeros(2)}
+    save_file(mixed, tmp_path / "mixed.safetensors")
+    assert sorted(load_state_dict(tmp_path / "mixed.safetensors")) == ["head.weight", "module.weight"]
+
+
+def test_no_tensors_is_an_error(tmp_path):
+    torch.save({"epoch": 3, "args": {"lr": 0.1}}, tmp_path / "meta.pth")
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "meta.pth")
+    assert "no tensors" in one_line(err) and "meta.pth" in str(err.value)
+
+
+def test_weights_only_refuses_code(tmp_path):
+    marker = tmp_path / "pwned"
+    torch.save({"model": fresh_state_dict(), "payload": ExecutesOnLoad(str(marker))}, tmp_path / "evil.pth")
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "evil.pth")
+    msg = one_line(err)
+    assert "evil.pth" in msg and "refuses" in msg and "weights_only" in msg
+    assert not marker.exists(), "the pickle's code ran"
+
+
+def test_custom_class_instance_is_refused(tmp_path):
+    torch.save({"model": fresh_state_dict(), "config": ExecutesOnLoad("x")}, tmp_path / "cfg.pth")
+    # Build a pickle that references a plain custom class (no __reduce__ tricks).
+    torch.save({"model": fresh_state_dict(), "cfg": _Config(3)}, tmp_path / "cfg2.pth")
+    for name in ("cfg.pth", "cfg2.pth"):
+        with pytest.raises(WeightsError) as err:
+            load_state_dict(tmp_path / name)
+        assert name in one_line(err)
+    assert "_Config" in str(err.value)
+
+
+class _Config:
+    def __init__(self, depth: int) -> None:
+        self.depth = depth
+
+
+# ---------------------------------------------------------------------------------------------
+# Damaged files
+
+
+def test_empty_truncated_and_garbage_files(tmp_path):
+    sd = fresh_state_dict()
+    (tmp_path / "empty.pth").write_bytes(b"")
+    buf = io.BytesIO()
+    torch.save(sd, buf)
+    (tmp_path / "cut.pth").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    buf = io.BytesIO()
+    torch.save(sd, buf, _use_new_zipfile_serialization=False)
+    (tmp_path / "cut_legacy.pth").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    save_file(sd, tmp_path / "full.safetensors")
+    data = (tmp_path / "full.safetensors").read_bytes()
+    (tmp_path / "cut.safetensors").write_bytes(data[: len(data) - 7])
+    (tmp_path / "noise.pth").write_bytes(os.urandom(333))
+    (tmp_path / "page.pth").write_bytes(b"<!DOCTYPE html><html><body>Sign in</body></html>")
+    (tmp_path / "pointer.bin").write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:abc\nsize 12\n")
+
+    expect = {
+        "empty.pth": "empty",
+        "cut.pth": "truncated",
+        "cut_legacy.pth": "truncated",
+        "cut.safetensors": "truncated",
+        "noise.pth": "not a checkpoint",
+        "page.pth": "HTML",
+        "pointer.bin": "Git LFS pointer",
+        "absent.pth": "not found",
+    }
+    for name, needle in expect.items():
+        with pytest.raises(WeightsError) as err:
+            load_state_dict(tmp_path / name)
+        msg = one_line(err)
+        assert name in msg and needle in msg, msg
+
+
+def test_noise_that_starts_like_a_pickle_is_reported(tmp_path):
+    (tmp_path / "fake.pth").write_bytes(b"\x80\x02" + os.urandom(100))
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "fake.pth")
+    assert "fake.pth" in one_line(err)
+
+
+# ---------------------------------------------------------------------------------------------
+# Checksums
+
+
+def test_sha256_file_matches_hashlib_across_chunks(tmp_path, monkeypatch):
+    data = os.urandom(10_007)
+    (tmp_path / "blob").write_bytes(data)
+    monkeypatch.setattr(ckpt_mod, "_CHUNK", 97)  # many odd-sized chunks
+    assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+    # A rewritten file is hashed again, not served from the memo.
+    data2 = os.urandom(10_007)
+    (tmp_path / "blob").write_bytes(data2)
+    os.utime(tmp_path / "blob", ns=(1, 1))
+    assert sha256_file(tmp_path / "blob") == hashlib.sha256(data2).hexdigest()
+
+
+def test_sha256_is_checked_before_loading(tmp_path):
+    sd = fresh_state_dict()
+    torch.save(sd, tmp_path / "w.pth")
+    good = hashlib.sha256((tmp_path / "w.pth").read_bytes()).hexdigest()
+    assert_same(load_state_dict(tmp_path / "w.pth", sha256=good.upper()), sd)
+    bad = hashlib.sha256(b"something else").hexdigest()
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "w.pth", sha256=bad)
+    msg = one_line(err)
+    assert "sha256 mismatch" in msg and bad in msg and good in msg and "w.pth" in msg
+
+
+# ---------------------------------------------------------------------------------------------
+# Strict loading
+
+
+def test_load_into_model_copies_values():
+    model, sd = small_model(), fresh_state_dict()
+    load_into_model(model, sd, model_name="tiny")
+    assert_same({k: v for k, v in model.state_dict().items()}, sd)
+
+
+def test_load_into_model_reports_missing_unexpected_and_shapes():
+    model, sd = small_model(), fresh_state_dict()
+    sd.pop("3.bias")
+    sd.pop("1.running_var")
+    sd["extra.weight"] = torch.zeros(1)
+    sd["0.weight"] = torch.zeros(5, 3, 5, 5)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(WeightsError) as err:
+        load_into_model(model, sd, model_name="tiny")
+    msg = one_line(err)
+    assert "'tiny'" in msg
+    assert "2 missing keys" in msg and "3.bias" in msg and "1.running_var" in msg
+    assert "1 unexpected key " in msg and "extra.weight" in msg
+    assert "1 shape mismatch " in msg and "0.weight (5, 3, 5, 5) vs (5, 3, 3, 3)" in msg
+    assert_same(model.state_dict(), before)  # nothing was half-loaded
+
+
+def test_load_into_model_lists_only_a_few_keys():
+    model = nn.Sequential(*[nn.Linear(2, 2) for _ in range(8)])
+    with pytest.raises(WeightsError) as err:
+        load_into_model(model, {"other": torch.zeros(1)}, model_name="deep")
+    msg = one_line(err)
+    assert "16 missing keys" in msg and "…" in msg and msg.count(".weight") + msg.count(".bias") == 5
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+
+
+def test_convert_round_trip_with_shared_and_strided_tensors(tmp_path):
+    sd = fresh_state_dict()
+    base = torch.randn(6, 4)
+    extra = {
+        "tied.a": base,
+        "tied.b": base,  # same tensor under two names (tied weights)
+        "view.t": base.t(),  # non-contiguous view of the same storage
+        "view.row": base[2],  # slice at an offset
+        "half": torch.randn(3, 5).half(),
+        "empty": torch.zeros(0, 3),
+        "steps": torch.tensor(7),
+    }
+    torch.save({"model_ema": {"module." + k: v for k, v in {**sd, **extra}.items()}, "epoch": 1}, tmp_path / "src.pth")
+    n = convert_to_safetensors(tmp_path / "src.pth", tmp_path / "out" / "dst.safetensors")
+    assert n == len(sd) + len(extra)
+    assert sniff_format(tmp_path / "out" / "dst.safetensors") == "safetensors"
+    back = load_state_dict(tmp_path / "out" / "dst.safetensors")
+    want = {k: v.contiguous() for k, v in {**sd, **extra}.items()}
+    assert_same(back, want)
+    model = small_model()
+    load_into_model(model, {k: back[k] for k in sd}, model_name="tiny")
+    assert not (tmp_path / "out" / "dst.safetensors.tmp").exists()
+
+
+def test_convert_refuses_unsafe_source(tmp_path):
+    torch.save({"model": fresh_state_dict(), "cfg": _Config(1)}, tmp_path / "src.pth")
+    with pytest.raises(WeightsError):
+        convert_to_safetensors(tmp_path / "src.pth", tmp_path / "dst.safetensors")
+    assert not (tmp_path / "dst.safetensors").exists()
+
+
+def test_zip_checkpoint_with_damaged_pickle_is_reported(tmp_path):
+    torch.save(fresh_state_dict(), tmp_path / "w.pth")
+    with zipfile.ZipFile(tmp_path / "w.pth") as zf:
+        info = next(i for i in zf.infolist() if i.filename.endswith("data.pkl"))
+    raw = bytearray((tmp_path / "w.pth").read_bytes())
+    # The member's bytes start after its local header (30 bytes + name + extra field).
+    at = info.header_offset
+    name_len = int.from_bytes(raw[at + 26 : at + 28], "little")
+    extra_len = int.from_bytes(raw[at + 28 : at + 30], "little")
+    start = at + 30 + name_len + extra_len
+    raw[start : start + 24] = b"\x00" * 24
+    (tmp_path / "w.pth").write_bytes(bytes(raw))
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(tmp_path / "w.pth")
+    assert "w.pth" in one_line(err)
+
+
+def test_training_checkpoint_with_argparse_namespace_loads(tmp_path):
+    """DeiT-style training scripts store their argparse.Namespace beside the weights; that is allowed."""
+    import argparse
+
+    path = tmp_path / "train.pth"
+    weights = {"w": torch.randn(3)}
+    torch.save({"model": weights, "args": argparse.Namespace(lr=0.1, model="x"), "epoch": 299}, path)
+    loaded = load_state_dict(path)
+    assert list(loaded) == ["w"] and torch.equal(loaded["w"], weights["w"])
