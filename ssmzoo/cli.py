@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -125,6 +126,8 @@ def download_cmd(
         try:
             entry = _entry(name)
             resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True)
+            if resolved.note:
+                err.print(f"{name}: {resolved.note}", markup=False)
             print(f"{name}: {resolved.path}  ({resolved.origin})")
         except SsmzooError as exc:
             failed += 1
@@ -153,6 +156,13 @@ def convert_cmd(
         print(f"{output}: {count} tensors, loads strictly into {model}")
     else:
         print(f"{output}: {count} tensors")
+
+
+def _report_weights(model: str, resolved) -> None:
+    """Says on stderr which checkpoint is in use (and which file was picked from a repo listing)."""
+    if resolved.note:
+        err.print(f"{model}: {resolved.note}", markup=False, style="dim")
+    err.print(f"{model}: weights {resolved.origin}", markup=False, style="dim")
 
 
 def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
@@ -188,7 +198,7 @@ def classify_cmd(
     parsed_views = _parse_views(views)
     entry = _entry(model)
     loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
-                        on_resolved=lambda r: err.print(f"{entry.name}: weights {r.origin}", markup=False, style="dim"))
+                        on_resolved=lambda r: _report_weights(entry.name, r))
     items = expand_inputs(inputs)
     failed = 0
     for result in Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items):
@@ -206,6 +216,83 @@ def classify_cmd(
     if failed:
         err.print(f"{failed} of {len(items)} inputs failed", markup=False)
         raise typer.Exit(1)
+
+
+@app.command("eval")
+def eval_cmd(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="imagenet, imagefolder, kinetics400 or ssv2."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/* or a flat folder with --labels; "
+        "imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the list's folder)."),
+    model: str = typer.Option("groupmamba_tiny", "--model", "-m", help="Model name (see `ssmzoo models`)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", "-w", help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
+    class_map: Optional[Path] = typer.Option(
+        None, "--class-map", help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
+    list_file: Optional[Path] = typer.Option(
+        None, "--list", help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Evaluate N items: round-robin over classes in file order (deterministic)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images, or video clips (views), per forward pass."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: min(8, CPUs per process))."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: each rank's own GPU)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the paper's protocol)."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the summary to results.json or .csv."),
+    per_sample: Optional[Path] = typer.Option(None, "--per-sample", help="Write each item's prediction to a .csv or .jsonl file."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of a table."),
+) -> None:
+    """Top-1/top-5 accuracy on a dataset, the paper's way; shards over processes under `torchrun -m ssmzoo eval`."""
+    from .datasets import build_dataset
+    from .distributed import init_from_env
+    from .evaluate import evaluate, progress_bar, summary_table
+    from .factory import load_model
+
+    parsed_views = _parse_views(views)
+    for option, path, suffixes in (("--output", output, (".json", ".csv")), ("--per-sample", per_sample, (".csv", ".jsonl"))):
+        if path is not None and path.suffix.lower() not in suffixes:
+            fail(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
+    ctx, device = init_from_env(device)
+
+    def resolved(r) -> None:
+        if ctx.is_main:
+            err.print(f"{model}: weights {r.origin}", markup=False, style="dim")
+
+    try:
+        entry = _entry(model)
+        loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
+                                                   dtype=dtype, progress=ctx.is_main, on_resolved=resolved))
+        data = ctx.main_computes(lambda: build_dataset(dataset, entry, data_dir, labels_file=labels,
+                                                       class_map=class_map, list_file=list_file).limit(limit))
+        unit = "img" if data.kind == "image" else "videos"
+        label = f"{entry.name} on {dataset}" + (f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")
+        bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
+        with bar as update:
+            result = evaluate(loaded, data, batch_size=batch_size, workers=workers, views=parsed_views,
+                              dist=ctx, on_progress=update)
+    except SsmzooError:
+        if ctx.is_main:
+            raise
+        raise typer.Exit(1)
+    finally:
+        ctx.close()
+    if not ctx.is_main:
+        return
+    for item in result.failed:
+        err.print(f"skipped: {item.error}", markup=False)
+    if output is not None:
+        result.write_summary(output)
+    if per_sample is not None:
+        result.write_per_sample(per_sample)
+    if as_json:
+        _json_print(result.summary())
+    else:
+        out.print(summary_table(result))
+    if result.evaluated == 0:
+        fail(f"none of the {result.n} items could be read")
 
 
 def run(argv: Optional[List[str]] = None) -> None:

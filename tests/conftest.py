@@ -22,6 +22,14 @@ models:
     labels: imagenet-1k
     data: {input_size: [3, 96, 96], crop_pct: 0.875, interpolation: bicubic}
     weights: {repo_id: ssmzoo-test/groupmamba-mini, filename: groupmamba_mini.pth, state_dict_key: model}
+  videomamba_mini_k400:
+    family: videomamba
+    architecture: videomamba_tiny_video
+    arch_args: {img_size: 64, embed_dim: 64, depth: 2, num_frames: 4}
+    task: video-classification
+    labels: kinetics-400
+    data: {input_size: [3, 64, 64], interpolation: bilinear}
+    video: {num_frames: 4, sampling: sparse, clips: 2, crops: 3, short_side: 64, crop_size: 64}
 """
 
 
@@ -54,6 +62,20 @@ def mini_files(tmp_path_factory):
     checkpoint = root / "groupmamba_mini.pth"
     torch.save({"model": {"module." + k: v for k, v in model.state_dict().items()}, "epoch": 3}, checkpoint)
     return manifest, checkpoint
+
+
+@pytest.fixture(scope="session")
+def mini_video_checkpoint(tmp_path_factory):
+    """Random weights for the manifest's `videomamba_mini_k400` (a bare state dict, as the authors publish)."""
+    import ssmzoo  # noqa: F401
+    import timm
+
+    torch.manual_seed(1)
+    model = timm.create_model("videomamba_tiny_video", img_size=64, embed_dim=64, depth=2, num_frames=4,
+                              num_classes=400)
+    path = tmp_path_factory.mktemp("mini_video") / "videomamba_mini_k400.pth"
+    torch.save(model.state_dict(), path)
+    return path
 
 
 @pytest.fixture()

@@ -108,3 +108,66 @@ def test_convert_writes_safetensors_that_classify_the_same(cli, mini_files, exam
     from_pth = json.loads(cli(*args, "--weights", checkpoint).stdout)
     from_st = json.loads(cli(*args, "--weights", out).stdout)
     assert from_pth["top"] == from_st["top"]
+
+
+def test_video_and_image_inputs_mixed(cli, mini_files, mini_video_checkpoint, example_images, tmp_path):
+    from video_fixtures import write_mp4
+
+    manifest, image_checkpoint = mini_files
+    clip = write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72))
+    short = write_mp4(tmp_path / "short.mp4", num_frames=2, size=(80, 64))
+    photo = example_images / "coffee.jpg"
+
+    res = cli("--manifest", manifest, "classify", clip, short, photo, "--model", "videomamba_mini_k400",
+              "--weights", mini_video_checkpoint, "--json", "--top-k", "2")
+    rows = {r["input"].rsplit("/", 1)[-1]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert res.code == 1  # the photo cannot go through a video model
+    assert "is an image, but videomamba_mini_k400 is a video model" in rows["coffee.jpg"]["error"]
+    assert rows["clip.mp4"]["kind"] == "video" and len(rows["clip.mp4"]["top"]) == 2
+    assert "6 views averaged" in rows["clip.mp4"]["notes"]
+    assert any("repeated frames" in n for n in rows["short.mp4"]["notes"])
+    from ssmzoo.labels import class_names
+    assert rows["clip.mp4"]["top"][0]["label"] == class_names("kinetics-400")[rows["clip.mp4"]["top"][0]["index"]]
+
+    single = cli("--manifest", manifest, "classify", clip, "--model", "videomamba_mini_k400",
+                 "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
+    assert single.code == 0 and json.loads(single.stdout)["notes"] == []
+
+    res = cli("--manifest", manifest, "classify", photo, clip, "--model", "groupmamba_mini",
+              "--weights", image_checkpoint, "--json")
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.code == 1 and rows[0]["error"] is None
+    assert "is a video, but groupmamba_mini is an image model" in rows[1]["error"]
+
+
+def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
+    manifest, checkpoint = mini_files
+    res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
+              "--weights", checkpoint, "--views", "4by3")
+    assert res.code == 1 and res.stderr.strip() == "error: --views '4by3': expected CLIPSxCROPS, e.g. 4x3 or 1x1"
+
+
+def test_stablemamba_without_weights_says_how_to_pass_a_checkpoint(cli, example_images, tmp_path):
+    res = cli("classify", example_images / "coffee.jpg", "--model", "stablemamba_tiny_in1k")
+    assert res.code == 1
+    assert res.stderr.strip().startswith("error: model 'stablemamba_tiny_in1k' has no published weights; pass --weights")
+
+
+def test_stablemamba_with_a_users_checkpoint_classifies_and_converts(cli, example_images, tmp_path):
+    """A StableMamba the user trained: save -> convert -> classify, like any other family."""
+    import timm
+
+    manifest = tmp_path / "sm.yaml"
+    manifest.write_text(
+        "models:\n  stablemamba_mini:\n    family: stablemamba\n    architecture: stablemamba_tiny\n"
+        "    arch_args: {img_size: 64, embed_dim: 64, depth: 4, num_heads: 2}\n"
+        "    task: image-classification\n    labels: imagenet-1k\n    data: {input_size: [3, 64, 64]}\n")
+    model = timm.create_model("stablemamba_tiny", img_size=64, embed_dim=64, depth=4, num_heads=2)
+    torch.save({"model": model.state_dict()}, tmp_path / "mine.pth")
+    res = cli("--manifest", manifest, "convert", tmp_path / "mine.pth", tmp_path / "mine.safetensors",
+              "--model", "stablemamba_mini")
+    assert res.code == 0, res.stderr
+    res = cli("--manifest", manifest, "classify", example_images, "--model", "stablemamba_mini",
+              "--weights", tmp_path / "mine.safetensors", "--json")
+    assert res.code == 0, res.stderr
+    assert len(res.stdout.splitlines()) == 4
