@@ -1,0 +1,59 @@
+"""First use of a model downloads its weights from the Hub (a real local server), later uses hit the cache."""
+
+import json
+
+import pytest
+
+from hub_server import FakeHub
+
+
+@pytest.fixture()
+def hub(monkeypatch, tmp_path):
+    server = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", server.endpoint)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    yield server
+    server.stop()
+
+
+def test_download_then_classify_from_cache_offline(cli, hub, mini_files, example_images, monkeypatch):
+    manifest, checkpoint = mini_files
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes())
+
+    listed = {r["name"]: r for r in json.loads(cli("--manifest", manifest, "models", "--json").stdout)}
+    assert listed["groupmamba_mini"]["weights"] == "hub"
+
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert res.code == 0, res.stderr
+    assert "hf-hub:ssmzoo-test/groupmamba-mini" in res.stdout and hub.downloads() == 1
+
+    listed = {r["name"]: r for r in json.loads(cli("--manifest", manifest, "models", "--json").stdout)}
+    assert listed["groupmamba_mini"]["weights"] == "cached"
+
+    hub.reset_log()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    res = cli("--manifest", manifest, "classify", example_images / "chelsea.jpg", "--model", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    assert len(json.loads(res.stdout)["top"]) == 5
+    assert hub.requests == []  # offline: nothing was asked of the server
+
+
+def test_first_classify_downloads_and_revision_is_honoured(cli, hub, mini_files, example_images):
+    manifest, checkpoint = mini_files
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", b"not this one")
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes(), revision="v2")
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+              "--revision", "v2", "--json")
+    assert res.code == 0, res.stderr
+    assert "@v2" in res.stderr
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    assert res.code == 1 and "Traceback" not in res.stderr
+    assert len([line for line in res.stderr.splitlines() if line.startswith("error:")]) == 1
+
+
+def test_missing_repo_is_one_line_error(cli, hub, mini_files):
+    manifest, _ = mini_files
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert res.code == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "ssmzoo-test/groupmamba-mini" in errors[0]
