@@ -210,7 +210,8 @@ def classify_cmd(
         elif result.ok:
             out.print(f"[bold]{result.input}[/]")
             for rank, label in enumerate(result.top, 1):
-                out.print(f"  {rank}. {label.probability * 100:6.2f}%  {label.label}  [dim]({label.class_id})[/]")
+                suffix = f"  [dim]({label.class_id})[/]" if label.class_id != label.label else ""
+                out.print(f"  {rank}. {label.probability * 100:6.2f}%  {label.label}{suffix}")
             for note in result.notes:
                 out.print(f"  [dim]note: {note}[/]")
     if failed:
@@ -263,10 +264,10 @@ def eval_cmd(
 
     try:
         entry = _entry(model)
-        loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
-                                                   dtype=dtype, progress=ctx.is_main, on_resolved=resolved))
         data = ctx.main_computes(lambda: build_dataset(dataset, entry, data_dir, labels_file=labels,
                                                        class_map=class_map, list_file=list_file).limit(limit))
+        loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
+                                                   dtype=dtype, progress=ctx.is_main, on_resolved=resolved))
         unit = "img" if data.kind == "image" else "videos"
         label = f"{entry.name} on {dataset}" + (f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")
         bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
