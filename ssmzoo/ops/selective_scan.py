@@ -92,11 +92,14 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
                            D: Optional[Tensor] = None, z: Optional[Tensor] = None,
                            delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
                            chunk: Optional[int] = None) -> Tensor:
-    """Chunked parallel form in float32: the CPU path.
+    """The CPU path, float32.
 
-    Inside a chunk every output is a decayed sum over earlier inputs, computed at once from the
-    cumulative log-decay (differences of it are always <= 0 when A <= 0, so nothing overflows);
-    only the state crosses chunk boundaries, so the Python loop runs L/chunk times, not L.
+    Narrow states (N <= 2, GroupMamba's N = 1): chunked parallel form. Inside a chunk every output is
+    a decayed sum over earlier inputs, computed at once from the cumulative log-decay (differences of
+    it are always <= 0 when A <= 0, so nothing overflows); only the state crosses chunk boundaries, so
+    the Python loop runs L/chunk times, not L. Wide states (VideoMamba's N = 16) would pay N*chunk
+    times the work that way, so they step through positions with block-wise precomputed terms
+    (``_scan_stepwise``). ``benchmarks/scan_cpu.py`` measures both against a plain loop.
     """
     batch, dim, length = u.shape
     n_state = A.shape[-1]
