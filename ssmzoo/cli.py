@@ -296,6 +296,69 @@ def eval_cmd(
         fail(f"none of the {result.n} items could be read")
 
 
+@app.command("benchmark")
+def benchmark_cmd(
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", "-m", help="Model name (repeatable), or 'all' for the whole zoo."),
+    op: Optional[str] = typer.Option(None, "--op", help="Time one operator instead: 'scan' (runs benchmarks/scan.py, CUDA)."),
+    op_args: str = typer.Option("", "--op-args", help="Arguments passed to the --op script, e.g. '--no-torch'."),
+    batch_size: int = typer.Option(128, "--batch-size", "-b", help="Images (or clips) per forward pass."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
+    img_size: Optional[int] = typer.Option(None, "--img-size", help="Square input side (default: the manifest's, e.g. 224)."),
+    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip for video models (default: the manifest's)."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+    compile_: bool = typer.Option(False, "--compile", help="torch.compile every model (peers too)."),
+    compile_mode: str = typer.Option(
+        "default", "--compile-mode", help="default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."),
+    channels_last: bool = typer.Option(False, "--channels-last", help="channels_last model and input (peers: CNNs only)."),
+    cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Capture the forward in a CUDA graph and time replays."),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed iterations first (default: 10 on CUDA, 2 on CPU)."),
+    iters: Optional[int] = typer.Option(None, "--iters", help="Timed iterations (default: 50 on CUDA, 10 on CPU)."),
+    peers: bool = typer.Option(False, "--peers", help="Also time the timm models a user would pick instead; print ratios."),
+    peer: Optional[List[str]] = typer.Option(None, "--peer", help="A timm model to compare with (repeatable; replaces the default peers)."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (torch.set_num_threads)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+) -> None:
+    """Inference speed with random weights: throughput, latency, peak memory, params, GFLOPs; peers side by side."""
+    import shlex
+
+    from .benchmark import BenchConfig, results_table, run_benchmark, run_scan_op
+
+    if op is not None:
+        if op != "scan":
+            fail(f"--op {op!r}: the only operator benchmark is 'scan'")
+        if model:
+            fail("--op scan times the scan kernels alone: drop --model")
+        run_scan_op(shlex.split(op_args))
+        return
+    if not model:
+        fail("pass --model NAME (repeatable, or 'all') or --op scan")
+    entries = _entries()
+    names = list(entries) if "all" in model else list(dict.fromkeys(model))
+    selected = [_entry(name) for name in names]
+    cfg = BenchConfig(batch_size=batch_size, dtype=dtype, img_size=img_size, frames=frames, device=device,
+                      compile=compile_, compile_mode=compile_mode, channels_last=channels_last,
+                      cuda_graphs=cuda_graphs, warmup=warmup, iters=iters, peers=peers,
+                      peer_names=tuple(peer or ()), threads=threads)
+
+    def progress(name, results, error) -> None:
+        if results and not as_json:
+            err.print(f"{name}: {results[0].samples_per_s:,.1f} {results[0].unit}/s", markup=False, style="dim")
+
+    report = run_benchmark(selected, cfg, on_group=progress)
+    if as_json:
+        _json_print(report.to_dict())
+    else:
+        if report.results:
+            out.print(results_table(report))
+        for note in report.notes:
+            out.print(f"[dim]note: {note}[/]")
+    for message in report.errors:
+        err.print(f"error: {message}", markup=False)
+    if report.errors:
+        raise typer.Exit(1)
+
+
 def run(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
     try:

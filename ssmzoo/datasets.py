@@ -1,0 +1,530 @@
+"""Evaluation datasets: which files, with which label, in a fixed order; and the torch Datasets that read them.
+
+Scanning (``build_dataset``) only lists files and resolves labels to the model's class indices; reading
+happens in ``ImageItems`` / ``VideoItems`` on the DataLoader workers, where an unreadable file becomes
+a sentinel (``Item.error``) instead of an exception, so one bad JPEG never kills a worker or a run.
+
+Layouts:
+
+* ``imagenet``: ``DIR/val/<synset>/*``, ``DIR/<synset>/*`` (a synset is ``n`` + 8 digits; any subset
+  of the 1000 synsets works, each mapped through the model's class ids) or a flat folder of images
+  with ``labels_file`` (``filename label`` lines, label = ImageNet-1k index 0..999 or synset; a
+  ``,`` separated file such as Kaggle's ``LOC_val_solution.csv`` works too: first word of the label
+  field, file names without extension are matched by stem).
+* ``imagefolder``: ``DIR/<class>/*`` with class folders matched to the model's class names
+  (case, ``_``, ``-`` and spaces ignored; ImageNet synsets and synonyms too), or ``class_map``.
+* ``kinetics400`` / ``ssv2``: a list file of ``path label`` lines (space separated, or ``.csv``),
+  label = class index or class name; paths relative to ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import random
+import re
+import zlib
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .errors import InputError, SsmzooError
+from .images import IMAGE_SUFFIXES, eval_transform, load_image
+from .labels import class_ids, class_names
+from .manifest import ModelEntry
+
+DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
+VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
+SYNSET = re.compile(r"^n\d{8}$")
+
+ImageHook = Callable[[Image.Image], Image.Image]
+
+
+class DatasetError(SsmzooError):
+    """The dataset cannot be laid out or labelled (missing folder, unmatched classes, bad list file)."""
+
+
+@dataclass(frozen=True)
+class Sample:
+    path: str
+    label: int  # index into the model's classes
+
+
+@dataclass
+class EvalData:
+    """A labelled, ordered list of files; ``samples[i]`` is item ``i`` everywhere (shards, outputs)."""
+
+    name: str  # imagenet | imagefolder | kinetics400 | ssv2
+    kind: str  # image | video
+    label_set: str  # the model's label set the labels index into
+    root: str
+    samples: list[Sample]
+    notes: list[str] = field(default_factory=list)
+    total: int = 0  # before --limit
+
+    def __post_init__(self) -> None:
+        self.total = self.total or len(self.samples)
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    @property
+    def num_classes(self) -> int:
+        return len({s.label for s in self.samples})
+
+    def limit(self, n: Optional[int]) -> "EvalData":
+        """A deterministic, class-stratified subset of ``n`` items (see ``stratified_subset``)."""
+        if n is None or n >= len(self.samples):
+            return self
+        if n < 1:
+            raise DatasetError(f"--limit {n}: expected a positive number")
+        return replace(self, samples=stratified_subset(self.samples, n), notes=list(self.notes), total=self.total)
+
+
+def stratified_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
+    """Round-robin over classes: every class's first file (in the dataset order), then every class's
+    second file, ... until ``n`` are taken; returned in the dataset order. No randomness, so the same
+    ``--limit`` always evaluates the same files, and a small limit still covers as many classes as it can."""
+    by_class: dict[int, list[int]] = defaultdict(list)
+    for i, s in enumerate(samples):
+        by_class[s.label].append(i)
+    chosen: list[int] = []
+    depth = 0
+    classes = sorted(by_class)
+    while len(chosen) < n:
+        for c in classes:
+            if depth < len(by_class[c]):
+                chosen.append(by_class[c][depth])
+                if len(chosen) == n:
+                    break
+        depth += 1
+    return [samples[i] for i in sorted(chosen)]
+
+
+# --------------------------------------------------------------------------------------------
+# Label matching
+# --------------------------------------------------------------------------------------------
+
+
+def normalize_name(name: str) -> str:
+    """Case, '_', '-', brackets and runs of spaces do not distinguish class names."""
+    return " ".join(re.sub(r"[_\-\[\]]+", " ", name.lower()).split())
+
+
+def _name_index(label_set: str) -> dict[str, set[int]]:
+    """Every spelling of every class (id, short name; for ImageNet every synonym) -> class indices."""
+    index: dict[str, set[int]] = defaultdict(set)
+    names, ids = class_names(label_set), class_ids(label_set)
+    synonyms: list[list[str]] = [[] for _ in names]
+    if label_set == "imagenet-1k":
+        from timm.data import ImageNetInfo
+
+        info = ImageNetInfo()
+        synonyms = [info.index_to_description(i).split(",") for i in range(len(names))]
+    for i, (name, cid) in enumerate(zip(names, ids)):
+        for spelling in (name, cid, *synonyms[i]):
+            if spelling.strip():
+                index[normalize_name(spelling)].add(i)
+    return index
+
+
+class LabelResolver:
+    """Turns a label written in a file (index, class id, class name) into the model's class index."""
+
+    def __init__(self, label_set: str, allow_names: bool = True):
+        self.label_set = label_set
+        self.ids = class_ids(label_set)
+        self.id_index = {cid: i for i, cid in enumerate(self.ids)}
+        self.names = _name_index(label_set) if allow_names else {}
+
+    def __call__(self, text: str) -> Optional[int]:
+        """The class index, or None where the label is unknown or ambiguous."""
+        text = text.strip()
+        if re.fullmatch(r"\d+", text):
+            value = int(text)
+            return value if value < len(self.ids) else None
+        if text in self.id_index:
+            return self.id_index[text]
+        hits = self.names.get(normalize_name(text), set())
+        return next(iter(hits)) if len(hits) == 1 else None
+
+    def why_not(self, text: str) -> str:
+        text = text.strip()
+        if re.fullmatch(r"\d+", text):
+            return f"index {text} is out of range (0..{len(self.ids) - 1})"
+        hits = self.names.get(normalize_name(text), set())
+        if len(hits) > 1:
+            return f"'{text}' is ambiguous ({', '.join(self.ids[i] for i in sorted(hits))})"
+        return f"'{text}' is no {self.label_set} class"
+
+
+def _few(items: Sequence[str], k: int = 5) -> str:
+    shown = ", ".join(repr(x) for x in list(items)[:k])
+    return shown + (f" and {len(items) - k} more" if len(items) > k else "")
+
+
+def _image_files(folder: Path) -> tuple[list[Path], int]:
+    """Image files below ``folder`` (recursive, sorted), and how many other files were ignored."""
+    files, ignored = [], 0
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in filenames:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
+                files.append(Path(dirpath) / name)
+            else:
+                ignored += 1
+    return sorted(files), ignored
+
+
+def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str) -> EvalData:
+    samples: list[Sample] = []
+    ignored = 0
+    for folder, label in sorted(classes.items()):
+        files, skipped = _image_files(root / folder)
+        ignored += skipped
+        samples.extend(Sample(str(p), label) for p in files)
+    if not samples:
+        raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    notes = [f"{ignored} non-image files ignored"] if ignored else []
+    return EvalData(name, "image", label_set, str(root), samples, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Layouts
+# --------------------------------------------------------------------------------------------
+
+
+def _subdirs(root: Path) -> list[str]:
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
+    """ImageNet-1k validation in the ``val/<synset>/`` (or ``<synset>/``) tree, or flat with a labels file."""
+    if label_set != "imagenet-1k":
+        raise DatasetError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts {label_set}")
+    if not data_dir.is_dir():
+        raise DatasetError(f"--data-dir {data_dir}: no such directory")
+    if labels_file is not None:
+        return _flat_imagenet(data_dir, label_set, labels_file)
+    root = data_dir / "val" if (data_dir / "val").is_dir() else data_dir
+    folders = _subdirs(root)
+    synsets = [f for f in folders if SYNSET.match(f)]
+    if not synsets:
+        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir() if p.is_file())
+        hint = "a flat folder of images needs --labels FILE ('filename label' lines)" if has_images else \
+            "expected val/<synset>/*.JPEG or <synset>/*.JPEG"
+        raise DatasetError(f"--data-dir {data_dir}: no ImageNet synset folders (n########); {hint}")
+    resolver = LabelResolver(label_set, allow_names=False)
+    unknown = [f for f in synsets if f not in resolver.id_index]
+    if unknown:
+        raise DatasetError(f"{root}: {len(unknown)} synset folders are not ImageNet-1k classes: {_few(unknown)}")
+    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set)
+    others = [f for f in folders if not SYNSET.match(f)]
+    if others:
+        data.notes.append(f"ignored {len(others)} folders that are not synsets: {_few(others, 3)}")
+    return data
+
+
+def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
+    """(line number, first field, label field) of a ``name label`` or ``name,label`` file."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise DatasetError(f"{path}: not a text file") from None
+    if path.suffix.lower() == ".csv":
+        for n, row in enumerate(csv.reader(text.splitlines()), 1):
+            if row and any(c.strip() for c in row):
+                if len(row) < 2:
+                    raise DatasetError(f"{path}:{n}: expected 'path,label', got {','.join(row)!r}")
+                yield n, row[0].strip(), row[-1].strip()
+        return
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) < 2:
+            raise DatasetError(f"{path}:{n}: expected 'path label', got {line!r}")
+        yield n, parts[0], parts[1].strip()
+
+
+def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
+    resolver = LabelResolver(label_set, allow_names=False)
+    files = {p.name: p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    stems: dict[str, Path] = {}
+    for p in files.values():
+        if p.suffix.lower() in IMAGE_SUFFIXES:
+            stems.setdefault(p.stem, p)
+    samples: list[Sample] = []
+    seen: set[str] = set()
+    for n, name, label_text in _label_lines(labels_file):
+        word = label_text.split()[0]
+        label = resolver(word)
+        if label is None:
+            if n == 1 and not samples:  # a header row (ImageId,PredictionString)
+                continue
+            raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
+                               "0..999 in sorted-synset order, or synsets)")
+        path = files.get(name) or stems.get(name) or data_dir / name
+        if str(path) in seen:
+            raise DatasetError(f"{labels_file}:{n}: {name} is listed twice")
+        seen.add(str(path))
+        samples.append(Sample(str(path), label))
+    if not samples:
+        raise DatasetError(f"{labels_file}: no 'filename label' lines")
+    samples.sort(key=lambda s: s.path)
+    unlabelled = sum(1 for p in files.values() if p.suffix.lower() in IMAGE_SUFFIXES and str(p) not in seen)
+    notes = [f"{unlabelled} images in {data_dir} have no line in {labels_file.name} and were not evaluated"] \
+        if unlabelled else []
+    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes)
+
+
+def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
+    """``folder label`` lines (tab separated, or space separated where the folder is the longest
+    prefix naming an existing folder, so both may hold spaces), a ``.csv`` or a JSON object."""
+    if path.suffix.lower() == ".json":
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise DatasetError(f"--class-map {path}: cannot read JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise DatasetError(f"--class-map {path}: expected a JSON object folder -> label")
+        return {str(k): str(v) for k, v in raw.items()}
+    if path.suffix.lower() == ".csv":
+        return {name: label for _, name, label in _label_lines(path)}
+    known = set(folders)
+    mapping: dict[str, str] = {}
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"--class-map {path}: cannot read ({exc})") from None
+    for n, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        if len(line.split()) < 2:
+            raise DatasetError(f"--class-map {path}:{n}: expected 'folder label', got {line!r}")
+        if "\t" in line:
+            name, label = (part.strip() for part in line.split("\t", 1))
+        else:
+            words = line.split()
+            cut = next((k for k in range(len(words) - 1, 0, -1) if " ".join(words[:k]) in known), 1)
+            name, label = " ".join(words[:cut]), " ".join(words[cut:])
+        mapping[name] = label
+    return mapping
+
+
+def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path] = None,
+                        model_name: str = "the model") -> EvalData:
+    """``<class>/<image>`` with each folder matched to one of the model's classes."""
+    if not data_dir.is_dir():
+        raise DatasetError(f"--data-dir {data_dir}: no such directory")
+    folders = _subdirs(data_dir)
+    if not folders:
+        raise DatasetError(f"--data-dir {data_dir}: no class folders (expected <class>/<image> files)")
+    resolver = LabelResolver(label_set)
+    mapping = read_class_map(class_map, folders) if class_map is not None else {}
+    classes: dict[str, int] = {}
+    unmatched: list[str] = []
+    for folder in folders:
+        if folder in mapping:
+            label = resolver(mapping[folder])
+            if label is None:
+                raise DatasetError(f"--class-map {class_map}: folder {folder!r}: {resolver.why_not(mapping[folder])}")
+            classes[folder] = label
+            continue
+        label = None if re.fullmatch(r"\d+", folder) else resolver(folder)  # bare numbers only via --class-map
+        if label is None:
+            unmatched.append(folder)
+        else:
+            classes[folder] = label
+    if unmatched:
+        raise DatasetError(
+            f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {label_set} class of "
+            f"{model_name}: {_few(unmatched)}; rename them or pass --class-map FILE ('folder label' lines, "
+            "label = class index, id or name)")
+    stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    data = _class_tree(data_dir, classes, "imagefolder", label_set)
+    if stray:
+        data.notes.append(f"{len(stray)} images directly in {data_dir} (outside class folders) ignored")
+    return data
+
+
+def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], label_set: str) -> EvalData:
+    """A Kinetics-400 / SSv2 list: ``path label`` (or ``path num_frames label``) lines."""
+    expected = VIDEO_DATASET_LABELS[name]
+    if label_set != expected:
+        raise DatasetError(f"--dataset {name} needs a {expected} model; this one predicts {label_set}")
+    root = data_dir if data_dir is not None else list_file.parent
+    if not root.is_dir():
+        raise DatasetError(f"--data-dir {root}: no such directory")
+    resolver = LabelResolver(label_set)
+    samples: list[Sample] = []
+    for n, path_text, label_text in _label_lines(list_file):
+        parts = label_text.split()
+        if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
+            label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
+        label = resolver(label_text)
+        if label is None:
+            if n == 1 and not samples:  # header row
+                continue
+            raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
+        path = Path(path_text)
+        path = path if path.is_absolute() else root / path
+        if not path.suffix and not path.exists():
+            path = next((path.with_name(path.name + s) for s in VIDEO_SUFFIXES
+                         if path.with_name(path.name + s).exists()), path)
+        samples.append(Sample(str(path), label))
+    if not samples:
+        raise DatasetError(f"{list_file}: no 'path label' lines")
+    return EvalData(name, "video", label_set, str(root), samples)
+
+
+def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None, *,
+                  labels_file: Optional[Path] = None, class_map: Optional[Path] = None,
+                  list_file: Optional[Path] = None) -> EvalData:
+    """Lists and labels a dataset for ``entry``'s classes; raises DatasetError with one line to fix it."""
+    if name not in DATASETS:
+        raise DatasetError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
+    is_video = name in VIDEO_DATASET_LABELS
+    if is_video != entry.is_video:
+        kind = "video" if entry.is_video else "image"
+        raise DatasetError(f"--dataset {name} is a {'video' if is_video else 'image'} dataset, but "
+                           f"{entry.name} is a {kind} model")
+    if is_video:
+        if list_file is None:
+            raise DatasetError(f"--dataset {name} needs --list FILE ('path label' lines)")
+        if not list_file.is_file():
+            raise DatasetError(f"--list {list_file}: no such file")
+        return video_list_dataset(name, list_file, data_dir, entry.labels)
+    if data_dir is None:
+        raise DatasetError(f"--dataset {name} needs --data-dir DIR")
+    for option, value in (("--labels", labels_file), ("--class-map", class_map)):
+        if value is not None and not value.is_file():
+            raise DatasetError(f"{option} {value}: no such file")
+    if name == "imagenet":
+        return imagenet_dataset(data_dir, entry.labels, labels_file)
+    return imagefolder_dataset(data_dir, entry.labels, class_map, entry.name)
+
+
+# --------------------------------------------------------------------------------------------
+# Reading items (DataLoader side)
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Item:
+    """One read item; ``tensor`` is None and ``error`` says why when the file could not be used."""
+
+    index: int
+    tensor: Optional[torch.Tensor]
+    error: Optional[str] = None
+    notes: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Python, NumPy and torch RNGs seeded for one item, then restored."""
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
+def _unexpected(path: str, exc: BaseException) -> str:
+    return f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'})"
+
+
+class ImageItems(torch.utils.data.Dataset):
+    """Loads, hooks and transforms images. ``image_hook(img)`` (e.g. JPEG re-encoding, a corruption)
+    runs on the RGB PIL image before the eval transform, on the worker, with the Python/NumPy/torch
+    RNGs seeded from ``hook_seed`` and the file's path below ``root``, so a random hook gives the same
+    pixels for any number of workers or processes and any ``--limit``. An exception from loading, the
+    hook or the transform marks the item bad."""
+
+    def __init__(self, samples: Sequence[Sample], entry: ModelEntry, image_hook: Optional[ImageHook] = None,
+                 hook_seed: int = 0, root: str = ""):
+        self.paths = [s.path for s in samples]
+        self.seeds = [hook_seed * 1_000_003 + zlib.crc32(os.path.relpath(s.path, root or ".").encode())
+                      for s in samples]
+        self.transform = eval_transform(entry.data)
+        self.min_side = entry.data.input_size[-1]
+        self.image_hook = image_hook
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Item:
+        path = self.paths[index]
+        try:
+            img = load_image(path, self.min_side)
+            if self.image_hook is not None:
+                with seeded(self.seeds[index]):
+                    img = self.image_hook(img)
+            return Item(index, self.transform(img))
+        except InputError as exc:
+            return Item(index, None, str(exc))
+        except Exception as exc:  # a file Pillow chokes on in an unusual way: still one skipped item
+            return Item(index, None, _unexpected(path, exc))
+
+
+class VideoItems(torch.utils.data.Dataset):
+    """Decodes each video into the protocol's clips x crops views, (V, 3, T, S, S)."""
+
+    def __init__(self, samples: Sequence[Sample], protocol: Any, mean: Sequence[float], std: Sequence[float]):
+        self.paths = [s.path for s in samples]
+        self.protocol, self.mean, self.std = protocol, tuple(mean), tuple(std)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> Item:
+        from .video import load_video_views
+
+        path = self.paths[index]
+        try:
+            clips = load_video_views(path, self.protocol, self.mean, self.std)
+            return Item(index, clips.tensor, notes=tuple(clips.notes))
+        except InputError as exc:
+            return Item(index, None, str(exc))
+        except Exception as exc:
+            return Item(index, None, _unexpected(path, exc))
+
+
+@dataclass
+class Batch:
+    indices: list[int]  # dataset indices of the rows of ``tensor``
+    tensor: Optional[torch.Tensor]
+    notes: list[tuple[str, ...]]
+    failed: list[tuple[int, str]]
+
+    def pin_memory(self) -> "Batch":  # DataLoader(pin_memory=True) calls this on custom batch types
+        if self.tensor is not None:
+            self.tensor = self.tensor.pin_memory()
+        return self
+
+
+def collate_items(items: list[Item]) -> Batch:
+    good = [it for it in items if it.tensor is not None]
+    return Batch(indices=[it.index for it in good],
+                 tensor=torch.stack([it.tensor for it in good]) if good else None,
+                 notes=[it.notes for it in good],
+                 failed=[(it.index, it.error or "unreadable") for it in items if it.tensor is None])

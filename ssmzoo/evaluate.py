@@ -1,0 +1,454 @@
+"""Accuracy of one model on one dataset, measured the way the paper measured it, on one process or many.
+
+``evaluate(loaded, data)`` is the library entry point (``ssmzoo eval`` and ``ssmzoo robustness`` call it):
+items are read on DataLoader workers (bad files become sentinels), batched through the model under the
+requested autocast, and every item gets a ``SampleResult``. Under torchrun each rank evaluates its shard
+(items ``rank::world``) and the per-item results are gathered on every rank, so the figures are exactly
+those of a single process.
+
+Images use the model's data config (timm's eval transform). Videos use the manifest's test protocol
+(frames, temporal sampling, clips x crops, short side, crop size) with the softmax averaged over all
+views, as the VideoMamba authors merge their test views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
+
+import torch
+
+from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collate_items
+from .distributed import DistContext
+from .errors import SsmzooError
+from .factory import DTYPES, LoadedModel, autocast
+from .labels import class_ids, class_names
+
+# The dataset each label set's published figures were measured on.
+REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
+TOP_K = 5
+
+
+@dataclass
+class SampleResult:
+    index: int
+    path: str
+    label: int
+    prediction: Optional[int] = None
+    top5: list[int] = field(default_factory=list)
+    probability: Optional[float] = None  # softmax (view-averaged for videos) of the prediction
+    error: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def correct(self) -> Optional[bool]:
+        return None if not self.ok else self.prediction == self.label
+
+    @property
+    def correct5(self) -> Optional[bool]:
+        return None if not self.ok else self.label in self.top5
+
+
+@dataclass
+class EvalResult:
+    model: str
+    weights: str
+    dataset: str
+    data_dir: str
+    kind: str  # image | video
+    label_set: str
+    protocol: str
+    views: int  # per item: 1 for images, clips x crops for videos
+    total: int  # items in the dataset before --limit
+    samples: list[SampleResult]
+    wall_s: float  # the evaluation loop (slowest rank), without model loading
+    data_wait_s: float  # summed over ranks
+    busy_s: float  # summed over ranks: data_wait_s / busy_s is the waiting fraction
+    device: str
+    dtype: str
+    world_size: int = 1
+    workers: int = 0
+    batch_size: int = 0
+    reported_top1: Optional[float] = None
+    reported_source: Optional[str] = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def n(self) -> int:
+        return len(self.samples)
+
+    @property
+    def evaluated(self) -> int:
+        return sum(1 for s in self.samples if s.ok)
+
+    @property
+    def failed(self) -> list[SampleResult]:
+        return [s for s in self.samples if not s.ok]
+
+    def _rate(self, attr: str) -> Optional[float]:
+        good = self.evaluated
+        return 100.0 * sum(1 for s in self.samples if getattr(s, attr)) / good if good else None
+
+    @property
+    def top1(self) -> Optional[float]:
+        """Percent of the readable items whose top prediction is the label (skipped items excluded)."""
+        return self._rate("correct")
+
+    @property
+    def top5(self) -> Optional[float]:
+        return self._rate("correct5")
+
+    @property
+    def top1_stderr(self) -> Optional[float]:
+        """Binomial standard error of top-1 (percent): the sampling noise of a subset."""
+        if not self.evaluated or self.top1 is None:
+            return None
+        p = self.top1 / 100.0
+        return 100.0 * math.sqrt(p * (1.0 - p) / self.evaluated)
+
+    @property
+    def comparable(self) -> bool:
+        """Whether the paper's figure was measured on this dataset (on all of it, unless --limit)."""
+        return self.reported_top1 is not None and REPORTED_ON.get(self.label_set) == self.dataset
+
+    @property
+    def top1_diff(self) -> Optional[float]:
+        return None if not self.comparable or self.top1 is None else self.top1 - self.reported_top1
+
+    @property
+    def items_per_s(self) -> Optional[float]:
+        return self.evaluated / self.wall_s if self.wall_s > 0 else None
+
+    @property
+    def views_per_s(self) -> Optional[float]:
+        rate = self.items_per_s
+        return None if rate is None else rate * self.views
+
+    @property
+    def data_wait_fraction(self) -> Optional[float]:
+        return self.data_wait_s / self.busy_s if self.busy_s > 0 else None
+
+    def summary(self) -> dict[str, Any]:
+        """Everything but the per-item rows, JSON-ready."""
+        r = lambda v, d=4: None if v is None else round(v, d)  # noqa: E731
+        return {
+            "model": self.model, "weights": self.weights, "dataset": self.dataset, "data_dir": self.data_dir,
+            "kind": self.kind, "label_set": self.label_set, "protocol": self.protocol, "views": self.views,
+            "total": self.total, "n": self.n, "evaluated": self.evaluated, "skipped": len(self.failed),
+            "top1": r(self.top1), "top5": r(self.top5), "top1_stderr": r(self.top1_stderr),
+            "reported_top1": self.reported_top1, "top1_diff": r(self.top1_diff),
+            "reported_source": self.reported_source,
+            "items_per_s": r(self.items_per_s, 2), "views_per_s": r(self.views_per_s, 2),
+            "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
+            "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
+            "workers": self.workers, "batch_size": self.batch_size, "notes": list(self.notes),
+            "skipped_items": [{"path": s.path, "error": s.error} for s in self.failed],
+        }
+
+    def sample_rows(self) -> Iterator[dict[str, Any]]:
+        ids, names = class_ids(self.label_set), class_names(self.label_set)
+        for s in self.samples:
+            yield {
+                "index": s.index, "path": s.path, "label": s.label, "label_id": ids[s.label],
+                "label_name": names[s.label], "prediction": s.prediction,
+                "prediction_id": None if s.prediction is None else ids[s.prediction],
+                "prediction_name": None if s.prediction is None else names[s.prediction],
+                "probability": None if s.probability is None else round(s.probability, 6),
+                "top5": s.top5, "correct": s.correct, "correct5": s.correct5, "error": s.error,
+                "notes": list(s.notes),
+            }
+
+    def write_summary(self, path: str | Path) -> None:
+        """``.json``: the summary object; ``.csv``: a header and one row (lists joined by ' | ')."""
+        path = Path(path)
+        summary = self.summary()
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            _write(path, json.dumps(summary, indent=2) + "\n")
+        elif suffix == ".csv":
+            summary["notes"] = " | ".join(summary["notes"])
+            summary["skipped_items"] = " | ".join(f"{d['error']}" for d in summary["skipped_items"])
+            _write_csv(path, list(summary), [summary])
+        else:
+            raise SsmzooError(f"--output {path}: expected a .json or .csv file name")
+
+    def write_per_sample(self, path: str | Path) -> None:
+        """``.jsonl``: one object per item; ``.csv``: one row per item (top5 space separated)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".jsonl":
+            _write(path, "".join(json.dumps(row) + "\n" for row in self.sample_rows()))
+        elif suffix == ".csv":
+            rows = []
+            for row in self.sample_rows():
+                row["top5"] = " ".join(str(i) for i in row["top5"])
+                row["notes"] = " | ".join(row["notes"])
+                rows.append(row)
+            fields = list(rows[0]) if rows else ["index", "path"]
+            _write_csv(path, fields, rows)
+        else:
+            raise SsmzooError(f"--per-sample {path}: expected a .csv or .jsonl file name")
+
+
+def _write(path: Path, text: str) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise SsmzooError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+
+def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write(path, buf.getvalue())
+
+
+# --------------------------------------------------------------------------------------------
+# Protocol
+# --------------------------------------------------------------------------------------------
+
+
+def image_protocol(loaded: LoadedModel) -> str:
+    d = loaded.entry.data
+    size = d.input_size[-1]
+    if d.crop_mode == "center":
+        return f"resize {math.floor(size / d.crop_pct)} {d.interpolation}, center crop {size}"
+    return f"{d.crop_mode} {size} {d.interpolation} (crop_pct {d.crop_pct})"
+
+
+def video_protocol(loaded: LoadedModel, views: Optional[tuple[int, int]] = None):
+    """The manifest's test protocol as a ``ssmzoo.video.VideoProtocol``, with ``views`` overriding clips x crops."""
+    from .video import VideoProtocol
+
+    entry = loaded.entry
+    if entry.video is None:
+        raise SsmzooError(f"model '{entry.name}' has no video protocol in its manifest entry")
+    try:
+        protocol = VideoProtocol(**asdict(entry.video))
+        return protocol.with_views(*views) if views is not None else protocol
+    except ValueError as exc:
+        raise SsmzooError(f"model '{entry.name}': video protocol: {exc}") from None
+
+
+def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
+    views = f"{protocol.clips} clips x {protocol.crops} crops"
+    if (protocol.clips, protocol.crops) != tuple(paper_views):
+        views += f" (--views; the paper's protocol is {paper_views[0]}x{paper_views[1]})"
+    return (f"{protocol.num_frames} frames, {protocol.sampling} sampling, {views}, "
+            f"short side {protocol.short_side}, crop {protocol.crop_size}, softmax averaged")
+
+
+def default_workers(dist: Optional[DistContext] = None) -> int:
+    """min(8, this process's share of the CPUs): the usual sweet spot for JPEG decoding."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cpus = os.cpu_count() or 1
+    per_process = cpus // (dist.local_world_size if dist is not None else 1)
+    return max(0, min(8, per_process))
+
+
+# --------------------------------------------------------------------------------------------
+# The loop
+# --------------------------------------------------------------------------------------------
+
+
+def _device_name(device: torch.device, world: int) -> str:
+    name = str(device)
+    if device.type == "cuda":
+        with contextlib.suppress(Exception):
+            name = f"{name} ({torch.cuda.get_device_name(device)})"
+    return f"{world} x {name.replace(f'cuda:{device.index}', 'cuda')}" if world > 1 else name
+
+
+@torch.inference_mode()
+def _top(loaded: LoadedModel, batch: torch.Tensor, views: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Top-k (probabilities, indices) per item; a video's ``views`` rows are softmax-averaged first."""
+    x = batch.to(loaded.device, non_blocking=True)
+    if x.dim() == 6:
+        x = x.flatten(0, 1)  # (B, V, 3, T, S, S) -> (B*V, 3, T, S, S)
+    probs = []
+    with autocast(loaded.device, loaded.dtype):
+        for start in range(0, x.shape[0], chunk):
+            probs.append(loaded.model(x[start:start + chunk]).float().softmax(dim=-1))
+    p = torch.cat(probs)
+    p = p.view(batch.shape[0], views, -1).mean(dim=1)
+    values, indices = p.topk(min(TOP_K, p.shape[-1]), dim=-1)
+    return values.cpu(), indices.cpu()
+
+
+def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
+             views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
+             hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
+             on_progress: Optional[Callable[[int, int], None]] = None) -> EvalResult:
+    """Evaluates ``loaded`` on ``data``; every rank returns the same, complete result.
+
+    ``batch_size`` counts images, or for videos clips (views) per forward pass (at least one whole
+    video per batch). ``image_hook`` runs on each RGB PIL image before the eval transform (see
+    ``ImageItems``). ``on_progress(done, total)`` follows this rank's shard.
+    """
+    dist = dist or DistContext()
+    entry = loaded.entry
+    if data.label_set != entry.labels:
+        raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
+    if (data.kind == "video") != entry.is_video:
+        raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
+                          f"{'a video' if entry.is_video else 'an image'} model")
+    if batch_size < 1:
+        raise SsmzooError(f"--batch-size {batch_size}: expected a positive number")
+    workers = default_workers(dist) if workers is None else workers
+    if workers < 0:
+        raise SsmzooError(f"--workers {workers}: expected 0 or more")
+
+    if data.kind == "image":
+        items: torch.utils.data.Dataset = ImageItems(data.samples, entry, image_hook, hook_seed, data.root)
+        per_item, items_per_batch, protocol = 1, batch_size, image_protocol(loaded)
+    else:
+        if image_hook is not None:
+            raise SsmzooError("image_hook applies to image datasets only")
+        vp = video_protocol(loaded, views)
+        items = VideoItems(data.samples, vp, entry.data.mean, entry.data.std)
+        per_item = vp.clips * vp.crops
+        items_per_batch = max(1, batch_size // per_item)
+        protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
+
+    shard = dist.shard(len(data))
+    cuda = loaded.device.type == "cuda"
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.Subset(items, shard), batch_size=items_per_batch, shuffle=False,
+        num_workers=workers, collate_fn=collate_items, pin_memory=cuda,
+        prefetch_factor=prefetch if workers > 0 else None)
+
+    results: list[SampleResult] = []
+    paths = [s.path for s in data.samples]
+    labels = [s.label for s in data.samples]
+    wait = 0.0
+    if on_progress is not None:
+        on_progress(0, len(shard))
+    start = time.perf_counter()
+    iterator = iter(loader)
+    while True:
+        t0 = time.perf_counter()
+        batch: Optional[Batch] = next(iterator, None)
+        wait += time.perf_counter() - t0
+        if batch is None:
+            break
+        for index, error in batch.failed:
+            results.append(SampleResult(index, paths[index], labels[index], error=error))
+        if batch.tensor is not None:
+            values, indices = _top(loaded, batch.tensor, per_item, batch_size)
+            for row, index in enumerate(batch.indices):
+                top = indices[row].tolist()
+                results.append(SampleResult(index, paths[index], labels[index], prediction=top[0], top5=top,
+                                            probability=float(values[row, 0]), notes=list(batch.notes[row])))
+        if on_progress is not None:
+            on_progress(len(results), len(shard))
+    wall = time.perf_counter() - start
+
+    gathered = dist.all_gather((results, wall, wait))
+    merged = sorted((r for part, _, _ in gathered for r in part), key=lambda r: r.index)
+    if [r.index for r in merged] != list(range(len(data))):  # sharding must cover each item exactly once
+        raise RuntimeError(f"evaluation covered {len(merged)} results for {len(data)} items")
+    notes = list(data.notes)
+    if len(data) < data.total:
+        notes.append(f"--limit: {len(data)} of {data.total} items (class-stratified, deterministic)")
+    return EvalResult(
+        model=entry.name, weights=loaded.weights_origin, dataset=data.name, data_dir=data.root, kind=data.kind,
+        label_set=data.label_set, protocol=protocol, views=per_item, total=data.total, samples=merged,
+        wall_s=max(w for _, w, _ in gathered), data_wait_s=sum(d for _, _, d in gathered),
+        busy_s=sum(w for _, w, _ in gathered), device=_device_name(loaded.device, dist.world_size),
+        dtype=next((k for k, v in DTYPES.items() if v == loaded.dtype), str(loaded.dtype)),
+        world_size=dist.world_size, workers=workers, batch_size=batch_size,
+        reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation (shared by `eval` and `robustness`)
+# --------------------------------------------------------------------------------------------
+
+
+def progress_bar(console, description: str, unit: str):
+    """A rich progress bar (items/s, ETA) on ``console``; use as ``with progress_bar(...) as update:``
+    and pass ``update`` as ``on_progress``."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    def rate(task) -> Optional[float]:  # the average since the start: steady for batched evaluation
+        elapsed = task.finished_time or task.elapsed
+        return task.completed / elapsed if task.completed and elapsed else None
+
+    class Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            r = rate(task)
+            return Text(f"{r:.1f} {unit}/s" if r else f"- {unit}/s", style="cyan")
+
+    class Eta(ProgressColumn):
+        def render(self, task) -> Text:
+            r = rate(task)
+            if not r or task.total is None:
+                return Text("eta -:--:--", style="cyan")
+            left = int(max(0.0, task.total - task.completed) / r)
+            return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="cyan")
+
+    @contextlib.contextmanager
+    def bar() -> Iterator[Callable[[int, int], None]]:
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+                            TimeElapsedColumn(), Eta(), console=console, transient=not console.is_terminal)
+        with progress:
+            task = progress.add_task(description, total=None)
+
+            def update(done: int, total: int) -> None:
+                progress.update(task, completed=done, total=total)
+
+            yield update
+
+    return bar()
+
+
+def _fmt(value: Optional[float], spec: str = ".2f", suffix: str = "") -> str:
+    return "-" if value is None else f"{value:{spec}}{suffix}"
+
+
+def summary_table(result: EvalResult):
+    from rich.table import Table
+
+    unit = "img/s" if result.kind == "image" else "clips/s"
+    table = Table(title=f"ssmzoo eval: {result.model} on {result.dataset}", title_justify="left")
+    for col in ("model", "dataset", "N", "top-1", "top-5", "paper top-1", "diff", unit, "device", "dtype"):
+        table.add_column(col, justify="left" if col in ("model", "dataset", "device", "dtype") else "right")
+    top1 = _fmt(result.top1)
+    if result.top1_stderr is not None and result.top1 is not None:
+        top1 += f" ±{result.top1_stderr:.2f}"
+    table.add_row(result.model, result.dataset, str(result.evaluated), top1, _fmt(result.top5),
+                  _fmt(result.reported_top1, ".1f"), _fmt(result.top1_diff, "+.2f"),
+                  _fmt(result.views_per_s, ".1f"), result.device, result.dtype)
+    wait = result.data_wait_fraction
+    lines = [f"protocol: {result.protocol}",
+             f"{result.evaluated} of {result.n} items evaluated, {len(result.failed)} unreadable skipped"
+             + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
+             f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
+             f" ({result.workers} workers, batch {result.batch_size}"
+             + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
+    if result.reported_top1 is not None and not result.comparable:
+        lines.append(f"the paper's top-1 was measured on {REPORTED_ON.get(result.label_set)}, not on this dataset")
+    lines.append(f"weights: {result.weights}")
+    lines += [f"note: {n}" for n in result.notes]
+    table.caption = "\n".join(lines)
+    table.caption_justify = "left"
+    return table

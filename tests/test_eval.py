@@ -1,0 +1,500 @@
+"""`ssmzoo eval` on small real datasets: ImageNet layouts, ImageFolder, a Kinetics list, torchrun sharding.
+
+Labels are chosen from predictions computed by running the model directly (load_image + timm's eval
+transform + forward; for videos the authors' views averaged by hand), so top-1 and top-5 have known,
+non-trivial values that the CLI must reproduce.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import ssmzoo  # noqa: F401
+from ssmzoo.datasets import EvalData, Sample, build_dataset, stratified_subset
+from ssmzoo.errors import SsmzooError
+from ssmzoo.factory import load_model
+from ssmzoo.images import eval_transform, load_image
+from ssmzoo.labels import class_ids
+from ssmzoo.manifest import load_manifest
+
+from conftest import EXAMPLES, MINI_MANIFEST
+
+ROOT = Path(__file__).resolve().parents[1]
+IDS = class_ids("imagenet-1k")
+
+EVAL_MANIFEST = MINI_MANIFEST + """
+  groupmamba_evalmini:
+    family: groupmamba
+    architecture: groupmamba_tiny
+    arch_args: {stem_hidden_dim: 16, embed_dims: [32, 64, 96, 128], mlp_ratios: [8, 8, 4, 4], depths: [1, 2, 2, 1]}
+    task: image-classification
+    labels: imagenet-1k
+    data: {input_size: [3, 96, 96], crop_pct: 0.875, interpolation: bicubic}
+    reported: {top1: 50.0, source: "a made-up figure for the test"}
+  videomamba_evalmini:
+    family: videomamba
+    architecture: videomamba_tiny_video
+    arch_args: {embed_dim: 64, depth: 2, img_size: 64, num_frames: 4}
+    task: video-classification
+    labels: kinetics-400
+    data: {input_size: [3, 64, 64], crop_pct: 1.0, interpolation: bilinear}
+    video: {num_frames: 4, sampling: sparse, clips: 2, crops: 3, short_side: 64, crop_size: 64}
+    reported: {top1: 40.0, source: "a made-up figure for the test"}
+"""
+
+
+def _generated_images(folder: Path) -> list[Path]:
+    """Odd sizes and modes: noise, gradients, grayscale, RGBA, a PNG; plus the example photos."""
+    rng = np.random.default_rng(7)
+    paths = []
+    for src in sorted(EXAMPLES.glob("*.jpg")):
+        paths.append(Path(shutil.copy(src, folder / src.name)))
+    noise = Image.fromarray(rng.integers(0, 256, (80, 121, 3), dtype=np.uint8))
+    noise.save(folder / "noise.jpg", quality=90)
+    yy, xx = np.mgrid[0:150, 0:70]
+    grad = np.stack([xx * 3, yy, (xx + yy) % 256], -1).astype(np.uint8)
+    Image.fromarray(grad).save(folder / "gradient.png")
+    gray = Image.open(EXAMPLES / "chelsea.jpg").convert("L").resize((101, 99))
+    gray.save(folder / "gray.jpg")
+    rgba = np.concatenate([rng.integers(0, 256, (131, 97, 3)), np.full((131, 97, 1), 128)], -1).astype(np.uint8)
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    blobs = Image.open(EXAMPLES / "coffee.jpg").resize((200, 90)).rotate(90, expand=True)
+    blobs.save(folder / "sideways.jpg")
+    paths += [folder / n for n in ("noise.jpg", "gradient.png", "gray.jpg", "alpha.png", "sideways.jpg")]
+    return paths
+
+
+def _hand_top5(entry, checkpoint, paths) -> list[list[int]]:
+    loaded = load_model(entry, weights=str(checkpoint), device="cpu")
+    transform = eval_transform(entry.data)
+    batch = torch.stack([transform(load_image(p, entry.data.input_size[-1])) for p in paths])
+    with torch.no_grad():
+        return loaded.model(batch).softmax(-1).topk(5).indices.tolist()
+
+
+@pytest.fixture(scope="session")
+def eval_env(mini_files, tmp_path_factory):
+    """Manifest with an eval model (reported top-1 50.0), 9 readable images and their by-hand top-5."""
+    manifest_dir = tmp_path_factory.mktemp("evalmanifest")
+    manifest = manifest_dir / "eval.yaml"
+    manifest.write_text(EVAL_MANIFEST)
+    _, checkpoint = mini_files
+    staging = tmp_path_factory.mktemp("staging")
+    paths = _generated_images(staging)
+    entry = load_manifest([manifest])["groupmamba_evalmini"]
+    top5 = _hand_top5(entry, checkpoint, paths)
+    # Image i is labelled: its top-1 (i % 3 == 0), its 3rd guess (top-5 only), or a class outside its top-5.
+    labels = []
+    for i, t in enumerate(top5):
+        labels.append([t[0], t[2], next(c for c in range(1000) if c not in t)][i % 3])
+    return {"manifest": manifest, "checkpoint": checkpoint, "paths": paths, "top5": top5, "labels": labels}
+
+
+def _break_files(folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    empty = folder / "zz_empty.JPEG"
+    empty.write_bytes(b"")
+    text = folder / "zz_text.JPEG"
+    text.write_text("this is not a JPEG")
+    cut = folder / "zz_truncated.JPEG"
+    cut.write_bytes((EXAMPLES / "rocket.jpg").read_bytes()[:3000])
+    return [empty, text, cut]
+
+
+@pytest.fixture()
+def imagenet_tree(eval_env, tmp_path):
+    """DIR/val/<synset>/ with the 9 images under their chosen labels and 3 broken files."""
+    root = tmp_path / "imagenet"
+    expected = {}
+    for path, label, top5 in zip(eval_env["paths"], eval_env["labels"], eval_env["top5"]):
+        dest = root / "val" / IDS[label] / path.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, dest)
+        expected[str(dest)] = (label, top5)
+    bad = _break_files(root / "val" / IDS[eval_env["labels"][0]])
+    (root / "val" / IDS[eval_env["labels"][0]] / "README.txt").write_text("not an image, ignored")
+    return root, expected, bad
+
+
+def _eval(cli, env, *args):
+    return cli("--manifest", env["manifest"], "eval", "--model", "groupmamba_evalmini",
+               "--weights", env["checkpoint"], *args)
+
+
+def test_imagenet_tree_metrics_per_sample_and_skips(cli, eval_env, imagenet_tree, tmp_path):
+    root, expected, bad = imagenet_tree
+    per_sample, summary_file = tmp_path / "ps.jsonl", tmp_path / "out" / "results.json"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--batch-size", "4", "--workers", "2",
+                "--per-sample", per_sample, "--output", summary_file, "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert json.loads(summary_file.read_text()) == summary
+    assert (summary["n"], summary["evaluated"], summary["skipped"], summary["total"]) == (12, 9, 3, 12)
+    assert summary["top1"] == pytest.approx(100 * 3 / 9, abs=1e-3)
+    assert summary["top5"] == pytest.approx(100 * 6 / 9, abs=1e-3)
+    assert summary["top1_diff"] == pytest.approx(100 * 3 / 9 - 50.0, abs=1e-3)
+    assert summary["data_dir"] == str(root / "val") and summary["workers"] == 2
+    assert 0.0 <= summary["data_wait_fraction"] <= 1.0 and summary["items_per_s"] > 0
+    assert summary["protocol"] == "resize 109 bicubic, center crop 96"
+
+    rows = [json.loads(line) for line in per_sample.read_text().splitlines()]
+    assert [r["index"] for r in rows] == list(range(12))
+    assert [r["path"] for r in rows] == sorted(r["path"] for r in rows)  # synset, then file name
+    good = {r["path"]: r for r in rows if r["error"] is None}
+    assert set(good) == set(expected)
+    for path, (label, top5) in expected.items():
+        r = good[path]
+        assert (r["label"], r["label_id"], r["top5"], r["prediction"]) == (label, IDS[label], top5, top5[0])
+        assert r["correct"] == (label == top5[0]) and r["correct5"] == (label in top5)
+        assert r["prediction_id"] == IDS[top5[0]] and 0 < r["probability"] <= 1
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"] is not None}
+    assert set(errors) == {p.name for p in bad}
+    assert "empty file" in errors["zz_empty.JPEG"] and "not an image" in errors["zz_text.JPEG"]
+    assert "truncated" in errors["zz_truncated.JPEG"]
+    skipped = [line for line in res.stderr.splitlines() if line.startswith("skipped: ")]
+    assert len(skipped) == 3 and all(str(p) in "\n".join(skipped) for p in bad)
+    assert "Traceback" not in res.stderr
+
+
+def test_table_csv_outputs_and_synset_root_layout(cli, eval_env, imagenet_tree, tmp_path):
+    root, expected, _ = imagenet_tree
+    per_sample, summary_file = tmp_path / "ps.csv", tmp_path / "results.csv"
+    # DIR/<synset>/ (no val/) is accepted too.
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root / "val", "--workers", "0",
+                "--per-sample", per_sample, "--output", summary_file)
+    assert res.code == 0, res.stderr
+    table = res.stdout
+    for text in ("groupmamba_evalmini", "imagenet", "33.33 ±15.71", "66.67", "50.0", "-16.67", "img/s", "cpu", "fp32",
+                 "protocol: resize 109 bicubic, center crop 96", "9 of 12 items evaluated, 3 unreadable skipped",
+                 "waiting for data"):
+        assert text in table, text
+    with per_sample.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 12
+    by_path = {r["path"]: r for r in rows}
+    for path, (label, top5) in expected.items():
+        assert by_path[path]["top5"] == " ".join(map(str, top5)) and by_path[path]["prediction"] == str(top5[0])
+    with summary_file.open() as f:
+        (summary,) = list(csv.DictReader(f))
+    assert summary["evaluated"] == "9" and float(summary["top5"]) == pytest.approx(66.6667, abs=1e-3)
+
+
+def test_limit_is_class_stratified_and_deterministic(cli, eval_env, imagenet_tree, tmp_path):
+    root, _, _ = imagenet_tree
+    classes = sorted(d.name for d in (root / "val").iterdir())
+    runs = []
+    for _ in range(2):
+        out = tmp_path / "ps.jsonl"
+        res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--limit", len(classes),
+                    "--workers", "0", "--per-sample", out, "--json")
+        assert res.code == 0, res.stderr
+        runs.append([json.loads(line)["path"] for line in out.read_text().splitlines()])
+        assert json.loads(res.stdout)["total"] == 12 and json.loads(res.stdout)["n"] == len(classes)
+    assert runs[0] == runs[1]
+    # One item per class: each class's first file in sorted order.
+    firsts = [str(sorted(p for p in (root / "val" / c).iterdir() if p.suffix != ".txt")[0]) for c in classes]
+    assert runs[0] == firsts
+
+
+def test_stratified_subset_round_robin():
+    samples = [Sample(f"{c}/{i}", c) for c, count in ((0, 5), (1, 1), (2, 3)) for i in range(count)]
+    picked = stratified_subset(samples, 6)
+    assert [s.path for s in picked] == ["0/0", "0/1", "0/2", "1/0", "2/0", "2/1"]
+    assert stratified_subset(samples, 9) == samples
+    data = EvalData("imagenet", "image", "imagenet-1k", "/", samples).limit(4)
+    assert (len(data), data.total) == (4, 9)
+
+
+def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    lines, expected = ["ImageId,PredictionString"], {}
+    for k, (path, label) in enumerate(zip(eval_env["paths"], eval_env["labels"]), 1):
+        name = f"ILSVRC2012_val_{k:08d}"
+        Image.open(path).convert("RGB").save(folder / f"{name}.JPEG", quality=95)
+        expected[name] = label
+        # Kaggle-style: stem only, synset or index, extra words after the label.
+        lines.append(f"{name},{IDS[label]} 1 2 3 4" if k % 2 else f"{name}.JPEG,{label}")
+    (folder / "unlabelled.JPEG").write_bytes((folder / "ILSVRC2012_val_00000001.JPEG").read_bytes())
+    labels = tmp_path / "val_labels.csv"
+    labels.write_text("\n".join(lines + ["ILSVRC2012_val_00000099,0"]) + "\n")  # listed but missing
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels,
+                "--workers", "0", "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert (summary["n"], summary["evaluated"], summary["skipped"]) == (10, 9, 1)
+    assert any("1 images" in n and "no line" in n for n in summary["notes"])
+    rows = {Path(r["path"]).stem: r for r in map(json.loads, out.read_text().splitlines())}
+    assert "no such file" in rows["ILSVRC2012_val_00000099"]["error"]
+    assert {k: rows[k]["label"] for k in expected} == expected
+    # Re-encoded JPEGs may move a prediction, but the accuracy must follow the per-item rows.
+    correct = sum(rows[k]["prediction"] == expected[k] for k in expected)
+    assert summary["top1"] == pytest.approx(100 * correct / 9, abs=1e-3)
+
+    bad = tmp_path / "bad_labels.txt"
+    bad.write_text("ILSVRC2012_val_00000001.JPEG n01440764\nILSVRC2012_val_00000002.JPEG n99999999\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", bad)
+    assert res.code == 1 and res.stdout == ""
+    assert res.stderr.strip().splitlines()[-1].startswith("error: ") and "bad_labels.txt:2" in res.stderr
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
+    assert res.code == 1 and "--labels" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tmp_path):
+    root = tmp_path / "folder"
+    spellings = {"Tabby_Cat": 281, "great-white shark": 2, "n01443537": 1, "GOLDFISH": 1, "Egyptian cat": 285}
+    paths = eval_env["paths"]
+    for k, folder in enumerate(spellings):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(paths[k], root / folder / paths[k].name)
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert {Path(r["path"]).parent.name: r["label"] for r in rows} == spellings
+    summary = json.loads(res.stdout)
+    assert summary["top1_diff"] is None and summary["reported_top1"] == 50.0  # not the paper's dataset
+
+    for odd in ("crane", "vacation photos", "17", "misc"):
+        (root / odd).mkdir()
+        shutil.copy(paths[0], root / odd / "x.jpg")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root)
+    assert res.code == 1 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--class-map" in lines[0]
+    assert "4 of 9 class folders" in lines[0]
+    assert all(repr(name) in lines[0] for name in ("crane", "vacation photos", "17", "misc"))
+
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("crane n03126707\nvacation photos seashore\n17 17\nmisc 999\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", class_map,
+                "--workers", "0", "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    labels = {Path(r["path"]).parent.name: r["label"] for r in map(json.loads, out.read_text().splitlines())}
+    assert labels == {**spellings, "crane": 517, "vacation photos": 978, "17": 17, "misc": 999}
+
+
+def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_env, tmp_path):
+    (tmp_path / "videos").mkdir()
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.mp4 0\n")
+    checks = [
+        (("--dataset", "kinetics400", "--list", lst), "image model"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path / "nope"), "no such directory"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path / "videos"), "no ImageNet synset folders"),
+        (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.txt"), "--output"),
+    ]
+    for args, message in checks:
+        res = _eval(cli, eval_env, *args)
+        lines = res.stderr.strip().splitlines()
+        assert res.code == 1 and lines[-1].startswith("error:") and message in lines[-1], (args, res.stderr)
+        assert "Traceback" not in res.stderr
+
+
+def test_torchrun_two_processes_report_what_one_process_does(cli, eval_env, tmp_path):
+    """7 items (6 images + 1 broken) over 2 gloo ranks: shards of 4 and 3, gathered on rank 0."""
+    root = tmp_path / "seven"
+    for path, label in list(zip(eval_env["paths"], eval_env["labels"]))[:6]:
+        (root / "val" / IDS[label]).mkdir(parents=True, exist_ok=True)
+        shutil.copy(path, root / "val" / IDS[label] / path.name)
+    (root / "val" / IDS[eval_env["labels"][1]] / "broken.JPEG").write_text("nope")
+    common = ["--manifest", str(eval_env["manifest"]), "eval", "--model", "groupmamba_evalmini", "--weights",
+              str(eval_env["checkpoint"]), "--dataset", "imagenet", "--data-dir", str(root), "--batch-size", "2",
+              "--workers", "1", "--device", "cpu", "--json"]
+    single = tmp_path / "single.jsonl"
+    res = cli(*common, "--per-sample", single)
+    assert res.code == 0, res.stderr
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    multi = tmp_path / "multi.jsonl"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+         "--master-addr", "127.0.0.1", "--master-port", str(port), "-m", "ssmzoo", *common, "--per-sample", str(multi)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary, one = json.loads(proc.stdout), json.loads(res.stdout)  # only rank 0 printed
+    assert summary["world_size"] == 2 and summary["device"] == "2 x cpu"
+    for key in ("n", "evaluated", "skipped", "top1", "top5", "skipped_items", "total"):
+        assert summary[key] == one[key], key
+    assert (one["n"], one["skipped"]) == (7, 1)
+    assert proc.stderr.count("skipped: ") == 1
+    a = [json.loads(line) for line in single.read_text().splitlines()]
+    b = [json.loads(line) for line in multi.read_text().splitlines()]
+    assert [r["index"] for r in b] == list(range(7))
+    for ra, rb in zip(a, b):
+        pa, pb = ra.pop("probability"), rb.pop("probability")
+        assert ra == rb
+        assert pa == pb or abs(pa - pb) < 1e-5
+
+
+# ----------------------------------------------------------------------------- video
+
+
+def _pattern(seed: int):
+    rng = np.random.default_rng(seed)
+    colours = rng.integers(0, 256, (4, 3))
+
+    def frame(i: int, size: tuple[int, int]) -> np.ndarray:
+        w, h = size
+        img = np.empty((h, w, 3), np.uint8)
+        img[:] = colours[i % 4]
+        img[: h // 2, : w // 3] = colours[(i + 1) % 4]
+        img[h // 3:, (i * 3) % w:] = colours[(i + 2) % 4]
+        return img
+
+    return frame
+
+
+@pytest.fixture(scope="module")
+def video_env(tmp_path_factory):
+    from video_fixtures import truncate, write_mp4
+
+    import timm
+
+    root = tmp_path_factory.mktemp("k400")
+    manifest = root / "eval.yaml"
+    manifest.write_text(EVAL_MANIFEST)
+    torch.manual_seed(1)
+    model = timm.create_model("videomamba_tiny_video", embed_dim=64, depth=2, img_size=64, num_frames=4,
+                              num_classes=400)
+    with torch.no_grad():
+        model.head.weight.mul_(20)  # decisive scores so rankings are stable
+    checkpoint = root / "videomamba_evalmini.pth"
+    torch.save(model.state_dict(), checkpoint)
+    videos = root / "videos"
+    videos.mkdir()
+    sizes = [(96, 64), (64, 80), (72, 72), (112, 64)]
+    paths = [write_mp4(videos / f"clip{k}.mp4", 12 + 5 * k, sizes[k], frame_fn=_pattern(k)) for k in range(4)]
+    cut = truncate(write_mp4(videos / "cut.mp4", 30, (64, 64), frame_fn=_pattern(9)), 0.3)
+    return {"manifest": manifest, "checkpoint": checkpoint, "root": root, "paths": paths, "cut": cut}
+
+
+def _hand_video_probs(env, path, views):
+    from ssmzoo.video import VideoProtocol, load_video_views
+
+    entry = load_manifest([env["manifest"]])["videomamba_evalmini"]
+    loaded = load_model(entry, weights=str(env["checkpoint"]), device="cpu")
+    protocol = VideoProtocol(num_frames=4, sampling="sparse", clips=2, crops=3, short_side=64, crop_size=64)
+    clips = load_video_views(path, protocol, entry.data.mean, entry.data.std, views=views)
+    with torch.no_grad():
+        return loaded.model(clips.tensor).softmax(-1).mean(0)
+
+
+@pytest.mark.parametrize("views", [None, "1x1"])
+def test_kinetics_list_views_averaged(cli, video_env, views, tmp_path):
+    env = video_env
+    probs = [_hand_video_probs(env, p, None if views is None else (1, 1)) for p in env["paths"]]
+    top5 = [p.topk(5).indices.tolist() for p in probs]
+    from ssmzoo.labels import class_names
+
+    names = class_names("kinetics-400")
+    labels = [top5[0][0], top5[1][1], top5[2][0], next(c for c in range(400) if c not in top5[3])]
+    lst = env["root"] / f"val_{views}.txt"
+    lines = [f"videos/{p.name} {names[lab] if k % 2 else lab}" for k, (p, lab) in enumerate(zip(env["paths"], labels))]
+    lines += ["videos/cut.mp4 3", "videos/missing 5"]
+    lst.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "ps.jsonl"
+    args = ["--manifest", env["manifest"], "eval", "--model", "videomamba_evalmini", "--weights", env["checkpoint"],
+            "--dataset", "kinetics400", "--list", lst, "--data-dir", env["root"], "--batch-size", "7",
+            "--workers", "0", "--per-sample", out, "--json"]
+    res = cli(*args, *(["--views", views] if views else []))
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert (summary["n"], summary["evaluated"], summary["skipped"]) == (6, 4, 2)
+    assert summary["views"] == (6 if views is None else 1)
+    assert summary["top1"] == pytest.approx(50.0) and summary["top5"] == pytest.approx(75.0)
+    assert summary["top1_diff"] == pytest.approx(10.0)
+    expected_protocol = "4 frames, sparse sampling, " + (
+        "2 clips x 3 crops" if views is None else "1 clips x 1 crops (--views; the paper's protocol is 2x3)")
+    assert summary["protocol"].startswith(expected_protocol)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    for row, p, t, lab in zip(rows, probs, top5, labels):
+        assert row["top5"] == t and row["label"] == lab
+        assert row["probability"] == pytest.approx(float(p.max()), abs=1e-5)
+    assert "truncated" in rows[4]["error"] or "corrupt" in rows[4]["error"]
+    assert "not found" in rows[5]["error"] or "no such file" in rows[5]["error"]
+    assert res.stderr.count("skipped: ") == 2
+
+
+def test_video_dataset_needs_matching_label_set(cli, video_env):
+    env = video_env
+    lst = env["root"] / "ssv2.txt"
+    lst.write_text("videos/clip0.mp4 1\n")
+    res = cli("--manifest", env["manifest"], "eval", "--model", "videomamba_evalmini", "--weights", env["checkpoint"],
+              "--dataset", "ssv2", "--list", lst)
+    assert res.code == 1 and "needs a ssv2 model" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_build_dataset_is_a_library_call(eval_env, imagenet_tree):
+    root, expected, bad = imagenet_tree
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    data = build_dataset("imagenet", entry, root)
+    assert len(data) == 12 and data.kind == "image" and data.num_classes == len({lab for lab, _ in expected.values()})
+    assert any("non-image" in n for n in data.notes)
+    with pytest.raises(SsmzooError):
+        build_dataset("imagefolder", entry, root / "missing")
+
+
+# ----------------------------------------------------------------------------- library API (robustness builds on it)
+
+
+def _flip(img: Image.Image) -> Image.Image:
+    return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def _noisy(img: Image.Image) -> Image.Image:
+    """A random corruption: reproducible only through the per-item seeding."""
+    arr = np.asarray(img, dtype=np.int16) + np.random.randint(-60, 61, size=(img.height, img.width, 3))
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def _reject_png(img: Image.Image) -> Image.Image:
+    if img.width == 70:  # gradient.png
+        raise ValueError("cannot corrupt this one")
+    return img
+
+
+def test_evaluate_library_with_image_hooks(eval_env, imagenet_tree):
+    from ssmzoo.evaluate import evaluate
+
+    root, expected, _ = imagenet_tree
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    loaded = load_model(entry, weights=str(eval_env["checkpoint"]), device="cpu")
+    data = build_dataset("imagenet", entry, root)
+
+    flipped = evaluate(loaded, data, batch_size=5, workers=0, image_hook=_flip)
+    good = [s for s in flipped.samples if s.ok]
+    transform = eval_transform(entry.data)
+    batch = torch.stack([transform(_flip(load_image(s.path, 96))) for s in good])
+    with torch.no_grad():
+        hand = loaded.model(batch).softmax(-1).topk(5).indices.tolist()
+    assert [s.top5 for s in good] == hand and len(flipped.failed) == 3
+
+    # A random hook gives the same pixels whatever the worker count (seeded per file), and differs by seed.
+    subset = data.limit(5)
+    runs = [evaluate(loaded, subset, batch_size=16, workers=w, image_hook=_noisy, hook_seed=s)
+            for w, s in ((0, 1), (2, 1), (0, 2))]
+    rows = [[(r.top5, r.probability) for r in run.samples] for run in runs]
+    assert rows[0] == rows[1] and rows[0] != rows[2]
+
+    rejected = evaluate(loaded, data, workers=0, image_hook=_reject_png)
+    (bad,) = [s for s in rejected.failed if s.path.endswith("gradient.png")]
+    assert "ValueError: cannot corrupt this one" in bad.error and len(rejected.failed) == 4
