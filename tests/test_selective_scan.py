@@ -43,10 +43,11 @@ def test_optional_terms_are_optional():
         assert rel_err(selective_scan_chunked(**y), selective_scan_ref(**y)) < 1e-5
 
 
-def test_large_decay_does_not_overflow():
-    """Strong decay over a long chunk would overflow a naive exp(-cumsum) formulation."""
-    x = random_scan_inputs(1, 3, 200, 16)
-    x["A"] = -torch.full((3, 16), 50.0)
+@pytest.mark.parametrize("n_state", [1, 16])
+def test_large_decay_does_not_overflow(n_state):
+    """Strong decay: the closed form's exp(-cumsum) would overflow if chunks were not shortened."""
+    x = random_scan_inputs(1, 3, 200, n_state)
+    x["A"] = -torch.full((3, n_state), 50.0)
     x["delta"] = x["delta"].abs() + 1.0
     out = selective_scan_chunked(**x)
     assert torch.isfinite(out).all()

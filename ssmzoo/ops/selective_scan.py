@@ -83,71 +83,85 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     return _finish(y, u.to(torch.float64), D, z, u.dtype)
 
 
-def _default_chunk(n_state: int) -> int:
-    # The intra-chunk matrix holds chunk*chunk*N values per channel: keep it near 16K.
-    return 64 if n_state <= 2 else (32 if n_state <= 8 else 16)
-
-
 def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Optional[Tensor] = None, z: Optional[Tensor] = None,
-                           delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
-                           chunk: Optional[int] = None) -> Tensor:
-    """The CPU path, float32.
+                           delta_bias: Optional[Tensor] = None, delta_softplus: bool = False) -> Tensor:
+    """The CPU path: vectorised over batch and channels, never a Python loop over every position
+    for narrow states.
 
-    Narrow states (N <= 2, GroupMamba's N = 1): chunked parallel form. Inside a chunk every output is
-    a decayed sum over earlier inputs, computed at once from the cumulative log-decay (differences of
-    it are always <= 0 when A <= 0, so nothing overflows); only the state crosses chunk boundaries, so
-    the Python loop runs L/chunk times, not L. Wide states (VideoMamba's N = 16) would pay N*chunk
-    times the work that way, so they step through positions with block-wise precomputed terms
-    (``_scan_stepwise``). ``benchmarks/scan_cpu.py`` measures both against a plain loop.
+    Narrow states (N <= 2, GroupMamba's N = 1): chunked closed form (``_scan_factorized``), O(L*N)
+    work and L/chunk Python steps. Wide states (VideoMamba's N = 16): the closed form's float64
+    tensors cost more than they save, so positions are stepped through with block-wise precomputed
+    decays and inputs (``_scan_stepwise``). ``benchmarks/scan_cpu.py`` measures both against a loop.
     """
     batch, dim, length = u.shape
-    n_state = A.shape[-1]
     uu, dt, AA, BB, CC = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, torch.float32)
-    if n_state > 2:
-        y = _scan_stepwise(uu, dt, AA, BB, CC).reshape(batch, dim, length)
-        return _finish(y, u.float(), D, z, u.dtype)
-    chunk = chunk or _default_chunk(n_state)
-    groups, per_group = uu.shape[1], uu.shape[2]
-    state = uu.new_zeros(batch, groups, per_group, n_state)
-    y = uu.new_empty(batch, groups, per_group, length)
-    causal = torch.ones(chunk, chunk, dtype=torch.bool, device=u.device).tril()
-    for start in range(0, length, chunk):
-        stop = min(start + chunk, length)
-        size = stop - start
-        dt_c = dt[..., start:stop]                                   # (b, g, p, T)
-        log_decay = dt_c[..., None] * AA[:, :, None, :]              # (b, g, p, T, N)
-        cum = log_decay.cumsum(dim=-2)
-        B_c = BB[..., start:stop].transpose(-1, -2)[:, :, None]      # (b, g, 1, T, N)
-        C_c = CC[..., start:stop].transpose(-1, -2)[:, :, None]      # (b, g, 1, T, N)
-        inputs = (dt_c * uu[..., start:stop])[..., None] * B_c       # (b, g, p, T, N)
-        # weights[t, s] = exp(cum_t - cum_s) for s <= t, else 0
-        diff = cum[..., :, None, :] - cum[..., None, :, :]           # (b, g, p, T, T, N)
-        mask = causal[:size, :size, None]
-        weights = torch.exp(diff.masked_fill(~mask, float("-inf")))
-        states = (weights * inputs[..., None, :, :]).sum(-2) + torch.exp(cum) * state[..., None, :]
-        y[..., start:stop] = (states * C_c).sum(-1)
-        state = states[..., -1, :]
-    y = y.reshape(batch, dim, length)
+    scan = _scan_factorized if A.shape[-1] <= 2 else _scan_stepwise
+    y = scan(uu, dt, AA, BB, CC).reshape(batch, dim, length)
     return _finish(y, u.float(), D, z, u.dtype)
 
 
-def _scan_stepwise(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor, block: int = 256) -> Tensor:
-    """Wide states (N > 2): the intra-chunk matrix would cost N*chunk times the work, so step through
-    positions instead, with the exponentials and inputs of a block of positions computed at once."""
+def _scan_stepwise(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor, block: int = 16) -> Tensor:
+    """Wide states: step through positions; decays and inputs of ``block`` positions are computed at
+    once, time-major so that each step reads and writes contiguous memory."""
     batch, groups, per_group, length = uu.shape
     state = uu.new_zeros(batch, groups, per_group, AA.shape[-1])
     y = uu.new_empty(batch, groups, per_group, length)
     for start in range(0, length, block):
         stop = min(start + block, length)
-        dt_c = dt[..., start:stop, None]                                        # (b, g, p, T, 1)
-        decay = torch.exp(dt_c * AA[:, :, None, :])                             # (b, g, p, T, N)
-        inputs = (dt_c * uu[..., start:stop, None]) * BB[..., start:stop].transpose(-1, -2)[:, :, None]
+        dt_c = dt[..., start:stop].permute(3, 0, 1, 2)[..., None]              # (T, b, g, p, 1)
+        decay = torch.exp(dt_c * AA)                                            # (T, b, g, p, N)
+        B_c = BB[..., start:stop].permute(3, 0, 1, 2)[:, :, :, None]            # (T, b, g, 1, N)
+        inputs = (dt_c * uu[..., start:stop].permute(3, 0, 1, 2)[..., None]) * B_c
         states = torch.empty_like(decay)
         for t in range(stop - start):
-            state = torch.addcmul(inputs[..., t, :], decay[..., t, :], state)
-            states[..., t, :] = state
-        y[..., start:stop] = torch.einsum("bgptn,bgnt->bgpt", states, CC[..., start:stop])
+            state = torch.addcmul(inputs[t], decay[t], state)
+            states[t] = state
+        C_c = CC[..., start:stop].permute(3, 0, 1, 2)[:, :, :, None]            # (T, b, g, 1, N)
+        y[..., start:stop] = (states * C_c).sum(-1).permute(1, 2, 3, 0)
+    return y
+
+
+def _scan_factorized(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor,
+                     max_chunk: int = 64, block: int = 1024) -> Tensor:
+    """Chunked scan in O(L*N) work: inside a chunk, h_t = e^{c_t} * cumsum_s(e^{-c_s} x_s) with c the
+    cumulative log-decay, in float64.
+
+    The factor e^{-c_s} grows along the chunk; the chunk length is chosen from the largest per-step
+    decay so that it never exceeds e^600 (float64 overflows past e^709), so the form is exact for any
+    input, only shorter chunks (more Python steps) when decays are extreme. Work is done ``block``
+    positions at a time to bound memory.
+    """
+    batch, groups, per_group, length = uu.shape
+    n_state = AA.shape[-1]
+    max_step = float((dt.abs().amax() * AA.abs().amax()).item()) if length else 0.0
+    chunk = int(max(1, min(max_chunk, 600.0 // max(max_step, 1e-6))))
+    block = max(chunk, block // chunk * chunk)
+    A64 = AA.double()[:, :, None, :]                                           # (g, p, 1, N)
+    state = uu.new_zeros(batch, groups, per_group, n_state, dtype=torch.float64)
+    y = uu.new_empty(batch, groups, per_group, length)
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        size = stop - start
+        pad = (-size) % chunk
+        n_chunks = (size + pad) // chunk
+        dt_b = dt[..., start:stop].double()
+        x_b = (dt_b * uu[..., start:stop])[..., None] * BB[..., start:stop].transpose(-1, -2)[:, :, None].double()
+        log_decay = dt_b[..., None] * A64                                      # (b, g, p, T, N)
+        if pad:  # padded steps neither decay nor add input
+            log_decay = F.pad(log_decay, (0, 0, 0, pad))
+            x_b = F.pad(x_b, (0, 0, 0, pad))
+        shape = (batch, groups, per_group, n_chunks, chunk, n_state)
+        cum = log_decay.reshape(shape).cumsum(dim=-2)
+        local = torch.exp(cum) * (torch.exp(-cum) * x_b.reshape(shape)).cumsum(dim=-2)
+        chunk_decay = torch.exp(cum[..., -1, :])                               # (b, g, p, chunks, N)
+        starts = torch.empty_like(chunk_decay)
+        for c in range(n_chunks):
+            starts[..., c, :] = state
+            state = chunk_decay[..., c, :] * state + local[..., c, -1, :]
+        states = (local + torch.exp(cum) * starts[..., None, :]).reshape(batch, groups, per_group, -1, n_state)
+        C_b = CC[..., start:stop].transpose(-1, -2)[:, :, None].double()        # (b, g, 1, T, N)
+        y[..., start:stop] = (states[..., :size, :] * C_b).sum(-1).to(y.dtype)
     return y
 
 
