@@ -1,0 +1,644 @@
+"""Inference speed of zoo models, and of the timm models a user would pick instead, side by side.
+
+``run_benchmark(entries, BenchConfig(...))`` is the library entry point (``ssmzoo benchmark`` calls it).
+Models are built from the manifest with random weights: speed does not depend on weight values, and
+nothing is downloaded. Inputs are random tensors already on the device, so data loading and
+preprocessing are not timed.
+
+Each ssmzoo model forms a group with its peers (``--peers``). Every member of a group is built and
+warmed up (and compiled / captured in a CUDA graph) in turn, then the timed iterations are
+*interleaved*: iteration i of every member runs before iteration i + 1 of any. Background load on a
+shared machine therefore hits all members alike, and the throughput ratios stay meaningful.
+
+Timing: one batch per iteration, timed with CUDA events on GPU (no synchronisation inside the loop,
+so launch overhead counts as it does in real use) and ``time.perf_counter`` on CPU. Throughput is
+samples / total timed time; latency is per batch (median, p90).
+
+FLOPs are counted per sample (one image or one clip) on a copy of the model on the ``meta`` device:
+``torch.utils.flop_counter.FlopCounterMode`` counts matmuls, convolutions and attention (2 FLOPs per
+multiply-add) but not element-wise ops, and it cannot see inside the selective scan, so every scan
+call is counted analytically instead (``scan_flops``). Norms, activations and the scan's layout work
+are excluded. Papers usually quote fvcore's count, which is multiply-adds (about half these figures).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import gc
+import importlib
+import importlib.util
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .errors import SsmzooError
+from .factory import autocast, build_model, resolve_device, resolve_dtype
+from .manifest import ModelEntry
+
+WEIGHTS_NOTE = "random weights (speed does not depend on weight values); random inputs already on the device"
+FLOPS_NOTE = ("GFLOPs per image/clip: matmul/conv/attention from FlopCounterMode (2 per multiply-add) plus the "
+              "selective scan counted analytically (b*d*L*(9N + 2 with D + 2 with z) per scan call); element-wise "
+              "ops excluded; papers' fvcore 'GFLOPs' are multiply-adds, about half")
+
+# The models a user would pick instead (issue 8), all built with pretrained=False.
+GROUPMAMBA_PEERS = ("convnext_tiny", "convnext_small", "convnext_base", "swin_tiny_patch4_window7_224",
+                    "deit_small_patch16_224", "deit_base_patch16_224", "resnet50")
+# Plain ViTs by width: the isotropic VideoMamba/StableMamba models are compared with the ViT of their width.
+VIT_BY_WIDTH = {192: "deit_tiny_patch16_224", 384: "deit_small_patch16_224", 768: "deit_base_patch16_224",
+                1024: "vit_large_patch16_224"}
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+@dataclass
+class BenchConfig:
+    batch_size: int = 128
+    dtype: str = "fp32"
+    img_size: Optional[int] = None        # None: the manifest's input size
+    frames: Optional[int] = None          # None: the manifest's num_frames (video models)
+    device: str = "auto"
+    compile: bool = False
+    compile_mode: str = "default"
+    channels_last: bool = False
+    cuda_graphs: bool = False
+    warmup: Optional[int] = None          # None: 10 on CUDA, 2 on CPU
+    iters: Optional[int] = None           # None: 50 on CUDA, 10 on CPU
+    peers: bool = False
+    peer_names: Sequence[str] = ()        # replaces the default peers (implies peers)
+    threads: Optional[int] = None
+
+
+@dataclass
+class BenchResult:
+    name: str
+    kind: str                             # "ssmzoo" or "peer"
+    group: str                            # the ssmzoo model this row belongs to
+    unit: str                             # "img" or "clip"
+    input_shape: list[int]
+    batch_size: int
+    iters: int
+    warmup: int
+    samples_per_s: float
+    latency_ms_median: float
+    latency_ms_p90: float
+    latencies_ms: list[float]
+    params: int
+    gflops: Optional[float]               # per sample, scan included
+    gflops_scan: Optional[float]
+    peak_mem_mib: Optional[float]         # CUDA only
+    tokens: Optional[int] = None          # token-sequence peers of video models
+    ratio: Optional[float] = None         # peers: group model's throughput / this peer's
+    ratio_median: Optional[float] = None  # the same from median latencies (robust to outliers on a busy CPU)
+    channels_last: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchReport:
+    config: dict[str, Any]
+    environment: dict[str, Any]
+    results: list[BenchResult] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        ratios = [{"model": r.group, "peer": r.name, "ratio": r.ratio, "ratio_median": r.ratio_median}
+                  for r in self.results
+                  if r.kind == "peer" and r.ratio is not None]
+        return {"config": self.config, "environment": self.environment,
+                "results": [asdict(r) for r in self.results], "ratios": ratios,
+                "errors": self.errors, "notes": self.notes}
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs
+# ---------------------------------------------------------------------------------------------
+
+def scan_flops(batch: int, dim: int, length: int, n_state: int, has_d: bool = False, has_z: bool = False) -> int:
+    """One selective scan: per state element exp(dt*A) (2), dt*u*B (2), decay*h + input (2), C*h summed (2),
+    the bias/discretisation multiply (1); then D*u + y (2) and the silu(z) gate (2) per output."""
+    return batch * dim * length * (9 * n_state + 2 * has_d + 2 * has_z)
+
+
+@contextlib.contextmanager
+def _counting_scans(total: list[int]) -> Iterator[None]:
+    """Swaps every scan backend for a stub that adds the analytic count and returns an empty output."""
+    ss = importlib.import_module("ssmzoo.ops.selective_scan")
+
+    def stub(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
+             z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
+             **_: Any) -> Tensor:
+        total[0] += scan_flops(u.shape[0], u.shape[1], u.shape[2], A.shape[-1], D is not None, z is not None)
+        return torch.empty_like(u)
+
+    saved = dict(ss._BACKENDS)
+    forced = os.environ.pop("SSMZOO_SCAN", None)  # meta tensors: always the torch path (which we stub)
+    try:
+        for key in list(ss._BACKENDS):
+            ss._BACKENDS[key] = stub
+        yield
+    finally:
+        ss._BACKENDS.clear()
+        ss._BACKENDS.update(saved)
+        if forced is not None:
+            os.environ["SSMZOO_SCAN"] = forced
+
+
+def count_flops(model: nn.Module, sample_shape: Sequence[int]) -> tuple[int, int]:
+    """(total FLOPs, of which selective scan) for one forward of a (1, *sample_shape) input.
+
+    Runs on a ``meta`` copy, so it costs no compute and leaves ``model`` untouched."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    meta = copy.deepcopy(model).to("meta").eval()
+    scans = [0]
+    counter = FlopCounterMode(display=False)
+    with _counting_scans(scans), counter, torch.no_grad():
+        meta(torch.empty(1, *sample_shape, device="meta"))
+    return counter.get_total_flops() + scans[0], scans[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# Peers
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class PeerSpec:
+    name: str                 # timm model name
+    tokens: bool = False      # run its blocks on a video model's token sequence
+
+
+def _vit_peers_for_width(width: int) -> list[str]:
+    if width in VIT_BY_WIDTH:
+        return [VIT_BY_WIDTH[width]]
+    widths = sorted(VIT_BY_WIDTH)
+    below = [w for w in widths if w < width]
+    above = [w for w in widths if w > width]
+    # No ViT of this width (VideoMamba-M's 576): the ones either side of it.
+    return [VIT_BY_WIDTH[w] for w in (below[-1:] + above[:1])]
+
+
+def default_peers(entry: ModelEntry, model: nn.Module) -> tuple[list[PeerSpec], Optional[str]]:
+    """The peers issue 8 names for a model, and a note when they are not an exact match."""
+    if entry.family == "groupmamba":
+        return [PeerSpec(n) for n in GROUPMAMBA_PEERS], None
+    width = getattr(model, "embed_dim", None)
+    if not isinstance(width, int):
+        return [], f"{entry.name}: no default peers for family '{entry.family}' (pass --peer NAME)"
+    names = _vit_peers_for_width(width)
+    note = None if width in VIT_BY_WIDTH else f"{entry.name}: no ViT of width {width}; peers {', '.join(names)}"
+    return [PeerSpec(n, tokens=entry.is_video) for n in names], note
+
+
+class TokenViT(nn.Module):
+    """A timm ViT run on a whole clip: its patch embedding on every frame, one joint space-time sequence
+    of 1 + T * patches tokens, its blocks, norm and head. So a video model's ratio to it compares the
+    linear scan with attention on identical token counts."""
+
+    def __init__(self, vit: nn.Module, frames: int, name: str = "") -> None:
+        super().__init__()
+        if not all(hasattr(vit, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
+                or getattr(vit, "cls_token", None) is None:
+            raise SsmzooError(f"--peer {name or type(vit).__name__}: video models are compared with a ViT "
+                              "(with a class token) on the same tokens; this model is not one")
+        self.vit = vit
+        self.frames = frames
+        self.num_tokens = 1 + frames * vit.patch_embed.num_patches
+        dim = vit.cls_token.shape[-1]
+        self.pos_embed = nn.Parameter(torch.randn(1, self.num_tokens, dim) * 0.02)
+        vit.pos_embed = None  # replaced by the clip-length embedding above
+
+    def forward(self, x: Tensor) -> Tensor:
+        batch, chans, frames, height, width = x.shape
+        tokens = self.vit.patch_embed(x.transpose(1, 2).reshape(batch * frames, chans, height, width))
+        tokens = tokens.reshape(batch, -1, tokens.shape[-1])
+        x = torch.cat([self.vit.cls_token.expand(batch, -1, -1), tokens], dim=1) + self.pos_embed
+        x = self.vit.norm_pre(x) if hasattr(self.vit, "norm_pre") else x
+        x = self.vit.norm(self.vit.blocks(x))
+        return self.vit.forward_head(x)
+
+
+def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
+    import timm
+
+    try:
+        try:
+            return timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=img_size)
+        except TypeError:  # CNNs take any size and no img_size argument
+            return timm.create_model(name, pretrained=False, num_classes=num_classes)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            raise SsmzooError(f"--peer {name}: not a timm model (`python -c \"import timm; "
+                              f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)") from None
+        raise
+
+
+def _is_cnn(model: nn.Module) -> bool:
+    return not any("attention" in type(m).__name__.lower() for m in model.modules())
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+def _channels_last(module: nn.Module) -> None:
+    """channels_last for 4-D and channels_last_3d for 5-D weights (Module.to would fail on a mix)."""
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+        elif tensor.dim() == 5:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last_3d)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
+
+
+class _Timer:
+    """Per-iteration times: CUDA events recorded on the current stream, or perf_counter on CPU."""
+
+    def __init__(self, device: torch.device, iters: int) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+        if self.cuda:
+            self.events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                           for _ in range(iters)]
+        else:
+            self.times = [0.0] * iters
+            self._t0 = 0.0
+
+    def start(self, i: int) -> None:
+        if self.cuda:
+            self.events[i][0].record()
+        else:
+            self._t0 = time.perf_counter()
+
+    def stop(self, i: int) -> None:
+        if self.cuda:
+            self.events[i][1].record()
+        else:
+            self.times[i] = (time.perf_counter() - self._t0) * 1e3
+
+    def times_ms(self) -> list[float]:
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            return [a.elapsed_time(b) for a, b in self.events]
+        return list(self.times)
+
+
+@dataclass
+class _Member:
+    name: str
+    kind: str
+    model: nn.Module
+    sample_shape: tuple[int, ...]
+    unit: str
+    params: int
+    gflops: Optional[float] = None
+    gflops_scan: Optional[float] = None
+    tokens: Optional[int] = None
+    channels_last: bool = False
+    step: Optional[Callable[[], Any]] = None
+    peak_mem_mib: Optional[float] = None
+    timer: Optional[_Timer] = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
+
+
+class _Bench:
+    def __init__(self, cfg: BenchConfig, device: torch.device, dtype: torch.dtype, warmup: int, iters: int):
+        self.cfg, self.device, self.dtype, self.warmup, self.iters = cfg, device, dtype, warmup, iters
+
+    # -- one member ------------------------------------------------------------------------------
+    def _member(self, name: str, kind: str, model: nn.Module, sample_shape: tuple[int, ...], unit: str,
+                channels_last: bool, tokens: Optional[int] = None) -> _Member:
+        model.eval().requires_grad_(False)  # no autocast weight cache (CUDA-graph safe), no autograd
+        member = _Member(name, kind, model, sample_shape, unit, params=sum(p.numel() for p in model.parameters()),
+                         tokens=tokens, channels_last=channels_last)
+        try:
+            total, scan = count_flops(model, sample_shape)
+            member.gflops, member.gflops_scan = total / 1e9, scan / 1e9
+        except Exception as exc:  # informational only: never fail a speed run over it
+            member.notes.append(f"FLOPs not counted ({_first_line(exc)})")
+        return member
+
+    def _prepare(self, m: _Member) -> None:
+        """Moves to the device, warms up (compiles), captures a CUDA graph; records peak memory."""
+        cuda = self.device.type == "cuda"
+        if cuda:
+            torch.cuda.synchronize(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        model = m.model.to(self.device)
+        x = torch.randn(self.cfg.batch_size, *m.sample_shape, device=self.device)
+        if m.channels_last:
+            _channels_last(model)
+            x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
+        fn: Callable[[Tensor], Any] = model
+        if self.cfg.compile:
+            fn = torch.compile(model, mode=None if self.cfg.compile_mode == "default" else self.cfg.compile_mode)
+
+        def forward() -> Any:
+            with autocast(self.device, self.dtype):
+                return fn(x)
+
+        try:
+            with torch.inference_mode():
+                if self.cfg.cuda_graphs:
+                    # Warm up on a side stream, as torch.cuda.graph requires, then capture one forward.
+                    side = torch.cuda.Stream(self.device)
+                    side.wait_stream(torch.cuda.current_stream(self.device))
+                    with torch.cuda.stream(side):
+                        for _ in range(max(self.warmup, 3)):
+                            forward()
+                    torch.cuda.current_stream(self.device).wait_stream(side)
+                    graph = torch.cuda.CUDAGraph()
+                    try:
+                        with torch.cuda.graph(graph):
+                            forward()
+                    except Exception as exc:
+                        raise SsmzooError(f"{m.name}: --cuda-graphs: capture failed ({_first_line(exc)})") from None
+                    graph.replay()
+                    m.step = graph.replay
+                else:
+                    for _ in range(self.warmup):
+                        forward()
+                    m.step = forward
+                if cuda:
+                    torch.cuda.synchronize(self.device)
+        except SsmzooError:
+            raise
+        except torch.OutOfMemoryError:
+            raise SsmzooError(f"{m.name}: out of memory at batch {self.cfg.batch_size} "
+                              "(use a smaller --batch-size)") from None
+        except Exception as exc:
+            what = "--compile failed" if self.cfg.compile else "forward failed"
+            shape = (self.cfg.batch_size, *m.sample_shape)
+            raise SsmzooError(f"{m.name}: {what} on input {shape}: {_first_line(exc)}") from None
+        if cuda:
+            m.peak_mem_mib = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        m.timer = _Timer(self.device, self.iters)
+
+    def _time(self, members: list[_Member]) -> None:
+        """Interleaved: iteration i of every member before iteration i + 1 of any."""
+        try:
+            with torch.inference_mode():
+                for i in range(self.iters):
+                    for m in members:
+                        m.timer.start(i)
+                        m.step()
+                        m.timer.stop(i)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+        except torch.OutOfMemoryError:
+            raise SsmzooError(f"out of memory at batch {self.cfg.batch_size} (use a smaller --batch-size)") from None
+
+    def _result(self, m: _Member, group: str) -> BenchResult:
+        times = m.timer.times_ms()
+        total_s = sum(times) / 1e3
+        return BenchResult(
+            name=m.name, kind=m.kind, group=group, unit=m.unit,
+            input_shape=[self.cfg.batch_size, *m.sample_shape], batch_size=self.cfg.batch_size,
+            iters=len(times), warmup=self.warmup,
+            samples_per_s=self.cfg.batch_size * len(times) / total_s if total_s > 0 else float("inf"),
+            latency_ms_median=_percentile(times, 50), latency_ms_p90=_percentile(times, 90),
+            latencies_ms=[round(t, 4) for t in times], params=m.params,
+            gflops=m.gflops, gflops_scan=m.gflops_scan, peak_mem_mib=m.peak_mem_mib,
+            tokens=m.tokens, channels_last=m.channels_last, notes=m.notes)
+
+    # -- one group: an ssmzoo model and its peers --------------------------------------------------
+    def group(self, entry: ModelEntry, notes: list[str]) -> list[BenchResult]:
+        cfg = self.cfg
+        args = dict(entry.arch_args)
+        height, width = entry.data.input_size[1:]
+        if cfg.img_size is not None:
+            height = width = cfg.img_size
+            if "img_size" in args:
+                args["img_size"] = cfg.img_size
+        frames = None
+        if entry.is_video:
+            frames = cfg.frames or entry.video.num_frames
+            args["num_frames"] = frames
+        model = build_model(replace(entry, arch_args=args))
+        sample = (3, frames, height, width) if frames else (3, height, width)
+        unit = "clip" if frames else "img"
+        members = [self._member(entry.name, "ssmzoo", model, sample, unit, cfg.channels_last)]
+
+        if cfg.peers:
+            if cfg.peer_names:
+                specs = [PeerSpec(n, tokens=entry.is_video) for n in cfg.peer_names]
+            else:
+                specs, note = default_peers(entry, model)
+                if note:
+                    notes.append(note)
+            classes = getattr(model, "num_classes", 1000) or 1000
+            for spec in specs:
+                if width != height:
+                    raise SsmzooError("--peers needs a square input")
+                peer = _create_timm(spec.name, height, classes)
+                if spec.tokens:
+                    peer = TokenViT(peer, frames, spec.name)
+                    members.append(self._member(f"{spec.name} [{peer.num_tokens} tokens]", "peer", peer, sample,
+                                                unit, False, tokens=peer.num_tokens))
+                else:
+                    members.append(self._member(spec.name, "peer", peer, sample, unit,
+                                                cfg.channels_last and _is_cnn(peer)))
+        if cfg.compile:
+            torch._dynamo.reset()  # each group compiles afresh: no recompile limit carried over from the last
+        for m in members:
+            self._prepare(m)
+        self._time(members)
+        results = [self._result(m, entry.name) for m in members]
+        for r in results[1:]:
+            r.ratio = results[0].samples_per_s / r.samples_per_s
+            r.ratio_median = r.latency_ms_median / results[0].latency_ms_median
+        return results
+
+
+@contextlib.contextmanager
+def _settings(cfg: BenchConfig, device: torch.device) -> Iterator[None]:
+    threads = torch.get_num_threads()
+    cudnn = torch.backends.cudnn.benchmark
+    try:
+        if cfg.threads is not None:
+            torch.set_num_threads(cfg.threads)
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+            torch.backends.cudnn.benchmark = True
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cudnn.benchmark = cudnn
+
+
+def _environment(device: torch.device) -> dict[str, Any]:
+    import timm
+
+    from . import __version__
+    from .ops import scan_backend
+
+    env: dict[str, Any] = {
+        "device": str(device), "torch": torch.__version__, "timm": timm.__version__, "ssmzoo": __version__,
+        "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
+    try:
+        env["scan_backend"] = scan_backend(device)
+    except Exception as exc:  # pragma: no cover - informational only
+        env["scan_backend"] = f"unavailable ({_first_line(exc)})"
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cuda"] = torch.version.cuda
+        env["tf32_matmul"] = torch.backends.cuda.matmul.allow_tf32
+        env["cudnn_benchmark"] = True
+    else:
+        env["device_name"] = f"CPU ({env['cpu']}, {env['threads']} threads)"
+    try:
+        env["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    except OSError:  # pragma: no cover - not on every platform
+        pass
+    return env
+
+
+def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch.device, torch.dtype]:
+    """Every option problem as one SsmzooError, before anything is built."""
+    device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None:  # events and set_device need an index
+        device = torch.device("cuda", torch.cuda.current_device())
+    dtype = resolve_dtype(cfg.dtype)
+    if cfg.batch_size < 1:
+        raise SsmzooError("--batch-size must be >= 1")
+    if cfg.cuda_graphs and device.type != "cuda":
+        raise SsmzooError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
+    if cfg.compile_mode not in COMPILE_MODES:
+        raise SsmzooError(f"--compile-mode {cfg.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
+    if cfg.cuda_graphs and cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune"):
+        raise SsmzooError(f"--cuda-graphs with --compile-mode {cfg.compile_mode}: that mode already uses CUDA "
+                          "graphs; use max-autotune-no-cudagraphs or default")
+    if cfg.threads is not None and cfg.threads < 1:
+        raise SsmzooError("--threads must be >= 1")
+    if cfg.frames is not None:
+        if cfg.frames < 1:
+            raise SsmzooError("--frames must be >= 1")
+        if not any(e.is_video for e in entries):
+            raise SsmzooError("--frames: none of the selected models takes video")
+    if cfg.img_size is not None and cfg.img_size < 1:
+        raise SsmzooError("--img-size must be >= 1")
+    for option, value in (("--warmup", cfg.warmup), ("--iters", cfg.iters)):
+        if value is not None and value < (0 if option == "--warmup" else 1):
+            raise SsmzooError(f"{option} must be >= {0 if option == '--warmup' else 1}")
+    return device, dtype
+
+
+def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
+                  on_group: Optional[Callable[[str, Optional[list[BenchResult]], Optional[str]], None]] = None
+                  ) -> BenchReport:
+    """Benchmarks each entry (with its peers when asked); a failing model is reported, the others still run."""
+    device, dtype = check_config(cfg, entries)
+    if cfg.peer_names:
+        cfg = replace(cfg, peers=True)
+    cuda = device.type == "cuda"
+    warmup = cfg.warmup if cfg.warmup is not None else (10 if cuda else 2)
+    iters = cfg.iters if cfg.iters is not None else (50 if cuda else 10)
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}
+    config.update(warmup=warmup, iters=iters, peer_names=list(cfg.peer_names))
+    with _settings(cfg, device):
+        report = BenchReport(config=config, environment=_environment(device), notes=[WEIGHTS_NOTE, FLOPS_NOTE])
+        bench = _Bench(cfg, device, dtype, warmup, iters)
+        for entry in entries:
+            try:
+                results = bench.group(entry, report.notes)
+                report.results.extend(results)
+                if on_group:
+                    on_group(entry.name, results, None)
+            except SsmzooError as exc:
+                message = str(exc) if str(exc).startswith(entry.name) else f"{entry.name}: {exc}"
+                report.errors.append(message)
+                if on_group:
+                    on_group(entry.name, None, message)
+            finally:
+                gc.collect()
+                if cuda:
+                    torch.cuda.empty_cache()
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# --op scan
+# ---------------------------------------------------------------------------------------------
+
+def find_scan_script() -> Optional[Path]:
+    """benchmarks/scan.py of a source checkout (beside the package) or of the current directory."""
+    for root in (Path(__file__).resolve().parents[1], Path.cwd()):
+        path = root / "benchmarks" / "scan.py"
+        if path.is_file():
+            return path
+    return None
+
+
+def run_scan_op(args: Sequence[str] = ()) -> None:
+    """Hands over to benchmarks/scan.py's ``main`` (the Triton scan kernels on the models' shapes)."""
+    path = find_scan_script()
+    if path is None:
+        raise SsmzooError("--op scan: benchmarks/scan.py was not found (it ships with the source checkout, "
+                          "not the installed package; run from the repository root)")
+    if not torch.cuda.is_available():
+        raise SsmzooError("--op scan times the Triton scan kernels and needs a CUDA device")
+    spec = importlib.util.spec_from_file_location("ssmzoo_benchmarks_scan", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:
+        raise SsmzooError(f"--op scan: {path} cannot be imported ({_first_line(exc)})") from None
+    if not hasattr(module, "main"):
+        raise SsmzooError(f"--op scan: {path} has no main() function")
+    argv = sys.argv
+    sys.argv = [str(path), *args]
+    try:
+        module.main()
+    finally:
+        sys.argv = argv
+
+
+# ---------------------------------------------------------------------------------------------
+# Table
+# ---------------------------------------------------------------------------------------------
+
+def results_table(report: BenchReport):
+    from rich.table import Table
+
+    cfg, env = report.config, report.environment
+    extras = [name for name, on in (("compile", cfg["compile"]), ("channels_last", cfg["channels_last"]),
+                                    ("cuda graphs", cfg["cuda_graphs"])) if on]
+    title = (f"ssmzoo benchmark: {env.get('device_name', env['device'])}, {cfg['dtype']}, batch {cfg['batch_size']}"
+             f"{', ' + ', '.join(extras) if extras else ''}; {cfg['warmup']} warm-up + {cfg['iters']} timed iterations")
+    table = Table(title=title, title_justify="left")
+    for col in ("model", "input", "throughput", "ssmzoo/peer", "(by median)", "ms/batch (median)", "ms/batch (p90)",
+                "peak mem (MiB)", "params (M)", "GFLOPs"):
+        table.add_column(col, justify="left" if col in ("model", "input") else "right")
+    for r in report.results:
+        shape = "x".join(str(v) for v in r.input_shape)
+        table.add_row(
+            r.name if r.kind == "ssmzoo" else f"  vs {r.name}", shape,
+            f"{r.samples_per_s:,.1f} {r.unit}/s", "" if r.ratio is None else f"{r.ratio:.2f}x",
+            "" if r.ratio_median is None else f"{r.ratio_median:.2f}x",
+            f"{r.latency_ms_median:.2f}", f"{r.latency_ms_p90:.2f}",
+            "" if r.peak_mem_mib is None else f"{r.peak_mem_mib:,.0f}", f"{r.params / 1e6:.1f}",
+            "" if r.gflops is None else f"{r.gflops:.2f}",
+            style="bold" if r.kind == "ssmzoo" else None)
+    return table

@@ -1,0 +1,245 @@
+"""`ssmzoo benchmark`: report fields, iteration accounting, FLOP counting against hand counts, peers and
+their ratios, option errors. Small models on CPU; speed itself is never asserted."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torch import nn
+
+from ssmzoo import benchmark as bm
+from ssmzoo.manifest import load_manifest
+from ssmzoo.ops import selective_scan, selective_scan_ref
+
+FAST = ("--device", "cpu", "--batch-size", "2", "--warmup", "1", "--iters", "3")
+
+
+def _json(result):
+    assert result.code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _one_line_error(result, *needles: str) -> None:
+    assert result.code == 1
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for needle in needles:
+        assert needle in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# FLOPs
+# ---------------------------------------------------------------------------------------------
+
+def test_flop_count_matches_hand_count_for_conv_and_linear():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 5 * 7, 10))
+    total, scan = bm.count_flops(model, (3, 5, 7))
+    conv = 2 * (3 * 3 * 3) * 8 * (5 * 7)     # multiply-adds per output element x outputs
+    linear = 2 * (8 * 5 * 7) * 10
+    assert scan == 0
+    assert total == conv + linear
+    assert next(model.parameters()).device.type == "cpu"  # counted on a copy
+
+
+class _ScanModel(nn.Module):
+    """A Linear, then one selective scan over its output: the scan is invisible to FlopCounterMode."""
+
+    def __init__(self, dim: int, n_state: int, groups: int) -> None:
+        super().__init__()
+        self.proj = nn.Linear(dim, dim)
+        self.A = nn.Parameter(-torch.rand(dim, n_state) - 0.5)
+        self.D = nn.Parameter(torch.randn(dim))
+        self.n_state, self.groups = n_state, groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x: (batch, L, dim)
+        u = self.proj(x).transpose(1, 2)
+        batch, dim, length = u.shape
+        bc = torch.ones(batch, self.groups, self.n_state, length, device=x.device)
+        return selective_scan(u, u.sigmoid(), self.A, bc, bc, D=self.D, z=u, delta_softplus=True)
+
+
+@pytest.mark.parametrize("n_state,groups", [(16, 1), (1, 4)])
+def test_scan_flops_are_added_analytically(n_state, groups):
+    dim, length = 12, 37
+    model = _ScanModel(dim, n_state, groups)
+    total, scan = bm.count_flops(model, (length, dim))
+    per_element = 9 * n_state + 2 + 2  # state update and read-out, D skip, z gate
+    assert scan == dim * length * per_element == bm.scan_flops(1, dim, length, n_state, True, True)
+    assert total == 2 * length * dim * dim + scan
+    # The stub is gone afterwards: the real scan still runs and still matches the float64 reference.
+    u, delta = torch.randn(2, dim, length), torch.rand(2, dim, length)
+    bc = torch.randn(2, groups, n_state, length)
+    out = selective_scan(u, delta, model.A.detach(), bc, bc)
+    ref = selective_scan_ref(u, delta, model.A.detach(), bc, bc)
+    torch.testing.assert_close(out, ref.to(out.dtype), rtol=1e-4, atol=1e-4)
+
+
+def test_video_model_flops_count_every_scan(mini_files):
+    """videomamba_mini_k400: 2 bidirectional layers = 4 scans of d_inner 128 over 1 + 4*16 tokens, N = 16."""
+    entry = load_manifest([mini_files[0]])["videomamba_mini_k400"]
+    from ssmzoo.factory import build_model
+
+    model = build_model(entry)
+    _, scan = bm.count_flops(model, (3, 4, 64, 64))
+    assert scan == 4 * bm.scan_flops(1, 128, 1 + 4 * 16, 16, True, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# The command
+# ---------------------------------------------------------------------------------------------
+
+def test_json_report_fields(cli, mini_files):
+    manifest, _ = mini_files
+    report = _json(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64",
+                       "--threads", "1", "--json"))
+    assert report["errors"] == []
+    assert report["config"]["iters"] == 3 and report["config"]["warmup"] == 1
+    assert report["environment"]["device"] == "cpu" and report["environment"]["threads"] == 1
+    assert any("random weights" in note for note in report["notes"])
+    (row,) = report["results"]
+    assert row["name"] == "groupmamba_mini" and row["kind"] == "ssmzoo" and row["unit"] == "img"
+    assert row["input_shape"] == [2, 3, 64, 64]
+    assert row["iters"] == 3 and len(row["latencies_ms"]) == 3
+    assert row["samples_per_s"] > 0
+    assert row["latency_ms_median"] <= row["latency_ms_p90"] <= max(row["latencies_ms"])
+    assert row["peak_mem_mib"] is None  # CPU
+    import timm
+
+    ref = timm.create_model("groupmamba_tiny", stem_hidden_dim=16, embed_dims=[32, 64, 96, 128],
+                            mlp_ratios=[8, 8, 4, 4], depths=[1, 2, 2, 1])
+    assert row["params"] == sum(p.numel() for p in ref.parameters())
+    assert 0 < row["gflops_scan"] < row["gflops"]
+    assert report["ratios"] == []
+
+
+def test_table_output(cli, mini_files):
+    manifest, _ = mini_files
+    result = cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64")
+    assert result.code == 0, result.stderr
+    assert "groupmamba_mini" in result.stdout and "img/s" in result.stdout and "random weights" in result.stdout
+
+
+def test_threads_option_is_restored(cli, mini_files):
+    before = torch.get_num_threads()
+    _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
+              "--threads", "1", "--json"))
+    assert torch.get_num_threads() == before
+
+
+def test_exactly_warmup_plus_iters_forward_passes(monkeypatch, mini_files):
+    calls = []
+
+    class Counting(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if x.device.type != "meta":  # the FLOP count runs on a meta copy
+                calls.append(x.shape[0])
+            return self.conv(x).mean((2, 3))
+
+    monkeypatch.setattr(bm, "build_model", lambda entry: Counting())
+    entry = load_manifest([mini_files[0]])["groupmamba_mini"]
+    report = bm.run_benchmark([entry], bm.BenchConfig(batch_size=3, device="cpu", warmup=2, iters=5, img_size=16))
+    assert calls == [3] * 7
+    (row,) = report.results
+    assert row.iters == 5 and len(row.latencies_ms) == 5
+    assert row.gflops * 1e9 == pytest.approx(2 * 27 * 4 * 14 * 14)
+    assert row.samples_per_s == pytest.approx(3 * 5 / (sum(row.latencies_ms) / 1e3), rel=1e-3)
+
+
+def test_peers_give_ratios(cli, mini_files):
+    manifest, _ = mini_files
+    report = _json(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64",
+                       "--peer", "test_convnext", "--peer", "test_vit", "--channels-last", "--json"))
+    names = [r["name"] for r in report["results"]]
+    assert names == ["groupmamba_mini", "test_convnext", "test_vit"]
+    model, *peers = report["results"]
+    assert model["channels_last"] is True
+    assert [p["channels_last"] for p in peers] == [True, False]  # channels_last for CNN peers only
+    for peer in peers:
+        assert peer["kind"] == "peer" and peer["group"] == "groupmamba_mini"
+        assert peer["iters"] == 3 and peer["samples_per_s"] > 0 and peer["gflops"] > 0
+        assert peer["ratio"] == pytest.approx(model["samples_per_s"] / peer["samples_per_s"])
+        assert peer["ratio_median"] == pytest.approx(peer["latency_ms_median"] / model["latency_ms_median"])
+    assert [(r["model"], r["peer"]) for r in report["ratios"]] == [("groupmamba_mini", "test_convnext"),
+                                                                    ("groupmamba_mini", "test_vit")]
+
+
+def test_video_model_peer_runs_on_the_same_tokens(cli, mini_files):
+    manifest, _ = mini_files
+    report = _json(cli("--manifest", manifest, "benchmark", "-m", "videomamba_mini_k400", *FAST, "--frames", "3",
+                       "--peer", "test_vit", "--json"))
+    model, peer = report["results"]
+    assert model["unit"] == "clip" and model["input_shape"] == [2, 3, 3, 64, 64]
+    assert peer["tokens"] == 1 + 3 * (64 // 16) ** 2 and "[49 tokens]" in peer["name"]
+    assert peer["input_shape"] == model["input_shape"]
+    assert peer["ratio"] == pytest.approx(model["samples_per_s"] / peer["samples_per_s"])
+
+
+def test_token_vit_attends_over_the_whole_clip():
+    import timm
+
+    vit = timm.create_model("test_vit", img_size=32, num_classes=5)
+    peer = bm.TokenViT(vit, frames=3).eval()
+    seen = []
+    peer.vit.blocks[0].register_forward_hook(lambda mod, args, out: seen.append(tuple(args[0].shape)))
+    with torch.no_grad():
+        out = peer(torch.randn(2, 3, 3, 32, 32))
+    assert out.shape == (2, 5)
+    assert seen == [(2, 1 + 3 * 4, 64)] and peer.num_tokens == 13
+
+
+def test_default_peers_follow_the_issue():
+    entries = load_manifest()
+    specs, note = bm.default_peers(entries["groupmamba_tiny"], SimpleNamespace())
+    assert [s.name for s in specs] == list(bm.GROUPMAMBA_PEERS) and note is None
+    assert "convnext_small" in bm.GROUPMAMBA_PEERS and "resnet50" in bm.GROUPMAMBA_PEERS
+    specs, note = bm.default_peers(entries["videomamba_tiny_in1k"], SimpleNamespace(embed_dim=192))
+    assert [(s.name, s.tokens) for s in specs] == [("deit_tiny_patch16_224", False)] and note is None
+    specs, note = bm.default_peers(entries["videomamba_middle_k400_f16"], SimpleNamespace(embed_dim=576))
+    assert [(s.name, s.tokens) for s in specs] == [("deit_small_patch16_224", True), ("deit_base_patch16_224", True)]
+    assert "576" in note
+    specs, _ = bm.default_peers(entries["stablemamba_base_in1k"], SimpleNamespace(embed_dim=768))
+    assert [s.name for s in specs] == ["deit_base_patch16_224"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors: one line each
+# ---------------------------------------------------------------------------------------------
+
+def test_cuda_graphs_on_cpu_is_one_line(cli, mini_files):
+    _one_line_error(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--cuda-graphs"),
+                    "--cuda-graphs", "CUDA")
+
+
+def test_unknown_model_is_one_line(cli):
+    _one_line_error(cli("benchmark", "-m", "groupmamba_tinyy", "--device", "cpu"), "unknown model", "groupmamba_tiny")
+
+
+def test_bad_options_are_one_line(cli, mini_files):
+    manifest = mini_files[0]
+    _one_line_error(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--frames", "4"),
+                    "--frames")
+    _one_line_error(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--dtype", "fp8"),
+                    "--dtype")
+    _one_line_error(cli("benchmark", "--device", "cpu"), "--model")
+    _one_line_error(cli("benchmark", "--op", "matmul"), "--op")
+    _one_line_error(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
+                        "--peer", "no_such_timm_model", "--json"), "groupmamba_mini", "no_such_timm_model")
+
+
+def test_non_vit_peer_for_video_model_is_one_line(cli, mini_files):
+    _one_line_error(cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST,
+                        "--peer", "test_convnext", "--json"), "test_convnext", "ViT")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
+def test_scan_op_without_cuda_is_one_line(cli):
+    _one_line_error(cli("benchmark", "--op", "scan"), "--op scan")
