@@ -1,0 +1,245 @@
+"""Times the Triton scans on the vision models' real shapes against the PyTorch path.
+
+    PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
+
+Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
++ the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
+same run, and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
+flip/transpose copies around it, i.e. the models' torch fallback). Inputs rotate among several
+copies so that small shapes are not timed out of the 50 MB L2 cache.
+
+GroupMamba (224x224, batch 128): stage s has an H x W = 56/2^s map and C channels; each of the 4
+groups scans d = C/4 channels (ssm_ratio 1, d_state 1), in float32 (the authors force float32).
+VideoMamba-S: d_inner 768, d_state 16; image 197 tokens (batch 128), 16-frame video 3137 tokens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+
+import torch
+import triton
+import triton.testing
+
+from ssmzoo.ops import selective_scan_chunked
+from ssmzoo.ops import triton_scan as ts
+
+GROUPMAMBA = {  # embed_dims per stage, from the authors' groupmamba.py (classification/models)
+    "T": [64, 128, 348, 448],
+    "S": [64, 128, 348, 512],
+    "B": [96, 192, 424, 512],
+}
+RES = [56, 28, 14, 7]
+L2_ROTATE_BYTES = 400e6
+
+
+def bench(fn, rep=200) -> float:
+    return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
+
+
+def slow_bench(fn, reps=3) -> float:
+    fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(reps):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()
+        times.append(a.elapsed_time(b))
+    return sorted(times)[len(times) // 2]
+
+
+def copy_bandwidth() -> float:
+    src = torch.randn(256 * 2**20, device="cuda")  # 1 GiB
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / ms / 1e6  # GB/s, read + write
+
+
+def rotating(make, set_bytes: float):
+    """Several independent input sets when one set would fit in L2."""
+    n = max(1, min(8, math.ceil(L2_ROTATE_BYTES / set_bytes)))
+    sets = [make() for _ in range(n)]
+    state = {"i": 0}
+
+    def next_set():
+        state["i"] = (state["i"] + 1) % n
+        return sets[state["i"]]
+    return next_set
+
+
+def group_inputs(batch, C, H, dtype, channels_last, gen):
+    d, N = C // 4, 1
+
+    def amap(c, scale=1.0):
+        if channels_last:
+            return (torch.randn(batch, H, H, 4, c, device="cuda", generator=gen) * scale).to(dtype).permute(0, 3, 4, 1, 2)
+        return (torch.randn(batch, 4, c, H, H, device="cuda", generator=gen) * scale).to(dtype)
+    return dict(u=amap(d), delta=amap(d, 0.5), A=-torch.exp(torch.randn(4, d, N, device="cuda", generator=gen) * 0.5),
+                B=amap(N), C=amap(N), D=torch.randn(4, d, device="cuda", generator=gen),
+                delta_bias=torch.randn(4, d, device="cuda", generator=gen) * 0.1)
+
+
+def group_bytes(batch, C, H, dtype) -> float:
+    e = torch.tensor([], dtype=dtype).element_size()
+    L = H * H
+    return e * (3 * batch * C * L + 2 * batch * 4 * L) + 4 * 3 * C
+
+
+def bimamba_inputs(batch, dim, L, N, dtype, gen, channels_last=False):
+    """channels_last: (batch, L, .) memory seen as (batch, ., L), as VideoMamba's in_proj makes them."""
+    def seq(*shape, scale=1.0):
+        if channels_last:
+            return (torch.randn(shape[0], shape[2], shape[1], device="cuda", generator=gen) * scale).to(dtype).transpose(1, 2)
+        return (torch.randn(*shape, device="cuda", generator=gen) * scale).to(dtype)
+
+    def par(*shape, scale=1.0):
+        return torch.randn(*shape, device="cuda", generator=gen) * scale
+    return dict(u=seq(batch, dim, L), delta=seq(batch, dim, L, scale=0.5), A=-torch.exp(par(dim, N, scale=0.5)),
+                B=seq(batch, N, L), C=seq(batch, N, L), D=par(dim),
+                u_b=seq(batch, dim, L), delta_b=seq(batch, dim, L, scale=0.5), A_b=-torch.exp(par(dim, N, scale=0.5)),
+                B_b=seq(batch, N, L), C_b=seq(batch, N, L), D_b=par(dim), z=seq(batch, dim, L),
+                delta_bias=par(dim, scale=0.1), delta_bias_b=par(dim, scale=0.1), delta_softplus=True,
+                backward_flipped=True)
+
+
+def bimamba_bytes(batch, dim, L, N, dtype) -> float:
+    e = torch.tensor([], dtype=dtype).element_size()
+    return e * (6 * batch * dim * L + 4 * batch * N * L)
+
+
+def rel_err(out, ref) -> float:
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sweep", action="store_true", help="also try launch configs on key shapes")
+    ap.add_argument("--sweep-only", action="store_true", help="stop after the sweep")
+    ap.add_argument("--no-torch", action="store_true", help="skip the (slow) PyTorch-path timings")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    copy_gbs = copy_bandwidth()
+    print(f"device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
+          f"triton {triton.__version__}; device-to-device copy {copy_gbs:.0f} GB/s (read + write)", flush=True)
+    rows, records = [], []
+
+    def record(name, shape, dtype, ms, nbytes, torch_ms=None, err=None, extra=""):
+        gbs = nbytes / ms / 1e6
+        rec = dict(name=name, shape=shape, dtype=str(dtype).replace("torch.", ""), ms=ms, GBs=gbs,
+                   frac_copy=gbs / copy_gbs, torch_ms=torch_ms, speedup=(torch_ms / ms) if torch_ms else None,
+                   err=err, extra=extra)
+        records.append(rec)
+        rows.append(rec)
+        print(f"  {name:<28} {shape:<24} {rec['dtype']:<8} {ms*1e3:9.1f} us {gbs:7.0f} GB/s "
+              f"{rec['frac_copy']*100:5.1f}%  torch {('%.2f ms' % torch_ms) if torch_ms else '-':>10} "
+              f"x{rec['speedup'] or 0:6.1f}  err {err if err is None else '%.1e' % err} {extra}", flush=True)
+
+    # ---------------- config sweep on the key shapes
+    if args.sweep:
+        print("sweep (GroupMamba fused scan, batch 128, float32):", flush=True)
+        for C, H in [(64, 56), (348, 14)]:
+            for cl in (False, True):
+                nb = group_bytes(128, C, H, torch.float32)
+                nxt = rotating(lambda: group_inputs(128, C, H, torch.float32, cl, gen), nb)
+                if cl:
+                    cfgs = [None, dict(BD=16, BL=64, TRANS=False, CB=1, BDC=16),
+                            dict(BD=8, BL=32, num_warps=2, CB=2, BDC=4), dict(BD=4, BL=32, num_warps=1, CB=4, BDC=2),
+                            dict(BD=16, BL=32, V=4, CB=2, BDC=8), dict(BD=2, BL=64, num_warps=1, CB=2, BDC=2)]
+                else:
+                    cfgs = [None, dict(BD=1, BL=128, num_warps=1, CB=4, BDC=1),
+                            dict(BD=2, BL=128, num_warps=2, CB=8, BDC=1), dict(BD=1, BL=128, num_warps=1, CB=8, BDC=1),
+                            dict(BD=4, BL=256, CB=8, BDC=1), dict(BD=2, BL=256, num_warps=1, CB=4, BDC=1)]
+                for cfg in cfgs:
+                    try:
+                        ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg or None))
+                        record(f"gm {'bhwc' if cl else 'bchw'}", f"C{C} {H}x{H}", torch.float32, ms, nb, extra=str(cfg))
+                    except Exception as exc:  # a config that does not compile is reported, not fatal
+                        print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+        for cl in (False, True):
+            print(f"sweep (bimamba, VideoMamba-S video, batch 8, {'channels-last' if cl else 'channel-first'}):", flush=True)
+            nb = bimamba_bytes(8, 768, 3137, 16, torch.bfloat16)
+            nxt = rotating(lambda: bimamba_inputs(8, 768, 3137, 16, torch.bfloat16, gen, cl), nb)
+            cfgs = ([None, dict(BD=8, BL=32), dict(BD=4, BL=64), dict(BD=1, BL=32, num_warps=1),
+                     dict(BD=2, BL=64, num_warps=2)] if not cl else
+                    [None, dict(BD=32, BL=32, TRANS=False, num_warps=1), dict(BD=4, BL=32, num_warps=1),
+                     dict(BD=16, BL=32, V=4), dict(BD=8, BL=64)])
+            for cfg in cfgs:
+                ms = bench(lambda: ts.bimamba_scan_triton(**nxt(), config=cfg))
+                record("bimamba" + (" cl" if cl else ""), "768x3137 N16 b8", torch.bfloat16, ms, nb, extra=str(cfg))
+        rows.clear()
+        if args.sweep_only:
+            return
+
+    # ---------------- GroupMamba stages
+    print("GroupMamba fused 4-direction scan (batch 128):", flush=True)
+    seen = {}
+    for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
+        for dtype, cl in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]:
+            nb = group_bytes(128, C, H, dtype)
+            nxt = rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
+            x = nxt()
+            y = ts.group_scan_4dir_triton(**x, delta_softplus=True)
+            torch_ms = None
+            ref = ts.group_scan_4dir_ref(**x, delta_softplus=True, scan_fn=selective_scan_chunked)
+            err = rel_err(y, ref)  # against the float32 torch path (float64 checks are in the tests)
+            if not args.no_torch and dtype == torch.float32 and not cl:
+                torch_ms = slow_bench(lambda: ts.group_scan_4dir_ref(**nxt(), delta_softplus=True,
+                                                                    scan_fn=selective_scan_chunked))
+            del y, ref
+            ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
+            layout = "bhwc" if cl else "bchw"
+            record(f"gm {layout}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, torch_ms, err)
+            seen[(C, H, str(dtype), layout)] = records[-1]
+    print("GroupMamba per model (float32, batch 128), sum over one block of each stage:")
+    for name, dims in GROUPMAMBA.items():
+        parts = []
+        for layout in ("bchw", "bhwc"):
+            tot = sum(seen[(C, r, "torch.float32", layout)]["ms"] for C, r in zip(dims, RES))
+            parts.append(f"{layout} {tot*1e3:.0f} us")
+        tt = sum(seen[(C, r, "torch.float32", "bchw")]["torch_ms"] or 0 for C, r in zip(dims, RES))
+        print(f"  GroupMamba-{name}: " + ", ".join(parts) + (f", torch path {tt:.1f} ms" if tt else ""))
+
+    # ---------------- VideoMamba
+    print("VideoMamba-S bimamba scan (d_inner 768, d_state 16):", flush=True)
+    for tag, batch, L in [("image", 128, 197), ("video16", 8, 3137)]:
+        for dtype, cl in [(torch.float32, False), (torch.bfloat16, False), (torch.bfloat16, True)]:
+            if cl:
+                tag = tag.split()[0] + " cl"
+            nb = bimamba_bytes(batch, 768, L, 16, dtype)
+            nxt = rotating(lambda: bimamba_inputs(batch, 768, L, 16, dtype, gen, cl), nb)
+            x = nxt()
+            y = ts.bimamba_scan_triton(**x)
+            ref = ts.bimamba_scan_ref(**x, scan_fn=selective_scan_chunked)
+            err = rel_err(y, ref)
+            del y, ref
+            torch_ms = None
+            if not args.no_torch and not cl:
+                torch_ms = slow_bench(lambda: ts.bimamba_scan_ref(**nxt(), scan_fn=selective_scan_chunked))
+            ms = bench(lambda: ts.bimamba_scan_triton(**nxt()))
+            record(f"vm bimamba {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err)
+            # one direction alone, plain API
+            single = {k: x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")}
+            nb1 = torch.tensor([], dtype=dtype).element_size() * (4 * batch * 768 * L + 2 * batch * 16 * L)
+            ms1 = bench(lambda: ts.selective_scan_triton(**single, delta_softplus=True))
+            record(f"vm 1-dir {tag}", f"b{batch} 768x{L} N16", dtype, ms1, nb1)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(dict(device=props.name, copy_GBs=copy_gbs, rows=records), f, indent=1)
+
+    print("\nsummary:")
+    print(f"{'case':<22}{'shape':<22}{'dtype':<10}{'us':>9}{'GB/s':>8}{'%copy':>7}{'torch ms':>10}{'speedup':>9}")
+    for r in rows:
+        print(f"{r['name']:<22}{r['shape']:<22}{r['dtype']:<10}{r['ms']*1e3:9.1f}{r['GBs']:8.0f}"
+              f"{r['frac_copy']*100:7.1f}{(r['torch_ms'] or float('nan')):10.2f}{(r['speedup'] or float('nan')):9.1f}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

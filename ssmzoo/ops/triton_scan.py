@@ -1,0 +1,680 @@
+"""Selective scan in Triton (forward / inference only), plus two fused vision-model variants.
+
+Three entry points, all accumulating in float32 and returning ``u``'s dtype:
+
+``selective_scan_triton``  the plain scan, ``selective_scan_ref``'s signature; registered as the
+    ``"triton"`` backend of ``ssmzoo.ops.selective_scan`` when this module is imported.
+``group_scan_4dir_triton`` GroupMamba's four-direction grouped scan, the signature of
+    ``ssmzoo.models.groupmamba.group_scan_4dir_torch``: group k of the channels is scanned along
+    direction k of the H x W map (0 row-major, 1 column-major, 2 and 3 the same reversed), read
+    straight from the (batch, 4, d, H, W) tensors whatever their strides (channel-first or
+    channels-last) and written back in the spatial layout: no transposes, flips or copies.
+``bimamba_scan_triton``    VideoMamba's bidirectional ("bimamba v2") mixer scan: forward and
+    backward directions, each with its own u/delta/A/B/C/D, in one launch; the backward direction
+    is read by index, and gate and skip terms are fused into the epilogue.
+
+How the kernels work: one program owns a block of channels of one (batch, group) and walks the
+sequence in chunks; inside a chunk the linear recurrence h_t = a_t h_{t-1} + b_t is one
+``tl.associative_scan`` over (a, b) pairs, and only the state (BD x N floats) crosses chunks. A
+reversed direction walks the chunks from the end and scans each chunk backwards, so its loads stay
+ascending (and vectorisable). The column-major directions load a tile of CB whole columns in memory
+order (coalesced in either layout) and reshape it in registers into column-major sequence order.
+
+All index arithmetic is done in the kernel; inputs may be arbitrary strided views. On a machine
+without CUDA the kernels run under ``TRITON_INTERPRET=1`` on CPU tensors (that is how CI tests them).
+Floors, timings per version and what still limits speed: docs/scan_notes.md.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+from .selective_scan import register_backend, selective_scan_ref
+
+__all__ = [
+    "selective_scan_triton",
+    "group_scan_4dir_triton",
+    "bimamba_scan_triton",
+    "group_scan_4dir_ref",
+    "bimamba_scan_ref",
+]
+
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel building blocks
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _combine(a1, b1, a2, b2):
+    # (a1, b1) is the earlier step: h -> a2 * (a1 * h + b1) + b2
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _softplus(x):
+    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+
+
+@triton.jit
+def _column(tile, n, nidx):
+    """Column n of a small (BD, NP) register tile, as a (BD,) vector."""
+    return tl.sum(tl.where(nidx[None, :] == n, tile, 0.0), axis=1)
+
+
+@triton.jit
+def _pos(p, W, sh, sw, FLAT: tl.constexpr):
+    """Flat position p of an H x W map -> element offset (FLAT: the two dims merge into one stride)."""
+    if FLAT:
+        off = p * sw
+    else:
+        off = (p // W) * sh + (p % W) * sw
+    return off
+
+
+@triton.jit
+def _load_params(A_ptr, D_ptr, bias_ptr, cl, cmask, NSTATE: tl.constexpr, NP: tl.constexpr,
+                 HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """A (pre-scaled by log2 e for exp2), D and delta_bias of the program's channels (contiguous)."""
+    nidx = tl.arange(0, NP)
+    A2 = tl.load(A_ptr + cl[:, None] * NSTATE + nidx[None, :],
+                 mask=cmask[:, None] & (nidx[None, :] < NSTATE), other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0).to(tl.float32)
+    else:
+        Dv = tl.zeros_like(cl).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros_like(cl).to(tl.float32)
+    return A2, Dv, bias
+
+
+@triton.jit
+def _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
+           NSTATE: tl.constexpr, NP: tl.constexpr, REV: tl.constexpr,
+           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, valid):
+    """One chunk of the scan on (BD, T) tiles in sequence order; returns y (no gate) and new state.
+
+    offb/offc: (T,) offsets of B/C for state 0; pmask (T,) valid steps; valid (BD, T) full mask.
+    The carried state enters through the first step's input (b_0 += a_0 * S), so the scan result
+    is the state itself; padding steps are the identity (a = 1, b = 0).
+    """
+    if HAS_BIAS:
+        dt = dt + bias[:, None]
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(valid, dt, 0.0)
+    dtu = dt * u
+    y = u * Dv[:, None]
+    nidx = tl.arange(0, NP)
+    T: tl.constexpr = u.shape[1]
+    tidx = tl.arange(0, T)
+    if REV:
+        first = T - 1
+        last = 0
+    else:
+        first = 0
+        last = T - 1
+    zero = tl.zeros_like(u).to(tl.int32)  # B/C are loaded as broadcast (BD, T) tiles, directly in
+    bmask = pmask[None, :] & (zero == 0)  # the scan's layout (a (T,) vector would need a shuffle)
+    for n in tl.static_range(NSTATE):
+        bn = tl.load(b_ptr + n * sb_n + offb[None, :] + zero, mask=bmask, other=0.0).to(tl.float32)
+        cn = tl.load(c_ptr + n * sc_n + offc[None, :] + zero, mask=bmask, other=0.0).to(tl.float32)
+        a = tl.exp2(dt * _column(A2, n, nidx)[:, None])
+        b = dtu * bn
+        b += tl.where(tidx[None, :] == first, a * _column(S, n, nidx)[:, None], 0.0)
+        _, h = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REV)
+        y += h * cn
+        s_new = tl.sum(tl.where(tidx[None, :] == last, h, 0.0), axis=1)
+        S = tl.where(nidx[None, :] == n, s_new[:, None], S)
+    return y, S
+
+
+@triton.jit
+def _gate(y, z_ptr, offz, valid, HAS_Z: tl.constexpr):
+    if HAS_Z:
+        zz = tl.load(z_ptr + offz, mask=valid, other=0.0).to(tl.float32)
+        y = y * (zz / (1.0 + tl.exp(-zz)))
+    return y
+
+
+@triton.jit
+def _to_seq(x3):
+    """(R, V, BD) tile in memory order -> (BD, R * V) in sequence order. The reshape makes Triton
+    move the data (through shared memory) into its default layout for the new shape, whose lanes run
+    along the sequence: many threads share one long scan instead of one thread owning it."""
+    x = tl.permute(x3, (2, 0, 1))
+    return tl.reshape(x, (x.shape[0], x.shape[1] * x.shape[2]))
+
+
+@triton.jit
+def _from_seq(x, R: tl.constexpr, V: tl.constexpr):
+    """Inverse of ``_to_seq``."""
+    return tl.permute(tl.reshape(x, (x.shape[0], R, V)), (1, 2, 0))
+
+
+@triton.jit
+def _sweep_flat(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sdt_w,
+                b_ptr, sb_n, sb_h, sb_w, c_ptr, sc_n, sc_h, sc_w,
+                z_ptr, z_off, sz_c, sz_h, sz_w, y_ptr, acc_ptr, y_off, sy_c, sy_h, sy_w,
+                A_ptr, D_ptr, bias_ptr, cl, cmask, L, W,
+                NSTATE: tl.constexpr, NP: tl.constexpr, BL: tl.constexpr, V: tl.constexpr,
+                TRANS: tl.constexpr, ALIGN: tl.constexpr, REV: tl.constexpr, IN_FLIP: tl.constexpr,
+                FLAT: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr):
+    """Scan along the flat position p = h * W + w (1-D sequences: H = 1, W = L).
+
+    REV walks p from L - 1 down to 0 (chunks from the end, each scanned backwards, so loads stay
+    ascending). IN_FLIP: u/delta/B/C are stored flipped (step p at L-1-p); z and y stay in order.
+    TRANS: tiles are loaded as (BL / V, V, BD) (for channels-last memory) and moved to (BD, BL).
+    ACC_OUT stores the ungated float32 result to acc; ACC_IN adds acc before gating and storing.
+    x_off is the (batch, group) element offset of tensor x; rows start at x_off + channel * sx_c.
+    """
+    ru = u_off + cl * su_c
+    rdt = dt_off + cl * sdt_c
+    rz = z_off + cl * sz_c
+    ry = y_off + cl * sy_c
+    if ALIGN > 1:  # host-checked: rows and L are multiples of ALIGN elements -> vector loads
+        L = tl.multiple_of(L, ALIGN)
+        ru = tl.multiple_of(ru, ALIGN)
+        rdt = tl.multiple_of(rdt, ALIGN)
+        rz = tl.multiple_of(rz, ALIGN)
+        ry = tl.multiple_of(ry, ALIGN)
+    A2, Dv, bias = _load_params(A_ptr, D_ptr, bias_ptr, cl, cmask, NSTATE, NP, HAS_D, HAS_BIAS)
+    S = tl.zeros([cl.shape[0], NP], dtype=tl.float32)
+    lidx = tl.arange(0, BL)
+    R: tl.constexpr = BL // V
+    rr = tl.arange(0, R)
+    vv = tl.arange(0, V)
+    nchunks = (L + BL - 1) // BL
+    k = 0
+    while k < nchunks:  # (a while loop: Triton 3.6's interpreter cannot range() over a runtime bound)
+        if REV:
+            p0 = (nchunks - 1 - k) * BL
+        else:
+            p0 = k * BL
+        p = p0 + lidx
+        pmask = p < L
+        if IN_FLIP:
+            s = L - 1 - p
+        else:
+            s = p
+        valid = cmask[:, None] & pmask[None, :]
+        if TRANS:
+            p3 = p0 + rr[:, None] * V + vv[None, :]                      # (R, V)
+            if IN_FLIP:
+                s3 = L - 1 - p3
+            else:
+                s3 = p3
+            valid3 = (p3 < L)[:, :, None] & cmask[None, None, :]
+            u = _to_seq(tl.load(u_ptr + _pos(s3, W, su_h, su_w, FLAT)[:, :, None] + ru[None, None, :],
+                                mask=valid3, other=0.0).to(tl.float32))
+            dt = _to_seq(tl.load(dt_ptr + _pos(s3, W, sdt_h, sdt_w, FLAT)[:, :, None] + rdt[None, None, :],
+                                 mask=valid3, other=0.0).to(tl.float32))
+        else:
+            u = tl.load(u_ptr + ru[:, None] + _pos(s, W, su_h, su_w, FLAT)[None, :],
+                        mask=valid, other=0.0).to(tl.float32)
+            dt = tl.load(dt_ptr + rdt[:, None] + _pos(s, W, sdt_h, sdt_w, FLAT)[None, :],
+                         mask=valid, other=0.0).to(tl.float32)
+        y, S = _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n,
+                      _pos(s, W, sb_h, sb_w, FLAT), _pos(s, W, sc_h, sc_w, FLAT), pmask,
+                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid)
+        if TRANS:
+            y = _from_seq(y, R, V)
+            offy = _pos(p3, W, sy_h, sy_w, FLAT)[:, :, None] + ry[None, None, :]
+            offz = _pos(p3, W, sz_h, sz_w, FLAT)[:, :, None] + rz[None, None, :]
+            vmask = valid3
+        else:
+            offy = ry[:, None] + _pos(p, W, sy_h, sy_w, FLAT)[None, :]
+            offz = rz[:, None] + _pos(p, W, sz_h, sz_w, FLAT)[None, :]
+            vmask = valid
+        if ACC_IN:  # partial result of the other direction (float32, y's layout)
+            y += tl.load(acc_ptr + offy, mask=vmask, other=0.0)
+        if ACC_OUT:
+            tl.store(acc_ptr + offy, y, mask=vmask)
+        else:
+            y = _gate(y, z_ptr, offz, vmask, HAS_Z)
+            tl.store(y_ptr + offy, y.to(y_ptr.dtype.element_ty), mask=vmask)
+        k += 1
+
+
+@triton.jit
+def _sweep_cols(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sdt_w,
+                b_ptr, sb_n, sb_h, sb_w, c_ptr, sc_n, sc_h, sc_w,
+                y_ptr, y_off, sy_c, sy_h, sy_w,
+                A_ptr, D_ptr, bias_ptr, cl, cmask, H, W,
+                NSTATE: tl.constexpr, NP: tl.constexpr, HP: tl.constexpr, CB: tl.constexpr,
+                REV: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                SOFTPLUS: tl.constexpr):
+    """Column-major scan of an H x W map: tiles of CB whole columns, loaded in memory order as
+    (CB, HP, BD) and moved in registers to (BD, CB * HP), which is column-major sequence order
+    (rows h >= H are padding steps that leave the state unchanged)."""
+    T: tl.constexpr = CB * HP
+    A2, Dv, bias = _load_params(A_ptr, D_ptr, bias_ptr, cl, cmask, NSTATE, NP, HAS_D, HAS_BIAS)
+    S = tl.zeros([cl.shape[0], NP], dtype=tl.float32)
+    hidx = tl.arange(0, HP)
+    widx = tl.arange(0, CB)
+    nblocks = (W + CB - 1) // CB
+    k = 0
+    while k < nblocks:
+        if REV:
+            w = (nblocks - 1 - k) * CB + widx
+        else:
+            w = k * CB + widx
+        pm2 = (w[:, None] < W) & (hidx[None, :] < H)                       # (CB, HP)
+        valid3 = pm2[:, :, None] & cmask[None, None, :]
+        u = _to_seq(tl.load(u_ptr + (w[:, None] * su_w + hidx[None, :] * su_h)[:, :, None] + (u_off + cl * su_c)[None, None, :],
+                            mask=valid3, other=0.0).to(tl.float32))
+        dt = _to_seq(tl.load(dt_ptr + (w[:, None] * sdt_w + hidx[None, :] * sdt_h)[:, :, None] + (dt_off + cl * sdt_c)[None, None, :],
+                             mask=valid3, other=0.0).to(tl.float32))
+        pmask = tl.reshape(pm2, (T,))
+        valid = cmask[:, None] & pmask[None, :]
+        offb = tl.reshape(w[:, None] * sb_w + hidx[None, :] * sb_h, (T,))
+        offc = tl.reshape(w[:, None] * sc_w + hidx[None, :] * sc_h, (T,))
+        y, S = _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
+                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid)
+        y = _from_seq(y, CB, HP)
+        tl.store(y_ptr + (w[:, None] * sy_w + hidx[None, :] * sy_h)[:, :, None] + (y_off + cl * sy_c)[None, None, :],
+                 y.to(y_ptr.dtype.element_ty), mask=valid3)
+        k += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernels
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _scan_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
+                 b_ptr, sb_b, sb_g, sb_n, sb_l, c_ptr, sc_b, sc_g, sc_n, sc_l,
+                 z_ptr, sz_b, sz_c, sz_l, y_ptr, sy_b, sy_c, sy_l,
+                 A_ptr, D_ptr, bias_ptr, dim_g, L,
+                 NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
+                 V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
+                 REV: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                 SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr):
+    """Plain selective scan; grid (channel blocks of a group, groups, batch)."""
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    c0 = g * dim_g
+    cl = pid_d * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    _sweep_flat(u_ptr, bb * su_b + c0 * su_c, su_c, 0, su_l,
+                dt_ptr, bb * sdt_b + c0 * sdt_c, sdt_c, 0, sdt_l,
+                b_ptr + bb * sb_b + g * sb_g, sb_n, 0, sb_l,
+                c_ptr + bb * sc_b + g * sc_g, sc_n, 0, sc_l,
+                z_ptr, bb * sz_b + c0 * sz_c, sz_c, 0, sz_l,
+                y_ptr, y_ptr, bb * sy_b + c0 * sy_c, sy_c, 0, sy_l,
+                A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, cl, cmask, L, L,
+                NSTATE, NP, BL, V, TRANS, ALIGN, REV, False, True, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, False, False)
+
+
+@triton.jit
+def _bimamba_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
+                    b_ptr, sb_b, sb_g, sb_n, sb_l, c_ptr, sc_b, sc_g, sc_n, sc_l,
+                    A_ptr, D_ptr, bias_ptr,
+                    ub_ptr, sub_b, sub_c, sub_l, dtb_ptr, sdtb_b, sdtb_c, sdtb_l,
+                    bb_ptr, sbb_b, sbb_g, sbb_n, sbb_l, cb_ptr, scb_b, scb_g, scb_n, scb_l,
+                    Ab_ptr, Db_ptr, biasb_ptr,
+                    z_ptr, sz_b, sz_c, sz_l, y_ptr, acc_ptr, sy_b, sy_c, sy_l, dim_g, L,
+                    NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
+                    V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
+                    B_FLIPPED: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr):
+    """Backward direction first (partial sum to acc, float32), then forward + gate + store."""
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    c0 = g * dim_g
+    cl = pid_d * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    yo = bb * sy_b + c0 * sy_c
+    zo = bb * sz_b + c0 * sz_c
+    _sweep_flat(ub_ptr, bb * sub_b + c0 * sub_c, sub_c, 0, sub_l,
+                dtb_ptr, bb * sdtb_b + c0 * sdtb_c, sdtb_c, 0, sdtb_l,
+                bb_ptr + bb * sbb_b + g * sbb_g, sbb_n, 0, sbb_l,
+                cb_ptr + bb * scb_b + g * scb_g, scb_n, 0, scb_l,
+                z_ptr, zo, sz_c, 0, sz_l, y_ptr, acc_ptr, yo, sy_c, 0, sy_l,
+                Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, cl, cmask, L, L,
+                NSTATE, NP, BL, V, TRANS, ALIGN, True, B_FLIPPED, True, HAS_D, HAS_BIAS, SOFTPLUS, False, False, True)
+    tl.debug_barrier()  # the forward sweep reads partials that other threads of this program wrote
+    _sweep_flat(u_ptr, bb * su_b + c0 * su_c, su_c, 0, su_l,
+                dt_ptr, bb * sdt_b + c0 * sdt_c, sdt_c, 0, sdt_l,
+                b_ptr + bb * sb_b + g * sb_g, sb_n, 0, sb_l,
+                c_ptr + bb * sc_b + g * sc_g, sc_n, 0, sc_l,
+                z_ptr, zo, sz_c, 0, sz_l, y_ptr, acc_ptr, yo, sy_c, 0, sy_l,
+                A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, cl, cmask, L, L,
+                NSTATE, NP, BL, V, TRANS, ALIGN, False, False, True, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False)
+
+
+@triton.jit
+def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
+                   b_ptr, sb_b, sb_g, sb_n, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_n, sc_h, sc_w,
+                   y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
+                   A_ptr, D_ptr, bias_ptr, dim_g, H, W,
+                   NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
+                   V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
+                   HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
+                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    cl = pid_d * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    uo = bb * su_b + g * su_g
+    dto = bb * sdt_b + g * sdt_g
+    b0 = b_ptr + bb * sb_b + g * sb_g
+    c0 = c_ptr + bb * sc_b + g * sc_g
+    yo = bb * sy_b + g * sy_g
+    A0 = A_ptr + g * dim_g * NSTATE
+    D0 = D_ptr + g * dim_g
+    bias0 = bias_ptr + g * dim_g
+    if g % 2 == 0:  # row-major, reversed for group 2
+        if g == 0:
+            _sweep_flat(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
+                        c0, sc_n, sc_h, sc_w, y_ptr, 0, 0, 0, 0, y_ptr, y_ptr, yo, sy_c, sy_h, sy_w,
+                        A0, D0, bias0, cl, cmask, H * W, W,
+                        NSTATE, NP, BL, V, TRANS, ALIGN, False, False, FLAT, HAS_D, HAS_BIAS, SOFTPLUS,
+                        False, False, False)
+        else:
+            _sweep_flat(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
+                        c0, sc_n, sc_h, sc_w, y_ptr, 0, 0, 0, 0, y_ptr, y_ptr, yo, sy_c, sy_h, sy_w,
+                        A0, D0, bias0, cl, cmask, H * W, W,
+                        NSTATE, NP, BL, V, TRANS, ALIGN, True, False, FLAT, HAS_D, HAS_BIAS, SOFTPLUS,
+                        False, False, False)
+    else:  # column-major, reversed for group 3; sub-blocks of BDC channels keep the tiles small
+        for j in tl.static_range(BD // BDC):
+            cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
+            if g == 1:
+                _sweep_cols(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
+                            c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj, cj < dim_g,
+                            H, W, NSTATE, NP, HP, CB, False, HAS_D, HAS_BIAS, SOFTPLUS)
+            else:
+                _sweep_cols(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
+                            c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj, cj < dim_g,
+                            H, W, NSTATE, NP, HP, CB, True, HAS_D, HAS_BIAS, SOFTPLUS)
+
+
+# ---------------------------------------------------------------------------------------------
+# Python wrappers
+# ---------------------------------------------------------------------------------------------
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _check_device(*tensors: Optional[Tensor]) -> None:
+    dev = tensors[0].device
+    for t in tensors:
+        if t is not None and t.device != dev:
+            raise ValueError(f"all tensors must be on one device, got {t.device} and {dev}")
+    if dev.type != "cuda" and not _interpreting():
+        raise RuntimeError("the Triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+
+
+def _interpreting() -> bool:
+    import os
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+def _params(A: Tensor, D: Optional[Tensor], delta_bias: Optional[Tensor], dim: int):
+    """Small per-channel parameters as contiguous float32 (dim, N), (dim,), (dim,)."""
+    A = A.reshape(dim, -1).float().contiguous()
+    Dv = A if D is None else D.reshape(dim).float().contiguous()
+    bias = A if delta_bias is None else delta_bias.reshape(dim).float().contiguous()
+    return A, Dv, bias
+
+
+def _bc4(t: Tensor) -> Tensor:
+    return t.unsqueeze(1) if t.dim() == 3 else t
+
+
+def _new_like_seq(u: Tensor, dtype: torch.dtype) -> Tensor:
+    """(batch, dim, L) output in u's memory order (channels-last when u is)."""
+    batch, dim, length = u.shape
+    if u.stride(1) == 1 and u.stride(2) != 1 and dim > 1:
+        return torch.empty(batch, length, dim, dtype=dtype, device=u.device).transpose(1, 2)
+    return torch.empty(batch, dim, length, dtype=dtype, device=u.device)
+
+
+def _align(*tensors: Tensor) -> int:
+    """Largest a in (8, 4, 2) such that every row (last dim, stride 1, length a multiple of a) of
+    every tensor starts on a multiple of a elements: then the kernels may use vector loads."""
+    for a in (8, 4, 2):
+        if all(t.shape[-1] % a == 0 and t.stride(-1) == 1 and t.data_ptr() % (a * t.element_size()) == 0
+               and all(t.stride(i) % a == 0 for i in range(t.dim() - 1) if t.shape[i] > 1)
+               for t in tensors):
+            return a
+    return 1
+
+
+def _seq_layout(length: int, n_state: int, contiguous: bool, align: int, elem: int) -> dict:
+    """Launch geometry for (batch, dim, L) sequences (chosen by the H100 sweeps in docs/scan_notes.md).
+
+    contiguous (L is the stride-1 axis): one warp per channel row, BL = 32 lanes x vector width, so a
+    chunk's scan never crosses warps (no barriers). Otherwise (channels-last) tiles of BL steps x BD
+    channels are loaded along the channels and moved to the sequence-major layout in registers.
+    Many states (VideoMamba's 16) make the kernel compute-bound: single-warp programs were fastest.
+    """
+    if contiguous:
+        vec = max(1, min(align, 16 // elem))
+        if n_state > 4:
+            return dict(BD=1, BL=32 * vec, V=1, num_warps=1)
+        return dict(BD=4, BL=32 * vec, V=1, num_warps=4)
+    if n_state > 4:
+        return dict(BD=4, BL=32, V=1, num_warps=1)
+    return dict(BD=8, BL=32, V=1, num_warps=4)
+
+
+def _seq_config(u: Tensor, others: tuple, n_state: int, config: Optional[dict]) -> dict:
+    contiguous = u.stride(2) == 1 and u.shape[2] > 1
+    align = _align(u, *others) if contiguous else 1
+    cfg = _seq_layout(u.shape[2], n_state, contiguous, align, u.element_size())
+    cfg.update(TRANS=not contiguous, ALIGN=align)
+    if config:
+        cfg.update(config)
+    if cfg["BL"] % cfg["V"]:
+        raise ValueError(f"V must divide BL, got {cfg}")
+    return cfg
+
+
+def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                          D: Optional[Tensor] = None, z: Optional[Tensor] = None,
+                          delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
+                          *, reverse: bool = False, out: Optional[Tensor] = None,
+                          config: Optional[dict] = None) -> Tensor:
+    """``selective_scan_ref``'s function in one kernel launch (inputs may be strided views).
+
+    ``reverse=True`` runs the recurrence from the last step to the first (the output keeps the
+    input's order), i.e. ``flip(scan(flip(inputs)))`` without the flips. ``out`` (batch, dim, L) of
+    u's dtype receives the result if given. ``config`` overrides the launch (BD, BL, num_warps).
+    """
+    _check_device(u, delta, A, B, C, D, z, delta_bias)
+    batch, dim, length = u.shape
+    B4, C4 = _bc4(B), _bc4(C)
+    groups, n_state = B4.shape[1], B4.shape[2]
+    if dim % groups:
+        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
+    dim_g = dim // groups
+    A_, D_, bias_ = _params(A, D, delta_bias, dim)
+    y = out if out is not None else _new_like_seq(u, u.dtype)
+    zz = z if z is not None else y
+    cfg = _seq_config(u, (delta, zz, y), n_state, config)
+    grid = (triton.cdiv(dim_g, cfg["BD"]), groups, batch)
+    _scan_kernel[grid](
+        u, *u.stride(), delta, *delta.stride(), B4, *B4.stride(), C4, *C4.stride(),
+        zz, *zz.stride(), y, *y.stride(), A_, D_, bias_, dim_g, length,
+        NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
+        ALIGN=cfg["ALIGN"], REV=bool(reverse),
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        HAS_Z=z is not None, num_warps=cfg["num_warps"])
+    return y
+
+
+def bimamba_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                        u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
+                        D_b: Optional[Tensor], z: Optional[Tensor] = None,
+                        delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
+                        delta_softplus: bool = False, *, backward_flipped: bool = False,
+                        out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
+    """Bimamba v2 (VideoMamba / Vim) mixer scan in one launch; see ``bimamba_scan_ref`` for the exact
+    function. Forward inputs are in token order. Backward inputs (u_b, delta_b, B_b, C_b) are in
+    token order (``backward_flipped=False``; the scan then runs from the last token to the first)
+    or, as the authors compute them on ``xz.flip(-1)``, already flipped (``backward_flipped=True``).
+    z (token order) gates both directions: (y_f + y_b) * silu(z), with each D skip included.
+    """
+    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
+    batch, dim, length = u.shape
+    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
+        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
+    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
+        raise ValueError("give D / delta_bias for both directions or for neither")
+    B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
+    groups, n_state = B4.shape[1], B4.shape[2]
+    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
+        raise ValueError("B, C, B_b, C_b must share one shape")
+    dim_g = dim // groups
+    A_, D_, bias_ = _params(A, D, delta_bias, dim)
+    Ab_, Db_, biasb_ = _params(A_b, D_b, delta_bias_b, dim)
+    y = out if out is not None else _new_like_seq(u, u.dtype)
+    acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
+                                                                  device=y.device)
+    zz = z if z is not None else y
+    cfg = _seq_config(u, (delta, u_b, delta_b, zz, y, acc), n_state, config)
+    grid = (triton.cdiv(dim_g, cfg["BD"]), groups, batch)
+    _bimamba_kernel[grid](
+        u, *u.stride(), delta, *delta.stride(), B4, *B4.stride(), C4, *C4.stride(), A_, D_, bias_,
+        u_b, *u_b.stride(), delta_b, *delta_b.stride(), Bb4, *Bb4.stride(), Cb4, *Cb4.stride(),
+        Ab_, Db_, biasb_, zz, *zz.stride(), y, acc, *y.stride(), dim_g, length,
+        NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
+        ALIGN=cfg["ALIGN"], B_FLIPPED=bool(backward_flipped),
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        HAS_Z=z is not None, num_warps=cfg["num_warps"])
+    return y
+
+
+def _flat_ok(t: Tensor, H: int, W: int) -> bool:
+    """Do the (H, W) dims of t (last two) merge into one stride?"""
+    return H == 1 or t.stride(-2) == W * t.stride(-1)
+
+
+def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) -> dict:
+    """Launch geometry of the 4-direction kernel (same ideas as ``_seq_layout``)."""
+    dim_g, H, W = u.shape[2], u.shape[3], u.shape[4]
+    HP = _pow2(H)
+    contiguous = u.stride(-1) == 1 and flat and W > 1   # channel-first maps
+    align = _align(*[t.flatten(-2) for t in (u, *others)]) if contiguous else 1
+    if contiguous:
+        vec = max(1, min(align, 16 // u.element_size()))
+        cfg = dict(BD=4, BL=32 * vec, V=1, num_warps=4)
+        CB = max(1, min(_pow2(W), max(8, 256 // HP)))   # >= 8 whole columns: >= 32-byte rows
+        cfg.update(CB=CB, TRANS=False)
+    else:  # channels-last: channel-major tiles (lanes along the channels) measured fastest
+        BD = min(16, max(1, _pow2(dim_g)))
+        cfg = dict(BD=BD, BL=max(16, 1024 // BD), V=1, num_warps=4, CB=1, BDC=BD, TRANS=False)
+    cfg.update(ALIGN=align)
+    if config:
+        cfg.update(config)
+    if "BDC" not in cfg:
+        cfg["BDC"] = min(cfg["BD"], max(1, 1024 // (HP * cfg["CB"])))
+    if cfg["BD"] % cfg["BDC"] or cfg["BL"] % cfg["V"]:
+        raise ValueError(f"BDC must divide BD and V must divide BL, got {cfg}")
+    return cfg
+
+
+def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                           D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                           delta_softplus: bool = True, *, out: Optional[Tensor] = None,
+                           config: Optional[dict] = None) -> Tensor:
+    """GroupMamba's fused 4-direction scan; same function and shapes as ``group_scan_4dir_torch``:
+
+        u, delta      (batch, 4, d, H, W)  any strides (e.g. a channels-last (batch, H, W, 4, d)
+                                            tensor permuted to this shape is read as such)
+        A             (4, d, N)             negative
+        B, C          (batch, 4, N, H, W)   any strides
+        D, delta_bias (4, d)                optional
+    Returns y (batch, 4, d, H, W) in u's dtype (and u's memory order when u is dense), where group k
+    is the selective scan along direction k (0 row-major, 1 column-major, 2 row-major reversed,
+    3 column-major reversed), merged back into the row-major spatial layout.
+    """
+    _check_device(u, delta, A, B, C, D, delta_bias)
+    batch, groups, dim_g, H, W = u.shape
+    if groups != 4:
+        raise ValueError(f"expected 4 channel groups, got {groups}")
+    if delta.shape != u.shape or B.shape[:2] != (batch, 4) or B.shape[3:] != (H, W) or C.shape != B.shape:
+        raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
+    n_state = B.shape[2]
+    A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
+    y = out if out is not None else torch.empty_like(u)  # keeps u's strides when u is dense
+    flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
+    cfg = _group_config(u, (delta, y), flat, config)
+    grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
+    _group4_kernel[grid](
+        u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
+        A_, D_, bias_, dim_g, H, W,
+        NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
+        ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
+    return y
+
+
+# ---------------------------------------------------------------------------------------------
+# Pure-PyTorch references of the fused ops (explicit flips / transposes around a plain scan)
+# ---------------------------------------------------------------------------------------------
+
+def _scan_order(x: Tensor, direction: int) -> Tensor:
+    if direction in (1, 3):
+        x = x.transpose(-1, -2)
+    x = x.flatten(-2)
+    return x.flip(-1) if direction in (2, 3) else x
+
+
+def _merge_order(seq: Tensor, direction: int, H: int, W: int) -> Tensor:
+    if direction in (2, 3):
+        seq = seq.flip(-1)
+    if direction in (1, 3):
+        return seq.unflatten(-1, (W, H)).transpose(-1, -2)
+    return seq.unflatten(-1, (H, W))
+
+
+def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                        D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                        delta_softplus: bool = True, scan_fn=selective_scan_ref) -> Tensor:
+    """The 4-direction group scan with explicit reorder copies around ``scan_fn`` (float64 by default)."""
+    batch, groups, dim_g, H, W = u.shape
+    ys = []
+    for k in range(groups):
+        y = scan_fn(_scan_order(u[:, k], k).contiguous(), _scan_order(delta[:, k], k).contiguous(),
+                    A[k], _scan_order(B[:, k], k).contiguous(), _scan_order(C[:, k], k).contiguous(),
+                    D=None if D is None else D[k], delta_bias=None if delta_bias is None else delta_bias[k],
+                    delta_softplus=delta_softplus)
+        ys.append(_merge_order(y, k, H, W))
+    return torch.stack(ys, dim=1)
+
+
+def bimamba_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                     u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
+                     D_b: Optional[Tensor], z: Optional[Tensor] = None,
+                     delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
+                     delta_softplus: bool = False, *, backward_flipped: bool = False,
+                     scan_fn=selective_scan_ref) -> Tensor:
+    """out = scan(u, ..., z) + flip(scan(flipped backward inputs, ..., z=flip(z))), as mamba_simple.py
+    (bimamba v2) computes it; backward inputs are flipped first unless ``backward_flipped``."""
+    def fl(t: Tensor) -> Tensor:
+        return t if backward_flipped else t.flip(-1)
+
+    y_f = scan_fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
+    y_b = scan_fn(fl(u_b), fl(delta_b), A_b, fl(B_b), fl(C_b), D=D_b,
+                  z=None if z is None else z.flip(-1), delta_bias=delta_bias_b, delta_softplus=delta_softplus)
+    return y_f + y_b.flip(-1)
+
+
+register_backend("triton", selective_scan_triton)

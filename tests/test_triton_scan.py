@@ -1,0 +1,296 @@
+"""Triton scan kernels against the float64 step-by-step recurrence (``selective_scan_ref``).
+
+On every machine the kernels run under the Triton interpreter (``TRITON_INTERPRET=1``, CPU tensors,
+small shapes) in one subprocess, because the variable must be set before Triton is imported.
+On a CUDA machine the same checks also run compiled, at full size (marked ``gpu``).
+
+Error measure: ||out - ref|| / ||ref||, ref = the float64 recurrence on the same (possibly low
+precision) input values, not rounded. Tolerances: float32 1e-5 (seen ~1.4e-7), float16 2e-3,
+bfloat16 1e-2 (rounding the output alone costs ~3e-4 / ~2e-3). Outputs are pre-filled with NaN,
+so an unwritten element fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases: plain dicts, so the interpreter subprocess can run the very same ones
+# ---------------------------------------------------------------------------------------------
+
+def scan_case(batch, dim, length, n_state, groups=None, dtype="float32", reverse=False,
+              optional=True, channels_last=False, config=None):
+    """channels_last: u/delta/z/B/C are (batch, L, .) tensors seen transposed (as VideoMamba makes them)."""
+    return dict(kind="scan", batch=batch, dim=dim, length=length, n_state=n_state, groups=groups,
+                dtype=dtype, reverse=reverse, optional=optional, channels_last=channels_last, config=config)
+
+
+def bimamba_case(batch, dim, length, n_state, dtype="float32", flipped=False, channels_last=False,
+                 config=None):
+    return dict(kind="bimamba", batch=batch, dim=dim, length=length, n_state=n_state, dtype=dtype,
+                flipped=flipped, channels_last=channels_last, config=config)
+
+
+def group_case(batch, dim, H, W, n_state=1, dtype="float32", channels_last=False, sliced=False,
+               config=None):
+    """sliced: the maps are views of wider ones, so H and W don't merge into one stride."""
+    return dict(kind="group", batch=batch, dim=dim, H=H, W=W, n_state=n_state, dtype=dtype,
+                channels_last=channels_last, sliced=sliced, config=config)
+
+
+def case_id(c: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in c.items() if k != "config" and v is not None) + (
+        f"-cfg={c['config']}" if c.get("config") else "")
+
+
+# Small shapes for the interpreter: odd lengths, D not a multiple of the block, several chunks
+# (small explicit tiles), non-square maps, both memory layouts, all dtypes.
+SMALL = dict(BL=16, BD=4)
+INTERP_CASES = [
+    scan_case(2, 5, 1, 1, config=SMALL),
+    scan_case(2, 5, 7, 1, config=SMALL),
+    scan_case(1, 6, 37, 3, config=SMALL),
+    scan_case(2, 6, 20, 2, groups=3, config=SMALL),
+    scan_case(1, 5, 37, 2, reverse=True, config=SMALL),
+    scan_case(1, 3, 29, 2, optional=False, config=SMALL),
+    scan_case(1, 5, 197, 1),
+    scan_case(1, 5, 23, 2, dtype="float16", config=SMALL),
+    scan_case(2, 6, 37, 2, channels_last=True, config=dict(BL=16, BD=4)),
+    scan_case(1, 5, 37, 1, channels_last=True, reverse=True, config=dict(BL=16, BD=4, V=4)),
+    scan_case(1, 5, 23, 2, dtype="bfloat16", config=SMALL),
+    bimamba_case(2, 6, 23, 2, config=SMALL),
+    bimamba_case(1, 5, 23, 2, flipped=True, config=SMALL),
+    bimamba_case(1, 5, 19, 2, dtype="bfloat16", config=SMALL),
+    bimamba_case(1, 6, 21, 2, channels_last=True, flipped=True, config=SMALL),
+    group_case(2, 3, 5, 7, config=dict(BL=16, BD=4, BDC=2, CB=4)),
+    group_case(1, 5, 9, 10, config=dict(BL=16, BD=4, BDC=4, CB=4)),
+    group_case(1, 4, 6, 3, n_state=2, channels_last=True, config=dict(BL=16, BD=4, BDC=4, CB=2)),
+    group_case(1, 3, 7, 5, channels_last=True),
+    group_case(1, 5, 6, 7, channels_last=True, config=dict(BD=4, BL=16, V=4, TRANS=True, CB=2, BDC=2)),
+    group_case(1, 3, 5, 6, sliced=True, config=dict(BL=8, BD=2, BDC=2, CB=2)),
+    group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(BL=8, BD=4, BDC=4, CB=2)),
+    group_case(1, 3, 4, 6, dtype="bfloat16", config=dict(BL=8, BD=2, BDC=2, CB=2)),
+]
+
+
+def _rand(gen, *shape, scale=1.0):
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def _f64(v):
+    """The reference gets the very same (possibly low-precision) values, in float64, and so returns
+    the unrounded float64 result (selective_scan_ref rounds to u's dtype)."""
+    return v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+
+
+def run_case(case: dict, device: str, seed: int) -> dict:
+    """Builds fresh random inputs, runs the kernel and the float64 reference; returns the error."""
+    from ssmzoo.ops import selective_scan_ref
+    from ssmzoo.ops import triton_scan as ts
+
+    gen = torch.Generator().manual_seed(seed)
+    dtype = getattr(torch, case["dtype"])
+    N = case["n_state"]
+
+    def act(t):  # low-precision inputs live in their dtype; the reference upcasts exactly those
+        return t.to(device=device, dtype=dtype)
+
+    def par(t):
+        return t.to(device)
+
+    if case["kind"] in ("scan", "bimamba"):
+        b, d, L = case["batch"], case["dim"], case["length"]
+        G = case.get("groups")
+        bc = (b, N, L) if G is None else (b, G, N, L)
+
+        def seq(*shape, scale=1.0):  # (batch, ..., L), stored channels-last if asked
+            if case["channels_last"]:
+                return act(_rand(gen, shape[0], shape[-1], *shape[1:-1], scale=scale)).movedim(1, -1)
+            return act(_rand(gen, *shape, scale=scale))
+
+        def direction():
+            return dict(u=seq(b, d, L), delta=seq(b, d, L, scale=0.5),
+                        A=par(-torch.exp(_rand(gen, d, N, scale=0.5))), B=seq(*bc),
+                        C=seq(*bc), D=par(_rand(gen, d)), delta_bias=par(_rand(gen, d, scale=0.1)))
+
+        out = torch.full((b, d, L), float("nan"), dtype=dtype, device=device)
+        if case["channels_last"]:
+            out = torch.full((b, L, d), float("nan"), dtype=dtype, device=device).transpose(1, 2)
+        z = seq(b, d, L)
+        if case["kind"] == "scan":
+            x = dict(direction(), z=z)
+            if not case["optional"]:
+                x.update(D=None, z=None, delta_bias=None)
+            y = ts.selective_scan_triton(**x, delta_softplus=True, reverse=case["reverse"], out=out,
+                                         config=case["config"])
+            x64 = {k: _f64(v) for k, v in x.items()}
+            if case["reverse"]:
+                flip = {k: (v.flip(-1) if k in ("u", "delta", "z", "B", "C") and v is not None else v)
+                        for k, v in x64.items()}
+                ref = selective_scan_ref(**flip, delta_softplus=True).flip(-1)
+            else:
+                ref = selective_scan_ref(**x64, delta_softplus=True)
+        else:
+            f, bw = direction(), direction()
+            args = dict(u=f["u"], delta=f["delta"], A=f["A"], B=f["B"], C=f["C"], D=f["D"],
+                        u_b=bw["u"], delta_b=bw["delta"], A_b=bw["A"], B_b=bw["B"], C_b=bw["C"],
+                        D_b=bw["D"], z=z, delta_bias=f["delta_bias"], delta_bias_b=bw["delta_bias"],
+                        delta_softplus=True, backward_flipped=case["flipped"])
+            y = ts.bimamba_scan_triton(**args, out=out, config=case["config"])
+            ref = ts.bimamba_scan_ref(**{k: _f64(v) for k, v in args.items()})
+    else:
+        b, d, H, W = case["batch"], case["dim"], case["H"], case["W"]
+        pad = 3 if case["sliced"] else 0
+        if case["channels_last"]:  # (b, H, W, 4, d) memory, seen as (b, 4, d, H, W)
+            def amap(c, scale=1.0):
+                return act(_rand(gen, b, H, W + pad, 4, c, scale=scale)).permute(0, 3, 4, 1, 2)[..., :W]
+        else:
+            def amap(c, scale=1.0):
+                return act(_rand(gen, b, 4, c, H, W + pad, scale=scale))[..., :W]
+        u, delta = amap(d), amap(d, 0.5)
+        Bm, Cm = amap(N), amap(N)
+        A = par(-torch.exp(_rand(gen, 4, d, N, scale=0.5)))
+        D, bias = par(_rand(gen, 4, d)), par(_rand(gen, 4, d, scale=0.1))
+        out = torch.full_like(u, float("nan"))
+        y = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, out=out, config=case["config"])
+        ref = ts.group_scan_4dir_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias)], True)
+    assert y is out and y.dtype == dtype
+    err = ((y.double() - ref.double()).norm() / ref.double().norm()).item()
+    return dict(err=err, nan=bool(torch.isnan(y).any()), shape=list(y.shape))
+
+
+def _check(result: dict, case: dict) -> None:
+    assert not result["nan"], f"unwritten (NaN) outputs: {case_id(case)}"
+    assert result["err"] < TOL[case["dtype"]], f"rel err {result['err']:.3g} for {case_id(case)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# Interpreter (every machine)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def interpreted() -> list[dict]:
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    seed = torch.randint(0, 2**31 - 1, ()).item()
+    proc = subprocess.run([sys.executable, __file__, "--interpret", str(seed)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        pytest.fail(f"interpreter run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("index", range(len(INTERP_CASES)), ids=[case_id(c) for c in INTERP_CASES])
+def test_interpreted_kernel_matches_float64_reference(interpreted, index):
+    result = interpreted[index]
+    assert "error" not in result, result.get("error")
+    _check(result, INTERP_CASES[index])
+
+
+def test_import_registers_backend():
+    import importlib
+
+    from ssmzoo.ops import available_backends
+    from ssmzoo.ops import triton_scan
+
+    dispatch = importlib.import_module("ssmzoo.ops.selective_scan")
+    assert dispatch._BACKENDS["triton"] is triton_scan.selective_scan_triton
+    assert "triton" in available_backends()
+
+
+def test_group_reference_matches_model_convention():
+    """The fused op's reference follows the same direction convention as the GroupMamba model."""
+    gm = pytest.importorskip("ssmzoo.models.groupmamba")
+    from ssmzoo.ops import selective_scan_chunked
+    from ssmzoo.ops.triton_scan import group_scan_4dir_ref
+
+    gen = torch.Generator().manual_seed(torch.seed() % 2**31)
+    b, d, H, W, N = 2, 3, 5, 7, 1
+    u, delta = torch.randn(b, 4, d, H, W, generator=gen), torch.randn(b, 4, d, H, W, generator=gen) * 0.5
+    Bm, Cm = torch.randn(b, 4, N, H, W, generator=gen), torch.randn(b, 4, N, H, W, generator=gen)
+    A = -torch.exp(torch.randn(4, d, N, generator=gen) * 0.5)
+    D, bias = torch.randn(4, d, generator=gen), torch.randn(4, d, generator=gen) * 0.1
+    ref = group_scan_4dir_ref(u, delta, A, Bm, Cm, D, bias, True, scan_fn=selective_scan_chunked)
+    model = gm.group_scan_4dir_torch(u, delta, A, Bm, Cm, D=D, delta_bias=bias, delta_softplus=True)
+    assert ((ref - model).norm() / ref.norm()).item() < 1e-6
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled, on a CUDA device
+# ---------------------------------------------------------------------------------------------
+
+GPU_CASES = [
+    scan_case(2, 96, 1, 1),
+    scan_case(2, 37, 7, 16),
+    scan_case(2, 770, 197, 16),
+    scan_case(1, 96, 3137, 16),
+    scan_case(2, 87, 3136, 1),
+    scan_case(2, 40, 197, 4, groups=2),
+    scan_case(2, 48, 3137, 16, reverse=True),
+    scan_case(2, 33, 200, 2, optional=False),
+    scan_case(2, 96, 197, 16, dtype="float16"),
+    scan_case(2, 96, 197, 16, dtype="bfloat16"),
+    scan_case(2, 96, 3137, 16, channels_last=True),
+    scan_case(2, 770, 197, 4, channels_last=True, dtype="bfloat16", reverse=True),
+    bimamba_case(2, 96, 197, 16),
+    bimamba_case(1, 40, 3137, 16, flipped=True),
+    bimamba_case(2, 96, 197, 16, dtype="bfloat16"),
+    bimamba_case(2, 96, 197, 16, dtype="float16", flipped=True),
+    bimamba_case(2, 96, 3137, 16, channels_last=True, flipped=True),
+    bimamba_case(2, 768, 197, 16, channels_last=True, dtype="bfloat16"),
+    group_case(2, 16, 56, 56),
+    group_case(2, 16, 56, 56, channels_last=True),
+    group_case(2, 16, 56, 56, dtype="bfloat16"),
+    group_case(2, 87, 14, 14),
+    group_case(2, 87, 14, 14, channels_last=True),
+    group_case(2, 112, 7, 7),
+    group_case(2, 24, 9, 13),
+    group_case(2, 24, 9, 13, sliced=True),
+    group_case(2, 24, 13, 9, channels_last=True),
+    group_case(2, 10, 11, 6, n_state=3),
+    group_case(2, 32, 28, 28, dtype="bfloat16"),
+    group_case(2, 32, 28, 28, dtype="float16", channels_last=True),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("case", GPU_CASES, ids=[case_id(c) for c in GPU_CASES])
+def test_gpu_kernel_matches_float64_reference(case):
+    seed = torch.randint(0, 2**31 - 1, ()).item()
+    result = run_case(case, "cuda", seed)
+    print(f"{case_id(case)}: rel err {result['err']:.3g}")
+    _check(result, case)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_dispatcher_uses_triton():
+    from ssmzoo.ops import scan_backend
+
+    assert scan_backend("cuda") == "triton" or os.environ.get("SSMZOO_SCAN")
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
+    # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
+    base = int(sys.argv[2])
+    results = []
+    for i, c in enumerate(INTERP_CASES):
+        try:
+            results.append(run_case(c, "cpu", base + i))
+        except Exception as exc:  # reported per case by the test
+            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
+    print(json.dumps(results))
