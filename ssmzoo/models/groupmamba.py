@@ -129,7 +129,12 @@ def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                     D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                     delta_softplus: bool = True) -> Tensor:
     """The 4-direction grouped scan of a GroupMambaLayer; see ``group_scan_4dir_torch`` for shapes."""
-    fn = _GROUP_SCAN_BACKENDS.get(scan_backend(u.device), group_scan_4dir_torch)
+    backend = scan_backend(u.device)
+    if backend == "triton" and backend not in _GROUP_SCAN_BACKENDS:
+        from ssmzoo.ops.triton_scan import group_scan_4dir_triton  # fused: no layout copies around the scan
+
+        register_group_scan_backend("triton", group_scan_4dir_triton)
+    fn = _GROUP_SCAN_BACKENDS.get(backend, group_scan_4dir_torch)
     return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 

@@ -1,0 +1,94 @@
+"""On a CUDA device the models run the Triton scan kernels and still compute the published function.
+
+Skipped without CUDA (CI); run on the GPU machine before calling GPU work done.
+"""
+
+import json
+from pathlib import Path
+
+import pytest
+import timm
+import torch
+from safetensors.torch import load_file
+
+import ssmzoo  # noqa: F401
+from ssmzoo.models import groupmamba as gm
+from ssmzoo.ops import scan_backend
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(autouse=True)
+def exact_fp32_matmuls(monkeypatch):
+    """TF32 would dominate the error budget; the golden comparison is about the function, in fp32."""
+    monkeypatch.delenv("SSMZOO_SCAN", raising=False)
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+def rel_err(out, ref):
+    return ((out.double().cpu() - ref.double().cpu()).norm() / ref.double().cpu().norm()).item()
+
+
+def test_cuda_tensors_pick_the_triton_backend():
+    assert scan_backend("cuda") == "triton"
+
+
+def test_groupmamba_golden_with_triton_scan():
+    model = gm.groupmamba_from_config(json.loads((DATA / "groupmamba_mini_config.json").read_text()))
+    model.load_state_dict(load_file(DATA / "groupmamba_mini.safetensors"), strict=True)
+    model = model.eval().cuda()
+    io = load_file(DATA / "groupmamba_mini_io.safetensors")
+    with torch.no_grad():
+        features = model.forward_features(io["input"].cuda())
+        logits = model.forward_head(features)
+    assert rel_err(features, io["features"]) <= 1e-5
+    assert rel_err(logits, io["logits"]) <= 1e-5
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+def test_videomamba_golden_with_triton_scan(kind):
+    cfg = json.loads((DATA / f"videomamba_{kind}_mini_config.json").read_text())
+    model = timm.create_model("videomamba_tiny_video" if kind == "video" else "videomamba_tiny", **cfg)
+    model.load_state_dict(load_file(DATA / f"videomamba_{kind}_mini.safetensors"), strict=True)
+    model = model.eval().cuda()
+    io = load_file(DATA / f"videomamba_{kind}_mini_io.safetensors")
+    with torch.no_grad():
+        tokens = model.forward_features(io["input"].cuda())
+        features = model.forward_head(tokens, pre_logits=True)
+        logits = model.forward_head(tokens)
+    assert rel_err(features, io["features"]) <= 1e-5
+    assert rel_err(logits, io["logits"]) <= 1e-5
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("groupmamba_tiny", (4, 3, 224, 224)),
+    ("groupmamba_tiny", (2, 3, 160, 256)),          # non-square
+    ("videomamba_small", (4, 3, 224, 224)),
+    ("videomamba_small_video", (1, 3, 16, 224, 224)),  # 3137 tokens
+])
+def test_full_size_models_triton_equals_torch_backend(name, shape, monkeypatch):
+    torch.manual_seed(0)
+    kwargs = {"num_frames": 16} if name.endswith("_video") else {}
+    model = timm.create_model(name, **kwargs).eval().cuda()
+    x = torch.randn(shape, device="cuda")
+    with torch.no_grad():
+        fast = model(x)
+        monkeypatch.setenv("SSMZOO_SCAN", "torch")
+        slow = model(x)
+    assert rel_err(fast, slow) <= 1e-4
+
+
+def test_bf16_autocast_agrees_with_fp32_on_top1():
+    torch.manual_seed(0)
+    model = timm.create_model("groupmamba_tiny").eval().cuda()
+    x = torch.randn(16, 3, 224, 224, device="cuda")
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            low = model(x)
+    assert torch.isfinite(low).all()
+    assert rel_err(low.float(), ref) <= 5e-2
