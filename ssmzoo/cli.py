@@ -359,6 +359,133 @@ def benchmark_cmd(
         raise typer.Exit(1)
 
 
+@app.command("robustness")
+def robustness_cmd(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="imagenet, imagefolder, kinetics400 or ssv2."),
+    data_dir: Optional[Path] = typer.Option(
+        None, "--data-dir", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder DIR/<class>/*, "
+        "videos: the root of the --list paths."),
+    model: Optional[List[str]] = typer.Option(
+        None, "--model", "-m", help="Model name (repeatable: the models are compared side by side; default groupmamba_tiny)."),
+    weights: Optional[List[str]] = typer.Option(
+        None, "--weights", "-w", help="Checkpoint per --model, in the same order (repeatable; local file or hf-hub:org/repo)."),
+    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
+    jpeg_quality: Optional[str] = typer.Option(
+        None, "--jpeg-quality", "-q", help="JPEG qualities 1..100: START..END[:STEP] (step 10 by default) or a list, "
+        "e.g. 10..90, 10..90:20, 10,30,50. Each image is re-encoded in memory (Pillow, 4:2:0) before resize/crop."),
+    corruption: Optional[str] = typer.Option(
+        None, "--corruption", "-c", help="ImageNet-C corruptions, comma separated, 'imagenet-c' or 'all': gaussian_noise, "
+        "shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, jpeg_compression, speckle_noise, "
+        "gaussian_blur, saturate. Applied to the model-size crop."),
+    severity: Optional[str] = typer.Option(
+        None, "--severity", "-s", help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="imagenet, flat folder: 'filename label' lines."),
+    class_map: Optional[Path] = typer.Option(None, "--class-map", help="imagefolder: 'folder label' lines (or JSON)."),
+    list_file: Optional[Path] = typer.Option(None, "--list", help="kinetics400/ssv2: 'path label' lines."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Evaluate N items: round-robin over classes in file order (deterministic)."),
+    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images, or video clips (views), per forward pass."),
+    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: min(8, CPUs per process))."),
+    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: each rank's own GPU)."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
+    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the paper's protocol)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the random corruptions (noise), drawn per image and condition."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results to a .json or .csv file."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw top-1 against quality/severity to a .png/.svg/.pdf (needs matplotlib)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object instead of tables."),
+    no_chart: bool = typer.Option(False, "--no-chart", help="No chart in the terminal after the table."),
+) -> None:
+    """Top-1 under JPEG re-encoding and ImageNet-C corruptions, models side by side, clean in the same run."""
+    from .datasets import build_dataset
+    from .distributed import init_from_env
+    from .evaluate import progress_bar
+    from .factory import load_model
+    from .robustness import (SweepError, build_conditions, ce_table, charts, check_plot_target, parse_corruptions,
+                             parse_qualities, parse_severities, results_table, run_robustness, save_plot)
+
+    try:
+        qualities = parse_qualities(jpeg_quality) if jpeg_quality is not None else []
+        corruptions = parse_corruptions(corruption) if corruption is not None else []
+        if severity is not None and not corruptions:
+            raise SweepError("--severity applies to --corruption; JPEG qualities are set with --jpeg-quality")
+        severities = parse_severities(severity)
+    except SweepError as exc:
+        fail(str(exc), code=2)
+    if not qualities and not corruptions:
+        fail("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)", code=2)
+    models = list(model or ["groupmamba_tiny"])
+    if weights and len(weights) != len(models):
+        fail(f"--weights was given {len(weights)} times for {len(models)} --model: give one per model, in order", code=2)
+    parsed_views = _parse_views(views)
+    if output is not None and output.suffix.lower() not in (".json", ".csv"):
+        fail(f"--output {output}: expected a .json or .csv file name")
+    if plot is not None:
+        check_plot_target(plot)
+    entries = [_entry(name) for name in models]
+    if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
+        fail("the --model entries must predict the same labels from the same kind of input: "
+             + ", ".join(f"{e.name} ({e.labels})" for e in entries))
+    if entries[0].is_video and corruptions:
+        fail("corruptions are defined on images; video models take --jpeg-quality only (applied frame by frame)", code=2)
+    conditions = build_conditions(qualities, corruptions, severities)
+    ctx, device = init_from_env(device)
+
+    def resolved(name: str):
+        def say(r) -> None:
+            if ctx.is_main:
+                err.print(f"{name}: weights {r.origin}", markup=False, style="dim")
+        return say
+
+    try:
+        data = ctx.main_computes(lambda: build_dataset(dataset, entries[0], data_dir, labels_file=labels,
+                                                       class_map=class_map, list_file=list_file).limit(limit))
+        loaded = []
+        for k, entry in enumerate(entries):
+            override = weights[k] if weights else None
+            loaded.append(ctx.main_first(lambda: load_model(entry, weights=override, revision=revision, device=device,
+                                                            dtype=dtype, progress=ctx.is_main,
+                                                            on_resolved=resolved(entry.name))))
+        unit = "img" if data.kind == "image" else "videos"
+        label = f"{len(conditions)} conditions x {len(loaded)} models on {dataset}" + (
+            f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")
+        bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
+        with bar as update:
+            report = run_robustness(loaded, data, conditions, batch_size=batch_size, workers=workers,
+                                    views=parsed_views, seed=seed, dist=ctx, on_progress=update)
+    except SsmzooError:
+        if ctx.is_main:
+            raise
+        raise typer.Exit(1)
+    finally:
+        ctx.close()
+    if not ctx.is_main:
+        return
+    for path, error in report.skipped:
+        err.print(f"skipped: {error}", markup=False)
+    for cond in conditions:  # a condition that failed on an otherwise readable image
+        for path, error in report.cell(report.models[0].label, cond).errors:
+            if (path, error) not in report.skipped:
+                err.print(f"skipped ({cond.label}): {error}", markup=False)
+    if output is not None:
+        report.write(output)
+    if plot is not None:
+        save_plot(report, plot)
+    if as_json:
+        _json_print(report.to_dict())
+    else:
+        out.print(results_table(report))
+        table = ce_table(report)
+        if table is not None:
+            out.print(table)
+        if not no_chart:
+            for chart in charts(report):
+                out.print(chart)
+        if plot is not None:
+            out.print(f"plot: {plot}")
+    if all(cell.evaluated == 0 for cell in report.cells.values()):
+        fail(f"none of the {report.n} items could be read")
+
+
 def run(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
     try:

@@ -592,10 +592,13 @@ class VideoClips:
 
 def load_video_views(path: str | os.PathLike, protocol: VideoProtocol, mean: Sequence[float],
                      std: Sequence[float], views: tuple[int, int] | None = None, *,
-                     max_sequential_frames: int = MAX_SEQUENTIAL_FRAMES) -> VideoClips:
+                     max_sequential_frames: int = MAX_SEQUENTIAL_FRAMES,
+                     frame_hook: Callable[[np.ndarray], np.ndarray] | None = None) -> VideoClips:
     """Decode, resize, crop and normalise a video into the protocol's clips x crops views.
 
     ``views=(clips, crops)`` overrides the protocol's counts, e.g. ``(1, 1)`` for one centred view.
+    ``frame_hook`` (e.g. a JPEG re-encode for ``ssmzoo robustness``) runs on every decoded frame
+    (H x W x 3 uint8 RGB, upright) before the resize, and must return a frame of the same shape.
     """
     if views is not None:
         if (not isinstance(views, (tuple, list)) or len(views) != 2
@@ -610,9 +613,14 @@ def load_video_views(path: str | os.PathLike, protocol: VideoProtocol, mean: Seq
     info = probe_video(path)
     clip_indices = [sample_frame_indices(info.num_frames, protocol, c) for c in range(protocol.clips)]
     wanted = sorted({i for clip in clip_indices for i in clip})
+
+    def convert(frame: np.ndarray) -> np.ndarray:
+        if frame_hook is not None:
+            frame = np.ascontiguousarray(frame_hook(frame))
+        return _resize_short_side(frame, protocol.short_side)
+
     frames, info, notes = _decode(
-        path, wanted, lambda a: _resize_short_side(a, protocol.short_side),
-        max_sequential_frames=max_sequential_frames, info=info,
+        path, wanted, convert, max_sequential_frames=max_sequential_frames, info=info,
     )
     if any(len(set(clip)) < len(clip) for clip in clip_indices):
         notes.insert(0, f"repeated frames: video has {info.num_frames} frames, "

@@ -1,0 +1,988 @@
+"""``ssmzoo robustness``: top-1 under JPEG re-encoding and ImageNet-C corruptions, several models side by side.
+
+Where the pixels change (and why):
+
+* ``--jpeg-quality``: the *original* decoded image (full resolution, RGB) is encoded in memory with Pillow
+  at each quality and decoded again, then the model's eval transform runs (resize, crop, normalise). This
+  is what a photo stored at that quality goes through; the StableMamba paper (arXiv 2409.11867) gives no
+  other stage as far as we know. Videos: every decoded frame, before the short-side resize.
+* ``--corruption``: ImageNet-C corruptions act on the model's resized and centre-cropped input, at its
+  input resolution, before normalisation. The reference corrupts the 224 crop of Resize(256) +
+  CenterCrop(224), which is exactly the crop every 224 model in the zoo sees (crop_pct 0.875).
+
+One pass over the data serves every condition and every model that shares a resize/crop: a DataLoader
+worker decodes an image once, resizes and crops it once, derives all variants (clean, each quality, each
+corruption and severity) and returns them as uint8 crops; the main process normalises them per model and
+runs each model on all of them (a loader batch holds about ``batch_size`` crops, at least one image's
+variants). Videos are decoded once per condition (the JPEG hook sits in the frame decoding), and their
+conditions are split over passes so that a loader batch holds about ``batch_size`` clips, as in
+``ssmzoo eval``. Random corruptions draw from a generator seeded by (seed, file path, condition), so the
+pixels do not depend on workers, processes, ``--limit`` or passes.
+Under torchrun each rank sweeps its shard of the items and the per-item outcomes are gathered, as in eval.
+
+The corruption error follows Hendrycks & Dietterich (2019): CE_c = sum_s err(model, c, s) / sum_s
+err(AlexNet, c, s) over severities 1..5, reported for a corruption only when all five ran and AlexNet's
+errors for it are published; mCE is the mean CE over the corruptions that have one, and is comparable
+with published mCE figures only when all 15 benchmark corruptions ran (ssmzoo implements 8 of them).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVERITIES, corruption_error, jpeg_frame, \
+    jpeg_reencode
+from .datasets import EvalData, Sample
+from .distributed import DistContext
+from .errors import InputError, SsmzooError
+from .factory import DTYPES, LoadedModel
+
+DEFAULT_STEP = 10
+
+
+class SweepError(SsmzooError):
+    """A sweep option that cannot be parsed (bad range, unknown corruption)."""
+
+
+# --------------------------------------------------------------------------------------------
+# Parsing the sweep
+# --------------------------------------------------------------------------------------------
+
+
+def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP) -> list[int]:
+    """``START..END[:STEP]`` (END included when the steps reach it), ``A,B,C`` or a mix (``10..30,50``):
+    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise."""
+    example = "10..90:20 or 10,30,50" if hi >= 90 else f"{lo}..{hi} or {lo},{hi}"
+    hint = f"expected START..END[:STEP] or a comma-separated list of integers in {lo}..{hi}, e.g. {example}"
+    values: set[int] = set()
+    parts = [p.strip() for p in str(text).split(",")]
+    if not any(parts):
+        raise SweepError(f"{option} {text!r}: {hint}")
+    for part in parts:
+        m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(-?\d+))?", part)
+        if m:
+            start, end = int(m.group(1)), int(m.group(2))
+            step = int(m.group(3)) if m.group(3) is not None else default_step
+            if step < 1:
+                raise SweepError(f"{option} {text!r}: the step must be a positive integer, got {step}")
+            if start > end:
+                raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
+                                 f"write {end}..{start}")
+            chunk = list(range(start, end + 1, step))
+        elif re.fullmatch(r"-?\d+", part):
+            chunk = [int(part)]
+        else:
+            raise SweepError(f"{option} {text!r}: {hint}")
+        bad = [v for v in chunk if not lo <= v <= hi]
+        if bad or not chunk:
+            raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+        values.update(chunk)
+    return sorted(values)
+
+
+def parse_qualities(text: str) -> list[int]:
+    return parse_int_values(text, "--jpeg-quality", 1, 100)
+
+
+def parse_severities(text: Optional[str]) -> list[int]:
+    return list(SEVERITIES) if text is None else parse_int_values(text, "--severity", 1, 5, default_step=1)
+
+
+def parse_corruptions(text: str) -> list[str]:
+    """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``."""
+    names: list[str] = []
+    for word in (w.strip().lower().replace("-", "_") for w in str(text).split(",")):
+        if not word:
+            continue
+        if word == "all":
+            names += list(CORRUPTIONS)
+        elif word == "imagenet_c":
+            names += [n for n in CORRUPTIONS if n in IMAGENET_C_BENCHMARK]
+        elif word in CORRUPTIONS:
+            names.append(word)
+        else:
+            known = ", ".join(CORRUPTIONS)
+            raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; available: {known} "
+                             "(or 'imagenet-c', 'all')")
+    if not names:
+        raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
+    return list(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One way of presenting the data: clean, a JPEG quality, or a corruption at a severity."""
+
+    kind: str  # clean | jpeg | corruption
+    quality: Optional[int] = None
+    corruption: Optional[str] = None
+    severity: Optional[int] = None
+
+    @property
+    def key(self) -> str:
+        if self.kind == "jpeg":
+            return f"jpeg_q{self.quality}"
+        if self.kind == "corruption":
+            return f"{self.corruption}_s{self.severity}"
+        return "clean"
+
+    @property
+    def label(self) -> str:
+        if self.kind == "jpeg":
+            return f"JPEG q{self.quality}"
+        if self.kind == "corruption":
+            return f"{self.corruption} {self.severity}"
+        return "clean"
+
+    def apply_original(self, img: Image.Image) -> Image.Image:
+        """The change made to the decoded image before resize/crop (JPEG), else the image itself."""
+        return jpeg_reencode(img, self.quality) if self.kind == "jpeg" else img
+
+    def apply_crop(self, crop: Image.Image, rng: np.random.Generator) -> Image.Image:
+        """The change made to the model-resolution crop (ImageNet-C), else the crop itself."""
+        if self.kind == "corruption":
+            return CORRUPTIONS[self.corruption](crop, self.severity, rng)
+        return crop
+
+    def frame_hook(self) -> Optional[Callable[[np.ndarray], np.ndarray]]:
+        if self.kind == "jpeg":
+            quality = self.quality
+            return lambda frame: jpeg_frame(frame, quality)
+        if self.kind == "corruption":
+            raise SweepError("corruptions are defined on images; video models take --jpeg-quality only")
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"condition": self.label, "key": self.key, "kind": self.kind, "quality": self.quality,
+                "corruption": self.corruption, "severity": self.severity}
+
+
+def build_conditions(qualities: Sequence[int] = (), corruptions: Sequence[str] = (),
+                     severities: Sequence[int] = SEVERITIES) -> list[Condition]:
+    """Clean first, then qualities from best to worst, then each corruption at each severity."""
+    conditions = [Condition("clean")]
+    conditions += [Condition("jpeg", quality=q) for q in sorted(set(qualities), reverse=True)]
+    conditions += [Condition("corruption", corruption=c, severity=s) for c in corruptions for s in sorted(severities)]
+    return conditions
+
+
+# --------------------------------------------------------------------------------------------
+# Reading: one decode per item, every condition of the pass
+# --------------------------------------------------------------------------------------------
+
+
+def _relative(path: str, root: str) -> str:
+    try:
+        return os.path.relpath(path, root or ".")
+    except ValueError:  # another drive (Windows)
+        return path
+
+
+def condition_rng(seed: int, path: str, root: str, condition: Condition) -> np.random.Generator:
+    """The generator of one image under one condition: independent of workers, ranks and passes."""
+    return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(_relative(path, root).encode()),
+                                  zlib.crc32(condition.key.encode())])
+
+
+def _unexpected(path: str, exc: BaseException) -> str:
+    return f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'})"
+
+
+@dataclass
+class _Item:
+    index: int
+    tensor: Optional[torch.Tensor]  # (V, ...) one row per condition of the pass; zeros where it failed
+    errors: list[Optional[str]]  # per condition
+    load_error: Optional[str] = None  # the file itself could not be read: every condition fails
+    notes: tuple[str, ...] = ()
+
+
+def split_eval_transform(data_cfg) -> tuple[Callable[[Image.Image], Image.Image], tuple, tuple]:
+    """timm's eval transform as (PIL resize/crop part, mean, std): the crop is where ImageNet-C corruptions
+    act, and to-tensor + normalise is redone on the device exactly as torchvision does it."""
+    from torchvision import transforms
+
+    from .images import eval_transform
+
+    steps = list(eval_transform(data_cfg).transforms)
+    cut = next((k for k, s in enumerate(steps) if type(s).__name__ in ("ToTensor", "MaybeToTensor")), None)
+    rest = steps[cut + 1:] if cut is not None else []
+    if cut is None or len(rest) != 1 or not isinstance(rest[0], transforms.Normalize):
+        raise SsmzooError(f"unexpected eval transform {steps}: expected PIL steps, ToTensor, Normalize")
+    mean = tuple(float(v) for v in torch.as_tensor(rest[0].mean).flatten())
+    std = tuple(float(v) for v in torch.as_tensor(rest[0].std).flatten())
+    return transforms.Compose(steps[:cut]), mean, std
+
+
+class ImageVariants(torch.utils.data.Dataset):
+    """Decodes an image once and returns it under every condition as uint8 (V, 3, H, W) crops."""
+
+    def __init__(self, samples: Sequence[Sample], pre: Callable[[Image.Image], Image.Image], min_side: int,
+                 crop_size: tuple[int, int], conditions: Sequence[Condition], seed: int = 0, root: str = ""):
+        self.paths = [s.path for s in samples]
+        self.pre, self.min_side, self.crop_size = pre, min_side, tuple(crop_size)
+        self.conditions, self.seed, self.root = list(conditions), seed, root
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def _variant(self, img: Image.Image, crop: Optional[Image.Image], cond: Condition, path: str) -> torch.Tensor:
+        if cond.kind == "corruption":
+            out = cond.apply_crop(crop, condition_rng(self.seed, path, self.root, cond))
+        elif cond.kind == "jpeg":
+            out = self.pre(cond.apply_original(img))
+        else:
+            out = crop
+        arr = np.asarray(out.convert("RGB"), dtype=np.uint8)
+        if arr.shape != (self.crop_size[0], self.crop_size[1], 3):
+            raise ValueError(f"{cond.label} gave a {arr.shape} image, expected {self.crop_size + (3,)}")
+        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+
+    def __getitem__(self, index: int) -> _Item:
+        from .images import load_image
+
+        path = self.paths[index]
+        try:
+            img = load_image(path, self.min_side)
+            crop = self.pre(img) if any(c.kind != "jpeg" for c in self.conditions) else None
+        except InputError as exc:
+            return _Item(index, None, [str(exc)] * len(self.conditions), load_error=str(exc))
+        except Exception as exc:  # noqa: BLE001 -- one odd file is one skipped item
+            message = _unexpected(path, exc)
+            return _Item(index, None, [message] * len(self.conditions), load_error=message)
+        rows: list[Optional[torch.Tensor]] = []
+        errors: list[Optional[str]] = []
+        for cond in self.conditions:
+            try:
+                rows.append(self._variant(img, crop, cond, path))
+                errors.append(None)
+            except Exception as exc:  # noqa: BLE001 -- this condition fails for this image only
+                rows.append(None)
+                errors.append(f"{path}: {cond.label} failed ({type(exc).__name__}: {' '.join(str(exc).split())})")
+        blank = torch.zeros(3, *self.crop_size, dtype=torch.uint8)
+        return _Item(index, torch.stack([r if r is not None else blank for r in rows]), errors)
+
+
+class VideoVariants(torch.utils.data.Dataset):
+    """Every condition's views of a video, (V, clips x crops, 3, T, S, S) float; one decode per condition
+    (the frame hook runs inside the decoder's conversion step)."""
+
+    def __init__(self, samples: Sequence[Sample], protocol: Any, mean: Sequence[float], std: Sequence[float],
+                 conditions: Sequence[Condition]):
+        self.paths = [s.path for s in samples]
+        self.protocol, self.mean, self.std = protocol, tuple(mean), tuple(std)
+        self.conditions = list(conditions)
+        self.hooks = [c.frame_hook() for c in self.conditions]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> _Item:
+        from .video import load_video_views
+
+        path = self.paths[index]
+        rows: list[Optional[torch.Tensor]] = []
+        errors: list[Optional[str]] = []
+        notes: tuple[str, ...] = ()
+        for k, (cond, hook) in enumerate(zip(self.conditions, self.hooks)):
+            try:
+                clips = load_video_views(path, self.protocol, self.mean, self.std, frame_hook=hook)
+                rows.append(clips.tensor)
+                errors.append(None)
+                notes = notes or tuple(clips.notes)
+            except Exception as exc:  # noqa: BLE001
+                message = str(exc) if isinstance(exc, InputError) else _unexpected(path, exc)
+                if k == 0 and isinstance(exc, InputError):  # the file itself: no condition can read it
+                    return _Item(index, None, [message] * len(self.conditions), load_error=message)
+                rows.append(None)
+                errors.append(message if isinstance(exc, InputError) else f"{path}: {cond.label} failed ({message})")
+        shape = next(r.shape for r in rows if r is not None) if any(r is not None for r in rows) else None
+        if shape is None:
+            return _Item(index, None, errors, load_error=errors[0])
+        return _Item(index, torch.stack([r if r is not None else torch.zeros(shape) for r in rows]), errors,
+                     notes=notes)
+
+
+@dataclass
+class _Batch:
+    indices: list[int]  # items with a tensor, in ``tensor`` order
+    tensor: Optional[torch.Tensor]  # (B, V, ...)
+    errors: list[list[Optional[str]]]  # per item of ``indices``, per condition
+    failed: list[tuple[int, str]]  # items whose file could not be read
+    notes: list[tuple[str, ...]]
+
+    def pin_memory(self) -> "_Batch":
+        if self.tensor is not None:
+            self.tensor = self.tensor.pin_memory()
+        return self
+
+
+def _collate(items: list[_Item]) -> _Batch:
+    good = [it for it in items if it.tensor is not None]
+    failed = [(it.index, it.load_error or "unreadable") for it in items if it.tensor is None]
+    return _Batch([it.index for it in good], torch.stack([it.tensor for it in good]) if good else None,
+                  [it.errors for it in good], failed, [it.notes for it in good])
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelRun:
+    label: str  # the column name: the model name (with #k when a model appears twice)
+    name: str
+    weights: str
+    protocol: str
+
+
+@dataclass
+class Cell:
+    """One model under one condition."""
+
+    model: str
+    condition: Condition
+    n: int
+    evaluated: int
+    correct1: int
+    correct5: int
+    errors: list[tuple[str, str]] = field(default_factory=list)  # (path, error) of the skipped items
+
+    @property
+    def top1(self) -> Optional[float]:
+        return 100.0 * self.correct1 / self.evaluated if self.evaluated else None
+
+    @property
+    def top5(self) -> Optional[float]:
+        return 100.0 * self.correct5 / self.evaluated if self.evaluated else None
+
+    @property
+    def error(self) -> Optional[float]:
+        return None if self.top1 is None else 100.0 - self.top1
+
+
+@dataclass
+class CorruptionSummary:
+    model: str
+    corruption: str
+    severities: list[int]
+    mean_error: Optional[float]  # percent, over the severities run
+    ce: Optional[float]  # percent; None unless severities 1..5 ran and AlexNet's errors are published
+    alexnet_mean_error: Optional[float]  # percent
+    why_no_ce: Optional[str] = None
+
+
+@dataclass
+class RobustnessReport:
+    dataset: str
+    data_dir: str
+    kind: str
+    label_set: str
+    n: int
+    total: int
+    models: list[ModelRun]
+    conditions: list[Condition]
+    cells: dict[tuple[str, str], Cell]
+    skipped: list[tuple[str, str]]  # (path, error) of files no condition could read
+    passes: int
+    wall_s: float
+    data_wait_s: float
+    busy_s: float
+    device: str
+    dtype: str
+    world_size: int = 1
+    workers: int = 0
+    batch_size: int = 0
+    seed: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    def cell(self, model: str, condition: Condition | str) -> Cell:
+        key = condition if isinstance(condition, str) else condition.key
+        return self.cells[(model, key)]
+
+    def drop(self, model: str, condition: Condition | str) -> Optional[float]:
+        """Clean top-1 minus this condition's top-1, in points (positive: worse than clean)."""
+        clean, this = self.cell(model, "clean").top1, self.cell(model, condition).top1
+        return None if clean is None or this is None else clean - this
+
+    @property
+    def corruptions(self) -> list[str]:
+        return list(dict.fromkeys(c.corruption for c in self.conditions if c.kind == "corruption"))
+
+    @property
+    def qualities(self) -> list[int]:
+        return [c.quality for c in self.conditions if c.kind == "jpeg"]
+
+    def corruption_summaries(self, model: str) -> list[CorruptionSummary]:
+        out = []
+        for name in self.corruptions:
+            conds = [c for c in self.conditions if c.corruption == name]
+            errors = [self.cell(model, c).error for c in conds]
+            sev = [c.severity for c in conds]
+            alexnet = CORRUPTIONS[name].alexnet_errors
+            mean = None if any(e is None for e in errors) else float(np.mean(errors))
+            ce, why = None, None
+            if alexnet is None:
+                why = "no published AlexNet errors (an ImageNet-C 'extra' corruption)"
+            elif sorted(sev) != list(SEVERITIES):
+                why = "needs all 5 severities"
+            elif mean is None:
+                why = "some severity has no readable image"
+            else:
+                ce = 100.0 * corruption_error(errors, [100.0 * a for a in alexnet])
+            out.append(CorruptionSummary(model, name, sev, mean, ce,
+                                         None if alexnet is None else 100.0 * float(np.mean(alexnet)), why))
+        return out
+
+    def mce(self, model: str) -> tuple[Optional[float], list[str]]:
+        """Mean CE over the corruptions that have one, and their names."""
+        ces = [(s.corruption, s.ce) for s in self.corruption_summaries(model) if s.ce is not None]
+        return (float(np.mean([v for _, v in ces])), [c for c, _ in ces]) if ces else (None, [])
+
+    def best(self, condition: Condition) -> set[str]:
+        """The models with the highest top-1 under ``condition`` (ties: all of them)."""
+        scores = {m.label: self.cell(m.label, condition).top1 for m in self.models}
+        valid = [v for v in scores.values() if v is not None]
+        return {m for m, v in scores.items() if v is not None and v == max(valid)} if valid else set()
+
+    # ---- machine-readable output
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per model and condition (the CSV rows and the JSON ``results``)."""
+        r = lambda v, d=4: None if v is None else round(v, d)  # noqa: E731
+        out = []
+        for cond in self.conditions:
+            for m in self.models:
+                cell = self.cell(m.label, cond)
+                out.append({"model": m.label, **cond.to_dict(), "n": cell.n, "evaluated": cell.evaluated,
+                            "skipped": cell.n - cell.evaluated, "top1": r(cell.top1), "top5": r(cell.top5),
+                            "error": r(cell.error), "drop": r(self.drop(m.label, cond)),
+                            "best": m.label in self.best(cond)})
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        r = lambda v, d=4: None if v is None else round(v, d)  # noqa: E731
+        summaries, mces = [], {}
+        for m in self.models:
+            for s in self.corruption_summaries(m.label):
+                summaries.append({"model": s.model, "corruption": s.corruption, "severities": s.severities,
+                                  "mean_error": r(s.mean_error), "ce": r(s.ce),
+                                  "alexnet_mean_error": r(s.alexnet_mean_error), "why_no_ce": s.why_no_ce})
+            value, names = self.mce(m.label)
+            if self.corruptions:
+                mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK)}
+        return {
+            "command": "robustness", "dataset": self.dataset, "data_dir": self.data_dir, "kind": self.kind,
+            "label_set": self.label_set, "n": self.n, "total": self.total,
+            "models": [vars(m).copy() for m in self.models],
+            "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
+            "corruption_errors": summaries, "mce": mces,
+            "skipped_items": [{"path": p, "error": e} for p, e in self.skipped],
+            "passes": self.passes, "wall_s": r(self.wall_s, 3),
+            "data_wait_fraction": r(self.data_wait_s / self.busy_s if self.busy_s > 0 else None),
+            "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
+            "batch_size": self.batch_size, "seed": self.seed, "notes": list(self.notes),
+        }
+
+    def write(self, path: str | Path) -> None:
+        """``.json``: ``to_dict()``; ``.csv``: the per-condition rows, then one ``ce`` row per model and
+        corruption and one ``mce`` row per model."""
+        from .evaluate import _write, _write_csv
+
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".json":
+            _write(path, json.dumps(self.to_dict(), indent=2) + "\n")
+            return
+        if suffix != ".csv":
+            raise SsmzooError(f"--output {path}: expected a .json or .csv file name")
+        rows = [{**row, "ce": None} for row in self.rows()]
+        fields = list(rows[0]) if rows else ["model", "condition"]
+        blank = dict.fromkeys(fields)
+        for m in self.models:
+            for s in self.corruption_summaries(m.label):
+                rows.append({**blank, "model": m.label, "condition": f"{s.corruption} (severities "
+                             f"{','.join(map(str, s.severities))})", "kind": "ce", "corruption": s.corruption,
+                             "error": None if s.mean_error is None else round(s.mean_error, 4),
+                             "ce": None if s.ce is None else round(s.ce, 4)})
+            value, names = self.mce(m.label)
+            if value is not None:
+                rows.append({**blank, "model": m.label, "condition": f"mCE ({len(names)} corruptions)",
+                             "kind": "mce", "corruption": " ".join(names), "ce": round(value, 4)})
+        _write_csv(path, fields, rows)
+
+
+# --------------------------------------------------------------------------------------------
+# The sweep
+# --------------------------------------------------------------------------------------------
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[k:k + size] for k in range(0, len(items), size)]
+
+
+def _model_labels(models: Sequence[LoadedModel]) -> list[str]:
+    names = [m.entry.name for m in models]
+    return [n if names.count(n) == 1 else f"{n}#{names[:k + 1].count(n)}" for k, n in enumerate(names)]
+
+
+def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Sequence[Condition], *,
+                   batch_size: int = 64, workers: Optional[int] = None, views: Optional[tuple[int, int]] = None,
+                   seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 2,
+                   on_progress: Optional[Callable[[int, int], None]] = None) -> RobustnessReport:
+    """Evaluates every model under every condition; every rank returns the same, complete report.
+
+    ``batch_size`` counts images (video clips) per forward pass, as in ``evaluate``; a loader batch holds
+    about that many variants, so memory in flight is what ``ssmzoo eval`` uses.
+    """
+    from .evaluate import (_device_name, _top, default_workers, describe_video_protocol, image_protocol,
+                           video_protocol)
+
+    dist = dist or DistContext()
+    if not models:
+        raise SsmzooError("no model to evaluate")
+    conditions = list(conditions)
+    if not conditions or conditions[0].kind != "clean":
+        raise SsmzooError("the first condition must be the clean one (the reference of every drop)")
+    for m in models:
+        entry = m.entry
+        if data.label_set != entry.labels:
+            raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
+        if (data.kind == "video") != entry.is_video:
+            raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
+                              f"{'a video' if entry.is_video else 'an image'} model")
+    if data.kind == "video" and any(c.kind == "corruption" for c in conditions):
+        raise SweepError("corruptions are defined on images; video models take --jpeg-quality only")
+    if batch_size < 1:
+        raise SsmzooError(f"--batch-size {batch_size}: expected a positive number")
+    workers = default_workers(dist) if workers is None else workers
+    if workers < 0:
+        raise SsmzooError(f"--workers {workers}: expected 0 or more")
+
+    labels = _model_labels(models)
+    runs: list[ModelRun] = []
+    # Models that see the same pixels share passes: same resize/crop (images) or same views (videos).
+    groups: dict[Any, list[int]] = {}
+    setups: dict[Any, dict[str, Any]] = {}
+    norms: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per image model: its mean and std
+    for k, m in enumerate(models):
+        entry = m.entry
+        if data.kind == "image":
+            pre, mean, std = split_eval_transform(entry.data)
+            key = (repr(pre), entry.data.input_size[-1])
+            setups.setdefault(key, {"pre": pre, "min_side": entry.data.input_size[-1],
+                                    "crop": tuple(entry.data.input_size[-2:]), "per_item": 1})
+            norms[k] = (torch.tensor(mean, dtype=torch.float32, device=m.device).view(1, 3, 1, 1),
+                        torch.tensor(std, dtype=torch.float32, device=m.device).view(1, 3, 1, 1))
+            protocol = image_protocol(m)
+        else:
+            vp = video_protocol(m, views)
+            key = (repr(vp), tuple(entry.data.mean), tuple(entry.data.std))
+            setups.setdefault(key, {"protocol": vp, "mean": entry.data.mean, "std": entry.data.std,
+                                    "per_item": vp.clips * vp.crops})
+            protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
+        groups.setdefault(key, []).append(k)
+        runs.append(ModelRun(labels[k], entry.name, m.weights_origin, protocol))
+
+    n = len(data)
+    shard = dist.shard(n)
+    label_of = np.array([s.label for s in data.samples], dtype=np.int64)
+    # Per cell: prediction (-2: another rank's item, -1: skipped), top-5 hit, probability.
+    pred = {(l, c.key): np.full(n, -2, dtype=np.int32) for l in labels for c in conditions}
+    hit5 = {key: np.zeros(n, dtype=bool) for key in pred}
+    errors: dict[tuple[str, str], dict[int, str]] = {key: {} for key in pred}
+    load_errors: dict[int, str] = {}
+
+    plans = []
+    for key, members in groups.items():
+        per_item = setups[key]["per_item"]
+        # Images: every condition in one pass (a crop is small). Videos: a variant is clips x crops views of
+        # T frames, so a pass carries as many conditions as fit in a batch, and each is its own decode anyway.
+        per_pass = len(conditions) if data.kind == "image" else max(1, min(len(conditions), batch_size // per_item))
+        for chunk in _chunks(conditions, per_pass):
+            plans.append((key, members, chunk, max(1, batch_size // (len(chunk) * per_item))))
+    total_units = len(shard) * len(plans)
+    done = 0
+    if on_progress is not None:
+        on_progress(0, total_units)
+    cuda = any(m.device.type == "cuda" for m in models)
+    wait = 0.0
+    start = time.perf_counter()
+    for key, members, chunk, items_per_batch in plans:
+        setup = setups[key]
+        if data.kind == "image":
+            dataset: torch.utils.data.Dataset = ImageVariants(
+                data.samples, setup["pre"], setup["min_side"], setup["crop"], chunk, seed, data.root)
+        else:
+            dataset = VideoVariants(data.samples, setup["protocol"], setup["mean"], setup["std"], chunk)
+        loader = torch.utils.data.DataLoader(
+            torch.utils.data.Subset(dataset, shard), batch_size=items_per_batch, shuffle=False,
+            num_workers=workers, collate_fn=_collate, pin_memory=cuda,
+            prefetch_factor=prefetch if workers > 0 else None)
+        iterator = iter(loader)
+        while True:
+            t0 = time.perf_counter()
+            batch: Optional[_Batch] = next(iterator, None)
+            wait += time.perf_counter() - t0
+            if batch is None:
+                break
+            for index, error in batch.failed:
+                load_errors[index] = error
+                for k in members:
+                    for cond in chunk:
+                        pred[(labels[k], cond.key)][index] = -1
+                        errors[(labels[k], cond.key)][index] = error
+            if batch.tensor is not None:
+                ok = torch.tensor([[e is None for e in row] for row in batch.errors], dtype=torch.bool)
+                rows = batch.tensor[ok]  # (R, ...) every readable (item, condition) pair, item-major
+                where = ok.nonzero().tolist()
+                for k in members:
+                    m = models[k]
+                    if rows.shape[0]:
+                        x = rows.to(m.device, non_blocking=True)
+                        if data.kind == "image":  # torchvision's ToTensor + Normalize, on the device
+                            mean, std = norms[k]
+                            x = x.to(torch.float32).div(255).sub_(mean).div_(std)
+                        values, indices = _top(m, x, setup["per_item"], batch_size)
+                    for r, (i, v) in enumerate(where):
+                        index, cell = batch.indices[i], (labels[k], chunk[v].key)
+                        top = indices[r]
+                        pred[cell][index] = int(top[0])
+                        hit5[cell][index] = bool((top == int(label_of[index])).any())
+                    for i, row_errors in enumerate(batch.errors):
+                        for v, error in enumerate(row_errors):
+                            if error is not None:
+                                cell = (labels[k], chunk[v].key)
+                                pred[cell][batch.indices[i]] = -1
+                                errors[cell][batch.indices[i]] = error
+            done += len(batch.indices) + len(batch.failed)
+            if on_progress is not None:
+                on_progress(done, total_units)
+    wall = time.perf_counter() - start
+
+    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, wait))
+    if dist.enabled:
+        for part_pred, part_hit5, part_errors, part_load, _, _ in gathered[:dist.rank] + gathered[dist.rank + 1:]:
+            for cell, values in part_pred.items():
+                mine = values != -2
+                pred[cell][mine] = values[mine]
+                hit5[cell][mine] = part_hit5[cell][mine]
+                errors[cell].update(part_errors[cell])
+            load_errors.update(part_load)
+    paths = [s.path for s in data.samples]
+    cells: dict[tuple[str, str], Cell] = {}
+    for (label, ckey), values in pred.items():
+        if (values == -2).any():
+            raise RuntimeError(f"robustness sweep left items of {label} / {ckey} unevaluated")
+        good = values >= 0
+        cond = next(c for c in conditions if c.key == ckey)
+        cells[(label, ckey)] = Cell(label, cond, n, int(good.sum()), int((values[good] == label_of[good]).sum()),
+                                    int(hit5[(label, ckey)][good].sum()),
+                                    [(paths[i], e) for i, e in sorted(errors[(label, ckey)].items())])
+
+    notes = list(data.notes)
+    if len(data) < data.total:
+        notes.append(f"--limit: {len(data)} of {data.total} items (class-stratified, deterministic)")
+    if any(c.kind == "jpeg" for c in conditions):
+        where = ("every decoded frame, before the short-side resize" if data.kind == "video" else
+                 "the original decoded image, before the model's resize and crop")
+        notes.append(f"JPEG: re-encoded in memory, {where}; {JPEG_SETTINGS}")
+    if any(c.kind == "corruption" for c in conditions):
+        notes.append("corruptions: ImageNet-C definitions (Hendrycks & Dietterich 2019), applied to the model's "
+                     "resized and centre-cropped input before normalisation; random ones seeded per image "
+                     f"(--seed {seed})")
+    passes_per_group = {}
+    for key, _, _, _ in plans:
+        passes_per_group[key] = passes_per_group.get(key, 0) + 1
+    detail = ("each video decoded once per condition" if data.kind == "video" else
+              "each image decoded once per resize/crop group")
+    passes = f"{len(plans)} pass" + ("es" if len(plans) != 1 else "")
+    notes.append(f"{len(conditions)} conditions x {len(models)} models in {passes} over the data "
+                 f"({len(groups)} resize/crop group{'s' if len(groups) != 1 else ''}; {detail})")
+    first = models[0]
+    return RobustnessReport(
+        dataset=data.name, data_dir=data.root, kind=data.kind, label_set=data.label_set, n=n, total=data.total,
+        models=runs, conditions=conditions, cells=cells,
+        skipped=[(paths[i], e) for i, e in sorted(load_errors.items())], passes=len(plans),
+        wall_s=max(w for *_, w, _ in gathered), data_wait_s=sum(d for *_, d in gathered),
+        busy_s=sum(w for *_, w, _ in gathered), device=_device_name(first.device, dist.world_size),
+        dtype=next((k for k, v in DTYPES.items() if v == first.dtype), str(first.dtype)),
+        world_size=dist.world_size, workers=workers, batch_size=batch_size, seed=seed, notes=notes)
+
+
+# --------------------------------------------------------------------------------------------
+# Presentation: tables, a terminal chart, a matplotlib figure
+# --------------------------------------------------------------------------------------------
+
+COLORS = ("cyan", "magenta", "yellow", "green", "blue", "red")
+MARKERS = ("●", "■", "▲", "◆", "✚", "★")
+OVERLAP = "◉"  # where markers of several models fall on the same character
+
+
+def _fmt(value: Optional[float], spec: str = ".2f") -> str:
+    return "-" if value is None else f"{value:{spec}}"
+
+
+def results_table(report: RobustnessReport):
+    """One row per condition, a (top-1, drop) column pair per model; the best top-1 of a row in bold green."""
+    from rich.table import Table
+
+    unit = "images" if report.kind == "image" else "videos"
+    table = Table(title=f"ssmzoo robustness on {report.dataset} ({report.n} {unit})", title_justify="left")
+    table.add_column("condition", justify="left")
+    for m in report.models:
+        table.add_column(f"{m.label}\ntop-1", justify="right")
+        table.add_column("\ndrop", justify="right")
+    previous = None
+    for cond in report.conditions:
+        group = cond.corruption or cond.kind
+        if previous is not None and group != previous:
+            table.add_section()
+        previous = group
+        best = report.best(cond) if len(report.models) > 1 else set()
+        cells = []
+        for m in report.models:
+            cell = report.cell(m.label, cond)
+            top1 = _fmt(cell.top1)
+            cells.append(f"[bold green]{top1}[/]" if m.label in best else top1)
+            cells.append("" if cond.kind == "clean" else _fmt(report.drop(m.label, cond), "+.2f"))
+        table.add_row(cond.label, *cells)
+    skipped = len(report.skipped)
+    per = report.wall_s and report.n * len(report.conditions) * len(report.models) / report.wall_s
+    wait = report.data_wait_s / report.busy_s if report.busy_s > 0 else None
+    lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
+             + ("; best model per row in bold green" if len(report.models) > 1 else ""),
+             f"{report.n - skipped} of {report.n} items readable, {skipped} skipped; "
+             f"wall {report.wall_s:.1f}s ({per:.1f} model-evaluations/s), waiting for data "
+             f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({report.workers} workers, batch {report.batch_size}"
+             + (f", {report.world_size} processes" if report.world_size > 1 else "")
+             + f"), {report.device}, {report.dtype}"]
+    for m in report.models:
+        lines.append(f"{m.label}: {m.protocol}; weights {m.weights}")
+    lines += [f"note: {note}" for note in report.notes]
+    extra = [f"{c.label}: {m.label} skipped {len(cell.errors) - skipped} more"
+             for c in report.conditions for m in report.models
+             if len((cell := report.cell(m.label, c)).errors) > skipped]
+    lines += extra[:5]
+    table.caption = "\n".join(lines)
+    table.caption_justify = "left"
+    return table
+
+
+def ce_table(report: RobustnessReport):
+    """Mean error and corruption error per corruption and model, and the mCE; None without corruptions."""
+    from rich.table import Table
+
+    if not report.corruptions:
+        return None
+    table = Table(title="ImageNet-C corruption error (CE: error over AlexNet's, severities 1..5)",
+                  title_justify="left")
+    table.add_column("corruption", justify="left")
+    table.add_column("AlexNet\nerror", justify="right")
+    for m in report.models:
+        table.add_column(f"{m.label}\nerror", justify="right")
+        table.add_column("\nCE", justify="right")
+    summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
+    for name in report.corruptions:
+        first = summaries[report.models[0].label][name]
+        ces = {lab: s[name].ce for lab, s in summaries.items() if s[name].ce is not None}
+        best = {lab for lab, v in ces.items() if v == min(ces.values())} if len(ces) > 1 else set()
+        row = [name, _fmt(first.alexnet_mean_error, ".1f")]
+        for m in report.models:
+            s = summaries[m.label][name]
+            ce = _fmt(s.ce, ".1f")
+            row += [_fmt(s.mean_error), f"[bold green]{ce}[/]" if m.label in best else ce]
+        table.add_row(*row)
+    table.add_section()
+    mces = {m.label: report.mce(m.label) for m in report.models}
+    row = ["mCE", ""]
+    values = {lab: v for lab, (v, _) in mces.items() if v is not None}
+    best = {lab for lab, v in values.items() if v == min(values.values())} if len(values) > 1 else set()
+    for m in report.models:
+        v = _fmt(mces[m.label][0], ".1f")
+        row += ["", f"[bold green]{v}[/]" if m.label in best else v]
+    table.add_row(*row)
+    names = mces[report.models[0].label][1]
+    why = sorted({f"{s.corruption}: {s.why_no_ce}" for s in summaries[report.models[0].label].values() if s.why_no_ce})
+    lines = ["error = mean top-1 error (%) over the severities run; CE and mCE in % (AlexNet = 100)"]
+    if names:
+        lines.append(f"mCE over {len(names)} of ImageNet-C's {len(IMAGENET_C_BENCHMARK)} corruptions "
+                     f"({', '.join(names)})" + ("; published mCE figures average all 15, so compare with care"
+                                                 if len(names) < len(IMAGENET_C_BENCHMARK) else ""))
+    lines += [f"no CE for {w}" for w in why]
+    table.caption = "\n".join(lines)
+    table.caption_justify = "left"
+    return table
+
+
+def _y_range(values: Sequence[float]) -> tuple[float, float]:
+    """Multiples of 5 around the values, within 0..100 and at least 5 apart."""
+    lo = max(0.0, math.floor((min(values) - 1) / 5) * 5)
+    hi = min(100.0, math.ceil((max(values) + 1) / 5) * 5)
+    if hi - lo < 5:
+        lo, hi = max(0.0, hi - 5), max(hi, 5.0)
+    return lo, hi
+
+
+def line_chart(title: str, x_label: str, series: Sequence[tuple[str, Sequence[tuple[float, float]]]],
+               x_names: Optional[dict[float, str]] = None, width: int = 60, height: int = 11):
+    """A small scatter-and-line chart as rich ``Text``: one marker and colour per series, y in percent."""
+    from rich.text import Text
+
+    points = [(x, y) for _, pts in series for x, y in pts if y is not None]
+    text = Text()
+    text.append(f"{title}\n", style="bold")
+    if not points:
+        return text.append("(nothing to draw)\n")
+    xs = sorted({x for x, _ in points})
+    lo_x, hi_x = xs[0], xs[-1]
+    lo, hi = _y_range([y for _, y in points])
+    grid: list[list[tuple[str, Optional[str]]]] = [[(" ", None)] * width for _ in range(height)]
+
+    def col(x: float) -> int:
+        return width // 2 if hi_x == lo_x else round((x - lo_x) / (hi_x - lo_x) * (width - 1))
+
+    def row(y: float) -> int:
+        return min(height - 1, max(0, round((hi - y) / (hi - lo) * (height - 1))))
+
+    for k, (_, pts) in enumerate(series):
+        style = COLORS[k % len(COLORS)]
+        good = sorted((x, y) for x, y in pts if y is not None)
+        for (x0, y0), (x1, y1) in zip(good, good[1:]):
+            c0, c1 = col(x0), col(x1)
+            for c in range(c0 + 1, c1):
+                r = row(y0 + (y1 - y0) * (c - c0) / (c1 - c0))
+                if grid[r][c][0] == " ":
+                    grid[r][c] = ("·", style)
+        for x, y in good:
+            r, c = row(y), col(x)
+            taken = grid[r][c][0] in MARKERS and grid[r][c][1] != style
+            grid[r][c] = (OVERLAP, None) if taken or grid[r][c][0] == OVERLAP else (MARKERS[k % len(MARKERS)], style)
+    for r in range(height):
+        y = hi - (hi - lo) * r / (height - 1)
+        text.append(f"{y:6.1f} ┤ " if r in (0, height // 2, height - 1) else "       │ ", style="dim")
+        for ch, style in grid[r]:
+            text.append(ch, style=style)
+        text.append("\n")
+    text.append("       └" + "─" * (width + 1) + "\n", style="dim")
+    ticks = [" "] * (width + 12)
+    for x in xs:
+        name = (x_names or {}).get(x, f"{x:g}")
+        start = max(0, min(col(x) - len(name) // 2, width + 11 - len(name)))
+        if all(ch == " " for ch in ticks[max(0, start - 1):start + len(name) + 1]):
+            ticks[start:start + len(name)] = list(name)
+    text.append("         " + "".join(ticks).rstrip() + "\n", style="dim")
+    text.append(f"         {x_label};  ", style="dim")
+    for k, (name, _) in enumerate(series):
+        text.append(f"{MARKERS[k % len(MARKERS)]} {name}  ", style=COLORS[k % len(COLORS)])
+    if any(ch == OVERLAP for line in grid for ch, _ in line):
+        text.append(f"{OVERLAP} several")
+    return text.append("\n")
+
+
+def _jpeg_series(report: RobustnessReport) -> tuple[list, dict[float, str]]:
+    qs = sorted(report.qualities)
+    step = qs[-1] - qs[-2] if len(qs) > 1 else 10
+    clean_x = float(min(100 + step, qs[-1] + step))
+    series = []
+    for m in report.models:
+        pts = [(float(q), report.cell(m.label, f"jpeg_q{q}").top1) for q in qs]
+        series.append((m.label, pts + [(clean_x, report.cell(m.label, "clean").top1)]))
+    return series, {clean_x: "clean"}
+
+
+def _severity_series(report: RobustnessReport) -> list:
+    series = []
+    severities = sorted({c.severity for c in report.conditions if c.kind == "corruption"})
+    for m in report.models:
+        pts = [(0.0, report.cell(m.label, "clean").top1)]
+        for s in severities:
+            vals = [report.cell(m.label, c).top1 for c in report.conditions if c.severity == s]
+            vals = [v for v in vals if v is not None]
+            pts.append((float(s), float(np.mean(vals)) if vals else None))
+        series.append((m.label, pts))
+    return series
+
+
+def charts(report: RobustnessReport, width: int = 60) -> list:
+    """The terminal charts: top-1 against JPEG quality; mean top-1 over the corruptions against severity."""
+    out = []
+    if report.qualities:
+        series, names = _jpeg_series(report)
+        out.append(line_chart("top-1 (%) against JPEG quality", "JPEG quality (clean at the right)", series, names,
+                              width=width))
+    if report.corruptions:
+        out.append(line_chart(f"top-1 (%) against severity, mean over {len(report.corruptions)} corruptions",
+                              "severity (0 = clean)", _severity_series(report), {0.0: "clean"}, width=width))
+    return out
+
+
+PLOT_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def check_plot_target(path: Path) -> None:
+    """Fails before a long sweep when the figure could not be written at the end."""
+    if path.suffix.lower() not in PLOT_SUFFIXES:
+        raise SsmzooError(f"--plot {path}: expected a {', '.join(PLOT_SUFFIXES)} file name")
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise SsmzooError("--plot needs matplotlib: pip install 'ssmzoo[plot]' (or pip install matplotlib)") from None
+
+
+def save_plot(report: RobustnessReport, path: str | Path) -> None:
+    """Top-1 against JPEG quality (clean dashed) and/or mean top-1 against severity, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    panels = (["jpeg"] if report.qualities else []) + (["corruption"] if report.corruptions else [])
+    fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.4), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, panel in zip(axes[0], panels):
+        for k, m in enumerate(report.models):
+            color = colors[k % len(colors)]
+            clean = report.cell(m.label, "clean").top1
+            if panel == "jpeg":
+                qs = sorted(report.qualities)
+                ys = [report.cell(m.label, f"jpeg_q{q}").top1 for q in qs]
+                ax.plot(qs, [np.nan if y is None else y for y in ys], marker="o", color=color, label=m.label)
+                if clean is not None:
+                    ax.axhline(clean, color=color, linestyle="--", linewidth=1, alpha=0.7)
+                ax.set_xlabel("JPEG quality (dashed: clean)")
+            else:
+                xs, ys = zip(*_severity_series(report)[k][1])
+                ax.plot(xs, [np.nan if y is None else y for y in ys], marker="o", color=color, label=m.label)
+                ax.set_xticks(list(xs), ["clean" if x == 0 else f"{x:g}" for x in xs])
+                ax.set_xlabel(f"severity (mean over {len(report.corruptions)} corruptions)")
+        values = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
+        if values:
+            lo, hi = _y_range(values)
+            ax.set_ylim(lo - 0.02 * (hi - lo), hi + 0.02 * (hi - lo))
+        ax.set_ylabel("top-1 (%)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"ssmzoo robustness: {report.dataset}, {report.n} items")
+    fig.tight_layout()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=120)
+    except OSError as exc:
+        raise SsmzooError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
+    finally:
+        plt.close(fig)
