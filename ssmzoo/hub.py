@@ -13,6 +13,7 @@ import contextlib
 import fnmatch
 import os
 import re
+import socket
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -330,6 +331,28 @@ def _delete_cached(path: Path) -> bool:
 # Resolution
 
 
+_PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _probe_endpoint(endpoint: str, timeout: float = 3.0) -> Optional[str]:
+    """None if the Hub's host accepts a TCP connection, else why not.
+
+    Without it, a machine with no network waits ~25 s while huggingface_hub retries (and prints each
+    retry) before the cache is even consulted. Behind a proxy the host is not ours to probe: say yes.
+    """
+    if any(os.environ.get(v) for v in _PROXY_VARS):
+        return None
+    parts = urlsplit(endpoint)
+    if not parts.hostname:
+        return None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        socket.create_connection((parts.hostname, port), timeout=timeout).close()
+    except OSError as exc:
+        return _short(exc, 80)
+    return None
+
+
 def _fetch_from_hub(
     model_name: str,
     repo_id: str,
@@ -343,23 +366,34 @@ def _fetch_from_hub(
     from huggingface_hub import HfApi, hf_hub_download
 
     endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
+    probe_failure = None if offline else _probe_endpoint(endpoint)
+    local_only = offline or probe_failure is not None
     note = None
 
     def fail(exc: Exception, name: Optional[str]) -> WeightsError:
+        if probe_failure is not None:
+            what = f"{repo_id}@{revision}" + (f"/{name}" if name else "")
+            return WeightsError(
+                f"model {model_name!r}: cannot reach {endpoint} ({probe_failure}) to download {what}, and it is not "
+                f"in the local cache ({cache_dir}); check the network, set HF_ENDPOINT to a reachable Hub mirror, "
+                "or pass --weights PATH to a local copy")
         return _hub_error(exc, model=model_name, repo_id=repo_id, revision=revision, filename=name,
                           endpoint=endpoint, offline=offline, cache_dir=cache_dir)
 
-    with _hub_call(offline, progress):
+    with _hub_call(local_only, progress):
         if filename is None:
             where = f"{repo_id}@{revision}"
             _, cached = _cached_files(cache_dir, repo_id, revision)
-            if offline:
-                if not cached:
+            if local_only:
+                if not cached and offline:
                     raise WeightsError(
                         f"model {model_name!r}: HF_HUB_OFFLINE is set and no file of {where} is in the local cache "
                         f"({cache_dir}); unset HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
                     )
-                files, where = cached, where + " (local cache, offline)"
+                if not cached:
+                    raise fail(ConnectionError(probe_failure), None)
+                state = "offline" if offline else f"{endpoint} unreachable"
+                files, where = cached, where + f" (local cache, {state})"
             else:
                 try:
                     files = HfApi(endpoint=endpoint).list_repo_files(repo_id, revision=revision)
@@ -380,7 +414,7 @@ def _fetch_from_hub(
                 revision=revision,
                 cache_dir=str(cache_dir),
                 endpoint=endpoint,
-                local_files_only=offline,
+                local_files_only=local_only,
             )
         except Exception as exc:  # noqa: BLE001 - mapped to one line below
             raise fail(exc, filename) from exc

@@ -171,3 +171,12 @@ def test_stablemamba_with_a_users_checkpoint_classifies_and_converts(cli, exampl
               "--weights", tmp_path / "mine.safetensors", "--json")
     assert res.code == 0, res.stderr
     assert len(res.stdout.splitlines()) == 4
+
+
+def test_unreachable_hub_without_cache_is_one_line_error(cli, example_images):
+    """HF_ENDPOINT (set by the autouse fixture) points at a closed port: no retries, one line, exit 1."""
+    res = cli("classify", example_images / "coffee.jpg", "--model", "groupmamba_tiny")
+    assert res.code == 1
+    lines = [line for line in res.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot reach http://127.0.0.1:9" in lines[0] and "--weights" in lines[0]
+    assert "Retry" not in res.stderr
