@@ -21,7 +21,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -293,6 +293,24 @@ def _top(loaded: LoadedModel, batch: torch.Tensor, views: int, chunk: int) -> tu
     return values.cpu(), indices.cpu()
 
 
+class BatchTimer:
+    """Iterates data loaders and adds up the time spent waiting for batches: the share of wall time
+    the model sat idle, which says whether more ``--workers`` would help."""
+
+    def __init__(self) -> None:
+        self.wait_s = 0.0
+
+    def batches(self, loader: Iterable) -> Iterator:
+        iterator = iter(loader)
+        while True:
+            start = time.perf_counter()
+            batch = next(iterator, None)
+            self.wait_s += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
+
+
 def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
@@ -338,17 +356,11 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     results: list[SampleResult] = []
     paths = [s.path for s in data.samples]
     labels = [s.label for s in data.samples]
-    wait = 0.0
+    timer = BatchTimer()
     if on_progress is not None:
         on_progress(0, len(shard))
     start = time.perf_counter()
-    iterator = iter(loader)
-    while True:
-        t0 = time.perf_counter()
-        batch: Optional[Batch] = next(iterator, None)
-        wait += time.perf_counter() - t0
-        if batch is None:
-            break
+    for batch in timer.batches(loader):
         for index, error in batch.failed:
             results.append(SampleResult(index, paths[index], labels[index], error=error))
         if batch.tensor is not None:
@@ -361,7 +373,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
             on_progress(len(results), len(shard))
     wall = time.perf_counter() - start
 
-    gathered = dist.all_gather((results, wall, wait))
+    gathered = dist.all_gather((results, wall, timer.wait_s))
     merged = sorted((r for part, _, _ in gathered for r in part), key=lambda r: r.index)
     if [r.index for r in merged] != list(range(len(data))):  # sharding must cover each item exactly once
         raise RuntimeError(f"evaluation covered {len(merged)} results for {len(data)} items")

@@ -548,8 +548,8 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     ``batch_size`` counts images (video clips) per forward pass, as in ``evaluate``; a loader batch holds
     about that many variants, so memory in flight is what ``ssmzoo eval`` uses.
     """
-    from .evaluate import (_device_name, _top, default_workers, describe_video_protocol, image_protocol,
-                           video_protocol)
+    from .evaluate import (BatchTimer, _device_name, _top, default_workers, describe_video_protocol,
+                           image_protocol, video_protocol)
 
     dist = dist or DistContext()
     if not models:
@@ -619,7 +619,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     if on_progress is not None:
         on_progress(0, total_units)
     cuda = any(m.device.type == "cuda" for m in models)
-    wait = 0.0
+    timer = BatchTimer()
     start = time.perf_counter()
     for key, members, chunk, items_per_batch in plans:
         setup = setups[key]
@@ -632,13 +632,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
             torch.utils.data.Subset(dataset, shard), batch_size=items_per_batch, shuffle=False,
             num_workers=workers, collate_fn=_collate, pin_memory=cuda,
             prefetch_factor=prefetch if workers > 0 else None)
-        iterator = iter(loader)
-        while True:
-            t0 = time.perf_counter()
-            batch: Optional[_Batch] = next(iterator, None)
-            wait += time.perf_counter() - t0
-            if batch is None:
-                break
+        for batch in timer.batches(loader):
             for index, error in batch.failed:
                 load_errors[index] = error
                 for k in members:
@@ -673,7 +667,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
                 on_progress(done, total_units)
     wall = time.perf_counter() - start
 
-    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, wait))
+    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, timer.wait_s))
     if dist.enabled:
         for part_pred, part_hit5, part_errors, part_load, _, _ in gathered[:dist.rank] + gathered[dist.rank + 1:]:
             for cell, values in part_pred.items():
