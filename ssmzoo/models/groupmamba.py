@@ -242,7 +242,8 @@ class GroupMambaLayer(nn.Module):
         # one depthwise conv over the 4 * d_inner channels (its input is copied to channels-last once)
         u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner).permute(0, 3, 1, 2)
         conv = g1.conv2d
-        u = F.silu(F.conv2d(u, self._stacked("conv2d.weight", dim=None), self._stacked("conv2d.bias", dim=None),
+        u = F.silu(F.conv2d(u, _depthwise_weight(self._stacked("conv2d.weight", dim=None), u),
+                            self._stacked("conv2d.bias", dim=None),
                             stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                             groups=NUM_DIRECTIONS * d_inner))
         u = u.float()  # the authors force the scan inputs to float32
@@ -287,6 +288,19 @@ def _group_layer_norm(y: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Te
     return torch.addcmul(bias.float(), centered * torch.rsqrt(var + eps), weight.float())
 
 
+def _depthwise_weight(weight: Tensor, x: Tensor) -> Tensor:
+    """The conv weight in the memory format that suits ``x``.
+
+    The depthwise convs here take token-major tensors viewed as (B, C, H, W), so their input is
+    channels-last in memory. On CPU, oneDNN uses its fast depthwise kernel only when the weight is
+    channels-last too: 7x faster at 512 channels, 56x56, and the same result. CUDA keeps the weight
+    as it is (its timings in the README were measured that way).
+    """
+    # .to(), not .contiguous(): with one input channel per group both stride layouts count as
+    # "contiguous", and only .to() actually restrides, which is what oneDNN looks at.
+    return weight.to(memory_format=torch.channels_last) if x.device.type == "cpu" else weight
+
+
 class DWConv(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -294,7 +308,10 @@ class DWConv(nn.Module):
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         batch, _, channels = x.shape
-        x = self.dwconv(x.transpose(1, 2).reshape(batch, channels, H, W))
+        x = x.transpose(1, 2).reshape(batch, channels, H, W)  # a channels-last view, no copy
+        conv = self.dwconv
+        x = F.conv2d(x, _depthwise_weight(conv.weight, x), conv.bias, stride=conv.stride, padding=conv.padding,
+                     dilation=conv.dilation, groups=conv.groups)
         return x.flatten(2).transpose(1, 2)
 
 
