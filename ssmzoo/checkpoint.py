@@ -7,13 +7,14 @@ downloads files from the Internet must not execute code hidden in them. Every fa
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import logging
 import os
-import argparse
 import pickle
 import re
 import struct
+import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,11 +160,15 @@ def _torch_load(path: Path) -> Any:
         # A file object, not the path: recent torch guesses the format from the file's extension.
         # Training scripts in the DeiT lineage (VideoMamba's among them) save their argparse.Namespace
         # beside the weights; that class only holds attributes, so it is allowed, nothing else is.
-        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]):
+        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch's "unusual pickle protocol" chatter on garbage files
             return torch.load(f, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        if "weights_only" in msg.lower() or "Weights only load failed" in msg:
+        # The weights-only unpickler also rejects random bytes ("Unsupported operand N"): only a
+        # GLOBAL naming a class means the file really holds pickled Python objects.
+        if re.search(r"Unsupported global|GLOBAL [\w.]+", msg):
             found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(
                 r"(?:global|class) [`']?([\w.]+)", msg
             )

@@ -334,3 +334,16 @@ def test_training_checkpoint_with_argparse_namespace_loads(tmp_path):
     torch.save({"model": weights, "args": argparse.Namespace(lr=0.1, model="x"), "epoch": 299}, path)
     loaded = load_state_dict(path)
     assert list(loaded) == ["w"] and torch.equal(loaded["w"], weights["w"])
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_bytes_are_never_called_pickled_objects(tmp_path, seed):
+    """Garbage must read as 'not a checkpoint', whatever the weights-only unpickler trips over."""
+    import random
+
+    path = tmp_path / "noise.pth"
+    path.write_bytes(random.Random(seed).randbytes(333))
+    with pytest.raises(WeightsError) as err:
+        load_state_dict(path)
+    assert "not a checkpoint" in str(err.value) or "truncated" in str(err.value)
+    assert "pickled Python objects" not in str(err.value)
