@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -24,7 +25,8 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 # Piped output is not squeezed into 80 columns: tables stay whole for `grep` and logs.
-out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 200)
+out = Console(highlight=False, soft_wrap=True,
+              width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
