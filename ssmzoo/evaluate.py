@@ -29,6 +29,7 @@ from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collat
 from .distributed import DistContext
 from .errors import SsmzooError
 from .factory import DTYPES, LoadedModel, autocast
+from .manifest import ModelEntry
 from .labels import class_ids, class_names
 
 # The dataset each label set's published figures were measured on.
@@ -311,6 +312,15 @@ class BatchTimer:
             yield batch
 
 
+def check_compatible(entry: ModelEntry, data: EvalData) -> None:
+    """A model can only be scored on a dataset with its label set and its kind (image or video)."""
+    if data.label_set != entry.labels:
+        raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
+    if (data.kind == "video") != entry.is_video:
+        raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
+                          f"{'a video' if entry.is_video else 'an image'} model")
+
+
 def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
@@ -323,11 +333,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     """
     dist = dist or DistContext()
     entry = loaded.entry
-    if data.label_set != entry.labels:
-        raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
-    if (data.kind == "video") != entry.is_video:
-        raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
-                          f"{'a video' if entry.is_video else 'an image'} model")
+    check_compatible(entry, data)
     if batch_size < 1:
         raise SsmzooError(f"--batch-size {batch_size}: expected a positive number")
     workers = default_workers(dist) if workers is None else workers

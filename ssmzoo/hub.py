@@ -236,6 +236,14 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
+def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, reason: str) -> WeightsError:
+    return WeightsError(
+        f"{head}cannot reach {endpoint} ({reason}) to download {what}, and it is not in the local cache "
+        f"({cache_dir}); check the network, set HF_ENDPOINT to a reachable Hub mirror, or pass --weights PATH "
+        "to a local copy"
+    )
+
+
 def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filename: Optional[str],
                endpoint: str, offline: bool, cache_dir: Path) -> WeightsError:
     from huggingface_hub import utils as hf_utils
@@ -256,11 +264,7 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
                 f"{head}{what} is not in the local cache ({cache_dir}) and HF_HUB_OFFLINE is set; unset "
                 f"HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
             )
-        return WeightsError(
-            f"{head}cannot reach {endpoint} to download {what}, and it is not in the local cache ({cache_dir}) "
-            f"[{_short(_root_cause(exc), 100)}]; check the network, set HF_ENDPOINT to a reachable Hub mirror, "
-            "or pass --weights PATH to a local copy"
-        )
+        return _unreachable_error(head, endpoint, what, cache_dir, _short(_root_cause(exc), 100))
     if isinstance(exc, gated):
         return WeightsError(
             f"{head}{repo_id} on {endpoint} is gated; accept its conditions on the repo page and set HF_TOKEN "
@@ -373,10 +377,7 @@ def _fetch_from_hub(
     def fail(exc: Exception, name: Optional[str]) -> WeightsError:
         if probe_failure is not None:
             what = f"{repo_id}@{revision}" + (f"/{name}" if name else "")
-            return WeightsError(
-                f"model {model_name!r}: cannot reach {endpoint} ({probe_failure}) to download {what}, and it is not "
-                f"in the local cache ({cache_dir}); check the network, set HF_ENDPOINT to a reachable Hub mirror, "
-                "or pass --weights PATH to a local copy")
+            return _unreachable_error(f"model {model_name!r}: ", endpoint, what, cache_dir, probe_failure)
         return _hub_error(exc, model=model_name, repo_id=repo_id, revision=revision, filename=name,
                           endpoint=endpoint, offline=offline, cache_dir=cache_dir)
 

@@ -548,8 +548,8 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     ``batch_size`` counts images (video clips) per forward pass, as in ``evaluate``; a loader batch holds
     about that many variants, so memory in flight is what ``ssmzoo eval`` uses.
     """
-    from .evaluate import (BatchTimer, _device_name, _top, default_workers, describe_video_protocol,
-                           image_protocol, video_protocol)
+    from .evaluate import (BatchTimer, _device_name, _top, check_compatible, default_workers,
+                           describe_video_protocol, image_protocol, video_protocol)
 
     dist = dist or DistContext()
     if not models:
@@ -558,12 +558,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     if not conditions or conditions[0].kind != "clean":
         raise SsmzooError("the first condition must be the clean one (the reference of every drop)")
     for m in models:
-        entry = m.entry
-        if data.label_set != entry.labels:
-            raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
-        if (data.kind == "video") != entry.is_video:
-            raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
-                              f"{'a video' if entry.is_video else 'an image'} model")
+        check_compatible(m.entry, data)
     if data.kind == "video" and any(c.kind == "corruption" for c in conditions):
         raise SweepError("corruptions are defined on images; video models take --jpeg-quality only")
     if batch_size < 1:
