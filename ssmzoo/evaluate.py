@@ -29,8 +29,8 @@ from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collat
 from .distributed import DistContext
 from .errors import SsmzooError
 from .factory import DTYPES, LoadedModel, autocast
-from .manifest import ModelEntry
 from .labels import class_ids, class_names
+from .manifest import ModelEntry
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
