@@ -21,11 +21,14 @@ def main() -> None:
     ap.add_argument("--dtype", choices=["fp32", "bf16", "fp16"], default="bf16")
     ap.add_argument("--frames", type=int, default=0, help="video input with this many frames")
     ap.add_argument("--rows", type=int, default=25)
+    ap.add_argument("--compile", action="store_true", help="profile torch.compile(model)")
     args = ap.parse_args()
     kwargs = {"num_frames": args.frames} if args.frames else {}
     model = timm.create_model(args.model, **kwargs).eval().cuda()
     shape = (args.batch_size, 3, args.frames, 224, 224) if args.frames else (args.batch_size, 3, 224, 224)
     x = torch.randn(shape, device="cuda")
+    if args.compile:
+        model = torch.compile(model)
     dtype = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[args.dtype]
     ctx = (lambda: torch.autocast("cuda", dtype=dtype)) if dtype else (lambda: torch.autocast("cuda", enabled=False))
     with torch.no_grad(), ctx():
@@ -36,7 +39,7 @@ def main() -> None:
             for _ in range(3):
                 model(x)
             torch.cuda.synchronize()
-    print(f"{args.model} batch {args.batch_size} {args.dtype}: 3 forwards")
+    print(f"{args.model} batch {args.batch_size} {args.dtype}{' compiled' if args.compile else ''}: 3 forwards")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=60))
 
 

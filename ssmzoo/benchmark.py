@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SsmzooError
-from .factory import autocast, build_model, resolve_device, resolve_dtype
+from .factory import autocast, build_model, compile_model, resolve_device, resolve_dtype
 from .manifest import ModelEntry
 
 WEIGHTS_NOTE = "random weights (speed does not depend on weight values); random inputs already on the device"
@@ -351,7 +351,7 @@ class _Bench:
             x = x.contiguous(memory_format=torch.channels_last if x.dim() == 4 else torch.channels_last_3d)
         fn: Callable[[Tensor], Any] = model
         if self.cfg.compile:
-            fn = torch.compile(model, mode=None if self.cfg.compile_mode == "default" else self.cfg.compile_mode)
+            fn = compile_model(model, mode=None if self.cfg.compile_mode == "default" else self.cfg.compile_mode)
 
         def forward() -> Any:
             with autocast(self.device, self.dtype):

@@ -16,6 +16,39 @@ from .manifest import ModelEntry
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
+def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):
+    """``torch.compile(model, mode=mode, **kwargs)``, working around an Inductor crash where this torch has it.
+
+    Inductor's coalescing-tiling analysis raises ``AssertionError`` on some modular index
+    expressions (pytorch/pytorch#191603, fixed in later releases); VideoMamba's causal conv and
+    flips produce one (seen with torch 2.11 on an H100). Where the analysis fails on such an
+    expression, it is switched off for this process: a tiling heuristic, not a change of results.
+    """
+    if not _tiling_analysis_handles_modular_indexing():
+        import torch._inductor.config as inductor_config
+
+        inductor_config.triton.coalesce_tiling_analysis = False
+    return torch.compile(model, mode=mode, **kwargs)
+
+
+def _tiling_analysis_handles_modular_indexing() -> bool:
+    try:
+        import sympy
+        from torch._inductor import tiling_utils
+        from torch.utils._sympy.functions import ModularIndexing
+    except Exception:  # the analysis (or its module) is not there: nothing to work around
+        return True
+    n = sympy.Symbol("n1", integer=True, nonnegative=True)
+    try:
+        for expr in (ModularIndexing(n - 1, 1, 16), ModularIndexing(ModularIndexing(n - 7, 1, 50), 1, 50)):
+            tiling_utils.solve_for_tiling(expr)
+    except AssertionError:
+        return False
+    except Exception:  # a different signature: assume a torch that no longer asserts
+        return True
+    return True
+
+
 def build_model(entry: ModelEntry) -> nn.Module:
     """The bare architecture (random weights) with the entry's data config attached, timm-style."""
     import timm

@@ -92,3 +92,24 @@ def test_bf16_autocast_agrees_with_fp32_on_top1():
             low = model(x)
     assert torch.isfinite(low).all()
     assert rel_err(low.float(), ref) <= 5e-2
+
+
+@pytest.mark.parametrize("family", ["groupmamba", "videomamba_video"])
+def test_compiled_model_matches_golden(family):
+    """torch.compile sees the Triton scans as opaque custom ops and must not change the function."""
+    if family == "groupmamba":
+        model = gm.groupmamba_from_config(json.loads((DATA / "groupmamba_mini_config.json").read_text()))
+        stem = "groupmamba_mini"
+    else:
+        cfg = json.loads((DATA / "videomamba_video_mini_config.json").read_text())
+        model = timm.create_model("videomamba_tiny_video", **cfg)
+        stem = "videomamba_video_mini"
+    model.load_state_dict(load_file(DATA / f"{stem}.safetensors"), strict=True)
+    model = model.eval().cuda()
+    io = load_file(DATA / f"{stem}_io.safetensors")
+    from ssmzoo.factory import compile_model
+
+    compiled = compile_model(model, fullgraph=True)
+    with torch.no_grad():
+        logits = compiled(io["input"].cuda())
+    assert rel_err(logits, io["logits"]) <= 1e-5

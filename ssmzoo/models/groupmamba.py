@@ -127,14 +127,23 @@ def register_group_scan_backend(name: str, fn: GroupScanFn) -> None:
 
 def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                     D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
-                    delta_softplus: bool = True) -> Tensor:
-    """The 4-direction grouped scan of a GroupMambaLayer; see ``group_scan_4dir_torch`` for shapes."""
+                    delta_softplus: bool = True, out_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """The 4-direction grouped scan of a GroupMambaLayer; see ``group_scan_4dir_torch`` for shapes.
+
+    ``out_dtype`` (default: u's) is y's dtype. The fused kernel widens bfloat16/float16 inputs to
+    float32 in registers (exactly) and writes y in ``out_dtype``, so low-precision activations need
+    no float32 copies in memory; other backends get u converted to ``out_dtype`` first.
+    """
     backend = scan_backend(u.device)
     if backend == "triton" and backend not in _GROUP_SCAN_BACKENDS:
-        from ssmzoo.ops.triton_scan import group_scan_4dir_triton  # fused: no layout copies around the scan
+        from ssmzoo.ops.triton_scan import group_scan_4dir_op  # fused: no layout copies around the scan
 
-        register_group_scan_backend("triton", group_scan_4dir_triton)
+        register_group_scan_backend("triton", group_scan_4dir_op)
     fn = _GROUP_SCAN_BACKENDS.get(backend, group_scan_4dir_torch)
+    if backend == "triton":
+        return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, out_dtype=out_dtype)
+    if out_dtype is not None:
+        u = u.to(out_dtype)
     return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 
@@ -246,11 +255,11 @@ class GroupMambaLayer(nn.Module):
                             self._stacked("conv2d.bias", dim=None),
                             stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                             groups=NUM_DIRECTIONS * d_inner))
-        u = u.float()  # the authors force the scan inputs to float32
         u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
-        # layout; only the recurrence itself depends on the scan direction.
-        x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u, self._stacked("x_proj_weight")[:, 0].float())
+        # layout; only the recurrence itself depends on the scan direction. The authors force the
+        # scan inputs to float32: x_proj gets them so, the scan widens them itself (out_dtype below).
+        x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), self._stacked("x_proj_weight")[:, 0].float())
         dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
         dts = torch.einsum("bhwgr,gdr->bhwgd", dts, self._stacked("dt_projs_weight")[:, 0].float())
 
@@ -262,6 +271,7 @@ class GroupMambaLayer(nn.Module):
             D=self._stacked("Ds").float(),
             delta_bias=self._stacked("dt_projs_bias")[:, 0].float(),
             delta_softplus=True,
+            out_dtype=torch.float32,
         ).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, d); contiguous when the scan kept u's layout
 
         y = _group_layer_norm(y, self._stacked("out_norm.weight"), self._stacked("out_norm.bias"),

@@ -138,9 +138,9 @@ class BiMambaMixer(nn.Module):
         bwd = self._scan_inputs(x.flip(-1), "_b")                               # the reversed sequence
         if scan_backend(x.device) == "triton":
             # One launch for both directions; the reversed one is read by index, gate and D fused.
-            from ssmzoo.ops.triton_scan import bimamba_scan_triton
+            from ssmzoo.ops.triton_scan import bimamba_scan_op
 
-            y = bimamba_scan_triton(
+            y = bimamba_scan_op(
                 fwd["u"], fwd["delta"], fwd["A"], fwd["B"], fwd["C"], fwd["D"],
                 bwd["u"], bwd["delta"], bwd["A"], bwd["B"], bwd["C"], bwd["D"],
                 z=z, delta_bias=fwd["delta_bias"], delta_bias_b=bwd["delta_bias"],

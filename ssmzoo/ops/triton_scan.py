@@ -678,3 +678,43 @@ def bimamba_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, 
 
 
 register_backend("triton", selective_scan_triton)
+
+
+# ---------------------------------------------------------------------------------------------
+# The fused kernels as PyTorch operators
+# ---------------------------------------------------------------------------------------------
+# torch.compile treats a custom op as one opaque node with a known output shape (the fake
+# functions below), instead of tracing into the launch code (host-side stride and alignment checks,
+# Triton's launcher), so the models compile as one graph around the scans.
+
+@torch.library.custom_op("ssmzoo::group_scan_4dir", mutates_args=())
+def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                       D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                       delta_softplus: bool = True, out_dtype: Optional[torch.dtype] = None) -> Tensor:
+    """``group_scan_4dir_triton`` as the operator ``torch.ops.ssmzoo.group_scan_4dir``; y in
+    ``out_dtype`` (default u's dtype), laid out like u."""
+    return group_scan_4dir_triton(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                                  out=_group_scan_4dir_fake(u, delta, A, B, C, out_dtype=out_dtype))
+
+
+@group_scan_4dir_op.register_fake
+def _group_scan_4dir_fake(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, out_dtype=None):
+    return torch.empty_like(u, dtype=out_dtype or u.dtype)
+
+
+@torch.library.custom_op("ssmzoo::bimamba_scan", mutates_args=())
+def bimamba_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                    u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
+                    D_b: Optional[Tensor], z: Optional[Tensor] = None,
+                    delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
+                    delta_softplus: bool = False, backward_flipped: bool = False) -> Tensor:
+    """``bimamba_scan_triton`` as the operator ``torch.ops.ssmzoo.bimamba_scan``."""
+    return bimamba_scan_triton(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z=z,
+                               delta_bias=delta_bias, delta_bias_b=delta_bias_b,
+                               delta_softplus=delta_softplus, backward_flipped=backward_flipped)
+
+
+@bimamba_scan_op.register_fake
+def _bimamba_scan_fake(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z=None, delta_bias=None,
+                       delta_bias_b=None, delta_softplus=False, backward_flipped=False):
+    return _new_like_seq(u, u.dtype)
