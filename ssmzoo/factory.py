@@ -120,11 +120,6 @@ def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Op
     model = build_model(entry)
     load_into_model(model, adapt_state_dict(state_dict, model), model_name=entry.name)
     model.eval().to(torch_device)
-    if torch_device.type == "cuda":
-        # Inference on fixed-size batches: let cuDNN time its algorithms once per shape (as timm's
-        # validate.py does). Its default heuristic picks slow kernels for the depthwise convs on
-        # channels-last views that GroupMamba runs; `ssmzoo benchmark` has always timed with this on.
-        torch.backends.cudnn.benchmark = True
     return LoadedModel(model, entry, resolved.origin, torch_device, torch_dtype)
 
 
