@@ -149,14 +149,20 @@ def main() -> None:
             for cl in (False, True):
                 nb = group_bytes(128, C, H, torch.float32)
                 nxt = rotating(lambda: group_inputs(128, C, H, torch.float32, cl, gen), nb)
-                if cl:
-                    cfgs = [None, dict(BD=16, BL=64, TRANS=False, CB=1, BDC=16),
-                            dict(BD=8, BL=32, num_warps=2, CB=2, BDC=4), dict(BD=4, BL=32, num_warps=1, CB=4, BDC=2),
-                            dict(BD=16, BL=32, V=4, CB=2, BDC=8), dict(BD=2, BL=64, num_warps=1, CB=2, BDC=2)]
+                if cl:  # v3 candidates (docs/scan_notes.md, "v3"); None = the current default
+                    cfgs = [None,                                                       # ROWS1 nw1 BD16 BDC8 CB1
+                            dict(BD=16, BL=64, num_warps=4, CB=1, BDC=16, ROWS=0, COLS=0),  # v2 default
+                            dict(BD=16, num_warps=1, CB=1, BDC=16, ROWS=1),
+                            dict(BD=16, num_warps=2, CB=1, BDC=16, ROWS=1),
+                            dict(BD=8, num_warps=1, CB=1, BDC=8, ROWS=1),
+                            dict(BD=16, num_warps=1, CB=1, BDC=8, ROWS=1, PREF=True)]
                 else:
-                    cfgs = [None, dict(BD=1, BL=128, num_warps=1, CB=4, BDC=1),
-                            dict(BD=2, BL=128, num_warps=2, CB=8, BDC=1), dict(BD=1, BL=128, num_warps=1, CB=8, BDC=1),
-                            dict(BD=4, BL=256, CB=8, BDC=1), dict(BD=2, BL=256, num_warps=1, CB=4, BDC=1)]
+                    cfgs = [None,                                                       # v3: COLS=1
+                            dict(COLS=0),                                               # v2 default
+                            dict(BD=4, num_warps=4, CB=8, BDC=4),
+                            dict(BD=2, num_warps=2, CB=8, BDC=1),
+                            dict(BD=1, num_warps=1, CB=8, BDC=1),
+                            dict(BD=4, num_warps=4, CB=8, BDC=2, PREF=True)]
                 for cfg in cfgs:
                     try:
                         ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg or None))

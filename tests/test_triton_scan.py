@@ -83,6 +83,16 @@ INTERP_CASES = [
     group_case(1, 3, 5, 6, sliced=True, config=dict(BL=8, BD=2, BDC=2, CB=2)),
     group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(BL=8, BD=4, BDC=4, CB=2)),
     group_case(1, 3, 4, 6, dtype="bfloat16", config=dict(BL=8, BD=2, BDC=2, CB=2)),
+    # v3 paths: two-level column scan (COLS=1, default) with several column blocks, H not a power of
+    # two, non-square maps, prefetch; whole-row tiles (ROWS=1); the v2 reshape path (COLS=0)
+    group_case(1, 3, 6, 11, config=dict(BL=16, BD=4, BDC=2, CB=4, PREF=True)),
+    group_case(1, 5, 8, 16, config=dict(BL=16, BD=4, BDC=4, CB=8)),  # W, rows 8-aligned: vector columns
+    group_case(1, 5, 7, 5, n_state=2, channels_last=True, config=dict(BD=4, BDC=4, CB=1, ROWS=1, PREF=True)),
+    group_case(2, 6, 5, 9, channels_last=True, config=dict(BD=4, BDC=2, CB=2, ROWS=1)),
+    group_case(1, 5, 10, 3, channels_last=True, config=dict(BD=8, BDC=4, CB=4, ROWS=1, PREF=True)),
+    group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(BD=4, BDC=4, CB=2, ROWS=1)),
+    group_case(1, 3, 5, 7, config=dict(BL=16, BD=4, BDC=2, CB=4, COLS=0)),
+    group_case(1, 3, 6, 5, dtype="bfloat16", channels_last=True, config=dict(BD=4, BDC=4, CB=2, ROWS=1)),
 ]
 
 

@@ -94,22 +94,33 @@ def group_scan_4dir_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     batch, groups, dim, height, width = u.shape
     if groups != NUM_DIRECTIONS:
         raise ValueError(f"expected {NUM_DIRECTIONS} channel groups, got {groups}")
-
-    def to_seq(t: Tensor) -> Tensor:  # (batch, 4, c, H, W) -> (batch, 4, c, L)
-        return torch.stack([scan_order(t[:, k], k) for k in range(groups)], dim=1)
-
     length = height * width
+
+    def to_seq(t: Tensor) -> Tensor:  # (batch, 4, c, H, W) -> (batch, 4, c, L), one copy per layout
+        b, _, c = t.shape[:3]
+        seq = t.new_empty(b, groups, c, length)
+        seq[:, 0::2].unflatten(-1, (height, width)).copy_(t[:, 0::2])                  # row-major
+        seq[:, 1::2].unflatten(-1, (width, height)).copy_(t[:, 1::2].transpose(-1, -2))  # column-major
+        seq[:, 2:] = seq[:, 2:].flip(-1)                                                # reversed
+        return seq
+
     y = selective_scan(
-        to_seq(u).reshape(batch, groups * dim, length),
-        to_seq(delta).reshape(batch, groups * dim, length),
+        to_seq(u).view(batch, groups * dim, length),
+        to_seq(delta).view(batch, groups * dim, length),
         A.reshape(groups * dim, -1),
-        to_seq(B).contiguous(),
-        to_seq(C).contiguous(),
+        to_seq(B),
+        to_seq(C),
         D=None if D is None else D.reshape(-1),
         delta_bias=None if delta_bias is None else delta_bias.reshape(-1),
         delta_softplus=delta_softplus,
     ).view(batch, groups, dim, length)
-    return torch.stack([merge_order(y[:, k], k, height, width) for k in range(groups)], dim=1)
+    # back to the row-major layout, written straight into a tensor laid out like u (its strides
+    # when u is a dense permuted view, so that callers get their channels-last layout back)
+    y = torch.cat([y[:, :2], y[:, 2:].flip(-1)], dim=1)  # not in place: a scan may keep y for backward
+    out = torch.empty_like(u, dtype=y.dtype)
+    out[:, 0::2].copy_(y[:, 0::2].unflatten(-1, (height, width)))
+    out[:, 1::2].copy_(y[:, 1::2].unflatten(-1, (width, height)).transpose(-1, -2))
+    return out
 
 
 GroupScanFn = Callable[..., Tensor]
@@ -234,6 +245,41 @@ class GroupMambaLayer(nn.Module):
             params.append(m)
         return torch.cat(params) if dim is None else torch.stack(params, dim=dim)
 
+    def _group_weights(self, x: Tensor) -> dict[str, Tensor]:
+        """The groups' parameters stacked for the batched ops of ``forward``, in the form they are used.
+
+        On CPU with autograd off the stack is kept between calls (at batch 1 the ~20 small stack/cat/cast
+        kernels per layer cost more than the layer's scan); the cache is keyed on every parameter's
+        storage and version counter, so loading a state dict, ``.to()``, or any in-place update of a
+        weight rebuilds it. Elsewhere (GPU, training) it is rebuilt on every call, as before.
+        """
+        cacheable = x.device.type == "cpu" and not torch.is_grad_enabled()
+        if cacheable:
+            params = [p for m in self.groups() for p in m.parameters()]
+            key = [(p.data_ptr(), p._version, p.dtype) for p in params]
+            cached = self.__dict__.get("_group_weights_cache")
+            # the cache holds the parameters and their storages, so neither an id nor an address
+            # can be reused by a replacement while it lives
+            if (cached is not None and cached[1] == key and len(cached[0]) == len(params)
+                    and all(a is b for a, b in zip(cached[0], params))):
+                return cached[3]
+        weights = {
+            "in_proj": self._stacked("in_proj.weight"),
+            "conv_weight": _depthwise_weight(self._stacked("conv2d.weight", dim=None), x),
+            "conv_bias": self._stacked("conv2d.bias", dim=None),
+            "x_proj": self._stacked("x_proj_weight")[:, 0].float(),
+            "dt_proj": self._stacked("dt_projs_weight")[:, 0].float(),
+            "A": -torch.exp(self._stacked("A_logs").float()),
+            "D": self._stacked("Ds").float(),
+            "delta_bias": self._stacked("dt_projs_bias")[:, 0].float(),
+            "norm_weight": self._stacked("out_norm.weight"),
+            "norm_bias": self._stacked("out_norm.bias"),
+            "out_proj": self._stacked("out_proj.weight"),
+        }
+        if cacheable:
+            self.__dict__["_group_weights_cache"] = (params, key, [p.detach() for p in params], weights)
+        return weights
+
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         if x.dtype == torch.float16:
             x = x.float()
@@ -246,37 +292,37 @@ class GroupMambaLayer(nn.Module):
         g1 = self.mamba_g1
         d_inner, dt_rank, d_state = g1.Ds.shape[0], g1.dt_rank, g1.d_state
         x = x.view(batch, H, W, NUM_DIRECTIONS, channels // NUM_DIRECTIONS)
-        xz = torch.einsum("bhwgc,gjc->bhwgj", x, self._stacked("in_proj.weight"))
+        w = self._group_weights(x)
+        xz = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"])
         u, z = xz.split(d_inner, dim=-1)
         # one depthwise conv over the 4 * d_inner channels (its input is copied to channels-last once)
         u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner).permute(0, 3, 1, 2)
         conv = g1.conv2d
-        u = F.silu(F.conv2d(u, _depthwise_weight(self._stacked("conv2d.weight", dim=None), u),
-                            self._stacked("conv2d.bias", dim=None),
+        u = F.silu(F.conv2d(u, w["conv_weight"], w["conv_bias"],
                             stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                             groups=NUM_DIRECTIONS * d_inner))
         u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so, the scan widens them itself (out_dtype below).
-        x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), self._stacked("x_proj_weight")[:, 0].float())
+        x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
         dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
-        dts = torch.einsum("bhwgr,gdr->bhwgd", dts, self._stacked("dt_projs_weight")[:, 0].float())
+        dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
 
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
         y = group_scan_4dir(
             to_scan(u), to_scan(dts),
-            -torch.exp(self._stacked("A_logs").float()),
+            w["A"],
             to_scan(Bs), to_scan(Cs),
-            D=self._stacked("Ds").float(),
-            delta_bias=self._stacked("dt_projs_bias")[:, 0].float(),
+            D=w["D"],
+            delta_bias=w["delta_bias"],
             delta_softplus=True,
             out_dtype=torch.float32,
         ).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, d); contiguous when the scan kept u's layout
 
-        y = _group_layer_norm(y, self._stacked("out_norm.weight"), self._stacked("out_norm.bias"),
+        y = _group_layer_norm(y, w["norm_weight"], w["norm_bias"],
                               g1.out_norm.eps).to(z.dtype)  # all 4 groups use LayerNorm's default eps
-        y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), self._stacked("out_proj.weight"))
+        y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)

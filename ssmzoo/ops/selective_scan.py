@@ -123,8 +123,82 @@ def _scan_stepwise(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor, b
 
 
 def _scan_factorized(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor,
-                     max_chunk: int = 64, block: int = 1024) -> Tensor:
+                     max_chunk: int = 1024, budget: int = 1 << 22) -> Tensor:
     """Chunked scan in O(L*N) work: inside a chunk, h_t = e^{c_t} * cumsum_s(e^{-c_s} x_s) with c the
+    cumulative log-decay, in float64.
+
+    The factor e^{-c_s} grows along the chunk; the chunk length is chosen from the largest per-step
+    decay so that it never exceeds e^600 (float64 overflows past e^709), so the form is exact for any
+    input, only shorter chunks (more Python steps) when decays are extreme. The chunks are carried
+    into each other by a short loop over chunks. Work is done in blocks of positions of about
+    ``budget`` float64 elements to bound memory (one block for a single image).
+
+    Written for few, large, in-place kernels: at batch 1 on CPU each kernel launch (and each
+    wake-up of the worker threads) costs as much as the arithmetic. In-place and ``out=`` ops don't
+    mix with autograd, so a scan that autograd records takes ``_scan_factorized_autograd`` (the same
+    arithmetic, out of place, in blocks of 1024 positions and chunks of at most 64).
+    """
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (uu, dt, AA, BB, CC)):
+        return _scan_factorized_autograd(uu, dt, AA, BB, CC)
+    batch, groups, per_group, length = uu.shape
+    n_state = AA.shape[-1]
+    y = uu.new_empty(batch, groups, per_group, length)
+    if length == 0:
+        return y
+    max_step = float((dt.abs().amax() * AA.abs().amax()).item())
+    chunk = int(max(1, min(max_chunk, length, 600.0 // max(max_step, 1e-6))))
+    rows = max(1, batch * groups * per_group * n_state)
+    block = max(chunk, budget // rows // chunk * chunk)
+    A64 = AA.double()[:, :, None, :]                                           # (g, p, 1, N)
+    state: Optional[Tensor] = None                                             # (b, g, p, N) float64
+    for start in range(0, length, block):
+        stop = min(start + block, length)
+        size = stop - start
+        n_chunks = -(-size // chunk)
+        padded = n_chunks * chunk
+        seq = (batch, groups, per_group, padded, n_state)
+        shape = (batch, groups, per_group, n_chunks, chunk, n_state)
+        dt_b = dt[..., start:stop].to(torch.float64, copy=True)                # (b, g, p, T)
+        # cumulative log-decay; padded steps neither decay nor add input
+        cum = dt_b.new_empty(seq)
+        torch.mul(dt_b[..., None], A64, out=cum[..., :size, :])
+        x = torch.empty_like(cum)
+        if padded != size:
+            cum[..., size:, :] = 0.0
+            x[..., size:, :] = 0.0
+        torch.mul(dt_b.mul_(uu[..., start:stop])[..., None],
+                  BB[..., start:stop].transpose(-1, -2)[:, :, None], out=x[..., :size, :])
+        cum = cum.view(shape).cumsum_(dim=-2)
+        decay = torch.exp(cum)                                                  # e^{c_t}
+        local = x.view(shape).div_(decay).cumsum_(dim=-2).mul_(decay)           # state from this chunk's inputs
+        if n_chunks > 1 or state is not None:
+            chunk_decay = decay[..., -1, :]                                     # (b, g, p, chunks, N)
+            chunk_last = local[..., -1, :]
+            starts = torch.empty_like(chunk_decay)
+            for c in range(n_chunks):
+                if state is None:
+                    starts[..., c, :] = 0.0
+                    state = chunk_last[..., c, :].clone()
+                else:
+                    starts[..., c, :] = state
+                    state = torch.addcmul(chunk_last[..., c, :], chunk_decay[..., c, :], state)
+            local.addcmul_(decay, starts[..., None, :])
+        else:
+            state = local[..., -1, -1, :].clone()
+        states = local.view(seq)[..., :size, :]
+        C_b = CC[..., start:stop].transpose(-1, -2)[:, :, None]                 # (b, g, 1, T, N)
+        if n_state == 1:  # computed in float64, rounded once into y
+            torch.mul(states[..., 0], C_b[..., 0], out=y[..., start:stop])
+        else:
+            y[..., start:stop] = (states * C_b).sum(-1)
+    return y
+
+
+def _scan_factorized_autograd(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor,
+                     max_chunk: int = 64, block: int = 1024) -> Tensor:
+    """``_scan_factorized`` written with out-of-place ops only, for when autograd records the scan.
+
+    Chunked scan in O(L*N) work: inside a chunk, h_t = e^{c_t} * cumsum_s(e^{-c_s} x_s) with c the
     cumulative log-decay, in float64.
 
     The factor e^{-c_s} grows along the chunk; the chunk length is chosen from the largest per-step

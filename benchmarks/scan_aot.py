@@ -1,0 +1,121 @@
+"""Compile the GroupMamba group kernel for sm_90 on a machine without a GPU and count what costs
+synchronisation (barriers, shuffles, shared-memory traffic, layout conversions) and global loads.
+
+    PYTHONPATH=. python3 benchmarks/scan_aot.py [--ttgir] [--config '{"BD": 16, ...}'] [--shape C,H]
+
+The launch is the real one: ``group_scan_4dir_triton`` runs on small CPU tensors with the
+benchmark's layouts (channel-first "bchw" and channels-last "bhwc", float32), its kernel launch
+is intercepted, and the arguments are specialised exactly as Triton's JIT does it at run time
+(integers equal to 1 become constants; pointers and integers divisible by 16 get
+``tt.divisibility``), so vector loads and stride-1 axes show as they would on the device.
+Counts are static (instructions in the PTX, not executed instructions): a barrier inside the
+chunk loop counts once. Local Triton version, not necessarily the device's.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import json
+import re
+from unittest import mock
+
+import torch
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource, make_backend
+from triton.runtime.jit import create_function_from_signature
+
+from ssmzoo.ops import triton_scan as ts
+
+TARGET = GPUTarget("cuda", 90, 32)
+
+
+def group_inputs(batch, C, H, W, channels_last, dtype=torch.float32):
+    """Same memory layouts as benchmarks/scan.py (separate B/C tensors)."""
+    d, N = C // 4, 1
+
+    def amap(c):
+        if channels_last:
+            return torch.randn(batch, H, W, 4, c, dtype=dtype).permute(0, 3, 4, 1, 2)
+        return torch.randn(batch, 4, c, H, W, dtype=dtype)
+    return dict(u=amap(d), delta=amap(d), A=-torch.rand(4, d, N) - 0.1, B=amap(N), C=amap(N),
+                D=torch.randn(4, d), delta_bias=torch.randn(4, d))
+
+
+def capture_launch(inputs, config):
+    """Runs the wrapper with the launch replaced: returns (grid, args, kwargs) of the kernel call."""
+    seen = {}
+
+    class Catch:
+        def __getitem__(self, grid):
+            def launch(*args, **kwargs):
+                seen.update(grid=grid, args=args, kwargs=kwargs)
+            return launch
+
+    with mock.patch.object(ts, "_group4_kernel", Catch()), mock.patch.object(ts, "_check_device", lambda *a: None):
+        ts.group_scan_4dir_triton(**inputs, delta_softplus=True, config=config)
+    return seen["grid"], seen["args"], seen["kwargs"]
+
+
+def compile_launch(kernel, args, kwargs):
+    """Specialises and compiles like JITFunction.run does (without a driver)."""
+    backend = make_backend(TARGET)
+    binder = create_function_from_signature(kernel.signature, kernel.params, backend)
+    bound_args, specialization, options = binder(*args, **kwargs)
+    options, signature, constexprs, attrs = kernel._pack_args(backend, kwargs, bound_args, specialization, options)
+    src = ASTSource(kernel, signature, constexprs, attrs)
+    return triton.compile(src, target=TARGET, options=options.__dict__)
+
+
+def ptxas_info(ptx: str) -> dict:
+    """Registers and spills from Triton's bundled ptxas (the compiled kernel's n_regs needs a driver)."""
+    import os, subprocess, tempfile
+    exe = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "ptxas")
+    with tempfile.TemporaryDirectory() as d:
+        src = os.path.join(d, "k.ptx")
+        with open(src, "w") as f:
+            f.write(ptx)
+        out = subprocess.run([exe, "-v", "--gpu-name", "sm_90a", src, "-o", os.path.join(d, "k.cubin")],
+                             capture_output=True, text=True).stderr
+    regs = re.search(r"Used (\d+) registers", out)
+    spill = re.search(r"(\d+) bytes spill stores", out)
+    return dict(regs=int(regs.group(1)) if regs else None, spill=int(spill.group(1)) if spill else None)
+
+
+def stats(c) -> dict:
+    ttgir, ptx = c.asm["ttgir"], c.asm["ptx"]
+    count = lambda pat, text=ptx: len(re.findall(pat, text))  # noqa: E731
+    return dict(bar=count(r"bar\.sync|barrier\.sync"), shfl=count(r"shfl\.sync"),
+                ld_shared=count(r"ld\.shared"), st_shared=count(r"st\.shared"),
+                cvt=count(r"convert_layout", ttgir),
+                ldg=count(r"ld\.global"), ldg_v=count(r"ld\.global[^;]*\.v[24]"),
+                stg=count(r"st\.global"), stg_v=count(r"st\.global[^;]*\.v[24]"),
+                smem=c.metadata.shared, **ptxas_info(ptx))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--config", default=None, help="config dict (Python/JSON literal) for both layouts")
+    ap.add_argument("--layout", default=None, choices=["bchw", "bhwc"])
+    ap.add_argument("--shape", default="64,56", help="C,H[,W] (default stage 1: 64,56)")
+    ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
+    args = ap.parse_args()
+    dims = [int(x) for x in args.shape.split(",")]
+    C, H = dims[0], dims[1]
+    W = dims[2] if len(dims) > 2 else H
+    config = ast.literal_eval(args.config) if args.config else None
+    for name in ("bhwc", "bchw"):
+        if args.layout and name != args.layout:
+            continue
+        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config)
+        c = compile_kernel = compile_launch(ts._group4_kernel, kargs, kwargs)
+        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS")
+               if k in kwargs}
+        cfg["num_warps"] = kwargs["num_warps"]
+        print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)
+        if args.ttgir:
+            print(c.asm["ttgir"])
+
+
+if __name__ == "__main__":
+    main()

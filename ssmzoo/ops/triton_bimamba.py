@@ -1,0 +1,372 @@
+"""VideoMamba's bidirectional scan as a *sequential* Triton kernel (states in registers).
+
+``bimamba_scan_seq_triton`` has exactly the signature and function of
+``ssmzoo.ops.triton_scan.bimamba_scan_triton`` (see ``bimamba_scan_ref``): forward and backward
+directions, each with its own u/delta/A/B/C/D (the backward one in token order or, with
+``backward_flipped``, already flipped), out = (y_f + y_b) * silu(z), float32 accumulation.
+
+Why another kernel: with d_state 16 the scan is compute-bound (2 directions x 16 states = 32 exp2 per
+element on the MUFU units). The chunked kernel of ``triton_scan`` spends its time in per-state
+``tl.associative_scan`` shuffles; here there is no scan across lanes at all:
+
+* one program owns BD channels of one (batch, group); each channel's NP (= next power of 2 >= N)
+  states are split over SPLIT lanes, S_IN = NP / SPLIT states per thread, held in registers as a
+  (G, V, SPLIT, BD) tile (see ``_sweep``; lanes along the channels, so channels-last rows coalesce);
+* the program walks the sequence one step at a time (h = exp2(dt A log2 e) h + dt u B_t), first the
+  backward direction (its ungated partial y, float32, goes to an accumulator: ``out`` itself when it
+  is float32), then the forward one, which adds the partial, applies the gate and stores;
+* y_t = sum_n h_n C_t,n is an in-thread sum over S_IN states plus log2(SPLIT) shuffles;
+* each step's loads (u, dt, z, partial, B_t, C_t) do not depend on the recurrence and are issued one
+  step ahead (software prefetch), so their latency overlaps the previous step's arithmetic;
+* UNROLL steps per loop iteration (default 2) let the compiler overlap consecutive steps' per-channel
+  chains (softplus -> exp2 -> sum -> gate), which matters when few warps share an SM;
+* softplus runs on the MUFU units (ex2 + lg2.approx via inline PTX when compiled, ``FAST``).
+
+Compiled for sm_90 (benchmarks/bimamba_seq.py --aot): no barriers, shared memory or layout shuffles
+in the step loops (only log2(SPLIT) butterfly shuffles for the state sum), B/C as 16-byte loads,
+no spills (SPLIT 1: ~140 registers, SPLIT >= 2: ~64).
+
+SPLIT trades parallelism for redundant per-channel work: SPLIT = 1 does no redundant arithmetic but
+gives only batch x dim threads (6144 for the VideoMamba-S video case: ~1.5 warps per SM); SPLIT = 4
+gives 4x the threads, each repeating the per-channel softplus / gate (2-3 MUFU per step) for its 4
+states.
+
+B/C packing (``PACK``, default on): B and C of each direction are copied (a few MB) into one float32
+(batch, groups, L, 2 NP) buffer in scan order, so a step's B_t and C_t are 2 NP contiguous floats
+(vector loads; the backward direction then reads them by step, flipped or not). With ``PACK=False``
+the kernel reads B/C through their strides.
+
+Inputs may be arbitrary strided views (strides are kernel arguments); the kernel also runs under
+``TRITON_INTERPRET=1`` on CPU tensors.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+from .triton_scan import _bc4, _check_device, _interpreting, _new_like_seq, _params, _pow2
+
+__all__ = ["bimamba_scan_seq_triton", "seq_config"]
+
+
+@triton.jit
+def _log2(x, FAST: tl.constexpr):
+    if FAST:  # one MUFU.LG2 instead of libdevice's ~25-instruction polynomial (rel. error ~1e-7)
+        r = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    else:     # (the interpreter has no inline assembly)
+        r = tl.log2(x)
+    return r
+
+
+@triton.jit
+def _softplus(x, FAST: tl.constexpr):
+    # log(1 + e^x) = ln 2 * log2(1 + 2^(x log2 e)): two MUFU ops
+    return tl.where(x <= 20.0, _log2(1.0 + tl.exp2(x * 1.4426950408889634), FAST) * 0.6931471805599453, x)
+
+
+@triton.jit
+def _load_bc(ptrs, nmask, BC_MASK: tl.constexpr):
+    if BC_MASK:
+        r = tl.load(ptrs, mask=nmask, other=0.0)
+    else:
+        r = tl.load(ptrs)
+    return r
+
+
+@triton.jit
+def _bcast(v):
+    """(BD,) per-channel vector -> (1, 1, 1, BD), broadcastable against the state tile."""
+    return v[None, None, None, :]
+
+
+@triton.jit
+def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
+           z_ptr, sz_c, sz_l, y_ptr, acc_ptr, sy_c, sy_l,
+           A_ptr, D_ptr, bias_ptr, cl, cmask, L,
+           NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+           REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+           HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+           HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
+           BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr):
+    """One direction over all L steps k; token p = k (or L - 1 - k with REV). u/delta are read at
+    index k if U_STEP else p, B/C at k if BC_STEP else p; z, y and the accumulator at p.
+    Pointers are already offset to the program's (batch, group); cl: (BD,) channel indices.
+    Loads are unmasked (channel indices past the group's end are clamped to its last channel and the
+    step after the last re-reads the last one; only stores are masked); B/C loads are masked only
+    where states n >= N are not backed by memory (BC_MASK: unpacked B/C with N < NP).
+
+    The state tile is (G, V, SPLIT, BD), state n = split_lane * S_IN + g * V + v: V = 4 consecutive
+    states (one 16-byte load of packed B/C) and G = S_IN / V groups of them per thread; lanes run
+    along the channels first, then along SPLIT (Triton's default / coalesced layouts for these shapes
+    give exactly that, so the per-channel (BD,) vectors need no data movement)."""
+    BD: tl.constexpr = cl.shape[0]
+    V: tl.constexpr = 4 if S_IN >= 4 else S_IN
+    G: tl.constexpr = S_IN // V
+    gi = tl.arange(0, G)[:, None, None, None]
+    vi = tl.arange(0, V)[None, :, None, None]
+    sp = tl.arange(0, SPLIT)[None, None, :, None]
+    n4 = sp * S_IN + gi * V + vi                                            # (G, V, SPLIT, 1)
+    zero4 = tl.zeros([G, V, SPLIT, BD], dtype=tl.int32)
+    nmask = (n4 < NSTATE) & (zero4 == 0)                                    # (G, V, SPLIT, BD)
+    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
+                 other=0.0) * 1.4426950408889634
+    Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)        # (D_ptr / bias_ptr point to A when absent)
+    bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
+    offn = n4 * sb_n + zero4
+    clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))          # clamped: loads in bounds
+    ru = clc * su_c
+    rdt = clc * sdt_c
+    rz = clc * sz_c
+    ry = cl * sy_c
+    rya = clc * sy_c
+    h = tl.zeros([G, V, SPLIT, BD], dtype=tl.float32)
+
+    # step 0's loads (the loop loads step k + 1 while computing step k)
+    if REV:
+        p = L - 1
+    else:
+        p = 0
+    if U_STEP:
+        iu = 0
+    else:
+        iu = p
+    if BC_STEP:
+        ib = 0
+    else:
+        ib = p
+    u_n = tl.load(u_ptr + ru + iu * su_l)
+    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    if HAS_Z:
+        z_n = tl.load(z_ptr + rz + p * sz_l)
+    if ACC_IN:
+        a_n = tl.load(acc_ptr + rya + p * sy_l)
+    if not HAS_Z:
+        z_n = u_n  # (placeholders: the step function passes them through)
+    if not ACC_IN:
+        a_n = u_n
+    # UNROLL steps per iteration let the compiler overlap one step's softplus / exp2 / sum with the
+    # next one's (only h is carried); a plain loop does the L % UNROLL remaining steps.
+    nmain = (L // UNROLL) * UNROLL
+    k = 0
+    while k < nmain:  # (while loops: Triton 3.6's interpreter cannot range() over a runtime bound)
+        for j in tl.static_range(UNROLL):
+            h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
+                k + j, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
+                b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
+                cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+                ACC_IN, ACC_OUT, BC_MASK, FAST)
+        k += UNROLL
+    while k < L:
+        h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
+            k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
+            b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
+            cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+            ACC_IN, ACC_OUT, BC_MASK, FAST)
+        k += 1
+
+
+@triton.jit
+def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
+          b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
+          cmask, A2, Dv, bias, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
+          ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr):
+    """Step k with the inputs loaded by the previous step (x_n); loads step k + 1's inputs."""
+    u = u_n.to(tl.float32)
+    dt = dt_n.to(tl.float32)
+    bt = b_n.to(tl.float32)
+    ct = c_n.to(tl.float32)
+    zz = z_n.to(tl.float32)
+    part = a_n
+    if REV:
+        p = L - 1 - k
+    else:
+        p = k
+    # prefetch step k + 1 (after the last step: the last step again, unused)
+    kn = tl.minimum(k + 1, L - 1)
+    if REV:
+        pn = L - 1 - kn
+    else:
+        pn = kn
+    if U_STEP:
+        iu = kn
+    else:
+        iu = pn
+    if BC_STEP:
+        ib = kn
+    else:
+        ib = pn
+    u_n = tl.load(u_ptr + ru + iu * su_l)
+    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    if HAS_Z:
+        z_n = tl.load(z_ptr + rz + pn * sz_l)
+    if ACC_IN:
+        a_n = tl.load(acc_ptr + rya + pn * sy_l)
+
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt, FAST)
+    a = tl.exp2(_bcast(dt) * A2)
+    h = a * h + _bcast(dt * u) * bt
+    y = tl.sum(tl.sum(tl.sum(h * ct, axis=0), axis=0), axis=0)
+    if HAS_D:
+        y += Dv * u
+    if ACC_IN:
+        y += part
+    if ACC_OUT:
+        tl.store(acc_ptr + ry + p * sy_l, y, mask=cmask)
+    else:
+        if HAS_Z:
+            y = y * (zz / (1.0 + tl.exp2(zz * -1.4426950408889634)))
+        tl.store(y_ptr + ry + p * sy_l, y.to(y_ptr.dtype.element_ty), mask=cmask)
+    return h, u_n, dt_n, b_n, c_n, z_n, a_n
+
+
+@triton.jit
+def _bimamba_seq_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
+                        b_ptr, c_ptr, sb_b, sb_g, sb_n, sb_l, A_ptr, D_ptr, bias_ptr,
+                        ub_ptr, sub_b, sub_c, sub_l, dtb_ptr, sdtb_b, sdtb_c, sdtb_l,
+                        bb_ptr, cb_ptr, sbb_b, sbb_g, sbb_n, sbb_l, Ab_ptr, Db_ptr, biasb_ptr,
+                        z_ptr, sz_b, sz_c, sz_l, y_ptr, acc_ptr, sy_b, sy_c, sy_l, dim_g, L,
+                        NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+                        BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
+                        HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                        HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
+                        UNROLL: tl.constexpr):
+    """Grid (channel blocks of a group, groups, batch). Backward direction first (ungated partial to
+    acc, float32), then forward + partial + gate -> y."""
+    pid_d = tl.program_id(0)
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    c0 = g * dim_g
+    cl = pid_d * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    yo = bb * sy_b + c0 * sy_c
+    _sweep(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c, sdtb_l,
+           bb_ptr + bb * sbb_b + g * sbb_g, cb_ptr + bb * sbb_b + g * sbb_g, sbb_n, sbb_l,
+           z_ptr, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
+           Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, cl, cmask, L,
+           NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
+           HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL)
+    tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
+    _sweep(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
+           b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
+           z_ptr + bb * sz_b + c0 * sz_c, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
+           A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, cl, cmask, L,
+           NSTATE, S_IN, SPLIT, False, False, False,
+           HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL)
+
+
+def seq_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None) -> dict:
+    """Launch geometry: SPLIT lanes per channel (states split over them), BD channels per program
+    (= 32 / SPLIT lanes x num_warps x channels per thread), PACK (see the module docstring), UNROLL.
+    CPT > 1 (SPLIT 1 only) compiles with shared-memory layout conversions inside the step loop: kept
+    for experiments, not recommended.
+
+    Default: enough threads for ~8 warps per SM of an H100 (132 SMs) where batch x dim is small
+    (VideoMamba video: 6144 channels -> SPLIT 4), else one thread per channel (SPLIT 1).
+    """
+    NP = _pow2(n_state)
+    want = 132 * 8 * 32
+    split = 1
+    while split < min(4, NP) and batch * dim * split < want:
+        split *= 2
+    cfg = dict(SPLIT=split, num_warps=1, CPT=1, PACK=True, UNROLL=2)
+    if config:
+        cfg.update(config)
+    split = cfg["SPLIT"] = min(cfg["SPLIT"], NP)   # (a fixed config may name more lanes than states)
+    if split < 1 or NP % split or 32 % split:
+        raise ValueError(f"SPLIT must be a power of 2 <= 32, got {cfg}")
+    if split > 1 and (cfg["num_warps"] != 1 or cfg["CPT"] != 1):
+        raise ValueError(f"SPLIT > 1 needs num_warps = 1 and CPT = 1 (lanes: 32 / SPLIT channels x SPLIT), got {cfg}")
+    cfg.setdefault("BD", (32 // split) * cfg["num_warps"] * cfg["CPT"])
+    return cfg
+
+
+def _pack_bc(B4: Tensor, C4: Tensor, NP: int, flip: bool) -> Tensor:
+    """(batch, groups, L, 2 NP) float32: [..., :N] = B_t, [..., NP:NP + N] = C_t (step order)."""
+    batch, groups, n_state, length = B4.shape
+    bc = torch.zeros(batch, groups, length, 2 * NP, dtype=torch.float32, device=B4.device)
+    Bt, Ct = B4.transpose(-1, -2), C4.transpose(-1, -2)
+    if flip:
+        Bt, Ct = Bt.flip(-2), Ct.flip(-2)
+    bc[..., :n_state] = Bt
+    bc[..., NP:NP + n_state] = Ct
+    return bc
+
+
+def bimamba_scan_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                            u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
+                            D_b: Optional[Tensor], z: Optional[Tensor] = None,
+                            delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
+                            delta_softplus: bool = False, *, backward_flipped: bool = False,
+                            out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
+    """``bimamba_scan_triton``'s function and signature, on the sequential kernel (module docstring).
+
+    ``config`` overrides the launch: SPLIT (lanes per channel), num_warps, CPT (channels per thread)
+    or BD (channels per program), PACK (copy B/C to a packed float32 buffer first).
+    """
+    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
+    y, grid, args, meta = _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
+                                  delta_bias_b, delta_softplus, backward_flipped, out, config)
+    _bimamba_seq_kernel[grid](*args, **meta)
+    return y
+
+
+def _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+            delta_softplus, backward_flipped, out, config):
+    """Checks, output / accumulator / packed B-C buffers, and the kernel's grid, arguments and
+    meta-parameters (separate from the launch so that benchmarks/bimamba_seq.py can compile the very
+    same call ahead of time)."""
+    batch, dim, length = u.shape
+    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
+        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
+    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
+        raise ValueError("give D / delta_bias for both directions or for neither")
+    B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
+    groups, n_state = B4.shape[1], B4.shape[2]
+    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
+        raise ValueError("B, C, B_b, C_b must share one shape")
+    if dim % groups:
+        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
+    dim_g = dim // groups
+    NP = _pow2(n_state)
+    A_, D_, bias_ = _params(A, D, delta_bias, dim)
+    Ab_, Db_, biasb_ = _params(A_b, D_b, delta_bias_b, dim)
+    y = out if out is not None else _new_like_seq(u, u.dtype)
+    acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
+                                                                  device=y.device)
+    zz = z if z is not None else y
+    cfg = seq_config(batch, dim, length, n_state, config)
+    if cfg["PACK"]:
+        bc = _pack_bc(B4, C4, NP, False)
+        bcb = _pack_bc(Bb4, Cb4, NP, not backward_flipped)
+        f_bc = (bc[..., :NP], bc[..., NP:], bc.stride(0), bc.stride(1), 1, bc.stride(2))
+        b_bc = (bcb[..., :NP], bcb[..., NP:], bcb.stride(0), bcb.stride(1), 1, bcb.stride(2))
+    else:
+        if B4.stride() != C4.stride() or Bb4.stride() != Cb4.stride():
+            B4, C4, Bb4, Cb4 = (t.contiguous() for t in (B4, C4, Bb4, Cb4))
+        f_bc = (B4, C4, *B4.stride())
+        b_bc = (Bb4, Cb4, *Bb4.stride())
+    grid = (triton.cdiv(dim_g, cfg["BD"]), groups, batch)
+    args = (u, *u.stride(), delta, *delta.stride(), *f_bc, A_, D_, bias_,
+            u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
+            zz, *zz.stride(), y, acc, *y.stride(), dim_g, length)
+    meta = dict(NSTATE=n_state, S_IN=NP // cfg["SPLIT"], SPLIT=cfg["SPLIT"], BD=cfg["BD"],
+                B_FLIPPED=bool(backward_flipped), PACKED=bool(cfg["PACK"]),
+                HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                HAS_Z=z is not None, BC_MASK=not cfg["PACK"] and n_state < NP,
+                FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
+    return y, grid, args, meta

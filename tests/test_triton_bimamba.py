@@ -1,0 +1,205 @@
+"""The sequential bimamba kernel (``bimamba_scan_seq_triton``) against the float64 reference
+(``bimamba_scan_ref``), as tests/test_triton_scan.py does for the chunked kernels.
+
+On every machine the kernel runs under the Triton interpreter (``TRITON_INTERPRET=1``, CPU tensors,
+small shapes) in one subprocess (the variable must be set before Triton is imported); on a CUDA
+machine the full VideoMamba-S shapes also run compiled (marked ``gpu``).
+
+Error measure: ||out - ref|| / ||ref||, ref = the float64 function of the very same (possibly low
+precision) input values. Tolerances: float32 1e-5, float16 2e-3, bfloat16 1e-2. Outputs are
+pre-filled with NaN, so an unwritten element fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("triton")
+
+ROOT = Path(__file__).resolve().parents[1]
+TOL = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}
+
+
+def case(batch, dim, length, n_state, dtype="float32", flipped=False, layout="cf", groups=None,
+         optional=True, config=None):
+    """layout: "cf" (batch, d, L) contiguous; "cl" u/delta/z/B/C stored (batch, L, .) and seen
+    transposed; "model" what BiMambaMixer passes (u/delta channel-first, z a channels-last slice of
+    a wider tensor, B/C (batch, N, L) contiguous); "sliced" every tensor a strided slice."""
+    return dict(batch=batch, dim=dim, length=length, n_state=n_state, dtype=dtype, flipped=flipped,
+                layout=layout, groups=groups, optional=optional, config=config)
+
+
+def case_id(c: dict) -> str:
+    return "-".join(f"{k}={v}" for k, v in c.items() if k != "config" and v is not None) + (
+        f"-cfg={c['config']}" if c.get("config") else "")
+
+
+INTERP_CASES = [
+    case(2, 5, 1, 1),
+    case(2, 5, 7, 2, config=dict(SPLIT=2)),
+    case(1, 37, 37, 16),                                          # 37 channels: 2 blocks of 32
+    case(1, 6, 37, 16, flipped=True, config=dict(SPLIT=4)),
+    case(1, 6, 37, 16, layout="cl", config=dict(SPLIT=8)),
+    case(2, 6, 7, 16, layout="cl", flipped=True, config=dict(SPLIT=1, num_warps=2)),
+    case(1, 5, 37, 2, layout="cl", flipped=True),
+    case(1, 9, 37, 3, layout="model", flipped=True, config=dict(SPLIT=2)),   # N < NP: padded states
+    case(1, 9, 23, 3, layout="model", config=dict(SPLIT=2, PACK=False)),     # ... read through masks
+    case(1, 5, 23, 16, layout="sliced", flipped=True, config=dict(PACK=False, SPLIT=4)),
+    case(2, 6, 19, 2, groups=2, config=dict(SPLIT=2)),
+    case(1, 6, 19, 2, groups=3, layout="cl", flipped=True, config=dict(PACK=False)),
+    case(1, 5, 29, 2, optional=False),
+    case(1, 5, 29, 16, optional=False, flipped=True, config=dict(SPLIT=4)),
+    case(1, 7, 23, 2, dtype="float16", layout="cl", config=dict(SPLIT=2)),
+    case(1, 7, 23, 16, dtype="float16", flipped=True, config=dict(SPLIT=4)),
+    case(1, 5, 19, 2, dtype="bfloat16", flipped=True),
+    case(1, 6, 21, 16, dtype="bfloat16", layout="cl", config=dict(SPLIT=4)),
+    case(1, 6, 21, 16, dtype="bfloat16", layout="model", flipped=True, config=dict(SPLIT=4)),
+]
+
+
+def _rand(gen, *shape, scale=1.0):
+    return torch.randn(*shape, generator=gen) * scale
+
+
+def _f64(v):
+    return v.double() if torch.is_tensor(v) and v.is_floating_point() else v
+
+
+def run_case(c: dict, device: str, seed: int) -> dict:
+    from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton
+    from ssmzoo.ops.triton_scan import bimamba_scan_ref
+
+    gen = torch.Generator().manual_seed(seed)
+    dtype = getattr(torch, c["dtype"])
+    b, d, L, N, G = c["batch"], c["dim"], c["length"], c["n_state"], c["groups"]
+    layout = c["layout"]
+
+    def act(t):
+        return t.to(device=device, dtype=dtype)
+
+    def par(t):
+        return t.to(device)
+
+    def seq(*shape, scale=1.0, cl=None):  # (batch, ..., L)
+        cl = layout == "cl" if cl is None else cl
+        if cl:
+            return act(_rand(gen, shape[0], shape[-1], *shape[1:-1], scale=scale)).movedim(1, -1)
+        if layout == "sliced":
+            return act(_rand(gen, *shape[:-1], 2 * shape[-1] + 1, scale=scale))[..., 1::2]
+        return act(_rand(gen, *shape, scale=scale))
+
+    bc = (b, N, L) if G is None else (b, G, N, L)
+
+    def direction():
+        return dict(u=seq(b, d, L), delta=seq(b, d, L, scale=0.5),
+                    A=par(-torch.exp(_rand(gen, d, N, scale=0.5))), B=seq(*bc), C=seq(*bc),
+                    D=par(_rand(gen, d)), delta_bias=par(_rand(gen, d, scale=0.1)))
+
+    f, bw = direction(), direction()
+    if layout == "model":  # z: the second half of a channels-last (batch, L, 2d) tensor
+        z = act(_rand(gen, b, L, 2 * d)).transpose(1, 2)[:, d:]
+    else:
+        z = seq(b, d, L)
+    args = dict(u=f["u"], delta=f["delta"], A=f["A"], B=f["B"], C=f["C"], D=f["D"],
+                u_b=bw["u"], delta_b=bw["delta"], A_b=bw["A"], B_b=bw["B"], C_b=bw["C"], D_b=bw["D"],
+                z=z, delta_bias=f["delta_bias"], delta_bias_b=bw["delta_bias"], delta_softplus=True,
+                backward_flipped=c["flipped"])
+    if not c["optional"]:
+        args.update(D=None, D_b=None, z=None, delta_bias=None, delta_bias_b=None, delta_softplus=False)
+    if layout in ("cl", "model"):
+        out = torch.full((b, L, d), float("nan"), dtype=dtype, device=device).transpose(1, 2)
+    else:
+        out = torch.full((b, d, L), float("nan"), dtype=dtype, device=device)
+    y = bimamba_scan_seq_triton(**args, out=out, config=c["config"])
+    ref = bimamba_scan_ref(**{k: _f64(v) for k, v in args.items()})
+    assert y is out and y.dtype == dtype
+    err = ((y.double() - ref.double()).norm() / ref.double().norm()).item()
+    # without ``out``: a fresh tensor of u's dtype, in u's memory order
+    y2 = bimamba_scan_seq_triton(**args, config=c["config"])
+    same = bool(torch.equal(y2, y)) and y2.dtype == dtype
+    return dict(err=err, nan=bool(torch.isnan(y).any()), same_without_out=same)
+
+
+def _check(result: dict, c: dict) -> None:
+    assert "error" not in result, result.get("error")
+    assert not result["nan"], f"unwritten (NaN) outputs: {case_id(c)}"
+    assert result["err"] < TOL[c["dtype"]], f"rel err {result['err']:.3g} for {case_id(c)}"
+    assert result["same_without_out"], f"out= and a fresh output differ: {case_id(c)}"
+
+
+@pytest.fixture(scope="module")
+def interpreted() -> list[dict]:
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    seed = torch.randint(0, 2**31 - 1, ()).item()
+    proc = subprocess.run([sys.executable, __file__, "--interpret", str(seed)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        pytest.fail(f"interpreter run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("index", range(len(INTERP_CASES)), ids=[case_id(c) for c in INTERP_CASES])
+def test_interpreted_kernel_matches_float64_reference(interpreted, index):
+    _check(interpreted[index], INTERP_CASES[index])
+
+
+def test_config_rules():
+    from ssmzoo.ops.triton_bimamba import seq_config
+
+    assert seq_config(8, 768, 3137, 16)["SPLIT"] == 4       # VideoMamba-S video: few channels
+    assert seq_config(128, 768, 197, 16)["SPLIT"] == 1      # image: one thread per channel
+    assert seq_config(1, 4, 10, 2)["SPLIT"] == 2            # never more lanes than states
+    assert seq_config(1, 4, 10, 16, dict(SPLIT=4))["BD"] == 8
+    with pytest.raises(ValueError):
+        seq_config(1, 4, 10, 16, dict(SPLIT=4, num_warps=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# Compiled, on a CUDA device: the VideoMamba-S shapes
+# ---------------------------------------------------------------------------------------------
+
+GPU_CASES = [
+    case(2, 768, 197, 16, dtype="bfloat16", layout="cl"),
+    case(2, 768, 197, 16, dtype="float32", layout="cl", flipped=True),
+    case(2, 768, 3137, 16, dtype="bfloat16", layout="cl", flipped=True),
+    case(2, 768, 3137, 16, dtype="float32", layout="cl"),
+    case(2, 768, 197, 16, dtype="bfloat16", layout="model", flipped=True),
+    case(2, 768, 3137, 16, dtype="float32", layout="model", flipped=True),
+    case(2, 768, 197, 16, dtype="float16", layout="cf"),
+    case(2, 96, 197, 16, dtype="bfloat16", layout="cl", config=dict(SPLIT=1)),
+    case(2, 96, 197, 16, dtype="bfloat16", layout="cl", config=dict(SPLIT=2)),
+    case(2, 96, 197, 16, dtype="float32", layout="cl", config=dict(SPLIT=8)),
+    case(2, 96, 197, 16, dtype="float32", layout="cl", config=dict(SPLIT=1, num_warps=4)),
+    case(2, 100, 197, 16, dtype="float32", layout="model", config=dict(PACK=False)),
+    case(2, 40, 200, 3, dtype="float32", layout="sliced", groups=2),
+    case(2, 33, 200, 2, optional=False),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("c", GPU_CASES, ids=[case_id(c) for c in GPU_CASES])
+def test_gpu_kernel_matches_float64_reference(c):
+    seed = torch.randint(0, 2**31 - 1, ()).item()
+    result = run_case(c, "cuda", seed)
+    print(f"{case_id(c)}: rel err {result['err']:.3g}")
+    _check(result, c)
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
+    base = int(sys.argv[2])
+    results = []
+    for i, c in enumerate(INTERP_CASES):
+        try:
+            results.append(run_case(c, "cpu", base + i))
+        except Exception as exc:  # reported per case by the test
+            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
+    print(json.dumps(results))
