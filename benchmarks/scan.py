@@ -26,6 +26,7 @@ import triton.testing
 
 from ssmzoo.ops import selective_scan_chunked
 from ssmzoo.ops import triton_scan as ts
+from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton
 
 GROUPMAMBA = {  # embed_dims per stage, from the authors' groupmamba.py (classification/models)
     "T": [64, 128, 348, 448],
@@ -230,7 +231,11 @@ def main() -> None:
             if not args.no_torch and not cl:
                 torch_ms = slow_bench(lambda: ts.bimamba_scan_ref(**nxt(), scan_fn=selective_scan_chunked))
             ms = bench(lambda: ts.bimamba_scan_triton(**nxt()))
-            record(f"vm bimamba {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err)
+            record(f"vm bimamba chunked {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err)
+            # the sequential kernel, which the models use (torch.ops.ssmzoo.bimamba_scan)
+            err_seq = rel_err(bimamba_scan_seq_triton(**x), ts.bimamba_scan_ref(**x, scan_fn=selective_scan_chunked))
+            ms = bench(lambda: bimamba_scan_seq_triton(**nxt()))
+            record(f"vm bimamba seq {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err_seq)
             # one direction alone, plain API
             single = {k: x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")}
             nb1 = torch.tensor([], dtype=dtype).element_size() * (4 * batch * 768 * L + 2 * batch * 16 * L)
