@@ -54,6 +54,19 @@ def test_large_decay_does_not_overflow(n_state):
     assert rel_err(out, selective_scan_ref(**x)) < 1e-5
 
 
+@pytest.mark.parametrize("n_state", [1, 2])
+def test_single_step_decay_beyond_float64_range_is_still_exact(n_state):
+    """One step with dt*|A| = 800: e^800 overflows float64, so the closed form cannot hold that step
+    even in a chunk of one; the scan must still return the recurrence's (finite) values."""
+    x = random_scan_inputs(2, 3, 37, n_state)
+    x["delta"] = x["delta"].abs()
+    x["delta"][0, 1, 17] = 800.0
+    x["A"] = -torch.ones(3, n_state)
+    out = selective_scan_chunked(**x)
+    assert torch.isfinite(out).all()
+    assert rel_err(out, selective_scan_ref(**x)) < 1e-5
+
+
 def test_half_precision_inputs_return_their_dtype():
     x = random_scan_inputs(1, 4, 50, 4, dtype=torch.bfloat16)
     out = selective_scan_chunked(**x)

@@ -83,6 +83,9 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
     return _finish(y, u.to(torch.float64), D, z, u.dtype)
 
 
+_MAX_LOG_DECAY = 600.0
+
+
 def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Optional[Tensor] = None, z: Optional[Tensor] = None,
                            delta_bias: Optional[Tensor] = None, delta_softplus: bool = False) -> Tensor:
@@ -96,7 +99,9 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     """
     batch, dim, length = u.shape
     uu, dt, AA, BB, CC = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, torch.float32)
-    scan = _scan_factorized if A.shape[-1] <= 2 else _scan_stepwise
+    # The closed form needs every single step's decay below e^600 (float64); beyond that, step.
+    narrow = A.shape[-1] <= 2 and float((dt.abs().amax() * AA.abs().amax()).item()) <= _MAX_LOG_DECAY
+    scan = _scan_factorized if narrow else _scan_stepwise
     y = scan(uu, dt, AA, BB, CC).reshape(batch, dim, length)
     return _finish(y, u.float(), D, z, u.dtype)
 
@@ -128,8 +133,9 @@ def _scan_factorized(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC: Tensor,
     cumulative log-decay, in float64.
 
     The factor e^{-c_s} grows along the chunk; the chunk length is chosen from the largest per-step
-    decay so that it never exceeds e^600 (float64 overflows past e^709), so the form is exact for any
-    input, only shorter chunks (more Python steps) when decays are extreme. The chunks are carried
+    decay so that it never exceeds e^600 (float64 overflows past e^709): exact for any input whose
+    single-step decays dt*|A| stay below 600 (``selective_scan_chunked`` steps through the others),
+    only shorter chunks (more Python steps) when decays are extreme. The chunks are carried
     into each other by a short loop over chunks. Work is done in blocks of positions of about
     ``budget`` float64 elements to bound memory (one block for a single image).
 
@@ -202,8 +208,9 @@ def _scan_factorized_autograd(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC
     cumulative log-decay, in float64.
 
     The factor e^{-c_s} grows along the chunk; the chunk length is chosen from the largest per-step
-    decay so that it never exceeds e^600 (float64 overflows past e^709), so the form is exact for any
-    input, only shorter chunks (more Python steps) when decays are extreme. Work is done ``block``
+    decay so that it never exceeds e^600 (float64 overflows past e^709): exact for any input whose
+    single-step decays dt*|A| stay below 600 (``selective_scan_chunked`` steps through the others),
+    only shorter chunks (more Python steps) when decays are extreme. Work is done ``block``
     positions at a time to bound memory.
     """
     batch, groups, per_group, length = uu.shape
