@@ -14,16 +14,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
+from interpreter import run_interpreted
+
 pytest.importorskip("triton")
 
-ROOT = Path(__file__).resolve().parents[1]
 TOL = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}
 
 
@@ -193,14 +192,7 @@ def _check(result: dict, case: dict) -> None:
 
 @pytest.fixture(scope="module")
 def interpreted() -> list[dict]:
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    seed = torch.randint(0, 2**31 - 1, ()).item()
-    proc = subprocess.run([sys.executable, __file__, "--interpret", str(seed)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    if proc.returncode:
-        pytest.fail(f"interpreter run failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return run_interpreted(__file__, "--interpret")
 
 
 @pytest.mark.parametrize("index", range(len(INTERP_CASES)), ids=[case_id(c) for c in INTERP_CASES])
@@ -276,13 +268,7 @@ def _check_custom_ops(seed: int) -> dict:
 
 
 def test_custom_ops_compile_as_one_graph():
-    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    seed = torch.randint(0, 2**31 - 1, ()).item()
-    proc = subprocess.run([sys.executable, __file__, "--custom-ops", str(seed)], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
-    errors = json.loads(proc.stdout.strip().splitlines()[-1])
+    errors = run_interpreted(__file__, "--custom-ops")
     assert max(errors.values()) < 1e-6, errors
 
 

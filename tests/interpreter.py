@@ -1,0 +1,34 @@
+"""Runs a test module's cases under Triton's interpreter in a subprocess.
+
+``TRITON_INTERPRET=1`` must be set before Triton is imported, so kernel tests that must run on every
+machine (CI has no GPU) re-run their own file as a script with the variable set, on CPU tensors,
+and read back one JSON line.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_interpreted(script: str | Path, mode: str) -> Any:
+    """``python script mode SEED`` with the interpreter on; the JSON of its last stdout line.
+
+    SEED is fresh for every run, so each CI run draws new random inputs."""
+    env = dict(os.environ, TRITON_INTERPRET="1", PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    seed = torch.randint(0, 2**31 - 1, ()).item()
+    proc = subprocess.run([sys.executable, str(script), mode, str(seed)], env=env, cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    if proc.returncode:
+        pytest.fail(f"interpreter run ({mode}, seed {seed}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
