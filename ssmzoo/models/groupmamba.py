@@ -36,6 +36,7 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ssmzoo.ops import scan_backend, selective_scan
+from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
 
 __all__ = [
     "GroupMamba",
@@ -51,33 +52,7 @@ __all__ = [
 NUM_DIRECTIONS = 4
 
 
-# ---------------------------------------------------------------------------------------------
-# The four scan directions
-# ---------------------------------------------------------------------------------------------
-# Group k of the channels is scanned along direction k of the H x W map:
-#   0: row-major            (h, w) -> h * W + w
-#   1: column-major         (h, w) -> w * H + h
-#   2: row-major reversed   (h, w) -> L - 1 - (h * W + w)
-#   3: column-major reversed(h, w) -> L - 1 - (w * H + h)
-
-def scan_order(x: Tensor, direction: int) -> Tensor:
-    """(..., H, W) feature map -> (..., L) sequence in the order ``direction`` visits it."""
-    if direction in (1, 3):
-        x = x.transpose(-1, -2)
-    seq = x.flatten(-2)
-    if direction in (2, 3):
-        seq = seq.flip(-1)
-    return seq
-
-
-def merge_order(seq: Tensor, direction: int, height: int, width: int) -> Tensor:
-    """Inverse of ``scan_order``: (..., L) sequence -> (..., H, W) feature map."""
-    if direction in (2, 3):
-        seq = seq.flip(-1)
-    if direction in (1, 3):
-        return seq.unflatten(-1, (width, height)).transpose(-1, -2)
-    return seq.unflatten(-1, (height, width))
-
+# The four scan directions (group k along direction k): ssmzoo/ops/directions.py.
 
 def group_scan_4dir_torch(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                           D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
