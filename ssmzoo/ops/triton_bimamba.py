@@ -50,7 +50,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _bc4, _check_device, _interpreting, _new_like_seq, _params, _pow2
+from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
 
 __all__ = ["bimamba_scan_seq_triton", "seq_config"]
 
@@ -331,24 +331,11 @@ def _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bia
     meta-parameters (separate from the launch so that benchmarks/bimamba_seq.py can compile the very
     same call ahead of time)."""
     batch, dim, length = u.shape
-    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
-        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
-    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
-        raise ValueError("give D / delta_bias for both directions or for neither")
-    B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
+    (B4, C4, Bb4, Cb4, (A_, D_, bias_), (Ab_, Db_, biasb_), y, acc, zz) = _bimamba_operands(
+        u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b, out)
     groups, n_state = B4.shape[1], B4.shape[2]
-    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
-        raise ValueError("B, C, B_b, C_b must share one shape")
-    if dim % groups:
-        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
     dim_g = dim // groups
     NP = _pow2(n_state)
-    A_, D_, bias_ = _params(A, D, delta_bias, dim)
-    Ab_, Db_, biasb_ = _params(A_b, D_b, delta_bias_b, dim)
-    y = out if out is not None else _new_like_seq(u, u.dtype)
-    acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
-                                                                  device=y.device)
-    zz = z if z is not None else y
     cfg = seq_config(batch, dim, length, n_state, config)
     if cfg["PACK"]:
         bc = _pack_bc(B4, C4, NP, False)

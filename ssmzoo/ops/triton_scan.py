@@ -37,6 +37,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .directions import merge_order, scan_order
 from .selective_scan import register_backend, selective_scan_ref
 
 __all__ = [
@@ -674,6 +675,30 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     return y
 
 
+def _bimamba_operands(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+                      out):
+    """Checks and operands shared by the bimamba kernels (chunked here, sequential in triton_bimamba):
+    B/C of both directions as (batch, groups, N, L) views, each direction's (A, D, delta_bias) as
+    float32, the output y, a float32 accumulator for the backward partial (y itself when float32), and
+    z (y stands in when there is no gate)."""
+    dim = u.shape[1]
+    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
+        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
+    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
+        raise ValueError("give D / delta_bias for both directions or for neither")
+    B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
+    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
+        raise ValueError("B, C, B_b, C_b must share one shape")
+    groups = B4.shape[1]
+    if dim % groups:
+        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
+    y = out if out is not None else _new_like_seq(u, u.dtype)
+    acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
+                                                                  device=y.device)
+    return (B4, C4, Bb4, Cb4, _params(A, D, delta_bias, dim), _params(A_b, D_b, delta_bias_b, dim), y, acc,
+            z if z is not None else y)
+
+
 def bimamba_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
                         u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
                         D_b: Optional[Tensor], z: Optional[Tensor] = None,
@@ -688,21 +713,10 @@ def bimamba_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
     """
     _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
     batch, dim, length = u.shape
-    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
-        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
-    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
-        raise ValueError("give D / delta_bias for both directions or for neither")
-    B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
+    (B4, C4, Bb4, Cb4, (A_, D_, bias_), (Ab_, Db_, biasb_), y, acc, zz) = _bimamba_operands(
+        u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b, out)
     groups, n_state = B4.shape[1], B4.shape[2]
-    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
-        raise ValueError("B, C, B_b, C_b must share one shape")
     dim_g = dim // groups
-    A_, D_, bias_ = _params(A, D, delta_bias, dim)
-    Ab_, Db_, biasb_ = _params(A_b, D_b, delta_bias_b, dim)
-    y = out if out is not None else _new_like_seq(u, u.dtype)
-    acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
-                                                                  device=y.device)
-    zz = z if z is not None else y
     cfg = _seq_config(u, (delta, u_b, delta_b, zz, y, acc), n_state, config)
     grid = (triton.cdiv(dim_g, cfg["BD"]), groups, batch)
     _bimamba_kernel[grid](
@@ -794,21 +808,6 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 # Pure-PyTorch references of the fused ops (explicit flips / transposes around a plain scan)
 # ---------------------------------------------------------------------------------------------
 
-def _scan_order(x: Tensor, direction: int) -> Tensor:
-    if direction in (1, 3):
-        x = x.transpose(-1, -2)
-    x = x.flatten(-2)
-    return x.flip(-1) if direction in (2, 3) else x
-
-
-def _merge_order(seq: Tensor, direction: int, H: int, W: int) -> Tensor:
-    if direction in (2, 3):
-        seq = seq.flip(-1)
-    if direction in (1, 3):
-        return seq.unflatten(-1, (W, H)).transpose(-1, -2)
-    return seq.unflatten(-1, (H, W))
-
-
 def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                         D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                         delta_softplus: bool = True, scan_fn=selective_scan_ref) -> Tensor:
@@ -816,11 +815,11 @@ def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
     batch, groups, dim_g, H, W = u.shape
     ys = []
     for k in range(groups):
-        y = scan_fn(_scan_order(u[:, k], k).contiguous(), _scan_order(delta[:, k], k).contiguous(),
-                    A[k], _scan_order(B[:, k], k).contiguous(), _scan_order(C[:, k], k).contiguous(),
+        y = scan_fn(scan_order(u[:, k], k).contiguous(), scan_order(delta[:, k], k).contiguous(),
+                    A[k], scan_order(B[:, k], k).contiguous(), scan_order(C[:, k], k).contiguous(),
                     D=None if D is None else D[k], delta_bias=None if delta_bias is None else delta_bias[k],
                     delta_softplus=delta_softplus)
-        ys.append(_merge_order(y, k, H, W))
+        ys.append(merge_order(y, k, H, W))
     return torch.stack(ys, dim=1)
 
 
