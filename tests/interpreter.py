@@ -12,7 +12,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 import torch
@@ -32,3 +32,14 @@ def run_interpreted(script: str | Path, mode: str) -> Any:
     if proc.returncode:
         pytest.fail(f"interpreter run ({mode}, seed {seed}) failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_cases(run_case: Callable[[dict, str, int], dict], cases: list[dict], base_seed: int) -> str:
+    """The subprocess side: every case on CPU tensors, an exception reported per case, one JSON line."""
+    results = []
+    for i, case in enumerate(cases):
+        try:
+            results.append(run_case(case, "cpu", base_seed + i))
+        except Exception as exc:  # reported per case by the test
+            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
+    return json.dumps(results)

@@ -12,13 +12,12 @@ pre-filled with NaN, so an unwritten element fails.
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pytest
 import torch
 
-from interpreter import run_interpreted
+from interpreter import run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -186,11 +185,5 @@ def test_gpu_kernel_matches_float64_reference(c):
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
-    base = int(sys.argv[2])
-    results = []
-    for i, c in enumerate(INTERP_CASES):
-        try:
-            results.append(run_case(c, "cpu", base + i))
-        except Exception as exc:  # reported per case by the test
-            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
-    print(json.dumps(results))
+    # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
+    print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))

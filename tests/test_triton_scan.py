@@ -19,7 +19,7 @@ import sys
 import pytest
 import torch
 
-from interpreter import run_interpreted
+from interpreter import run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -330,13 +330,6 @@ def test_gpu_dispatcher_uses_triton():
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
-    base = int(sys.argv[2])
-    results = []
-    for i, c in enumerate(INTERP_CASES):
-        try:
-            results.append(run_case(c, "cpu", base + i))
-        except Exception as exc:  # reported per case by the test
-            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
-    print(json.dumps(results))
+    print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--custom-ops"]:
     print(json.dumps(_check_custom_ops(int(sys.argv[2]))))
