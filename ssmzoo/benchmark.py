@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from .errors import SsmzooError
 from .factory import autocast, build_model, compile_model, resolve_device, resolve_dtype
+from .inference import capture_cuda_graph
 from .manifest import ModelEntry
 
 WEIGHTS_NOTE = "random weights (speed does not depend on weight values); random inputs already on the device"
@@ -360,17 +361,8 @@ class _Bench:
         try:
             with torch.inference_mode():
                 if self.cfg.cuda_graphs:
-                    # Warm up on a side stream, as torch.cuda.graph requires, then capture one forward.
-                    side = torch.cuda.Stream(self.device)
-                    side.wait_stream(torch.cuda.current_stream(self.device))
-                    with torch.cuda.stream(side):
-                        for _ in range(max(self.warmup, 3)):
-                            forward()
-                    torch.cuda.current_stream(self.device).wait_stream(side)
-                    graph = torch.cuda.CUDAGraph()
                     try:
-                        with torch.cuda.graph(graph):
-                            forward()
+                        graph, _ = capture_cuda_graph(forward, self.device, warmup=max(self.warmup, 3))
                     except Exception as exc:
                         raise SsmzooError(f"{m.name}: --cuda-graphs: capture failed ({_first_line(exc)})") from None
                     graph.replay()

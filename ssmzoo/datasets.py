@@ -36,7 +36,7 @@ import torch
 from PIL import Image
 
 from .errors import InputError, SsmzooError
-from .images import IMAGE_SUFFIXES, eval_transform, load_image
+from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
 
@@ -454,23 +454,27 @@ def _unexpected(path: str, exc: BaseException) -> str:
 
 
 class ImageItems(torch.utils.data.Dataset):
-    """Loads, hooks and transforms images. ``image_hook(img)`` (e.g. JPEG re-encoding, a corruption)
-    runs on the RGB PIL image before the eval transform, on the worker, with the Python/NumPy/torch
-    RNGs seeded from ``hook_seed`` and the file's path below ``root``, so a random hook gives the same
-    pixels for any number of workers or processes and any ``--limit``. An exception from loading, the
-    hook or the transform marks the item bad."""
+    """Loads, hooks, resizes and crops images into uint8 (3, S, S) tensors; ``normalizer`` (on the
+    model's device) finishes timm's eval transform bit for bit. ``image_hook(img)`` (e.g. JPEG
+    re-encoding, a corruption) runs on the RGB PIL image before the eval transform, on the worker, with
+    the Python/NumPy/torch RNGs seeded from ``hook_seed`` and the file's path below ``root``, so a
+    random hook gives the same pixels for any number of workers or processes and any ``--limit``. An
+    exception from loading, the hook or the transform marks the item bad."""
 
     def __init__(self, samples: Sequence[Sample], entry: ModelEntry, image_hook: Optional[ImageHook] = None,
                  hook_seed: int = 0, root: str = ""):
         self.paths = [s.path for s in samples]
         self.seeds = [hook_seed * 1_000_003 + zlib.crc32(os.path.relpath(s.path, root or ".").encode())
                       for s in samples]
-        self.transform = eval_transform(entry.data)
+        self.transform, self.mean, self.std = split_eval_transform(entry.data)
         self.min_side = entry.data.input_size[-1]
         self.image_hook = image_hook
 
     def __len__(self) -> int:
         return len(self.paths)
+
+    def normalizer(self, device: torch.device) -> Normalizer:
+        return Normalizer(self.mean, self.std, device)
 
     def __getitem__(self, index: int) -> Item:
         path = self.paths[index]
@@ -479,7 +483,7 @@ class ImageItems(torch.utils.data.Dataset):
             if self.image_hook is not None:
                 with seeded(self.seeds[index]):
                     img = self.image_hook(img)
-            return Item(index, self.transform(img))
+            return Item(index, to_uint8_tensor(self.transform(img)))
         except InputError as exc:
             return Item(index, None, str(exc))
         except Exception as exc:  # a file Pillow chokes on in an unusual way: still one skipped item

@@ -28,7 +28,8 @@ import torch
 from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collate_items
 from .distributed import DistContext
 from .errors import SsmzooError
-from .factory import DTYPES, LoadedModel, autocast
+from .factory import DTYPES, LoadedModel
+from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
 
@@ -81,6 +82,7 @@ class EvalResult:
     world_size: int = 1
     workers: int = 0
     batch_size: int = 0
+    execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     reported_top1: Optional[float] = None
     reported_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
@@ -153,7 +155,7 @@ class EvalResult:
             "items_per_s": r(self.items_per_s, 2), "views_per_s": r(self.views_per_s, 2),
             "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
-            "workers": self.workers, "batch_size": self.batch_size, "notes": list(self.notes),
+            "workers": self.workers, "batch_size": self.batch_size, "execution": self.execution, "notes": list(self.notes),
             "skipped_items": [{"path": s.path, "error": s.error} for s in self.failed],
         }
 
@@ -256,13 +258,15 @@ def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
 
 
 def default_workers(dist: Optional[DistContext] = None) -> int:
-    """min(8, this process's share of the CPUs): the usual sweet spot for JPEG decoding."""
+    """This process's share of the CPUs, less two (the loop and the copy to the GPU) where there are
+    more than four, at most 32. On a GPU, decoding JPEGs is what limits eval: on a 16-core H100 host
+    the loader alone gave 895 img/s with 8 workers and 1,340 with 14 (docs/gpu_runs/eval_runs.txt)."""
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:
         cpus = os.cpu_count() or 1
     per_process = cpus // (dist.local_world_size if dist is not None else 1)
-    return max(0, min(8, per_process))
+    return max(0, min(32, per_process - 2 if per_process > 4 else per_process))
 
 
 # --------------------------------------------------------------------------------------------
@@ -278,38 +282,39 @@ def _device_name(device: torch.device, world: int) -> str:
     return f"{world} x {name.replace(f'cuda:{device.index}', 'cuda')}" if world > 1 else name
 
 
-@torch.inference_mode()
-def _top(loaded: LoadedModel, batch: torch.Tensor, views: int, chunk: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Top-k (probabilities, indices) per item; a video's ``views`` rows are softmax-averaged first."""
-    x = batch.to(loaded.device, non_blocking=True)
-    if x.dim() == 6:
-        x = x.flatten(0, 1)  # (B, V, 3, T, S, S) -> (B*V, 3, T, S, S)
-    probs = []
-    with autocast(loaded.device, loaded.dtype):
-        for start in range(0, x.shape[0], chunk):
-            probs.append(loaded.model(x[start:start + chunk]).float().softmax(dim=-1))
-    p = torch.cat(probs)
-    p = p.view(batch.shape[0], views, -1).mean(dim=1)
-    values, indices = p.topk(min(TOP_K, p.shape[-1]), dim=-1)
-    return values.cpu(), indices.cpu()
-
-
 class BatchTimer:
-    """Iterates data loaders and adds up the time spent waiting for batches: the share of wall time
-    the model sat idle, which says whether more ``--workers`` would help."""
+    """Iterates data loaders and adds up the time spent waiting for batches, which (with
+    ``model_wait``) says whether more ``--workers`` would help."""
 
     def __init__(self) -> None:
-        self.wait_s = 0.0
+        self.wait_s = 0.0  # all waits for a batch
+        self.first_wait_s = 0.0  # waits for each loader's first batch (worker start-up, nothing to overlap)
 
     def batches(self, loader: Iterable) -> Iterator:
         iterator = iter(loader)
+        first = True
         while True:
             start = time.perf_counter()
             batch = next(iterator, None)
-            self.wait_s += time.perf_counter() - start
+            waited = time.perf_counter() - start
+            self.wait_s += waited
+            if first:
+                self.first_wait_s += waited
+                first = False
             if batch is None:
                 return
             yield batch
+
+    def model_wait(self, pipeline: Pipeline, cuda: bool) -> float:
+        """Seconds the model sat idle for want of data. On CUDA reading overlaps the forward, so that is
+        the wait for each loader's first batch plus the GPU's idle gaps between batches; on CPU, where
+        nothing overlaps, every wait for a batch."""
+        return self.first_wait_s + pipeline.idle_s if cuda else self.wait_s
+
+
+def _graphs_default(loaded: LoadedModel, requested: Optional[bool]) -> bool:
+    """CUDA graphs unless asked otherwise: same kernels and numbers, a fraction of the launch cost."""
+    return loaded.device.type == "cuda" if requested is None else requested
 
 
 def check_compatible(entry: ModelEntry, data: EvalData) -> None:
@@ -324,12 +329,14 @@ def check_compatible(entry: ModelEntry, data: EvalData) -> None:
 def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
+             cuda_graphs: Optional[bool] = None, compile: bool = False,
              on_progress: Optional[Callable[[int, int], None]] = None) -> EvalResult:
     """Evaluates ``loaded`` on ``data``; every rank returns the same, complete result.
 
     ``batch_size`` counts images, or for videos clips (views) per forward pass (at least one whole
     video per batch). ``image_hook`` runs on each RGB PIL image before the eval transform (see
-    ``ImageItems``). ``on_progress(done, total)`` follows this rank's shard.
+    ``ImageItems``). ``cuda_graphs`` (default: on for CUDA) and ``compile`` pick how the forward runs
+    (``ssmzoo.inference.BatchRunner``). ``on_progress(done, total)`` follows this rank's shard.
     """
     dist = dist or DistContext()
     entry = loaded.entry
@@ -353,33 +360,40 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
 
     shard = dist.shard(len(data))
-    cuda = loaded.device.type == "cuda"
-    loader = torch.utils.data.DataLoader(
+    runner = BatchRunner(loaded, batch_size, cuda_graphs=_graphs_default(loaded, cuda_graphs), compile=compile,
+                         graphs_required=bool(cuda_graphs),
+                         preprocess=items.normalizer(loaded.device) if isinstance(items, ImageItems) else None)
+    loader = torch.utils.data.DataLoader(  # no pin_memory: the runner stages batches through its own pinned ring
         torch.utils.data.Subset(items, shard), batch_size=items_per_batch, shuffle=False,
-        num_workers=workers, collate_fn=collate_items, pin_memory=cuda,
-        prefetch_factor=prefetch if workers > 0 else None)
+        num_workers=workers, collate_fn=collate_items, prefetch_factor=prefetch if workers > 0 else None)
 
     results: list[SampleResult] = []
     paths = [s.path for s in data.samples]
     labels = [s.label for s in data.samples]
     timer = BatchTimer()
+
+    def scored(batch: Batch, values: torch.Tensor, indices: torch.Tensor) -> None:
+        for row, index in enumerate(batch.indices):
+            top = indices[row].tolist()
+            results.append(SampleResult(index, paths[index], labels[index], prediction=top[0], top5=top,
+                                        probability=float(values[row, 0]), notes=list(batch.notes[row])))
+        if on_progress is not None:
+            on_progress(len(results), len(shard))
+
     if on_progress is not None:
         on_progress(0, len(shard))
     start = time.perf_counter()
-    for batch in timer.batches(loader):
-        for index, error in batch.failed:
-            results.append(SampleResult(index, paths[index], labels[index], error=error))
-        if batch.tensor is not None:
-            values, indices = _top(loaded, batch.tensor, per_item, batch_size)
-            for row, index in enumerate(batch.indices):
-                top = indices[row].tolist()
-                results.append(SampleResult(index, paths[index], labels[index], prediction=top[0], top5=top,
-                                            probability=float(values[row, 0]), notes=list(batch.notes[row])))
-        if on_progress is not None:
-            on_progress(len(results), len(shard))
+    with Pipeline() as pipeline:
+        for batch in timer.batches(loader):
+            for index, error in batch.failed:
+                results.append(SampleResult(index, paths[index], labels[index], error=error))
+            if batch.tensor is not None:
+                pipeline.submit(runner, batch.tensor, per_item, lambda v, i, b=batch: scored(b, v, i))
+            elif on_progress is not None:
+                on_progress(len(results), len(shard))
     wall = time.perf_counter() - start
 
-    gathered = dist.all_gather((results, wall, timer.wait_s))
+    gathered = dist.all_gather((results, wall, timer.model_wait(pipeline, runner.cuda)))
     merged = sorted((r for part, _, _ in gathered for r in part), key=lambda r: r.index)
     if [r.index for r in merged] != list(range(len(data))):  # sharding must cover each item exactly once
         raise RuntimeError(f"evaluation covered {len(merged)} results for {len(data)} items")
@@ -392,8 +406,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         wall_s=max(w for _, w, _ in gathered), data_wait_s=sum(d for _, _, d in gathered),
         busy_s=sum(w for _, w, _ in gathered), device=_device_name(loaded.device, dist.world_size),
         dtype=next((k for k, v in DTYPES.items() if v == loaded.dtype), str(loaded.dtype)),
-        world_size=dist.world_size, workers=workers, batch_size=batch_size,
-        reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes)
+        world_size=dist.world_size, workers=workers, batch_size=batch_size, execution=runner.mode,
+        reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -461,7 +475,7 @@ def summary_table(result: EvalResult):
              f"{result.evaluated} of {result.n} items evaluated, {len(result.failed)} unreadable skipped"
              + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
-             f" ({result.workers} workers, batch {result.batch_size}"
+             f" ({result.workers} workers, batch {result.batch_size}, {result.execution}"
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
     if result.reported_top1 is not None and not result.comparable:
         lines.append(f"the paper's top-1 was measured on {REPORTED_ON.get(result.label_set)}, not on this dataset")

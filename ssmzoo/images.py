@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import InputError
+from .errors import InputError, SsmzooError
 from .manifest import DataConfig
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
@@ -77,3 +77,40 @@ def eval_transform(data: DataConfig) -> Callable[[Image.Image], torch.Tensor]:
         crop_pct=cfg["crop_pct"],
         crop_mode=cfg["crop_mode"],
     )
+
+
+def split_eval_transform(data_cfg: DataConfig) -> tuple[Callable[[Image.Image], Image.Image], tuple, tuple]:
+    """timm's eval transform as (PIL resize/crop part, mean, std).
+
+    Workers then ship uint8 crops (a quarter of the bytes of float32) and ``Normalizer`` redoes
+    ToTensor + Normalize on the model's device with torchvision's exact float32 operations, so the
+    model sees bit-for-bit the tensor ``eval_transform`` makes. The crop is also where ImageNet-C
+    corruptions act.
+    """
+    from torchvision import transforms
+
+    steps = list(eval_transform(data_cfg).transforms)
+    cut = next((k for k, s in enumerate(steps) if type(s).__name__ in ("ToTensor", "MaybeToTensor")), None)
+    rest = steps[cut + 1:] if cut is not None else []
+    if cut is None or len(rest) != 1 or not isinstance(rest[0], transforms.Normalize):
+        raise SsmzooError(f"unexpected eval transform {steps}: expected PIL steps, ToTensor, Normalize")
+    mean = tuple(float(v) for v in torch.as_tensor(rest[0].mean).flatten())
+    std = tuple(float(v) for v in torch.as_tensor(rest[0].std).flatten())
+    return transforms.Compose(steps[:cut]), mean, std
+
+
+def to_uint8_tensor(img: Image.Image) -> torch.Tensor:
+    """An RGB PIL image as a (3, H, W) uint8 tensor (torchvision's ToTensor before its division)."""
+    return torch.from_numpy(np.array(img.convert("RGB"), dtype=np.uint8, copy=True)).permute(2, 0, 1)
+
+
+class Normalizer:
+    """ToTensor's ``/ 255`` and Normalize on uint8 (..., 3, H, W) batches, wherever they are: the same
+    float32 operations in the same order as torchvision, hence the same values on any device."""
+
+    def __init__(self, mean: tuple, std: tuple, device: torch.device | str = "cpu") -> None:
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(3, 1, 1)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x.to(torch.float32).div(255).sub_(self.mean).div_(self.std)

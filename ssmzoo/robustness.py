@@ -48,6 +48,7 @@ from .datasets import EvalData, Sample
 from .distributed import DistContext
 from .errors import InputError, SsmzooError
 from .factory import DTYPES, LoadedModel
+from .images import Normalizer, split_eval_transform, to_uint8_tensor
 
 DEFAULT_STEP = 10
 
@@ -209,23 +210,6 @@ class _Item:
     notes: tuple[str, ...] = ()
 
 
-def split_eval_transform(data_cfg) -> tuple[Callable[[Image.Image], Image.Image], tuple, tuple]:
-    """timm's eval transform as (PIL resize/crop part, mean, std): the crop is where ImageNet-C corruptions
-    act, and to-tensor + normalise is redone on the device exactly as torchvision does it."""
-    from torchvision import transforms
-
-    from .images import eval_transform
-
-    steps = list(eval_transform(data_cfg).transforms)
-    cut = next((k for k, s in enumerate(steps) if type(s).__name__ in ("ToTensor", "MaybeToTensor")), None)
-    rest = steps[cut + 1:] if cut is not None else []
-    if cut is None or len(rest) != 1 or not isinstance(rest[0], transforms.Normalize):
-        raise SsmzooError(f"unexpected eval transform {steps}: expected PIL steps, ToTensor, Normalize")
-    mean = tuple(float(v) for v in torch.as_tensor(rest[0].mean).flatten())
-    std = tuple(float(v) for v in torch.as_tensor(rest[0].std).flatten())
-    return transforms.Compose(steps[:cut]), mean, std
-
-
 class ImageVariants(torch.utils.data.Dataset):
     """Decodes an image once and returns it under every condition as uint8 (V, 3, H, W) crops."""
 
@@ -245,10 +229,10 @@ class ImageVariants(torch.utils.data.Dataset):
             out = self.pre(cond.apply_original(img))
         else:
             out = crop
-        arr = np.asarray(out.convert("RGB"), dtype=np.uint8)
-        if arr.shape != (self.crop_size[0], self.crop_size[1], 3):
-            raise ValueError(f"{cond.label} gave a {arr.shape} image, expected {self.crop_size + (3,)}")
-        return torch.from_numpy(arr.copy()).permute(2, 0, 1)
+        pixels = to_uint8_tensor(out)
+        if tuple(pixels.shape) != (3, *self.crop_size):
+            raise ValueError(f"{cond.label} gave a {tuple(pixels.shape[1:]) + (3,)} image, expected {self.crop_size + (3,)}")
+        return pixels
 
     def __getitem__(self, index: int) -> _Item:
         from .images import load_image
@@ -407,6 +391,7 @@ class RobustnessReport:
     workers: int = 0
     batch_size: int = 0
     seed: int = 0
+    execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
 
     def cell(self, model: str, condition: Condition | str) -> Cell:
@@ -494,7 +479,7 @@ class RobustnessReport:
             "passes": self.passes, "wall_s": r(self.wall_s, 3),
             "data_wait_fraction": r(self.data_wait_s / self.busy_s if self.busy_s > 0 else None),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
-            "batch_size": self.batch_size, "seed": self.seed, "notes": list(self.notes),
+            "batch_size": self.batch_size, "seed": self.seed, "execution": self.execution, "notes": list(self.notes),
         }
 
     def write(self, path: str | Path) -> None:
@@ -542,14 +527,17 @@ def _model_labels(models: Sequence[LoadedModel]) -> list[str]:
 def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Sequence[Condition], *,
                    batch_size: int = 64, workers: Optional[int] = None, views: Optional[tuple[int, int]] = None,
                    seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 2,
+                   cuda_graphs: Optional[bool] = None, compile: bool = False,
                    on_progress: Optional[Callable[[int, int], None]] = None) -> RobustnessReport:
     """Evaluates every model under every condition; every rank returns the same, complete report.
 
     ``batch_size`` counts images (video clips) per forward pass, as in ``evaluate``; a loader batch holds
-    about that many variants, so memory in flight is what ``ssmzoo eval`` uses.
+    about that many variants, so memory in flight is what ``ssmzoo eval`` uses. ``cuda_graphs`` and
+    ``compile`` as in ``evaluate``.
     """
-    from .evaluate import (BatchTimer, _device_name, _top, check_compatible, default_workers,
+    from .evaluate import (BatchTimer, _device_name, _graphs_default, check_compatible, default_workers,
                            describe_video_protocol, image_protocol, video_protocol)
+    from .inference import BatchRunner, Pipeline
 
     dist = dist or DistContext()
     if not models:
@@ -572,7 +560,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     # Models that see the same pixels share passes: same resize/crop (images) or same views (videos).
     groups: dict[Any, list[int]] = {}
     setups: dict[Any, dict[str, Any]] = {}
-    norms: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # per image model: its mean and std
+    norms: dict[int, Callable[[torch.Tensor], torch.Tensor]] = {}  # per image model: ToTensor + Normalize
     for k, m in enumerate(models):
         entry = m.entry
         if data.kind == "image":
@@ -580,8 +568,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
             key = (repr(pre), entry.data.input_size[-1])
             setups.setdefault(key, {"pre": pre, "min_side": entry.data.input_size[-1],
                                     "crop": tuple(entry.data.input_size[-2:]), "per_item": 1})
-            norms[k] = (torch.tensor(mean, dtype=torch.float32, device=m.device).view(1, 3, 1, 1),
-                        torch.tensor(std, dtype=torch.float32, device=m.device).view(1, 3, 1, 1))
+            norms[k] = Normalizer(mean, std, m.device)  # on the device: the loader ships uint8 crops
             protocol = image_protocol(m)
         else:
             vp = video_protocol(m, views)
@@ -613,56 +600,58 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     done = 0
     if on_progress is not None:
         on_progress(0, total_units)
-    cuda = any(m.device.type == "cuda" for m in models)
+    runners = [BatchRunner(m, batch_size, cuda_graphs=_graphs_default(m, cuda_graphs), compile=compile,
+                           preprocess=norms.get(k), graphs_required=bool(cuda_graphs)) for k, m in enumerate(models)]
+    cuda = all(r.cuda for r in runners)
+
+    def scored(k: int, batch: Any, chunk: Sequence[Condition], where: list[list[int]],
+               values: torch.Tensor, indices: torch.Tensor) -> None:
+        for r, (i, v) in enumerate(where):
+            index, cell = batch.indices[i], (labels[k], chunk[v].key)
+            top = indices[r]
+            pred[cell][index] = int(top[0])
+            hit5[cell][index] = bool((top == int(label_of[index])).any())
+
     timer = BatchTimer()
     start = time.perf_counter()
-    for key, members, chunk, items_per_batch in plans:
-        setup = setups[key]
-        if data.kind == "image":
-            dataset: torch.utils.data.Dataset = ImageVariants(
-                data.samples, setup["pre"], setup["min_side"], setup["crop"], chunk, seed, data.root)
-        else:
-            dataset = VideoVariants(data.samples, setup["protocol"], setup["mean"], setup["std"], chunk)
-        loader = torch.utils.data.DataLoader(
-            torch.utils.data.Subset(dataset, shard), batch_size=items_per_batch, shuffle=False,
-            num_workers=workers, collate_fn=_collate, pin_memory=cuda,
-            prefetch_factor=prefetch if workers > 0 else None)
-        for batch in timer.batches(loader):
-            for index, error in batch.failed:
-                load_errors[index] = error
-                for k in members:
-                    for cond in chunk:
-                        pred[(labels[k], cond.key)][index] = -1
-                        errors[(labels[k], cond.key)][index] = error
-            if batch.tensor is not None:
-                ok = torch.tensor([[e is None for e in row] for row in batch.errors], dtype=torch.bool)
-                rows = batch.tensor[ok]  # (R, ...) every readable (item, condition) pair, item-major
-                where = ok.nonzero().tolist()
-                for k in members:
-                    m = models[k]
-                    if rows.shape[0]:
-                        x = rows.to(m.device, non_blocking=True)
-                        if data.kind == "image":  # torchvision's ToTensor + Normalize, on the device
-                            mean, std = norms[k]
-                            x = x.to(torch.float32).div(255).sub_(mean).div_(std)
-                        values, indices = _top(m, x, setup["per_item"], batch_size)
-                    for r, (i, v) in enumerate(where):
-                        index, cell = batch.indices[i], (labels[k], chunk[v].key)
-                        top = indices[r]
-                        pred[cell][index] = int(top[0])
-                        hit5[cell][index] = bool((top == int(label_of[index])).any())
-                    for i, row_errors in enumerate(batch.errors):
-                        for v, error in enumerate(row_errors):
-                            if error is not None:
-                                cell = (labels[k], chunk[v].key)
-                                pred[cell][batch.indices[i]] = -1
-                                errors[cell][batch.indices[i]] = error
-            done += len(batch.indices) + len(batch.failed)
-            if on_progress is not None:
-                on_progress(done, total_units)
+    with Pipeline() as pipeline:
+        for key, members, chunk, items_per_batch in plans:
+            setup = setups[key]
+            if data.kind == "image":
+                dataset: torch.utils.data.Dataset = ImageVariants(
+                    data.samples, setup["pre"], setup["min_side"], setup["crop"], chunk, seed, data.root)
+            else:
+                dataset = VideoVariants(data.samples, setup["protocol"], setup["mean"], setup["std"], chunk)
+            loader = torch.utils.data.DataLoader(  # no pin_memory: the runners stage through their own pinned ring
+                torch.utils.data.Subset(dataset, shard), batch_size=items_per_batch, shuffle=False,
+                num_workers=workers, collate_fn=_collate, prefetch_factor=prefetch if workers > 0 else None)
+            for batch in timer.batches(loader):
+                for index, error in batch.failed:
+                    load_errors[index] = error
+                    for k in members:
+                        for cond in chunk:
+                            pred[(labels[k], cond.key)][index] = -1
+                            errors[(labels[k], cond.key)][index] = error
+                if batch.tensor is not None:
+                    ok = torch.tensor([[e is None for e in row] for row in batch.errors], dtype=torch.bool)
+                    rows = batch.tensor[ok]  # (R, ...) every readable (item, condition) pair, item-major
+                    where = ok.nonzero().tolist()
+                    for k in members:
+                        if rows.shape[0]:
+                            pipeline.submit(runners[k], rows, setup["per_item"],
+                                            lambda v, i, k=k, b=batch, c=chunk, w=where: scored(k, b, c, w, v, i))
+                        for i, row_errors in enumerate(batch.errors):
+                            for v, error in enumerate(row_errors):
+                                if error is not None:
+                                    cell = (labels[k], chunk[v].key)
+                                    pred[cell][batch.indices[i]] = -1
+                                    errors[cell][batch.indices[i]] = error
+                done += len(batch.indices) + len(batch.failed)
+                if on_progress is not None:
+                    on_progress(done, total_units)
     wall = time.perf_counter() - start
 
-    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, timer.wait_s))
+    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, timer.model_wait(pipeline, cuda)))
     if dist.enabled:
         for part_pred, part_hit5, part_errors, part_load, _, _ in gathered[:dist.rank] + gathered[dist.rank + 1:]:
             for cell, values in part_pred.items():
@@ -709,7 +698,8 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
         wall_s=max(w for *_, w, _ in gathered), data_wait_s=sum(d for *_, d in gathered),
         busy_s=sum(w for *_, w, _ in gathered), device=_device_name(first.device, dist.world_size),
         dtype=next((k for k, v in DTYPES.items() if v == first.dtype), str(first.dtype)),
-        world_size=dist.world_size, workers=workers, batch_size=batch_size, seed=seed, notes=notes)
+        world_size=dist.world_size, workers=workers, batch_size=batch_size, seed=seed,
+        execution=runners[0].mode, notes=notes + [n for r in runners for n in r.notes])
 
 
 # --------------------------------------------------------------------------------------------
@@ -756,7 +746,8 @@ def results_table(report: RobustnessReport):
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
              f"{report.n - skipped} of {report.n} items readable, {skipped} skipped; "
              f"wall {report.wall_s:.1f}s ({per:.1f} model-evaluations/s), waiting for data "
-             f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({report.workers} workers, batch {report.batch_size}"
+             f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({report.workers} workers, batch {report.batch_size}, "
+             f"{report.execution}"
              + (f", {report.world_size} processes" if report.world_size > 1 else "")
              + f"), {report.device}, {report.dtype}"]
     for m in report.models:

@@ -148,6 +148,7 @@ def test_imagenet_tree_metrics_per_sample_and_skips(cli, eval_env, imagenet_tree
     assert summary["data_dir"] == str(root / "val") and summary["workers"] == 2
     assert 0.0 <= summary["data_wait_fraction"] <= 1.0 and summary["items_per_s"] > 0
     assert summary["protocol"] == "resize 109 bicubic, center crop 96"
+    assert summary["execution"] == "eager"  # CPU: no CUDA graphs
 
     rows = [json.loads(line) for line in per_sample.read_text().splitlines()]
     assert [r["index"] for r in rows] == list(range(12))
@@ -304,6 +305,14 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         lines = res.stderr.strip().splitlines()
         assert res.code == 1 and lines[-1].startswith("error:") and message in lines[-1], (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", imagenet_tree[0], "--device", "cpu",
+                "--cuda-graphs")
+    assert res.code == 1 and res.stderr.strip().splitlines()[-1] == (
+        "error: --cuda-graphs needs a CUDA device (the model is on cpu)"), res.stderr
+    assert "Traceback" not in res.stderr
 
 
 def test_torchrun_two_processes_report_what_one_process_does(cli, eval_env, tmp_path):
