@@ -178,6 +178,10 @@ class BatchRunner:
         if not self.cuda:
             values, indices = self._top(batch.to(self.loaded.device), items, views)
             return Ticket(values, indices)
+        with torch.cuda.device(self.loaded.device):  # streams, events and graph capture on the model's GPU
+            return self._submit_cuda(batch, items, views)
+
+    def _submit_cuda(self, batch: Tensor, items: int, views: int) -> Ticket:
         dev = self.loaded.device
         compute = torch.cuda.current_stream(dev)
         slot = self._slots[self._next_slot]
