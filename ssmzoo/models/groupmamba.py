@@ -273,9 +273,14 @@ class GroupMambaLayer(nn.Module):
         # one depthwise conv over the 4 * d_inner channels (its input is copied to channels-last once)
         u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner).permute(0, 3, 1, 2)
         conv = g1.conv2d
-        u = F.silu(F.conv2d(u, w["conv_weight"], w["conv_bias"],
-                            stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                            groups=NUM_DIRECTIONS * d_inner))
+        if DWConv.use_fused_kernel(u, conv):  # conv + bias + SiLU in one Triton kernel
+            from ssmzoo.ops.triton_dwconv import dwconv3x3_act
+
+            u = dwconv3x3_act(u, w["conv_weight"], w["conv_bias"], "silu")
+        else:
+            u = F.silu(F.conv2d(u, w["conv_weight"], w["conv_bias"],
+                                stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                                groups=NUM_DIRECTIONS * d_inner))
         u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
@@ -337,12 +342,29 @@ class DWConv(nn.Module):
         super().__init__()
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim)
 
-    def forward(self, x: Tensor, H: int, W: int) -> Tensor:
+    @staticmethod
+    def use_fused_kernel(x: Tensor, conv: nn.Conv2d) -> bool:
+        """Whether a depthwise 3x3 conv of this file runs as the fused Triton kernel (conv + bias +
+        activation, ``ssmzoo.ops.triton_dwconv``): CUDA tensors on the "triton" scan backend.
+        ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation."""
+        return (x.is_cuda and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
+                and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
+                and conv.groups == conv.in_channels == conv.out_channels)
+
+    def forward(self, x: Tensor, H: int, W: int, activation: str = "none") -> Tensor:
+        """``activation`` ("none", "gelu", "silu") is applied after the conv (fused on the Triton path)."""
         batch, _, channels = x.shape
         x = x.transpose(1, 2).reshape(batch, channels, H, W)  # a channels-last view, no copy
         conv = self.dwconv
-        x = F.conv2d(x, _depthwise_weight(conv.weight, x), conv.bias, stride=conv.stride, padding=conv.padding,
-                     dilation=conv.dilation, groups=conv.groups)
+        if self.use_fused_kernel(x, conv):
+            from ssmzoo.ops.triton_dwconv import dwconv3x3_act
+
+            x = dwconv3x3_act(x, conv.weight, conv.bias, activation)  # channels-last out
+        else:
+            x = F.conv2d(x, _depthwise_weight(conv.weight, x), conv.bias, stride=conv.stride,
+                         padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
+            if activation != "none":
+                x = F.gelu(x) if activation == "gelu" else F.silu(x)
         return x.flatten(2).transpose(1, 2)
 
 
@@ -357,7 +379,11 @@ class PVT2FFN(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
-        return self.fc2(self.act(self.dwconv(self.fc1(x), H, W)))
+        x = self.fc1(x)
+        if DWConv.use_fused_kernel(x, self.dwconv.dwconv) and type(self.act) is nn.GELU \
+                and self.act.approximate == "none":
+            return self.fc2(self.dwconv(x, H, W, activation="gelu"))  # GELU fused into the conv kernel
+        return self.fc2(self.act(self.dwconv(x, H, W)))
 
 
 class FFN(nn.Module):

@@ -1,0 +1,269 @@
+"""Times the fused depthwise 3x3 conv + bias + activation (``ssmzoo.ops.triton_dwconv``) against
+cuDNN's depthwise conv followed by a separate activation (eager), on GroupMamba's shapes.
+
+    python benchmarks/dwconv.py [--models T,S,B] [--batch 128] [--dtype bfloat16] [--inductor]
+    python benchmarks/dwconv.py --sweep [--models T]      # launch-config sweep: picks the defaults
+    python benchmarks/dwconv.py --aot [--config '{...}']  # no GPU needed: compile for sm_90, count
+
+Shapes (224 px, channels-last, as the models make them): stage s has an H x W = 56/2^s map; the
+PVTv2 FFN's conv has embed_dim * mlp_ratio channels followed by GELU, the mixer's conv has embed_dim
+(= 4 * d_inner) channels followed by SiLU. Per shape: median time (triton.testing.do_bench), effective
+bandwidth (input read once + output written once + weight and bias) and its fraction of a
+device-to-device copy measured in the same run, and the max abs error of each path against
+``dwconv3x3_act_ref`` (float32 accumulation, TF32 off; the same rounding points as the kernel).
+Inputs rotate among several copies so that small shapes are not timed out of the 50 MB L2.
+``--inductor`` also times torch.compile of conv + activation (cuDNN conv + Inductor's bias/activation
+kernel, as in the compiled model). The per-model line sums one block of each stage weighted by the
+stage depths (FFN + mixer conv), i.e. the conv time of one forward at this batch.
+
+``--aot`` compiles the kernel for sm_90 on any machine (``benchmarks/scan_aot.py``'s method: the
+launch is intercepted and specialised as the JIT would, then compiled with Triton's ptxas) and prints
+registers, spills, vector loads/stores and barriers for each shape: a check before device time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import itertools
+import json
+import math
+import sys
+
+import torch
+import torch.nn.functional as F
+
+import triton
+
+from ssmzoo.ops import triton_dwconv as td
+
+MODELS = {  # (embed_dims, mlp_ratios, depths), from the authors' groupmamba.py
+    "T": ((64, 128, 348, 448), (8, 8, 4, 4), (3, 4, 9, 3)),
+    "S": ((64, 128, 348, 512), (8, 8, 4, 4), (3, 4, 16, 3)),
+    "B": ((96, 192, 424, 512), (8, 8, 4, 4), (3, 6, 21, 3)),
+}
+RES = (56, 28, 14, 7)
+L2_ROTATE_BYTES = 400e6
+
+
+def model_shapes(name: str) -> list[tuple[str, int, int, str, int]]:
+    """(kind, C, H, activation, depth) per stage: the FFN conv (GELU) and the mixer conv (SiLU)."""
+    dims, ratios, depths = MODELS[name]
+    out = []
+    for C, r, H, d in zip(dims, ratios, RES, depths):
+        out.append(("ffn", C * r, H, "gelu", d))
+        out.append(("mixer", C, H, "silu", d))
+    return out
+
+
+def bench(fn, rep: int = 100) -> float:
+    return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
+
+
+def copy_bandwidth() -> float:
+    src = torch.randn(256 * 2**20, device="cuda")  # 1 GiB
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src))
+    return 2 * src.numel() * 4 / ms / 1e6  # GB/s, read + write
+
+
+def conv_bytes(batch: int, C: int, H: int, dtype: torch.dtype) -> float:
+    e = torch.tensor([], dtype=dtype).element_size()
+    return e * (2 * batch * C * H * H + 10 * C)
+
+
+def make_inputs(batch: int, C: int, H: int, dtype: torch.dtype, gen: torch.Generator):
+    x = torch.randn(batch, H, H, C, device="cuda", generator=gen).to(dtype).permute(0, 3, 1, 2)  # channels-last
+    w = (torch.randn(C, 1, 3, 3, device="cuda", generator=gen) / 3).to(dtype)
+    b = torch.randn(C, device="cuda", generator=gen).to(dtype)
+    return x, w, b
+
+
+def rotating(make, set_bytes: float):
+    """Several independent input sets when one set would fit in L2."""
+    n = max(1, min(8, math.ceil(L2_ROTATE_BYTES / set_bytes)))
+    sets = [make() for _ in range(n)]
+    state = {"i": 0}
+
+    def next_set():
+        state["i"] = (state["i"] + 1) % n
+        return sets[state["i"]]
+    return next_set
+
+
+def eager(x, w, b, act):
+    return getattr(F, act)(F.conv2d(x, w, b, padding=1, groups=x.shape[1]))
+
+
+def max_err(y, ref) -> float:
+    return (y.float() - ref.float()).abs().max().item()
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU timings
+# ---------------------------------------------------------------------------------------------
+
+def run_table(args, shapes, dtype, gen, copy_gbs) -> None:
+    print(f"{'shape':<26}{'cudnn+act us':>13}{'fused us':>10}{'speedup':>8}{'GB/s':>7}{'%copy':>7}"
+          f"{'err fused':>10}{'err cudnn':>10}" + (f"{'inductor us':>12}" if args.inductor else ""), flush=True)
+    times = {}
+    for key in sorted(shapes, key=lambda k: (-k[1], k[0])):
+        kind, H, C, act = key
+        nb = conv_bytes(args.batch, C, H, dtype)
+        nxt = rotating(lambda: make_inputs(args.batch, C, H, dtype, gen), nb)
+        x, w, b = nxt()
+        old_tf32 = torch.backends.cudnn.allow_tf32
+        torch.backends.cudnn.allow_tf32 = False
+        ref = td.dwconv3x3_act_ref(x, w, b, act)
+        torch.backends.cudnn.allow_tf32 = old_tf32
+        err_fused = max_err(td.dwconv3x3_act_triton(x, w, b, act), ref)
+        err_cudnn = max_err(eager(x, w, b, act), ref)
+        del ref
+        t_cudnn = bench(lambda: eager(*nxt(), act), args.rep)
+        t_fused = bench(lambda: td.dwconv3x3_act_triton(*nxt(), act), args.rep)
+        extra = ""
+        if args.inductor:
+            comp = torch.compile(lambda x, w, b: eager(x, w, b, act), dynamic=False)
+            comp(x, w, b)
+            extra = f"{bench(lambda: comp(*nxt()), args.rep) * 1e3:12.1f}"
+        gbs = nb / t_fused / 1e6
+        times[key] = (t_cudnn, t_fused)
+        print(f"{kind + f' C{C} {H}x{H}':<26}{t_cudnn * 1e3:13.1f}{t_fused * 1e3:10.1f}{t_cudnn / t_fused:8.2f}"
+              f"{gbs:7.0f}{100 * gbs / copy_gbs:7.1f}{err_fused:10.2g}{err_cudnn:10.2g}" + extra, flush=True)
+    print(f"per model (batch {args.batch}, one forward's depthwise convs, depth-weighted):")
+    for name in args.models:
+        tc = sum(d * times[(k, H, C, a)][0] for k, C, H, a, d in model_shapes(name))
+        tf = sum(d * times[(k, H, C, a)][1] for k, C, H, a, d in model_shapes(name))
+        print(f"  GroupMamba-{name}: cudnn+act {tc:.2f} ms, fused {tf:.2f} ms (x{tc / tf:.2f})")
+
+
+def sweep_configs(args) -> list[dict]:
+    """About 50 launch configs: the tile variant (BH x BW positions x BC channels) and the row-walking
+    one (ROWS rows of a BW-wide strip), 4 to 16 outputs per thread, BC <= 16 * num_warps (with wider
+    channel blocks the sm_90 compile moves every input tile through shared memory; see --aot)."""
+    if args.configs:
+        return [dict(c) for c in ast.literal_eval(args.configs)]
+    out = []
+    for (BH, BW), BC, nw in itertools.product([(1, 8), (2, 8), (4, 8), (8, 8), (2, 16), (4, 16), (1, 32)],
+                                              (32, 64, 128), (2, 4, 8)):
+        if 4 <= BH * BW * BC // (32 * nw) <= 16 and BC <= 16 * nw:
+            out.append(dict(BH=BH, BW=BW, BC=BC, num_warps=nw, ROWS=0))
+    for ROWS, BW, BC, nw in itertools.product((8, 64), (8, 16, 32), (32, 64, 128), (2, 4, 8)):
+        if 4 <= BW * BC // (32 * nw) <= 16 and BC <= 16 * nw:
+            out.append(dict(BH=1, BW=BW, BC=BC, num_warps=nw, ROWS=ROWS))
+    return out
+
+
+def run_sweep(args, shapes, dtype, gen) -> None:
+    """Every config on every shape; prints each config's depth-weighted total over the models and
+    the best config per shape. Configs are given in full, so the clipping of ``dwconv_config`` to
+    small maps/channel counts still applies (as it would for the default)."""
+    configs = sweep_configs(args)
+    print(f"sweep: {len(configs)} configs x {len(shapes)} shapes (batch {args.batch}, {dtype})", flush=True)
+    data = {key: rotating(lambda key=key: make_inputs(args.batch, key[2], key[1], dtype, gen),
+                          conv_bytes(args.batch, key[2], key[1], dtype)) for key in shapes}
+    weight = {key: 0 for key in shapes}
+    for name in args.models:
+        for k, C, H, a, d in model_shapes(name):
+            weight[(k, H, C, a)] += d
+    results = []
+    base = {key: bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3]), args.rep) for key in shapes}
+    for cfg in configs:
+        try:
+            t = {key: bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3], config=cfg), args.rep)
+                 for key in shapes}
+        except Exception as exc:  # a config that fails to compile (e.g. out of resources) is reported
+            print(f"  {cfg}: failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
+            continue
+        total = sum(weight[k] * t[k] for k in shapes)
+        results.append((total, cfg, t))
+        print(f"  {json.dumps(cfg):<52} weighted total {total:.3f} ms", flush=True)
+    default_total = sum(weight[k] * base[k] for k in shapes)
+    print(f"default {json.dumps(td.DEFAULT_CONFIG)}: weighted total {default_total:.3f} ms")
+    results.append((default_total, dict(td.DEFAULT_CONFIG, default=True), base))
+    results.sort(key=lambda r: r[0])
+    print("best 8 configs:")
+    for total, cfg, _ in results[:8]:
+        print(f"  {total:8.3f} ms  {json.dumps(cfg)}")
+    print("best per shape (us; default in brackets):")
+    for key in sorted(shapes, key=lambda k: (-k[1], k[0])):
+        total, cfg, t = min(results, key=lambda r: r[2][key])
+        print(f"  {key[0]} C{key[2]} {key[1]}x{key[1]}: {t[key] * 1e3:8.1f} [{base[key] * 1e3:8.1f}]  "
+              f"{json.dumps(cfg)}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([dict(cfg=c, total_ms=tot, ms={f"{k[0]} C{k[2]} {k[1]}x{k[1]}": v for k, v in t.items()})
+                       for tot, c, t in results], f, indent=1)
+
+
+# ---------------------------------------------------------------------------------------------
+# Ahead-of-time compile for sm_90 (no GPU)
+# ---------------------------------------------------------------------------------------------
+
+def run_aot(args, shapes, dtype) -> None:
+    from unittest import mock
+
+    from scan_aot import compile_launch, stats  # benchmarks/ is on sys.path when run as a script
+
+    config = ast.literal_eval(args.config) if args.config else None
+    for key in sorted(shapes, key=lambda k: (-k[1], k[0])):
+        kind, H, C, act = key
+        x = torch.randn(2, H, H, C).to(dtype).permute(0, 3, 1, 2)
+        w, b = torch.randn(C, 1, 3, 3).to(dtype), torch.randn(C).to(dtype)
+        seen = {}
+
+        class Catch:
+            def __getitem__(self, grid):
+                def launch(*a, **kw):
+                    seen.update(args=a, kwargs=kw)
+                return launch
+
+        with mock.patch.object(td, "_dwconv3x3_kernel", Catch()), mock.patch.object(td, "_check", lambda *a: None):
+            td.dwconv3x3_act_triton(x, w, b, act, config=config)
+        c = compile_launch(td._dwconv3x3_kernel, seen["args"], seen["kwargs"])
+        kw = seen["kwargs"]
+        cfg = {k: kw[k] for k in ("BH", "BW", "BC", "ALIGN", "num_warps")}
+        print(f"{kind} C{C} {H}x{H} {act} {json.dumps(cfg)}\n    {stats(c)}", flush=True)
+        if args.ttgir:
+            print(c.asm["ttgir"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--models", default="T,S,B", help="comma-separated subset of T,S,B")
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
+    ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
+    ap.add_argument("--inductor", action="store_true", help="also time torch.compile(conv + activation)")
+    ap.add_argument("--sweep", action="store_true", help="sweep launch configs instead of the table")
+    ap.add_argument("--configs", default=None, help="sweep these configs (a Python/JSON list of dicts)")
+    ap.add_argument("--aot", action="store_true", help="compile for sm_90 without a GPU and print counts")
+    ap.add_argument("--config", default=None, help="--aot: config dict to compile (default: the default)")
+    ap.add_argument("--ttgir", action="store_true", help="--aot: print the TTGIR")
+    ap.add_argument("--json", default=None, help="--sweep: write all results here")
+    args = ap.parse_args()
+    args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
+    dtype = getattr(torch, args.dtype)
+    shapes = sorted({(k, H, C, a) for name in args.models for k, C, H, a, _ in model_shapes(name)})
+    if args.aot:
+        run_aot(args, shapes, dtype)
+        return 0
+    if not torch.cuda.is_available():
+        print("needs a CUDA device (use --aot to compile for sm_90 without one)", file=sys.stderr)
+        return 1
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    props = torch.cuda.get_device_properties(0)
+    copy_gbs = copy_bandwidth()
+    print(f"device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
+          f"triton {triton.__version__}, cuDNN {torch.backends.cudnn.version()}; device-to-device copy "
+          f"{copy_gbs:.0f} GB/s (read + write); batch {args.batch}, {args.dtype}, channels-last", flush=True)
+    with torch.no_grad():
+        if args.sweep:
+            run_sweep(args, shapes, dtype, gen)
+        else:
+            run_table(args, shapes, dtype, gen, copy_gbs)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,331 @@
+"""Depthwise 3x3 convolution + bias + activation in one Triton kernel (forward / inference only).
+
+GroupMamba runs two depthwise 3x3 convs per block on token-major activations, i.e. (B, C, H, W)
+tensors in channels-last memory: the PVTv2 FFN's ``DWConv`` followed by GELU, and the mixer's conv
+followed by SiLU. On the GPU cuDNN runs the conv and a second kernel re-reads its output for the
+bias/activation; here both are one pass over memory: the input is read (about) once, the output
+written once.
+
+Numerics follow PyTorch (autocast) as closely as practical: products are accumulated in float32,
+the bias is added, the result is rounded to the output dtype (what an eager low-precision conv
+returns), then the activation is computed in float32 from that and rounded again. ``gelu`` is the
+exact (erf) GELU of ``nn.GELU()``; ``silu`` is ``x / (1 + exp(-x))`` as PyTorch's CUDA kernel.
+
+How the kernel works: one program owns a block of BC channels of one image and a block of the map;
+lanes run along the channels, which are contiguous in channels-last memory, so every load and store
+is coalesced and vectorised. Two variants (``ROWS`` in the config):
+- ROWS = 0 (default): a BH x BW block of positions (flattened); the nine taps are nine masked
+  loads of the block shifted by (dh, dw) (zero padding through the masks). Neighbouring taps
+  overlap, so they mostly hit L1/L2 and DRAM traffic stays near one read of the input.
+- ROWS > 0: the program walks ROWS rows of a BW-wide strip, loading each input row once (three
+  shifted loads) and keeping the two unfinished output rows in registers: a third of the load
+  requests, at the cost of a sequential loop.
+Channel counts that are not multiples of 16 (e.g. 348) keep their vector width through ``ALIGN``
+(C and strides passed divided by it, so the compiler sees multiples).
+
+Entry points: ``dwconv3x3_act_triton`` (the launch), ``dwconv3x3_act_ref`` (F.conv2d + activation,
+same rounding points), the operator ``torch.ops.ssmzoo.dwconv3x3_act`` (opaque to torch.compile)
+and ``dwconv3x3_act`` (the models' entry: applies autocast's input casts, then the operator).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+__all__ = [
+    "ACTIVATIONS",
+    "dwconv3x3_act",
+    "dwconv3x3_act_op",
+    "dwconv3x3_act_ref",
+    "dwconv3x3_act_triton",
+    "dwconv_config",
+]
+
+ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
+
+# Default launch: 4 x 8 positions x 64 channels (a 4 KiB bfloat16 tile, 16 outputs per thread), 4 warps.
+# Chosen without a GPU. Compiled for sm_90 (``python benchmarks/dwconv.py --aot``) every load and
+# store is a 16-byte vector, with no barriers or shared memory, 136 registers (GELU): 3 programs
+# (12 warps) per SM, each with 18 16-byte loads per thread in flight. The halo (6 x 10 positions
+# read for 4 x 8 written) is 1.9x the block, served by L1/L2; 8 columns divide the 56/28/14 map widths
+# at 224 px. To be settled on the GPU: ``python benchmarks/dwconv.py --sweep --models T``.
+DEFAULT_CONFIG = dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0)
+
+
+def _pow2(n: int) -> int:
+    return 1 << max(0, int(n) - 1).bit_length()
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+# ---------------------------------------------------------------------------------------------
+# Kernel
+# ---------------------------------------------------------------------------------------------
+
+@triton.jit
+def _activation(y, ACT: tl.constexpr):
+    if ACT == 1:    # exact GELU (nn.GELU(), approximate="none")
+        y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
+    elif ACT == 2:  # SiLU, as PyTorch's CUDA kernel writes it
+        y = y / (1.0 + tl.exp(-y))
+    return y
+
+
+@triton.jit
+def _to_dtype(v, dtype, RNE_BF16: tl.constexpr):
+    """v (float32) rounded to dtype. RNE_BF16: round to nearest even by hand, for the interpreter,
+    whose float32 -> bfloat16 cast truncates (compiled kernels round to nearest even already)."""
+    if RNE_BF16:
+        bits = v.to(tl.uint32, bitcast=True)
+        bits = bits + 0x7FFF + ((bits >> 16) & 1)
+        v = ((bits >> 16) << 16).to(tl.float32, bitcast=True)
+    return v.to(dtype)
+
+
+@triton.jit
+def _finish(acc, bias, y_ptrs, mask, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+    """Adds the bias, rounds to the output dtype (as an eager conv returns it; a no-op for float32),
+    applies the activation in float32 and stores the result rounded again."""
+    dtype = y_ptrs.dtype.element_ty
+    y = _activation(_to_dtype(acc + bias[None, :], dtype, RNE_BF16).to(tl.float32), ACT)
+    tl.store(y_ptrs, _to_dtype(y, dtype, RNE_BF16), mask=mask)
+
+
+@triton.jit
+def _tap(w_ptr, t: tl.constexpr, C, c, cmask):
+    """Weights of tap t = 3 * kh + kw for the channels c, as a (1, BC) float32 row."""
+    return tl.load(w_ptr + t * C + c, mask=cmask, other=0.0).to(tl.float32)[None, :]
+
+
+@triton.jit
+def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_b, sy_c, sy_h, sy_w,
+                      C, H, W, n_wblocks,
+                      BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr, ROWS: tl.constexpr,
+                      ALIGN: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr, RNE_BF16: tl.constexpr):
+    """y[b, c, h, w] = act(round(bias[c] + sum_{kh,kw} w9[3 kh + kw, c] x[b, c, h + kh - 1, w + kw - 1])).
+
+    Grid: (spatial blocks, channel blocks, batch). w9 is the weight as a (9, C) tensor (tap-major,
+    so each tap's weights are a contiguous vector over the channels). With ALIGN > 1 (host-checked:
+    channels contiguous, C, the other strides and both base pointers multiples of ALIGN elements)
+    C and the strides arrive divided by ALIGN: multiplying them back makes the divisibility visible
+    to the compiler, which then vectorises loads along the channels.
+
+    ROWS = 0: a program computes a BH x BW block of positions (flattened) with nine shifted loads.
+    ROWS > 0: a program walks ROWS rows of a BW-wide column strip, one input row per step (three
+    loads: columns w - 1, w, w + 1) and keeps the two unfinished output rows in registers, so each
+    input row is loaded once per strip, not three times.
+    """
+    pid_s = tl.program_id(0)
+    pid_c = tl.program_id(1)
+    pid_b = tl.program_id(2).to(tl.int64)  # batch offsets may pass 2**31 elements at large batch
+    C = C * ALIGN
+    sx_b = sx_b * ALIGN
+    sx_h = sx_h * ALIGN
+    sx_w = sx_w * ALIGN
+    sy_b = sy_b * ALIGN
+    sy_h = sy_h * ALIGN
+    sy_w = sy_w * ALIGN
+
+    c = pid_c * BC + tl.arange(0, BC)
+    cmask = c < C
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + c, mask=cmask, other=0.0).to(tl.float32)
+    else:
+        bias = tl.zeros([BC], dtype=tl.float32)
+    x_base = x_ptr + pid_b * sx_b + c[None, :] * sx_c
+    y_base = y_ptr + pid_b * sy_b + c[None, :] * sy_c
+
+    if ROWS == 0:
+        i = tl.arange(0, BH * BW)
+        h = (pid_s // n_wblocks) * BH + i // BW
+        w = (pid_s % n_wblocks) * BW + i % BW
+        inside = (h < H) & (w < W)
+        acc = tl.zeros([BH * BW, BC], dtype=tl.float32)
+        for t in tl.static_range(9):
+            hh = h + (t // 3 - 1)
+            ww = w + (t % 3 - 1)
+            ok = inside & (hh >= 0) & (hh < H) & (ww >= 0) & (ww < W)
+            xv = tl.load(x_base + (hh * sx_h + ww * sx_w)[:, None], mask=ok[:, None] & cmask[None, :], other=0.0)
+            acc += xv.to(tl.float32) * _tap(w_ptr, t, C, c, cmask)
+        _finish(acc, bias, y_base + (h * sy_h + w * sy_w)[:, None], inside[:, None] & cmask[None, :],
+                ACT, RNE_BF16)
+    else:
+        w = (pid_s % n_wblocks) * BW + tl.arange(0, BW)
+        r0 = (pid_s // n_wblocks) * ROWS
+        r_end = tl.minimum(r0 + ROWS, H)        # output rows r0 .. r_end - 1
+        ok_c = (w < W)[:, None] & cmask[None, :]
+        ok_l = ok_c & (w >= 1)[:, None]
+        ok_r = (w + 1 < W)[:, None] & cmask[None, :]
+        off_c = (w * sx_w)[:, None]
+        w00, w01, w02 = _tap(w_ptr, 0, C, c, cmask), _tap(w_ptr, 1, C, c, cmask), _tap(w_ptr, 2, C, c, cmask)
+        w10, w11, w12 = _tap(w_ptr, 3, C, c, cmask), _tap(w_ptr, 4, C, c, cmask), _tap(w_ptr, 5, C, c, cmask)
+        w20, w21, w22 = _tap(w_ptr, 6, C, c, cmask), _tap(w_ptr, 7, C, c, cmask), _tap(w_ptr, 8, C, c, cmask)
+        acc_prev = tl.zeros([BW, BC], dtype=tl.float32)   # output row r - 1 (two kernel rows summed)
+        acc_cur = tl.zeros([BW, BC], dtype=tl.float32)    # output row r (one kernel row summed)
+        r = r0 - 1
+        while r <= r_end:  # input rows r0 - 1 .. r_end (a while loop: the interpreter needs it)
+            row_ok = (r >= 0) & (r < H)
+            src = x_base + r * sx_h + off_c
+            xl = tl.load(src - sx_w, mask=ok_l & row_ok, other=0.0).to(tl.float32)
+            xc = tl.load(src, mask=ok_c & row_ok, other=0.0).to(tl.float32)
+            xr = tl.load(src + sx_w, mask=ok_r & row_ok, other=0.0).to(tl.float32)
+            if r > r0:  # input row r is the last (kernel row 2) that output row r - 1 needs
+                _finish(acc_prev + (xl * w20 + xc * w21 + xr * w22), bias,
+                        y_base + (r - 1) * sy_h + (w * sy_w)[:, None], ok_c, ACT, RNE_BF16)
+            acc_prev = acc_cur + (xl * w10 + xc * w11 + xr * w12)
+            acc_cur = xl * w00 + xc * w01 + xr * w02
+            r += 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Host side
+# ---------------------------------------------------------------------------------------------
+
+def _align(x: Tensor, y: Tensor) -> int:
+    """Largest vector width a (elements, at most 16 bytes) such that x and y have contiguous channels
+    and C, every other stride and both base pointers are multiples of a."""
+    C = x.shape[1]
+    for a in (8, 4, 2):
+        if a * x.element_size() > 16:
+            continue
+        if C % a == 0 and all(
+                t.stride(1) == 1 and t.data_ptr() % (a * t.element_size()) == 0
+                and all(t.stride(d) % a == 0 for d in (0, 2, 3)) for t in (x, y)):
+            return a
+    return 1
+
+
+def dwconv_config(C: int, H: int, W: int, config: Optional[dict] = None) -> dict:
+    """Launch geometry: DEFAULT_CONFIG (updated by ``config``) clipped to the map and the channels.
+
+    BH, BW, BC are powers of two; ROWS > 0 selects the row-walking variant (BH is then 1). Keep
+    BC <= 16 * num_warps: with wider channel blocks Triton (3.8, sm_90) gives the per-tap weight
+    vectors a layout of their own and moves every input tile through shared memory to match it
+    (correct, but 19+ barriers; ``benchmarks/dwconv.py --aot`` shows it).
+    """
+    given = dict(config or {})
+    cfg = dict(DEFAULT_CONFIG, **given)
+    cfg["BW"] = min(cfg["BW"], _pow2(W))
+    if cfg["ROWS"]:
+        cfg["BH"], cfg["ROWS"] = 1, min(int(cfg["ROWS"]), H)
+    else:
+        cfg["BH"] = min(cfg["BH"], _pow2(H))
+        if "BC" not in given:  # small maps (the class token's 1x1): wider channel blocks keep the tile size
+            tile = DEFAULT_CONFIG["BH"] * DEFAULT_CONFIG["BW"] * DEFAULT_CONFIG["BC"]
+            cfg["BC"] = max(cfg["BC"], min(256, tile // (cfg["BH"] * cfg["BW"])))
+    cfg["BC"] = min(cfg["BC"], _pow2(C))
+    for k in ("BH", "BW", "BC"):
+        if cfg[k] != _pow2(cfg[k]):
+            raise ValueError(f"{k} must be a power of two, got {cfg}")
+    if cfg["ROWS"] < 0:
+        raise ValueError(f"ROWS must be >= 0, got {cfg}")
+    return cfg
+
+
+def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> None:
+    if x.dim() != 4:
+        raise ValueError(f"x must be (B, C, H, W), got shape {tuple(x.shape)}")
+    C = x.shape[1]
+    if tuple(weight.shape) != (C, 1, 3, 3):
+        raise ValueError(f"weight must be ({C}, 1, 3, 3) for a depthwise 3x3 conv, got {tuple(weight.shape)}")
+    if bias is not None and tuple(bias.shape) != (C,):
+        raise ValueError(f"bias must be ({C},), got {tuple(bias.shape)}")
+    if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
+        raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    for t in (weight, bias):
+        if t is not None and t.device != x.device:
+            raise ValueError(f"all tensors must be on one device, got {t.device} and {x.device}")
+    if x.device.type != "cuda" and not _interpreting():
+        raise RuntimeError("the Triton depthwise conv needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+
+
+def _new_output(x: Tensor) -> Tensor:
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str = "none", *,
+                         out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
+    """act(conv2d(x, weight, bias, stride=1, padding=1, groups=C)) in one kernel launch.
+
+    x (B, C, H, W) any strides (fast when channels-last); weight (C, 1, 3, 3); bias (C,) or None;
+    activation "none", "gelu" (exact) or "silu". Returns (B, C, H, W) channels-last in x's dtype
+    (or writes ``out``, any strides, x's dtype). ``config`` overrides BH, BW, BC, ROWS, num_warps
+    (see ``dwconv_config``).
+    """
+    _check(x, weight, bias, activation)
+    B, C, H, W = x.shape
+    y = out if out is not None else _new_output(x)
+    if y.shape != x.shape or y.dtype != x.dtype:
+        raise ValueError("out must have x's shape and dtype")
+    if x.numel() == 0:
+        return y
+    w9 = weight.reshape(C, 9).t().contiguous()          # (9, C): one contiguous vector per tap
+    cfg = dwconv_config(C, H, W, config)
+    a = _align(x, y)
+    n_wblocks = triton.cdiv(W, cfg["BW"])
+    grid = (triton.cdiv(H, cfg["ROWS"] or cfg["BH"]) * n_wblocks, triton.cdiv(C, cfg["BC"]), B)
+    sx, sy = x.stride(), y.stride()
+    if a > 1:  # channels contiguous (stride 1); the others divided by the alignment (see the kernel)
+        sx = (sx[0] // a, 1, sx[2] // a, sx[3] // a)
+        sy = (sy[0] // a, 1, sy[2] // a, sy[3] // a)
+    _dwconv3x3_kernel[grid](
+        x, *sx, w9, bias if bias is not None else w9, y, *sy, C // a, H, W, n_wblocks,
+        BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], ALIGN=a, ACT=ACTIVATIONS[activation],
+        HAS_BIAS=bias is not None, RNE_BF16=_interpreting() and y.dtype == torch.bfloat16,
+        num_warps=cfg["num_warps"])
+    return y
+
+
+_ACT_REF = {"none": lambda t: t, "gelu": F.gelu, "silu": F.silu}
+
+
+def dwconv3x3_act_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str = "none") -> Tensor:
+    """The kernel's function in PyTorch: F.conv2d accumulated in float32 (float64 for float64 inputs),
+    rounded to x's dtype, then the activation in float32, rounded again; channels-last output."""
+    acc = torch.promote_types(x.dtype, torch.float32)
+    y = F.conv2d(x.to(acc), weight.to(acc), None if bias is None else bias.to(acc), padding=1,
+                 groups=x.shape[1])
+    y = _ACT_REF[activation](y.to(x.dtype).to(acc)).to(x.dtype)
+    return y.contiguous(memory_format=torch.channels_last)
+
+
+# ---------------------------------------------------------------------------------------------
+# The kernel as a PyTorch operator, and the models' entry point
+# ---------------------------------------------------------------------------------------------
+
+@torch.library.custom_op("ssmzoo::dwconv3x3_act", mutates_args=())
+def dwconv3x3_act_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> Tensor:
+    """``dwconv3x3_act_triton`` as ``torch.ops.ssmzoo.dwconv3x3_act``: one opaque node for
+    torch.compile (no tracing into the launch code); output channels-last in x's dtype."""
+    return dwconv3x3_act_triton(x, weight, bias, activation)
+
+
+@dwconv3x3_act_op.register_fake
+def _dwconv3x3_act_fake(x, weight, bias, activation):
+    return _new_output(x)
+
+
+def dwconv3x3_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> Tensor:
+    """The operator with autocast's casts: under autocast (on x's device) the inputs are cast to the
+    autocast dtype first, as F.conv2d would have them (custom operators are not autocast)."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        dtype = torch.get_autocast_dtype(device)
+
+        def cast(t: Optional[Tensor]) -> Optional[Tensor]:  # autocast leaves float64 (and non-floats) alone
+            return t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
+
+        x, weight, bias = cast(x), cast(weight), cast(bias)
+    return dwconv3x3_act_op(x, weight, bias, activation)
