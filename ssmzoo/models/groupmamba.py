@@ -346,8 +346,13 @@ class DWConv(nn.Module):
     def use_fused_kernel(x: Tensor, conv: nn.Conv2d) -> bool:
         """Whether a depthwise 3x3 conv of this file runs as the fused Triton kernel (conv + bias +
         activation, ``ssmzoo.ops.triton_dwconv``): CUDA tensors on the "triton" scan backend.
-        ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation."""
-        return (x.is_cuda and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
+        ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation. Under
+        torch.compile Inductor's own cuDNN conv + fused activation is used: as fast as this kernel
+        alone (benchmarks/dwconv.py --inductor), while the opaque op made the compiled GroupMamba-T
+        slower on the H100 (0.54x convnext_small against 0.63x without it, each measured side by side;
+        docs/gpu_runs/bench_compile_dwconv.txt)."""
+        return (x.is_cuda and not torch.compiler.is_compiling() and scan_backend(x.device) == "triton"
+                and conv.kernel_size == (3, 3)
                 and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
                 and conv.groups == conv.in_channels == conv.out_channels)
 

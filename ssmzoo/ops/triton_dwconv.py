@@ -51,13 +51,12 @@ __all__ = [
 
 ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 
-# Default launch: 4 x 8 positions x 64 channels (a 4 KiB bfloat16 tile, 16 outputs per thread), 4 warps.
-# Chosen without a GPU. Compiled for sm_90 (``python benchmarks/dwconv.py --aot``) every load and
-# store is a 16-byte vector, with no barriers or shared memory, 136 registers (GELU): 3 programs
-# (12 warps) per SM, each with 18 16-byte loads per thread in flight. The halo (6 x 10 positions
-# read for 4 x 8 written) is 1.9x the block, served by L1/L2; 8 columns divide the 56/28/14 map widths
-# at 224 px. To be settled on the GPU: ``python benchmarks/dwconv.py --sweep --models T``.
-DEFAULT_CONFIG = dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0)
+# Default launch, from the H100 sweep (``python benchmarks/dwconv.py --sweep --models T``, 60 configs,
+# GroupMamba-T's FFN and mixer shapes at batch 128 bf16, depth-weighted; docs/gpu_runs/dwconv_sweep.txt):
+# the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps: 5.42 ms per
+# forward's convs, against 6.11 ms for the best position-block config (4 x 8 x 64, ROWS=0) and 10.09 ms
+# for cuDNN + a separate activation. Loading each input row once beats relying on L1/L2 for the halo.
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64)
 
 
 def _pow2(n: int) -> int:
