@@ -27,7 +27,6 @@ import argparse
 import ast
 import itertools
 import json
-import math
 import sys
 
 import torch
@@ -35,6 +34,7 @@ import torch.nn.functional as F
 
 import triton
 
+from scan import copy_bandwidth, rotating  # noqa: E402  (benchmarks/scan.py: same copy reference and L2 rotation)
 from ssmzoo.ops import triton_dwconv as td
 
 MODELS = {  # (embed_dims, mlp_ratios, depths), from the authors' groupmamba.py
@@ -43,7 +43,6 @@ MODELS = {  # (embed_dims, mlp_ratios, depths), from the authors' groupmamba.py
     "B": ((96, 192, 424, 512), (8, 8, 4, 4), (3, 6, 21, 3)),
 }
 RES = (56, 28, 14, 7)
-L2_ROTATE_BYTES = 400e6
 
 
 def model_shapes(name: str) -> list[tuple[str, int, int, str, int]]:
@@ -60,13 +59,6 @@ def bench(fn, rep: int = 100) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
 
 
-def copy_bandwidth() -> float:
-    src = torch.randn(256 * 2**20, device="cuda")  # 1 GiB
-    dst = torch.empty_like(src)
-    ms = bench(lambda: dst.copy_(src))
-    return 2 * src.numel() * 4 / ms / 1e6  # GB/s, read + write
-
-
 def conv_bytes(batch: int, C: int, H: int, dtype: torch.dtype) -> float:
     e = torch.tensor([], dtype=dtype).element_size()
     return e * (2 * batch * C * H * H + 10 * C)
@@ -77,18 +69,6 @@ def make_inputs(batch: int, C: int, H: int, dtype: torch.dtype, gen: torch.Gener
     w = (torch.randn(C, 1, 3, 3, device="cuda", generator=gen) / 3).to(dtype)
     b = torch.randn(C, device="cuda", generator=gen).to(dtype)
     return x, w, b
-
-
-def rotating(make, set_bytes: float):
-    """Several independent input sets when one set would fit in L2."""
-    n = max(1, min(8, math.ceil(L2_ROTATE_BYTES / set_bytes)))
-    sets = [make() for _ in range(n)]
-    state = {"i": 0}
-
-    def next_set():
-        state["i"] = (state["i"] + 1) % n
-        return sets[state["i"]]
-    return next_set
 
 
 def eager(x, w, b, act):
