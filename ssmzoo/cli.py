@@ -221,6 +221,26 @@ def classify_cmd(
         raise typer.Exit(1)
 
 
+
+def _eval_option(name: str):
+    """An option ``eval`` and ``robustness`` share, defined once (a fresh OptionInfo per use)."""
+    specs = {
+        "limit": ((None, "--limit"), dict(min=1, help="Evaluate N items: round-robin over classes in file order "
+                                          "(deterministic).")),
+        "batch_size": ((64, "--batch-size", "-b"), dict(min=1, help="Images, or video clips (views), per forward pass.")),
+        "workers": ((None, "--workers"), dict(min=0, help="DataLoader workers (default: CPUs per process less 2 above "
+                                              "4 CPUs, at most 32).")),
+        "device": (("auto", "--device"), dict(help="auto, cpu or cuda (under torchrun: each rank's own GPU).")),
+        "views": ((None, "--views"), dict(help="Video views CLIPSxCROPS (default: the paper's protocol).")),
+        "cuda_graphs": ((None, "--cuda-graphs/--no-cuda-graphs"), dict(
+            help="Replay each batch's forward from a captured CUDA graph (default: on with CUDA; same kernels and "
+                 "predictions, far less launch overhead).")),
+        "compile_": ((False, "--compile"), dict(help="torch.compile the model first (a minute or more per model: pays "
+                                                "off on large datasets).")),
+    }
+    args, kwargs = specs[name]
+    return typer.Option(*args, **kwargs)
+
 @app.command("eval")
 def eval_cmd(
     dataset: str = typer.Option(..., "--dataset", "-d", help="imagenet, imagefolder, kinetics400 or ssv2."),
@@ -237,18 +257,14 @@ def eval_cmd(
         None, "--class-map", help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
     list_file: Optional[Path] = typer.Option(
         None, "--list", help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Evaluate N items: round-robin over classes in file order (deterministic)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images, or video clips (views), per forward pass."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: CPUs per process less 2 above 4 CPUs, at most 32)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: each rank's own GPU)."),
+    limit: Optional[int] = _eval_option("limit"),
+    batch_size: int = _eval_option("batch_size"),
+    workers: Optional[int] = _eval_option("workers"),
+    device: str = _eval_option("device"),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
-    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the paper's protocol)."),
-    cuda_graphs: Optional[bool] = typer.Option(
-        None, "--cuda-graphs/--no-cuda-graphs", help="Replay each batch's forward from a captured CUDA graph "
-        "(default: on with CUDA; same kernels and predictions, far less launch overhead)."),
-    compile_: bool = typer.Option(
-        False, "--compile", help="torch.compile the model first (a minute or more per model: pays off on large datasets)."),
+    views: Optional[str] = _eval_option("views"),
+    cuda_graphs: Optional[bool] = _eval_option("cuda_graphs"),
+    compile_: bool = _eval_option("compile_"),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the summary to results.json or .csv."),
     per_sample: Optional[Path] = typer.Option(None, "--per-sample", help="Write each item's prediction to a .csv or .jsonl file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of a table."),
@@ -389,18 +405,14 @@ def robustness_cmd(
     labels: Optional[Path] = typer.Option(None, "--labels", help="imagenet, flat folder: 'filename label' lines."),
     class_map: Optional[Path] = typer.Option(None, "--class-map", help="imagefolder: 'folder label' lines (or JSON)."),
     list_file: Optional[Path] = typer.Option(None, "--list", help="kinetics400/ssv2: 'path label' lines."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Evaluate N items: round-robin over classes in file order (deterministic)."),
-    batch_size: int = typer.Option(64, "--batch-size", "-b", min=1, help="Images, or video clips (views), per forward pass."),
-    workers: Optional[int] = typer.Option(None, "--workers", min=0, help="DataLoader workers (default: CPUs per process less 2 above 4 CPUs, at most 32)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu or cuda (under torchrun: each rank's own GPU)."),
+    limit: Optional[int] = _eval_option("limit"),
+    batch_size: int = _eval_option("batch_size"),
+    workers: Optional[int] = _eval_option("workers"),
+    device: str = _eval_option("device"),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
-    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the paper's protocol)."),
-    cuda_graphs: Optional[bool] = typer.Option(
-        None, "--cuda-graphs/--no-cuda-graphs", help="Replay each batch's forward from a captured CUDA graph "
-        "(default: on with CUDA; same kernels and predictions, far less launch overhead)."),
-    compile_: bool = typer.Option(
-        False, "--compile", help="torch.compile the model first (a minute or more per model: pays off on large datasets)."),
+    views: Optional[str] = _eval_option("views"),
+    cuda_graphs: Optional[bool] = _eval_option("cuda_graphs"),
+    compile_: bool = _eval_option("compile_"),
     seed: int = typer.Option(0, "--seed", help="Seed of the random corruptions (noise), drawn per image and condition."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results to a .json or .csv file."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Draw top-1 against quality/severity to a .png/.svg/.pdf (needs matplotlib)."),
