@@ -3,6 +3,11 @@
     python benchmarks/bimamba_seq.py                 # on a CUDA machine: check + time
     python benchmarks/bimamba_seq.py --configs '[{"SPLIT": 1}, {"SPLIT": 4, "num_warps": 2}]'
     python benchmarks/bimamba_seq.py --aot           # no GPU needed: compile for sm_90, PTX stats
+    python benchmarks/bimamba_seq.py --segments 64,128,256,512,0 --shapes video   # split-sequence sweep
+    python benchmarks/bimamba_seq.py --aot --segments 256 --configs '[{}]'       # its three phases, sm_90
+
+``--segments`` (tokens per segment; 0 = the kernel's default) also times ``bimamba_scan_split_triton``
+with every config of ``--configs`` (default: SPLIT_CONFIGS) and each SEG, after the sequential rows.
 
 Shapes: VideoMamba-S (d_inner 768, d_state 16), image (batch 128, L 197) and video (batch 8,
 L 3137), bf16 and fp32, in two layouts: "cl" (u/delta/z channels-last, as the brief assumes) and
@@ -63,16 +68,28 @@ def make_inputs(batch, length, dtype, layout, device, gen):
 # ---------------------------------------------------------------------------------------------
 
 _TY = {torch.float32: "*fp32", torch.float16: "*fp16", torch.bfloat16: "*bf16"}
+_ARGS = ("u", "delta", "A", "B", "C", "D", "u_b", "delta_b", "A_b", "B_b", "C_b", "D_b", "z",
+         "delta_bias", "delta_bias_b", "delta_softplus", "backward_flipped")
 
 
 def aot_compile(inputs: dict, config: dict):
+    """The sequential kernel's launch, compiled: (compiled kernel, grid)."""
+    y, grid, args, meta = tb._launch(*[inputs[k] for k in _ARGS], None, config)
+    return _aot(tb._bimamba_seq_kernel, args, meta), grid
+
+
+def aot_compile_split(inputs: dict, config: dict):
+    """The split kernel's launches (phase 1 and 2 only with several segments), compiled:
+    [(kernel name, compiled kernel, grid)]."""
+    y, launches = tb._launch_split(*[inputs[k] for k in _ARGS], None, config)
+    return [(kernel.fn.__name__, _aot(kernel, args, meta), grid) for kernel, grid, args, meta in launches]
+
+
+def _aot(kernel, args, meta):
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    y, grid, args, meta = tb._launch(*[inputs[k] for k in (
-        "u", "delta", "A", "B", "C", "D", "u_b", "delta_b", "A_b", "B_b", "C_b", "D_b", "z",
-        "delta_bias", "delta_bias_b", "delta_softplus", "backward_flipped")], None, config)
-    kernel = tb._bimamba_seq_kernel
+    meta = dict(meta)
     names = list(inspect.signature(kernel.fn).parameters)
     num_warps = meta.pop("num_warps")
     sig, constexprs, attrs = {}, dict(meta), {}
@@ -91,7 +108,7 @@ def aot_compile(inputs: dict, config: dict):
     for name in names[len(args):]:
         sig[name] = "constexpr"
     src = ASTSource(kernel, sig, constexprs=constexprs, attrs=attrs)
-    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps)), grid
+    return triton.compile(src, target=GPUTarget("cuda", 90, 32), options=dict(num_warps=num_warps))
 
 
 def _tool(name):
@@ -145,7 +162,7 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-def run_gpu(configs, reps_sets=3):
+def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None):
     from triton.testing import do_bench
 
     from ssmzoo.ops.triton_scan import bimamba_scan_triton
@@ -154,6 +171,8 @@ def run_gpu(configs, reps_sets=3):
     print(f"device: {torch.cuda.get_device_name(dev)}, torch {torch.__version__}, triton {triton.__version__}")
     rows = []
     for case, (batch, length) in SHAPES.items():
+        if shapes and case not in shapes:
+            continue
         for dtype in (torch.bfloat16, torch.float32):
             for layout in ("cl", "model"):
                 gen = torch.Generator().manual_seed(0)
@@ -174,6 +193,17 @@ def run_gpu(configs, reps_sets=3):
                     print(f"    seq {json.dumps(cfg):55s} {t * 1e3:9.1f} us  x{t_old / t:5.2f}  "
                           f"rel err vs chunked {err:.2e}", flush=True)
                     row[json.dumps(cfg)] = dict(us=t * 1e3, err=err)
+                for cfg in (split_configs or []) if segments else []:
+                    for seg in segments:
+                        scfg = dict(cfg, SEG=seg) if seg else dict(cfg)
+                        full = tb.split_config(batch, D_INNER, length, N_STATE, scfg)
+                        fn = lambda **kw: tb.bimamba_scan_split_triton(**kw, config=scfg)  # noqa: E731
+                        err = rel(fn(**sets[0]), ref)
+                        t = timed(fn)
+                        tag = f"{json.dumps(scfg)} (SEG {full['SEG']} x {full['NSEG']}, SPLIT {full['SPLIT']})"
+                        print(f"    split {tag:55s} {t * 1e3:9.1f} us  x{t_old / t:5.2f}  "
+                              f"rel err vs chunked {err:.2e}", flush=True)
+                        row["split " + json.dumps(scfg)] = dict(us=t * 1e3, err=err)
                 rows.append(row)
                 del sets
                 torch.cuda.empty_cache()
@@ -191,23 +221,51 @@ DEFAULT_CONFIGS = [
     {"SPLIT": 4, "PACK": False},
 ]
 
+SPLIT_CONFIGS = [  # with --segments (the split kernel: parallelism now also comes from the segments)
+    {},
+    {"SPLIT": 1},
+    {"SPLIT": 2},
+    {"SPLIT": 4},
+    {"SPLIT": 1, "UNROLL": 4},
+]
+
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--aot", action="store_true", help="compile for sm_90 without a GPU and print PTX stats")
     ap.add_argument("--configs", help="JSON list of config dicts (default: a small sweep)")
     ap.add_argument("--dump", help="with --aot: directory to write the .ptx / .ttgir files to")
+    ap.add_argument("--segments", help="comma list of SEG values (tokens per segment, 0 = default): also run "
+                                       "the split-sequence kernel (with --aot: only it)")
+    ap.add_argument("--shapes", help="comma list of shapes to run (image, video; default both)")
     args = ap.parse_args(argv)
-    configs = json.loads(args.configs) if args.configs else DEFAULT_CONFIGS
+    segments = [int(x) for x in args.segments.split(",")] if args.segments else None
+    shapes = args.shapes.split(",") if args.shapes else None
+    if args.configs:
+        configs = split_configs = json.loads(args.configs)
+    else:
+        configs, split_configs = DEFAULT_CONFIGS, SPLIT_CONFIGS
     if args.aot:
         gen = torch.Generator().manual_seed(0)
         for case, (batch, length) in SHAPES.items():
+            if shapes and case not in shapes:
+                continue
             for dtype in (torch.bfloat16, torch.float32):
                 for layout in ("cl", "model"):
                     inputs = make_inputs(batch, length, dtype, layout, "cpu", gen)
-                    for cfg in configs:
-                        c, grid = aot_compile(inputs, cfg)
-                        tag = f"{case} {str(dtype)[6:]} {layout} {json.dumps(cfg)}"
+                    compiled = []
+                    if segments:
+                        for cfg in split_configs:
+                            for seg in segments:
+                                scfg = dict(cfg, SEG=seg) if seg else dict(cfg)
+                                for name, c, grid in aot_compile_split(inputs, scfg):
+                                    compiled.append((f"{case} {str(dtype)[6:]} {layout} split {json.dumps(scfg)} "
+                                                     f"{name}", c, grid))
+                    else:
+                        for cfg in configs:
+                            c, grid = aot_compile(inputs, cfg)
+                            compiled.append((f"{case} {str(dtype)[6:]} {layout} {json.dumps(cfg)}", c, grid))
+                    for tag, c, grid in compiled:
                         print(f"{tag:70s} grid {grid} {ptx_stats(c)}", flush=True)
                         if args.dump:
                             import os
@@ -219,7 +277,7 @@ def main(argv=None):
         return
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA device (or --aot)")
-    run_gpu(configs)
+    run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes)
 
 
 if __name__ == "__main__":

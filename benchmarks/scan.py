@@ -26,7 +26,7 @@ import triton.testing
 
 from ssmzoo.ops import selective_scan_chunked
 from ssmzoo.ops import triton_scan as ts
-from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton
+from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton, bimamba_scan_split_triton, split_config
 
 GROUPMAMBA = {  # embed_dims per stage, from the authors' groupmamba.py (classification/models)
     "T": [64, 128, 348, 448],
@@ -233,9 +233,18 @@ def main() -> None:
             ms = bench(lambda: ts.bimamba_scan_triton(**nxt()))
             record(f"vm bimamba chunked {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err)
             # the sequential kernel, which the models use (torch.ops.ssmzoo.bimamba_scan)
-            err_seq = rel_err(bimamba_scan_seq_triton(**x), ts.bimamba_scan_ref(**x, scan_fn=selective_scan_chunked))
+            ref = ts.bimamba_scan_ref(**x, scan_fn=selective_scan_chunked)
+            err_seq = rel_err(bimamba_scan_seq_triton(**x), ref)
             ms = bench(lambda: bimamba_scan_seq_triton(**nxt()))
             record(f"vm bimamba seq {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err_seq)
+            # its split-sequence variant (default segments: one for image, 13 x 256 for video16; not
+            # used by the models yet)
+            err_split = rel_err(bimamba_scan_split_triton(**x), ref)
+            del ref
+            scfg = split_config(batch, 768, L, 16)
+            ms = bench(lambda: bimamba_scan_split_triton(**nxt()))
+            record(f"vm bimamba split {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err_split,
+                   extra=f"SEG {scfg['SEG']} x {scfg['NSEG']} SPLIT {scfg['SPLIT']}")
             # one direction alone, plain API
             single = {k: x[k] for k in ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")}
             nb1 = torch.tensor([], dtype=dtype).element_size() * (4 * batch * 768 * L + 2 * batch * 16 * L)

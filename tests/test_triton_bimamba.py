@@ -1,5 +1,7 @@
-"""The sequential bimamba kernel (``bimamba_scan_seq_triton``) against the float64 reference
-(``bimamba_scan_ref``), as tests/test_triton_scan.py does for the chunked kernels.
+"""The sequential bimamba kernel (``bimamba_scan_seq_triton``) and its split-sequence variant
+(``bimamba_scan_split_triton``) against the float64 reference (``bimamba_scan_ref``), as
+tests/test_triton_scan.py does for the chunked kernels. The split kernel is also compared with the
+sequential one (same tolerances; bit for bit under the interpreter when it runs one segment).
 
 On every machine the kernel runs under the Triton interpreter (``TRITON_INTERPRET=1``, CPU tensors,
 small shapes) in one subprocess (the variable must be set before Triton is imported); on a CUDA
@@ -25,16 +27,18 @@ TOL = {"float32": 1e-5, "float16": 2e-3, "bfloat16": 1e-2}
 
 
 def case(batch, dim, length, n_state, dtype="float32", flipped=False, layout="cf", groups=None,
-         optional=True, config=None):
+         optional=True, config=None, kernel=None):
     """layout: "cf" (batch, d, L) contiguous; "cl" u/delta/z/B/C stored (batch, L, .) and seen
     transposed; "model" what BiMambaMixer passes (u/delta channel-first, z a channels-last slice of
-    a wider tensor, B/C (batch, N, L) contiguous); "sliced" every tensor a strided slice."""
+    a wider tensor, B/C (batch, N, L) contiguous); "sliced" every tensor a strided slice.
+    kernel: None (the sequential kernel) or "split" (config SEG: tokens per segment)."""
     return dict(batch=batch, dim=dim, length=length, n_state=n_state, dtype=dtype, flipped=flipped,
-                layout=layout, groups=groups, optional=optional, config=config)
+                layout=layout, groups=groups, optional=optional, config=config, kernel=kernel)
 
 
 def case_id(c: dict) -> str:
-    return "-".join(f"{k}={v}" for k, v in c.items() if k != "config" and v is not None) + (
+    return "-".join(f"{k}={v}" for k, v in c.items() if k not in ("config", "kernel") and v is not None) + (
+        f"-{c['kernel']}" if c.get("kernel") else "") + (
         f"-cfg={c['config']}" if c.get("config") else "")
 
 
@@ -60,6 +64,24 @@ INTERP_CASES = [
     case(1, 6, 21, 16, dtype="bfloat16", layout="model", flipped=True, config=dict(SPLIT=4)),
 ]
 
+# The split-sequence kernel: several segments with a short last one (37 = 4 x 8 + 5 = 2 x 16 + 5,
+# 7 = 4 + 3), channel blocks cut by dim (37 over blocks of 32, 6 < 8, 9 < 16), every dtype, with and
+# without z / D / delta_bias, both backward layouts; one segment (SEG >= L) must equal the
+# sequential kernel bit for bit.
+SPLIT_CASES = [
+    case(1, 5, 1, 1, config=dict(SEG=4), kernel="split"),
+    case(1, 37, 7, 16, config=dict(SEG=4), kernel="split"),
+    case(1, 6, 37, 16, flipped=True, config=dict(SEG=8, SPLIT=4), kernel="split"),
+    case(1, 9, 37, 3, layout="model", flipped=True, config=dict(SEG=16, SPLIT=2, PACK=False), kernel="split"),
+    case(2, 6, 7, 2, groups=2, layout="cl", config=dict(SEG=4), kernel="split"),
+    case(1, 6, 37, 16, dtype="bfloat16", layout="cl", optional=False, config=dict(SEG=16, SPLIT=4),
+         kernel="split"),
+    case(1, 3, 37, 16, dtype="float16", layout="sliced", flipped=True, config=dict(SEG=8, SPLIT=8),
+         kernel="split"),
+    case(1, 6, 37, 16, flipped=True, config=dict(SEG=64, SPLIT=4), kernel="split"),     # one segment
+]
+INTERP_CASES += SPLIT_CASES
+
 
 def _rand(gen, *shape, scale=1.0):
     return torch.randn(*shape, generator=gen) * scale
@@ -70,7 +92,7 @@ def _f64(v):
 
 
 def run_case(c: dict, device: str, seed: int) -> dict:
-    from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton
+    from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton, bimamba_scan_split_triton, split_config
     from ssmzoo.ops.triton_scan import bimamba_scan_ref
 
     gen = torch.Generator().manual_seed(seed)
@@ -114,21 +136,35 @@ def run_case(c: dict, device: str, seed: int) -> dict:
         out = torch.full((b, L, d), float("nan"), dtype=dtype, device=device).transpose(1, 2)
     else:
         out = torch.full((b, d, L), float("nan"), dtype=dtype, device=device)
-    y = bimamba_scan_seq_triton(**args, out=out, config=c["config"])
+    split = c.get("kernel") == "split"
+    scan = bimamba_scan_split_triton if split else bimamba_scan_seq_triton
+    y = scan(**args, out=out, config=c["config"])
     ref = bimamba_scan_ref(**{k: _f64(v) for k, v in args.items()})
     assert y is out and y.dtype == dtype
     err = ((y.double() - ref.double()).norm() / ref.double().norm()).item()
     # without ``out``: a fresh tensor of u's dtype, in u's memory order
-    y2 = bimamba_scan_seq_triton(**args, config=c["config"])
-    same = bool(torch.equal(y2, y)) and y2.dtype == dtype
-    return dict(err=err, nan=bool(torch.isnan(y).any()), same_without_out=same)
+    result = dict(err=err, nan=bool(torch.isnan(y).any()))
+    if not split or layout == "cl":  # (the split kernel shares the output code: checked once, to save time)
+        y2 = scan(**args, config=c["config"])
+        result["same_without_out"] = bool(torch.equal(y2, y)) and y2.dtype == dtype
+    if split:  # against the sequential kernel (its own launch config: SEG removed)
+        cfg = {k: v for k, v in (c["config"] or {}).items() if k not in ("SEG", "COMBINE_BC")} or None
+        y_seq = bimamba_scan_seq_triton(**args, config=cfg)
+        result.update(err_seq=((y.double() - y_seq.double()).norm() / y_seq.double().norm()).item(),
+                      same_as_seq=bool(torch.equal(y, y_seq)), interpreted=device == "cpu",
+                      nseg=split_config(b, d, L, N, c["config"])["NSEG"])
+    return result
 
 
 def _check(result: dict, c: dict) -> None:
     assert "error" not in result, result.get("error")
     assert not result["nan"], f"unwritten (NaN) outputs: {case_id(c)}"
     assert result["err"] < TOL[c["dtype"]], f"rel err {result['err']:.3g} for {case_id(c)}"
-    assert result["same_without_out"], f"out= and a fresh output differ: {case_id(c)}"
+    assert result.get("same_without_out", True), f"out= and a fresh output differ: {case_id(c)}"
+    if "err_seq" in result:
+        assert result["err_seq"] < TOL[c["dtype"]], f"rel diff to the sequential kernel {result['err_seq']:.3g}"
+        if result["nseg"] == 1 and result["interpreted"]:
+            assert result["same_as_seq"], f"one segment differs from the sequential kernel: {case_id(c)}"
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +188,19 @@ def test_config_rules():
         seq_config(1, 4, 10, 16, dict(SPLIT=4, num_warps=2))
 
 
+def test_split_config_rules():
+    from ssmzoo.ops.triton_bimamba import split_config
+
+    video = split_config(8, 768, 3137, 16)                  # 13 segments of 256 (last 65), one lane per channel
+    assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (256, 13, 1)
+    assert split_config(128, 768, 197, 16)["NSEG"] == 1     # image: enough channels, no split
+    assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5
+    assert split_config(1, 4, 7, 16, dict(SEG=100))["SEG"] == 7
+    assert split_config(1, 4, 1, 16, dict(SEG=4))["NSEG"] == 1
+    with pytest.raises(ValueError):
+        split_config(1, 4, 10, 16, dict(SEG=0))
+
+
 # ---------------------------------------------------------------------------------------------
 # Compiled, on a CUDA device: the VideoMamba-S shapes
 # ---------------------------------------------------------------------------------------------
@@ -171,6 +220,16 @@ GPU_CASES = [
     case(2, 100, 197, 16, dtype="float32", layout="model", config=dict(PACK=False)),
     case(2, 40, 200, 3, dtype="float32", layout="sliced", groups=2),
     case(2, 33, 200, 2, optional=False),
+    # split-sequence kernel: default segments (video: 13 x 256) and explicit ones
+    case(2, 768, 197, 16, dtype="bfloat16", layout="cl", config=dict(SEG=64), kernel="split"),
+    case(2, 768, 197, 16, dtype="float32", layout="model", flipped=True, config=dict(SEG=50, SPLIT=4),
+         kernel="split"),
+    case(2, 768, 3137, 16, dtype="bfloat16", layout="cl", flipped=True, kernel="split"),
+    case(2, 768, 3137, 16, dtype="float32", layout="model", kernel="split"),
+    case(2, 768, 3137, 16, dtype="bfloat16", layout="model", flipped=True, config=dict(SEG=128, SPLIT=4),
+         kernel="split"),
+    case(2, 100, 3137, 3, dtype="float32", layout="sliced", groups=2, config=dict(SEG=200, PACK=False),
+         kernel="split"),
 ]
 
 

@@ -38,6 +38,10 @@ the kernel reads B/C through their strides.
 
 Inputs may be arbitrary strided views (strides are kernel arguments); the kernel also runs under
 ``TRITON_INTERPRET=1`` on CPU tensors.
+
+``bimamba_scan_split_triton`` (end of the file; untimed, not used by the models) is the same function
+with the sequence split into segments run by different programs (three launches), for shapes where
+batch x dim gives too few threads (VideoMamba video).
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ import triton.language as tl
 
 from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
 
-__all__ = ["bimamba_scan_seq_triton", "seq_config"]
+__all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config"]
 
 
 @triton.jit
@@ -357,3 +361,423 @@ def _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bia
                 HAS_Z=z is not None, BC_MASK=not cfg["PACK"] and n_state < NP,
                 FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
     return y, grid, args, meta
+
+
+# ---------------------------------------------------------------------------------------------
+# Split-sequence (chunk-parallel) variant: segments of each direction on different programs
+# ---------------------------------------------------------------------------------------------
+# The sequential kernel has batch x dim channel-sequences of work in flight (6144 for VideoMamba-S
+# video: ~3% of copy bandwidth on an H100). Here the tokens are cut into S segments of SEG tokens
+# (the last one shorter) and each direction runs in three launches:
+#   1. _split_state_kernel, per (segment, direction, channel block): the recurrence from h = 0 over
+#      the segment; its final state (NP floats per channel) and the sum of its softplus'd deltas
+#      (one float per channel: the segment's total decay is exp(A_n * sum_t dt_t) for every state n,
+#      because A does not depend on t; storing the exponent avoids underflow) go to float32 scratch;
+#   2. _split_combine_kernel, per (channel block, batch, direction): S - 1 sequential steps
+#      h_in[j + 1] = exp(A dtsum[j]) h_in[j] + h_end[j] (j in the direction's step order), in place;
+#   3. _split_out_kernel, per (segment, channel block): the backward and then the forward direction
+#      over the segment's tokens from their initial states, with the same epilogue as
+#      _bimamba_seq_kernel (backward partial to the accumulator, D skip, gate, store).
+# Segments are token ranges [s SEG, min(L, (s + 1) SEG)), so the backward direction's segment s
+# covers steps [L - t1, L - t0) and its step-order index is S - 1 - s. Scratch slot j of a direction
+# holds, after phase 2, the initial state of its step-order segment j (phase 1 writes the final state
+# of segment j into slot j + 1; slot 0 is set to zero by phase 2). S = 1 runs phase 3 alone from h = 0:
+# the same arithmetic, in the same order, as _bimamba_seq_kernel.
+
+@triton.jit
+def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr):
+    """The (G, V, SPLIT, BD) state tile's state indices n4 (G, V, SPLIT, 1), an int32 zero tile and
+    the state mask (n < NSTATE), exactly as in _sweep."""
+    BD: tl.constexpr = cl.shape[0]
+    V: tl.constexpr = 4 if S_IN >= 4 else S_IN
+    G: tl.constexpr = S_IN // V
+    gi = tl.arange(0, G)[:, None, None, None]
+    vi = tl.arange(0, V)[None, :, None, None]
+    sp = tl.arange(0, SPLIT)[None, None, :, None]
+    n4 = sp * S_IN + gi * V + vi
+    zero4 = tl.zeros([G, V, SPLIT, BD], dtype=tl.int32)
+    nmask = (n4 < NSTATE) & (zero4 == 0)
+    return n4, zero4, nmask
+
+
+@triton.jit
+def _state_step(k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
+                sb_l, A2, bias, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr):
+    """_step's state update only (no C, z, partial, y): h and the running sum of dt; loads step
+    k + 1's u, dt, B_t (clamped to the last step, as _step)."""
+    u = u_n.to(tl.float32)
+    dt = dt_n.to(tl.float32)
+    bt = b_n.to(tl.float32)
+    kn = tl.minimum(k + 1, L - 1)
+    if REV:
+        pn = L - 1 - kn
+    else:
+        pn = kn
+    if U_STEP:
+        iu = kn
+    else:
+        iu = pn
+    if BC_STEP:
+        ib = kn
+    else:
+        ib = pn
+    u_n = tl.load(u_ptr + ru + iu * su_l)
+    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt, FAST)
+    dsum += dt
+    a = tl.exp2(_bcast(dt) * A2)
+    h = a * h + _bcast(dt * u) * bt
+    return h, dsum, u_n, dt_n, b_n
+
+
+@triton.jit
+def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr, bias_ptr,
+               hs_ptr, ds_ptr, cl, cmask, k0, k1, L,
+               NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+               REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+               HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
+               FAST: tl.constexpr, UNROLL: tl.constexpr):
+    """Phase 1 for one direction: steps k0 <= k < k1 from h = 0 (indices as in _sweep); stores the
+    final state to hs_ptr[c, n] and log2 of the segment's decay, A_n log2(e) sum(dt), to ds_ptr[c, n]
+    (NP floats per channel each; the sum of dt is one float per channel, multiplied by A once at the
+    end). Pointers are offset to the program's (batch, group) / scratch slot."""
+    BD: tl.constexpr = cl.shape[0]
+    NP: tl.constexpr = S_IN * SPLIT
+    n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
+    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
+                 other=0.0) * 1.4426950408889634
+    bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
+    offn = n4 * sb_n + zero4
+    clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))
+    ru = clc * su_c
+    rdt = clc * sdt_c
+    h = zero4.to(tl.float32)
+    dsum = tl.zeros([BD], dtype=tl.float32)
+    if REV:
+        p = L - 1 - k0
+    else:
+        p = k0
+    if U_STEP:
+        iu = k0
+    else:
+        iu = p
+    if BC_STEP:
+        ib = k0
+    else:
+        ib = p
+    u_n = tl.load(u_ptr + ru + iu * su_l)
+    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
+    k = k0
+    while k < nmain:
+        for j in tl.static_range(UNROLL):
+            h, dsum, u_n, dt_n, b_n = _state_step(
+                k + j, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
+                sb_l, A2, bias, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST)
+        k += UNROLL
+    while k < k1:
+        h, dsum, u_n, dt_n, b_n = _state_step(
+            k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
+            sb_l, A2, bias, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST)
+        k += 1
+    off = _bcast(cl) * NP + n4 + zero4
+    smask = _bcast(cmask) & (zero4 == 0)
+    tl.store(hs_ptr + off, h, mask=smask)
+    tl.store(ds_ptr + off, A2 * _bcast(dsum), mask=smask)  # log2 of the segment's decay, per state
+
+
+@triton.jit
+def _seg_out(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
+             z_ptr, sz_c, sz_l, y_ptr, acc_ptr, sy_c, sy_l,
+             A_ptr, D_ptr, bias_ptr, hs_ptr, cl, cmask, k0, k1, L,
+             NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+             REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+             HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+             HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
+             BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
+    """Phase 3 for one direction: _sweep restricted to steps k0 <= k < k1, starting from the state
+    at hs_ptr[c, n] (HAS_INIT) or from zero. Same loads, step function and stores as _sweep."""
+    BD: tl.constexpr = cl.shape[0]
+    NP: tl.constexpr = S_IN * SPLIT
+    n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
+    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
+                 other=0.0) * 1.4426950408889634
+    Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)
+    bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
+    offn = n4 * sb_n + zero4
+    clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))
+    ru = clc * su_c
+    rdt = clc * sdt_c
+    rz = clc * sz_c
+    ry = cl * sy_c
+    rya = clc * sy_c
+    if HAS_INIT:
+        h = tl.load(hs_ptr + _bcast(cl) * NP + n4 + zero4, mask=_bcast(cmask) & (zero4 == 0), other=0.0)
+    else:
+        h = zero4.to(tl.float32)
+    if REV:
+        p = L - 1 - k0
+    else:
+        p = k0
+    if U_STEP:
+        iu = k0
+    else:
+        iu = p
+    if BC_STEP:
+        ib = k0
+    else:
+        ib = p
+    u_n = tl.load(u_ptr + ru + iu * su_l)
+    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    if HAS_Z:
+        z_n = tl.load(z_ptr + rz + p * sz_l)
+    if ACC_IN:
+        a_n = tl.load(acc_ptr + rya + p * sy_l)
+    if not HAS_Z:
+        z_n = u_n
+    if not ACC_IN:
+        a_n = u_n
+    nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
+    k = k0
+    while k < nmain:
+        for j in tl.static_range(UNROLL):
+            h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
+                k + j, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
+                b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
+                cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+                ACC_IN, ACC_OUT, BC_MASK, FAST)
+        k += UNROLL
+    while k < k1:
+        h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
+            k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
+            b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
+            cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+            ACC_IN, ACC_OUT, BC_MASK, FAST)
+        k += 1
+
+
+@triton.jit
+def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
+                        b_ptr, sb_b, sb_g, sb_n, sb_l, A_ptr, bias_ptr,
+                        ub_ptr, sub_b, sub_c, sub_l, dtb_ptr, sdtb_b, sdtb_c, sdtb_l,
+                        bb_ptr, sbb_b, sbb_g, sbb_n, sbb_l, Ab_ptr, biasb_ptr,
+                        hs_ptr, ds_ptr, n_batch, dim, dim_g, L, SEG, NSEG, NBLK,
+                        NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+                        BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
+                        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
+                        FAST: tl.constexpr, UNROLL: tl.constexpr):
+    """Phase 1. Grid (NBLK x 2 (NSEG - 1), groups, batch): program q = pid0 // NBLK runs the forward
+    direction's step-order segment q (q < NSEG - 1) or the backward one's q - (NSEG - 1); the last
+    segment of each direction has no successor and is not run. Consecutive programs share a segment
+    (neighbouring channel blocks: channels-last rows shared in L2)."""
+    NP: tl.constexpr = S_IN * SPLIT
+    pid = tl.program_id(0)
+    blk = pid % NBLK
+    q = pid // NBLK
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    c0 = g * dim_g
+    cl = blk * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    if q < NSEG - 1:  # forward, segment s = j = q: steps = tokens [s SEG, (s + 1) SEG)
+        j = q
+        k0 = j * SEG
+        k1 = tl.minimum(k0 + SEG, L)
+        slot = (bb * NSEG + j + 1).to(tl.int64)  # direction 0
+        _seg_state(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
+                   b_ptr + bb * sb_b + g * sb_g, sb_n, sb_l, A_ptr + c0 * NSTATE, bias_ptr + c0,
+                   hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
+                   k0, k1, L,
+                   NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL)
+    else:             # backward, step-order segment j = token segment s = NSEG - 1 - j
+        j = q - (NSEG - 1)
+        s = NSEG - 1 - j
+        t0 = s * SEG
+        t1 = tl.minimum(t0 + SEG, L)
+        slot = ((n_batch + bb) * NSEG + j + 1).to(tl.int64)  # direction 1
+        _seg_state(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c,
+                   sdtb_l, bb_ptr + bb * sbb_b + g * sbb_g, sbb_n, sbb_l, Ab_ptr + c0 * NSTATE, biasb_ptr + c0,
+                   hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
+                   L - t1, L - t0, L,
+                   NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
+                   UNROLL)
+
+
+@triton.jit
+def _split_combine_kernel(hs_ptr, ds_ptr, n_batch, dim, NSEG, NP: tl.constexpr, BC: tl.constexpr):
+    """Phase 2. Grid (channel blocks of BC, batch, 2 directions): slot 0 = 0, then for j < NSEG - 1
+    h_in[j + 1] = exp2(lg[j]) h_in[j] + h_end[j] (h_end[j] is in slot j + 1, lg[j] = log2 of segment
+    j's decay), in place; the next segment's inputs are loaded before the current combine."""
+    c = tl.program_id(0) * BC + tl.arange(0, BC)[:, None]
+    n = tl.arange(0, NP)[None, :]
+    bb = tl.program_id(1).to(tl.int64)
+    dr = tl.program_id(2)
+    cm2 = (c < dim) & (n < NP)
+    base = (dr * n_batch + bb) * NSEG
+    hrow = hs_ptr + base * dim * NP + c * NP + n
+    drow = ds_ptr + base * dim * NP + c * NP + n
+    carry = tl.zeros([BC, NP], dtype=tl.float32)
+    tl.store(hrow, carry, mask=cm2)
+    e_n = tl.load(hrow + dim * NP, mask=cm2, other=0.0)
+    d_n = tl.load(drow, mask=cm2, other=0.0)
+    j = 0
+    while j < NSEG - 1:
+        e = e_n
+        d = d_n
+        jn = tl.minimum(j + 1, NSEG - 2)
+        e_n = tl.load(hrow + (jn + 1) * dim * NP, mask=cm2, other=0.0)
+        d_n = tl.load(drow + jn * dim * NP, mask=cm2, other=0.0)
+        carry = tl.exp2(d) * carry + e
+        tl.store(hrow + (j + 1) * dim * NP, carry, mask=cm2)
+        j += 1
+
+
+@triton.jit
+def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
+                      b_ptr, c_ptr, sb_b, sb_g, sb_n, sb_l, A_ptr, D_ptr, bias_ptr,
+                      ub_ptr, sub_b, sub_c, sub_l, dtb_ptr, sdtb_b, sdtb_c, sdtb_l,
+                      bb_ptr, cb_ptr, sbb_b, sbb_g, sbb_n, sbb_l, Ab_ptr, Db_ptr, biasb_ptr,
+                      z_ptr, sz_b, sz_c, sz_l, y_ptr, acc_ptr, sy_b, sy_c, sy_l,
+                      hs_ptr, n_batch, dim, dim_g, L, SEG, NSEG, NBLK,
+                      NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
+                      BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
+                      HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                      HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
+                      UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
+    """Phase 3. Grid (NBLK x NSEG, groups, batch): token segment s = pid0 // NBLK; backward direction
+    first (its partial to acc), then forward + partial + gate -> y, as _bimamba_seq_kernel does over
+    the whole sequence."""
+    NP: tl.constexpr = S_IN * SPLIT
+    pid = tl.program_id(0)
+    blk = pid % NBLK
+    s = pid // NBLK
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    c0 = g * dim_g
+    cl = blk * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    t0 = s * SEG
+    t1 = tl.minimum(t0 + SEG, L)
+    yo = bb * sy_b + c0 * sy_c
+    slot_b = ((n_batch + bb) * NSEG + (NSEG - 1 - s)).to(tl.int64)
+    slot_f = (bb * NSEG + s).to(tl.int64)
+    _seg_out(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c, sdtb_l,
+             bb_ptr + bb * sbb_b + g * sbb_g, cb_ptr + bb * sbb_b + g * sbb_g, sbb_n, sbb_l,
+             z_ptr, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
+             Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, hs_ptr + slot_b * dim * NP + c0 * NP,
+             cl, cmask, L - t1, L - t0, L,
+             NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
+             HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT)
+    tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
+    _seg_out(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
+             b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
+             z_ptr + bb * sz_b + c0 * sz_c, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
+             A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, hs_ptr + slot_f * dim * NP + c0 * NP,
+             cl, cmask, t0, t1, L,
+             NSTATE, S_IN, SPLIT, False, False, False,
+             HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT)
+
+
+SPLIT_SEG = 256  # default segment length (tokens) when batch x dim alone gives too few threads
+
+
+def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None) -> dict:
+    """``seq_config`` plus SEG (tokens per segment; SEG >= length: one segment, the sequential kernel's
+    work) and COMBINE_BC (channels per phase-2 program).
+
+    Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
+    image shape), else SEG = 256 (VideoMamba-S video: 13 segments). SPLIT then follows seq_config
+    with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work).
+    Untimed: the sweep (benchmarks/bimamba_seq.py --segments ...) should set these."""
+    config = dict(config or {})
+    seg = config.pop("SEG", None)
+    bc = config.pop("COMBINE_BC", 32)
+    if seg is None:
+        seg = length if batch * dim >= 132 * 8 * 32 else SPLIT_SEG
+    seg = int(seg)
+    if seg < 1:
+        raise ValueError(f"SEG must be >= 1, got {seg}")
+    seg = min(seg, max(1, length))
+    nseg = triton.cdiv(length, seg)
+    cfg = seq_config(batch * nseg, dim, length, n_state, config)
+    cfg.update(SEG=seg, NSEG=nseg, COMBINE_BC=bc)
+    return cfg
+
+
+def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                              u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor,
+                              D_b: Optional[Tensor], z: Optional[Tensor] = None,
+                              delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
+                              delta_softplus: bool = False, *, backward_flipped: bool = False,
+                              out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
+    """``bimamba_scan_seq_triton``'s function and signature, split along the sequence into segments run
+    by different programs (three launches; see the comment above ``_tile_index``). Not timed yet and
+    not used by the models.
+
+    ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program) and everything
+    ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
+    """
+    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
+    y, launches = _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
+                                delta_bias_b, delta_softplus, backward_flipped, out, config)
+    for kernel, grid, args, meta in launches:
+        kernel[grid](*args, **meta)
+    return y
+
+
+def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+                  delta_softplus, backward_flipped, out, config):
+    """Output, scratch and packed B/C buffers, and the (kernel, grid, args, meta) of each phase in
+    launch order (phases 1 and 2 only with more than one segment)."""
+    batch, dim, length = u.shape
+    (B4, C4, Bb4, Cb4, (A_, D_, bias_), (Ab_, Db_, biasb_), y, acc, zz) = _bimamba_operands(
+        u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b, out)
+    groups, n_state = B4.shape[1], B4.shape[2]
+    dim_g = dim // groups
+    NP = _pow2(n_state)
+    cfg = split_config(batch, dim, length, n_state, config)
+    seg, nseg = cfg["SEG"], cfg["NSEG"]
+    if cfg["PACK"]:
+        bc = _pack_bc(B4, C4, NP, False)
+        bcb = _pack_bc(Bb4, Cb4, NP, not backward_flipped)
+        f_bc = (bc[..., :NP], bc[..., NP:], bc.stride(0), bc.stride(1), 1, bc.stride(2))
+        b_bc = (bcb[..., :NP], bcb[..., NP:], bcb.stride(0), bcb.stride(1), 1, bcb.stride(2))
+    else:
+        if B4.stride() != C4.stride() or Bb4.stride() != Cb4.stride():
+            B4, C4, Bb4, Cb4 = (t.contiguous() for t in (B4, C4, Bb4, Cb4))
+        f_bc = (B4, C4, *B4.stride())
+        b_bc = (Bb4, Cb4, *Bb4.stride())
+    nblk = triton.cdiv(dim_g, cfg["BD"])
+    common = dict(NSTATE=n_state, S_IN=NP // cfg["SPLIT"], SPLIT=cfg["SPLIT"], BD=cfg["BD"],
+                  B_FLIPPED=bool(backward_flipped), PACKED=bool(cfg["PACK"]),
+                  HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+                  BC_MASK=not cfg["PACK"] and n_state < NP,
+                  FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
+    launches = []
+    if nseg > 1:
+        # scratch, [direction, batch, slot, channel, NP]: states, and log2 of the segments' decays
+        hs = torch.empty(2, batch, nseg, dim, NP, dtype=torch.float32, device=u.device)
+        ds = torch.empty_like(hs)
+        launches.append((_split_state_kernel, (nblk * 2 * (nseg - 1), groups, batch),
+                         (u, *u.stride(), delta, *delta.stride(), f_bc[0], *f_bc[2:], A_, bias_,
+                          u_b, *u_b.stride(), delta_b, *delta_b.stride(), b_bc[0], *b_bc[2:], Ab_, biasb_,
+                          hs, ds, batch, dim, dim_g, length, seg, nseg, nblk), dict(common)))
+        bcc = cfg["COMBINE_BC"]
+        launches.append((_split_combine_kernel, (triton.cdiv(dim, bcc), batch, 2),
+                         (hs, ds, batch, dim, nseg), dict(NP=NP, BC=bcc, num_warps=max(1, min(4, bcc * NP // 128)))))
+    else:
+        hs = y  # (not read: HAS_INIT is off)
+    launches.append((_split_out_kernel, (nblk * nseg, groups, batch),
+                     (u, *u.stride(), delta, *delta.stride(), *f_bc, A_, D_, bias_,
+                      u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
+                      zz, *zz.stride(), y, acc, *y.stride(), hs, batch, dim, dim_g, length, seg, nseg, nblk),
+                     dict(common, HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=nseg > 1)))
+    return y, launches
