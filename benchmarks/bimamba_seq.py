@@ -73,9 +73,12 @@ _ARGS = ("u", "delta", "A", "B", "C", "D", "u_b", "delta_b", "A_b", "B_b", "C_b"
 
 
 def aot_compile(inputs: dict, config: dict):
-    """The sequential kernel's launch, compiled: (compiled kernel, grid)."""
-    y, grid, args, meta = tb._launch(*[inputs[k] for k in _ARGS], None, config)
-    return _aot(tb._bimamba_seq_kernel, args, meta), grid
+    """The sequential kernel's launch (the split kernel's last phase over one segment), compiled:
+    (compiled kernel, grid)."""
+    y, launches = tb._launch_split(*[inputs[k] for k in _ARGS], None,
+                                   dict(config, SEG=max(1, inputs["u"].shape[-1])))
+    (kernel, grid, args, meta), = launches
+    return _aot(kernel, args, meta), grid
 
 
 def aot_compile_split(inputs: dict, config: dict):

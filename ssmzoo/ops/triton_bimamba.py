@@ -91,91 +91,22 @@ def _bcast(v):
 
 
 @triton.jit
-def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
-           z_ptr, sz_c, sz_l, y_ptr, acc_ptr, sy_c, sy_l,
-           A_ptr, D_ptr, bias_ptr, cl, cmask, L,
-           NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
-           REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
-           HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-           HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
-           BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr):
-    """One direction over all L steps k; token p = k (or L - 1 - k with REV). u/delta are read at
-    index k if U_STEP else p, B/C at k if BC_STEP else p; z, y and the accumulator at p.
-    Pointers are already offset to the program's (batch, group); cl: (BD,) channel indices.
-    Loads are unmasked (channel indices past the group's end are clamped to its last channel and the
-    step after the last re-reads the last one; only stores are masked); B/C loads are masked only
-    where states n >= N are not backed by memory (BC_MASK: unpacked B/C with N < NP).
-
-    The state tile is (G, V, SPLIT, BD), state n = split_lane * S_IN + g * V + v: V = 4 consecutive
-    states (one 16-byte load of packed B/C) and G = S_IN / V groups of them per thread; lanes run
-    along the channels first, then along SPLIT (Triton's default / coalesced layouts for these shapes
-    give exactly that, so the per-channel (BD,) vectors need no data movement)."""
-    BD: tl.constexpr = cl.shape[0]
-    V: tl.constexpr = 4 if S_IN >= 4 else S_IN
-    G: tl.constexpr = S_IN // V
-    gi = tl.arange(0, G)[:, None, None, None]
-    vi = tl.arange(0, V)[None, :, None, None]
-    sp = tl.arange(0, SPLIT)[None, None, :, None]
-    n4 = sp * S_IN + gi * V + vi                                            # (G, V, SPLIT, 1)
-    zero4 = tl.zeros([G, V, SPLIT, BD], dtype=tl.int32)
-    nmask = (n4 < NSTATE) & (zero4 == 0)                                    # (G, V, SPLIT, BD)
-    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
-                 other=0.0) * 1.4426950408889634
-    Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)        # (D_ptr / bias_ptr point to A when absent)
-    bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
-    offn = n4 * sb_n + zero4
-    clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))          # clamped: loads in bounds
-    ru = clc * su_c
-    rdt = clc * sdt_c
-    rz = clc * sz_c
-    ry = cl * sy_c
-    rya = clc * sy_c
-    h = tl.zeros([G, V, SPLIT, BD], dtype=tl.float32)
-
-    # step 0's loads (the loop loads step k + 1 while computing step k)
+def _indices(k, L, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr):
+    """Step k's token p (L - 1 - k with REV) and the indices u/delta (k if U_STEP else p) and B/C
+    (k if BC_STEP else p) are read at."""
     if REV:
-        p = L - 1
+        p = L - 1 - k
     else:
-        p = 0
+        p = k
     if U_STEP:
-        iu = 0
+        iu = k
     else:
         iu = p
     if BC_STEP:
-        ib = 0
+        ib = k
     else:
         ib = p
-    u_n = tl.load(u_ptr + ru + iu * su_l)
-    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
-    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
-    if HAS_Z:
-        z_n = tl.load(z_ptr + rz + p * sz_l)
-    if ACC_IN:
-        a_n = tl.load(acc_ptr + rya + p * sy_l)
-    if not HAS_Z:
-        z_n = u_n  # (placeholders: the step function passes them through)
-    if not ACC_IN:
-        a_n = u_n
-    # UNROLL steps per iteration let the compiler overlap one step's softplus / exp2 / sum with the
-    # next one's (only h is carried); a plain loop does the L % UNROLL remaining steps.
-    nmain = (L // UNROLL) * UNROLL
-    k = 0
-    while k < nmain:  # (while loops: Triton 3.6's interpreter cannot range() over a runtime bound)
-        for j in tl.static_range(UNROLL):
-            h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
-                k + j, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
-                b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
-                cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
-                ACC_IN, ACC_OUT, BC_MASK, FAST)
-        k += UNROLL
-    while k < L:
-        h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
-            k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
-            b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
-            cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
-            ACC_IN, ACC_OUT, BC_MASK, FAST)
-        k += 1
+    return p, iu, ib
 
 
 @triton.jit
@@ -196,19 +127,7 @@ def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, 
     else:
         p = k
     # prefetch step k + 1 (after the last step: the last step again, unused)
-    kn = tl.minimum(k + 1, L - 1)
-    if REV:
-        pn = L - 1 - kn
-    else:
-        pn = kn
-    if U_STEP:
-        iu = kn
-    else:
-        iu = pn
-    if BC_STEP:
-        ib = kn
-    else:
-        ib = pn
+    pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
     b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
@@ -236,41 +155,6 @@ def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, 
             y = y * (zz / (1.0 + tl.exp2(zz * -1.4426950408889634)))
         tl.store(y_ptr + ry + p * sy_l, y.to(y_ptr.dtype.element_ty), mask=cmask)
     return h, u_n, dt_n, b_n, c_n, z_n, a_n
-
-
-@triton.jit
-def _bimamba_seq_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
-                        b_ptr, c_ptr, sb_b, sb_g, sb_n, sb_l, A_ptr, D_ptr, bias_ptr,
-                        ub_ptr, sub_b, sub_c, sub_l, dtb_ptr, sdtb_b, sdtb_c, sdtb_l,
-                        bb_ptr, cb_ptr, sbb_b, sbb_g, sbb_n, sbb_l, Ab_ptr, Db_ptr, biasb_ptr,
-                        z_ptr, sz_b, sz_c, sz_l, y_ptr, acc_ptr, sy_b, sy_c, sy_l, dim_g, L,
-                        NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
-                        BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
-                        HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                        HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-                        UNROLL: tl.constexpr):
-    """Grid (channel blocks of a group, groups, batch). Backward direction first (ungated partial to
-    acc, float32), then forward + partial + gate -> y."""
-    pid_d = tl.program_id(0)
-    g = tl.program_id(1)
-    bb = tl.program_id(2).to(tl.int64)
-    c0 = g * dim_g
-    cl = pid_d * BD + tl.arange(0, BD)
-    cmask = cl < dim_g
-    yo = bb * sy_b + c0 * sy_c
-    _sweep(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c, sdtb_l,
-           bb_ptr + bb * sbb_b + g * sbb_g, cb_ptr + bb * sbb_b + g * sbb_g, sbb_n, sbb_l,
-           z_ptr, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
-           Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, cl, cmask, L,
-           NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
-           HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL)
-    tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
-    _sweep(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
-           b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
-           z_ptr + bb * sz_b + c0 * sz_c, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
-           A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, cl, cmask, L,
-           NSTATE, S_IN, SPLIT, False, False, False,
-           HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL)
 
 
 def seq_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None) -> dict:
@@ -317,50 +201,15 @@ def bimamba_scan_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
                             delta_bias: Optional[Tensor] = None, delta_bias_b: Optional[Tensor] = None,
                             delta_softplus: bool = False, *, backward_flipped: bool = False,
                             out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
-    """``bimamba_scan_triton``'s function and signature, on the sequential kernel (module docstring).
+    """``bimamba_scan_triton``'s function and signature, on the sequential kernel (module docstring):
+    the split kernel's last phase over one segment, the whole sequence, from h = 0.
 
     ``config`` overrides the launch: SPLIT (lanes per channel), num_warps, CPT (channels per thread)
     or BD (channels per program), PACK (copy B/C to a packed float32 buffer first).
     """
-    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
-    y, grid, args, meta = _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
-                                  delta_bias_b, delta_softplus, backward_flipped, out, config)
-    _bimamba_seq_kernel[grid](*args, **meta)
-    return y
-
-
-def _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
-            delta_softplus, backward_flipped, out, config):
-    """Checks, output / accumulator / packed B-C buffers, and the kernel's grid, arguments and
-    meta-parameters (separate from the launch so that benchmarks/bimamba_seq.py can compile the very
-    same call ahead of time)."""
-    batch, dim, length = u.shape
-    (B4, C4, Bb4, Cb4, (A_, D_, bias_), (Ab_, Db_, biasb_), y, acc, zz) = _bimamba_operands(
-        u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b, out)
-    groups, n_state = B4.shape[1], B4.shape[2]
-    dim_g = dim // groups
-    NP = _pow2(n_state)
-    cfg = seq_config(batch, dim, length, n_state, config)
-    if cfg["PACK"]:
-        bc = _pack_bc(B4, C4, NP, False)
-        bcb = _pack_bc(Bb4, Cb4, NP, not backward_flipped)
-        f_bc = (bc[..., :NP], bc[..., NP:], bc.stride(0), bc.stride(1), 1, bc.stride(2))
-        b_bc = (bcb[..., :NP], bcb[..., NP:], bcb.stride(0), bcb.stride(1), 1, bcb.stride(2))
-    else:
-        if B4.stride() != C4.stride() or Bb4.stride() != Cb4.stride():
-            B4, C4, Bb4, Cb4 = (t.contiguous() for t in (B4, C4, Bb4, Cb4))
-        f_bc = (B4, C4, *B4.stride())
-        b_bc = (Bb4, Cb4, *Bb4.stride())
-    grid = (triton.cdiv(dim_g, cfg["BD"]), groups, batch)
-    args = (u, *u.stride(), delta, *delta.stride(), *f_bc, A_, D_, bias_,
-            u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
-            zz, *zz.stride(), y, acc, *y.stride(), dim_g, length)
-    meta = dict(NSTATE=n_state, S_IN=NP // cfg["SPLIT"], SPLIT=cfg["SPLIT"], BD=cfg["BD"],
-                B_FLIPPED=bool(backward_flipped), PACKED=bool(cfg["PACK"]),
-                HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-                HAS_Z=z is not None, BC_MASK=not cfg["PACK"] and n_state < NP,
-                FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
-    return y, grid, args, meta
+    return bimamba_scan_split_triton(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
+                                     delta_bias_b, delta_softplus, backward_flipped=backward_flipped, out=out,
+                                     config=dict(config or {}, SEG=max(1, u.shape[-1])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,12 +226,12 @@ def _launch(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bia
 #      h_in[j + 1] = exp(A dtsum[j]) h_in[j] + h_end[j] (j in the direction's step order), in place;
 #   3. _split_out_kernel, per (segment, channel block): the backward and then the forward direction
 #      over the segment's tokens from their initial states, with the same epilogue as
-#      _bimamba_seq_kernel (backward partial to the accumulator, D skip, gate, store).
+#      the sequential kernel (backward partial to the accumulator, D skip, gate, store).
 # Segments are token ranges [s SEG, min(L, (s + 1) SEG)), so the backward direction's segment s
 # covers steps [L - t1, L - t0) and its step-order index is S - 1 - s. Scratch slot j of a direction
 # holds, after phase 2, the initial state of its step-order segment j (phase 1 writes the final state
 # of segment j into slot j + 1; slot 0 is set to zero by phase 2). S = 1 runs phase 3 alone from h = 0:
-# the same arithmetic, in the same order, as _bimamba_seq_kernel.
+# that is the sequential kernel (bimamba_scan_seq_triton).
 
 @triton.jit
 def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr):
@@ -409,19 +258,7 @@ def _state_step(k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt
     u = u_n.to(tl.float32)
     dt = dt_n.to(tl.float32)
     bt = b_n.to(tl.float32)
-    kn = tl.minimum(k + 1, L - 1)
-    if REV:
-        pn = L - 1 - kn
-    else:
-        pn = kn
-    if U_STEP:
-        iu = kn
-    else:
-        iu = pn
-    if BC_STEP:
-        ib = kn
-    else:
-        ib = pn
+    pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
     b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
@@ -458,18 +295,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
     rdt = clc * sdt_c
     h = zero4.to(tl.float32)
     dsum = tl.zeros([BD], dtype=tl.float32)
-    if REV:
-        p = L - 1 - k0
-    else:
-        p = k0
-    if U_STEP:
-        iu = k0
-    else:
-        iu = p
-    if BC_STEP:
-        ib = k0
-    else:
-        ib = p
+    p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
     b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
@@ -493,7 +319,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
 
 
 @triton.jit
-def _seg_out(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
+def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
              z_ptr, sz_c, sz_l, y_ptr, acc_ptr, sy_c, sy_l,
              A_ptr, D_ptr, bias_ptr, hs_ptr, cl, cmask, k0, k1, L,
              NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
@@ -501,9 +327,19 @@ def _seg_out(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
              BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
-    """Phase 3 for one direction: _sweep restricted to steps k0 <= k < k1, starting from the state
-    at hs_ptr[c, n] (HAS_INIT) or from zero. Same loads, step function and stores as _sweep."""
-    BD: tl.constexpr = cl.shape[0]
+    """One direction over steps k0 <= k < k1 (all L for the sequential kernel, one segment in phase 3
+    of the split kernel), from the state at hs_ptr[c, n] (HAS_INIT) or from zero; token p = k (or
+    L - 1 - k with REV). u/delta are read at index k if U_STEP else p, B/C at k if BC_STEP else p;
+    z, y and the accumulator at p. Pointers are already offset to the program's (batch, group); cl:
+    (BD,) channel indices. Loads are unmasked (channel indices past the group's end are clamped to
+    its last channel and the step after the last re-reads the last one; only stores are masked);
+    B/C loads are masked only where states n >= N are not backed by memory (BC_MASK: unpacked B/C
+    with N < NP).
+
+    The state tile is (G, V, SPLIT, BD), state n = split_lane * S_IN + g * V + v: V = 4 consecutive
+    states (one 16-byte load of packed B/C) and G = S_IN / V groups of them per thread; lanes run
+    along the channels first, then along SPLIT (Triton's default / coalesced layouts for these shapes
+    give exactly that, so the per-channel (BD,) vectors need no data movement)."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
     A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
@@ -521,18 +357,7 @@ def _seg_out(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
         h = tl.load(hs_ptr + _bcast(cl) * NP + n4 + zero4, mask=_bcast(cmask) & (zero4 == 0), other=0.0)
     else:
         h = zero4.to(tl.float32)
-    if REV:
-        p = L - 1 - k0
-    else:
-        p = k0
-    if U_STEP:
-        iu = k0
-    else:
-        iu = p
-    if BC_STEP:
-        ib = k0
-    else:
-        ib = p
+    p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
     b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
@@ -653,8 +478,8 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                       HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
                       UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
     """Phase 3. Grid (NBLK x NSEG, groups, batch): token segment s = pid0 // NBLK; backward direction
-    first (its partial to acc), then forward + partial + gate -> y, as _bimamba_seq_kernel does over
-    the whole sequence."""
+    first (its partial to acc), then forward + partial + gate -> y; with one segment (NSEG = 1, no
+    HAS_INIT) this is the sequential kernel over the whole sequence."""
     NP: tl.constexpr = S_IN * SPLIT
     pid = tl.program_id(0)
     blk = pid % NBLK
@@ -669,7 +494,7 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
     yo = bb * sy_b + c0 * sy_c
     slot_b = ((n_batch + bb) * NSEG + (NSEG - 1 - s)).to(tl.int64)
     slot_f = (bb * NSEG + s).to(tl.int64)
-    _seg_out(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c, sdtb_l,
+    _sweep(ub_ptr + bb * sub_b + c0 * sub_c, sub_c, sub_l, dtb_ptr + bb * sdtb_b + c0 * sdtb_c, sdtb_c, sdtb_l,
              bb_ptr + bb * sbb_b + g * sbb_g, cb_ptr + bb * sbb_b + g * sbb_g, sbb_n, sbb_l,
              z_ptr, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
              Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, hs_ptr + slot_b * dim * NP + c0 * NP,
@@ -677,7 +502,7 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
              HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT)
     tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
-    _seg_out(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
+    _sweep(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
              b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
              z_ptr + bb * sz_b + c0 * sz_c, sz_c, sz_l, y_ptr + yo, acc_ptr + yo, sy_c, sy_l,
              A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, hs_ptr + slot_f * dim * NP + c0 * NP,
