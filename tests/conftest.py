@@ -111,3 +111,13 @@ def cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return invoke
+
+
+@pytest.fixture()
+def no_tf32():
+    """Float32 matmuls and convolutions in full precision on CUDA (TF32 is cuDNN's default for convs),
+    so GPU results can be held to float32 tolerances."""
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old

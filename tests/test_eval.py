@@ -507,3 +507,31 @@ def test_evaluate_library_with_image_hooks(eval_env, imagenet_tree):
     rejected = evaluate(loaded, data, workers=0, image_hook=_reject_png)
     (bad,) = [s for s in rejected.failed if s.path.endswith("gradient.png")]
     assert "ValueError: cannot corrupt this one" in bad.error and len(rejected.failed) == 4
+
+
+# ----------------------------------------------------------------------------- on a GPU (skipped without CUDA)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_eval_graphs_eager_and_compile_agree(eval_env, imagenet_tree, no_tf32):
+    """The GPU loop (staging ring, pipelining, uint8 crops normalised on the device) predicts what the
+    CPU does; CUDA-graph replay is the eager forward exactly; torch.compile agrees within rounding."""
+    from ssmzoo.evaluate import evaluate
+
+    root, expected, bad = imagenet_tree
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    data = build_dataset("imagenet", entry, root)
+    cpu = evaluate(load_model(entry, weights=str(eval_env["checkpoint"]), device="cpu"), data, batch_size=4, workers=0)
+    loaded = load_model(entry, weights=str(eval_env["checkpoint"]), device="cuda")
+    runs = {mode: evaluate(loaded, data, batch_size=4, workers=2, cuda_graphs=graphs, compile=comp)
+            for mode, graphs, comp in (("graphs", None, False), ("eager", False, False), ("compile", True, True))}
+    assert [r.execution for r in runs.values()] == ["CUDA graphs", "eager", "torch.compile + CUDA graphs"]
+    rows = {mode: [(s.path, s.error is None, s.top5, s.probability) for s in r.samples] for mode, r in runs.items()}
+    assert rows["graphs"] == rows["eager"]  # same kernels, same numbers
+    for mode in ("graphs", "compile"):
+        assert len(runs[mode].failed) == len(bad) and 0.0 <= runs[mode].data_wait_fraction <= 1.0
+        for ours, ref in zip(runs[mode].samples, cpu.samples):
+            assert (ours.path, ours.ok) == (ref.path, ref.ok)
+            if ref.ok:  # near-ties aside, the same class; the probability of each one's top class agrees
+                assert ours.probability == pytest.approx(ref.probability, rel=1e-3, abs=1e-6)
+                assert ours.prediction == ref.prediction or abs(ours.probability - ref.probability) < 1e-4

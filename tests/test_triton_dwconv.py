@@ -261,15 +261,6 @@ GPU_CASES = [
 ]
 
 
-@pytest.fixture()
-def no_tf32():
-    """The reference's float32 conv must not run in TF32 (cuDNN's default for convolutions)."""
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = old
-
-
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("c", GPU_CASES, ids=[case_id(c) for c in GPU_CASES])
