@@ -35,7 +35,6 @@ from .manifest import ModelEntry
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
-TOP_K = 5
 
 
 @dataclass
@@ -312,11 +311,6 @@ class BatchTimer:
         return self.first_wait_s + pipeline.idle_s if cuda else self.wait_s
 
 
-def _graphs_default(loaded: LoadedModel, requested: Optional[bool]) -> bool:
-    """CUDA graphs unless asked otherwise: same kernels and numbers, a fraction of the launch cost."""
-    return loaded.device.type == "cuda" if requested is None else requested
-
-
 def check_compatible(entry: ModelEntry, data: EvalData) -> None:
     """A model can only be scored on a dataset with its label set and its kind (image or video)."""
     if data.label_set != entry.labels:
@@ -360,8 +354,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
 
     shard = dist.shard(len(data))
-    runner = BatchRunner(loaded, batch_size, cuda_graphs=_graphs_default(loaded, cuda_graphs), compile=compile,
-                         graphs_required=bool(cuda_graphs),
+    runner = BatchRunner(loaded, batch_size, cuda_graphs=cuda_graphs, compile=compile,
                          preprocess=items.normalizer(loaded.device) if isinstance(items, ImageItems) else None)
     loader = torch.utils.data.DataLoader(  # no pin_memory: the runner stages batches through its own pinned ring
         torch.utils.data.Subset(items, shard), batch_size=items_per_batch, shuffle=False,

@@ -3,23 +3,23 @@
 What made ``ssmzoo eval`` slow on a GPU (H100, GroupMamba-T, bf16, batch 128; docs/gpu_runs/eval_diag.txt):
 
 * ``DataLoader(pin_memory=True)`` pins every batch in flight (workers x prefetch of them, ~2.5 GB at
-  batch 128) through fresh page-locked allocations at the start of a run; that cost ~8 s before the
-  first batch finished. Here each batch is staged through a ring of two pinned buffers allocated once,
-  and copied to the GPU on a side stream.
+  batch 128) through fresh page-locked allocations at the start of a run, while the first forward took
+  8.2 s (16 such buffers alone took 1.1 s to allocate; the rest was not attributed). Here each batch
+  is staged through a ring of two pinned buffers allocated once, and copied to the GPU on a side stream.
 * The eager model issues ~1,400 kernel launches per forward; with the decoding workers busy on the
   same CPUs the forward became launch-bound (74-150 ms instead of 54 ms). ``cuda_graphs=True`` replays
   one captured forward per batch (same kernels, so the same numbers), and ``compile=True`` adds
   ``torch.compile``. Batches smaller than the captured one are zero-padded, so one shape serves all.
 * The caller submits batch i + 1 before it collects batch i (``submit`` returns at once on CUDA), so
   decoding, staging and the copy overlap the forward. The time the GPU sat idle between batches is
-  measured with CUDA events (``idle_s``): that is the share of the wall time the model waited.
+  measured with CUDA events (``Pipeline.idle_s``): that is the share of the wall time the model waited.
 
 On CPU everything runs eagerly and synchronously, as before.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
 
 import torch
@@ -53,11 +53,11 @@ def capture_cuda_graph(forward: Callable[[], T], device: torch.device, warmup: i
 
 @dataclass
 class Ticket:
-    """A submitted batch: top-k (probabilities, indices), on the host once ``ready`` has completed."""
+    """A submitted batch: top-k (probabilities, indices), on the host once ``end`` has completed (CUDA);
+    ``start``/``end`` bracket its work on the compute stream."""
 
     values: Tensor
     indices: Tensor
-    ready: Optional[torch.cuda.Event] = None
     start: Optional[torch.cuda.Event] = None
     end: Optional[torch.cuda.Event] = None
 
@@ -70,7 +70,6 @@ class _Slot:
     device: Optional[Tensor] = None
     copied: Optional[torch.cuda.Event] = None  # the host->device copy from ``host`` has finished
     consumed: Optional[torch.cuda.Event] = None  # the compute stream has finished reading ``device``
-    events: list = field(default_factory=list)
 
     def buffers(self, like: Tensor, dev: torch.device) -> tuple[Tensor, Tensor]:
         if self.host is None or self.host.numel() < like.numel() or self.host.dtype != like.dtype:
@@ -90,19 +89,24 @@ class BatchRunner:
     ``submit(batch, views)`` takes (B * views, ...) rows, or (B, views, ...); a row chunk of at most
     ``rows`` goes through the model at a time, and each item's ``views`` rows are softmax-averaged.
     ``preprocess`` (on the device, before the model) lets callers ship compact inputs, e.g. uint8.
+    ``cuda_graphs``: True (asked for: a failed capture is an error), False, or None (the default of
+    ``eval``/``robustness``: on for a CUDA model, same kernels and numbers; a failed capture falls back
+    to eager with a note).
     """
 
-    def __init__(self, loaded: LoadedModel, rows: int, *, cuda_graphs: bool = False, compile: bool = False,
-                 preprocess: Optional[Callable[[Tensor], Tensor]] = None, graphs_required: bool = True) -> None:
+    def __init__(self, loaded: LoadedModel, rows: int, *, cuda_graphs: Optional[bool] = False, compile: bool = False,
+                 preprocess: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         if rows < 1:
             raise SsmzooError(f"--batch-size {rows}: expected a positive number")
         self.loaded, self.rows, self.preprocess = loaded, rows, preprocess
         self.cuda = loaded.device.type == "cuda"
         if cuda_graphs and not self.cuda:
             raise SsmzooError(f"--cuda-graphs needs a CUDA device (the model is on {loaded.device})")
-        self.cuda_graphs, self.compiled, self.graphs_required = cuda_graphs, compile, graphs_required
+        self.graphs_required = bool(cuda_graphs)
+        self.cuda_graphs = self.cuda if cuda_graphs is None else cuda_graphs
+        self.compiled = compile
         self.fn: Callable[[Tensor], Tensor] = compile_model(loaded.model, dynamic=False) if compile else loaded.model
-        self.static_shapes = cuda_graphs or compile  # pad every chunk to ``rows``: one shape, one graph/compile
+        self.static_shapes = self.cuda_graphs or compile  # pad every chunk to ``rows``: one shape, one graph/compile
         self._graph: Optional[torch.cuda.CUDAGraph] = None
         self._static_in: Optional[Tensor] = None
         self._static_out: Optional[Tensor] = None
@@ -207,12 +211,12 @@ class BatchRunner:
         out_v.copy_(values, non_blocking=True)
         out_i.copy_(indices, non_blocking=True)
         end.record(compute)
-        return Ticket(out_v, out_i, ready=end, start=start, end=end)
+        return Ticket(out_v, out_i, start=start, end=end)
 
     def collect(self, ticket: Ticket) -> tuple[Tensor, Tensor]:
         """Waits for a submitted batch (tickets in submission order) and returns its top-k on the host."""
-        if ticket.ready is not None:
-            ticket.ready.synchronize()
+        if ticket.end is not None:
+            ticket.end.synchronize()
         return ticket.values, ticket.indices
 
     @property
@@ -234,7 +238,6 @@ class Pipeline:
 
     def __init__(self, depth: int = 1) -> None:
         self.depth = depth
-        self.idle_s = 0.0
         self.gpu_ms: list[float] = []
         self.idle_ms: list[float] = []
         self._pending: list[tuple[BatchRunner, Ticket, Callable[[Tensor, Tensor], None]]] = []
@@ -250,12 +253,14 @@ class Pipeline:
             values, indices = runner.collect(ticket)
             if ticket.start is not None:
                 if self._last_end is not None:
-                    gap = max(0.0, self._last_end.elapsed_time(ticket.start))
-                    self.idle_ms.append(gap)
-                    self.idle_s += gap / 1e3
+                    self.idle_ms.append(max(0.0, self._last_end.elapsed_time(ticket.start)))
                 self.gpu_ms.append(ticket.start.elapsed_time(ticket.end))
                 self._last_end = ticket.end
             on_done(values, indices)
+
+    @property
+    def idle_s(self) -> float:
+        return sum(self.idle_ms) / 1e3
 
     def __enter__(self) -> "Pipeline":
         return self

@@ -535,7 +535,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     about that many variants, so memory in flight is what ``ssmzoo eval`` uses. ``cuda_graphs`` and
     ``compile`` as in ``evaluate``.
     """
-    from .evaluate import (BatchTimer, _device_name, _graphs_default, check_compatible, default_workers,
+    from .evaluate import (BatchTimer, _device_name, check_compatible, default_workers,
                            describe_video_protocol, image_protocol, video_protocol)
     from .inference import BatchRunner, Pipeline
 
@@ -600,8 +600,8 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     done = 0
     if on_progress is not None:
         on_progress(0, total_units)
-    runners = [BatchRunner(m, batch_size, cuda_graphs=_graphs_default(m, cuda_graphs), compile=compile,
-                           preprocess=norms.get(k), graphs_required=bool(cuda_graphs)) for k, m in enumerate(models)]
+    runners = [BatchRunner(m, batch_size, cuda_graphs=cuda_graphs, compile=compile, preprocess=norms.get(k))
+               for k, m in enumerate(models)]
     cuda = all(r.cuda for r in runners)
 
     def scored(k: int, batch: Any, chunk: Sequence[Condition], where: list[list[int]],

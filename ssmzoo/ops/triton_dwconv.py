@@ -30,7 +30,6 @@ and ``dwconv3x3_act`` (the models' entry: applies autocast's input casts, then t
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
@@ -39,6 +38,8 @@ from torch import Tensor
 
 import triton
 import triton.language as tl
+
+from .triton_scan import _interpreting, _pow2
 
 __all__ = [
     "ACTIVATIONS",
@@ -57,14 +58,6 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # forward's convs, against 6.11 ms for the best position-block config (4 x 8 x 64, ROWS=0) and 10.09 ms
 # for cuDNN + a separate activation. Loading each input row once beats relying on L1/L2 for the halo.
 DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64)
-
-
-def _pow2(n: int) -> int:
-    return 1 << max(0, int(n) - 1).bit_length()
-
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 # ---------------------------------------------------------------------------------------------
