@@ -129,8 +129,9 @@ def imagenet_tree(eval_env, tmp_path):
 
 
 def _eval(cli, env, *args):
+    """The eval command on the CPU, whatever the machine (the GPU loop has its own tests below)."""
     return cli("--manifest", env["manifest"], "eval", "--model", "groupmamba_evalmini",
-               "--weights", env["checkpoint"], *args)
+               "--weights", env["checkpoint"], "--device", "cpu", *args)
 
 
 def test_imagenet_tree_metrics_per_sample_and_skips(cli, eval_env, imagenet_tree, tmp_path):
@@ -515,7 +516,8 @@ def test_evaluate_library_with_image_hooks(eval_env, imagenet_tree):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_eval_graphs_eager_and_compile_agree(eval_env, imagenet_tree, no_tf32):
     """The GPU loop (staging ring, pipelining, uint8 crops normalised on the device) predicts what the
-    CPU does; CUDA-graph replay is the eager forward exactly; torch.compile agrees within rounding."""
+    CPU does; CUDA-graph replay ranks the classes as the eager forward does; torch.compile agrees within
+    rounding."""
     from ssmzoo.evaluate import evaluate
 
     root, expected, bad = imagenet_tree
@@ -526,8 +528,13 @@ def test_gpu_eval_graphs_eager_and_compile_agree(eval_env, imagenet_tree, no_tf3
     runs = {mode: evaluate(loaded, data, batch_size=4, workers=2, cuda_graphs=graphs, compile=comp)
             for mode, graphs, comp in (("graphs", None, False), ("eager", False, False), ("compile", True, True))}
     assert [r.execution for r in runs.values()] == ["CUDA graphs", "eager", "torch.compile + CUDA graphs"]
-    rows = {mode: [(s.path, s.error is None, s.top5, s.probability) for s in r.samples] for mode, r in runs.items()}
-    assert rows["graphs"] == rows["eager"]  # same kernels, same numbers
+    rows = {mode: [(s.path, s.error is None, s.top5) for s in r.samples] for mode, r in runs.items()}
+    assert rows["graphs"] == rows["eager"]
+    # Full batches run the same kernels either way (bitwise: test_inference); a short batch is zero-padded
+    # for the graph but runs at its own size eagerly, where cuBLAS may pick other kernels: rounding only.
+    for ours, ref in zip(runs["graphs"].samples, runs["eager"].samples):
+        if ref.ok:
+            assert ours.probability == pytest.approx(ref.probability, rel=1e-5, abs=1e-7)
     for mode in ("graphs", "compile"):
         assert len(runs[mode].failed) == len(bad) and 0.0 <= runs[mode].data_wait_fraction <= 1.0
         for ours, ref in zip(runs[mode].samples, cpu.samples):

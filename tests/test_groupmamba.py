@@ -199,10 +199,15 @@ def _layer_longhand(layer: gm.GroupMambaLayer, x: torch.Tensor, height: int, wid
     return layer.proj(layer.norm(y.view(batch, height * width, channels) * gate.unsqueeze(1)))
 
 
+@pytest.mark.parametrize("dense", [False, True], ids=["einsum", "block-diagonal"])
 @pytest.mark.parametrize("channels,height,width", [(64, 5, 7), (348, 3, 2), (32, 1, 1)])
-def test_batched_group_layer_matches_per_group_longhand(channels: int, height: int, width: int) -> None:
-    # The layer runs its 4 SS2D groups as batched ops; every parameter (LayerNorm affines included)
-    # is randomised so that a group mix-up or a wrong weight layout cannot hide.
+def test_batched_group_layer_matches_per_group_longhand(channels: int, height: int, width: int, dense: bool,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The layer runs its 4 SS2D groups as batched ops: per-group einsums on the CPU, block-diagonal
+    # dense GEMMs (dt_proj folded into x_proj) on the GPU, forced here on the CPU. Every parameter
+    # (LayerNorm affines included) is randomised so that a group mix-up or a wrong weight layout
+    # cannot hide.
+    monkeypatch.setattr(gm, "_dense_projections", lambda x: dense)
     torch.manual_seed(channels + height)
     layer = gm.GroupMambaLayer(channels, channels).eval()
     with torch.no_grad():

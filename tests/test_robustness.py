@@ -188,9 +188,10 @@ def sweep_env(mini_files, tmp_path_factory):
 
 
 def _sweep_args(env, *args):
+    """A two-model sweep on the CPU, whatever the machine (the GPU runner has its own test below)."""
     return ["--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
             "--model", env["names"][0], "--model", env["names"][1], "--weights", env["weights"][0],
-            "--weights", env["weights"][1], "--batch-size", "8", *args]
+            "--weights", env["weights"][1], "--batch-size", "8", "--device", "cpu", *args]
 
 
 def _hand_accuracy(loaded, data, make) -> float:

@@ -191,9 +191,15 @@ def test_config_rules():
 def test_split_config_rules():
     from ssmzoo.ops.triton_bimamba import split_config
 
-    video = split_config(8, 768, 3137, 16)                  # 13 segments of 256 (last 65), one lane per channel
-    assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (256, 13, 1)
-    assert split_config(128, 768, 197, 16)["NSEG"] == 1     # image: enough channels, no split
+    video = split_config(8, 768, 3137, 16)                  # 50 segments of 64 (the last 1), one lane per channel
+    assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (64, 50, 1)
+    image = split_config(128, 768, 197, 16)                 # image: enough channels, no split
+    assert (image["NSEG"], image["SPLIT"]) == (1, 1)
+    # 16-bit inputs with contiguous tokens (VideoMamba's layout): 4 lanes per channel, as timed
+    assert split_config(128, 768, 197, 16, narrow_rows=True)["SPLIT"] == 4
+    assert split_config(8, 768, 3137, 16, narrow_rows=True)["SPLIT"] == 4
+    assert split_config(8, 768, 3137, 16, dict(SPLIT=2), narrow_rows=True)["SPLIT"] == 2  # a given SPLIT wins
+    assert split_config(1, 4, 10, 2, narrow_rows=True)["SPLIT"] == 2  # never more lanes than states
     assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5
     assert split_config(1, 4, 7, 16, dict(SEG=100))["SEG"] == 7
     assert split_config(1, 4, 1, 16, dict(SEG=4))["NSEG"] == 1

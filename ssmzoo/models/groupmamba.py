@@ -223,12 +223,14 @@ class GroupMambaLayer(nn.Module):
     def _group_weights(self, x: Tensor) -> dict[str, Tensor]:
         """The groups' parameters stacked for the batched ops of ``forward``, in the form they are used.
 
-        On CPU with autograd off the stack is kept between calls (at batch 1 the ~20 small stack/cat/cast
-        kernels per layer cost more than the layer's scan); the cache is keyed on every parameter's
-        storage and version counter, so loading a state dict, ``.to()``, or any in-place update of a
-        weight rebuilds it. Elsewhere (GPU, training) it is rebuilt on every call, as before.
+        With autograd off (and outside torch.compile, which traces the stacking into its graph) the stack is
+        kept between calls (at batch 1 the ~20 small stack/cat/cast kernels per layer cost more than the
+        layer's scan; on the GPU they are launches); the cache is keyed on every parameter's storage and
+        version counter, so loading a state dict, ``.to()``, or any in-place update of a weight rebuilds
+        it. In training it is rebuilt on every call.
         """
-        cacheable = x.device.type == "cpu" and not torch.is_grad_enabled()
+        cacheable = (x.device.type in ("cpu", "cuda") and not torch.is_grad_enabled()
+                     and not torch.compiler.is_compiling())
         if cacheable:
             params = [p for m in self.groups() for p in m.parameters()]
             key = [(p.data_ptr(), p._version, p.dtype) for p in params]
@@ -251,6 +253,8 @@ class GroupMambaLayer(nn.Module):
             "norm_bias": self._stacked("out_norm.bias"),
             "out_proj": self._stacked("out_proj.weight"),
         }
+        if _dense_projections(x):
+            weights.update(_block_diagonal_projections(weights))
         if cacheable:
             self.__dict__["_group_weights_cache"] = (params, key, [p.detach() for p in params], weights)
         return weights
@@ -268,7 +272,11 @@ class GroupMambaLayer(nn.Module):
         d_inner, dt_rank, d_state = g1.Ds.shape[0], g1.dt_rank, g1.d_state
         x = x.view(batch, H, W, NUM_DIRECTIONS, channels // NUM_DIRECTIONS)
         w = self._group_weights(x)
-        xz = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"])
+        dense = "in_proj_dense" in w  # CUDA: block-diagonal dense GEMMs (see _block_diagonal_projections)
+        if dense:
+            xz = F.linear(x.view(batch, H, W, channels), w["in_proj_dense"]).view(batch, H, W, NUM_DIRECTIONS, -1)
+        else:
+            xz = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"])
         u, z = xz.split(d_inner, dim=-1)
         # one depthwise conv over the 4 * d_inner channels (its input is copied to channels-last once)
         u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner).permute(0, 3, 1, 2)
@@ -285,9 +293,15 @@ class GroupMambaLayer(nn.Module):
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so, the scan widens them itself (out_dtype below).
-        x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
-        dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
-        dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
+        if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
+            x_dbl = F.linear(u.float().reshape(batch, H, W, NUM_DIRECTIONS * d_inner), w["x_proj_dense"])
+            dts, Bs, Cs = torch.split(x_dbl, [NUM_DIRECTIONS * d_inner, NUM_DIRECTIONS * d_state,
+                                              NUM_DIRECTIONS * d_state], dim=-1)
+            dts, Bs, Cs = (t.unflatten(-1, (NUM_DIRECTIONS, -1)) for t in (dts, Bs, Cs))
+        else:
+            x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
+            dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
+            dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
 
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
         y = group_scan_4dir(
@@ -302,12 +316,43 @@ class GroupMambaLayer(nn.Module):
 
         y = _group_layer_norm(y, w["norm_weight"], w["norm_bias"],
                               g1.out_norm.eps).to(z.dtype)  # all 4 groups use LayerNorm's default eps
-        y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), w["out_proj"])
+        if dense:
+            y = F.linear((y * F.silu(z)).flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
+        else:
+            y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)
         y = y * gate.unsqueeze(1)
         return self.proj(self.norm(y))
+
+
+def _dense_projections(x: Tensor) -> bool:
+    """Whether the groups' projections run as block-diagonal dense GEMMs: on the GPU only."""
+    return x.is_cuda
+
+
+def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]:
+    """The groups' projections as dense block-diagonal weights, for the GPU.
+
+    Four per-group einsums are batched GEMMs over a group axis that is not outermost in the
+    channels-last activations, so each costs permute copies around a bmm with tiny K (16 channels per
+    group at stage 1). One dense GEMM with a block-diagonal weight reads the activations in place;
+    its 4x multiply-adds (zeros) are free on tensor cores at these widths, but not on a CPU, which
+    keeps the einsums. The zero blocks add exact zeros, so only the summation order differs.
+    ``x_proj_dense`` also folds dt_proj into x_proj (W_dt @ W_x[:dt_rank], computed in float32): its
+    rows are every group's delta, then every group's B, then every group's C.
+    """
+    x_proj, dt_proj = weights["x_proj"], weights["dt_proj"]  # (4, r + 2N, d), (4, d, r), float32
+    dt_rank = dt_proj.shape[-1]
+    d_state = (x_proj.shape[1] - dt_rank) // 2
+    delta = dt_proj @ x_proj[:, :dt_rank]                     # (4, d, d)
+    b_rows, c_rows = x_proj[:, dt_rank:dt_rank + d_state], x_proj[:, dt_rank + d_state:]
+    return {
+        "in_proj_dense": torch.block_diag(*weights["in_proj"]),
+        "x_proj_dense": torch.cat([torch.block_diag(*delta), torch.block_diag(*b_rows), torch.block_diag(*c_rows)]),
+        "out_proj_dense": torch.block_diag(*weights["out_proj"]),
+    }
 
 
 def _group_layer_norm(y: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:

@@ -39,9 +39,10 @@ the kernel reads B/C through their strides.
 Inputs may be arbitrary strided views (strides are kernel arguments); the kernel also runs under
 ``TRITON_INTERPRET=1`` on CPU tensors.
 
-``bimamba_scan_split_triton`` (end of the file; untimed, not used by the models) is the same function
-with the sequence split into segments run by different programs (three launches), for shapes where
-batch x dim gives too few threads (VideoMamba video).
+``bimamba_scan_split_triton`` (end of the file; the models' path through ``torch.ops.ssmzoo.bimamba_scan``)
+is the same function with the sequence split into segments run by different programs (three launches)
+where batch x dim gives too few threads (VideoMamba video: 2.96-4.3x faster than one segment on an
+H100), and the sequential kernel itself (one segment) elsewhere.
 """
 
 from __future__ import annotations
@@ -511,17 +512,26 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT)
 
 
-SPLIT_SEG = 256  # default segment length (tokens) when batch x dim alone gives too few threads
+# Defaults from the H100 sweep (benchmarks/bimamba_seq.py --segments 64,128,256,512; VideoMamba-S
+# d_inner 768, d_state 16; docs/gpu_runs/bimamba_split.txt): on the video shape (batch 8, 3137
+# tokens) SEG 64 was the fastest segment length in every layout and dtype (bf16: 801 us channels-last,
+# 1,245-1,507 us in the model's layout, against 3,416-3,681 us for one segment); SEG 128 was within 6%.
+SPLIT_SEG = 64  # default segment length (tokens) when batch x dim alone gives too few threads
+# 16-bit u/delta with the tokens contiguous (the layout VideoMamba's mixer passes) ran fastest with
+# 4 lanes per channel in both shapes of that sweep (image bf16: 854 us vs 1,392 us with SPLIT 1; video
+# bf16, SEG 64: 1,245 us vs 1,507 us), while float32 and channels-last inputs ran fastest with one.
+NARROW_ROWS_SPLIT = 4
 
 
-def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None) -> dict:
+def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None, *,
+                 narrow_rows: bool = False) -> dict:
     """``seq_config`` plus SEG (tokens per segment; SEG >= length: one segment, the sequential kernel's
     work) and COMBINE_BC (channels per phase-2 program).
 
     Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
-    image shape), else SEG = 256 (VideoMamba-S video: 13 segments). SPLIT then follows seq_config
-    with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work).
-    Untimed: the sweep (benchmarks/bimamba_seq.py --segments ...) should set these."""
+    image shape), else SEG = SPLIT_SEG (VideoMamba-S video: 50 segments). SPLIT then follows seq_config
+    with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work),
+    except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for NARROW_ROWS_SPLIT."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
     bc = config.pop("COMBINE_BC", 32)
@@ -532,6 +542,8 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
         raise ValueError(f"SEG must be >= 1, got {seg}")
     seg = min(seg, max(1, length))
     nseg = triton.cdiv(length, seg)
+    if narrow_rows and "SPLIT" not in config:
+        config["SPLIT"] = NARROW_ROWS_SPLIT
     cfg = seq_config(batch * nseg, dim, length, n_state, config)
     cfg.update(SEG=seg, NSEG=nseg, COMBINE_BC=bc)
     return cfg
@@ -544,8 +556,9 @@ def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
                               delta_softplus: bool = False, *, backward_flipped: bool = False,
                               out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
     """``bimamba_scan_seq_triton``'s function and signature, split along the sequence into segments run
-    by different programs (three launches; see the comment above ``_tile_index``). Not timed yet and
-    not used by the models.
+    by different programs (three launches; see the comment above ``_tile_index``) where batch x dim
+    gives too few threads; else one segment, the sequential kernel. ``torch.ops.ssmzoo.bimamba_scan``
+    (the models' path) runs this with its default config.
 
     ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program) and everything
     ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
@@ -568,7 +581,8 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
     groups, n_state = B4.shape[1], B4.shape[2]
     dim_g = dim // groups
     NP = _pow2(n_state)
-    cfg = split_config(batch, dim, length, n_state, config)
+    narrow_rows = u.stride(-1) == 1 and u.element_size() == 2 and length > 1
+    cfg = split_config(batch, dim, length, n_state, config, narrow_rows=narrow_rows)
     seg, nseg = cfg["SEG"], cfg["NSEG"]
     if cfg["PACK"]:
         bc = _pack_bc(B4, C4, NP, False)

@@ -873,12 +873,14 @@ def bimamba_scan_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D
                     delta_softplus: bool = False, backward_flipped: bool = False) -> Tensor:
     """The bimamba scan as the operator ``torch.ops.ssmzoo.bimamba_scan``: the sequential kernel of
     ``triton_bimamba`` (4-6x faster than ``bimamba_scan_triton`` on VideoMamba-S image shapes on an
-    H100, docs/gpu_runs/bimamba_seq.txt), same function."""
-    from .triton_bimamba import bimamba_scan_seq_triton
+    H100, docs/gpu_runs/bimamba_seq.txt), split along the sequence where batch x channels alone are
+    too few threads (VideoMamba-S 16-frame video: 3-4x faster than one segment,
+    docs/gpu_runs/bimamba_split.txt); same function."""
+    from .triton_bimamba import bimamba_scan_split_triton
 
-    return bimamba_scan_seq_triton(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z=z,
-                                   delta_bias=delta_bias, delta_bias_b=delta_bias_b,
-                                   delta_softplus=delta_softplus, backward_flipped=backward_flipped)
+    return bimamba_scan_split_triton(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z=z,
+                                     delta_bias=delta_bias, delta_bias_b=delta_bias_b,
+                                     delta_softplus=delta_softplus, backward_flipped=backward_flipped)
 
 
 @bimamba_scan_op.register_fake
