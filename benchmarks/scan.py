@@ -118,12 +118,42 @@ def rel_err(out, ref) -> float:
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
+LOOKBACK_CONFIGS = [dict(LOOKBACK=1, SEG=seg, BD=bd, num_warps=nw)
+                    for seg, bd, nw in [(128, 16, 4), (64, 16, 2), (256, 16, 4), (256, 16, 8), (128, 8, 2),
+                                        (64, 16, 4), (128, 32, 4)]]
+
+
+def lookback_sweep(gen, record) -> None:
+    """Every GroupMamba stage shape (batch 128): the default kernel, then each look-back config; the
+    look-back output is checked against the default kernel's."""
+    print("GroupMamba fused scan: default kernel vs look-back configs (batch 128):", flush=True)
+    for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
+        for dtype, cl in [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)]:
+            nb = group_bytes(128, C, H, dtype)
+            nxt = rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
+            x = nxt()
+            ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
+            layout = "bhwc" if cl else "bchw"
+            ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
+            record(f"gm {layout} default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
+            for cfg in LOOKBACK_CONFIGS:
+                try:
+                    err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
+                    ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
+                    record(f"gm {layout} lookback", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err,
+                           extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']}")
+                except Exception as exc:  # a config that does not compile is reported, not fatal
+                    print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also try launch configs on key shapes")
     ap.add_argument("--sweep-only", action="store_true", help="stop after the sweep")
     ap.add_argument("--no-torch", action="store_true", help="skip the (slow) PyTorch-path timings")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--lookback", action="store_true",
+                    help="only the GroupMamba shapes: the default kernel vs the look-back kernel's configs")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)
@@ -142,6 +172,10 @@ def main() -> None:
         print(f"  {name:<28} {shape:<24} {rec['dtype']:<8} {ms*1e3:9.1f} us {gbs:7.0f} GB/s "
               f"{rec['frac_copy']*100:5.1f}%  torch {('%.2f ms' % torch_ms) if torch_ms else '-':>10} "
               f"x{rec['speedup'] or 0:6.1f}  err {err if err is None else '%.1e' % err} {extra}", flush=True)
+
+    if args.lookback:
+        lookback_sweep(gen, record)
+        return
 
     # ---------------- config sweep on the key shapes
     if args.sweep:

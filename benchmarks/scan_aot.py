@@ -26,6 +26,7 @@ from triton.compiler import ASTSource, make_backend
 from triton.runtime.jit import create_function_from_signature
 
 from ssmzoo.ops import triton_scan as ts
+from ssmzoo.ops import triton_lookback as tlb
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -42,7 +43,7 @@ def group_inputs(batch, C, H, W, channels_last, dtype=torch.float32):
                 D=torch.randn(4, d), delta_bias=torch.randn(4, d))
 
 
-def capture_launch(inputs, config):
+def capture_launch(inputs, config, lookback=False):
     """Runs the wrapper with the launch replaced: returns (grid, args, kwargs) of the kernel call."""
     seen = {}
 
@@ -52,8 +53,12 @@ def capture_launch(inputs, config):
                 seen.update(grid=grid, args=args, kwargs=kwargs)
             return launch
 
-    with mock.patch.object(ts, "_group4_kernel", Catch()), mock.patch.object(ts, "_check_device", lambda *a: None):
-        ts.group_scan_4dir_triton(**inputs, delta_softplus=True, config=config)
+    if lookback:
+        with mock.patch.object(tlb, "_group4_lookback_kernel", Catch()):
+            tlb.group_scan_4dir_lookback_triton(**inputs, delta_softplus=True, config=config)
+    else:
+        with mock.patch.object(ts, "_group4_kernel", Catch()), mock.patch.object(ts, "_check_device", lambda *a: None):
+            ts.group_scan_4dir_triton(**inputs, delta_softplus=True, config=config)
     return seen["grid"], seen["args"], seen["kwargs"]
 
 
@@ -99,6 +104,7 @@ def main() -> None:
     ap.add_argument("--layout", default=None, choices=["bchw", "bhwc"])
     ap.add_argument("--shape", default="64,56", help="C,H[,W] (default stage 1: 64,56)")
     ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
+    ap.add_argument("--lookback", action="store_true", help="the look-back kernel (ssmzoo/ops/triton_lookback.py)")
     args = ap.parse_args()
     dims = [int(x) for x in args.shape.split(",")]
     C, H = dims[0], dims[1]
@@ -107,9 +113,10 @@ def main() -> None:
     for name in ("bhwc", "bchw"):
         if args.layout and name != args.layout:
             continue
-        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config)
-        c = compile_kernel = compile_launch(ts._group4_kernel, kargs, kwargs)
-        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS")
+        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback)
+        kernel = tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel
+        c = compile_kernel = compile_launch(kernel, kargs, kwargs)
+        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG")
                if k in kwargs}
         cfg["num_warps"] = kwargs["num_warps"]
         print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)

@@ -92,6 +92,14 @@ INTERP_CASES = [
     group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(BD=4, BDC=4, CB=2, ROWS=1)),
     group_case(1, 3, 5, 7, config=dict(BL=16, BD=4, BDC=2, CB=4, COLS=0)),
     group_case(1, 3, 6, 5, dtype="bfloat16", channels_last=True, config=dict(BD=4, BDC=4, CB=2, ROWS=1)),
+    # the single-pass look-back kernel (d_state 1): several segments and channel blocks per chain,
+    # segments that end mid-row and mid-column, one-step maps, both layouts, sliced maps, 16-bit
+    group_case(2, 5, 7, 9, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4)),
+    group_case(1, 3, 5, 6, config=dict(LOOKBACK=1, SEG=8, BD=2)),
+    group_case(1, 16, 6, 11, dtype="bfloat16", channels_last=True, config=dict(LOOKBACK=1, SEG=32, BD=16)),
+    group_case(1, 4, 1, 1, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4)),
+    group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(LOOKBACK=1, SEG=4, BD=4)),
+    group_case(2, 6, 4, 13, dtype="float16", channels_last=True, config=dict(LOOKBACK=1, SEG=64, BD=8)),
 ]
 
 
@@ -307,6 +315,12 @@ GPU_CASES = [
     group_case(2, 10, 11, 6, n_state=3),
     group_case(2, 32, 28, 28, dtype="bfloat16"),
     group_case(2, 32, 28, 28, dtype="float16", channels_last=True),
+    # look-back kernel at full size: many programs spin on their predecessors' flags at once
+    group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
+    group_case(32, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1)),
+    group_case(2, 87, 14, 14, channels_last=True, config=dict(LOOKBACK=1)),
+    group_case(2, 112, 7, 7, channels_last=True, config=dict(LOOKBACK=1, SEG=64, BD=16, num_warps=2)),
+    group_case(2, 24, 13, 9, config=dict(LOOKBACK=1, SEG=256, BD=8)),
 ]
 
 

@@ -767,6 +767,21 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     return cfg
 
 
+def _lookback_default(u: Tensor, n_state: int) -> bool:
+    """Where the look-back kernel beat the tile kernel in the H100 sweep (benchmarks/scan.py
+    --lookback, batch 128; docs/gpu_runs/scan_lookback.txt): channels-last maps (the models'
+    layout), d_state 1, at 56x56 (fp32 217 vs 264 us at C64; bf16 190 vs 293 us; C96 2x) and 28x28
+    (bf16 108 vs 156 us at C128, fp32 within 5%), and on maps of one segment (7x7: 36-39 vs 42-48 us);
+    at 14x14 (four segments, the last of 4 tokens) the tile kernel stayed faster (100 vs 156 us), and
+    on channel-first maps always (3-7x)."""
+    H, W = u.shape[-2:]
+    return (n_state == 1 and u.shape[2] > 1 and u.stride(2) == 1
+            and (H * W >= 28 * 28 or H * W <= LOOKBACK_ONE_SEGMENT))
+
+
+LOOKBACK_ONE_SEGMENT = 64  # the look-back kernel's default segment length (triton_lookback.DEFAULT_SEG)
+
+
 def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                            delta_softplus: bool = True, *, out: Optional[Tensor] = None,
@@ -789,8 +804,17 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     if delta.shape != u.shape or B.shape[:2] != (batch, 4) or B.shape[3:] != (H, W) or C.shape != B.shape:
         raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
     n_state = B.shape[2]
-    A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     y = out if out is not None else torch.empty_like(u)  # keeps u's strides when u is dense
+    if config is not None and "LOOKBACK" in config:
+        lookback = bool(config["LOOKBACK"])
+    else:  # an explicit tile config keeps the tile kernel
+        lookback = config is None and _lookback_default(u, n_state)
+    if lookback:  # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
+        from .triton_lookback import group_scan_4dir_lookback_triton
+
+        return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                               config=config)
+    A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
     cfg = _group_config(u, (delta, y), flat, config)
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)

@@ -1,0 +1,184 @@
+"""GroupMamba's 4-direction scan (d_state 1) as a single-pass chained scan with decoupled look-back.
+
+Why another kernel: the tile kernels of ``triton_scan`` give each program a whole sequence (one
+(batch, group, channel block) walks all H x W steps chunk by chunk), so at GroupMamba-T's stage 1
+there are only 512 programs, each with one chunk's loads in flight at a time: ~40% of the copy
+bandwidth on the models' channels-last maps (docs/scan_notes.md). Splitting the sequence over
+programs needs the state entering each segment; computing it in an extra pass re-reads u, delta and
+B (~1.7x the bytes). Here every input is read once and y written once, as in CUB's single-pass scan
+(Merrill & Garland, "Single-pass Parallel Prefix Scan with Decoupled Look-back", 2016):
+
+* a program takes a ticket from a global counter (atomic add); the ticket, not the program id,
+  names its (segment, chain) with all chains' segment 0 first, so every program with a smaller
+  ticket has already started: waiting on them cannot deadlock, whatever order the hardware
+  schedules programs in. A chain is one (batch, group, channel block); its segments are SEG
+  consecutive steps in the group's scan order;
+* it loads its (SEG, BD) tile (steps x channels) once, reading each step's position by index
+  arithmetic (row-major, column-major, both reversed: no flipped or transposed copies) and scans it
+  from h = 0: h_t (local state) and P_t (product of the decays so far), both in registers;
+* it publishes its aggregate (P_end, h_end) and flag 1, then looks back over its predecessors:
+  segment j's inclusive state (flag 2) ends the walk, an aggregate (flag 1) is folded in and the
+  walk goes on to j - 1; the state entering the segment is then H_in, and the program publishes its
+  own inclusive state H_in P_end + h_end with flag 2 for its successors;
+* y_t = C_t (h_t + P_t H_in) + D u_t is stored in u's layout.
+
+Flags and ticket are a fresh zeroed int32 buffer per call; states go through small float32 buffers
+(2 x chains x segments x BD floats). Stores are made visible with release/acquire atomics on the
+flags and the states are read with ``.cg`` loads (L2, not a stale L1 line).
+
+Under ``TRITON_INTERPRET=1`` programs run one after the other in grid order, which is ticket order,
+so the look-back finds every predecessor finished: the kernel's arithmetic and its look-back
+bookkeeping are checked on the CPU; the concurrency (spinning on a flag) only on a GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+from .triton_scan import _combine, _params, _pow2, _softplus
+
+__all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_supported"]
+
+# From the H100 sweep (benchmarks/scan.py --lookback, 7 configs x GroupMamba's stage shapes, batch 128;
+# docs/gpu_runs/scan_lookback.txt): 64 steps x 16 channels on 2 warps was the fastest or within 5% of
+# it on every channels-last shape (SEG 256 or 8 warps: 1.3-3x slower).
+DEFAULT_SEG, DEFAULT_BD, DEFAULT_WARPS = 64, 16, 2
+
+
+@triton.jit
+def _step_positions(t, g, H, W, L):
+    """Step t of group g's scan order -> (h, w): 0 row-major, 1 column-major, 2/3 the same reversed."""
+    tt = tl.where(g >= 2, L - 1 - t, t)
+    col = (g % 2) == 1
+    h = tl.where(col, tt % H, tt // W)
+    w = tl.where(col, tt // H, tt % W)
+    return h, w
+
+
+@triton.jit
+def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
+                            b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
+                            y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
+                            A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
+                            dim_g, H, W, L, n_chains, NBLK,
+                            SEG: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                            SOFTPLUS: tl.constexpr):
+    ticket = tl.atomic_add(ticket_ptr, 1)
+    seg = ticket // n_chains
+    chain = ticket % n_chains
+    blk = chain % NBLK
+    g = (chain // NBLK) % 4
+    bb = (chain // (NBLK * 4)).to(tl.int64)
+
+    t = seg * SEG + tl.arange(0, SEG)
+    tmask = t < L
+    h, w = _step_positions(t, g, H, W, L)
+    cl = blk * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    valid = tmask[:, None] & cmask[None, :]
+    gc = g * dim_g + cl                               # channel index within the 4 groups (A, D, bias)
+
+    u = tl.load(u_ptr + bb * su_b + g * su_g + (h * su_h + w * su_w)[:, None] + cl[None, :] * su_c,
+                mask=valid, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + bb * sdt_b + g * sdt_g + (h * sdt_h + w * sdt_w)[:, None] + cl[None, :] * sdt_c,
+                 mask=valid, other=0.0).to(tl.float32)
+    bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
+    ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
+    A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
+    if HAS_BIAS:
+        dt = dt + tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(valid, dt, 0.0)                     # padding steps: a = 1, b = 0 (identity)
+    a = tl.exp2(dt * A2[None, :])
+    b = dt * u * bt[:, None]
+    P, hl = tl.associative_scan((a, b), axis=0, combine_fn=_combine)
+
+    last = (tl.arange(0, SEG) == SEG - 1)[:, None]
+    p_end = tl.sum(tl.where(last, P, 0.0), axis=0)    # (BD,): the segment's decay and state from h = 0
+    h_end = tl.sum(tl.where(last, hl, 0.0), axis=0)
+    cidx = tl.arange(0, BD)
+    slot = (chain.to(tl.int64) * (tl.cdiv(L, SEG)) + seg) * BD
+    h_in = tl.zeros([BD], dtype=tl.float32)
+    if seg == 0:
+        tl.store(inc_ptr + slot + cidx, h_end)
+        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
+    else:
+        tl.store(agg_p_ptr + slot + cidx, p_end)
+        tl.store(agg_h_ptr + slot + cidx, h_end)
+        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 1, sem="release")
+        acc_p = tl.full([BD], 1.0, dtype=tl.float32)  # H_in = acc_p * H_{j} + acc_h, walking j down
+        acc_h = tl.zeros([BD], dtype=tl.float32)
+        j = seg - 1
+        while j >= 0:
+            fidx = flag_ptr + chain * tl.cdiv(L, SEG) + j
+            flag = tl.atomic_add(fidx, 0, sem="acquire")
+            while flag == 0:
+                flag = tl.atomic_add(fidx, 0, sem="acquire")
+            jslot = (chain.to(tl.int64) * (tl.cdiv(L, SEG)) + j) * BD
+            if flag == 2:
+                h_j = tl.load(inc_ptr + jslot + cidx, cache_modifier=".cg")
+                h_in = acc_p * h_j + acc_h
+                j = -1
+            else:
+                acc_h = acc_h + acc_p * tl.load(agg_h_ptr + jslot + cidx, cache_modifier=".cg")
+                acc_p = acc_p * tl.load(agg_p_ptr + jslot + cidx, cache_modifier=".cg")
+                j -= 1
+        tl.store(inc_ptr + slot + cidx, p_end * h_in + h_end)
+        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
+
+    y = (hl + P * h_in[None, :]) * ct[:, None]
+    if HAS_D:
+        y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
+             y.to(y_ptr.dtype.element_ty), mask=valid)
+
+
+def lookback_supported(u: Tensor, B: Tensor) -> bool:
+    """d_state 1 only (GroupMamba); any layout works, channels-last maps are the ones it is for."""
+    return B.shape[2] == 1
+
+
+def lookback_config(dim_g: int, L: int, config: Optional[dict] = None) -> dict:
+    """SEG steps x BD channels per program (powers of 2), num_warps."""
+    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
+    cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
+    for key in ("SEG", "BD"):
+        if cfg[key] < 1 or cfg[key] & (cfg[key] - 1):
+            raise ValueError(f"{key} must be a power of 2, got {cfg[key]}")
+    return cfg
+
+
+def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                    D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                                    delta_softplus: bool = True, *, out: Optional[Tensor] = None,
+                                    config: Optional[dict] = None) -> Tensor:
+    """``group_scan_4dir_triton``'s function and signature (d_state 1) on the look-back kernel."""
+    batch, groups, dim_g, H, W = u.shape
+    if groups != 4 or B.shape[2] != 1:
+        raise ValueError("the look-back kernel takes 4 groups and d_state 1")
+    L = H * W
+    cfg = lookback_config(dim_g, L, config)
+    seg, bd = cfg["SEG"], cfg["BD"]
+    nblk = triton.cdiv(dim_g, bd)
+    n_chains = batch * 4 * nblk
+    nseg = triton.cdiv(L, seg)
+    dev = u.device
+    y = out if out is not None else torch.empty_like(u)
+    flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter
+    states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
+    A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
+    _group4_lookback_kernel[(n_chains * nseg,)](
+        u, *u.stride(), delta, *delta.stride(),
+        B, B.stride(0), B.stride(1), B.stride(3), B.stride(4), C, C.stride(0), C.stride(1), C.stride(3), C.stride(4),
+        y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
+        dim_g, H, W, L, n_chains, nblk,
+        SEG=seg, BD=bd, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        num_warps=cfg["num_warps"])
+    return y
