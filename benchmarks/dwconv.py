@@ -34,7 +34,8 @@ import torch.nn.functional as F
 
 import triton
 
-from scan import copy_bandwidth, rotating  # noqa: E402  (benchmarks/scan.py: same copy reference and L2 rotation)
+from scan import rotating  # noqa: E402  (benchmarks/scan.py: the same L2 rotation)
+from kernel_bench import common_args, dispatch, report_sweep  # noqa: E402
 from ssmzoo.ops import triton_dwconv as td
 
 MODELS = {  # (embed_dims, mlp_ratios, depths), from the authors' groupmamba.py
@@ -158,22 +159,8 @@ def run_sweep(args, shapes, dtype, gen) -> None:
         total = sum(weight[k] * t[k] for k in shapes)
         results.append((total, cfg, t))
         print(f"  {json.dumps(cfg):<52} weighted total {total:.3f} ms", flush=True)
-    default_total = sum(weight[k] * base[k] for k in shapes)
-    print(f"default {json.dumps(td.DEFAULT_CONFIG)}: weighted total {default_total:.3f} ms")
-    results.append((default_total, dict(td.DEFAULT_CONFIG, default=True), base))
-    results.sort(key=lambda r: r[0])
-    print("best 8 configs:")
-    for total, cfg, _ in results[:8]:
-        print(f"  {total:8.3f} ms  {json.dumps(cfg)}")
-    print("best per shape (us; default in brackets):")
-    for key in sorted(shapes, key=lambda k: (-k[1], k[0])):
-        total, cfg, t = min(results, key=lambda r: r[2][key])
-        print(f"  {key[0]} C{key[2]} {key[1]}x{key[1]}: {t[key] * 1e3:8.1f} [{base[key] * 1e3:8.1f}]  "
-              f"{json.dumps(cfg)}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([dict(cfg=c, total_ms=tot, ms={f"{k[0]} C{k[2]} {k[1]}x{k[1]}": v for k, v in t.items()})
-                       for tot, c, t in results], f, indent=1)
+    report_sweep(results, base, weight, td.DEFAULT_CONFIG, label=lambda k: f"{k[0]} C{k[2]} {k[1]}x{k[1]}",
+                 order=lambda k: (-k[1], k[0]), json_path=args.json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -181,25 +168,14 @@ def run_sweep(args, shapes, dtype, gen) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def run_aot(args, shapes, dtype) -> None:
-    from unittest import mock
-
-    from scan_aot import compile_launch, stats  # benchmarks/ is on sys.path when run as a script
+    from scan_aot import catch_launch, compile_launch, stats  # benchmarks/ is on sys.path as a script
 
     config = ast.literal_eval(args.config) if args.config else None
     for key in sorted(shapes, key=lambda k: (-k[1], k[0])):
         kind, H, C, act = key
         x = torch.randn(2, H, H, C).to(dtype).permute(0, 3, 1, 2)
         w, b = torch.randn(C, 1, 3, 3).to(dtype), torch.randn(C).to(dtype)
-        seen = {}
-
-        class Catch:
-            def __getitem__(self, grid):
-                def launch(*a, **kw):
-                    seen.update(args=a, kwargs=kw)
-                return launch
-
-        with mock.patch.object(td, "_dwconv3x3_kernel", Catch()), mock.patch.object(td, "_check", lambda *a: None):
-            td.dwconv3x3_act_triton(x, w, b, act, config=config)
+        seen = catch_launch(td, "_dwconv3x3_kernel", lambda: td.dwconv3x3_act_triton(x, w, b, act, config=config))
         c = compile_launch(td._dwconv3x3_kernel, seen["args"], seen["kwargs"])
         kw = seen["kwargs"]
         cfg = {k: kw[k] for k in ("BH", "BW", "BC", "ALIGN", "num_warps")}
@@ -211,39 +187,12 @@ def run_aot(args, shapes, dtype) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default="T,S,B", help="comma-separated subset of T,S,B")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
     ap.add_argument("--inductor", action="store_true", help="also time torch.compile(conv + activation)")
-    ap.add_argument("--sweep", action="store_true", help="sweep launch configs instead of the table")
-    ap.add_argument("--configs", default=None, help="sweep these configs (a Python/JSON list of dicts)")
-    ap.add_argument("--aot", action="store_true", help="compile for sm_90 without a GPU and print counts")
-    ap.add_argument("--config", default=None, help="--aot: config dict to compile (default: the default)")
-    ap.add_argument("--ttgir", action="store_true", help="--aot: print the TTGIR")
-    ap.add_argument("--json", default=None, help="--sweep: write all results here")
-    args = ap.parse_args()
+    args = common_args(ap).parse_args()
     args.models = [m.strip().upper() for m in args.models.split(",") if m.strip()]
     dtype = getattr(torch, args.dtype)
     shapes = sorted({(k, H, C, a) for name in args.models for k, C, H, a, _ in model_shapes(name)})
-    if args.aot:
-        run_aot(args, shapes, dtype)
-        return 0
-    if not torch.cuda.is_available():
-        print("needs a CUDA device (use --aot to compile for sm_90 without one)", file=sys.stderr)
-        return 1
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    props = torch.cuda.get_device_properties(0)
-    copy_gbs = copy_bandwidth()
-    print(f"device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
-          f"triton {triton.__version__}, cuDNN {torch.backends.cudnn.version()}; device-to-device copy "
-          f"{copy_gbs:.0f} GB/s (read + write); batch {args.batch}, {args.dtype}, channels-last", flush=True)
-    with torch.no_grad():
-        if args.sweep:
-            run_sweep(args, shapes, dtype, gen)
-        else:
-            run_table(args, shapes, dtype, gen, copy_gbs)
-    return 0
-
+    return dispatch(args, shapes, dtype, run_aot, run_sweep, run_table, note=", channels-last")
 
 if __name__ == "__main__":
     sys.exit(main())

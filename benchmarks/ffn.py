@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 import triton
 
-from scan import copy_bandwidth, rotating  # noqa: E402  (benchmarks/scan.py: same copy reference and L2 rotation)
+from scan import rotating  # noqa: E402  (benchmarks/scan.py: the same L2 rotation)
+from kernel_bench import common_args, dispatch, report_sweep  # noqa: E402
 from ssmzoo.ops import triton_ffn as tf
 from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton
 
@@ -176,22 +177,8 @@ def run_sweep(args, shapes, dtype, gen) -> None:
         results.append((total, cfg, t))
         print(f"  {json.dumps(cfg):<100} weighted total {total:.3f} ms  "
               + " ".join(f"{t[k] * 1e3:.0f}" for k in sorted(shapes, key=lambda k: -k[2])), flush=True)
-    default_total = sum(weight[k] * base[k] for k in shapes)
-    print(f"default {json.dumps(tf.DEFAULT_CONFIG)}: weighted total {default_total:.3f} ms")
-    results.append((default_total, dict(tf.DEFAULT_CONFIG, default=True), base))
-    results.sort(key=lambda r: r[0])
-    print("best 8 configs:")
-    for total, cfg, _ in results[:8]:
-        print(f"  {total:8.3f} ms  {json.dumps(cfg)}")
-    print("best per stage (us; default in brackets):")
-    for key in sorted(shapes, key=lambda k: -k[2]):
-        _, cfg, t = min(results, key=lambda r: r[2][key])
-        print(f"  C{key[0]} hid{key[1]} {key[2]}x{key[2]}: {t[key] * 1e3:8.1f} [{base[key] * 1e3:8.1f}]  "
-              f"{json.dumps(cfg)}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump([dict(cfg=c, total_ms=tot, ms={f"C{k[0]} hid{k[1]} {k[2]}x{k[2]}": v for k, v in t.items()})
-                       for tot, c, t in results], f, indent=1)
+    report_sweep(results, base, weight, tf.DEFAULT_CONFIG, label=lambda k: f"C{k[0]} hid{k[1]} {k[2]}x{k[2]}",
+                 order=lambda k: -k[2], json_path=args.json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -199,24 +186,14 @@ def run_sweep(args, shapes, dtype, gen) -> None:
 # ---------------------------------------------------------------------------------------------
 
 def run_aot(args, shapes, dtype) -> None:
-    from unittest import mock
-
-    from scan_aot import compile_launch, stats  # benchmarks/ is on sys.path when run as a script
+    from scan_aot import catch_launch, compile_launch, stats  # benchmarks/ is on sys.path as a script
 
     config = ast.literal_eval(args.config) if args.config else None
     for key in sorted(shapes, key=lambda k: -k[2]):
         C, hid, H = key
         inputs = [t.cpu() for t in make_cpu_inputs(C, hid, H, dtype)]
-        seen = {}
-
-        class Catch:
-            def __getitem__(self, grid):
-                def launch(*a, **kw):
-                    seen.update(args=a, kwargs=kw)
-                return launch
-
-        with mock.patch.object(tf, "_ffn_kernel", Catch()), mock.patch.object(tf, "_check", lambda *a: None):
-            tf.dwconv_gelu_linear_triton(inputs[0], H, H, *inputs[1:], config=config)
+        seen = catch_launch(tf, "_ffn_kernel",
+                            lambda: tf.dwconv_gelu_linear_triton(inputs[0], H, H, *inputs[1:], config=config))
         c = compile_launch(tf._ffn_kernel, seen["args"], seen["kwargs"])
         kw = seen["kwargs"]
         cfg = {k: kw[k] for k in ("BM", "BN", "BK", "A_H", "A_C", "BLOCKED_A", "num_warps", "num_stages")}
@@ -235,38 +212,12 @@ def make_cpu_inputs(C: int, hid: int, H: int, dtype: torch.dtype):
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", default=None, help="comma-separated subset of T,S,B (default: all; T for --sweep)")
-    ap.add_argument("--batch", type=int, default=128)
-    ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    ap.add_argument("--rep", type=int, default=100, help="do_bench rep (ms)")
-    ap.add_argument("--sweep", action="store_true", help="sweep launch configs instead of the table")
-    ap.add_argument("--configs", default=None, help="sweep these configs (a Python/JSON list of dicts)")
-    ap.add_argument("--aot", action="store_true", help="compile for sm_90 without a GPU and print counts")
-    ap.add_argument("--config", default=None, help="--aot: config dict to compile (default: the default)")
-    ap.add_argument("--ttgir", action="store_true", help="--aot: print the TTGIR")
-    ap.add_argument("--json", default=None, help="--sweep: write all results here")
-    args = ap.parse_args()
+    args = common_args(ap).parse_args()
     args.models = [m.strip().upper() for m in (args.models or ("T" if args.sweep else "T,S,B")).split(",") if m.strip()]
     dtype = getattr(torch, args.dtype)
     shapes = sorted({(C, hid, H) for name in args.models for C, hid, H, _ in model_shapes(name)})
-    if args.aot:
-        run_aot(args, shapes, dtype)
-        return 0
-    if not torch.cuda.is_available():
-        print("needs a CUDA device (use --aot to compile for sm_90 without one)", file=sys.stderr)
-        return 1
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False  # float32: no TF32 anywhere
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    props = torch.cuda.get_device_properties(0)
-    copy_gbs = copy_bandwidth()
-    print(f"device: {props.name}, {props.multi_processor_count} SMs; torch {torch.__version__}, "
-          f"triton {triton.__version__}, cuDNN {torch.backends.cudnn.version()}; device-to-device copy "
-          f"{copy_gbs:.0f} GB/s (read + write); batch {args.batch}, {args.dtype}", flush=True)
-    with torch.no_grad():
-        if args.sweep:
-            run_sweep(args, shapes, dtype, gen)
-        else:
-            run_table(args, shapes, dtype, gen, copy_gbs)
-    return 0
+    return dispatch(args, shapes, dtype, run_aot, run_sweep, run_table)
 
 
 if __name__ == "__main__":

@@ -14,9 +14,11 @@ chunk loop counts once. Local Triton version, not necessarily the device's.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ast
 import json
 import re
+from typing import Optional
 from unittest import mock
 
 import torch
@@ -43,8 +45,9 @@ def group_inputs(batch, C, H, W, channels_last, dtype=torch.float32):
                 D=torch.randn(4, d), delta_bias=torch.randn(4, d))
 
 
-def capture_launch(inputs, config, lookback=False):
-    """Runs the wrapper with the launch replaced: returns (grid, args, kwargs) of the kernel call."""
+def catch_launch(module, kernel: str, call, check: Optional[str] = "_check") -> dict:
+    """Runs ``call()`` with ``module.kernel``'s launch (and ``module.check``, the device check, if any)
+    replaced: returns the launch's grid, args and kwargs, as the wrapper would have passed them."""
     seen = {}
 
     class Catch:
@@ -53,12 +56,22 @@ def capture_launch(inputs, config, lookback=False):
                 seen.update(grid=grid, args=args, kwargs=kwargs)
             return launch
 
+    with mock.patch.object(module, kernel, Catch()), contextlib.ExitStack() as stack:
+        if check:
+            stack.enter_context(mock.patch.object(module, check, lambda *a: None))
+        call()
+    return seen
+
+
+def capture_launch(inputs, config, lookback=False):
+    """The group scan's launch (the look-back kernel's with ``lookback``): (grid, args, kwargs)."""
     if lookback:
-        with mock.patch.object(tlb, "_group4_lookback_kernel", Catch()):
-            tlb.group_scan_4dir_lookback_triton(**inputs, delta_softplus=True, config=config)
+        seen = catch_launch(tlb, "_group4_lookback_kernel", lambda: tlb.group_scan_4dir_lookback_triton(
+            **inputs, delta_softplus=True, config=config), check=None)
     else:
-        with mock.patch.object(ts, "_group4_kernel", Catch()), mock.patch.object(ts, "_check_device", lambda *a: None):
-            ts.group_scan_4dir_triton(**inputs, delta_softplus=True, config=config)
+        tile = dict(config or {}, LOOKBACK=0)  # the tile kernel, even where the look-back one is the default
+        seen = catch_launch(ts, "_group4_kernel", lambda: ts.group_scan_4dir_triton(
+            **inputs, delta_softplus=True, config=tile), check="_check_device")
     return seen["grid"], seen["args"], seen["kwargs"]
 
 
