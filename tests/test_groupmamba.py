@@ -219,3 +219,22 @@ def test_batched_group_layer_matches_per_group_longhand(channels: int, height: i
         expected = _layer_longhand(layer, x, height, width)
     assert out.shape == expected.shape
     assert rel_err(out, expected) <= 1e-5
+
+
+def test_block_diagonal_projections_fold_in_float32_under_autocast() -> None:
+    # dt_proj is folded into x_proj once (cached); autocast must not round the fold to bfloat16.
+    torch.manual_seed(0)
+    layer = gm.GroupMambaLayer(64, 64).eval()
+    x = torch.randn(1, 4, 4, 4, 16)
+    with torch.no_grad():
+        weights = layer._group_weights(x)
+        plain = gm._block_diagonal_projections(weights)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            under_autocast = gm._block_diagonal_projections(weights)
+    assert under_autocast["x_proj_dense"].dtype == torch.float32
+    assert torch.equal(under_autocast["x_proj_dense"], plain["x_proj_dense"])
+    d, r = 16, layer.mamba_g1.dt_rank
+    expected = layer.mamba_g2.dt_projs_weight[0] @ layer.mamba_g2.x_proj_weight[0, :r]  # group 2's block
+    assert torch.allclose(plain["x_proj_dense"][d:2 * d, d:2 * d], expected, rtol=1e-6, atol=1e-7)
+    assert not plain["x_proj_dense"][:d, d:].any()  # off-diagonal blocks are zeros
+

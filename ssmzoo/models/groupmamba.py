@@ -346,7 +346,8 @@ def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]
     x_proj, dt_proj = weights["x_proj"], weights["dt_proj"]  # (4, r + 2N, d), (4, d, r), float32
     dt_rank = dt_proj.shape[-1]
     d_state = (x_proj.shape[1] - dt_rank) // 2
-    delta = dt_proj @ x_proj[:, :dt_rank]                     # (4, d, d)
+    with torch.autocast(x_proj.device.type, enabled=False):  # the fold in float32 even under autocast
+        delta = dt_proj @ x_proj[:, :dt_rank]                 # (4, d, d)
     b_rows, c_rows = x_proj[:, dt_rank:dt_rank + d_state], x_proj[:, dt_rank + d_state:]
     return {
         "in_proj_dense": torch.block_diag(*weights["in_proj"]),

@@ -23,8 +23,12 @@ B (~1.7x the bytes). Here every input is read once and y written once, as in CUB
 * y_t = C_t (h_t + P_t H_in) + D u_t is stored in u's layout.
 
 Flags and ticket are a fresh zeroed int32 buffer per call; states go through small float32 buffers
-(2 x chains x segments x BD floats). Stores are made visible with release/acquire atomics on the
-flags and the states are read with ``.cg`` loads (L2, not a stale L1 line).
+(3 x chains x segments x BD floats). A program's threads store its states, meet at a barrier, and one
+thread then releases the flag (a release by one thread orders only what it has observed; the barrier
+makes the other threads' stores part of that); readers acquire the flag and load the states with
+``.cg`` (L2, not a stale L1 line). The barrier was added after the last GPU run (the timed and tested
+kernel had none and gave no wrong output in its GPU tests or the ~200 outputs of the sweep, each
+checked against the tile kernel); it costs two bar.sync per program.
 
 Under ``TRITON_INTERPRET=1`` programs run one after the other in grid order, which is ticket order,
 so the look-back finds every predecessor finished: the kernel's arithmetic and its look-back
@@ -108,10 +112,12 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     h_in = tl.zeros([BD], dtype=tl.float32)
     if seg == 0:
         tl.store(inc_ptr + slot + cidx, h_end)
+        tl.debug_barrier()  # every thread's stores precede the one thread's release of the flag
         tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
     else:
         tl.store(agg_p_ptr + slot + cidx, p_end)
         tl.store(agg_h_ptr + slot + cidx, h_end)
+        tl.debug_barrier()
         tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 1, sem="release")
         acc_p = tl.full([BD], 1.0, dtype=tl.float32)  # H_in = acc_p * H_{j} + acc_h, walking j down
         acc_h = tl.zeros([BD], dtype=tl.float32)
@@ -131,6 +137,7 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                 acc_p = acc_p * tl.load(agg_p_ptr + jslot + cidx, cache_modifier=".cg")
                 j -= 1
         tl.store(inc_ptr + slot + cidx, p_end * h_in + h_end)
+        tl.debug_barrier()
         tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
 
     y = (hl + P * h_in[None, :]) * ct[:, None]
