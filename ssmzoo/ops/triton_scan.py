@@ -774,12 +774,11 @@ def _lookback_default(u: Tensor, n_state: int) -> bool:
     (bf16 108 vs 156 us at C128, fp32 within 5%), and on maps of one segment (7x7: 36-39 vs 42-48 us);
     at 14x14 (four segments, the last of 4 tokens) the tile kernel stayed faster (100 vs 156 us), and
     on channel-first maps always (3-7x)."""
+    from .triton_lookback import DEFAULT_SEG  # (triton_lookback imports this module)
+
     H, W = u.shape[-2:]
     return (n_state == 1 and u.shape[2] > 1 and u.stride(2) == 1
-            and (H * W >= 28 * 28 or H * W <= LOOKBACK_ONE_SEGMENT))
-
-
-LOOKBACK_ONE_SEGMENT = 64  # the look-back kernel's default segment length (triton_lookback.DEFAULT_SEG)
+            and (H * W >= 28 * 28 or H * W <= DEFAULT_SEG))
 
 
 def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
