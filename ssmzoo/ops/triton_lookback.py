@@ -47,7 +47,7 @@ import triton.language as tl
 
 from .triton_scan import _combine, _params, _pow2, _softplus
 
-__all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_supported"]
+__all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default"]
 
 # From the H100 sweep (benchmarks/scan.py --lookback, 7 configs x GroupMamba's stage shapes, batch 128;
 # docs/gpu_runs/scan_lookback.txt): 64 steps x 16 channels on 2 warps was the fastest or within 5% of
@@ -70,7 +70,7 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
                             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
-                            dim_g, H, W, L, n_chains, NBLK,
+                            dim_g, H, W, L, n_chains, NBLK, NSEG,
                             SEG: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
                             SOFTPLUS: tl.constexpr):
     ticket = tl.atomic_add(ticket_ptr, 1)
@@ -108,37 +108,31 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     p_end = tl.sum(tl.where(last, P, 0.0), axis=0)    # (BD,): the segment's decay and state from h = 0
     h_end = tl.sum(tl.where(last, hl, 0.0), axis=0)
     cidx = tl.arange(0, BD)
-    slot = (chain.to(tl.int64) * (tl.cdiv(L, SEG)) + seg) * BD
-    h_in = tl.zeros([BD], dtype=tl.float32)
-    if seg == 0:
-        tl.store(inc_ptr + slot + cidx, h_end)
+    flags = flag_ptr + chain * NSEG                   # this chain's flag per segment
+    states = chain.to(tl.int64) * NSEG * BD + cidx    # this chain's per-segment state slots, + seg * BD
+    h_in = tl.zeros([BD], dtype=tl.float32)           # segment 0 starts from h = 0
+    if seg > 0:
+        tl.store(agg_p_ptr + states + seg * BD, p_end)
+        tl.store(agg_h_ptr + states + seg * BD, h_end)
         tl.debug_barrier()  # every thread's stores precede the one thread's release of the flag
-        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
-    else:
-        tl.store(agg_p_ptr + slot + cidx, p_end)
-        tl.store(agg_h_ptr + slot + cidx, h_end)
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 1, sem="release")
+        tl.atomic_xchg(flags + seg, 1, sem="release")
         acc_p = tl.full([BD], 1.0, dtype=tl.float32)  # H_in = acc_p * H_{j} + acc_h, walking j down
         acc_h = tl.zeros([BD], dtype=tl.float32)
         j = seg - 1
         while j >= 0:
-            fidx = flag_ptr + chain * tl.cdiv(L, SEG) + j
-            flag = tl.atomic_add(fidx, 0, sem="acquire")
+            flag = tl.atomic_add(flags + j, 0, sem="acquire")
             while flag == 0:
-                flag = tl.atomic_add(fidx, 0, sem="acquire")
-            jslot = (chain.to(tl.int64) * (tl.cdiv(L, SEG)) + j) * BD
+                flag = tl.atomic_add(flags + j, 0, sem="acquire")
             if flag == 2:
-                h_j = tl.load(inc_ptr + jslot + cidx, cache_modifier=".cg")
-                h_in = acc_p * h_j + acc_h
+                h_in = acc_p * tl.load(inc_ptr + states + j * BD, cache_modifier=".cg") + acc_h
                 j = -1
             else:
-                acc_h = acc_h + acc_p * tl.load(agg_h_ptr + jslot + cidx, cache_modifier=".cg")
-                acc_p = acc_p * tl.load(agg_p_ptr + jslot + cidx, cache_modifier=".cg")
+                acc_h = acc_h + acc_p * tl.load(agg_h_ptr + states + j * BD, cache_modifier=".cg")
+                acc_p = acc_p * tl.load(agg_p_ptr + states + j * BD, cache_modifier=".cg")
                 j -= 1
-        tl.store(inc_ptr + slot + cidx, p_end * h_in + h_end)
-        tl.debug_barrier()
-        tl.atomic_xchg(flag_ptr + chain * tl.cdiv(L, SEG) + seg, 2, sem="release")
+    tl.store(inc_ptr + states + seg * BD, p_end * h_in + h_end)  # (segment 0: h_end exactly)
+    tl.debug_barrier()
+    tl.atomic_xchg(flags + seg, 2, sem="release")
 
     y = (hl + P * h_in[None, :]) * ct[:, None]
     if HAS_D:
@@ -147,12 +141,19 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
              y.to(y_ptr.dtype.element_ty), mask=valid)
 
 
-def lookback_supported(u: Tensor, B: Tensor) -> bool:
-    """d_state 1 only (GroupMamba); any layout works, channels-last maps are the ones it is for."""
-    return B.shape[2] == 1
+def lookback_default(u: Tensor, n_state: int) -> bool:
+    """Where the look-back kernel beat the tile kernel in the H100 sweep (benchmarks/scan.py
+    --lookback, batch 128; docs/gpu_runs/scan_lookback.txt): channels-last maps (the models'
+    layout), d_state 1, at 56x56 (fp32 217 vs 264 us at C64; bf16 190 vs 293 us; C96 2x) and 28x28
+    (bf16 108 vs 156 us at C128, fp32 within 5%), and on maps of one segment (7x7: 36-39 vs 42-48 us);
+    at 14x14 (four segments, the last of 4 tokens) the tile kernel stayed faster (100 vs 156 us), and
+    on channel-first maps always (3-7x)."""
+    H, W = u.shape[-2:]
+    return (n_state == 1 and u.shape[2] > 1 and u.stride(2) == 1
+            and (H * W >= 28 * 28 or H * W <= DEFAULT_SEG))
 
 
-def lookback_config(dim_g: int, L: int, config: Optional[dict] = None) -> dict:
+def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
     """SEG steps x BD channels per program (powers of 2), num_warps."""
     cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
     cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
@@ -171,7 +172,7 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
     if groups != 4 or B.shape[2] != 1:
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")
     L = H * W
-    cfg = lookback_config(dim_g, L, config)
+    cfg = lookback_config(dim_g, config)
     seg, bd = cfg["SEG"], cfg["BD"]
     nblk = triton.cdiv(dim_g, bd)
     n_chains = batch * 4 * nblk
@@ -185,7 +186,7 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         u, *u.stride(), delta, *delta.stride(),
         B, B.stride(0), B.stride(1), B.stride(3), B.stride(4), C, C.stride(0), C.stride(1), C.stride(3), C.stride(4),
         y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
-        dim_g, H, W, L, n_chains, nblk,
+        dim_g, H, W, L, n_chains, nblk, nseg,
         SEG=seg, BD=bd, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         num_warps=cfg["num_warps"])
     return y

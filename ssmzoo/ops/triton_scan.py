@@ -767,20 +767,6 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     return cfg
 
 
-def _lookback_default(u: Tensor, n_state: int) -> bool:
-    """Where the look-back kernel beat the tile kernel in the H100 sweep (benchmarks/scan.py
-    --lookback, batch 128; docs/gpu_runs/scan_lookback.txt): channels-last maps (the models'
-    layout), d_state 1, at 56x56 (fp32 217 vs 264 us at C64; bf16 190 vs 293 us; C96 2x) and 28x28
-    (bf16 108 vs 156 us at C128, fp32 within 5%), and on maps of one segment (7x7: 36-39 vs 42-48 us);
-    at 14x14 (four segments, the last of 4 tokens) the tile kernel stayed faster (100 vs 156 us), and
-    on channel-first maps always (3-7x)."""
-    from .triton_lookback import DEFAULT_SEG  # (triton_lookback imports this module)
-
-    H, W = u.shape[-2:]
-    return (n_state == 1 and u.shape[2] > 1 and u.stride(2) == 1
-            and (H * W >= 28 * 28 or H * W <= DEFAULT_SEG))
-
-
 def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                            delta_softplus: bool = True, *, out: Optional[Tensor] = None,
@@ -804,13 +790,13 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
     n_state = B.shape[2]
     y = out if out is not None else torch.empty_like(u)  # keeps u's strides when u is dense
+    from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (imports this module)
+
     if config is not None and "LOOKBACK" in config:
         lookback = bool(config["LOOKBACK"])
     else:  # an explicit tile config keeps the tile kernel
-        lookback = config is None and _lookback_default(u, n_state)
+        lookback = config is None and lookback_default(u, n_state)
     if lookback:  # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
-        from .triton_lookback import group_scan_4dir_lookback_triton
-
         return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
                                                config=config)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
