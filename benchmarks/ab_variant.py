@@ -3,6 +3,9 @@
 AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal dense GEMMs).
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).
+AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
+AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
+    too (an opaque node), instead of Inductor's cuDNN conv + fused activation.
 """
 import os
 import sys
@@ -19,6 +22,21 @@ if os.environ.get("AB_NO_LOOKBACK"):
 
     _plain = ts.group_scan_4dir_triton
     ts.group_scan_4dir_triton = lambda *a, config=None, **k: _plain(*a, config=dict(config or {}, LOOKBACK=0), **k)
+if os.environ.get("AB_DWCONV"):
+    import json
+
+    import ssmzoo.ops.triton_dwconv as td
+
+    td.DEFAULT_CONFIG.update(json.loads(os.environ["AB_DWCONV"]))
+if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
+    from ssmzoo.ops import scan_backend
+
+    def _fused_also_compiling(x, conv):
+        return (x.is_cuda and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
+                and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
+                and conv.groups == conv.in_channels == conv.out_channels)
+
+    gm.DWConv.use_fused_kernel = staticmethod(_fused_also_compiling)
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]

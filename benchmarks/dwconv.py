@@ -119,8 +119,9 @@ def run_table(args, shapes, dtype, gen, copy_gbs) -> None:
 
 
 def sweep_configs(args) -> list[dict]:
-    """About 50 launch configs: the tile variant (BH x BW positions x BC channels) and the row-walking
-    one (ROWS rows of a BW-wide strip), 4 to 16 outputs per thread, BC <= 16 * num_warps (with wider
+    """Launch configs: the tile variant (BH x BW positions x BC channels) and the row-walking one
+    (ROWS rows of a BW-wide strip, UNROLL input rows loaded per step where a row is at most 8 values
+    per thread), 4 to 16 outputs per thread, BC <= 16 * num_warps (with wider
     channel blocks the sm_90 compile moves every input tile through shared memory; see --aot)."""
     if args.configs:
         return [dict(c) for c in ast.literal_eval(args.configs)]
@@ -129,9 +130,9 @@ def sweep_configs(args) -> list[dict]:
                                               (32, 64, 128), (2, 4, 8)):
         if 4 <= BH * BW * BC // (32 * nw) <= 16 and BC <= 16 * nw:
             out.append(dict(BH=BH, BW=BW, BC=BC, num_warps=nw, ROWS=0))
-    for ROWS, BW, BC, nw in itertools.product((8, 64), (8, 16, 32), (32, 64, 128), (2, 4, 8)):
-        if 4 <= BW * BC // (32 * nw) <= 16 and BC <= 16 * nw:
-            out.append(dict(BH=1, BW=BW, BC=BC, num_warps=nw, ROWS=ROWS))
+    for ROWS, BW, BC, nw, UNROLL in itertools.product((8, 64), (8, 16, 32), (32, 64, 128), (2, 4, 8), (1, 2, 4)):
+        if 4 <= BW * BC // (32 * nw) <= 16 and BC <= 16 * nw and (UNROLL == 1 or BW * BC // (32 * nw) <= 8):
+            out.append(dict(BH=1, BW=BW, BC=BC, num_warps=nw, ROWS=ROWS, UNROLL=UNROLL))
     return out
 
 

@@ -64,6 +64,11 @@ INTERP_CASES = [
     case(2, 12, 1, 7, act="silu", config=dict(ROWS=4, BW=8)),
     case(1, 24, 7, 6, dtype="bfloat16", act="silu", layout="cf", config=dict(ROWS=7, BW=4, BC=16)),
     case(1, 5, 6, 1, dtype="float16", act="gelu", layout="sliced", bias=False, config=dict(ROWS=2)),
+    # several input rows per step of the walk: strips whose row count is no multiple of the unroll
+    case(1, 37, 9, 5, act="gelu", config=dict(ROWS=4, BW=4, BC=32, UNROLL=2)),
+    case(2, 12, 7, 6, dtype="bfloat16", act="silu", config=dict(ROWS=5, BW=4, UNROLL=4)),
+    case(1, 24, 1, 7, dtype="float16", act="none", layout="cf", config=dict(ROWS=3, UNROLL=4)),
+    case(1, 5, 6, 3, act="silu", layout="sliced", bias=False, config=dict(ROWS=6, BW=2, UNROLL=2)),
 ]
 
 
@@ -217,14 +222,19 @@ def test_groupmamba_modules_with_fused_kernel_match_pytorch_path(interpreted):
 def test_config_and_argument_checks():
     from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton, dwconv_config
 
-    assert dwconv_config(512, 56, 56) == dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=56)  # walks the whole map
-    assert dwconv_config(512, 56, 56, dict(BH=4, ROWS=0)) == dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0)
+    default_unroll = dwconv_config(512, 56, 56)["UNROLL"]
+    assert dwconv_config(512, 56, 56) == dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=56,
+                                              UNROLL=default_unroll)  # walks the whole map
+    assert dwconv_config(512, 56, 56, dict(BH=4, ROWS=0)) == dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0,
+                                                                  UNROLL=default_unroll)
     assert dwconv_config(512, 14, 14, dict(ROWS=56))["ROWS"] == 14
     assert dwconv_config(1792, 7, 7)["BW"] == 8 and dwconv_config(37, 1, 7)["BH"] == 1
     assert dwconv_config(448, 1, 1, dict(ROWS=0))["BC"] == 256  # the class token: one position, wider channel block
     assert dwconv_config(5, 9, 5)["BC"] == 8
     with pytest.raises(ValueError):
         dwconv_config(64, 8, 8, dict(BW=6))
+    with pytest.raises(ValueError, match="UNROLL"):
+        dwconv_config(64, 8, 8, dict(UNROLL=3))
     x = torch.zeros(1, 4, 3, 3)
     with pytest.raises(ValueError):
         dwconv3x3_act_triton(x, torch.zeros(4, 1, 5, 5), None, "gelu")
@@ -258,6 +268,9 @@ GPU_CASES = [
     case(4, 512, 56, 56, dtype="bfloat16", config=dict(ROWS=8, BW=8, BC=64)),
     case(4, 348, 14, 14, dtype="float32", act="silu", config=dict(ROWS=14, BW=16, BC=32, num_warps=2)),
     case(3, 520, 23, 9, dtype="float16", layout="cf", config=dict(ROWS=5, BW=4, BC=128)),
+    case(4, 512, 56, 56, dtype="bfloat16", act="gelu", config=dict(ROWS=56, BW=8, BC=64, UNROLL=4)),
+    case(3, 348, 14, 13, dtype="float32", act="silu", config=dict(ROWS=14, BW=8, BC=32, UNROLL=2)),
+    case(3, 520, 23, 9, dtype="bfloat16", layout="cf", config=dict(ROWS=23, BW=4, BC=64, UNROLL=4)),
 ]
 
 

@@ -57,7 +57,7 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps: 5.42 ms per
 # forward's convs, against 6.11 ms for the best position-block config (4 x 8 x 64, ROWS=0) and 10.09 ms
 # for cuDNN + a separate activation. Loading each input row once beats relying on L1/L2 for the halo.
-DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64)
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -103,7 +103,8 @@ def _tap(w_ptr, t: tl.constexpr, C, c, cmask):
 def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_b, sy_c, sy_h, sy_w,
                       C, H, W, n_wblocks,
                       BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr, ROWS: tl.constexpr,
-                      ALIGN: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr, RNE_BF16: tl.constexpr):
+                      UNROLL: tl.constexpr, ALIGN: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr,
+                      RNE_BF16: tl.constexpr):
     """y[b, c, h, w] = act(round(bias[c] + sum_{kh,kw} w9[3 kh + kw, c] x[b, c, h + kh - 1, w + kw - 1])).
 
     Grid: (spatial blocks, channel blocks, batch). w9 is the weight as a (9, C) tensor (tap-major,
@@ -164,19 +165,53 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
         w20, w21, w22 = _tap(w_ptr, 6, C, c, cmask), _tap(w_ptr, 7, C, c, cmask), _tap(w_ptr, 8, C, c, cmask)
         acc_prev = tl.zeros([BW, BC], dtype=tl.float32)   # output row r - 1 (two kernel rows summed)
         acc_cur = tl.zeros([BW, BC], dtype=tl.float32)    # output row r (one kernel row summed)
+        y_row0 = y_base + (w * sy_w)[:, None]
         r = r0 - 1
         while r <= r_end:  # input rows r0 - 1 .. r_end (a while loop: the interpreter needs it)
-            row_ok = (r >= 0) & (r < H)
-            src = x_base + r * sx_h + off_c
-            xl = tl.load(src - sx_w, mask=ok_l & row_ok, other=0.0).to(tl.float32)
-            xc = tl.load(src, mask=ok_c & row_ok, other=0.0).to(tl.float32)
-            xr = tl.load(src + sx_w, mask=ok_r & row_ok, other=0.0).to(tl.float32)
-            if r > r0:  # input row r is the last (kernel row 2) that output row r - 1 needs
-                _finish(acc_prev + (xl * w20 + xc * w21 + xr * w22), bias,
-                        y_base + (r - 1) * sy_h + (w * sy_w)[:, None], ok_c, ACT, RNE_BF16)
-            acc_prev = acc_cur + (xl * w10 + xc * w11 + xr * w12)
-            acc_cur = xl * w00 + xc * w01 + xr * w02
-            r += 1
+            # UNROLL input rows per step, every load issued before any is used: more bytes in
+            # flight per program, which is what bounds this loop (one row per step waits on DRAM
+            # latency with ~1.3 KB outstanding)
+            al, ac, ar = _load_row(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+            if UNROLL >= 2:
+                bl, bc, br = _load_row(x_base, r + 1, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+            if UNROLL >= 4:
+                cl, cc, cr = _load_row(x_base, r + 2, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+                dl, dc, dr = _load_row(x_base, r + 3, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+            acc_prev, acc_cur = _row_step(al, ac, ar, acc_prev, acc_cur, r, r0, r_end,
+                                          w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                          bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+            if UNROLL >= 2:
+                acc_prev, acc_cur = _row_step(bl, bc, br, acc_prev, acc_cur, r + 1, r0, r_end,
+                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+            if UNROLL >= 4:
+                acc_prev, acc_cur = _row_step(cl, cc, cr, acc_prev, acc_cur, r + 2, r0, r_end,
+                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+                acc_prev, acc_cur = _row_step(dl, dc, dr, acc_prev, acc_cur, r + 3, r0, r_end,
+                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+            r += UNROLL
+
+
+@triton.jit
+def _load_row(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end):
+    """Input row r at columns w - 1, w, w + 1 (zeros outside the map and past row r_end), as stored."""
+    row_ok = (r >= 0) & (r < H) & (r <= r_end)
+    src = x_base + r * sx_h + off_c
+    return (tl.load(src - sx_w, mask=ok_l & row_ok, other=0.0), tl.load(src, mask=ok_c & row_ok, other=0.0),
+            tl.load(src + sx_w, mask=ok_r & row_ok, other=0.0))
+
+
+@triton.jit
+def _row_step(xl, xc, xr, acc_prev, acc_cur, r, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
+              bias, y_row0, sy_h, ok_c, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+    """Input row r arrives: it is kernel row 2 of output row r - 1 (then complete and stored), kernel
+    row 1 of output row r and kernel row 0 of output row r + 1. Returns the new (acc_prev, acc_cur)."""
+    xl, xc, xr = xl.to(tl.float32), xc.to(tl.float32), xr.to(tl.float32)
+    if (r > r0) & (r <= r_end):
+        _finish(acc_prev + (xl * w20 + xc * w21 + xr * w22), bias, y_row0 + (r - 1) * sy_h, ok_c, ACT, RNE_BF16)
+    return acc_cur + (xl * w10 + xc * w11 + xr * w12), xl * w00 + xc * w01 + xr * w02
 
 
 # ---------------------------------------------------------------------------------------------
@@ -221,6 +256,8 @@ def dwconv_config(C: int, H: int, W: int, config: Optional[dict] = None) -> dict
             raise ValueError(f"{k} must be a power of two, got {cfg}")
     if cfg["ROWS"] < 0:
         raise ValueError(f"ROWS must be >= 0, got {cfg}")
+    if cfg["UNROLL"] not in (1, 2, 4):
+        raise ValueError(f"UNROLL (input rows per step of the row walk) must be 1, 2 or 4, got {cfg}")
     return cfg
 
 
@@ -274,7 +311,7 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
         sy = (sy[0] // a, 1, sy[2] // a, sy[3] // a)
     _dwconv3x3_kernel[grid](
         x, *sx, w9, bias if bias is not None else w9, y, *sy, C // a, H, W, n_wblocks,
-        BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], ALIGN=a, ACT=ACTIVATIONS[activation],
+        BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], UNROLL=cfg["UNROLL"], ALIGN=a, ACT=ACTIVATIONS[activation],
         HAS_BIAS=bias is not None, RNE_BF16=_interpreting() and y.dtype == torch.bfloat16,
         num_warps=cfg["num_warps"])
     return y
