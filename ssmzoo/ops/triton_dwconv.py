@@ -19,7 +19,9 @@ is coalesced and vectorised. Two variants (``ROWS`` in the config):
   overlap, so they mostly hit L1/L2 and DRAM traffic stays near one read of the input.
 - ROWS > 0: the program walks ROWS rows of a BW-wide strip, loading each input row once (three
   shifted loads) and keeping the two unfinished output rows in registers: a third of the load
-  requests, at the cost of a sequential loop.
+  requests, at the cost of a sequential loop. UNROLL rows are loaded per step, all before any is
+  used, so that more bytes are in flight per program (one row per step was latency-bound: 46% of
+  copy bandwidth on the largest shape, 54% with 4 rows per step).
 Channel counts that are not multiples of 16 (e.g. 348) keep their vector width through ``ALIGN``
 (C and strides passed divided by it, so the compiler sees multiples).
 
@@ -52,12 +54,12 @@ __all__ = [
 
 ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 
-# Default launch, from the H100 sweep (``python benchmarks/dwconv.py --sweep --models T``, 60 configs,
-# GroupMamba-T's FFN and mixer shapes at batch 128 bf16, depth-weighted; docs/gpu_runs/dwconv_sweep.txt):
-# the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps: 5.42 ms per
-# forward's convs, against 6.11 ms for the best position-block config (4 x 8 x 64, ROWS=0) and 10.09 ms
-# for cuDNN + a separate activation. Loading each input row once beats relying on L1/L2 for the halo.
-DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=1)
+# Default launch, from H100 sweeps (``python benchmarks/dwconv.py --sweep --models T``, GroupMamba-T's
+# FFN and mixer shapes at batch 128 bf16, depth-weighted; docs/gpu_runs/dwconv_sweep.txt, dwconv_unroll.txt):
+# the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps, loading 4 input
+# rows per step: 4.53 ms per forward's convs, against 5.33 ms one row per step, 6.11 ms for the best
+# position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4)
 
 
 # ---------------------------------------------------------------------------------------------
