@@ -118,9 +118,10 @@ def rel_err(out, ref) -> float:
     return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
 
 
-LOOKBACK_CONFIGS = [dict(LOOKBACK=1, SEG=seg, BD=bd, num_warps=nw)
-                    for seg, bd, nw in [(128, 16, 4), (64, 16, 2), (256, 16, 4), (256, 16, 8), (128, 8, 2),
-                                        (64, 16, 4), (128, 32, 4)]]
+# CHAINED 1 waits for the predecessor's inclusive state (deterministic), 0 is the decoupled look-back
+LOOKBACK_CONFIGS = [dict(LOOKBACK=1, SEG=seg, BD=bd, num_warps=nw, CHAINED=ch)
+                    for seg, bd, nw, ch in [(64, 16, 2, 1), (64, 16, 2, 0), (128, 16, 4, 1), (32, 16, 2, 1),
+                                            (128, 16, 4, 0)]]
 
 
 def lookback_sweep(gen, record) -> None:
@@ -141,7 +142,7 @@ def lookback_sweep(gen, record) -> None:
                     err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
                     ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
                     record(f"gm {layout} lookback", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err,
-                           extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']}")
+                           extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']} chained {cfg['CHAINED']}")
                 except Exception as exc:  # a config that does not compile is reported, not fatal
                     print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
 

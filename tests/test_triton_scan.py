@@ -100,6 +100,9 @@ INTERP_CASES = [
     group_case(1, 4, 1, 1, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4)),
     group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(LOOKBACK=1, SEG=4, BD=4)),
     group_case(2, 6, 4, 13, dtype="float16", channels_last=True, config=dict(LOOKBACK=1, SEG=64, BD=8)),
+    # the decoupled look-back (aggregates folded in while predecessors still look back)
+    group_case(2, 5, 7, 9, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4, CHAINED=0)),
+    group_case(1, 16, 6, 11, dtype="bfloat16", channels_last=True, config=dict(LOOKBACK=1, SEG=8, BD=16, CHAINED=0)),
 ]
 
 
@@ -321,6 +324,8 @@ GPU_CASES = [
     group_case(2, 87, 14, 14, channels_last=True, config=dict(LOOKBACK=1)),
     group_case(2, 112, 7, 7, channels_last=True, config=dict(LOOKBACK=1, SEG=64, BD=16, num_warps=2)),
     group_case(2, 24, 13, 9, config=dict(LOOKBACK=1, SEG=256, BD=8)),
+    group_case(32, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1, CHAINED=0)),
+    group_case(4, 96, 28, 28, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1, CHAINED=0)),
 ]
 
 
@@ -332,6 +337,25 @@ def test_gpu_kernel_matches_float64_reference(case):
     result = run_case(case, "cuda", seed)
     print(f"{case_id(case)}: rel err {result['err']:.3g}")
     _check(result, case)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
+    """The models' default (the chained look-back at 56x56): no result depends on program timing."""
+    from ssmzoo.ops import triton_scan as ts
+    from ssmzoo.ops.triton_lookback import lookback_default
+
+    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
+    b, d, H, W = 64, 16, 56, 56
+    u, delta = (torch.randn(b, H, W, 4, d, generator=gen).cuda().permute(0, 3, 4, 1, 2) for _ in range(2))
+    Bm, Cm = (torch.randn(b, H, W, 4, 1, generator=gen).cuda().permute(0, 3, 4, 1, 2) for _ in range(2))
+    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
+    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    assert lookback_default(u, 1)
+    first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True)
+    for _ in range(20):
+        assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True), first)
 
 
 @pytest.mark.gpu

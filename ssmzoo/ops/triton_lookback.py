@@ -53,6 +53,12 @@ __all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_defau
 # docs/gpu_runs/scan_lookback.txt): 64 steps x 16 channels on 2 warps was the fastest or within 5% of
 # it on every channels-last shape (SEG 256 or 8 warps: 1.3-3x slower).
 DEFAULT_SEG, DEFAULT_BD, DEFAULT_WARPS = 64, 16, 2
+# CHAINED = 1: a segment waits for its predecessor's inclusive state instead of folding in the
+# aggregates of predecessors still looking back. The decoupled fold adds in an order that depends
+# on the timing of programs, so two calls on the same input could differ in the last bits (seen on
+# the H100: eager and CUDA-graph replay of GroupMamba-T gave probabilities a few ulps apart);
+# chained, every output is the same sum on every call.
+DEFAULT_CHAINED = 1
 
 
 @triton.jit
@@ -71,8 +77,8 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
-                            SEG: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                            SOFTPLUS: tl.constexpr):
+                            SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
+                            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     ticket = tl.atomic_add(ticket_ptr, 1)
     seg = ticket // n_chains
     chain = ticket % n_chains
@@ -111,7 +117,13 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     flags = flag_ptr + chain * NSEG                   # this chain's flag per segment
     states = chain.to(tl.int64) * NSEG * BD + cidx    # this chain's per-segment state slots, + seg * BD
     h_in = tl.zeros([BD], dtype=tl.float32)           # segment 0 starts from h = 0
-    if seg > 0:
+    if CHAINED:  # wait for the predecessor's inclusive state: the same sum whatever the timing
+        if seg > 0:
+            flag = tl.atomic_add(flags + seg - 1, 0, sem="acquire")
+            while flag != 2:
+                flag = tl.atomic_add(flags + seg - 1, 0, sem="acquire")
+            h_in = tl.load(inc_ptr + states + (seg - 1) * BD, cache_modifier=".cg")
+    elif seg > 0:
         tl.store(agg_p_ptr + states + seg * BD, p_end)
         tl.store(agg_h_ptr + states + seg * BD, h_end)
         tl.debug_barrier()  # every thread's stores precede the one thread's release of the flag
@@ -154,8 +166,8 @@ def lookback_default(u: Tensor, n_state: int) -> bool:
 
 
 def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
-    """SEG steps x BD channels per program (powers of 2), num_warps."""
-    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
+    """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED)."""
+    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS, CHAINED=DEFAULT_CHAINED)
     cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
     for key in ("SEG", "BD"):
         if cfg[key] < 1 or cfg[key] & (cfg[key] - 1):
@@ -187,6 +199,6 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         B, B.stride(0), B.stride(1), B.stride(3), B.stride(4), C, C.stride(0), C.stride(1), C.stride(3), C.stride(4),
         y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
         dim_g, H, W, L, n_chains, nblk, nseg,
-        SEG=seg, BD=bd, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         num_warps=cfg["num_warps"])
     return y
