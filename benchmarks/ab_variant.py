@@ -4,6 +4,8 @@ AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal d
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).
 AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
+AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, dim, L) copies (before
+    session 13) instead of views of (batch, L, dim) memory.
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation.
 """
@@ -22,6 +24,10 @@ if os.environ.get("AB_NO_LOOKBACK"):
 
     _plain = ts.group_scan_4dir_triton
     ts.group_scan_4dir_triton = lambda *a, config=None, **k: _plain(*a, config=dict(config or {}, LOOKBACK=0), **k)
+if os.environ.get("AB_VM_CHANNEL_FIRST"):
+    import ssmzoo.models.videomamba as vm
+
+    vm.SCAN_INPUTS_TOKENS_MAJOR = False
 if os.environ.get("AB_DWCONV"):
     import json
 

@@ -121,6 +121,22 @@ def test_bimamba_mixer_matches_float64_reference() -> None:
     assert rel_err(out, ref) <= 1e-5
 
 
+def test_scan_inputs_tokens_major_are_the_same_values_without_copies() -> None:
+    """The GPU layout of the scan operands: views of token-major memory, values unchanged."""
+    torch.manual_seed(1)
+    mixer = vm.BiMambaMixer(24, d_state=8, d_conv=4, expand=2).eval()
+    x = mixer.in_proj(torch.randn(2, 37, 24)).transpose(1, 2).chunk(2, dim=1)[0]
+    with torch.no_grad():
+        plain = mixer._scan_inputs(x, "_b", tokens_major=False)
+        viewed = mixer._scan_inputs(x, "_b", tokens_major=True)
+    for name in ("u", "delta"):
+        assert plain[name].is_contiguous()
+        assert viewed[name].stride(1) == 1 and viewed[name].shape == plain[name].shape == (2, 48, 37)
+        assert torch.equal(viewed[name], plain[name])
+    for name in ("A", "B", "C", "D", "delta_bias"):
+        assert torch.equal(viewed[name], plain[name])
+
+
 def test_rmsnorm_matches_formula() -> None:
     norm = vm.RMSNorm(10, eps=1e-5)
     with torch.no_grad():

@@ -71,6 +71,11 @@ def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
     raise ValueError(f"norm must be 'rmsnorm' or 'layernorm', not {kind!r}")
 
 
+# On the Triton backend the mixer hands the scan u and delta in (batch, L, dim) memory (see
+# BiMambaMixer._scan_inputs); False keeps the contiguous (batch, dim, L) copies (side-by-side timing).
+SCAN_INPUTS_TOKENS_MAJOR = True
+
+
 class BiMambaMixer(nn.Module):
     """Bidirectional Mamba ("bimamba v2"): the backward direction has its own conv/x_proj/dt_proj/A/D,
     runs on the flipped sequence (gate included), and is flipped back and summed before ``out_proj``."""
@@ -116,27 +121,39 @@ class BiMambaMixer(nn.Module):
             dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
         dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
 
-    def _scan_inputs(self, x: Tensor, suffix: str) -> dict[str, Tensor]:
-        """One direction's scan operands: causal depthwise conv + SiLU, input-dependent dt/B/C."""
+    def _scan_inputs(self, x: Tensor, suffix: str, tokens_major: bool = False) -> dict[str, Tensor]:
+        """One direction's scan operands: causal depthwise conv + SiLU, input-dependent dt/B/C.
+
+        u and delta are (batch, dim, L); with ``tokens_major`` they are views of (batch, L, dim)
+        memory (channels contiguous): u is the copy x_proj needs anyway, delta dt_proj's output as it
+        comes, so neither is copied again for the scan, and the bidirectional GPU kernel reads that
+        layout fastest. Otherwise both are contiguous (batch, dim, L), the CPU scan's layout.
+        """
         length = x.shape[-1]
         conv: nn.Conv1d = getattr(self, "conv1d" + suffix)
         x_proj: nn.Linear = getattr(self, "x_proj" + suffix)
         dt_proj: nn.Linear = getattr(self, "dt_proj" + suffix)
         x = F.silu(conv(x)[..., :length])
-        x_dbl = x_proj(x.transpose(1, 2))                                       # (b, l, r + 2n)
+        x_tokens = x.transpose(1, 2).contiguous()                               # (b, l, d): x_proj's input
+        x_dbl = x_proj(x_tokens)                                                # (b, l, r + 2n)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
-        dt = F.linear(dt, dt_proj.weight).transpose(1, 2).contiguous()          # bias goes in the scan
+        dt = F.linear(dt, dt_proj.weight).transpose(1, 2)                       # bias goes in the scan
+        if tokens_major:
+            u = x_tokens.transpose(1, 2)
+        else:
+            u, dt = x, dt.contiguous()
         A = -torch.exp(getattr(self, self._a_name(suffix)).float())
-        # (batch, dim, L) / (batch, N, L) contiguous, the layout the GPU kernels expect.
-        return dict(u=x, delta=dt, A=A, B=B.transpose(1, 2).contiguous(), C=C.transpose(1, 2).contiguous(),
+        return dict(u=u, delta=dt, A=A, B=B.transpose(1, 2).contiguous(), C=C.transpose(1, 2).contiguous(),
                     D=getattr(self, "D" + suffix).float(), delta_bias=dt_proj.bias.float())
 
     def forward(self, hidden_states: Tensor) -> Tensor:
         xz = self.in_proj(hidden_states).transpose(1, 2)                        # (b, 2*d_inner, l)
         x, z = xz.chunk(2, dim=1)
-        fwd = self._scan_inputs(x, "")
-        bwd = self._scan_inputs(x.flip(-1), "_b")                               # the reversed sequence
-        if scan_backend(x.device) == "triton":
+        triton = scan_backend(x.device) == "triton"
+        tokens_major = triton and SCAN_INPUTS_TOKENS_MAJOR
+        fwd = self._scan_inputs(x, "", tokens_major)
+        bwd = self._scan_inputs(x.flip(-1), "_b", tokens_major)                 # the reversed sequence
+        if triton:
             # One launch for both directions; the reversed one is read by index, gate and D fused.
             from ssmzoo.ops.triton_scan import bimamba_scan_op
 
