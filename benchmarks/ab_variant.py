@@ -6,6 +6,7 @@ AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look
 AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
 AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, dim, L) copies (before
     session 13) instead of views of (batch, L, dim) memory.
+AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation.
 """
@@ -28,6 +29,8 @@ if os.environ.get("AB_VM_CHANNEL_FIRST"):
     import ssmzoo.models.videomamba as vm
 
     vm.SCAN_INPUTS_TOKENS_MAJOR = False
+if os.environ.get("AB_CUDNN_STEM"):
+    gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):
     import json
 

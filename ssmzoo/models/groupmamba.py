@@ -503,9 +503,31 @@ class Stem(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
-        x = self.proj(self.conv(x))
+        first = self.conv[0]
+        if _implicit_gemm_conv(x, first):  # the 3-channel 7x7 conv, which cuDNN runs slowly
+            from ssmzoo.ops.triton_conv import conv2d_igemm
+
+            x = self.conv[1:](conv2d_igemm(x, first.weight, first.bias, first.stride[0], first.padding[0]))
+        else:
+            x = self.conv(x)
+        x = self.proj(x)
         H, W = x.shape[-2:]
         return self.norm(x.flatten(2).transpose(1, 2)), H, W
+
+
+# The stem's first conv as the Triton implicit GEMM on CUDA (see _implicit_gemm_conv); False keeps cuDNN.
+STEM_IMPLICIT_GEMM = True
+
+
+def _implicit_gemm_conv(x: Tensor, conv: nn.Conv2d) -> bool:
+    """Whether ``conv`` runs as ``ssmzoo.ops.triton_conv``: CUDA tensors on the "triton" scan backend,
+    a plain conv (groups 1, no dilation, square stride and zero padding) from at most 4 channels.
+    On the H100 cuDNN took 0.76 ms for GroupMamba-T's 3 -> 32 channel 7x7 stride-2 stem conv at
+    batch 128 (bf16), 3.5% of the compiled forward."""
+    return (STEM_IMPLICIT_GEMM and x.is_cuda and scan_backend(x.device) == "triton"
+            and conv.in_channels <= 4 and conv.groups == 1 and conv.dilation == (1, 1)
+            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+            and conv.stride[0] == conv.stride[1] and conv.padding[0] == conv.padding[1])
 
 
 class DownSamples(nn.Module):

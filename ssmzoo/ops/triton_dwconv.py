@@ -348,15 +348,20 @@ def _dwconv3x3_act_fake(x, weight, bias, activation):
     return _new_output(x)
 
 
+def autocast_inputs(*tensors: Optional[Tensor]) -> tuple[Optional[Tensor], ...]:
+    """The tensors as autocast would hand them to a conv: under autocast on the first tensor's device,
+    floating tensors (except float64) cast to the autocast dtype; else unchanged. Custom operators
+    are not autocast, so their entry points call this first."""
+    device = tensors[0].device.type
+    if not torch.is_autocast_enabled(device):
+        return tensors
+    dtype = torch.get_autocast_dtype(device)
+    return tuple(t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
+                 for t in tensors)
+
+
 def dwconv3x3_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> Tensor:
     """The operator with autocast's casts: under autocast (on x's device) the inputs are cast to the
     autocast dtype first, as F.conv2d would have them (custom operators are not autocast)."""
-    device = x.device.type
-    if torch.is_autocast_enabled(device):
-        dtype = torch.get_autocast_dtype(device)
-
-        def cast(t: Optional[Tensor]) -> Optional[Tensor]:  # autocast leaves float64 (and non-floats) alone
-            return t.to(dtype) if t is not None and t.is_floating_point() and t.dtype != torch.float64 else t
-
-        x, weight, bias = cast(x), cast(weight), cast(bias)
+    x, weight, bias = autocast_inputs(x, weight, bias)
     return dwconv3x3_act_op(x, weight, bias, activation)
