@@ -43,3 +43,14 @@ def run_cases(run_case: Callable[[dict, str, int], dict], cases: list[dict], bas
         except Exception as exc:  # reported per case by the test
             results.append(dict(error=f"{type(exc).__name__}: {exc}"))
     return json.dumps(results)
+
+
+def random_map(gen: torch.Generator, b: int, C: int, H: int, W: int, layout: str) -> torch.Tensor:
+    """A float32 (b, C, H, W) map in one of the memory layouts the kernel tests cover: "cl"
+    channels-last, "cf" contiguous, "sliced" channels 1..C of a wider channels-last tensor (no
+    vector alignment)."""
+    if layout == "cl":
+        return torch.randn(b, H, W, C, generator=gen).permute(0, 3, 1, 2)
+    if layout == "cf":
+        return torch.randn(b, C, H, W, generator=gen)
+    return torch.randn(b, H, W, 2 * C + 1, generator=gen).permute(0, 3, 1, 2)[:, 1:C + 1]

@@ -21,7 +21,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from interpreter import run_cases, run_interpreted
+from interpreter import random_map, run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -30,8 +30,8 @@ TOL64 = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}
 
 
 def case(batch, C, H, W, C_out, k=7, stride=2, padding=3, dtype="float32", layout="cf", bias=False, config=None):
-    """layout: "cf" contiguous (B, C, H, W) (an image batch), "cl" channels-last, "sliced" every other
-    column of a wider map (no unit stride anywhere)."""
+    """layout: "cf" contiguous (B, C, H, W) (an image batch), "cl" channels-last, "sliced" a channel
+    slice of a wider channels-last tensor (``interpreter.random_map``)."""
     return dict(batch=batch, C=C, H=H, W=W, C_out=C_out, k=k, stride=stride, padding=padding, dtype=dtype,
                 layout=layout, bias=bias, config=config)
 
@@ -56,12 +56,7 @@ def _inputs(c: dict, device: str, seed: int):
     gen = torch.Generator().manual_seed(seed)
     dtype = getattr(torch, c["dtype"])
     b, C, H, W = c["batch"], c["C"], c["H"], c["W"]
-    if c["layout"] == "cl":
-        x = torch.randn(b, H, W, C, generator=gen).permute(0, 3, 1, 2)
-    elif c["layout"] == "cf":
-        x = torch.randn(b, C, H, W, generator=gen)
-    else:
-        x = torch.randn(b, C, H, 2 * W, generator=gen)[..., ::2]
+    x = random_map(gen, b, C, H, W, c["layout"])
     w = torch.randn(c["C_out"], C, c["k"], c["k"], generator=gen) / c["k"]
     bias = torch.randn(c["C_out"], generator=gen) if c["bias"] else None
     return (x.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype),

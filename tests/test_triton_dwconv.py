@@ -9,7 +9,8 @@ Two measures per case, on fresh random inputs:
 - against ``dwconv3x3_act_ref`` (same rounding points: float32 accumulation, the conv rounded to
   the output dtype, the activation, rounded again): float32 |d| <= 1e-5 + 1e-5 |ref| (summation
   order only); float16/bfloat16 |d| <= 2 eps |ref| + 1e-2 eps (at most ~1-2 ulp) and at most 1% of
-  the elements differ at all (seen: 0 - 0.1%; skipping the intermediate rounding changes 25-35%).
+  the elements (or 2, on tiny maps) differ at all (seen: 0 - 0.1%, once 2 of 168; skipping the
+  intermediate rounding changes 25-35%).
 - ||out - ref64|| / ||ref64||, ref64 the float64 function of the same (rounded) input values:
   float32 1e-6, float16 2e-3, bfloat16 1e-2 (the output rounding alone costs ~3e-4 / ~3e-3).
 Outputs are pre-filled with NaN, so an unwritten element fails.
@@ -23,7 +24,7 @@ import sys
 import pytest
 import torch
 
-from interpreter import run_cases, run_interpreted
+from interpreter import random_map, run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -76,13 +77,7 @@ def _inputs(c: dict, device: str, seed: int):
     gen = torch.Generator().manual_seed(seed)
     dtype = getattr(torch, c["dtype"])
     b, C, H, W = c["batch"], c["C"], c["H"], c["W"]
-    if c["layout"] == "cl":
-        x = torch.randn(b, H, W, C, generator=gen).permute(0, 3, 1, 2)
-    elif c["layout"] == "cf":
-        x = torch.randn(b, C, H, W, generator=gen)
-    else:
-        x = torch.randn(b, H, W, 2 * C + 1, generator=gen).permute(0, 3, 1, 2)[:, 1:C + 1]
-    x = x.to(device=device, dtype=dtype)
+    x = random_map(gen, b, C, H, W, c["layout"]).to(device=device, dtype=dtype)
     weight = (torch.randn(C, 1, 3, 3, generator=gen) / 3).to(device=device, dtype=dtype)
     bias = torch.randn(C, generator=gen).to(device=device, dtype=dtype) if c["bias"] else None
     return x, weight, bias
@@ -111,7 +106,7 @@ def _errors(y, ref, ref64, dtype: str, pre64=None, act: str = "none") -> dict:
         slope = None if pre64 is None else _activation_slope(pre64, act)
         if slope is not None:
             bound = bound + 2 * EPS[dtype] * slope * pre64.abs()
-    return dict(worst=(d / bound).max().item(), differ=(d > 0).double().mean().item(),
+    return dict(worst=(d / bound).max().item(), differ=(d > 0).double().mean().item(), n=d.numel(),
                 err64=((y.double() - ref64).norm() / ref64.norm()).item(), nan=bool(torch.isnan(y).any()))
 
 
@@ -135,8 +130,9 @@ def _check(result: dict, c: dict) -> None:
     assert "error" not in result, result.get("error")
     assert not result["nan"], f"unwritten (NaN) outputs: {case_id(c)}"
     assert result["worst"] <= 1.0, f"|out - ref| {result['worst']:.3g}x the bound for {case_id(c)}"
-    if c["dtype"] != "float32":
-        assert result["differ"] <= 0.01, f"{result['differ']:.2%} of outputs differ from ref: {case_id(c)}"
+    if c["dtype"] != "float32":  # 1%, but on maps of a few hundred outputs two near-ties may round apart
+        assert result["differ"] * result["n"] <= max(0.01 * result["n"], 2), \
+            f"{result['differ']:.2%} of outputs differ from ref: {case_id(c)}"
     assert result["err64"] < TOL64[c["dtype"]], f"rel err {result['err64']:.3g} vs float64 for {case_id(c)}"
     assert result["out_ok"], f"out= not returned as given: {case_id(c)}"
 
