@@ -22,6 +22,12 @@ B (~1.7x the bytes). Here every input is read once and y written once, as in CUB
   own inclusive state H_in P_end + h_end with flag 2 for its successors;
 * y_t = C_t (h_t + P_t H_in) + D u_t is stored in u's layout.
 
+That is the decoupled look-back (``CHAINED=0``). The default (``CHAINED=1``, session 13) skips the
+aggregates: a segment waits for its predecessor's inclusive state (flag 2) and takes it as H_in.
+Tickets order every chain's segment k before any segment k + 1, so the predecessor has nearly always
+finished; this was faster on the H100 and, unlike the decoupled fold, gives the same bits on every
+call (see ``DEFAULT_CHAINED``).
+
 Flags and ticket are a fresh zeroed int32 buffer per call; states go through small float32 buffers
 (3 x chains x segments x BD floats). A program's threads store its states, meet at a barrier, and one
 thread then releases the flag (a release by one thread orders only what it has observed; the barrier
