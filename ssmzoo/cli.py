@@ -67,6 +67,9 @@ def main(
         None, "--manifest", help="Extra manifest YAML adding or overriding models (repeatable; also $SSMZOO_MANIFEST)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
+    from .allocator import keep_freed_memory
+
+    keep_freed_memory()  # no page faults on every CPU forward ($SSMZOO_MALLOC_TUNING=0: off)
     State.manifests = list(manifest or [])
 
 
