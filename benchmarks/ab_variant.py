@@ -38,14 +38,7 @@ if os.environ.get("AB_DWCONV"):
 
     td.DEFAULT_CONFIG.update(json.loads(os.environ["AB_DWCONV"]))
 if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
-    from ssmzoo.ops import scan_backend
-
-    def _fused_also_compiling(x, conv):
-        return (x.is_cuda and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
-                and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
-                and conv.groups == conv.in_channels == conv.out_channels)
-
-    gm.DWConv.use_fused_kernel = staticmethod(_fused_also_compiling)
+    gm.FUSED_DWCONV_UNDER_COMPILE = True
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]

@@ -124,27 +124,34 @@ LOOKBACK_CONFIGS = [dict(LOOKBACK=1, SEG=seg, BD=bd, num_warps=nw, CHAINED=ch)
                                             (128, 16, 4, 0)]]
 
 
+def group_stage_inputs(gen, variants):
+    """Every GroupMamba stage shape at batch 128, largest map first, in each (dtype, channels_last) of
+    ``variants``: yields (C, H, dtype, channels_last, bytes, next input set)."""
+    for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
+        for dtype, cl in variants:
+            nb = group_bytes(128, C, H, dtype)
+            yield C, H, dtype, cl, nb, rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
+
+
 def lookback_sweep(gen, record) -> None:
     """Every GroupMamba stage shape (batch 128): the default kernel, then each look-back config; the
     look-back output is checked against the default kernel's."""
     print("GroupMamba fused scan: default kernel vs look-back configs (batch 128):", flush=True)
-    for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
-        for dtype, cl in [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)]:
-            nb = group_bytes(128, C, H, dtype)
-            nxt = rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
-            x = nxt()
-            ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
-            layout = "bhwc" if cl else "bchw"
-            ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
-            record(f"gm {layout} default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
-            for cfg in LOOKBACK_CONFIGS:
-                try:
-                    err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
-                    ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
-                    record(f"gm {layout} lookback", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err,
-                           extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']} chained {cfg['CHAINED']}")
-                except Exception as exc:  # a config that does not compile is reported, not fatal
-                    print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+    for C, H, dtype, cl, nb, nxt in group_stage_inputs(
+            gen, [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)]):
+        x = nxt()
+        ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
+        layout = "bhwc" if cl else "bchw"
+        ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
+        record(f"gm {layout} default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
+        for cfg in LOOKBACK_CONFIGS:
+            try:
+                err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
+                ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
+                record(f"gm {layout} lookback", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err,
+                       extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']} chained {cfg['CHAINED']}")
+            except Exception as exc:  # a config that does not compile is reported, not fatal
+                print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
 
 
 def main() -> None:
@@ -223,23 +230,21 @@ def main() -> None:
     # ---------------- GroupMamba stages
     print("GroupMamba fused 4-direction scan (batch 128):", flush=True)
     seen = {}
-    for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
-        for dtype, cl in [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]:
-            nb = group_bytes(128, C, H, dtype)
-            nxt = rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
-            x = nxt()
-            y = ts.group_scan_4dir_triton(**x, delta_softplus=True)
-            torch_ms = None
-            ref = ts.group_scan_4dir_ref(**x, delta_softplus=True, scan_fn=selective_scan_chunked)
-            err = rel_err(y, ref)  # against the float32 torch path (float64 checks are in the tests)
-            if not args.no_torch and dtype == torch.float32 and not cl:
-                torch_ms = slow_bench(lambda: ts.group_scan_4dir_ref(**nxt(), delta_softplus=True,
-                                                                    scan_fn=selective_scan_chunked))
-            del y, ref
-            ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
-            layout = "bhwc" if cl else "bchw"
-            record(f"gm {layout}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, torch_ms, err)
-            seen[(C, H, str(dtype), layout)] = records[-1]
+    for C, H, dtype, cl, nb, nxt in group_stage_inputs(
+            gen, [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]):
+        x = nxt()
+        y = ts.group_scan_4dir_triton(**x, delta_softplus=True)
+        torch_ms = None
+        ref = ts.group_scan_4dir_ref(**x, delta_softplus=True, scan_fn=selective_scan_chunked)
+        err = rel_err(y, ref)  # against the float32 torch path (float64 checks are in the tests)
+        if not args.no_torch and dtype == torch.float32 and not cl:
+            torch_ms = slow_bench(lambda: ts.group_scan_4dir_ref(**nxt(), delta_softplus=True,
+                                                                 scan_fn=selective_scan_chunked))
+        del y, ref
+        ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
+        layout = "bhwc" if cl else "bchw"
+        record(f"gm {layout}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, torch_ms, err)
+        seen[(C, H, str(dtype), layout)] = records[-1]
     print("GroupMamba per model (float32, batch 128), sum over one block of each stage:")
     for name, dims in GROUPMAMBA.items():
         parts = []

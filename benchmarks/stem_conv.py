@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 import triton
 
+from scan import copy_bandwidth  # noqa: E402  (benchmarks/ is on sys.path when run as a script)
 from ssmzoo.ops import triton_conv as tc
 
 CONFIGS = [dict(BLOCK_M=m, BLOCK_K=k, num_warps=w) for m, k, w in
@@ -34,8 +35,7 @@ def main() -> None:
     args = ap.parse_args()
     dtype = getattr(torch, args.dtype)
     torch.backends.cudnn.benchmark = True
-    buf = torch.empty(256 * 2**20, dtype=torch.uint8, device="cuda")
-    copy_gbs = 2 * buf.numel() / bench(lambda: buf.clone()) / 1e6
+    copy_gbs = copy_bandwidth()
     print(f"device: {torch.cuda.get_device_name()}; torch {torch.__version__}, triton {triton.__version__}; "
           f"copy {copy_gbs:.0f} GB/s; batch {args.batch}, {dtype}", flush=True)
     for c_out in (32, 64):

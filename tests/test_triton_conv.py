@@ -178,14 +178,6 @@ def test_gpu_kernel_matches_reference(c, no_tf32):
     _check(run_case(c, "cuda", torch.randint(0, 2**31 - 1, ()).item()), c)
 
 
-@pytest.fixture
-def no_tf32():
-    old = torch.backends.cudnn.allow_tf32
-    torch.backends.cudnn.allow_tf32 = False
-    yield
-    torch.backends.cudnn.allow_tf32 = old
-
-
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--operator"]:

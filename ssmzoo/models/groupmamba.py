@@ -383,6 +383,10 @@ def _depthwise_weight(weight: Tensor, x: Tensor) -> Tensor:
     return weight.to(memory_format=torch.channels_last) if x.device.type == "cpu" else weight
 
 
+# The fused depthwise-conv kernel also inside torch.compile graphs (DWConv.use_fused_kernel); off: slower there.
+FUSED_DWCONV_UNDER_COMPILE = False
+
+
 class DWConv(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
@@ -396,9 +400,11 @@ class DWConv(nn.Module):
         torch.compile Inductor's own cuDNN conv + fused activation is used: as fast as this kernel
         alone (benchmarks/dwconv.py --inductor), while the opaque op made the compiled GroupMamba-T
         slower on the H100 (0.54x convnext_small against 0.63x without it, each measured side by side;
-        docs/gpu_runs/bench_compile_dwconv.txt)."""
-        return (x.is_cuda and not torch.compiler.is_compiling() and scan_backend(x.device) == "triton"
-                and conv.kernel_size == (3, 3)
+        docs/gpu_runs/bench_compile_dwconv.txt; in session 13 5,677 img/s with it against 5,834 without it,
+        two runs on the same machine kind, dwconv_unroll.txt).
+        ``FUSED_DWCONV_UNDER_COMPILE = True`` uses it there too (side-by-side timing)."""
+        return (x.is_cuda and (FUSED_DWCONV_UNDER_COMPILE or not torch.compiler.is_compiling())
+                and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
                 and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
                 and conv.groups == conv.in_channels == conv.out_channels)
 
