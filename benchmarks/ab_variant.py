@@ -1,11 +1,14 @@
-"""`ssmzoo benchmark` with one of session 12's changes undone, for side-by-side A/B runs on the device.
+"""`ssmzoo benchmark` with one change undone, for side-by-side A/B runs on the device.
 
 AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal dense GEMMs).
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).
+AB_DECOUPLED=1: the look-back kernel's decoupled variant (CHAINED=0, the default before session 13).
 AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
 AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, dim, L) copies (before
     session 13) instead of views of (batch, L, dim) memory.
+AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and the copies around them
+    (before session 14) instead of the Triton kernel.
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation.
@@ -25,10 +28,18 @@ if os.environ.get("AB_NO_LOOKBACK"):
 
     _plain = ts.group_scan_4dir_triton
     ts.group_scan_4dir_triton = lambda *a, config=None, **k: _plain(*a, config=dict(config or {}, LOOKBACK=0), **k)
+if os.environ.get("AB_DECOUPLED"):
+    import ssmzoo.ops.triton_lookback as tl
+
+    tl.DEFAULT_CHAINED = 0
 if os.environ.get("AB_VM_CHANNEL_FIRST"):
     import ssmzoo.models.videomamba as vm
 
     vm.SCAN_INPUTS_TOKENS_MAJOR = False
+if os.environ.get("AB_VM_UNFUSED_CONV"):
+    import ssmzoo.models.videomamba as vm
+
+    vm.FUSED_CAUSAL_CONV = False
 if os.environ.get("AB_CUDNN_STEM"):
     gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):

@@ -74,6 +74,9 @@ def make_norm(kind: str, dim: int, eps: float) -> nn.Module:
 # On the Triton backend the mixer hands the scan u and delta in (batch, L, dim) memory (see
 # BiMambaMixer._scan_inputs); False keeps the contiguous (batch, dim, L) copies (side-by-side timing).
 SCAN_INPUTS_TOKENS_MAJOR = True
+# With them, each direction's causal conv + SiLU is one Triton launch (ssmzoo.ops.triton_causal_conv);
+# False keeps F.conv1d, F.silu and the copies around them (side-by-side timing).
+FUSED_CAUSAL_CONV = True
 
 
 class BiMambaMixer(nn.Module):
@@ -121,20 +124,33 @@ class BiMambaMixer(nn.Module):
             dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
         dt_proj.bias._no_reinit = True  # type: ignore[attr-defined]
 
-    def _scan_inputs(self, x: Tensor, suffix: str, tokens_major: bool = False) -> dict[str, Tensor]:
+    def _scan_inputs(self, x: Tensor, suffix: str, tokens_major: bool = False,
+                     fused_conv: bool = False) -> dict[str, Tensor]:
         """One direction's scan operands: causal depthwise conv + SiLU, input-dependent dt/B/C.
+        ``suffix`` "_b" is the backward direction: x is read reversed and the operands come out in
+        the reversed token order.
 
         u and delta are (batch, dim, L); with ``tokens_major`` they are views of (batch, L, dim)
         memory (channels contiguous): u is the copy x_proj needs anyway, delta dt_proj's output as it
         comes, so neither is copied again for the scan, and the bidirectional GPU kernel reads that
         layout fastest. Otherwise both are contiguous (batch, dim, L), the CPU scan's layout.
+        ``fused_conv`` (with ``tokens_major``) runs the conv + SiLU as the Triton kernel.
         """
         length = x.shape[-1]
         conv: nn.Conv1d = getattr(self, "conv1d" + suffix)
         x_proj: nn.Linear = getattr(self, "x_proj" + suffix)
         dt_proj: nn.Linear = getattr(self, "dt_proj" + suffix)
-        x = F.silu(conv(x)[..., :length])
-        x_tokens = x.transpose(1, 2).contiguous()                               # (b, l, d): x_proj's input
+        reverse = bool(suffix)                                                  # the backward direction
+        if tokens_major and fused_conv:
+            # One Triton launch: the causal conv read forwards or backwards by index, bias, SiLU,
+            # written token-major (no flip copy, no generic ATen depthwise kernel, no transpose copy).
+            from ssmzoo.ops.triton_causal_conv import causal_conv1d_silu
+
+            x = causal_conv1d_silu(x, conv.weight, conv.bias, reverse)
+            x_tokens = x.transpose(1, 2)                                        # contiguous (b, l, d)
+        else:
+            x = F.silu(conv(x.flip(-1) if reverse else x)[..., :length])
+            x_tokens = x.transpose(1, 2).contiguous()                           # (b, l, d): x_proj's input
         x_dbl = x_proj(x_tokens)                                                # (b, l, r + 2n)
         dt, B, C = torch.split(x_dbl, [self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.linear(dt, dt_proj.weight).transpose(1, 2)                       # bias goes in the scan
@@ -151,8 +167,9 @@ class BiMambaMixer(nn.Module):
         x, z = xz.chunk(2, dim=1)
         triton = scan_backend(x.device) == "triton"
         tokens_major = triton and SCAN_INPUTS_TOKENS_MAJOR
-        fwd = self._scan_inputs(x, "", tokens_major)
-        bwd = self._scan_inputs(x.flip(-1), "_b", tokens_major)                 # the reversed sequence
+        fused_conv = tokens_major and FUSED_CAUSAL_CONV
+        fwd = self._scan_inputs(x, "", tokens_major, fused_conv)
+        bwd = self._scan_inputs(x, "_b", tokens_major, fused_conv)              # on the reversed sequence
         if triton:
             # One launch for both directions; the reversed one is read by index, gate and D fused.
             from ssmzoo.ops.triton_scan import bimamba_scan_op
