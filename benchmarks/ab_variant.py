@@ -11,7 +11,7 @@ AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and 
     (before session 14) instead of the Triton kernel.
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
-    too (an opaque node), instead of Inductor's cuDNN conv + fused activation.
+    too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
 """
 import os
 import sys
@@ -49,7 +49,7 @@ if os.environ.get("AB_DWCONV"):
 
     td.DEFAULT_CONFIG.update(json.loads(os.environ["AB_DWCONV"]))
 if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
-    gm.FUSED_DWCONV_UNDER_COMPILE = True
+    gm.FUSED_DWCONV_UNDER_COMPILE = True if os.environ["AB_DWCONV_OP_IN_COMPILE"] == "1" else os.environ["AB_DWCONV_OP_IN_COMPILE"]
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]

@@ -165,7 +165,7 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None):
+def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None, split_only=False):
     from triton.testing import do_bench
 
     from ssmzoo.ops.triton_scan import bimamba_scan_triton
@@ -189,7 +189,7 @@ def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None
                 t_old = timed(bimamba_scan_triton)
                 row = dict(case=case, dtype=str(dtype).split(".")[-1], layout=layout, chunked_us=t_old * 1e3)
                 print(f"{case} {row['dtype']} {layout}: chunked (triton_scan) {t_old * 1e3:9.1f} us", flush=True)
-                for cfg in configs:
+                for cfg in [] if split_only else configs:
                     fn = lambda **kw: tb.bimamba_scan_seq_triton(**kw, config=cfg)  # noqa: E731
                     err = rel(fn(**sets[0]), ref)
                     t = timed(fn)
@@ -241,6 +241,7 @@ def main(argv=None):
     ap.add_argument("--segments", help="comma list of SEG values (tokens per segment, 0 = default): also run "
                                        "the split-sequence kernel (with --aot: only it)")
     ap.add_argument("--shapes", help="comma list of shapes to run (image, video; default both)")
+    ap.add_argument("--split-only", action="store_true", help="with --segments: time only the split kernel")
     args = ap.parse_args(argv)
     segments = [int(x) for x in args.segments.split(",")] if args.segments else None
     shapes = args.shapes.split(",") if args.shapes else None
@@ -280,7 +281,7 @@ def main(argv=None):
         return
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA device (or --aot)")
-    run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes)
+    run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes, split_only=args.split_only)
 
 
 if __name__ == "__main__":

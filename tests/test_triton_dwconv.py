@@ -184,7 +184,7 @@ def _check_operator(seed: int) -> dict:
                 p.add_(torch.randn(p.shape, generator=gen) * 0.1)
         tokens8, tokens16 = torch.randn(2, H * W, 8, generator=gen), torch.randn(2, H * W, 16, generator=gen)
         plain = ffn(tokens8, H, W), mixer(tokens16, H, W)
-        with mock.patch.object(gm.DWConv, "use_fused_kernel", staticmethod(lambda x, conv: True)), \
+        with mock.patch.object(gm.DWConv, "use_fused_kernel", staticmethod(lambda x, conv, in_ffn=False: True)), \
                 mock.patch.object(gm.nn.GELU, "forward", side_effect=AssertionError("GELU not fused")):
             fused = ffn(tokens8, H, W), mixer(tokens16, H, W)
     for name, a, b in zip(("ffn", "mixer"), plain, fused):

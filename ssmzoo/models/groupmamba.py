@@ -383,8 +383,9 @@ def _depthwise_weight(weight: Tensor, x: Tensor) -> Tensor:
     return weight.to(memory_format=torch.channels_last) if x.device.type == "cpu" else weight
 
 
-# The fused depthwise-conv kernel also inside torch.compile graphs (DWConv.use_fused_kernel); off: slower there.
-FUSED_DWCONV_UNDER_COMPILE = False
+# The fused depthwise-conv kernel also inside torch.compile graphs (DWConv.use_fused_kernel): True for
+# every depthwise conv, "ffn" for the FFNs' only (conv + GELU), False for none (the default: see there).
+FUSED_DWCONV_UNDER_COMPILE: bool | str = False
 
 
 class DWConv(nn.Module):
@@ -393,7 +394,7 @@ class DWConv(nn.Module):
         self.dwconv = nn.Conv2d(dim, dim, 3, 1, 1, bias=True, groups=dim)
 
     @staticmethod
-    def use_fused_kernel(x: Tensor, conv: nn.Conv2d) -> bool:
+    def use_fused_kernel(x: Tensor, conv: nn.Conv2d, in_ffn: bool = False) -> bool:
         """Whether a depthwise 3x3 conv of this file runs as the fused Triton kernel (conv + bias +
         activation, ``ssmzoo.ops.triton_dwconv``): CUDA tensors on the "triton" scan backend.
         ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation. Under
@@ -402,18 +403,21 @@ class DWConv(nn.Module):
         slower on the H100 (0.54x convnext_small against 0.63x without it, each measured side by side;
         docs/gpu_runs/bench_compile_dwconv.txt; in session 13 5,677 img/s with it against 5,834 without it,
         two runs on the same machine kind, dwconv_unroll.txt).
-        ``FUSED_DWCONV_UNDER_COMPILE = True`` uses it there too (side-by-side timing)."""
-        return (x.is_cuda and (FUSED_DWCONV_UNDER_COMPILE or not torch.compiler.is_compiling())
+        ``FUSED_DWCONV_UNDER_COMPILE`` = True uses it there too, "ffn" for the FFNs' convs (``in_ffn``)
+        only (side-by-side timing)."""
+        under_compile = FUSED_DWCONV_UNDER_COMPILE is True or (FUSED_DWCONV_UNDER_COMPILE == "ffn" and in_ffn)
+        return (x.is_cuda and (under_compile or not torch.compiler.is_compiling())
                 and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
                 and conv.stride == (1, 1) and conv.padding == (1, 1) and conv.dilation == (1, 1)
                 and conv.groups == conv.in_channels == conv.out_channels)
 
-    def forward(self, x: Tensor, H: int, W: int, activation: str = "none") -> Tensor:
-        """``activation`` ("none", "gelu", "silu") is applied after the conv (fused on the Triton path)."""
+    def forward(self, x: Tensor, H: int, W: int, activation: str = "none", in_ffn: bool = False) -> Tensor:
+        """``activation`` ("none", "gelu", "silu") is applied after the conv (fused on the Triton path);
+        ``in_ffn``: the FFN's conv (see ``use_fused_kernel``)."""
         batch, _, channels = x.shape
         x = x.transpose(1, 2).reshape(batch, channels, H, W)  # a channels-last view, no copy
         conv = self.dwconv
-        if self.use_fused_kernel(x, conv):
+        if self.use_fused_kernel(x, conv, in_ffn):
             from ssmzoo.ops.triton_dwconv import dwconv3x3_act
 
             x = dwconv3x3_act(x, conv.weight, conv.bias, activation)  # channels-last out
@@ -437,9 +441,9 @@ class PVT2FFN(nn.Module):
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         x = self.fc1(x)
-        if DWConv.use_fused_kernel(x, self.dwconv.dwconv) and type(self.act) is nn.GELU \
+        if DWConv.use_fused_kernel(x, self.dwconv.dwconv, in_ffn=True) and type(self.act) is nn.GELU \
                 and self.act.approximate == "none":
-            return self.fc2(self.dwconv(x, H, W, activation="gelu"))  # GELU fused into the conv kernel
+            return self.fc2(self.dwconv(x, H, W, activation="gelu", in_ffn=True))  # GELU fused into the conv kernel
         return self.fc2(self.act(self.dwconv(x, H, W)))
 
 
