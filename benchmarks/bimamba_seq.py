@@ -242,6 +242,8 @@ def main(argv=None):
                                        "the split-sequence kernel (with --aot: only it)")
     ap.add_argument("--shapes", help="comma list of shapes to run (image, video; default both)")
     ap.add_argument("--split-only", action="store_true", help="with --segments: time only the split kernel")
+    ap.add_argument("--once", metavar="SHAPE", help="run the models' default scan 3 times on SHAPE (bf16, "
+                                                   "token-major) and exit: a target for ncu")
     args = ap.parse_args(argv)
     segments = [int(x) for x in args.segments.split(",")] if args.segments else None
     shapes = args.shapes.split(",") if args.shapes else None
@@ -281,6 +283,12 @@ def main(argv=None):
         return
     if not torch.cuda.is_available():
         sys.exit("needs a CUDA device (or --aot)")
+    if args.once:
+        inputs = make_inputs(*SHAPES[args.once], torch.bfloat16, "cl", "cuda", torch.Generator().manual_seed(0))
+        for _ in range(3):
+            tb.bimamba_scan_split_triton(**inputs)
+        torch.cuda.synchronize()
+        return
     run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes, split_only=args.split_only)
 
 
