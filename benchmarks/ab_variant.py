@@ -2,6 +2,9 @@
 
 AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal dense GEMMs).
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
+AB_TILE_LOADS='{"state": 0, "out": 0}': the bimamba scan's state-tile loads through the permuted view
+    (1) or as they are (0) in the state phase / the output phase (``triton_bimamba._PERMUTE_*_LOADS``;
+    both 0: as before session 14).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).
 AB_DECOUPLED=1: the look-back kernel's decoupled variant (CHAINED=0, the default before session 13).
 AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
@@ -23,6 +26,14 @@ if os.environ.get("AB_EINSUM"):
     gm._dense_projections = lambda x: False
 if os.environ.get("AB_SEQ"):
     tb.SPLIT_SEG = 10 ** 9
+if os.environ.get("AB_TILE_LOADS"):
+    import json
+
+    import triton.language as tl
+
+    _perm = json.loads(os.environ["AB_TILE_LOADS"])
+    tb._PERMUTE_STATE_LOADS = tl.constexpr(bool(_perm["state"]))
+    tb._PERMUTE_OUT_LOADS = tl.constexpr(bool(_perm["out"]))
 if os.environ.get("AB_NO_LOOKBACK"):
     import ssmzoo.ops.triton_scan as ts
 

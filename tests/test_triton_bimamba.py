@@ -249,6 +249,35 @@ def test_gpu_kernel_matches_float64_reference(c):
     _check(result, c)
 
 
+# The state-tile loads through a permuted view (``_PERMUTE_STATE_LOADS`` / ``_PERMUTE_OUT_LOADS``, chosen
+# by Triton version; the interpreter runs whichever this Triton picks) must give the same results: a few
+# cases with both flipped.
+FLIPPED_LOAD_CASES = [
+    case(1, 37, 37, 16),
+    case(1, 6, 37, 16, flipped=True, config=dict(SEG=8, SPLIT=4), kernel="split"),
+    case(1, 37, 7, 16, layout="cl", config=dict(SEG=4), kernel="split"),
+    case(1, 9, 23, 3, layout="model", config=dict(SPLIT=2, PACK=False)),     # masked B/C loads
+]
+
+
+@pytest.fixture(scope="module")
+def interpreted_flipped_loads() -> list[dict]:
+    return run_interpreted(__file__, "--interpret-flipped-loads")
+
+
+@pytest.mark.parametrize("index", range(len(FLIPPED_LOAD_CASES)), ids=[case_id(c) for c in FLIPPED_LOAD_CASES])
+def test_interpreted_kernel_with_the_other_tile_load_order(interpreted_flipped_loads, index):
+    _check(interpreted_flipped_loads[index], FLIPPED_LOAD_CASES[index])
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
     print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
+elif __name__ == "__main__" and sys.argv[1:2] == ["--interpret-flipped-loads"]:
+    import triton.language as tl
+
+    import ssmzoo.ops.triton_bimamba as tb
+
+    tb._PERMUTE_STATE_LOADS = tl.constexpr(not tb._PERMUTE_STATE_LOADS)
+    tb._PERMUTE_OUT_LOADS = tl.constexpr(not tb._PERMUTE_OUT_LOADS)
+    print(run_cases(run_case, FLIPPED_LOAD_CASES, int(sys.argv[2])))

@@ -22,9 +22,11 @@ element on the MUFU units). The chunked kernel of ``triton_scan`` spends its tim
   chains (softplus -> exp2 -> sum -> gate), which matters when few warps share an SM;
 * softplus runs on the MUFU units (ex2 + lg2.approx via inline PTX when compiled, ``FAST``).
 
-Compiled for sm_90 (benchmarks/bimamba_seq.py --aot): no barriers, shared memory or layout shuffles
-in the step loops (only log2(SPLIT) butterfly shuffles for the state sum), B/C as 16-byte loads,
-no spills (SPLIT 1: ~140 registers, SPLIT >= 2: ~64).
+Compiled for sm_90 (benchmarks/bimamba_seq.py --aot, Triton 3.6, 3.7 and 3.8): no barriers, shared
+memory or layout shuffles in the step loops (only log2(SPLIT) butterfly shuffles for the state sum),
+B/C as 16-byte loads, no spills (SPLIT 1: ~130-146 registers, SPLIT >= 2: ~64); on Triton 3.6 the
+output phase gets there through the permuted tile loads of ``_PERMUTE_OUT_LOADS`` (the state phase
+keeps a few layout conversions there: measured faster so).
 
 SPLIT trades parallelism for redundant per-channel work: SPLIT = 1 does no redundant arithmetic but
 gives only batch x dim threads (6144 for the VideoMamba-S video case: ~1.5 warps per SM); SPLIT = 4
@@ -47,6 +49,7 @@ H100), and the sequential kernel itself (one segment) elsewhere.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import torch
@@ -76,13 +79,47 @@ def _softplus(x, FAST: tl.constexpr):
     return tl.where(x <= 20.0, _log2(1.0 + tl.exp2(x * 1.4426950408889634), FAST) * 0.6931471805599453, x)
 
 
+def _triton_version() -> tuple[int, int]:
+    major, minor = (int(x) for x in re.findall(r"\d+", triton.__version__)[:2])
+    return major, minor
+
+
+# The state tiles' loads (A, initial states, B_t / C_t) are contiguous along V (4 states) and, in the
+# (G, V, SPLIT, BD) order, tie in contiguity along G and BD. Triton's coalescing pass orders tied dims
+# by index before 3.7 and in reverse from 3.7 on, so Triton 3.6 (PyTorch 2.11's) gives those loads 4
+# lanes along G and 8 along the channels, and the output phase's step loop then re-lays the tile out
+# through shared memory and sums y across lanes every step (446 SASS instructions per 2 steps, 64
+# shuffles, 8 barriers; 253 and none as 3.7+ builds it). Through a (BD, G, SPLIT, V) view the lower
+# index wins the tie for the channels: the loop has no shuffles, barriers or shared memory on 3.6 either
+# (245 instructions; benchmarks/bimamba_seq.py --aot under each Triton version). Timed on the H100
+# with Triton 3.6 (docs/gpu_runs/bimamba_tile_loads_s14.txt, VideoMamba-S, bf16, token-major): the
+# output phase with it, video 796.7 -> 751.3 us per scan, image 564.6 -> 476.0 us. The state phase
+# with it was slower (video 870.7 us with both, 826.3 with both on), so it keeps its loads as they are.
+_PERMUTE_TILE_LOADS = _triton_version() < (3, 7)
+_PERMUTE_STATE_LOADS = tl.constexpr(False)
+_PERMUTE_OUT_LOADS = tl.constexpr(_PERMUTE_TILE_LOADS)
+
+
 @triton.jit
-def _load_bc(ptrs, nmask, BC_MASK: tl.constexpr):
-    if BC_MASK:
-        r = tl.load(ptrs, mask=nmask, other=0.0)
+def _load_tile(ptrs, mask, HAS_MASK: tl.constexpr, PERM: tl.constexpr):
+    """tl.load of a (G, V, SPLIT, BD) state tile, through the permuted view with PERM (see
+    _PERMUTE_TILE_LOADS)."""
+    if PERM:
+        ptrs = tl.permute(ptrs, (3, 0, 2, 1))
+        if HAS_MASK:
+            mask = tl.permute(mask, (3, 0, 2, 1))
+    if HAS_MASK:
+        r = tl.load(ptrs, mask=mask, other=0.0)
     else:
         r = tl.load(ptrs)
+    if PERM:
+        r = tl.permute(r, (1, 3, 2, 0))
     return r
+
+
+@triton.jit
+def _load_bc(ptrs, nmask, BC_MASK: tl.constexpr, PERM: tl.constexpr):
+    return _load_tile(ptrs, nmask, BC_MASK, PERM)
 
 
 @triton.jit
@@ -131,8 +168,8 @@ def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, 
     pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
-    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
     if HAS_Z:
         z_n = tl.load(z_ptr + rz + pn * sz_l)
     if ACC_IN:
@@ -262,7 +299,7 @@ def _state_step(k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt
     pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
     if HAS_BIAS:
         dt = dt + bias
     if SOFTPLUS:
@@ -287,8 +324,8 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
     BD: tl.constexpr = cl.shape[0]
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
-    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
-                 other=0.0) * 1.4426950408889634
+    A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
+                    _PERMUTE_STATE_LOADS) * 1.4426950408889634
     bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
     offn = n4 * sb_n + zero4
     clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))
@@ -299,7 +336,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
     p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
     nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
     k = k0
     while k < nmain:
@@ -343,8 +380,8 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     give exactly that, so the per-channel (BD,) vectors need no data movement)."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
-    A2 = tl.load(A_ptr + _bcast(cl) * NSTATE + n4, mask=nmask & _bcast(cmask),
-                 other=0.0) * 1.4426950408889634
+    A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
+                    _PERMUTE_OUT_LOADS) * 1.4426950408889634
     Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)
     bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
     offn = n4 * sb_n + zero4
@@ -355,14 +392,15 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     ry = cl * sy_c
     rya = clc * sy_c
     if HAS_INIT:
-        h = tl.load(hs_ptr + _bcast(cl) * NP + n4 + zero4, mask=_bcast(cmask) & (zero4 == 0), other=0.0)
+        h = _load_tile(hs_ptr + _bcast(cl) * NP + n4 + zero4, _bcast(cmask) & (zero4 == 0), True,
+                       _PERMUTE_OUT_LOADS)
     else:
         h = zero4.to(tl.float32)
     p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK)
-    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK)
+    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
     if HAS_Z:
         z_n = tl.load(z_ptr + rz + p * sz_l)
     if ACC_IN:
