@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import sys
 
+from unittest import mock
+
 import pytest
 import torch
 
@@ -201,6 +203,9 @@ def test_split_config_rules():
     assert split_config(8, 768, 3137, 16, dict(SPLIT=2), narrow_rows=True)["SPLIT"] == 2  # a given SPLIT wins
     assert split_config(1, 4, 10, 2, narrow_rows=True)["SPLIT"] == 2  # never more lanes than states
     assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5
+    # where Triton cannot compile the split phases (3.5), the default is one segment
+    with mock.patch("ssmzoo.ops.triton_bimamba.SPLIT_PHASES_COMPILE", False):
+        assert split_config(8, 768, 3137, 16)["NSEG"] == 1
     assert split_config(1, 4, 7, 16, dict(SEG=100))["SEG"] == 7
     assert split_config(1, 4, 1, 16, dict(SEG=4))["NSEG"] == 1
     with pytest.raises(ValueError):

@@ -559,6 +559,11 @@ SPLIT_SEG = 64  # default segment length (tokens) when batch x dim alone gives t
 # 4 lanes per channel in both shapes of that sweep (image bf16: 854 us vs 1,392 us with SPLIT 1; video
 # bf16, SEG 64: 1,245 us vs 1,507 us), while float32 and channels-last inputs ran fastest with one.
 NARROW_ROWS_SPLIT = 4
+# Triton 3.5 (PyTorch 2.9's) fails inside its layout pass (TritonGPURemoveLayoutConversions: "parent
+# layout must have at least rank >= 2") on the state phase's kernel; the one-segment path (the output
+# kernel alone) compiles there. So before 3.6 the default is one segment: slower on short batches of
+# long sequences (video), but it runs (seen with benchmarks/bimamba_seq.py --aot under Triton 3.5.1).
+SPLIT_PHASES_COMPILE = _triton_version() >= (3, 6)
 
 
 def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None, *,
@@ -567,14 +572,15 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     work) and COMBINE_BC (channels per phase-2 program).
 
     Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
-    image shape), else SEG = SPLIT_SEG (VideoMamba-S video: 50 segments). SPLIT then follows seq_config
+    image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else SEG =
+    SPLIT_SEG (VideoMamba-S video: 50 segments). SPLIT then follows seq_config
     with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work),
     except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for NARROW_ROWS_SPLIT."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
     bc = config.pop("COMBINE_BC", 32)
     if seg is None:
-        seg = length if batch * dim >= 132 * 8 * 32 else SPLIT_SEG
+        seg = length if batch * dim >= 132 * 8 * 32 or not SPLIT_PHASES_COMPILE else SPLIT_SEG
     seg = int(seg)
     if seg < 1:
         raise ValueError(f"SEG must be >= 1, got {seg}")
