@@ -12,6 +12,7 @@ AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, di
     session 13) instead of views of (batch, L, dim) memory.
 AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and the copies around them
     (before session 14) instead of the Triton kernel.
+AB_VM_PATCH_CONV=1: VideoMamba's patch embedding as the cuDNN conv (instead of one GEMM over the patches).
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
@@ -47,6 +48,10 @@ if os.environ.get("AB_VM_CHANNEL_FIRST"):
     import ssmzoo.models.videomamba as vm
 
     vm.SCAN_INPUTS_TOKENS_MAJOR = False
+if os.environ.get("AB_VM_PATCH_CONV"):
+    import ssmzoo.models.videomamba as vm
+
+    vm.PATCH_EMBED_AS_GEMM = False
 if os.environ.get("AB_VM_UNFUSED_CONV"):
     import ssmzoo.models.videomamba as vm
 

@@ -137,6 +137,21 @@ def test_scan_inputs_tokens_major_are_the_same_values_without_copies() -> None:
         assert torch.equal(viewed[name], plain[name])
 
 
+@pytest.mark.parametrize("shape,kernel", [((2, 3, 37, 45), (16, 16)), ((1, 3, 5, 34, 50), (2, 16, 16)),
+                                          ((2, 4, 4, 7, 9), (1, 3, 3))])
+def test_patchify_linear_is_the_strided_conv(shape, kernel) -> None:
+    """The CUDA patch embedding (one GEMM over unfolded patches) against the conv it replaces, on sizes
+    the kernel does not divide (the conv drops the remainder), images and tubelets."""
+    x = torch.randn(*shape, dtype=torch.float64)
+    weight = torch.randn(8, shape[1], *kernel, dtype=torch.float64)
+    bias = torch.randn(8, dtype=torch.float64)
+    conv = F.conv2d if len(kernel) == 2 else F.conv3d
+    expected = conv(x, weight, bias, stride=kernel)
+    got = vm.patchify_linear(x, weight, bias)
+    assert got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-12, atol=1e-12)
+    assert got.movedim(1, -1).is_contiguous()  # channels-last memory, what the tokens need
+
+
 def test_rmsnorm_matches_formula() -> None:
     norm = vm.RMSNorm(10, eps=1e-5)
     with torch.no_grad():

@@ -224,7 +224,39 @@ class PatchEmbed(nn.Module):
             self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=self.patch_size, stride=self.patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.is_cuda and PATCH_EMBED_AS_GEMM:
+            return patchify_linear(x, self.proj.weight, self.proj.bias)
         return self.proj(x)
+
+
+# On CUDA the patch embedding runs as one GEMM over the unfolded patches (``patchify_linear``): cuDNN's
+# kernel for the video model's Conv3d took 0.66 ms per batch of 8 16-frame clips on the H100 (its
+# generic implicit_convolveNd_sgemm; docs/gpu_runs/prof_vm16_compiled_s14.txt), for 15 GFLOP. False
+# keeps the conv (side-by-side timing).
+PATCH_EMBED_AS_GEMM = True
+
+
+def patchify_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
+    """A conv whose stride equals its kernel (non-overlapping patches, no padding), as
+    ``F.conv2d/conv3d(x, weight, bias, stride=kernel)`` computes it, via one copy of the patches into
+    rows and one GEMM. x (B, C, *S) with S of 2 or 3 dims; weight (D, C, *K). Returns (B, D, *S // K),
+    a view of channels-last memory (what the token layout needs next)."""
+    kernel = weight.shape[2:]
+    batch, chans = x.shape[:2]
+    grid = [s // k for s, k in zip(x.shape[2:], kernel)]
+    x = x[(slice(None), slice(None), *(slice(0, g * k) for g, k in zip(grid, kernel)))]
+    split = [d for g, k in zip(grid, kernel) for d in (g, k)]
+    x = x.reshape(batch, chans, *split)
+    n = len(kernel)
+    # (B, C, g0, k0, g1, k1, ...) -> (B, g0, g1, ..., C, k0, k1, ...): a row per patch, in weight's order
+    order = [0, *range(2, 2 + 2 * n, 2), 1, *range(3, 3 + 2 * n, 2)]
+    # the patches copied once, straight into the dtype F.linear computes in under autocast
+    device = x.device.type
+    dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else x.dtype
+    rows = torch.empty(batch, *grid, chans, *kernel, dtype=dtype, device=x.device)
+    rows.copy_(x.permute(order))
+    out = F.linear(rows.view(-1, chans * math.prod(kernel)), weight.reshape(weight.shape[0], -1), bias)
+    return out.view(batch, *grid, weight.shape[0]).movedim(-1, 1)
 
 
 def resample_temporal_embed(embed: Tensor, num_frames: int) -> Tensor:
