@@ -13,6 +13,7 @@ AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, di
 AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and the copies around them
     (before session 14) instead of the Triton kernel.
 AB_VM_PATCH_CONV=1: VideoMamba's patch embedding as the cuDNN conv (instead of one GEMM over the patches).
+AB_PLAIN_LINEAR=1: CPU linears as F.linear (instead of oneDNN with prepacked weights, ssmzoo.ops.cpu_linear).
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
@@ -56,6 +57,10 @@ if os.environ.get("AB_VM_UNFUSED_CONV"):
     import ssmzoo.models.videomamba as vm
 
     vm.FUSED_CAUSAL_CONV = False
+if os.environ.get("AB_PLAIN_LINEAR"):
+    import ssmzoo.ops.cpu_linear as cl
+
+    cl.PACKED_LINEAR = False
 if os.environ.get("AB_CUDNN_STEM"):
     gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):

@@ -36,6 +36,7 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ssmzoo.ops import scan_backend, selective_scan
+from ssmzoo.ops.cpu_linear import PackedLinear
 from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
 
 __all__ = [
@@ -200,7 +201,7 @@ class GroupMambaLayer(nn.Module):
         group_dim = input_dim // NUM_DIRECTIONS
         for k in range(NUM_DIRECTIONS):
             self.add_module(f"mamba_g{k + 1}", SS2D(group_dim, d_state=d_state, ssm_ratio=expand, d_conv=d_conv))
-        self.proj = nn.Linear(input_dim, output_dim)
+        self.proj = PackedLinear(input_dim, output_dim)
 
     def groups(self) -> list[SS2D]:
         return [getattr(self, f"mamba_g{k + 1}") for k in range(NUM_DIRECTIONS)]
@@ -434,10 +435,10 @@ class PVT2FFN(nn.Module):
 
     def __init__(self, in_features: int, hidden_features: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc1 = PackedLinear(in_features, hidden_features)
         self.dwconv = DWConv(hidden_features)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.fc2 = PackedLinear(hidden_features, in_features)
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         x = self.fc1(x)
@@ -452,9 +453,9 @@ class FFN(nn.Module):
 
     def __init__(self, in_features: int, hidden_features: int) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(in_features, hidden_features)
+        self.fc1 = PackedLinear(in_features, hidden_features)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_features, in_features)
+        self.fc2 = PackedLinear(hidden_features, in_features)
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         return self.fc2(self.act(self.fc1(x)))

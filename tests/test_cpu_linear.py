@@ -1,0 +1,68 @@
+"""CPU inference linears through oneDNN with a prepacked weight (``ssmzoo.ops.cpu_linear``).
+
+The fast path must equal ``F.linear`` up to float32 summation order, follow every change of the
+weights (its packed copy is cached on the module), and step aside wherever it does not apply:
+autograd, autocast, other dtypes and devices.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from ssmzoo.ops import cpu_linear
+from ssmzoo.ops.cpu_linear import PackedLinear
+
+pytestmark = pytest.mark.skipif(not cpu_linear._AVAILABLE, reason="PyTorch without oneDNN's linear")
+
+
+def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
+    return ((out.double() - ref.double()).norm() / ref.double().norm()).item()
+
+
+@pytest.mark.parametrize("shape,out_features,bias", [((1, 3136, 64), 512, True), ((2, 37, 348), 1392, True),
+                                                       ((5, 1392), 348, False), ((1, 1, 448), 7, True)])
+def test_packed_linear_matches_f_linear(shape, out_features, bias) -> None:
+    layer = PackedLinear(shape[-1], out_features, bias=bias).eval()
+    x = torch.randn(*shape)
+    with torch.inference_mode():
+        got = layer(x)
+    expected = F.linear(x.double(), layer.weight.double(), None if layer.bias is None else layer.bias.double())
+    assert got.shape == expected.shape and got.dtype == torch.float32
+    assert rel_err(got, expected) <= 1e-6
+    assert "_ssmzoo_packed_weight" in layer.__dict__  # the fast path ran
+
+
+def test_the_packed_weight_follows_weight_changes() -> None:
+    layer = PackedLinear(24, 40).eval()
+    x = torch.randn(3, 24)
+
+    def reference() -> torch.Tensor:
+        return F.linear(x, layer.weight, layer.bias).detach()
+
+    with torch.no_grad():
+        first = layer(x)
+        assert rel_err(first, reference()) <= 1e-6
+        other = PackedLinear(24, 40)
+        layer.load_state_dict(other.state_dict())                # in-place copies
+        assert rel_err(layer(x), reference()) <= 1e-6
+        layer.weight.mul_(-2.0)                                 # an in-place update
+        assert rel_err(layer(x), reference()) <= 1e-6
+        layer.weight = torch.nn.Parameter(torch.randn(40, 24))  # a replaced parameter
+        assert rel_err(layer(x), reference()) <= 1e-6
+    assert not torch.allclose(first, layer(x).detach())
+
+
+def test_the_fast_path_steps_aside_where_it_does_not_apply() -> None:
+    layer = PackedLinear(16, 8)
+    x = torch.randn(4, 16, requires_grad=True)
+    layer(x).sum().backward()                                   # autograd: F.linear, gradients flow
+    assert x.grad is not None and layer.weight.grad is not None
+    assert "_ssmzoo_packed_weight" not in layer.__dict__
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert layer(torch.randn(4, 16)).dtype == torch.bfloat16  # autocast: F.linear in bfloat16
+    double = PackedLinear(16, 8).double()
+    with torch.no_grad():
+        assert double(torch.randn(4, 16, dtype=torch.float64)).dtype == torch.float64
+    assert "_ssmzoo_packed_weight" not in layer.__dict__ and "_ssmzoo_packed_weight" not in double.__dict__
