@@ -13,7 +13,8 @@ AB_VM_CHANNEL_FIRST=1: VideoMamba's scan inputs u/delta as contiguous (batch, di
 AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and the copies around them
     (before session 14) instead of the Triton kernel.
 AB_VM_PATCH_CONV=1: VideoMamba's patch embedding as the cuDNN conv (instead of one GEMM over the patches).
-AB_PLAIN_LINEAR=1: CPU linears as F.linear (instead of oneDNN with prepacked weights, ssmzoo.ops.cpu_linear).
+AB_PLAIN_LINEAR=1: CPU linears and convs + activation as the plain PyTorch ops (instead of oneDNN fused ones, ssmzoo.ops.cpu_onednn).
+AB_PLAIN_CONV=1: GroupMamba's CPU depthwise convs as F.conv2d + a separate activation (only the linears fused).
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
@@ -58,9 +59,17 @@ if os.environ.get("AB_VM_UNFUSED_CONV"):
 
     vm.FUSED_CAUSAL_CONV = False
 if os.environ.get("AB_PLAIN_LINEAR"):
-    import ssmzoo.ops.cpu_linear as cl
+    import ssmzoo.ops.cpu_onednn as cl
 
-    cl.PACKED_LINEAR = False
+    cl.ONEDNN_FUSED = False
+if os.environ.get("AB_PLAIN_CONV"):
+    import torch.nn.functional as F
+
+    def _conv_then_act(x, w, b, stride, padding, dilation, groups, activation="none"):
+        y = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
+        return y if activation == "none" else (F.gelu(y) if activation == "gelu" else F.silu(y))
+
+    gm.conv2d_act = _conv_then_act
 if os.environ.get("AB_CUDNN_STEM"):
     gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):

@@ -75,8 +75,8 @@ def _random_layer(channels: int, seed: int) -> gm.GroupMambaLayer:
 def test_cached_group_weights_follow_parameter_changes(channels: int, height: int, width: int,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     # bitwise comparisons with the autograd path: the output projection as F.linear on both
-    # (its oneDNN path sums in another order; tests/test_cpu_linear.py checks it)
-    monkeypatch.setattr("ssmzoo.ops.cpu_linear.PACKED_LINEAR", False)
+    # (its oneDNN path sums in another order; tests/test_cpu_onednn.py checks it)
+    monkeypatch.setattr("ssmzoo.ops.cpu_onednn.ONEDNN_FUSED", False)
     layer = _random_layer(channels, seed=channels)
     x = torch.randn(2, height * width, channels)
 

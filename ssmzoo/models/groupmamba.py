@@ -36,7 +36,7 @@ from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 
 from ssmzoo.ops import scan_backend, selective_scan
-from ssmzoo.ops.cpu_linear import PackedLinear
+from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
 from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
 
 __all__ = [
@@ -287,9 +287,8 @@ class GroupMambaLayer(nn.Module):
 
             u = dwconv3x3_act(u, w["conv_weight"], w["conv_bias"], "silu")
         else:
-            u = F.silu(F.conv2d(u, w["conv_weight"], w["conv_bias"],
-                                stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                                groups=NUM_DIRECTIONS * d_inner))
+            u = conv2d_act(u, w["conv_weight"], w["conv_bias"], conv.stride, conv.padding, conv.dilation,
+                           NUM_DIRECTIONS * d_inner, "silu")
         u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
@@ -422,11 +421,9 @@ class DWConv(nn.Module):
             from ssmzoo.ops.triton_dwconv import dwconv3x3_act
 
             x = dwconv3x3_act(x, conv.weight, conv.bias, activation)  # channels-last out
-        else:
-            x = F.conv2d(x, _depthwise_weight(conv.weight, x), conv.bias, stride=conv.stride,
-                         padding=conv.padding, dilation=conv.dilation, groups=conv.groups)
-            if activation != "none":
-                x = F.gelu(x) if activation == "gelu" else F.silu(x)
+        else:  # on CPU one oneDNN call with the activation fused where it applies (cpu_onednn)
+            x = conv2d_act(x, _depthwise_weight(conv.weight, x), conv.bias, conv.stride, conv.padding,
+                           conv.dilation, conv.groups, activation)
         return x.flatten(2).transpose(1, 2)
 
 
@@ -442,9 +439,10 @@ class PVT2FFN(nn.Module):
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         x = self.fc1(x)
-        if DWConv.use_fused_kernel(x, self.dwconv.dwconv, in_ffn=True) and type(self.act) is nn.GELU \
-                and self.act.approximate == "none":
-            return self.fc2(self.dwconv(x, H, W, activation="gelu", in_ffn=True))  # GELU fused into the conv kernel
+        if type(self.act) is nn.GELU and self.act.approximate == "none":
+            # GELU fused into the conv where it can be: the Triton kernel on CUDA, oneDNN's post-op on
+            # CPU inference; elsewhere DWConv applies it separately, as below
+            return self.fc2(self.dwconv(x, H, W, activation="gelu", in_ffn=True))
         return self.fc2(self.act(self.dwconv(x, H, W)))
 
 

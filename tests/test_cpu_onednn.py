@@ -1,4 +1,4 @@
-"""CPU inference linears through oneDNN with a prepacked weight (``ssmzoo.ops.cpu_linear``).
+"""CPU inference linears through oneDNN with a prepacked weight (``ssmzoo.ops.cpu_onednn``).
 
 The fast path must equal ``F.linear`` up to float32 summation order, follow every change of the
 weights (its packed copy is cached on the module), and step aside wherever it does not apply:
@@ -11,10 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ssmzoo.ops import cpu_linear
-from ssmzoo.ops.cpu_linear import PackedLinear
+from ssmzoo.ops import cpu_onednn
+from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
 
-pytestmark = pytest.mark.skipif(not cpu_linear._AVAILABLE, reason="PyTorch without oneDNN's linear")
+pytestmark = pytest.mark.skipif(not cpu_onednn._AVAILABLE, reason="PyTorch without oneDNN's linear")
 
 
 def rel_err(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -66,3 +66,31 @@ def test_the_fast_path_steps_aside_where_it_does_not_apply() -> None:
     with torch.no_grad():
         assert double(torch.randn(4, 16, dtype=torch.float64)).dtype == torch.float64
     assert "_ssmzoo_packed_weight" not in layer.__dict__ and "_ssmzoo_packed_weight" not in double.__dict__
+
+
+@pytest.mark.parametrize("activation", ["gelu", "silu", "none"])
+@pytest.mark.parametrize("channels,height,width", [(64, 13, 9), (24, 1, 7)])
+def test_conv2d_act_matches_conv_then_activation(activation, channels, height, width) -> None:
+    """GroupMamba's depthwise 3x3 convs on channels-last maps (odd and degenerate sizes) with the
+    activation as oneDNN's post-op, against the conv and the activation in float64."""
+    x = torch.randn(2, height, width, channels).permute(0, 3, 1, 2)  # channels-last, as the model's maps
+    weight = torch.randn(channels, 1, 3, 3).to(memory_format=torch.channels_last)
+    bias = torch.randn(channels)
+    with torch.inference_mode():
+        got = conv2d_act(x, weight, bias, (1, 1), (1, 1), (1, 1), channels, activation)
+    ref = F.conv2d(x.double(), weight.double(), bias.double(), padding=1, groups=channels)
+    ref = {"gelu": F.gelu, "silu": F.silu, "none": lambda t: t}[activation](ref)
+    assert got.shape == ref.shape and got.dtype == torch.float32
+    assert rel_err(got, ref) <= 1e-6
+
+
+def test_conv2d_act_steps_aside_under_autograd_and_checks_its_activation() -> None:
+    x = torch.randn(1, 8, 5, 5, requires_grad=True)
+    weight = torch.randn(8, 1, 3, 3)
+    y = conv2d_act(x, weight, None, (1, 1), (1, 1), (1, 1), 8, "gelu")
+    y.sum().backward()
+    assert x.grad is not None
+    assert rel_err(y.detach(), F.gelu(F.conv2d(x.detach(), weight, padding=1, groups=8))) <= 1e-6
+    with pytest.raises(ValueError, match="activation"):
+        conv2d_act(x.detach(), weight, None, (1, 1), (1, 1), (1, 1), 8, "relu6")
+
