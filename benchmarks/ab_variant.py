@@ -63,13 +63,9 @@ if os.environ.get("AB_PLAIN_LINEAR"):
 
     cl.ONEDNN_FUSED = False
 if os.environ.get("AB_PLAIN_CONV"):
-    import torch.nn.functional as F
+    import ssmzoo.ops.cpu_onednn as cl
 
-    def _conv_then_act(x, w, b, stride, padding, dilation, groups, activation="none"):
-        y = F.conv2d(x, w, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
-        return y if activation == "none" else (F.gelu(y) if activation == "gelu" else F.silu(y))
-
-    gm.conv2d_act = _conv_then_act
+    cl.ONEDNN_CONV = False
 if os.environ.get("AB_CUDNN_STEM"):
     gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):

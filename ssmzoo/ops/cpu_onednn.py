@@ -30,10 +30,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ONEDNN_FUSED", "PackedLinear", "conv2d_act", "packed_linear"]
+__all__ = ["ONEDNN_CONV", "ONEDNN_FUSED", "PackedLinear", "conv2d_act", "packed_linear"]
 
-# False: the plain PyTorch ops everywhere (side-by-side timing, debugging).
+# False: the plain PyTorch ops everywhere (side-by-side timing, debugging); ONEDNN_CONV False: for the
+# convs only.
 ONEDNN_FUSED = True
+ONEDNN_CONV = True
 
 
 def _onednn_available() -> bool:
@@ -89,7 +91,7 @@ def conv2d_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequen
     (module docstring). Integer-tuple padding only (no "same"/"valid" strings)."""
     if activation not in _POST_OPS:
         raise ValueError(f"activation must be one of {', '.join(_POST_OPS)}, got {activation!r}")
-    if _applies(x, weight):
+    if ONEDNN_CONV and _applies(x, weight):
         attr, algorithm = _POST_OPS[activation]
         return torch.ops.mkldnn._convolution_pointwise(
             x, weight, None if bias is None else bias.detach(), list(padding), list(stride), list(dilation),
