@@ -54,6 +54,27 @@ def test_the_packed_weight_follows_weight_changes() -> None:
     assert not torch.allclose(first, layer(x).detach())
 
 
+def test_a_model_that_ran_on_cpu_can_be_copied_and_saved() -> None:
+    """The packed weight is a cache of an opaque oneDNN tensor: deepcopy and torch.save leave it out."""
+    import copy
+    import io
+
+    from ssmzoo.models.groupmamba import GroupMamba
+
+    model = GroupMamba(embed_dims=(16, 32, 64, 64), depths=(1, 1, 1, 1), stem_hidden_dim=8,
+                       num_classes=5).eval()
+    x = torch.randn(1, 3, 64, 48)
+    with torch.inference_mode():
+        expected = model(x)
+    clone = copy.deepcopy(model)
+    buffer = io.BytesIO()
+    torch.save(model, buffer)
+    buffer.seek(0)
+    loaded = torch.load(buffer, weights_only=False)  # our own in-memory object, not from the network
+    with torch.inference_mode():
+        assert torch.equal(clone(x), expected) and torch.equal(loaded(x), expected)
+
+
 def test_the_fast_path_steps_aside_where_it_does_not_apply() -> None:
     layer = PackedLinear(16, 8)
     x = torch.randn(4, 16, requires_grad=True)

@@ -7,8 +7,8 @@ weight reordered once into its blocked layout applies the bias in the GEMM's epi
 the copy and the per-call weight handling. On the 2-core CI machine (fp32, two threads) that took
 GroupMamba-T's eight FFN/projection GEMM shapes from 9.69 to 7.61 ms in total (3136 x 64 -> 512:
 1.56 -> 1.36 ms; 3136 x 512 -> 64: 1.52 -> 1.09 ms), with the same results up to float32 summation
-order. ``packed_linear(x, linear)`` / ``PackedLinear`` (an ``nn.Linear``, same parameters and
-state-dict names). The packed weight is cached on the module, keyed on the weight parameter, its
+order. ``PackedLinear`` (an ``nn.Linear``, same parameters and state-dict names). The packed weight
+is cached on the module, keyed on the weight parameter, its
 storage and its version counter, so ``load_state_dict``, ``.to()`` or an in-place update repacks it.
 
 Convs + activation. GroupMamba's depthwise 3x3 convs are followed by GELU (FFN) or SiLU (mixer); on
@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["ONEDNN_CONV", "ONEDNN_FUSED", "PackedLinear", "conv2d_act", "packed_linear"]
+__all__ = ["ONEDNN_CONV", "ONEDNN_FUSED", "PackedLinear", "conv2d_act"]
 
 # False: the plain PyTorch ops everywhere (side-by-side timing, debugging); ONEDNN_CONV False: for the
 # convs only.
@@ -53,31 +53,34 @@ def _applies(x: Tensor, weight: Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and not torch.compiler.is_compiling())
 
 
-def _packed_weight(linear: nn.Linear) -> Tensor:
-    weight = linear.weight
-    key = (weight.data_ptr(), weight._version)
-    cached = linear.__dict__.get("_ssmzoo_packed_weight")
-    # the cache holds the parameter itself, so neither its id nor its address can be reused meanwhile
-    if cached is not None and cached[0] is weight and cached[1] == key:
-        return cached[2]
-    packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
-    linear.__dict__["_ssmzoo_packed_weight"] = (weight, key, packed)
-    return packed
-
-
-def packed_linear(x: Tensor, linear: nn.Linear) -> Tensor:
-    """``linear(x)``, through oneDNN with a prepacked weight where that applies (module docstring)."""
-    if not _applies(x, linear.weight):
-        return F.linear(x, linear.weight, linear.bias)
-    bias = None if linear.bias is None else linear.bias.detach()
-    return torch.ops.mkldnn._linear_pointwise(x, _packed_weight(linear), bias, "none", [], "")
-
-
 class PackedLinear(nn.Linear):
-    """``nn.Linear`` whose CPU inference forward runs ``packed_linear``."""
+    """``nn.Linear`` whose CPU inference forward runs oneDNN's linear with a prepacked weight (module
+    docstring). The packed copy is a cache: it is left out of pickling and ``copy.deepcopy`` (an
+    opaque oneDNN tensor has no storage to copy) and rebuilt on the next forward."""
+
+    _CACHE = "_ssmzoo_packed_weight"
+
+    def _packed_weight(self) -> Tensor:
+        weight = self.weight
+        key = (weight.data_ptr(), weight._version)
+        cached = self.__dict__.get(self._CACHE)
+        # the cache holds the parameter itself, so neither its id nor its address can be reused meanwhile
+        if cached is not None and cached[0] is weight and cached[1] == key:
+            return cached[2]
+        packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None)
+        self.__dict__[self._CACHE] = (weight, key, packed)
+        return packed
 
     def forward(self, x: Tensor) -> Tensor:
-        return packed_linear(x, self)
+        if not _applies(x, self.weight):
+            return F.linear(x, self.weight, self.bias)
+        bias = None if self.bias is None else self.bias.detach()
+        return torch.ops.mkldnn._linear_pointwise(x, self._packed_weight(), bias, "none", [], "")
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop(self._CACHE, None)
+        return state
 
 
 # oneDNN's post-op names for the activations the models fuse ("gelu" with algorithm "none" is exact GELU)
