@@ -19,63 +19,48 @@ AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton im
 AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
     too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
 """
+import json
 import os
 import sys
 
+import triton.language as tl
+
 import ssmzoo.models.groupmamba as gm
+import ssmzoo.models.videomamba as vm
+import ssmzoo.ops.cpu_onednn as cpu_onednn
 import ssmzoo.ops.triton_bimamba as tb
+import ssmzoo.ops.triton_dwconv as td
+import ssmzoo.ops.triton_lookback as tlb
+import ssmzoo.ops.triton_scan as ts
 
-if os.environ.get("AB_EINSUM"):
-    gm._dense_projections = lambda x: False
-if os.environ.get("AB_SEQ"):
-    tb.SPLIT_SEG = 10 ** 9
+# Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
+ATTRIBUTE_SWITCHES = {
+    "AB_EINSUM": (gm, "_dense_projections", lambda x: False),
+    "AB_SEQ": (tb, "SPLIT_SEG", 10 ** 9),
+    "AB_DECOUPLED": (tlb, "DEFAULT_CHAINED", 0),
+    "AB_VM_CHANNEL_FIRST": (vm, "SCAN_INPUTS_TOKENS_MAJOR", False),
+    "AB_VM_PATCH_CONV": (vm, "PATCH_EMBED_AS_GEMM", False),
+    "AB_VM_UNFUSED_CONV": (vm, "FUSED_CAUSAL_CONV", False),
+    "AB_PLAIN_LINEAR": (cpu_onednn, "ONEDNN_FUSED", False),
+    "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
+    "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
+}
+for variable, (module, attribute, value) in ATTRIBUTE_SWITCHES.items():
+    if os.environ.get(variable):
+        setattr(module, attribute, value)
+
 if os.environ.get("AB_TILE_LOADS"):
-    import json
-
-    import triton.language as tl
-
     _perm = json.loads(os.environ["AB_TILE_LOADS"])
     tb._PERMUTE_STATE_LOADS = tl.constexpr(bool(_perm["state"]))
     tb._PERMUTE_OUT_LOADS = tl.constexpr(bool(_perm["out"]))
 if os.environ.get("AB_NO_LOOKBACK"):
-    import ssmzoo.ops.triton_scan as ts
-
     _plain = ts.group_scan_4dir_triton
     ts.group_scan_4dir_triton = lambda *a, config=None, **k: _plain(*a, config=dict(config or {}, LOOKBACK=0), **k)
-if os.environ.get("AB_DECOUPLED"):
-    import ssmzoo.ops.triton_lookback as tl
-
-    tl.DEFAULT_CHAINED = 0
-if os.environ.get("AB_VM_CHANNEL_FIRST"):
-    import ssmzoo.models.videomamba as vm
-
-    vm.SCAN_INPUTS_TOKENS_MAJOR = False
-if os.environ.get("AB_VM_PATCH_CONV"):
-    import ssmzoo.models.videomamba as vm
-
-    vm.PATCH_EMBED_AS_GEMM = False
-if os.environ.get("AB_VM_UNFUSED_CONV"):
-    import ssmzoo.models.videomamba as vm
-
-    vm.FUSED_CAUSAL_CONV = False
-if os.environ.get("AB_PLAIN_LINEAR"):
-    import ssmzoo.ops.cpu_onednn as cl
-
-    cl.ONEDNN_FUSED = False
-if os.environ.get("AB_PLAIN_CONV"):
-    import ssmzoo.ops.cpu_onednn as cl
-
-    cl.ONEDNN_CONV = False
-if os.environ.get("AB_CUDNN_STEM"):
-    gm.STEM_IMPLICIT_GEMM = False
 if os.environ.get("AB_DWCONV"):
-    import json
-
-    import ssmzoo.ops.triton_dwconv as td
-
     td.DEFAULT_CONFIG.update(json.loads(os.environ["AB_DWCONV"]))
 if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
-    gm.FUSED_DWCONV_UNDER_COMPILE = True if os.environ["AB_DWCONV_OP_IN_COMPILE"] == "1" else os.environ["AB_DWCONV_OP_IN_COMPILE"]
+    _value = os.environ["AB_DWCONV_OP_IN_COMPILE"]
+    gm.FUSED_DWCONV_UNDER_COMPILE = True if _value == "1" else _value
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]
