@@ -118,11 +118,6 @@ def _load_tile(ptrs, mask, HAS_MASK: tl.constexpr, PERM: tl.constexpr):
 
 
 @triton.jit
-def _load_bc(ptrs, nmask, BC_MASK: tl.constexpr, PERM: tl.constexpr):
-    return _load_tile(ptrs, nmask, BC_MASK, PERM)
-
-
-@triton.jit
 def _bcast(v):
     """(BD,) per-channel vector -> (1, 1, 1, BD), broadcastable against the state tile."""
     return v[None, None, None, :]
@@ -168,8 +163,8 @@ def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, 
     pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
-    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    c_n = _load_tile(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
     if HAS_Z:
         z_n = tl.load(z_ptr + rz + pn * sz_l)
     if ACC_IN:
@@ -299,7 +294,7 @@ def _state_step(k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt
     pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
     if HAS_BIAS:
         dt = dt + bias
     if SOFTPLUS:
@@ -336,7 +331,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
     p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
     nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
     k = k0
     while k < nmain:
@@ -399,8 +394,8 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
     u_n = tl.load(u_ptr + ru + iu * su_l)
     dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_bc(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
-    c_n = _load_bc(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    c_n = _load_tile(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
     if HAS_Z:
         z_n = tl.load(z_ptr + rz + p * sz_l)
     if ACC_IN:
