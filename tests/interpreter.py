@@ -34,15 +34,18 @@ def run_interpreted(script: str | Path, mode: str) -> Any:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def checked(check: Callable[..., dict], *args: Any) -> dict:
+    """The subprocess side of one check: ``check(*args)``, or its exception as {"error": "Type: message"}
+    for the test that reads it to fail with."""
+    try:
+        return check(*args)
+    except Exception as exc:  # reported by the test
+        return dict(error=f"{type(exc).__name__}: {exc}")
+
+
 def run_cases(run_case: Callable[[dict, str, int], dict], cases: list[dict], base_seed: int) -> str:
     """The subprocess side: every case on CPU tensors, an exception reported per case, one JSON line."""
-    results = []
-    for i, case in enumerate(cases):
-        try:
-            results.append(run_case(case, "cpu", base_seed + i))
-        except Exception as exc:  # reported per case by the test
-            results.append(dict(error=f"{type(exc).__name__}: {exc}"))
-    return json.dumps(results)
+    return json.dumps([checked(run_case, case, "cpu", base_seed + i) for i, case in enumerate(cases)])
 
 
 def random_map(gen: torch.Generator, b: int, C: int, H: int, W: int, layout: str) -> torch.Tensor:

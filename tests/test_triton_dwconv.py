@@ -24,7 +24,7 @@ import sys
 import pytest
 import torch
 
-from interpreter import random_map, run_cases, run_interpreted
+from interpreter import checked, random_map, run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -342,8 +342,5 @@ def test_gpu_groupmamba_modules_fused_vs_torch_backend(autocast, monkeypatch, no
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
     seed = int(sys.argv[2])
-    try:
-        operator = _check_operator(seed)
-    except Exception as exc:  # reported by the tests that read it
-        operator = dict(error=f"{type(exc).__name__}: {exc}")
+    operator = checked(_check_operator, seed)
     print(json.dumps(dict(cases=json.loads(run_cases(run_case, INTERP_CASES, seed)), operator=operator)))
