@@ -154,6 +154,49 @@ def lookback_sweep(gen, record) -> None:
                 print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
 
 
+def probe_sweep(gen, record) -> None:
+    """What bounds the look-back kernel: the same tiles with the wait for the predecessor skipped
+    (PROBE 1), also the scan (2), and as a plain copy of the tiles in the same order (3). Timing
+    only: probes 1-3 give wrong outputs."""
+    print("GroupMamba look-back kernel and its probes (batch 128, channels-last):", flush=True)
+    for C, H, dtype, cl, nb, nxt in group_stage_inputs(gen, [(torch.float32, True), (torch.bfloat16, True)]):
+        if H not in (56, 28):
+            continue
+        for seg, nw in [(64, 2), (128, 4)]:
+            for probe in (0, 1, 2, 3):
+                cfg = dict(LOOKBACK=1, SEG=seg, BD=16, num_warps=nw, CHAINED=1, PROBE=probe)
+                ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
+                record(f"gm bhwc probe {probe}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb,
+                       extra=f"SEG {seg} BD 16 nw {nw}")
+
+
+PLANE_CONFIGS = {  # (BD, num_warps) per map size: 4-16 elements per thread per tensor
+    56: [(1, 8), (1, 16), (1, 4)],
+    28: [(1, 2), (1, 4), (2, 4), (4, 8)],
+    14: [(4, 2), (4, 4), (8, 4), (16, 8)],
+    7: [(16, 2), (16, 4), (32, 4), (64, 8)],
+}
+
+
+def plane_sweep(gen, record) -> None:
+    """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) in
+    several configs; each output is checked against the default kernel's."""
+    print("GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):", flush=True)
+    for C, H, dtype, cl, nb, nxt in group_stage_inputs(gen, [(torch.float32, False), (torch.bfloat16, False)]):
+        x = nxt()
+        ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
+        ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
+        record("gm bchw default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
+        for bd, nw in [(None, None)] + PLANE_CONFIGS[H]:
+            cfg = dict(PLANE=1) if bd is None else dict(PLANE=1, BD=bd, num_warps=nw)
+            try:
+                err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
+                ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
+                record("gm bchw plane", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err, extra=str(cfg))
+            except Exception as exc:  # a config that does not compile is reported, not fatal
+                print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also try launch configs on key shapes")
@@ -162,6 +205,10 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--lookback", action="store_true",
                     help="only the GroupMamba shapes: the default kernel vs the look-back kernel's configs")
+    ap.add_argument("--probe", action="store_true",
+                    help="only the look-back kernel's probes (what bounds it: the wait, the scan, the access pattern)")
+    ap.add_argument("--plane", action="store_true",
+                    help="only channel-first GroupMamba shapes: the default kernel vs the plane kernel's configs")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)
@@ -183,6 +230,12 @@ def main() -> None:
 
     if args.lookback:
         lookback_sweep(gen, record)
+        return
+    if args.probe:
+        probe_sweep(gen, record)
+        return
+    if args.plane:
+        plane_sweep(gen, record)
         return
 
     # ---------------- config sweep on the key shapes

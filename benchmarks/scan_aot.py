@@ -29,6 +29,7 @@ from triton.runtime.jit import create_function_from_signature
 
 from ssmzoo.ops import triton_scan as ts
 from ssmzoo.ops import triton_lookback as tlb
+from ssmzoo.ops import triton_plane as tpl
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -63,9 +64,13 @@ def catch_launch(module, kernel: str, call, check: Optional[str] = "_check") -> 
     return seen
 
 
-def capture_launch(inputs, config, lookback=False):
-    """The group scan's launch (the look-back kernel's with ``lookback``): (grid, args, kwargs)."""
-    if lookback:
+def capture_launch(inputs, config, lookback=False, plane=False):
+    """The group scan's launch (the look-back kernel's with ``lookback``, the plane kernel's with
+    ``plane``): (grid, args, kwargs)."""
+    if plane:
+        seen = catch_launch(tpl, "_plane_kernel", lambda: tpl.group_scan_4dir_plane_triton(
+            **inputs, delta_softplus=True, config=config), check=None)
+    elif lookback:
         seen = catch_launch(tlb, "_group4_lookback_kernel", lambda: tlb.group_scan_4dir_lookback_triton(
             **inputs, delta_softplus=True, config=config), check=None)
     else:
@@ -118,6 +123,7 @@ def main() -> None:
     ap.add_argument("--shape", default="64,56", help="C,H[,W] (default stage 1: 64,56)")
     ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
     ap.add_argument("--lookback", action="store_true", help="the look-back kernel (ssmzoo/ops/triton_lookback.py)")
+    ap.add_argument("--plane", action="store_true", help="the plane kernel (ssmzoo/ops/triton_plane.py; bchw only)")
     args = ap.parse_args()
     dims = [int(x) for x in args.shape.split(",")]
     C, H = dims[0], dims[1]
@@ -126,8 +132,10 @@ def main() -> None:
     for name in ("bhwc", "bchw"):
         if args.layout and name != args.layout:
             continue
-        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback)
-        kernel = tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel
+        if args.plane and name == "bhwc":
+            continue
+        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback, args.plane)
+        kernel = tpl._plane_kernel if args.plane else tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel
         c = compile_kernel = compile_launch(kernel, kargs, kwargs)
         cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG")
                if k in kwargs}

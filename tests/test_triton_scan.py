@@ -103,6 +103,15 @@ INTERP_CASES = [
     # the decoupled look-back (aggregates folded in while predecessors still look back)
     group_case(2, 5, 7, 9, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4, CHAINED=0)),
     group_case(1, 16, 6, 11, dtype="bfloat16", channels_last=True, config=dict(LOOKBACK=1, SEG=8, BD=16, CHAINED=0)),
+    # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
+    # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
+    # row, one column, 8-aligned planes (vector loads), 16-bit inputs
+    group_case(2, 3, 5, 7),
+    group_case(1, 5, 9, 10, config=dict(PLANE=1, BD=2)),
+    group_case(1, 3, 1, 9, config=dict(PLANE=1)),
+    group_case(1, 3, 7, 1, config=dict(PLANE=1, BD=1, num_warps=1)),
+    group_case(1, 4, 8, 8, dtype="float16", config=dict(PLANE=1, BD=1)),
+    group_case(2, 3, 6, 10, dtype="bfloat16"),
 ]
 
 
@@ -309,9 +318,13 @@ GPU_CASES = [
     group_case(2, 16, 56, 56),
     group_case(2, 16, 56, 56, channels_last=True),
     group_case(2, 16, 56, 56, dtype="bfloat16"),
-    group_case(2, 87, 14, 14),
+    group_case(2, 87, 14, 14),  # (the plane kernel, default on channel-first maps up to 16 x 16)
+    group_case(2, 87, 14, 14, config=dict(PLANE=0)),  # the tile kernel there
     group_case(2, 87, 14, 14, channels_last=True),
     group_case(2, 112, 7, 7),
+    group_case(2, 112, 7, 7, dtype="bfloat16"),
+    group_case(2, 32, 28, 28, config=dict(PLANE=1)),
+    group_case(2, 16, 56, 56, config=dict(PLANE=1, BD=1, num_warps=16)),
     group_case(2, 24, 9, 13),
     group_case(2, 24, 9, 13, sliced=True),
     group_case(2, 24, 13, 9, channels_last=True),
@@ -356,6 +369,15 @@ def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
     first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True)
     for _ in range(20):
         assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True), first)
+
+
+def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():
+    from ssmzoo.ops.triton_plane import group_scan_4dir_plane_triton
+
+    u = torch.randn(1, 4, 3, 5, 9)[..., :6]  # rows 9 apart, 6 long
+    Bm = torch.randn(1, 4, 1, 5, 6)
+    with pytest.raises(ValueError, match="contiguous"):
+        group_scan_4dir_plane_triton(u, u, -torch.ones(4, 3, 1), Bm, Bm)
 
 
 @pytest.mark.gpu

@@ -84,8 +84,13 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
                             SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
-                            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    ticket = tl.atomic_add(ticket_ptr, 1)
+                            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0):
+    # PROBE (timing only, wrong output; benchmarks/scan.py --probe): 1 skips the wait for the
+    # predecessor, 2 also the scan, 3 is a plain copy of the tiles (program id, no ticket, no flags)
+    if PROBE == 3:
+        ticket = tl.program_id(0)
+    else:
+        ticket = tl.atomic_add(ticket_ptr, 1)
     seg = ticket // n_chains
     chain = ticket % n_chains
     blk = chain % NBLK
@@ -114,7 +119,14 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     dt = tl.where(valid, dt, 0.0)                     # padding steps: a = 1, b = 0 (identity)
     a = tl.exp2(dt * A2[None, :])
     b = dt * u * bt[:, None]
-    P, hl = tl.associative_scan((a, b), axis=0, combine_fn=_combine)
+    if PROBE >= 2:
+        P, hl = a, b
+    else:
+        P, hl = tl.associative_scan((a, b), axis=0, combine_fn=_combine)
+    if PROBE == 3:
+        tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
+                 (u + dt).to(y_ptr.dtype.element_ty), mask=valid)
+        return
 
     last = (tl.arange(0, SEG) == SEG - 1)[:, None]
     p_end = tl.sum(tl.where(last, P, 0.0), axis=0)    # (BD,): the segment's decay and state from h = 0
@@ -123,7 +135,9 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     flags = flag_ptr + chain * NSEG                   # this chain's flag per segment
     states = chain.to(tl.int64) * NSEG * BD + cidx    # this chain's per-segment state slots, + seg * BD
     h_in = tl.zeros([BD], dtype=tl.float32)           # segment 0 starts from h = 0
-    if CHAINED:  # wait for the predecessor's inclusive state: the same sum whatever the timing
+    if PROBE >= 1:
+        pass
+    elif CHAINED:  # wait for the predecessor's inclusive state: the same sum whatever the timing
         if seg > 0:
             flag = tl.atomic_add(flags + seg - 1, 0, sem="acquire")
             while flag != 2:
@@ -173,7 +187,8 @@ def lookback_default(u: Tensor, n_state: int) -> bool:
 
 def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
     """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED)."""
-    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS, CHAINED=DEFAULT_CHAINED)
+    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS, CHAINED=DEFAULT_CHAINED,
+               PROBE=0)
     cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
     for key in ("SEG", "BD"):
         if cfg[key] < 1 or cfg[key] & (cfg[key] - 1):
@@ -206,5 +221,5 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
         dim_g, H, W, L, n_chains, nblk, nseg,
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        num_warps=cfg["num_warps"])
+        PROBE=int(cfg["PROBE"]), num_warps=cfg["num_warps"])
     return y

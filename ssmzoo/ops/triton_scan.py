@@ -792,6 +792,13 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     y = out if out is not None else torch.empty_like(u)  # keeps u's strides when u is dense
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (imports this module)
 
+    from .triton_plane import group_scan_4dir_plane_triton, plane_default
+
+    if (config.get("PLANE") if config is not None and "PLANE" in config
+            else config is None and plane_default(u, delta, B, C, y, n_state)):
+        # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
+        return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                            config=config)
     if config is not None and "LOOKBACK" in config:
         lookback = bool(config["LOOKBACK"])
     else:  # an explicit tile config keeps the tile kernel

@@ -1,0 +1,192 @@
+"""GroupMamba's 4-direction scan (d_state 1) on channel-first maps, one whole plane per program.
+
+Why another kernel: the tile kernels of ``triton_scan`` walk a channel's H x W plane chunk by chunk,
+carrying the state from one chunk to the next, so a program has one chunk's loads in flight at a
+time and waits for each before scanning it (~51% of copy bandwidth at 56x56, 57-61% at 28x28 on
+the H100). On a channel-first map a channel's plane is one contiguous block of memory (12.5 KB at
+56x56 in float32), small enough to hold in registers: here a program loads its BD channels' planes
+at once (every load in flight together, each byte read once and fully coalesced), scans them in
+registers and writes the result. There is no carried state, no chunk loop and no look-back.
+Measured on the H100 it wins on small maps only (14x14 and 7x7, see DEFAULT_ELEMS); on larger ones
+a whole plane is too much for one program to hold with more than one or two programs per SM.
+
+The four directions are one scan each over the plane's positions in that direction's order:
+
+* rows (groups 0 and 2): the plane in memory order *is* the row-major sequence, loaded as a flat
+  (BD, LP) tile (LP = H*W rounded up to a power of 2; the padding steps are masked to the identity
+  a = 1, b = 0) and scanned along it, backwards (``reverse=True``) for group 2;
+* columns (groups 1 and 3): the plane is loaded as a (BD, WP, HP) tile (w, then h), coalesced
+  along w as it lies in memory, and reshaped in registers to (BD, WP * HP), which is column-major
+  order with identity padding steps at the end of each column (h >= H); scanned, and the state
+  reshaped back to (BD, WP, HP) for the output. The reshapes are the transpose, done on chip.
+
+Numerics match the other kernels: float32 state whatever the input dtype, softplus(delta + bias),
+a = exp2(delta * A * log2(e)), b = delta * B * u, y = C * h + D * u.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+import triton
+import triton.language as tl
+
+from .triton_scan import _align, _combine, _params, _pow2, _softplus
+
+__all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
+
+# From the H100 sweep (benchmarks/scan.py --plane, batch 128; docs/gpu_runs/scan_plane_s15.txt): about
+# 1024 elements per program on 4 warps (8 per thread per tensor) was the best configuration on every
+# map size, and the plane kernel beat the tile kernels only on maps of at most 16 x 16 positions
+# (14x14: 73 vs 100 us in float32, 48% vs 35% of copy bandwidth; 7x7: 33-37 vs 48-53 us). On
+# 28x28 (53.5% vs 61%) and 56x56 (one 4096-element plane per program: 32% vs 51%) the tile kernels
+# stay: a program then holds too much for more than one or two to fit on an SM.
+DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
+
+
+@triton.jit
+def _ab(u, dt, bt, A2, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Per-step decay a and input b; invalid (padding) steps are the identity a = 1, b = 0."""
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    dt = tl.where(valid, dt, 0.0)
+    return tl.exp2(dt * A2), dt * u * bt
+
+
+@triton.jit
+def _rows(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, L,
+          LP: tl.constexpr, ALIGN: tl.constexpr, REV: tl.constexpr,
+          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Row-major: the plane in memory order as a flat (BD, LP) tile, backwards when REV."""
+    if ALIGN > 1:
+        L = (L // ALIGN) * ALIGN  # exact (host-checked); tells the compiler the masks come in vectors
+    t = tl.arange(0, LP)
+    tmask = t < L
+    valid = cmask[:, None] & tmask[None, :]
+    u = tl.load(u_ptr + ru[:, None] + t[None, :], mask=valid, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + rdt[:, None] + t[None, :], mask=valid, other=0.0).to(tl.float32)
+    bt = tl.load(b_row + t, mask=tmask, other=0.0).to(tl.float32)
+    ct = tl.load(c_row + t, mask=tmask, other=0.0).to(tl.float32)
+    a, b = _ab(u, dt, bt[None, :], A2[:, None], bias[:, None], valid, HAS_BIAS, SOFTPLUS)
+    _, h = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REV)
+    y = h * ct[None, :]
+    if HAS_D:
+        y += u * Dv[:, None]
+    tl.store(y_ptr + ry[:, None] + t[None, :], y.to(y_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit
+def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H, W,
+          BD: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr, REV: tl.constexpr,
+          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Column-major: the plane as a (BD, WP, HP) tile, coalesced along w as it lies in memory, and
+    as (BD, WP * HP) in sequence order for the scan; backwards when REV."""
+    w = tl.arange(0, WP)
+    hh = tl.arange(0, HP)
+    pos = hh[None, :] * W + w[:, None]                     # (WP, HP) offsets in the plane
+    pmask = (w[:, None] < W) & (hh[None, :] < H)
+    valid = cmask[:, None, None] & pmask[None, :, :]
+    u = tl.load(u_ptr + ru[:, None, None] + pos[None, :, :], mask=valid, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + rdt[:, None, None] + pos[None, :, :], mask=valid, other=0.0).to(tl.float32)
+    bt = tl.load(b_row + pos, mask=pmask, other=0.0).to(tl.float32)
+    ct = tl.load(c_row + pos, mask=pmask, other=0.0).to(tl.float32)
+    a, b = _ab(u, dt, bt[None, :, :], A2[:, None, None], bias[:, None, None], valid, HAS_BIAS, SOFTPLUS)
+    a = tl.reshape(a, (BD, WP * HP))
+    b = tl.reshape(b, (BD, WP * HP))
+    _, h = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REV)
+    y = tl.reshape(h, (BD, WP, HP)) * ct[None, :, :]
+    if HAS_D:
+        y += u * Dv[:, None, None]
+    tl.store(y_ptr + ry[:, None, None] + pos[None, :, :], y.to(y_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit
+def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
+                  b_ptr, sb_b, sb_g, c_ptr, sc_b, sc_g, y_ptr, sy_b, sy_g, sy_c,
+                  A_ptr, D_ptr, bias_ptr, dim_g, H, W,
+                  BD: tl.constexpr, LP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr,
+                  ALIGN: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Grid (channel blocks, 4 groups, batch). Planes are contiguous: h stride W, w stride 1."""
+    blk = tl.program_id(0)
+    g = tl.program_id(1)
+    bb = tl.program_id(2).to(tl.int64)
+    cl = blk * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    gc = g * dim_g + cl
+    A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
+    bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+    Dv = tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+    ru = bb * su_b + g * su_g + cl * su_c                 # (BD,) plane starts
+    rdt = bb * sdt_b + g * sdt_g + cl * sdt_c
+    ry = bb * sy_b + g * sy_g + cl * sy_c
+    if ALIGN > 1:  # host-checked: planes start on multiples of ALIGN elements -> vector loads
+        ru = tl.multiple_of(ru, ALIGN)
+        rdt = tl.multiple_of(rdt, ALIGN)
+        ry = tl.multiple_of(ry, ALIGN)
+    b_row = b_ptr + bb * sb_b + g * sb_g
+    c_row = c_ptr + bb * sc_b + g * sc_g
+    if g == 0:
+        _rows(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H * W,
+              LP, ALIGN, False, HAS_D, HAS_BIAS, SOFTPLUS)
+    elif g == 2:
+        _rows(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H * W,
+              LP, ALIGN, True, HAS_D, HAS_BIAS, SOFTPLUS)
+    elif g == 1:
+        _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H, W,
+              BD, HP, WP, False, HAS_D, HAS_BIAS, SOFTPLUS)
+    else:
+        _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H, W,
+              BD, HP, WP, True, HAS_D, HAS_BIAS, SOFTPLUS)
+
+
+def _plane_ok(t: Tensor, H: int, W: int) -> bool:
+    """Is every (h, w) plane of t contiguous (w stride 1, h stride W)?"""
+    return t.stride(-1) == 1 and (H == 1 or t.stride(-2) == W)
+
+
+def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_state: int) -> bool:
+    """Where the plane kernel is the default: d_state 1, contiguous planes (channel-first maps) of
+    2 to MAX_DEFAULT_PLANE positions (see DEFAULT_ELEMS)."""
+    H, W = u.shape[-2:]
+    return (n_state == 1 and 1 < H * W <= MAX_DEFAULT_PLANE
+            and all(_plane_ok(t, H, W) for t in (u, delta, B, C, y)))
+
+
+def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None) -> dict:
+    """BD channels per program (a power of 2) and num_warps: about DEFAULT_ELEMS elements of each
+    tensor per program (at least one plane) on DEFAULT_WARPS warps."""
+    size = max(_pow2(H * W), _pow2(H) * _pow2(W))
+    cfg = dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS)
+    cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
+    if cfg["BD"] < 1 or cfg["BD"] & (cfg["BD"] - 1):
+        raise ValueError(f"BD must be a power of 2, got {cfg['BD']}")
+    return cfg
+
+
+def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                 D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                                 delta_softplus: bool = True, *, out: Optional[Tensor] = None,
+                                 config: Optional[dict] = None) -> Tensor:
+    """``group_scan_4dir_triton``'s function and signature (d_state 1, contiguous planes)."""
+    batch, groups, dim_g, H, W = u.shape
+    y = out if out is not None else torch.empty_like(u)
+    if groups != 4 or B.shape[2] != 1:
+        raise ValueError("the plane kernel takes 4 groups and d_state 1")
+    if not all(_plane_ok(t, H, W) for t in (u, delta, B, C, y)):
+        raise ValueError("the plane kernel needs contiguous (H, W) planes (channel-first maps)")
+    cfg = plane_config(dim_g, H, W, config)
+    A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
+    grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
+    _plane_kernel[grid](
+        u, u.stride(0), u.stride(1), u.stride(2), delta, delta.stride(0), delta.stride(1), delta.stride(2),
+        B, B.stride(0), B.stride(1), C, C.stride(0), C.stride(1), y, y.stride(0), y.stride(1), y.stride(2),
+        A_, D_, bias_, dim_g, H, W,
+        BD=cfg["BD"], LP=_pow2(H * W), HP=_pow2(H), WP=_pow2(W), ALIGN=_align(*[t.flatten(-2) for t in (u, delta, y)]),
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+        num_warps=cfg["num_warps"])
+    return y
