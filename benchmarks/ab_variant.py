@@ -16,8 +16,14 @@ AB_VM_PATCH_CONV=1: VideoMamba's patch embedding as the cuDNN conv (instead of o
 AB_PLAIN_LINEAR=1: CPU linears and convs + activation as the plain PyTorch ops (instead of oneDNN fused ones, ssmzoo.ops.cpu_onednn).
 AB_PLAIN_CONV=1: GroupMamba's CPU depthwise convs as F.conv2d + a separate activation (only the linears fused).
 AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
-AB_DWCONV_OP_IN_COMPILE=1: GroupMamba's depthwise convs run the fused Triton op under torch.compile
-    too (an opaque node), instead of Inductor's cuDNN conv + fused activation; =ffn: the FFNs' convs only.
+AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as Inductor's cuDNN conv +
+    fused activation (before session 15) instead of the fused Triton op (an opaque node); =ffn: the op
+    for the FFNs' convs only; =1: the op for all (the default).
+AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides
+    (PyTorch's default for custom operators, before session 15) instead of their
+    ``needs_fixed_stride_order`` tag (triton_scan.STRIDE_ORDER_TAGS: padded strides pass uncopied).
+    (Session 15 measured the tag's effect before it existed with AB_OP_LAYOUT=needs_fixed_stride_order,
+    i.e. ``torch._functorch.config.custom_op_default_layout_constraint``, which untagged ops follow.)
 """
 import json
 import os
@@ -60,7 +66,20 @@ if os.environ.get("AB_DWCONV"):
     td.DEFAULT_CONFIG.update(json.loads(os.environ["AB_DWCONV"]))
 if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
     _value = os.environ["AB_DWCONV_OP_IN_COMPILE"]
-    gm.FUSED_DWCONV_UNDER_COMPILE = True if _value == "1" else _value
+    gm.FUSED_DWCONV_UNDER_COMPILE = {"1": True, "0": False}.get(_value, _value)
+if os.environ.get("AB_EXACT_STRIDES"):
+    import torch
+    import torch._inductor.graph
+    import torch._inductor.lowering
+
+    _tag_of = torch._inductor.lowering.get_layout_constraint_tag
+
+    def _exact_for_ssmzoo(fn, *args, **kwargs):
+        if getattr(fn, "namespace", None) == "ssmzoo":
+            return torch.Tag.needs_exact_strides
+        return _tag_of(fn, *args, **kwargs)
+    torch._inductor.lowering.get_layout_constraint_tag = _exact_for_ssmzoo
+    torch._inductor.graph.get_layout_constraint_tag = _exact_for_ssmzoo
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]

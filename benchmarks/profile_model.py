@@ -23,7 +23,14 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=0, help="video input with this many frames")
     ap.add_argument("--rows", type=int, default=25)
     ap.add_argument("--compile", action="store_true", help="profile torch.compile(model)")
+    ap.add_argument("--dwconv-op-in-compile", choices=["ffn", "all"], default=None,
+                    help="GroupMamba: the fused depthwise-conv op inside the compiled graph too "
+                         "(groupmamba.FUSED_DWCONV_UNDER_COMPILE; default: cuDNN + Inductor's activation)")
     args = ap.parse_args()
+    if args.dwconv_op_in_compile:
+        from ssmzoo.models import groupmamba
+
+        groupmamba.FUSED_DWCONV_UNDER_COMPILE = True if args.dwconv_op_in_compile == "all" else "ffn"
     kwargs = {"num_frames": args.frames} if args.frames else {}
     model = timm.create_model(args.model, **kwargs).eval().cuda()
     shape = (args.batch_size, 3, args.frames, 224, 224) if args.frames else (args.batch_size, 3, 224, 224)
@@ -40,7 +47,8 @@ def main() -> None:
             for _ in range(3):
                 model(x)
             torch.cuda.synchronize()
-    print(f"{args.model} batch {args.batch_size} {args.dtype}{' compiled' if args.compile else ''}: 3 forwards")
+    print(f"{args.model} batch {args.batch_size} {args.dtype}{' compiled' if args.compile else ''}"
+          f"{' dwconv op in compile: ' + args.dwconv_op_in_compile if args.dwconv_op_in_compile else ''}: 3 forwards")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=60))
 
 

@@ -384,8 +384,9 @@ def _depthwise_weight(weight: Tensor, x: Tensor) -> Tensor:
 
 
 # The fused depthwise-conv kernel also inside torch.compile graphs (DWConv.use_fused_kernel): True for
-# every depthwise conv, "ffn" for the FFNs' only (conv + GELU), False for none (the default: see there).
-FUSED_DWCONV_UNDER_COMPILE: bool | str = False
+# every depthwise conv (the default since session 15, see there), "ffn" for the FFNs' only (conv +
+# GELU), False for none (Inductor's cuDNN conv + its fused activation).
+FUSED_DWCONV_UNDER_COMPILE: bool | str = True
 
 
 class DWConv(nn.Module):
@@ -398,13 +399,12 @@ class DWConv(nn.Module):
         """Whether a depthwise 3x3 conv of this file runs as the fused Triton kernel (conv + bias +
         activation, ``ssmzoo.ops.triton_dwconv``): CUDA tensors on the "triton" scan backend.
         ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation. Under
-        torch.compile Inductor's own cuDNN conv + fused activation is used: as fast as this kernel
-        alone (benchmarks/dwconv.py --inductor), while the opaque op made the compiled GroupMamba-T
-        slower on the H100 (0.54x convnext_small against 0.63x without it, each measured side by side;
-        docs/gpu_runs/bench_compile_dwconv.txt; in session 13 5,677 img/s with it against 5,834 without it,
-        two runs on the same machine kind, dwconv_unroll.txt).
-        ``FUSED_DWCONV_UNDER_COMPILE`` = True uses it there too, "ffn" for the FFNs' convs (``in_ffn``)
-        only (side-by-side timing)."""
+        torch.compile the kernel runs as an opaque op (``FUSED_DWCONV_UNDER_COMPILE``): on the H100
+        the compiled GroupMamba-T took 6,497 img/s with it against 6,152 with Inductor's cuDNN conv
+        + fused activation (session 15, one machine, docs/gpu_runs/bench_s15_dwconv_op.txt). Sessions
+        12-14 had measured the opposite on the model code of their time (e.g. 5,776 vs 5,885 img/s
+        with the op for the FFNs only, bench_s14_ffn_op_compile.txt). "ffn" uses it for the FFNs'
+        convs (``in_ffn``) only, False for none (side-by-side timing: AB_DWCONV_OP_IN_COMPILE)."""
         under_compile = FUSED_DWCONV_UNDER_COMPILE is True or (FUSED_DWCONV_UNDER_COMPILE == "ffn" and in_ffn)
         return (x.is_cuda and (under_compile or not torch.compiler.is_compiling())
                 and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)

@@ -33,7 +33,7 @@ import triton
 import triton.language as tl
 
 from .triton_dwconv import _to_dtype, autocast_inputs
-from .triton_scan import _interpreting, _pow2
+from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
 __all__ = ["conv2d_igemm", "conv2d_igemm_op", "conv2d_igemm_ref", "conv2d_igemm_triton", "igemm_config",
            "MAX_IN_CHANNELS"]
@@ -161,7 +161,7 @@ def conv2d_igemm_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None, s
     return y.contiguous(memory_format=torch.channels_last)
 
 
-@torch.library.custom_op("ssmzoo::conv2d_igemm", mutates_args=())
+@torch.library.custom_op("ssmzoo::conv2d_igemm", mutates_args=(), **STRIDE_ORDER_TAGS)
 def conv2d_igemm_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int, padding: int) -> Tensor:
     """``conv2d_igemm_triton`` as ``torch.ops.ssmzoo.conv2d_igemm``: one opaque node for torch.compile."""
     return conv2d_igemm_triton(x, weight, bias, stride, padding)

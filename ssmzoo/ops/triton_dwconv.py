@@ -41,7 +41,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _interpreting, _pow2
+from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
 __all__ = [
     "ACTIVATIONS",
@@ -336,7 +336,7 @@ def dwconv3x3_act_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor], activat
 # The kernel as a PyTorch operator, and the models' entry point
 # ---------------------------------------------------------------------------------------------
 
-@torch.library.custom_op("ssmzoo::dwconv3x3_act", mutates_args=())
+@torch.library.custom_op("ssmzoo::dwconv3x3_act", mutates_args=(), **STRIDE_ORDER_TAGS)
 def dwconv3x3_act_op(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str) -> Tensor:
     """``dwconv3x3_act_triton`` as ``torch.ops.ssmzoo.dwconv3x3_act``: one opaque node for
     torch.compile (no tracing into the launch code); output channels-last in x's dtype."""

@@ -866,7 +866,26 @@ register_backend("triton", selective_scan_triton)
 # functions below), instead of tracing into the launch code (host-side stride and alignment checks,
 # Triton's launcher), so the models compile as one graph around the scans.
 
-@torch.library.custom_op("ssmzoo::group_scan_4dir", mutates_args=())
+
+def _stride_order_tags() -> dict:
+    """``custom_op`` keyword arguments that let Inductor hand the GroupMamba operators inputs whose
+    strides it padded, as long as the dimensions keep their order (``needs_fixed_stride_order``).
+    PyTorch's default for custom operators (``needs_exact_strides``) copies such an input back to
+    the strides of the eager trace. The kernels read any strides. Measured on the H100 with the
+    depthwise-conv op inside the compiled GroupMamba-T: 6,374 img/s against 5,829 with the default
+    constraint (session 15, one machine, Inductor caches off; docs/gpu_runs/bench_s15_dwconv_op.txt).
+    Older PyTorch without the tag or the argument: no tags, the default."""
+    import inspect
+
+    tag = getattr(torch.Tag, "needs_fixed_stride_order", None)
+    if tag is None or "tags" not in inspect.signature(torch.library.custom_op).parameters:
+        return {}
+    return {"tags": (tag,)}
+
+
+STRIDE_ORDER_TAGS = _stride_order_tags()
+
+@torch.library.custom_op("ssmzoo::group_scan_4dir", mutates_args=(), **STRIDE_ORDER_TAGS)
 def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                        D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                        delta_softplus: bool = True, out_dtype: Optional[torch.dtype] = None) -> Tensor:
