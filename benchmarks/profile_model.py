@@ -23,14 +23,15 @@ def main() -> None:
     ap.add_argument("--frames", type=int, default=0, help="video input with this many frames")
     ap.add_argument("--rows", type=int, default=25)
     ap.add_argument("--compile", action="store_true", help="profile torch.compile(model)")
-    ap.add_argument("--dwconv-op-in-compile", choices=["ffn", "all"], default=None,
-                    help="GroupMamba: the fused depthwise-conv op inside the compiled graph too "
-                         "(groupmamba.FUSED_DWCONV_UNDER_COMPILE; default: cuDNN + Inductor's activation)")
+    ap.add_argument("--dwconv-op-in-compile", choices=["off", "ffn", "all"], default=None,
+                    help="GroupMamba: which depthwise convs run the fused op inside the compiled graph "
+                         "(groupmamba.FUSED_DWCONV_UNDER_COMPILE; default: the library's, all; off: "
+                         "Inductor's cuDNN conv + fused activation)")
     args = ap.parse_args()
     if args.dwconv_op_in_compile:
         from ssmzoo.models import groupmamba
 
-        groupmamba.FUSED_DWCONV_UNDER_COMPILE = True if args.dwconv_op_in_compile == "all" else "ffn"
+        groupmamba.FUSED_DWCONV_UNDER_COMPILE = {"all": True, "off": False, "ffn": "ffn"}[args.dwconv_op_in_compile]
     kwargs = {"num_frames": args.frames} if args.frames else {}
     model = timm.create_model(args.model, **kwargs).eval().cuda()
     shape = (args.batch_size, 3, args.frames, 224, 224) if args.frames else (args.batch_size, 3, 224, 224)
