@@ -51,7 +51,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _combine, _params, _pow2, _softplus
+from .triton_scan import _combine, _params, _pow2, _softplus, _updated_config
 
 __all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default"]
 
@@ -187,13 +187,8 @@ def lookback_default(u: Tensor, n_state: int) -> bool:
 
 def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
     """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED)."""
-    cfg = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS, CHAINED=DEFAULT_CHAINED,
-               PROBE=0)
-    cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
-    for key in ("SEG", "BD"):
-        if cfg[key] < 1 or cfg[key] & (cfg[key] - 1):
-            raise ValueError(f"{key} must be a power of 2, got {cfg[key]}")
-    return cfg
+    return _updated_config(dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS,
+                                CHAINED=DEFAULT_CHAINED, PROBE=0), config, ("SEG", "BD"))
 
 
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,

@@ -34,7 +34,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _align, _combine, _params, _pow2, _softplus
+from .triton_scan import _align, _combine, _params, _pow2, _softplus, _updated_config
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
@@ -161,11 +161,8 @@ def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None) -> d
     """BD channels per program (a power of 2) and num_warps: about DEFAULT_ELEMS elements of each
     tensor per program (at least one plane) on DEFAULT_WARPS warps."""
     size = max(_pow2(H * W), _pow2(H) * _pow2(W))
-    cfg = dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS)
-    cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
-    if cfg["BD"] < 1 or cfg["BD"] & (cfg["BD"] - 1):
-        raise ValueError(f"BD must be a power of 2, got {cfg['BD']}")
-    return cfg
+    return _updated_config(dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS),
+                           config, ("BD",))
 
 
 def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,

@@ -567,6 +567,17 @@ def _pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
+def _updated_config(defaults: dict, config: Optional[dict], pow2_keys: tuple[str, ...]) -> dict:
+    """``defaults`` updated by the entries of ``config`` it has keys for (others are ignored: one
+    config dict may carry several kernels' keys); the ``pow2_keys`` must be powers of 2."""
+    cfg = dict(defaults)
+    cfg.update({k: v for k, v in (config or {}).items() if k in cfg})
+    for key in pow2_keys:
+        if cfg[key] < 1 or cfg[key] & (cfg[key] - 1):
+            raise ValueError(f"{key} must be a power of 2, got {cfg[key]}")
+    return cfg
+
+
 def _check_device(*tensors: Optional[Tensor]) -> None:
     dev = tensors[0].device
     for t in tensors:
