@@ -1,6 +1,7 @@
 """Times the Triton scans on the vision models' real shapes against the PyTorch path.
 
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
+    PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
 
 Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the

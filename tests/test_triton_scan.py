@@ -12,6 +12,7 @@ so an unwritten element fails.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import sys
@@ -369,6 +370,20 @@ def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
     first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True)
     for _ in range(20):
         assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True), first)
+
+
+def test_groupmamba_operators_accept_padded_strides_under_compile():
+    """GroupMamba's operators tell torch.compile that inputs whose strides Inductor padded (same
+    dimension order) need no copy: the kernels read any strides (the "sliced" cases above)."""
+    from ssmzoo.ops.triton_scan import STRIDE_ORDER_TAGS
+
+    for module in ("triton_conv", "triton_dwconv"):  # registers their operators
+        importlib.import_module(f"ssmzoo.ops.{module}")
+
+    if not STRIDE_ORDER_TAGS:
+        pytest.skip("this PyTorch has no layout tags for custom operators")
+    for name in ("group_scan_4dir", "dwconv3x3_act", "conv2d_igemm"):
+        assert torch.Tag.needs_fixed_stride_order in getattr(torch.ops.ssmzoo, name).default.tags, name
 
 
 def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():

@@ -399,12 +399,13 @@ class DWConv(nn.Module):
         """Whether a depthwise 3x3 conv of this file runs as the fused Triton kernel (conv + bias +
         activation, ``ssmzoo.ops.triton_dwconv``): CUDA tensors on the "triton" scan backend.
         ``SSMZOO_SCAN=torch`` (or CPU) keeps cuDNN / oneDNN and the separate activation. Under
-        torch.compile the kernel runs as an opaque op (``FUSED_DWCONV_UNDER_COMPILE``): on the H100
-        the compiled GroupMamba-T took 6,497 img/s with it against 6,152 with Inductor's cuDNN conv
-        + fused activation (session 15, one machine, docs/gpu_runs/bench_s15_dwconv_op.txt). Sessions
-        12-14 had measured the opposite on the model code of their time (e.g. 5,776 vs 5,885 img/s
-        with the op for the FFNs only, bench_s14_ffn_op_compile.txt). "ffn" uses it for the FFNs'
-        convs (``in_ffn``) only, False for none (side-by-side timing: AB_DWCONV_OP_IN_COMPILE)."""
+        torch.compile the kernel runs as an opaque op (``FUSED_DWCONV_UNDER_COMPILE``) whose inputs
+        may keep strides Inductor padded (``triton_scan.STRIDE_ORDER_TAGS``): on the H100 the
+        compiled GroupMamba-T took 6,374 and 5,876 img/s with it against 5,941 and 5,564 with
+        Inductor's cuDNN conv + fused activation (session 15, two machines, each pair side by side,
+        docs/gpu_runs/bench_s15_dwconv_op.txt). Without the tag Inductor copied those inputs and the
+        op was no clear gain (sessions 12-14 measured it slower). "ffn" uses it for the FFNs' convs
+        (``in_ffn``) only, False for none (side-by-side timing: AB_DWCONV_OP_IN_COMPILE)."""
         under_compile = FUSED_DWCONV_UNDER_COMPILE is True or (FUSED_DWCONV_UNDER_COMPILE == "ffn" and in_ffn)
         return (x.is_cuda and (under_compile or not torch.compiler.is_compiling())
                 and scan_backend(x.device) == "triton" and conv.kernel_size == (3, 3)
