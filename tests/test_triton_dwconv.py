@@ -70,6 +70,12 @@ INTERP_CASES = [
     case(2, 12, 7, 6, dtype="bfloat16", act="silu", config=dict(ROWS=5, BW=4, UNROLL=4)),
     case(1, 24, 1, 7, dtype="float16", act="none", layout="cf", config=dict(ROWS=3, UNROLL=4)),
     case(1, 5, 6, 3, act="silu", layout="sliced", bias=False, config=dict(ROWS=6, BW=2, UNROLL=2)),
+    # the next step's rows loaded before this step's arithmetic (PREFETCH): several strips, strips whose
+    # row count is no multiple of the unroll, one-row maps, 16-bit inputs, unaligned channels
+    case(1, 37, 9, 5, act="gelu", config=dict(ROWS=4, BW=4, BC=32, UNROLL=2, PREFETCH=1)),
+    case(2, 12, 7, 6, dtype="bfloat16", act="silu", config=dict(ROWS=5, BW=4, UNROLL=4, PREFETCH=1)),
+    case(1, 24, 1, 7, dtype="float16", act="none", layout="cf", config=dict(ROWS=3, UNROLL=1, PREFETCH=1)),
+    case(1, 5, 6, 3, act="gelu", layout="sliced", bias=False, config=dict(ROWS=6, BW=2, UNROLL=4, PREFETCH=1)),
 ]
 
 
@@ -218,11 +224,10 @@ def test_groupmamba_modules_with_fused_kernel_match_pytorch_path(interpreted):
 def test_config_and_argument_checks():
     from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton, dwconv_config
 
-    default_unroll = dwconv_config(512, 56, 56)["UNROLL"]
-    assert dwconv_config(512, 56, 56) == dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=56,
-                                              UNROLL=default_unroll)  # walks the whole map
-    assert dwconv_config(512, 56, 56, dict(BH=4, ROWS=0)) == dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0,
-                                                                  UNROLL=default_unroll)
+    default = dwconv_config(512, 56, 56)
+    walk = dict(UNROLL=default["UNROLL"], PREFETCH=default["PREFETCH"])
+    assert default == dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=56, **walk)  # walks the whole map
+    assert dwconv_config(512, 56, 56, dict(BH=4, ROWS=0)) == dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0, **walk)
     assert dwconv_config(512, 14, 14, dict(ROWS=56))["ROWS"] == 14
     assert dwconv_config(1792, 7, 7)["BW"] == 8 and dwconv_config(37, 1, 7)["BH"] == 1
     assert dwconv_config(448, 1, 1, dict(ROWS=0))["BC"] == 256  # the class token: one position, wider channel block
@@ -267,6 +272,8 @@ GPU_CASES = [
     case(4, 512, 56, 56, dtype="bfloat16", act="gelu", config=dict(ROWS=56, BW=8, BC=64, UNROLL=4)),
     case(3, 348, 14, 13, dtype="float32", act="silu", config=dict(ROWS=14, BW=8, BC=32, UNROLL=2)),
     case(3, 520, 23, 9, dtype="bfloat16", layout="cf", config=dict(ROWS=23, BW=4, BC=64, UNROLL=4)),
+    case(4, 512, 56, 56, dtype="bfloat16", config=dict(UNROLL=2, PREFETCH=1)),
+    case(3, 348, 14, 13, dtype="float32", act="silu", layout="sliced", config=dict(UNROLL=4, PREFETCH=1)),
 ]
 
 

@@ -21,7 +21,11 @@ is coalesced and vectorised. Two variants (``ROWS`` in the config):
   shifted loads) and keeping the two unfinished output rows in registers: a third of the load
   requests, at the cost of a sequential loop. UNROLL rows are loaded per step, all before any is
   used, so that more bytes are in flight per program (one row per step was latency-bound: 46% of
-  copy bandwidth on the largest shape, 54% with 4 rows per step).
+  copy bandwidth on the largest shape, 54% with 4 rows per step). PREFETCH = 1 (opt-in, not yet
+  timed on a GPU) also issues the next step's loads before this step's arithmetic, double-buffering
+  the rows in registers so the conv and the activation (the exact GELU is ~20 instructions per
+  element) overlap the next rows' DRAM latency; sm_90 compile under Triton 3.6: 96 registers with
+  UNROLL 2 (default: 128 with UNROLL 4), 152 with UNROLL 4, no spills.
 Channel counts that are not multiples of 16 (e.g. 348) keep their vector width through ``ALIGN``
 (C and strides passed divided by it, so the compiler sees multiples).
 
@@ -59,7 +63,8 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps, loading 4 input
 # rows per step: 4.53 ms per forward's convs, against 5.33 ms one row per step, 6.11 ms for the best
 # position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
-DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4)
+# PREFETCH (issue the next step's row loads before this step's arithmetic) is opt-in until timed.
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,8 +110,8 @@ def _tap(w_ptr, t: tl.constexpr, C, c, cmask):
 def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_b, sy_c, sy_h, sy_w,
                       C, H, W, n_wblocks,
                       BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr, ROWS: tl.constexpr,
-                      UNROLL: tl.constexpr, ALIGN: tl.constexpr, ACT: tl.constexpr, HAS_BIAS: tl.constexpr,
-                      RNE_BF16: tl.constexpr):
+                      UNROLL: tl.constexpr, PREFETCH: tl.constexpr, ALIGN: tl.constexpr, ACT: tl.constexpr,
+                      HAS_BIAS: tl.constexpr, RNE_BF16: tl.constexpr):
     """y[b, c, h, w] = act(round(bias[c] + sum_{kh,kw} w9[3 kh + kw, c] x[b, c, h + kh - 1, w + kw - 1])).
 
     Grid: (spatial blocks, channel blocks, batch). w9 is the weight as a (9, C) tensor (tap-major,
@@ -169,31 +174,47 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
         acc_cur = tl.zeros([BW, BC], dtype=tl.float32)    # output row r (one kernel row summed)
         y_row0 = y_base + (w * sy_w)[:, None]
         r = r0 - 1
-        while r <= r_end:  # input rows r0 - 1 .. r_end (a while loop: the interpreter needs it)
-            # UNROLL input rows per step, every load issued before any is used: more bytes in
-            # flight per program, which is what bounds this loop (one row per step waits on DRAM
-            # latency with ~1.3 KB outstanding)
-            al, ac, ar = _load_row(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
-            if UNROLL >= 2:
-                bl, bc, br = _load_row(x_base, r + 1, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
-            if UNROLL >= 4:
-                cl, cc, cr = _load_row(x_base, r + 2, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
-                dl, dc, dr = _load_row(x_base, r + 3, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
-            acc_prev, acc_cur = _row_step(al, ac, ar, acc_prev, acc_cur, r, r0, r_end,
-                                          w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                          bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
-            if UNROLL >= 2:
-                acc_prev, acc_cur = _row_step(bl, bc, br, acc_prev, acc_cur, r + 1, r0, r_end,
-                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
-            if UNROLL >= 4:
-                acc_prev, acc_cur = _row_step(cl, cc, cr, acc_prev, acc_cur, r + 2, r0, r_end,
-                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
-                acc_prev, acc_cur = _row_step(dl, dc, dr, acc_prev, acc_cur, r + 3, r0, r_end,
-                                              w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                              bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
-            r += UNROLL
+        # UNROLL input rows per step, every load issued before any is used: more bytes in flight per
+        # program, which is what bounds this loop (one row per step waits on DRAM latency with ~1.3 KB
+        # outstanding). PREFETCH also issues the next step's loads before this step's arithmetic
+        # (double-buffered in registers), so the conv and activation overlap the next rows' latency.
+        if PREFETCH:
+            rows = _load_rows(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL)
+            while r <= r_end:  # input rows r0 - 1 .. r_end (a while loop: the interpreter needs it)
+                ahead = _load_rows(x_base, r + UNROLL, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL)
+                acc_prev, acc_cur = _rows_step(rows, acc_prev, acc_cur, r, r0, r_end,
+                                               w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16)
+                rows = ahead
+                r += UNROLL
+        else:
+            while r <= r_end:
+                rows = _load_rows(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL)
+                acc_prev, acc_cur = _rows_step(rows, acc_prev, acc_cur, r, r0, r_end,
+                                               w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16)
+                r += UNROLL
+
+
+@triton.jit
+def _load_rows(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL: tl.constexpr):
+    """Input rows r .. r + UNROLL - 1, each at columns w - 1, w, w + 1: a tuple of 3 * UNROLL tiles
+    (UNROLL 1, 2 or 4), every load issued before any is used."""
+    rows = _load_row(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+    for i in tl.static_range(1, UNROLL):  # (one return: Triton wants one return type per function)
+        rows = rows + _load_row(x_base, r + i, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end)
+    return rows
+
+
+@triton.jit
+def _rows_step(rows, acc_prev, acc_cur, r, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
+               bias, y_row0, sy_h, ok_c, UNROLL: tl.constexpr, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+    """``_row_step`` for each of the UNROLL rows of ``_load_rows(r)``, in order."""
+    for i in tl.static_range(UNROLL):
+        acc_prev, acc_cur = _row_step(rows[3 * i], rows[3 * i + 1], rows[3 * i + 2], acc_prev, acc_cur,
+                                      r + i, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
+                                      bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+    return acc_prev, acc_cur
 
 
 @triton.jit
@@ -313,7 +334,7 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
         sy = (sy[0] // a, 1, sy[2] // a, sy[3] // a)
     _dwconv3x3_kernel[grid](
         x, *sx, w9, bias if bias is not None else w9, y, *sy, C // a, H, W, n_wblocks,
-        BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], UNROLL=cfg["UNROLL"], ALIGN=a, ACT=ACTIVATIONS[activation],
+        BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], UNROLL=cfg["UNROLL"], PREFETCH=bool(cfg["PREFETCH"]), ALIGN=a, ACT=ACTIVATIONS[activation],
         HAS_BIAS=bias is not None, RNE_BF16=_interpreting() and y.dtype == torch.bfloat16,
         num_warps=cfg["num_warps"])
     return y
