@@ -51,7 +51,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _combine, _params, _pow2, _softplus, _updated_config
+from .triton_scan import _combine, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default"]
 
@@ -112,11 +112,8 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
     ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
     A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
-    if HAS_BIAS:
-        dt = dt + tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(valid, dt, 0.0)                     # padding steps: a = 1, b = 0 (identity)
+    bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]  # (not loaded without one)
+    dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)  # padding steps: a = 1, b = 0 (identity)
     a = tl.exp2(dt * A2[None, :])
     b = dt * u * bt[:, None]
     if PROBE >= 2:

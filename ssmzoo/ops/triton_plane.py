@@ -34,7 +34,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _align, _combine, _params, _pow2, _softplus, _updated_config
+from .triton_scan import _align, _combine, _decay_input, _flat_ok, _params, _pow2, _updated_config
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
@@ -45,17 +45,6 @@ __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 # 28x28 (53.5% vs 61%) and 56x56 (one 4096-element plane per program: 32% vs 51%) the tile kernels
 # stay: a program then holds too much for more than one or two to fit on an SM.
 DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
-
-
-@triton.jit
-def _ab(u, dt, bt, A2, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """Per-step decay a and input b; invalid (padding) steps are the identity a = 1, b = 0."""
-    if HAS_BIAS:
-        dt = dt + bias
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(valid, dt, 0.0)
-    return tl.exp2(dt * A2), dt * u * bt
 
 
 @triton.jit
@@ -72,7 +61,7 @@ def _rows(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
     dt = tl.load(dt_ptr + rdt[:, None] + t[None, :], mask=valid, other=0.0).to(tl.float32)
     bt = tl.load(b_row + t, mask=tmask, other=0.0).to(tl.float32)
     ct = tl.load(c_row + t, mask=tmask, other=0.0).to(tl.float32)
-    a, b = _ab(u, dt, bt[None, :], A2[:, None], bias[:, None], valid, HAS_BIAS, SOFTPLUS)
+    a, b = _decay_input(u, dt, bt[None, :], A2[:, None], bias[:, None], valid, HAS_BIAS, SOFTPLUS)
     _, h = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REV)
     y = h * ct[None, :]
     if HAS_D:
@@ -95,7 +84,7 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
     dt = tl.load(dt_ptr + rdt[:, None, None] + pos[None, :, :], mask=valid, other=0.0).to(tl.float32)
     bt = tl.load(b_row + pos, mask=pmask, other=0.0).to(tl.float32)
     ct = tl.load(c_row + pos, mask=pmask, other=0.0).to(tl.float32)
-    a, b = _ab(u, dt, bt[None, :, :], A2[:, None, None], bias[:, None, None], valid, HAS_BIAS, SOFTPLUS)
+    a, b = _decay_input(u, dt, bt[None, :, :], A2[:, None, None], bias[:, None, None], valid, HAS_BIAS, SOFTPLUS)
     a = tl.reshape(a, (BD, WP * HP))
     b = tl.reshape(b, (BD, WP * HP))
     _, h = tl.associative_scan((a, b), axis=1, combine_fn=_combine, reverse=REV)
@@ -146,7 +135,7 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
 
 def _plane_ok(t: Tensor, H: int, W: int) -> bool:
     """Is every (h, w) plane of t contiguous (w stride 1, h stride W)?"""
-    return t.stride(-1) == 1 and (H == 1 or t.stride(-2) == W)
+    return t.stride(-1) == 1 and _flat_ok(t, H, W)
 
 
 def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_state: int) -> bool:

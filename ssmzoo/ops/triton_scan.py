@@ -66,6 +66,25 @@ def _softplus(x):
 
 
 @triton.jit
+def _step_delta(dt, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """softplus(delta + bias) as the scans use it, and 0 on padding steps (invalid): their decay is
+    then 1 and their input 0, the identity step."""
+    if HAS_BIAS:
+        dt = dt + bias
+    if SOFTPLUS:
+        dt = _softplus(dt)
+    return tl.where(valid, dt, 0.0)
+
+
+@triton.jit
+def _decay_input(u, dt, bt, A2, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """d_state 1: each step's decay a = exp2(delta * A2) (A2 = A log2 e) and input b = delta * B * u,
+    padding steps the identity (a = 1, b = 0)."""
+    dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)
+    return tl.exp2(dt * A2), dt * u * bt
+
+
+@triton.jit
 def _column(tile, n, nidx):
     """Column n of a small (BD, NP) register tile, as a (BD,) vector."""
     return tl.sum(tl.where(nidx[None, :] == n, tile, 0.0), axis=1)
@@ -109,11 +128,7 @@ def _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
     The carried state enters through the first step's input (b_0 += a_0 * S), so the scan result
     is the state itself; padding steps are the identity (a = 1, b = 0).
     """
-    if HAS_BIAS:
-        dt = dt + bias[:, None]
-    if SOFTPLUS:
-        dt = _softplus(dt)
-    dt = tl.where(valid, dt, 0.0)
+    dt = _step_delta(dt, bias[:, None], valid, HAS_BIAS, SOFTPLUS)
     dtu = dt * u
     y = u * Dv[:, None]
     nidx = tl.arange(0, NP)
