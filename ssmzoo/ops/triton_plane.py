@@ -34,7 +34,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _align, _combine, _decay_input, _flat_ok, _params, _pow2, _updated_config
+from .triton_scan import _align, _combine, _flat_ok, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
@@ -45,6 +45,14 @@ __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 # 28x28 (53.5% vs 61%) and 56x56 (one 4096-element plane per program: 32% vs 51%) the tile kernels
 # stay: a program then holds too much for more than one or two to fit on an SM.
 DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
+
+
+@triton.jit
+def _decay_input(u, dt, bt, A2, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """Each step's decay a = exp2(delta * A2) (A2 = A log2 e) and input b = delta * B * u, padding
+    steps the identity (a = 1, b = 0)."""
+    dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)
+    return tl.exp2(dt * A2), dt * u * bt
 
 
 @triton.jit

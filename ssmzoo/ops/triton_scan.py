@@ -77,14 +77,6 @@ def _step_delta(dt, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr)
 
 
 @triton.jit
-def _decay_input(u, dt, bt, A2, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """d_state 1: each step's decay a = exp2(delta * A2) (A2 = A log2 e) and input b = delta * B * u,
-    padding steps the identity (a = 1, b = 0)."""
-    dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)
-    return tl.exp2(dt * A2), dt * u * bt
-
-
-@triton.jit
 def _column(tile, n, nidx):
     """Column n of a small (BD, NP) register tile, as a (BD,) vector."""
     return tl.sum(tl.where(nidx[None, :] == n, tile, 0.0), axis=1)
