@@ -808,20 +808,22 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
     n_state = B.shape[2]
     y = out if out is not None else torch.empty_like(u)  # keeps u's strides when u is dense
-    from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (imports this module)
-
+    from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
     from .triton_plane import group_scan_4dir_plane_triton, plane_default
 
-    if (config.get("PLANE") if config is not None and "PLANE" in config
-            else config is None and plane_default(u, delta, B, C, y, n_state)):
+    def chosen(key: str, default) -> bool:
+        """config[key] forces a kernel on or off; without a config its default rule decides; an
+        explicit config without the key keeps the tile kernel."""
+        if config is not None and key in config:
+            return bool(config[key])
+        return config is None and default()
+
+    if chosen("PLANE", lambda: plane_default(u, delta, B, C, y, n_state)):
         # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
         return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
                                             config=config)
-    if config is not None and "LOOKBACK" in config:
-        lookback = bool(config["LOOKBACK"])
-    else:  # an explicit tile config keeps the tile kernel
-        lookback = config is None and lookback_default(u, n_state)
-    if lookback:  # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
+    if chosen("LOOKBACK", lambda: lookback_default(u, n_state)):
+        # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
         return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
                                                config=config)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
