@@ -134,25 +134,33 @@ def group_stage_inputs(gen, variants):
             yield C, H, dtype, cl, nb, rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
 
 
-def lookback_sweep(gen, record) -> None:
-    """Every GroupMamba stage shape (batch 128): the default kernel, then each look-back config; the
-    look-back output is checked against the default kernel's."""
-    print("GroupMamba fused scan: default kernel vs look-back configs (batch 128):", flush=True)
-    for C, H, dtype, cl, nb, nxt in group_stage_inputs(
-            gen, [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)]):
+def default_vs_configs(gen, record, title: str, variants, kernel: str, configs, label) -> None:
+    """Every GroupMamba stage shape (batch 128) in each (dtype, channels_last) of ``variants``: the
+    default kernel, then each of ``configs(H)``, whose output is checked against the default's;
+    ``label(cfg)`` names a config in the table."""
+    print(title, flush=True)
+    for C, H, dtype, cl, nb, nxt in group_stage_inputs(gen, variants):
         x = nxt()
         ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
         layout = "bhwc" if cl else "bchw"
         ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
         record(f"gm {layout} default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
-        for cfg in LOOKBACK_CONFIGS:
+        for cfg in configs(H):
             try:
                 err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
                 ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
-                record(f"gm {layout} lookback", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err,
-                       extra=f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']} chained {cfg['CHAINED']}")
+                record(f"gm {layout} {kernel}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err, extra=label(cfg))
             except Exception as exc:  # a config that does not compile is reported, not fatal
                 print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
+def lookback_sweep(gen, record) -> None:
+    """The default kernel vs the look-back kernel's configs, both layouts."""
+    default_vs_configs(
+        gen, record, "GroupMamba fused scan: default kernel vs look-back configs (batch 128):",
+        [(torch.float32, True), (torch.bfloat16, True), (torch.float32, False)], "lookback",
+        lambda H: LOOKBACK_CONFIGS,
+        lambda cfg: f"SEG {cfg['SEG']} BD {cfg['BD']} nw {cfg['num_warps']} chained {cfg['CHAINED']}")
 
 
 def probe_sweep(gen, record) -> None:
@@ -180,22 +188,12 @@ PLANE_CONFIGS = {  # (BD, num_warps) per map size: 4-16 elements per thread per 
 
 
 def plane_sweep(gen, record) -> None:
-    """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) in
-    several configs; each output is checked against the default kernel's."""
-    print("GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):", flush=True)
-    for C, H, dtype, cl, nb, nxt in group_stage_inputs(gen, [(torch.float32, False), (torch.bfloat16, False)]):
-        x = nxt()
-        ref = ts.group_scan_4dir_triton(**x, delta_softplus=True)
-        ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
-        record("gm bchw default", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb)
-        for bd, nw in [(None, None)] + PLANE_CONFIGS[H]:
-            cfg = dict(PLANE=1) if bd is None else dict(PLANE=1, BD=bd, num_warps=nw)
-            try:
-                err = rel_err(ts.group_scan_4dir_triton(**x, delta_softplus=True, config=cfg), ref)
-                ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True, config=cfg))
-                record("gm bchw plane", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, err=err, extra=str(cfg))
-            except Exception as exc:  # a config that does not compile is reported, not fatal
-                print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+    """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) with its
+    default config and the ones in PLANE_CONFIGS."""
+    default_vs_configs(
+        gen, record, "GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):",
+        [(torch.float32, False), (torch.bfloat16, False)], "plane",
+        lambda H: [dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]], str)
 
 
 def main() -> None:
