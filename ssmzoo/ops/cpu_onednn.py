@@ -23,7 +23,7 @@ PyTorch ops otherwise.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import torch
 import torch.nn as nn
@@ -85,6 +85,8 @@ class PackedLinear(nn.Linear):
 
 # oneDNN's post-op names for the activations the models fuse ("gelu" with algorithm "none" is exact GELU)
 _POST_OPS = {"none": ("none", ""), "gelu": ("gelu", "none"), "silu": ("swish", "")}
+# The same activations as plain PyTorch functions (the fallback here, and the fused GPU kernels' references).
+ACTIVATION_FNS: dict[str, Callable[[Tensor], Tensor]] = {"none": lambda t: t, "gelu": F.gelu, "silu": F.silu}
 
 
 def conv2d_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequence[int], padding: Sequence[int],
@@ -100,4 +102,4 @@ def conv2d_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: Sequen
             x, weight, None if bias is None else bias.detach(), list(padding), list(stride), list(dilation),
             groups, attr, [], algorithm)
     y = F.conv2d(x, weight, bias, stride=stride, padding=padding, dilation=dilation, groups=groups)
-    return y if activation == "none" else (F.gelu(y) if activation == "gelu" else F.silu(y))
+    return ACTIVATION_FNS[activation](y)

@@ -45,6 +45,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .cpu_onednn import ACTIVATION_FNS
 from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
 __all__ = [
@@ -340,16 +341,13 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
     return y
 
 
-_ACT_REF = {"none": lambda t: t, "gelu": F.gelu, "silu": F.silu}
-
-
 def dwconv3x3_act_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str = "none") -> Tensor:
     """The kernel's function in PyTorch: F.conv2d accumulated in float32 (float64 for float64 inputs),
     rounded to x's dtype, then the activation in float32, rounded again; channels-last output."""
     acc = torch.promote_types(x.dtype, torch.float32)
     y = F.conv2d(x.to(acc), weight.to(acc), None if bias is None else bias.to(acc), padding=1,
                  groups=x.shape[1])
-    y = _ACT_REF[activation](y.to(x.dtype).to(acc)).to(x.dtype)
+    y = ACTIVATION_FNS[activation](y.to(x.dtype).to(acc)).to(x.dtype)
     return y.contiguous(memory_format=torch.channels_last)
 
 
