@@ -80,6 +80,17 @@ if os.environ.get("AB_EXACT_STRIDES"):
         return _tag_of(fn, *args, **kwargs)
     torch._inductor.lowering.get_layout_constraint_tag = _exact_for_ssmzoo
     torch._inductor.graph.get_layout_constraint_tag = _exact_for_ssmzoo
+if os.environ.get("AB_INDUCTOR"):
+    import torch._inductor.config as inductor_config
+
+    for _name, _value in json.loads(os.environ["AB_INDUCTOR"]).items():
+        _owner, _, _attr = _name.rpartition(".")
+        _target = inductor_config
+        for _part in filter(None, _owner.split(".")):
+            _target = getattr(_target, _part)
+        if not hasattr(_target, _attr):
+            raise SystemExit(f"AB_INDUCTOR: torch._inductor.config has no {_name!r}")
+        setattr(_target, _attr, _value)
 from ssmzoo.cli import app  # noqa: E402
 
 sys.argv = ["ssmzoo", "benchmark", *sys.argv[1:]]

@@ -27,6 +27,9 @@ def main() -> None:
                     help="GroupMamba: which depthwise convs run the fused op inside the compiled graph "
                          "(groupmamba.FUSED_DWCONV_UNDER_COMPILE; default: the library's, all; off: "
                          "Inductor's cuDNN conv + fused activation)")
+    ap.add_argument("--kernels", action="store_true",
+                    help="also list every GPU kernel (full name, ms per forward, calls) and the share of "
+                         "each kind: GEMM, depthwise conv, scan, other convs, Inductor's fused kernels, the rest")
     args = ap.parse_args()
     if args.dwconv_op_in_compile:
         from ssmzoo.models import groupmamba
@@ -51,6 +54,42 @@ def main() -> None:
     print(f"{args.model} batch {args.batch_size} {args.dtype}{' compiled' if args.compile else ''}"
           f"{' dwconv op in compile: ' + args.dwconv_op_in_compile if args.dwconv_op_in_compile else ''}: 3 forwards")
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=60))
+    if args.kernels:
+        print_kernels(prof, forwards=3)
+
+
+KERNEL_KINDS = (  # first match wins; names as the profiler reports the GPU kernels
+    ("depthwise conv (ssmzoo)", ("_dwconv3x3_kernel",)),
+    ("scan (ssmzoo)", ("_group4", "_plane", "_split_", "bimamba")),
+    ("GEMM", ("gemm", "nvjet", "cutlass", "triton_mm", "sm90_xmma_gemm", "_mm_")),
+    ("conv (cuDNN / implicit GEMM)", ("conv", "fprop", "_igemm")),
+    ("Inductor fused", ("triton_",)),
+)
+
+
+def kernel_kind(name: str) -> str:
+    low = name.lower()
+    for kind, keys in KERNEL_KINDS:
+        if any(k in low for k in keys):
+            return kind
+    return "other"
+
+
+def print_kernels(prof, forwards: int) -> None:
+    """GPU kernels only (device-side events), so the shares add up to the GPU's busy time."""
+    kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA
+               and e.self_device_time_total > 0]
+    total = sum(e.self_device_time_total for e in kernels)
+    kinds: dict[str, float] = {}
+    for e in kernels:
+        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + e.self_device_time_total
+    print(f"GPU busy {total / forwards / 1e3:.2f} ms per forward; by kind:")
+    for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
+        print(f"  {kind:32s} {t / forwards / 1e3:7.3f} ms  {100 * t / total:5.1f}%")
+    print("kernels (ms per forward, calls per forward, kind, name):")
+    for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
+        print(f"  {e.self_device_time_total / forwards / 1e3:7.3f}  {e.count / forwards:5.1f}  "
+              f"{kernel_kind(e.key)[:12]:12s}  {e.key[:160]}")
 
 
 if __name__ == "__main__":

@@ -563,6 +563,14 @@ class GroupMamba(nn.Module):
     the stem, downsampling, mixer and SS2D output norms keep LayerNorm's default 1e-5, as published.
     """
 
+    # Inductor options for torch.compile of this model (``factory.compile_model``). force_shape_pad:
+    # pad every GEMM's operands to multiples of 8 elements. Stage 3 of -T/-S is 348 channels wide (87
+    # per group), and cuBLAS ran those GEMMs on Ampere CUTLASS kernels for 2-element alignment (36 per
+    # forward, 3.2 of 21.3 ms; docs/gpu_runs/prof_gm_s16.txt); Inductor's own padding heuristic left
+    # them, as memory-bound. H100, bf16, batch 128, compile + CUDA graphs, side by side on one
+    # machine: GroupMamba-T 6,295 -> 6,579 img/s (docs/gpu_runs/ab_s16_shapepad.txt).
+    inductor_options = {"force_shape_pad": True}
+
     def __init__(
         self,
         in_chans: int = 3,
