@@ -59,17 +59,21 @@ def main() -> None:
 
 
 KERNEL_KINDS = (  # first match wins; names as the profiler reports the GPU kernels
+    # Inductor names its kernels after the ops they fuse ("..._convolution_..._group_scan_4dir_..."):
+    # its pointwise / reduction kernels first, its GEMM / conv templates next
+    ("Inductor fused", ("triton_poi_", "triton_per_", "triton_red_")),
     ("depthwise conv (ssmzoo)", ("_dwconv3x3_kernel",)),
-    ("scan (ssmzoo)", ("_group4", "_plane", "_split_", "bimamba")),
-    ("GEMM", ("gemm", "nvjet", "cutlass", "triton_mm", "sm90_xmma_gemm", "_mm_")),
-    ("conv (cuDNN / implicit GEMM)", ("conv", "fprop", "_igemm")),
-    ("Inductor fused", ("triton_",)),
+    ("scan (ssmzoo)", ("_group4", "_plane", "_split_", "_scan_kernel", "_bimamba")),
+    ("conv (cuDNN, ssmzoo igemm)", ("conv", "fprop", "_igemm")),  # cuDNN's implicit GEMMs say "gemm" too
+    ("GEMM", ("gemm", "nvjet", "cutlass", "triton_mm", "triton_tem_fused_mm", "triton_tem_fused_addmm")),
 )
 
 
 def kernel_kind(name: str) -> str:
     low = name.lower()
-    for kind, keys in KERNEL_KINDS:
+    if low.startswith(("triton_poi_", "triton_per_", "triton_red_")):
+        return "Inductor fused"
+    for kind, keys in KERNEL_KINDS[1:]:
         if any(k in low for k in keys):
             return kind
     return "other"

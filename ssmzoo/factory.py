@@ -20,9 +20,10 @@ def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):
     """``torch.compile(model, mode=mode, **kwargs)`` with the model's own Inductor options, working
     around an Inductor crash where this torch has it.
 
-    A model may carry ``inductor_options`` (a dict of ``torch._inductor.config`` values, as
-    ``torch.compile(options=...)`` takes them): they are merged over the options ``mode`` stands for,
-    so they apply to that model's graphs only (not to a timm peer compiled in the same process).
+    A model may carry ``inductor_options``: per device type ("cuda", "cpu"), a dict of
+    ``torch._inductor.config`` values as ``torch.compile(options=...)`` takes them. Those for the
+    device of the model's parameters are merged over the options ``mode`` stands for, so they apply
+    to that model's graphs only (not to a timm peer compiled in the same process).
 
     Inductor's coalescing-tiling analysis raises ``AssertionError`` on some modular index
     expressions (pytorch/pytorch#191603, fixed in later releases); VideoMamba's causal conv and
@@ -33,13 +34,18 @@ def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):
         import torch._inductor.config as inductor_config
 
         inductor_config.triton.coalesce_tiling_analysis = False
-    own = dict(getattr(model, "inductor_options", None) or {})
+    own = dict((getattr(model, "inductor_options", None) or {}).get(_device_type(model), {}))
     if own and kwargs.get("backend", "inductor") == "inductor":
         from torch._inductor import list_mode_options
 
         options = {**list_mode_options(mode or "default", kwargs.get("dynamic")), **kwargs.pop("options", {}), **own}
         return torch.compile(model, options=options, **kwargs)
     return torch.compile(model, mode=mode, **kwargs)
+
+
+def _device_type(model: nn.Module) -> str:
+    param = next(model.parameters(), None)
+    return param.device.type if param is not None else "cpu"
 
 
 def _tiling_analysis_handles_modular_indexing() -> bool:

@@ -13,7 +13,7 @@ from ssmzoo.models import groupmamba as gm
 
 
 class WithOptions(nn.Linear):
-    inductor_options = {"force_shape_pad": True}
+    inductor_options = {"cpu": {"force_shape_pad": True}, "cuda": {"freezing": True}}
 
 
 @pytest.fixture
@@ -43,6 +43,20 @@ def test_models_without_options_compile_as_torch_compile_would(compile_calls):
     assert compile_calls == [{"mode": "reduce-overhead", "fullgraph": True}]
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_the_options_of_the_parameters_device_apply(compile_calls):
+    factory.compile_model(WithOptions(4, 4).cuda())
+    assert compile_calls == [{"options": {"freezing": True}}]
+
+
+def test_a_device_without_options_compiles_plainly(compile_calls):
+    class CudaOnly(nn.Linear):
+        inductor_options = {"cuda": {"freezing": True}}
+
+    factory.compile_model(CudaOnly(4, 4), mode="reduce-overhead")
+    assert compile_calls == [{"mode": "reduce-overhead"}]
+
+
 def test_another_backend_gets_no_inductor_options(compile_calls):
     factory.compile_model(WithOptions(4, 4), backend="aot_eager")
     assert compile_calls == [{"mode": None, "backend": "aot_eager"}]
@@ -53,6 +67,7 @@ def test_groupmamba_options_are_inductor_settings_of_this_torch():
     import torch._inductor.config as inductor_config
 
     model = gm.GroupMamba(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), stem_hidden_dim=8)
-    assert model.inductor_options
-    for name, value in model.inductor_options.items():
-        assert type(getattr(inductor_config, name)) is type(value), name
+    assert model.inductor_options["cuda"]
+    for device_options in model.inductor_options.values():
+        for name, value in device_options.items():
+            assert type(getattr(inductor_config, name)) is type(value), name

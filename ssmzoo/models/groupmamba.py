@@ -563,13 +563,19 @@ class GroupMamba(nn.Module):
     the stem, downsampling, mixer and SS2D output norms keep LayerNorm's default 1e-5, as published.
     """
 
-    # Inductor options for torch.compile of this model (``factory.compile_model``). force_shape_pad:
-    # pad every GEMM's operands to multiples of 8 elements. Stage 3 of -T/-S is 348 channels wide (87
-    # per group), and cuBLAS ran those GEMMs on Ampere CUTLASS kernels for 2-element alignment (36 per
-    # forward, 3.2 of 21.3 ms; docs/gpu_runs/prof_gm_s16.txt); Inductor's own padding heuristic left
-    # them, as memory-bound. H100, bf16, batch 128, compile + CUDA graphs, side by side on one
-    # machine: GroupMamba-T 6,295 -> 6,579 img/s (docs/gpu_runs/ab_s16_shapepad.txt).
-    inductor_options = {"force_shape_pad": True}
+    # Inductor options for torch.compile of this model on each device type (``factory.compile_model``),
+    # each measured side by side on one H100 (bf16, batch 128, compile + CUDA graphs, GroupMamba-T):
+    # - force_shape_pad: pad every GEMM's operands to multiples of 8 elements. Stage 3 of -T/-S is 348
+    #   channels wide (87 per group), and cuBLAS ran those GEMMs on Ampere CUTLASS kernels for 2-element
+    #   alignment (36 per forward, 3.2 of 21.3 ms; docs/gpu_runs/prof_gm_s16.txt); Inductor's own
+    #   padding heuristic left them, as memory-bound. 6,295 -> 6,579 img/s (ab_s16_shapepad.txt).
+    # - freezing: with autograd off (inference), the weights are constants of the compiled graph, and
+    #   what is computed from weights alone is folded once: the groups' stacked and block-diagonal
+    #   projections, -exp(A_logs), the stem's batch norms, the autocast casts of every weight (~330 small
+    #   kernels per forward). 6,566 -> 7,022 img/s (ab_s16_freeze.txt). As with any freezing, a model
+    #   compiled for inference must not have its weights changed afterwards; training is unaffected.
+    # Not on CPU: freezing fails there in this torch (Inductor's conv-weight layout pass).
+    inductor_options = {"cuda": {"force_shape_pad": True, "freezing": True}}
 
     def __init__(
         self,
