@@ -563,8 +563,10 @@ class GroupMamba(nn.Module):
     the stem, downsampling, mixer and SS2D output norms keep LayerNorm's default 1e-5, as published.
     """
 
-    # Inductor options for torch.compile of this model on each device type (``factory.compile_model``),
-    # each measured side by side on one H100 (bf16, batch 128, compile + CUDA graphs, GroupMamba-T):
+    # Inductor settings for torch.compile of this model on each device type (``factory.compile_model``
+    # keeps them in force while the compiled model is traced, compiled and called), each measured side
+    # by side on one H100 (bf16, batch 128, compile + CUDA graphs, GroupMamba-T; the A/B runs set them
+    # globally, as benchmarks/ab_variant.py AB_INDUCTOR does, which is what compile_model reproduces):
     # - force_shape_pad: pad every GEMM's operands to multiples of 8 elements. Stage 3 of -T/-S is 348
     #   channels wide (87 per group), and cuBLAS ran those GEMMs on Ampere CUTLASS kernels for 2-element
     #   alignment (36 per forward, 3.2 of 21.3 ms; docs/gpu_runs/prof_gm_s16.txt); Inductor's own
