@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SsmzooError
-from .factory import autocast, build_model, compile_model, resolve_device, resolve_dtype
+from .factory import InductorSettings, autocast, build_model, compile_model, resolve_device, resolve_dtype
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
 
@@ -312,6 +312,7 @@ class _Member:
     peak_mem_mib: Optional[float] = None
     timer: Optional[_Timer] = None
     notes: list[str] = field(default_factory=list)
+    compile_note: Optional[str] = None  # what its torch.compile did beyond Inductor's defaults
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -353,6 +354,10 @@ class _Bench:
         fn: Callable[[Tensor], Any] = model
         if self.cfg.compile:
             fn = compile_model(model, mode=None if self.cfg.compile_mode == "default" else self.cfg.compile_mode)
+            if isinstance(fn, InductorSettings):  # say what differs from a plain torch.compile
+                m.compile_note = (f"{m.name} compiled with its own Inductor settings ("
+                                  + ", ".join(f"{k}={v}" for k, v in sorted(fn.settings.items())) + ")")
+                m.notes.append(m.compile_note)
 
         def forward() -> Any:
             with autocast(self.device, self.dtype):
@@ -454,6 +459,7 @@ class _Bench:
             torch._dynamo.reset()  # each group compiles afresh: no recompile limit carried over from the last
         for m in members:
             self._prepare(m)
+        notes.extend(m.compile_note for m in members if m.compile_note)
         self._time(members)
         results = [self._result(m, entry.name) for m in members]
         for r in results[1:]:

@@ -154,6 +154,26 @@ def test_exactly_warmup_plus_iters_forward_passes(monkeypatch, mini_files):
     assert row.samples_per_s == pytest.approx(3 * 5 / (sum(row.latencies_ms) / 1e3), rel=1e-3)
 
 
+def test_a_model_compiled_with_its_own_inductor_settings_says_so(monkeypatch, mini_files):
+    """Peers compile with Inductor's defaults, so a ratio under --compile is only fair if the report
+    says what the model's compile did differently. (torch.compile itself is stubbed: a CPU compile of
+    the model is not what this checks.)"""
+
+    class WithSettings(nn.Conv2d):
+        inductor_options = {"cpu": {"force_shape_pad": True}}
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return super().forward(x).mean((2, 3))
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
+    monkeypatch.setattr(bm, "build_model", lambda entry: WithSettings(3, 4, 3))
+    entry = load_manifest([mini_files[0]])["groupmamba_mini"]
+    report = bm.run_benchmark([entry], bm.BenchConfig(batch_size=2, device="cpu", warmup=1, iters=1, img_size=16,
+                                                      compile=True))
+    note = "groupmamba_mini compiled with its own Inductor settings (force_shape_pad=True)"
+    assert report.results[0].notes == [note] and note in report.notes
+
+
 def test_peers_give_ratios(cli, mini_files):
     manifest, _ = mini_files
     report = _json(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64",
