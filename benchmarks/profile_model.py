@@ -30,6 +30,9 @@ def main() -> None:
     ap.add_argument("--kernels", action="store_true",
                     help="also list every GPU kernel (full name, ms per forward, calls) and the share of "
                          "each kind: GEMM, depthwise conv, scan, other convs, Inductor's fused kernels, the rest")
+    ap.add_argument("--gemm-shapes", action="store_true",
+                    help="also list ATen's GEMM calls (mm, addmm, bmm; what Inductor hands to cuBLAS) by input "
+                         "shapes, with their GPU time per forward")
     args = ap.parse_args()
     if args.dwconv_op_in_compile:
         from ssmzoo.models import groupmamba
@@ -47,7 +50,7 @@ def main() -> None:
         for _ in range(3):
             model(x)
         torch.cuda.synchronize()
-        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA], record_shapes=args.gemm_shapes) as prof:
             for _ in range(3):
                 model(x)
             torch.cuda.synchronize()
@@ -56,6 +59,18 @@ def main() -> None:
     print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=args.rows, max_name_column_width=60))
     if args.kernels:
         print_kernels(prof, forwards=3)
+    if args.gemm_shapes:
+        print_gemm_shapes(prof, forwards=3)
+
+
+def print_gemm_shapes(prof, forwards: int) -> None:
+    """One row per (op, input shapes): which GEMMs the time goes to, e.g. to find misaligned widths."""
+    rows = [e for e in prof.key_averages(group_by_input_shape=True)
+            if e.key in ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm") and e.device_time_total > 0]
+    total = sum(e.device_time_total for e in rows)
+    print(f"ATen GEMMs: {total / forwards / 1e3:.2f} ms per forward (ms per forward, calls per forward, op, input shapes):")
+    for e in sorted(rows, key=lambda e: -e.device_time_total):
+        print(f"  {e.device_time_total / forwards / 1e3:7.3f}  {e.count / forwards:5.1f}  {e.key:12s} {e.input_shapes}")
 
 
 KERNEL_KINDS = (  # first match wins; names as the profiler reports the GPU kernels
