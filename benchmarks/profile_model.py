@@ -73,10 +73,10 @@ def print_gemm_shapes(prof, forwards: int) -> None:
         print(f"  {e.device_time_total / forwards / 1e3:7.3f}  {e.count / forwards:5.1f}  {e.key:12s} {e.input_shapes}")
 
 
-KERNEL_KINDS = (  # first match wins; names as the profiler reports the GPU kernels
-    # Inductor names its kernels after the ops they fuse ("..._convolution_..._group_scan_4dir_..."):
-    # its pointwise / reduction kernels first, its GEMM / conv templates next
-    ("Inductor fused", ("triton_poi_", "triton_per_", "triton_red_")),
+# Inductor names its pointwise / reduction kernels after the ops they fuse
+# ("..._convolution_..._group_scan_4dir_..."), so they are told apart by prefix first
+INDUCTOR_FUSED_PREFIXES = ("triton_poi_", "triton_per_", "triton_red_")
+KERNEL_KINDS = (  # then the first substring match wins; names as the profiler reports the GPU kernels
     ("depthwise conv (ssmzoo)", ("_dwconv3x3_kernel",)),
     ("scan (ssmzoo)", ("_group4", "_plane", "_split_", "_scan_kernel", "_bimamba")),
     ("conv (cuDNN, ssmzoo igemm)", ("conv", "fprop", "_igemm")),  # cuDNN's implicit GEMMs say "gemm" too
@@ -86,9 +86,9 @@ KERNEL_KINDS = (  # first match wins; names as the profiler reports the GPU kern
 
 def kernel_kind(name: str) -> str:
     low = name.lower()
-    if low.startswith(("triton_poi_", "triton_per_", "triton_red_")):
+    if low.startswith(INDUCTOR_FUSED_PREFIXES):
         return "Inductor fused"
-    for kind, keys in KERNEL_KINDS[1:]:
+    for kind, keys in KERNEL_KINDS:
         if any(k in low for k in keys):
             return kind
     return "other"
@@ -101,7 +101,8 @@ def print_kernels(prof, forwards: int) -> None:
     total = sum(e.self_device_time_total for e in kernels)
     kinds: dict[str, float] = {}
     for e in kernels:
-        kinds[kernel_kind(e.key)] = kinds.get(kernel_kind(e.key), 0.0) + e.self_device_time_total
+        kind = kernel_kind(e.key)
+        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total
     print(f"GPU busy {total / forwards / 1e3:.2f} ms per forward; by kind:")
     for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:32s} {t / forwards / 1e3:7.3f} ms  {100 * t / total:5.1f}%")

@@ -49,12 +49,12 @@ class InductorSettings:
     tracing, compiling and guard checks all happen inside the call, so they all see them."""
 
     def __init__(self, compiled: Callable, settings: dict) -> None:
-        self.compiled, self.settings = compiled, dict(settings)
+        import torch._inductor.config as inductor_config  # (once here, not on every forward)
+
+        self.compiled, self.settings, self._config = compiled, dict(settings), inductor_config
 
     def __call__(self, *args, **kwargs):
-        import torch._inductor.config as inductor_config
-
-        with inductor_config.patch(self.settings):
+        with self._config.patch(self.settings):
             return self.compiled(*args, **kwargs)
 
     def __getattr__(self, name: str):  # the compiled module's own attributes (_orig_mod, ...)

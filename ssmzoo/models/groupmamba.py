@@ -576,7 +576,8 @@ class GroupMamba(nn.Module):
     #   projections, -exp(A_logs), the stem's batch norms, the autocast casts of every weight (~330 small
     #   kernels per forward). 6,566 -> 7,022 img/s (ab_s16_freeze.txt). As with any freezing, a model
     #   compiled for inference must not have its weights changed afterwards; training is unaffected.
-    # Not on CPU: freezing fails there in this torch (Inductor's conv-weight layout pass).
+    # Not on CPU: freezing fails there in torch 2.14 (its conv-weight layout pass meets a graph output
+    # that is not a tensor; the CPU graph is split by graph breaks), and CPU inference does not compile.
     inductor_options = {"cuda": {"force_shape_pad": True, "freezing": True}}
 
     def __init__(

@@ -21,11 +21,12 @@ is coalesced and vectorised. Two variants (``ROWS`` in the config):
   shifted loads) and keeping the two unfinished output rows in registers: a third of the load
   requests, at the cost of a sequential loop. UNROLL rows are loaded per step, all before any is
   used, so that more bytes are in flight per program (one row per step was latency-bound: 46% of
-  copy bandwidth on the largest shape, 54% with 4 rows per step). PREFETCH = 1 (opt-in, not yet
-  timed on a GPU) also issues the next step's loads before this step's arithmetic, double-buffering
-  the rows in registers so the conv and the activation (the exact GELU is ~20 instructions per
-  element) overlap the next rows' DRAM latency; sm_90 compile under Triton 3.6: 96 registers with
-  UNROLL 2 (default: 128 with UNROLL 4), 152 with UNROLL 4, no spills.
+  copy bandwidth on the largest shape, 54% with 4 rows per step). PREFETCH = 1 (opt-in) also issues
+  the next step's loads before this step's arithmetic, double-buffering the rows in registers so the
+  conv and the activation (the exact GELU is ~20 instructions per element) overlap the next rows'
+  DRAM latency; sm_90 compile under Triton 3.6: 96 registers with UNROLL 2 (default: 128 with
+  UNROLL 4), 152 with UNROLL 4, no spills. Timed on the H100 it was no faster: 4.57-4.60 ms per
+  GroupMamba-T forward's convs against 4.53 for the default (docs/gpu_runs/dwconv_prefetch_s16.txt).
 Channel counts that are not multiples of 16 (e.g. 348) keep their vector width through ``ALIGN``
 (C and strides passed divided by it, so the compiler sees multiples).
 
@@ -64,7 +65,8 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps, loading 4 input
 # rows per step: 4.53 ms per forward's convs, against 5.33 ms one row per step, 6.11 ms for the best
 # position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
-# PREFETCH (issue the next step's row loads before this step's arithmetic) is opt-in until timed.
+# PREFETCH (issue the next step's row loads before this step's arithmetic) stays opt-in: no faster on
+# the H100 (4.57-4.60 ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt).
 DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0)
 
 
