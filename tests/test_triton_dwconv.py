@@ -76,6 +76,9 @@ INTERP_CASES = [
     case(2, 12, 7, 6, dtype="bfloat16", act="silu", config=dict(ROWS=5, BW=4, UNROLL=4, PREFETCH=1)),
     case(1, 24, 1, 7, dtype="float16", act="none", layout="cf", config=dict(ROWS=3, UNROLL=1, PREFETCH=1)),
     case(1, 5, 6, 3, act="gelu", layout="sliced", bias=False, config=dict(ROWS=6, BW=2, UNROLL=4, PREFETCH=1)),
+    # MATH=0: the activations through libdevice's erf and IEEE division (the kernel before session 17)
+    case(1, 37, 9, 5, act="gelu", config=dict(MATH=0)),
+    case(2, 12, 7, 6, dtype="bfloat16", act="silu", config=dict(MATH=0)),
 ]
 
 
@@ -198,6 +201,34 @@ def _check_operator(seed: int) -> dict:
     return out
 
 
+ACTIVATION_GRID = (-16.0, 16.0, 4001)  # pre-activations from -16 to 16 (GELU's tail down to ~1e-57)
+
+
+def _activation_accuracy(device: str, math: int) -> dict:
+    """The kernel's activations alone against float64: an identity conv (centre tap 1, no bias) of
+    float32 values spread over ``ACTIVATION_GRID`` (one per channel of a 1x1 map). The float64 GELU is 0.5 z erfc(-z / sqrt 2): the
+    erf form (PyTorch's) cancels in the negative tail even in float64. Relative errors where
+    |act| > 1e-30 (below, float32 flushes or runs out of digits), split at z = -2 for GELU; the
+    absolute error everywhere."""
+    from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton
+
+    z = torch.linspace(*ACTIVATION_GRID, dtype=torch.float32)
+    x = z.view(1, -1, 1, 1).to(device)
+    weight = torch.zeros(z.numel(), 1, 3, 3, device=device)
+    weight[:, 0, 1, 1] = 1.0
+    z64 = z.double()
+    refs = {"gelu": 0.5 * z64 * torch.special.erfc(-z64 * 0.5 ** 0.5), "silu": z64 * torch.sigmoid(z64)}
+    out = {}
+    for act, ref in refs.items():
+        y = dwconv3x3_act_triton(x, weight, None, act, config=dict(MATH=math)).double().flatten().cpu()
+        d = (y - ref).abs()
+        rel = torch.where(ref.abs() > 1e-30, d / ref.abs().clamp_min(1e-30), torch.zeros_like(d))
+        core = z >= -2.0 if act == "gelu" else torch.ones_like(z, dtype=torch.bool)
+        out[act] = dict(rel=rel[core].max().item(), tail_rel=rel[~core].max().item() if (~core).any() else 0.0,
+                        abs=d.max().item())
+    return out
+
+
 @pytest.fixture(scope="module")
 def interpreted() -> dict:
     return run_interpreted(__file__, "--interpret")
@@ -215,6 +246,29 @@ def test_operator_compiles_as_one_graph_and_follows_autocast(interpreted):
     assert r["autocast_dtype_ok"] and r["autocast"] <= 1.0, r  # within ~1-2 bfloat16 ulps of the reference
 
 
+# The float32 activations against float64 (``_activation_accuracy``). MATH 0 (libdevice erf, IEEE
+# division; the formula of PyTorch's kernels): ~1e-7 relative, but 1 + erf cancels in GELU's tail
+# (z < -5: float32 runs out of digits, 100% relative error, ~1e-7 absolute), so its tail is not
+# bounded here. The erfc fit (MATH 1, 2): ~2e-7 near 0, growing with z^2 in the negative tail (the
+# float32 exponent's argument): 4e-6 at -6, 1.3e-5 at -12. Every variant: absolute error < 2e-6.
+ACTIVATION_TOL = {0: dict(rel=2e-6, tail_rel=None), 1: dict(rel=2e-6, tail_rel=5e-5),
+                  2: dict(rel=2e-6, tail_rel=5e-5)}
+
+
+def _check_accuracy(acc: dict, math: int) -> None:
+    assert "error" not in acc, acc.get("error")
+    tol = ACTIVATION_TOL[math]
+    for act in ("gelu", "silu"):
+        assert acc[act]["rel"] < tol["rel"] and acc[act]["abs"] < 2e-6, (math, act, acc[act])
+        if tol["tail_rel"] is not None:
+            assert acc[act]["tail_rel"] < tol["tail_rel"], (math, act, acc[act])
+
+
+@pytest.mark.parametrize("math", [0, 1])
+def test_interpreted_activations_match_float64(interpreted, math):
+    _check_accuracy(interpreted["accuracy"][str(math)], math)
+
+
 def test_groupmamba_modules_with_fused_kernel_match_pytorch_path(interpreted):
     r = interpreted["operator"]
     assert "error" not in r, r.get("error")
@@ -225,7 +279,7 @@ def test_config_and_argument_checks():
     from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton, dwconv_config
 
     default = dwconv_config(512, 56, 56)
-    walk = dict(UNROLL=default["UNROLL"], PREFETCH=default["PREFETCH"])
+    walk = dict(UNROLL=default["UNROLL"], PREFETCH=default["PREFETCH"], MATH=2)
     assert default == dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=56, **walk)  # walks the whole map
     assert dwconv_config(512, 56, 56, dict(BH=4, ROWS=0)) == dict(BH=4, BW=8, BC=64, num_warps=4, ROWS=0, **walk)
     assert dwconv_config(512, 14, 14, dict(ROWS=56))["ROWS"] == 14
@@ -236,6 +290,8 @@ def test_config_and_argument_checks():
         dwconv_config(64, 8, 8, dict(BW=6))
     with pytest.raises(ValueError, match="UNROLL"):
         dwconv_config(64, 8, 8, dict(UNROLL=3))
+    with pytest.raises(ValueError, match="MATH"):
+        dwconv_config(64, 8, 8, dict(MATH=3))
     x = torch.zeros(1, 4, 3, 3)
     with pytest.raises(ValueError):
         dwconv3x3_act_triton(x, torch.zeros(4, 1, 5, 5), None, "gelu")
@@ -274,6 +330,8 @@ GPU_CASES = [
     case(3, 520, 23, 9, dtype="bfloat16", layout="cf", config=dict(ROWS=23, BW=4, BC=64, UNROLL=4)),
     case(4, 512, 56, 56, dtype="bfloat16", config=dict(UNROLL=2, PREFETCH=1)),
     case(3, 348, 14, 13, dtype="float32", act="silu", layout="sliced", config=dict(UNROLL=4, PREFETCH=1)),
+    case(4, 512, 56, 56, dtype="bfloat16", config=dict(MATH=0)),
+    case(4, 348, 14, 14, dtype="float32", act="silu", config=dict(MATH=0)),
 ]
 
 
@@ -285,6 +343,13 @@ def test_gpu_kernel_matches_reference(c, no_tf32):
     result = run_case(c, "cuda", seed)
     print(f"{case_id(c)}: {result}")
     _check(result, c)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("math", [0, 2])
+def test_gpu_activations_match_float64(math):
+    _check_accuracy(_activation_accuracy("cuda", math), math)
 
 
 @pytest.mark.gpu
@@ -350,4 +415,6 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
     seed = int(sys.argv[2])
     operator = checked(_check_operator, seed)
-    print(json.dumps(dict(cases=json.loads(run_cases(run_case, INTERP_CASES, seed)), operator=operator)))
+    accuracy = {math: checked(_activation_accuracy, "cpu", math) for math in (0, 1)}
+    print(json.dumps(dict(cases=json.loads(run_cases(run_case, INTERP_CASES, seed)), operator=operator,
+                          accuracy=accuracy)))

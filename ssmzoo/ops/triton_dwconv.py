@@ -9,7 +9,11 @@ written once.
 Numerics follow PyTorch (autocast) as closely as practical: products are accumulated in float32,
 the bias is added, the result is rounded to the output dtype (what an eager low-precision conv
 returns), then the activation is computed in float32 from that and rounded again. ``gelu`` is the
-exact (erf) GELU of ``nn.GELU()``; ``silu`` is ``x / (1 + exp(-x))`` as PyTorch's CUDA kernel.
+exact (erf) GELU of ``nn.GELU()``; ``silu`` is ``x / (1 + exp(-x))`` as PyTorch's CUDA kernel. On the
+GPU both are evaluated with single MUFU instructions (``ex2.approx.ftz``, ``rcp.approx.ftz``) and
+erf through a branch-free erfc fit (``_erfc``): relative error ~1e-6 or less before the output
+rounding, against libdevice's erff and IEEE division, which took a third of the kernel's
+instructions (config ``MATH``: 0 keeps those for side-by-side timing).
 
 How the kernel works: one program owns a block of BC channels of one image and a block of the map;
 lanes run along the channels, which are contiguous in channels-last memory, so every load and store
@@ -67,7 +71,7 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
 # PREFETCH (issue the next step's row loads before this step's arithmetic) stays opt-in: no faster on
 # the H100 (4.57-4.60 ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt).
-DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0)
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0, MATH=2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -75,11 +79,62 @@ DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETC
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
-def _activation(y, ACT: tl.constexpr):
-    if ACT == 1:    # exact GELU (nn.GELU(), approximate="none")
-        y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
-    elif ACT == 2:  # SiLU, as PyTorch's CUDA kernel writes it
-        y = y / (1.0 + tl.exp(-y))
+def _ex2(x, MATH: tl.constexpr):
+    if MATH == 2:  # one MUFU.EX2; flushing subnormal results to zero saves ptx ex2's range fix-ups
+        r = tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    else:     # (the interpreter has no inline assembly)
+        r = tl.exp2(x)
+    return r
+
+
+@triton.jit
+def _rcp(x, MATH: tl.constexpr):
+    if MATH == 2:  # one MUFU.RCP (relative error ~1 ulp), not a division's range checks and Newton steps
+        r = tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
+                                      is_pure=True, pack=1)
+    else:
+        r = 1.0 / x
+    return r
+
+
+@triton.jit
+def _erfc(z, MATH: tl.constexpr):
+    """erfc(z) for z >= 0: Numerical Recipes' ``erfcc`` (a Chebyshev fit, fractional error < 1.2e-7
+    in exact arithmetic; in float32 ~2e-7 up to z ~ 2, ~6e-6 at z ~ 4 where erfc is ~1e-8).
+    Branch-free: one reciprocal, ten FMAs, one exponential. libdevice's erff evaluates one of two
+    polynomials whose coefficients the compiler materialises with predicated moves: with the exact
+    GELU around it ~30 instructions per element, a third of the kernel's, whose instruction issue is
+    what bounds it on the H100."""
+    t = _rcp(1.0 + 0.5 * z, MATH)
+    p = 0.17087277 * t - 0.82215223
+    p = p * t + 1.48851587
+    p = p * t - 1.13520398
+    p = p * t + 0.27886807
+    p = p * t - 0.18628806
+    p = p * t + 0.09678418
+    p = p * t + 0.37409196
+    p = p * t + 1.00002368
+    p = p * t - 1.26551223
+    return t * _ex2((p - z * z) * 1.4426950408889634, MATH)
+
+
+@triton.jit
+def _activation(y, ACT: tl.constexpr, MATH: tl.constexpr):
+    """MATH (the config's): 0 libdevice's erf and IEEE division (the kernel before session 17, kept
+    for side-by-side timing); 1 the erfc fit with exp2 and a division (what the interpreter runs for
+    2); 2 the erfc fit on MUFU.EX2 / MUFU.RCP (the GPU default)."""
+    if ACT == 1:    # exact GELU (nn.GELU(), approximate="none"): 0.5 y (1 + erf(y / sqrt 2))
+        if MATH == 0:
+            y = 0.5 * y * (1.0 + tl.math.erf(y * 0.7071067811865476))
+        else:
+            e = _erfc(tl.abs(y) * 0.7071067811865476, MATH)
+            y = 0.5 * y * tl.where(y >= 0, 2.0 - e, e)
+    elif ACT == 2:  # SiLU: y / (1 + exp(-y))
+        if MATH == 0:
+            y = y / (1.0 + tl.exp(-y))
+        else:
+            y = y * _rcp(1.0 + _ex2(y * -1.4426950408889634, MATH), MATH)
     return y
 
 
@@ -95,11 +150,11 @@ def _to_dtype(v, dtype, RNE_BF16: tl.constexpr):
 
 
 @triton.jit
-def _finish(acc, bias, y_ptrs, mask, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+def _finish(acc, bias, y_ptrs, mask, ACT: tl.constexpr, RNE_BF16: tl.constexpr, MATH: tl.constexpr):
     """Adds the bias, rounds to the output dtype (as an eager conv returns it; a no-op for float32),
     applies the activation in float32 and stores the result rounded again."""
     dtype = y_ptrs.dtype.element_ty
-    y = _activation(_to_dtype(acc + bias[None, :], dtype, RNE_BF16).to(tl.float32), ACT)
+    y = _activation(_to_dtype(acc + bias[None, :], dtype, RNE_BF16).to(tl.float32), ACT, MATH)
     tl.store(y_ptrs, _to_dtype(y, dtype, RNE_BF16), mask=mask)
 
 
@@ -114,7 +169,7 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
                       C, H, W, n_wblocks,
                       BH: tl.constexpr, BW: tl.constexpr, BC: tl.constexpr, ROWS: tl.constexpr,
                       UNROLL: tl.constexpr, PREFETCH: tl.constexpr, ALIGN: tl.constexpr, ACT: tl.constexpr,
-                      HAS_BIAS: tl.constexpr, RNE_BF16: tl.constexpr):
+                      HAS_BIAS: tl.constexpr, RNE_BF16: tl.constexpr, MATH: tl.constexpr):
     """y[b, c, h, w] = act(round(bias[c] + sum_{kh,kw} w9[3 kh + kw, c] x[b, c, h + kh - 1, w + kw - 1])).
 
     Grid: (spatial blocks, channel blocks, batch). w9 is the weight as a (9, C) tensor (tap-major,
@@ -161,7 +216,7 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
             xv = tl.load(x_base + (hh * sx_h + ww * sx_w)[:, None], mask=ok[:, None] & cmask[None, :], other=0.0)
             acc += xv.to(tl.float32) * _tap(w_ptr, t, C, c, cmask)
         _finish(acc, bias, y_base + (h * sy_h + w * sy_w)[:, None], inside[:, None] & cmask[None, :],
-                ACT, RNE_BF16)
+                ACT, RNE_BF16, MATH)
     else:
         w = (pid_s % n_wblocks) * BW + tl.arange(0, BW)
         r0 = (pid_s // n_wblocks) * ROWS
@@ -187,7 +242,7 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
                 ahead = _load_rows(x_base, r + UNROLL, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL)
                 acc_prev, acc_cur = _rows_step(rows, acc_prev, acc_cur, r, r0, r_end,
                                                w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16)
+                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16, MATH)
                 rows = ahead
                 r += UNROLL
         else:
@@ -195,7 +250,7 @@ def _dwconv3x3_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, bias_ptr, y_ptr, sy_
                 rows = _load_rows(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL)
                 acc_prev, acc_cur = _rows_step(rows, acc_prev, acc_cur, r, r0, r_end,
                                                w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16)
+                                               bias, y_row0, sy_h, ok_c, UNROLL, ACT, RNE_BF16, MATH)
                 r += UNROLL
 
 
@@ -211,12 +266,13 @@ def _load_rows(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end, UNROLL:
 
 @triton.jit
 def _rows_step(rows, acc_prev, acc_cur, r, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
-               bias, y_row0, sy_h, ok_c, UNROLL: tl.constexpr, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+               bias, y_row0, sy_h, ok_c, UNROLL: tl.constexpr, ACT: tl.constexpr, RNE_BF16: tl.constexpr,
+               MATH: tl.constexpr):
     """``_row_step`` for each of the UNROLL rows of ``_load_rows(r)``, in order."""
     for i in tl.static_range(UNROLL):
         acc_prev, acc_cur = _row_step(rows[3 * i], rows[3 * i + 1], rows[3 * i + 2], acc_prev, acc_cur,
                                       r + i, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
-                                      bias, y_row0, sy_h, ok_c, ACT, RNE_BF16)
+                                      bias, y_row0, sy_h, ok_c, ACT, RNE_BF16, MATH)
     return acc_prev, acc_cur
 
 
@@ -231,13 +287,14 @@ def _load_row(x_base, r, sx_h, sx_w, off_c, ok_l, ok_c, ok_r, H, r_end):
 
 @triton.jit
 def _row_step(xl, xc, xr, acc_prev, acc_cur, r, r0, r_end, w00, w01, w02, w10, w11, w12, w20, w21, w22,
-              bias, y_row0, sy_h, ok_c, ACT: tl.constexpr, RNE_BF16: tl.constexpr):
+              bias, y_row0, sy_h, ok_c, ACT: tl.constexpr, RNE_BF16: tl.constexpr, MATH: tl.constexpr):
     """Input row r arrives: it is kernel row 2 of output row r - 1 (then complete and stored), kernel
     row 1 of output row r and kernel row 0 of output row r + 1. Returns the new (acc_prev, acc_cur)."""
     xl, xc, xr = xl.to(tl.float32), xc.to(tl.float32), xr.to(tl.float32)
     if (r > r0) & (r <= r_end):
-        _finish(acc_prev + (xl * w20 + xc * w21 + xr * w22), bias, y_row0 + (r - 1) * sy_h, ok_c, ACT, RNE_BF16)
-    return acc_cur + (xl * w10 + xc * w11 + xr * w12), xl * w00 + xc * w01 + xr * w02
+        _finish(acc_prev + xl * w20 + xc * w21 + xr * w22, bias, y_row0 + (r - 1) * sy_h, ok_c, ACT, RNE_BF16,
+                MATH)
+    return acc_cur + xl * w10 + xc * w11 + xr * w12, xl * w00 + xc * w01 + xr * w02
 
 
 # ---------------------------------------------------------------------------------------------
@@ -284,6 +341,8 @@ def dwconv_config(C: int, H: int, W: int, config: Optional[dict] = None) -> dict
         raise ValueError(f"ROWS must be >= 0, got {cfg}")
     if cfg["UNROLL"] not in (1, 2, 4):
         raise ValueError(f"UNROLL (input rows per step of the row walk) must be 1, 2 or 4, got {cfg}")
+    if cfg["MATH"] not in (0, 1, 2):
+        raise ValueError(f"MATH (the activation's arithmetic, see _activation) must be 0, 1 or 2, got {cfg}")
     return cfg
 
 
@@ -339,6 +398,7 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
         x, *sx, w9, bias if bias is not None else w9, y, *sy, C // a, H, W, n_wblocks,
         BH=cfg["BH"], BW=cfg["BW"], BC=cfg["BC"], ROWS=cfg["ROWS"], UNROLL=cfg["UNROLL"], PREFETCH=bool(cfg["PREFETCH"]), ALIGN=a, ACT=ACTIVATIONS[activation],
         HAS_BIAS=bias is not None, RNE_BF16=_interpreting() and y.dtype == torch.bfloat16,
+        MATH=min(int(cfg["MATH"]), 1) if _interpreting() else int(cfg["MATH"]),
         num_warps=cfg["num_warps"])
     return y
 
