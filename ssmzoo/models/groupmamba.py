@@ -274,13 +274,15 @@ class GroupMambaLayer(nn.Module):
         x = x.view(batch, H, W, NUM_DIRECTIONS, channels // NUM_DIRECTIONS)
         w = self._group_weights(x)
         dense = "in_proj_dense" in w  # CUDA: block-diagonal dense GEMMs (see _block_diagonal_projections)
-        if dense:
-            xz = F.linear(x.view(batch, H, W, channels), w["in_proj_dense"]).view(batch, H, W, NUM_DIRECTIONS, -1)
-        else:
-            xz = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"])
-        u, z = xz.split(d_inner, dim=-1)
-        # one depthwise conv over the 4 * d_inner channels (its input is copied to channels-last once)
-        u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner).permute(0, 3, 1, 2)
+        if dense:  # every group's u, then every group's z: u is a view of the GEMM's output, no copy
+            xz = F.linear(x.view(batch, H, W, channels), w["in_proj_dense"])
+            u, z = xz.split(NUM_DIRECTIONS * d_inner, dim=-1)
+            z = z.unflatten(-1, (NUM_DIRECTIONS, d_inner))
+        else:      # per group [u, z]: u is copied to channels-last once, for the conv
+            u, z = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"]).split(d_inner, dim=-1)
+            u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner)
+        # one depthwise conv over the 4 * d_inner channels
+        u = u.permute(0, 3, 1, 2)
         conv = g1.conv2d
         if DWConv.use_fused_kernel(u, conv):  # conv + bias + SiLU in one Triton kernel
             from ssmzoo.ops.triton_dwconv import dwconv3x3_act
@@ -349,8 +351,11 @@ def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]
     with torch.autocast(x_proj.device.type, enabled=False):  # the fold in float32 even under autocast
         delta = dt_proj @ x_proj[:, :dt_rank]                 # (4, d, d)
     b_rows, c_rows = x_proj[:, dt_rank:dt_rank + d_state], x_proj[:, dt_rank + d_state:]
+    d_inner = weights["in_proj"].shape[1] // 2
     return {
-        "in_proj_dense": torch.block_diag(*weights["in_proj"]),
+        # rows: every group's u, then every group's z (each group's in_proj is [u; z])
+        "in_proj_dense": torch.cat([torch.block_diag(*weights["in_proj"][:, :d_inner]),
+                                    torch.block_diag(*weights["in_proj"][:, d_inner:])]),
         "x_proj_dense": torch.cat([torch.block_diag(*delta), torch.block_diag(*b_rows), torch.block_diag(*c_rows)]),
         "out_proj_dense": torch.block_diag(*weights["out_proj"]),
     }
