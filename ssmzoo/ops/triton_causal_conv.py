@@ -81,7 +81,7 @@ def _causal_conv1d_silu_kernel(x_ptr, sx_b, sx_d, sx_l, w_ptr, bias_ptr, y_ptr, 
         acc += tl.load(bias_ptr + d, mask=ok_d, other=0.0).to(tl.float32)[None, :]
     y_ptrs = y_ptr + b * sy_b + t[:, None].to(tl.int64) * sy_l + d[None, :] * sy_d
     dtype = y_ptr.dtype.element_ty
-    y = _activation(_to_dtype(acc, dtype, RNE_BF16).to(tl.float32), 2)
+    y = _activation(_to_dtype(acc, dtype, RNE_BF16).to(tl.float32), 2, 0)  # SiLU, libdevice math (MATH 0)
     tl.store(y_ptrs, _to_dtype(y, dtype, RNE_BF16), mask=(t < L)[:, None] & ok_d[None, :])
 
 

@@ -106,7 +106,7 @@ def _k_step(acc, k0, h_base, t, valid, row, col, H, W, HID, w9_ptr, cb_ptr, fw_p
     if HAS_CB:
         conv += tl.load(cb_ptr + k, mask=kmask, other=0.0).to(tl.float32)[None, :]
     # round as the eager conv returns it, GELU in float32, round as F.gelu returns it: fc2's input
-    a = _to_dtype(_activation(_to_dtype(conv, dtype, RNE_BF16).to(tl.float32), 1), dtype, RNE_BF16)
+    a = _to_dtype(_activation(_to_dtype(conv, dtype, RNE_BF16).to(tl.float32), 1, 0), dtype, RNE_BF16)  # MATH 0
     if BLOCKED_A:  # a no-op select (a is 0 there already) that Triton cannot hoist a layout through
         a = tl.where(kmask[None, :], a, 0.0).to(dtype)
     wt = tl.load(fw_ptr + n[None, :] * HID + k[:, None], mask=kmask[:, None] & nmask[None, :], other=0.0)
