@@ -71,6 +71,9 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
 # PREFETCH (issue the next step's row loads before this step's arithmetic) stays opt-in: no faster on
 # the H100 (4.57-4.60 ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt).
+# MATH=2 (session 17): 3.871 ms per forward's convs against 4.403 ms with MATH=0 in the same run
+# (docs/gpu_runs/s17_run2.txt). The launch geometry above was swept with MATH=0's instruction count;
+# with a third fewer instructions per output the best geometry (and PREFETCH) may differ: re-sweep.
 DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0, MATH=2)
 
 
