@@ -58,25 +58,16 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .triton_math import mufu
 from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
 
 __all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config"]
 
 
 @triton.jit
-def _log2(x, FAST: tl.constexpr):
-    if FAST:  # one MUFU.LG2 instead of libdevice's ~25-instruction polynomial (rel. error ~1e-7)
-        r = tl.inline_asm_elementwise("lg2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                      is_pure=True, pack=1)
-    else:     # (the interpreter has no inline assembly)
-        r = tl.log2(x)
-    return r
-
-
-@triton.jit
 def _softplus(x, FAST: tl.constexpr):
     # log(1 + e^x) = ln 2 * log2(1 + 2^(x log2 e)): two MUFU ops
-    return tl.where(x <= 20.0, _log2(1.0 + tl.exp2(x * 1.4426950408889634), FAST) * 0.6931471805599453, x)
+    return tl.where(x <= 20.0, mufu(1.0 + tl.exp2(x * 1.4426950408889634), "lg2", FAST) * 0.6931471805599453, x)
 
 
 def _triton_version() -> tuple[int, int]:

@@ -51,6 +51,7 @@ import triton
 import triton.language as tl
 
 from .cpu_onednn import ACTIVATION_FNS
+from .triton_math import mufu
 from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
 __all__ = [
@@ -82,26 +83,6 @@ DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETC
 # ---------------------------------------------------------------------------------------------
 
 @triton.jit
-def _ex2(x, MATH: tl.constexpr):
-    if MATH == 2:  # one MUFU.EX2; flushing subnormal results to zero saves ptx ex2's range fix-ups
-        r = tl.inline_asm_elementwise("ex2.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                      is_pure=True, pack=1)
-    else:     # (the interpreter has no inline assembly)
-        r = tl.exp2(x)
-    return r
-
-
-@triton.jit
-def _rcp(x, MATH: tl.constexpr):
-    if MATH == 2:  # one MUFU.RCP (relative error ~1 ulp), not a division's range checks and Newton steps
-        r = tl.inline_asm_elementwise("rcp.approx.ftz.f32 $0, $1;", "=f,f", [x], dtype=tl.float32,
-                                      is_pure=True, pack=1)
-    else:
-        r = 1.0 / x
-    return r
-
-
-@triton.jit
 def _erfc(z, MATH: tl.constexpr):
     """erfc(z) for z >= 0: Numerical Recipes' ``erfcc`` (a Chebyshev fit, fractional error < 1.2e-7
     in exact arithmetic; in float32 ~2e-7 up to z ~ 2, ~6e-6 at z ~ 4 where erfc is ~1e-8).
@@ -109,7 +90,7 @@ def _erfc(z, MATH: tl.constexpr):
     polynomials whose coefficients the compiler materialises with predicated moves: with the exact
     GELU around it ~30 instructions per element, a third of the kernel's, whose instruction issue is
     what bounds it on the H100."""
-    t = _rcp(1.0 + 0.5 * z, MATH)
+    t = mufu(1.0 + 0.5 * z, "rcp", MATH == 2)
     p = 0.17087277 * t - 0.82215223
     p = p * t + 1.48851587
     p = p * t - 1.13520398
@@ -119,7 +100,7 @@ def _erfc(z, MATH: tl.constexpr):
     p = p * t + 0.37409196
     p = p * t + 1.00002368
     p = p * t - 1.26551223
-    return t * _ex2((p - z * z) * 1.4426950408889634, MATH)
+    return t * mufu((p - z * z) * 1.4426950408889634, "ex2", MATH == 2)
 
 
 @triton.jit
@@ -137,7 +118,7 @@ def _activation(y, ACT: tl.constexpr, MATH: tl.constexpr):
         if MATH == 0:
             y = y / (1.0 + tl.exp(-y))
         else:
-            y = y * _rcp(1.0 + _ex2(y * -1.4426950408889634, MATH), MATH)
+            y = y * mufu(1.0 + mufu(y * -1.4426950408889634, "ex2", MATH == 2), "rcp", MATH == 2)
     return y
 
 
