@@ -151,13 +151,15 @@ def run_sweep(args, shapes, dtype, gen) -> None:
     results = []
     # an untimed first pass: timed first in the process, the default's small shapes came out 1.3-4x
     # slower than the identical config timed later (dwconv_prefetch_s16.txt)
-    for key in shapes:
-        bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3]), 10)
-    base = {key: bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3]), args.rep) for key in shapes}
+    def time_all(config, rep):  # {shape: ms} with this launch config (None: the default)
+        return {key: bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3], config=config), rep)
+                for key in shapes}
+
+    time_all(None, 10)
+    base = time_all(None, args.rep)
     for cfg in configs:
         try:
-            t = {key: bench(lambda key=key: td.dwconv3x3_act_triton(*data[key](), key[3], config=cfg), args.rep)
-                 for key in shapes}
+            t = time_all(cfg, args.rep)
         except Exception as exc:  # a config that fails to compile (e.g. out of resources) is reported
             print(f"  {cfg}: failed: {type(exc).__name__}: {str(exc)[:200]}", flush=True)
             continue

@@ -99,17 +99,17 @@ def print_kernels(prof, forwards: int) -> None:
     kernels = [e for e in prof.key_averages() if e.device_type == torch.autograd.DeviceType.CUDA
                and e.self_device_time_total > 0]
     total = sum(e.self_device_time_total for e in kernels)
+    kind_of = {e.key: kernel_kind(e.key) for e in kernels}
     kinds: dict[str, float] = {}
     for e in kernels:
-        kind = kernel_kind(e.key)
-        kinds[kind] = kinds.get(kind, 0.0) + e.self_device_time_total
+        kinds[kind_of[e.key]] = kinds.get(kind_of[e.key], 0.0) + e.self_device_time_total
     print(f"GPU busy {total / forwards / 1e3:.2f} ms per forward; by kind:")
     for kind, t in sorted(kinds.items(), key=lambda kv: -kv[1]):
         print(f"  {kind:32s} {t / forwards / 1e3:7.3f} ms  {100 * t / total:5.1f}%")
     print("kernels (ms per forward, calls per forward, kind, name):")
     for e in sorted(kernels, key=lambda e: -e.self_device_time_total):
         print(f"  {e.self_device_time_total / forwards / 1e3:7.3f}  {e.count / forwards:5.1f}  "
-              f"{kernel_kind(e.key)[:12]:12s}  {e.key[:160]}")
+              f"{kind_of[e.key][:12]:12s}  {e.key[:160]}")
 
 
 if __name__ == "__main__":

@@ -905,6 +905,7 @@ def _stride_order_tags() -> dict:
 
 STRIDE_ORDER_TAGS = _stride_order_tags()
 
+
 @torch.library.custom_op("ssmzoo::group_scan_4dir", mutates_args=(), **STRIDE_ORDER_TAGS)
 def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                        D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
