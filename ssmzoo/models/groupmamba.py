@@ -354,11 +354,23 @@ def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]
     d_inner = weights["in_proj"].shape[1] // 2
     return {
         # rows: every group's u, then every group's z (each group's in_proj is [u; z])
-        "in_proj_dense": torch.cat([torch.block_diag(*weights["in_proj"][:, :d_inner]),
-                                    torch.block_diag(*weights["in_proj"][:, d_inner:])]),
-        "x_proj_dense": torch.cat([torch.block_diag(*delta), torch.block_diag(*b_rows), torch.block_diag(*c_rows)]),
-        "out_proj_dense": torch.block_diag(*weights["out_proj"]),
+        "in_proj_dense": torch.cat([_block_diag(weights["in_proj"][:, :d_inner]),
+                                    _block_diag(weights["in_proj"][:, d_inner:])]),
+        "x_proj_dense": torch.cat([_block_diag(delta), _block_diag(b_rows), _block_diag(c_rows)]),
+        "out_proj_dense": _block_diag(weights["out_proj"]),
     }
+
+
+def _block_diag(blocks: Tensor) -> Tensor:
+    """``torch.block_diag(*blocks)`` for stacked blocks (g, m, n), built by zero-padding each block.
+
+    Same values; the form matters under torch.compile with freezing: Inductor's constant folding
+    skips tensor constructors, so ``block_diag`` (zeros, then scatters) and everything computed from
+    it ran on every forward (18 kernels per GroupMamba-T forward, docs/gpu_runs/s18_prof_gm.txt);
+    ``pad`` of a weight is folded into a constant once.
+    """
+    groups, _, cols = blocks.shape
+    return torch.cat([F.pad(blocks[k], (k * cols, (groups - 1 - k) * cols)) for k in range(groups)])
 
 
 def _group_layer_norm(y: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
