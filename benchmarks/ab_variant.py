@@ -19,6 +19,8 @@ AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton im
 AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as Inductor's cuDNN conv +
     fused activation (before session 15) instead of the fused Triton op (an opaque node); =ffn: the op
     for the FFNs' convs only; =1: the op for all (the default).
+AB_BLOCK_DIAG=1: GroupMamba's block-diagonal projections built with torch.block_diag (before session 18),
+    which freezing does not fold, instead of by padding (``groupmamba._block_diag``).
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides
     (PyTorch's default for custom operators, before session 15) instead of their
     ``needs_fixed_stride_order`` tag (triton_scan.STRIDE_ORDER_TAGS: padded strides pass uncopied).
@@ -29,6 +31,7 @@ import json
 import os
 import sys
 
+import torch
 import triton.language as tl
 
 import ssmzoo.models.groupmamba as gm
@@ -50,6 +53,7 @@ ATTRIBUTE_SWITCHES = {
     "AB_PLAIN_LINEAR": (cpu_onednn, "ONEDNN_FUSED", False),
     "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
     "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
+    "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
 }
 for variable, (module, attribute, value) in ATTRIBUTE_SWITCHES.items():
     if os.environ.get(variable):
@@ -68,7 +72,6 @@ if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
     _value = os.environ["AB_DWCONV_OP_IN_COMPILE"]
     gm.FUSED_DWCONV_UNDER_COMPILE = {"1": True, "0": False}.get(_value, _value)
 if os.environ.get("AB_EXACT_STRIDES"):
-    import torch
     import torch._inductor.graph
     import torch._inductor.lowering
 

@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
+    PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]']  # as the model calls it
 
 Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
@@ -196,6 +197,68 @@ def plane_sweep(gen, record) -> None:
         lambda H: [dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]], str)
 
 
+def model_layout_inputs(batch, C, H, gen):
+    """The scan's operands as GroupMamba's compiled CUDA forward hands them over (bf16 autocast): u the
+    depthwise conv's channels-last bf16 output, delta/B/C strided views of one bf16 x_proj GEMM output
+    whose rows (every group's delta, then B, then C) Inductor pads to a multiple of 8; y float32."""
+    d = C // 4
+    u = torch.randn(batch, H, H, C, device="cuda", generator=gen).to(torch.bfloat16)
+    width = -(-(C + 8) // 8) * 8
+    x_dbl = (torch.randn(batch, H, H, width, device="cuda", generator=gen) * 0.5).to(torch.bfloat16)
+    to_scan = lambda t: t.unflatten(-1, (4, -1)).permute(0, 3, 4, 1, 2)  # noqa: E731
+    return dict(u=to_scan(u), delta=to_scan(x_dbl[..., :C]), B=to_scan(x_dbl[..., C:C + 4]),
+                C=to_scan(x_dbl[..., C + 4:C + 8]), A=-torch.exp(torch.randn(4, d, 1, device="cuda", generator=gen) * 0.5),
+                D=torch.randn(4, d, device="cuda", generator=gen),
+                delta_bias=torch.randn(4, d, device="cuda", generator=gen) * 0.1)
+
+
+def model_layout_bytes(batch, C, H) -> float:
+    """u, delta (bf16) and B, C (bf16) read once, y (float32) written once."""
+    return batch * H * H * (C * (2 + 2 + 4) + 8 * 2)
+
+
+MODEL_LAYOUT_CONFIGS = {  # per map size: candidates against the default (which picks its kernel itself)
+    56: [dict(LOOKBACK=1, SEG=s, BD=bd, num_warps=nw, CHAINED=1) for s, bd, nw in
+         [(64, 16, 2), (128, 16, 4), (64, 8, 1), (64, 8, 2), (64, 32, 4), (128, 32, 4)]],
+    28: [dict(LOOKBACK=1, SEG=s, BD=bd, num_warps=nw, CHAINED=1) for s, bd, nw in
+         [(64, 16, 2), (128, 16, 4), (64, 8, 1), (64, 32, 4), (128, 32, 4)]],
+    14: [dict(BD=bd, BL=bl, num_warps=nw, CB=1, BDC=bd, ROWS=0, COLS=0) for bd, bl, nw in
+         [(16, 64, 4), (16, 32, 2), (16, 128, 4), (16, 256, 8), (8, 64, 2), (8, 128, 4), (32, 32, 4),
+          (32, 64, 4), (32, 64, 8)]]
+        + [dict(BD=16, num_warps=nw, CB=1, BDC=bdc, ROWS=1) for nw, bdc in [(1, 16), (2, 16), (1, 8)]]
+        + [dict(LOOKBACK=1, SEG=s, BD=bd, num_warps=nw, CHAINED=1) for s, bd, nw in [(64, 16, 2), (32, 16, 1), (256, 16, 8)]],
+    7: [dict(LOOKBACK=1, SEG=64, BD=bd, num_warps=nw, CHAINED=1) for bd, nw in [(16, 2), (8, 1), (32, 4), (16, 4)]]
+        + [dict(BD=16, BL=64, num_warps=4, CB=1, BDC=16, ROWS=0, COLS=0), dict(BD=32, BL=64, num_warps=4, CB=1, BDC=32, ROWS=0, COLS=0)],
+}
+
+
+def model_layout_sweep(gen, record, models: str, configs) -> None:
+    """Every stage shape of the given GroupMamba models (batch 128) in the models' own operand layout
+    (``model_layout_inputs``): the default kernel, then each candidate config (``configs`` or
+    MODEL_LAYOUT_CONFIGS by map size), checked against the default's output."""
+    print("GroupMamba fused scan in the compiled model's operand layout (bf16 in, float32 y, batch 128):", flush=True)
+    shapes = sorted({(C, r) for m in models for C, r in zip(GROUPMAMBA[m], RES)}, key=lambda t: (-t[1], t[0]))
+    for C, H in shapes:
+        nb = model_layout_bytes(128, C, H)
+        nxt = rotating(lambda: model_layout_inputs(128, C, H, gen), nb)
+
+        def run(cfg, x=None):
+            x = x or nxt()
+            out = x["u"].new_empty(x["u"].permute(0, 3, 4, 1, 2).shape, dtype=torch.float32).permute(0, 3, 4, 1, 2)
+            return ts.group_scan_4dir_triton(**x, delta_softplus=True, out=out, config=cfg)
+
+        x0 = nxt()
+        ref = run(None, x0)
+        record("gm model default", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(None)), nb)
+        for cfg in (configs if configs is not None else MODEL_LAYOUT_CONFIGS.get(H, [])):
+            try:
+                err = rel_err(run(cfg, x0), ref)
+                record("gm model config", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(cfg)), nb,
+                       err=err, extra=str(cfg))
+            except Exception as exc:  # a config that does not compile is reported, not fatal
+                print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also try launch configs on key shapes")
@@ -208,6 +271,10 @@ def main() -> None:
                     help="only the look-back kernel's probes (what bounds it: the wait, the scan, the access pattern)")
     ap.add_argument("--plane", action="store_true",
                     help="only channel-first GroupMamba shapes: the default kernel vs the plane kernel's configs")
+    ap.add_argument("--model-layout", default=None, metavar="MODELS",
+                    help="only the GroupMamba scan in the compiled models' operand layout, for these models "
+                         "(e.g. T or TSB): the default vs candidate configs (MODEL_LAYOUT_CONFIGS or --configs)")
+    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)
@@ -235,6 +302,9 @@ def main() -> None:
         return
     if args.plane:
         plane_sweep(gen, record)
+        return
+    if args.model_layout:
+        model_layout_sweep(gen, record, args.model_layout, json.loads(args.configs) if args.configs else None)
         return
 
     # ---------------- config sweep on the key shapes

@@ -251,11 +251,10 @@ def test_block_diagonal_weights_are_folded_by_freezing(monkeypatch: pytest.Monke
     blocks = torch.randn(4, 5, 3)
     assert torch.equal(gm._block_diag(blocks), torch.block_diag(*blocks))
     monkeypatch.setattr(gm, "_dense_projections", lambda x: True)
-    monkeypatch.setattr(inductor_config, "freezing", True)
     torch._dynamo.reset()
     layer = gm.GroupMambaLayer(32, 32).eval()
     x = torch.randn(2, 3 * 5, 32)
-    with torch.no_grad():
+    with torch.no_grad(), inductor_config.patch(freezing=True):
         expected = layer(x, 3, 5)
         out, code = run_and_get_code(torch.compile(layer), x, 3, 5)
     torch._dynamo.reset()
