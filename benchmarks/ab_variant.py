@@ -21,6 +21,8 @@ AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as I
     for the FFNs' convs only; =1: the op for all (the default).
 AB_BLOCK_DIAG=1: GroupMamba's block-diagonal projections built with torch.block_diag (before session 18),
     which freezing does not fold, instead of by padding (``groupmamba._block_diag``).
+AB_U_FLOAT=1: GroupMamba's dense x_proj GEMM takes u.float() under autocast too (before session 18),
+    which costs a copy of u per layer under torch.compile.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides
     (PyTorch's default for custom operators, before session 15) instead of their
     ``needs_fixed_stride_order`` tag (triton_scan.STRIDE_ORDER_TAGS: padded strides pass uncopied).
@@ -54,6 +56,7 @@ ATTRIBUTE_SWITCHES = {
     "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
     "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
     "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
+    "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
 }
 for variable, (module, attribute, value) in ATTRIBUTE_SWITCHES.items():
     if os.environ.get(variable):

@@ -261,3 +261,21 @@ def test_block_diagonal_weights_are_folded_by_freezing(monkeypatch: pytest.Monke
     assert rel_err(out, expected) <= 1e-5
     generated = "\n".join(code)
     assert "pad" not in generated and "block_diag" not in generated
+
+
+def test_x_proj_takes_u_as_it_is_only_under_autocast(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The authors feed x_proj float32 u. Under autocast the GEMM casts it to its low precision anyway,
+    # so the dense path skips the float32 round trip (a copy per layer when compiled): the output must
+    # be bit-identical to the round trip's. Without autocast u goes in as float32, as before.
+    monkeypatch.setattr(gm, "_dense_projections", lambda x: True)
+    torch.manual_seed(1)
+    layer = gm.GroupMambaLayer(64, 64).eval()
+    x = torch.randn(2, 5 * 3, 64)
+    u = torch.randn(2, 3, 3, 4, 16, dtype=torch.bfloat16)
+    assert gm._x_proj_input(u).dtype == torch.float32
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert gm._x_proj_input(u) is u
+        direct = layer(x, 5, 3)
+        monkeypatch.setattr(gm, "_x_proj_input", lambda u: u.float())
+        round_trip = layer(x, 5, 3)
+    assert torch.equal(direct, round_trip)

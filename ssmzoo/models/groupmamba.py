@@ -296,7 +296,7 @@ class GroupMambaLayer(nn.Module):
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so, the scan widens them itself (out_dtype below).
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
-            x_dbl = F.linear(u.float().reshape(batch, H, W, NUM_DIRECTIONS * d_inner), w["x_proj_dense"])
+            x_dbl = F.linear(_x_proj_input(u).reshape(batch, H, W, NUM_DIRECTIONS * d_inner), w["x_proj_dense"])
             dts, Bs, Cs = torch.split(x_dbl, [NUM_DIRECTIONS * d_inner, NUM_DIRECTIONS * d_state,
                                               NUM_DIRECTIONS * d_state], dim=-1)
             dts, Bs, Cs = (t.unflatten(-1, (NUM_DIRECTIONS, -1)) for t in (dts, Bs, Cs))
@@ -332,6 +332,14 @@ class GroupMambaLayer(nn.Module):
 def _dense_projections(x: Tensor) -> bool:
     """Whether the groups' projections run as block-diagonal dense GEMMs: on the GPU only."""
     return x.is_cuda
+
+
+def _x_proj_input(u: Tensor) -> Tensor:
+    """u as the dense x_proj GEMM takes it: in float32 as the authors force, except under autocast,
+    where the GEMM runs in its low precision whatever u's dtype: there u.float() would be a float32
+    round trip that autocast's cast undoes exactly, and under torch.compile a copy of u per layer
+    (0.25 ms per GroupMamba-T forward, docs/gpu_runs/s18_prof_gm.txt)."""
+    return u if torch.is_autocast_enabled(u.device.type) else u.float()
 
 
 def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]:

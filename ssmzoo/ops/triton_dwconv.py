@@ -26,12 +26,13 @@ is coalesced and vectorised. Two variants (``ROWS`` in the config):
   shifted loads) and keeping the two unfinished output rows in registers: a third of the load
   requests, at the cost of a sequential loop. UNROLL rows are loaded per step, all before any is
   used, so that more bytes are in flight per program (one row per step was latency-bound: 46% of
-  copy bandwidth on the largest shape, 54% with 4 rows per step). PREFETCH = 1 (opt-in) also issues
-  the next step's loads before this step's arithmetic, double-buffering the rows in registers so the
-  conv and the activation (the exact GELU is ~20 instructions per element) overlap the next rows'
-  DRAM latency; sm_90 compile under Triton 3.6: 96 registers with UNROLL 2 (default: 128 with
-  UNROLL 4), 152 with UNROLL 4, no spills. Timed on the H100 it was no faster: 4.57-4.60 ms per
-  GroupMamba-T forward's convs against 4.53 for the default (docs/gpu_runs/dwconv_prefetch_s16.txt).
+  copy bandwidth on the largest shape, 54% with 4 rows per step). PREFETCH = 1 (the default since session
+  18) also issues the next step's loads before this step's arithmetic, double-buffering the rows in
+  registers so the conv and the activation overlap the next rows' DRAM latency; sm_90 compile under
+  Triton 3.6: 96 registers with UNROLL 2 (the default), 152 with UNROLL 4, no spills. It was no
+  faster while libdevice's erf dominated the loop (session 16, dwconv_prefetch_s16.txt); with the
+  cheaper activations it is 2.6% faster (3.782 against 3.882 ms per GroupMamba-T forward's convs,
+  s18_run2.txt).
 Channel counts that are not multiples of 16 (e.g. 348) keep their vector width through ``ALIGN``
 (C and strides passed divided by it, so the compiler sees multiples).
 
@@ -74,9 +75,11 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # PREFETCH (issue the next step's row loads before this step's arithmetic) stays opt-in: no faster on
 # the H100 (4.57-4.60 ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt).
 # MATH=2 (session 17): 3.871 ms per forward's convs against 4.403 ms with MATH=0 in the same run
-# (docs/gpu_runs/s17_run2.txt). The launch geometry above was swept with MATH=0's instruction count;
-# with a third fewer instructions per output the best geometry (and PREFETCH) may differ: re-sweep.
-DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=4, PREFETCH=0, MATH=2)
+# (docs/gpu_runs/s17_run2.txt). Re-swept with MATH=2 (session 18, docs/gpu_runs/s18_run2.txt): with a
+# third fewer instructions per output, PREFETCH pays: PREFETCH=1 UNROLL=2 3.782 ms against 3.882 ms
+# for the session-17 default (PREFETCH=0 UNROLL=4) in the same run, the best of 12 configs; shorter
+# walks (ROWS 16/32), other strip widths and channel blocks were slower in total.
+DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=2, PREFETCH=1, MATH=2)
 
 
 # ---------------------------------------------------------------------------------------------
