@@ -23,6 +23,8 @@ AB_BLOCK_DIAG=1: GroupMamba's block-diagonal projections built with torch.block_
     which freezing does not fold, instead of by padding (``groupmamba._block_diag``).
 AB_U_FLOAT=1: GroupMamba's dense x_proj GEMM takes u.float() under autocast too (before session 18),
     which costs a copy of u per layer under torch.compile.
+AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
+    (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides
     (PyTorch's default for custom operators, before session 15) instead of their
     ``needs_fixed_stride_order`` tag (triton_scan.STRIDE_ORDER_TAGS: padded strides pass uncopied).
@@ -74,6 +76,10 @@ if os.environ.get("AB_DWCONV"):
 if os.environ.get("AB_DWCONV_OP_IN_COMPILE"):
     _value = os.environ["AB_DWCONV_OP_IN_COMPILE"]
     gm.FUSED_DWCONV_UNDER_COMPILE = {"1": True, "0": False}.get(_value, _value)
+if os.environ.get("AB_MODEL_INDUCTOR"):
+    gm.GroupMamba.inductor_options = {**gm.GroupMamba.inductor_options,
+                                      "cuda": {**gm.GroupMamba.inductor_options["cuda"],
+                                               **json.loads(os.environ["AB_MODEL_INDUCTOR"])}}
 if os.environ.get("AB_EXACT_STRIDES"):
     import torch._inductor.graph
     import torch._inductor.lowering
