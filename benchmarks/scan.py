@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
-    PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]']  # as the model calls it
+    PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
 
 Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
@@ -18,6 +18,7 @@ VideoMamba-S: d_inner 768, d_state 16; image 197 tokens (batch 128), 16-frame vi
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import math
 import sys
@@ -197,19 +198,30 @@ def plane_sweep(gen, record) -> None:
         lambda H: [dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]], str)
 
 
-def model_layout_inputs(batch, C, H, gen):
-    """The scan's operands as GroupMamba's compiled CUDA forward hands them over (bf16 autocast): u the
-    depthwise conv's channels-last bf16 output, delta/B/C strided views of one bf16 x_proj GEMM output
-    whose rows (every group's delta, then B, then C) Inductor pads to a multiple of 8; y float32."""
+def model_layout_inputs(batch, C, H, gen, layout="tokens"):
+    """The scan's operands as GroupMamba's compiled CUDA forward hands them over (bf16 autocast), y float32.
+
+    "tokens" (the model today): u the depthwise conv's channels-last bf16 output (batch, H, W, C),
+    delta/B/C strided views of one bf16 x_proj GEMM output whose rows (every group's delta, then B,
+    then C) Inductor pads to a multiple of 8. "groups" (a candidate, docs/scan_notes.md item 6): every
+    operand group-major, u (batch, 4, H, W, d) and x_proj per group (batch, 4, H, W, d + 2: delta, B,
+    C), so that a group's values at consecutive positions are one block of memory; y likewise."""
     d = C // 4
+    A = -torch.exp(torch.randn(4, d, 1, device="cuda", generator=gen) * 0.5)
+    params = dict(A=A, D=torch.randn(4, d, device="cuda", generator=gen),
+                  delta_bias=torch.randn(4, d, device="cuda", generator=gen) * 0.1)
+    if layout == "groups":
+        u = torch.randn(batch, 4, H, H, d, device="cuda", generator=gen).to(torch.bfloat16)
+        x_dbl = (torch.randn(batch, 4, H, H, d + 2, device="cuda", generator=gen) * 0.5).to(torch.bfloat16)
+        to_scan = lambda t: t.permute(0, 1, 4, 2, 3)  # noqa: E731
+        return dict(u=to_scan(u), delta=to_scan(x_dbl[..., :d]), B=to_scan(x_dbl[..., d:d + 1]),
+                    C=to_scan(x_dbl[..., d + 1:]), **params)
     u = torch.randn(batch, H, H, C, device="cuda", generator=gen).to(torch.bfloat16)
     width = -(-(C + 8) // 8) * 8
     x_dbl = (torch.randn(batch, H, H, width, device="cuda", generator=gen) * 0.5).to(torch.bfloat16)
     to_scan = lambda t: t.unflatten(-1, (4, -1)).permute(0, 3, 4, 1, 2)  # noqa: E731
     return dict(u=to_scan(u), delta=to_scan(x_dbl[..., :C]), B=to_scan(x_dbl[..., C:C + 4]),
-                C=to_scan(x_dbl[..., C + 4:C + 8]), A=-torch.exp(torch.randn(4, d, 1, device="cuda", generator=gen) * 0.5),
-                D=torch.randn(4, d, device="cuda", generator=gen),
-                delta_bias=torch.randn(4, d, device="cuda", generator=gen) * 0.1)
+                C=to_scan(x_dbl[..., C + 4:C + 8]), **params)
 
 
 def model_layout_bytes(batch, C, H) -> float:
@@ -232,28 +244,32 @@ MODEL_LAYOUT_CONFIGS = {  # per map size: candidates against the default (which 
 }
 
 
-def model_layout_sweep(gen, record, models: str, configs) -> None:
+def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -> None:
     """Every stage shape of the given GroupMamba models (batch 128) in the models' own operand layout
-    (``model_layout_inputs``): the default kernel, then each candidate config (``configs`` or
-    MODEL_LAYOUT_CONFIGS by map size), checked against the default's output."""
+    (``model_layout_inputs``; with ``layouts`` also candidate layouts): the default kernel, then each
+    candidate config (``configs`` or MODEL_LAYOUT_CONFIGS by map size), checked against the default's
+    output."""
     print("GroupMamba fused scan in the compiled model's operand layout (bf16 in, float32 y, batch 128):", flush=True)
     shapes = sorted({(C, r) for m in models for C, r in zip(GROUPMAMBA[m], RES)}, key=lambda t: (-t[1], t[0]))
-    for C, H in shapes:
+    for (C, H), layout in itertools.product(shapes, layouts):
         nb = model_layout_bytes(128, C, H)
-        nxt = rotating(lambda: model_layout_inputs(128, C, H, gen), nb)
+        nxt = rotating(lambda: model_layout_inputs(128, C, H, gen, layout), nb)
 
         def run(cfg, x=None):
             x = x or nxt()
-            out = x["u"].new_empty(x["u"].permute(0, 3, 4, 1, 2).shape, dtype=torch.float32).permute(0, 3, 4, 1, 2)
+            y_order = (0, 1, 3, 4, 2) if layout == "groups" else (0, 3, 4, 1, 2)  # y laid out like u
+            out = x["u"].new_empty(x["u"].permute(*y_order).shape, dtype=torch.float32)
+            out = out.permute(0, 1, 4, 2, 3) if layout == "groups" else out.permute(0, 3, 4, 1, 2)
             return ts.group_scan_4dir_triton(**x, delta_softplus=True, out=out, config=cfg)
 
         x0 = nxt()
         ref = run(None, x0)
-        record("gm model default", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(None)), nb)
+        name = "gm model" + ("" if layout == "tokens" else f" {layout}")
+        record(f"{name} default", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(None)), nb)
         for cfg in (configs if configs is not None else MODEL_LAYOUT_CONFIGS.get(H, [])):
             try:
                 err = rel_err(run(cfg, x0), ref)
-                record("gm model config", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(cfg)), nb,
+                record(f"{name} config", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(cfg)), nb,
                        err=err, extra=str(cfg))
             except Exception as exc:  # a config that does not compile is reported, not fatal
                 print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
@@ -275,6 +291,9 @@ def main() -> None:
                     help="only the GroupMamba scan in the compiled models' operand layout, for these models "
                          "(e.g. T or TSB): the default vs candidate configs (MODEL_LAYOUT_CONFIGS or --configs)")
     ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout")
+    ap.add_argument("--layouts", default="tokens",
+                    help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
+                         "(group-major, a candidate; docs/scan_notes.md item 6)")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)
@@ -304,7 +323,8 @@ def main() -> None:
         plane_sweep(gen, record)
         return
     if args.model_layout:
-        model_layout_sweep(gen, record, args.model_layout, json.loads(args.configs) if args.configs else None)
+        model_layout_sweep(gen, record, args.model_layout, json.loads(args.configs) if args.configs else None,
+                           tuple(args.layouts.split(",")))
         return
 
     # ---------------- config sweep on the key shapes
