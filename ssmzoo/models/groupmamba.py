@@ -294,7 +294,8 @@ class GroupMambaLayer(nn.Module):
         u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
-        # scan inputs to float32: x_proj gets them so, the scan widens them itself (out_dtype below).
+        # scan inputs to float32: x_proj gets them so (under autocast its GEMM casts them back anyway,
+        # see _x_proj_input), the scan widens them itself (out_dtype below).
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
             x_dbl = F.linear(_x_proj_input(u).reshape(batch, H, W, NUM_DIRECTIONS * d_inner), w["x_proj_dense"])
             dts, Bs, Cs = torch.split(x_dbl, [NUM_DIRECTIONS * d_inner, NUM_DIRECTIONS * d_state,

@@ -70,10 +70,10 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # Default launch, from H100 sweeps (``python benchmarks/dwconv.py --sweep --models T``, GroupMamba-T's
 # FFN and mixer shapes at batch 128 bf16, depth-weighted; docs/gpu_runs/dwconv_sweep.txt, dwconv_unroll.txt):
 # the row-walking variant, strips 8 columns x 64 channels walking up to 64 rows, 4 warps, loading 4 input
-# rows per step: 4.53 ms per forward's convs, against 5.33 ms one row per step, 6.11 ms for the best
+# rows per step (session 13): 4.53 ms per forward's convs, against 5.33 ms one row per step, 6.11 ms for the best
 # position-block config (4 x 8 x 64, ROWS=0) and 10.06 ms for cuDNN + a separate activation.
-# PREFETCH (issue the next step's row loads before this step's arithmetic) stays opt-in: no faster on
-# the H100 (4.57-4.60 ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt).
+# PREFETCH (issue the next step's row loads before this step's arithmetic) was no faster then (4.57-4.60
+# ms with UNROLL 1, 2 or 4; docs/gpu_runs/dwconv_prefetch_s16.txt): see session 18 below.
 # MATH=2 (session 17): 3.871 ms per forward's convs against 4.403 ms with MATH=0 in the same run
 # (docs/gpu_runs/s17_run2.txt). Re-swept with MATH=2 (session 18, docs/gpu_runs/s18_run2.txt): with a
 # third fewer instructions per output, PREFETCH pays: PREFETCH=1 UNROLL=2 3.782 ms against 3.882 ms
