@@ -205,12 +205,14 @@ def model_layout_inputs(batch, C, H, gen, layout="tokens"):
     delta/B/C strided views of one bf16 x_proj GEMM output whose rows (every group's delta, then B,
     then C) Inductor pads to a multiple of 8. "groups" (a candidate, docs/scan_notes.md item 6): every
     operand group-major, u (batch, 4, H, W, d) and x_proj per group (batch, 4, H, W, d + 2: delta, B,
-    C), so that a group's values at consecutive positions are one block of memory; y likewise."""
+    C), so that a group's values at consecutive positions are one block of memory; y likewise.
+    "groups_t": the same memory with groups 1 and 3 holding their maps transposed (the look-back
+    kernel's COLS_T), so that every group's scan order walks memory in order."""
     d = C // 4
     A = -torch.exp(torch.randn(4, d, 1, device="cuda", generator=gen) * 0.5)
     params = dict(A=A, D=torch.randn(4, d, device="cuda", generator=gen),
                   delta_bias=torch.randn(4, d, device="cuda", generator=gen) * 0.1)
-    if layout == "groups":
+    if layout in ("groups", "groups_t"):  # (random values: the transposition is only how they are read)
         u = torch.randn(batch, 4, H, H, d, device="cuda", generator=gen).to(torch.bfloat16)
         x_dbl = (torch.randn(batch, 4, H, H, d + 2, device="cuda", generator=gen) * 0.5).to(torch.bfloat16)
         to_scan = lambda t: t.permute(0, 1, 4, 2, 3)  # noqa: E731
@@ -255,18 +257,26 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
         nb = model_layout_bytes(128, C, H)
         nxt = rotating(lambda: model_layout_inputs(128, C, H, gen, layout), nb)
 
+        grouped = layout != "tokens"
+        # COLS_T exists in the look-back kernel only: there its default and look-back configs
+        base = dict(LOOKBACK=1, COLS_T=1) if layout == "groups_t" else None
+        candidates = configs if configs is not None else MODEL_LAYOUT_CONFIGS.get(H, [])
+        if layout == "groups_t":
+            candidates = [dict(c, COLS_T=1) for c in candidates if c.get("LOOKBACK")]
+
         def run(cfg, x=None):
             x = x or nxt()
-            y_order = (0, 1, 3, 4, 2) if layout == "groups" else (0, 3, 4, 1, 2)  # y laid out like u
+            y_order = (0, 1, 3, 4, 2) if grouped else (0, 3, 4, 1, 2)  # y laid out like u
             out = x["u"].new_empty(x["u"].permute(*y_order).shape, dtype=torch.float32)
-            out = out.permute(0, 1, 4, 2, 3) if layout == "groups" else out.permute(0, 3, 4, 1, 2)
+            out = out.permute(0, 1, 4, 2, 3) if grouped else out.permute(0, 3, 4, 1, 2)
             return ts.group_scan_4dir_triton(**x, delta_softplus=True, out=out, config=cfg)
 
         x0 = nxt()
-        ref = run(None, x0)
+        ref = run(base, x0)
         name = "gm model" + ("" if layout == "tokens" else f" {layout}")
-        record(f"{name} default", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(None)), nb)
-        for cfg in (configs if configs is not None else MODEL_LAYOUT_CONFIGS.get(H, [])):
+        record(f"{name} default", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(base)), nb,
+               extra=str(base or ""))
+        for cfg in candidates:
             try:
                 err = rel_err(run(cfg, x0), ref)
                 record(f"{name} config", f"C{C} {H}x{H} d{C // 4}", torch.bfloat16, bench(lambda: run(cfg)), nb,
@@ -293,7 +303,8 @@ def main() -> None:
     ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
-                         "(group-major, a candidate; docs/scan_notes.md item 6)")
+                         "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
+                         "groups 1 and 3 stored transposed: look-back kernel, COLS_T)")
     args = ap.parse_args()
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)

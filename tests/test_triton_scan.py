@@ -403,8 +403,53 @@ def test_gpu_dispatcher_uses_triton():
     assert scan_backend("cuda") == "triton" or os.environ.get("SSMZOO_SCAN")
 
 
+def _check_transposed_columns(seed: int) -> dict:
+    """The look-back kernel with COLS_T (groups 1 and 3 stored transposed) on operands whose odd groups
+    are the transposes of a plain run's: the same outputs, transposed back, bit for bit (the same steps
+    in the same order, only read from other addresses)."""
+    from ssmzoo.ops import triton_scan as ts
+
+    gen = torch.Generator().manual_seed(seed)
+    b, d, n = 2, 5, 6  # a 6 x 6 map: 36 steps in 3 segments of 16
+    group_major = lambda c, s=1.0: torch.randn(b, 4, n, n, c, generator=gen).mul(s).permute(0, 1, 4, 2, 3)  # noqa: E731
+    args = dict(u=group_major(d), delta=group_major(d, 0.5), B=group_major(1), C=group_major(1),
+                A=-torch.exp(torch.randn(4, d, 1, generator=gen) * 0.5), D=torch.randn(4, d, generator=gen),
+                delta_bias=torch.randn(4, d, generator=gen) * 0.1)
+
+    def odd_transposed(t):  # (b, 4, c, H, W) with groups 1 and 3 transposed, laid out like t
+        out = t.clone()
+        out[:, 1::2] = t[:, 1::2].transpose(-1, -2)
+        return out
+
+    cfg = dict(LOOKBACK=1, SEG=16, BD=4)
+    plain = ts.group_scan_4dir_triton(**args, config=cfg)
+    stored = {k: odd_transposed(v) if v.dim() == 5 else v for k, v in args.items()}
+    cols_t = odd_transposed(ts.group_scan_4dir_triton(**stored, config=dict(cfg, COLS_T=1)))
+    errors = {}
+    for name, bad in (("tile kernel", dict(COLS_T=1)), ("non-square map", dict(cfg, COLS_T=1))):
+        try:
+            x = {k: v[..., :5] if v.dim() == 5 and name == "non-square map" else v for k, v in stored.items()}
+            ts.group_scan_4dir_triton(**x, config=bad)
+            errors[name] = "accepted"
+        except ValueError as exc:
+            errors[name] = str(exc)
+    return dict(equal=bool(torch.equal(cols_t, plain)), max_abs=(cols_t - plain).abs().max().item(), refused=errors)
+
+
+def test_lookback_kernel_reads_columns_stored_transposed():
+    # A candidate layout for the models (docs/scan_notes.md, item 6): with groups 1 and 3 stored
+    # transposed every group's scan walks memory in order. The option must not change a single bit,
+    # and the kernels that do not have it must refuse it rather than read the wrong positions.
+    result = run_interpreted(__file__, "--cols-t")
+    assert result["equal"], result
+    assert "look-back kernel only" in result["refused"]["tile kernel"], result
+    assert "square" in result["refused"]["non-square map"], result
+
+
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
     print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--custom-ops"]:
     print(json.dumps(_check_custom_ops(int(sys.argv[2]))))
+elif __name__ == "__main__" and sys.argv[1:2] == ["--cols-t"]:
+    print(json.dumps(_check_transposed_columns(int(sys.argv[2]))))

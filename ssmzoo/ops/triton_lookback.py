@@ -84,7 +84,8 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
                             SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
-                            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0):
+                            HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0,
+                            COLS_T: tl.constexpr = 0):
     # PROBE (timing only, wrong output; benchmarks/scan.py --probe): 1 skips the wait for the
     # predecessor, 2 also the scan, 3 is a plain copy of the tiles (program id, no ticket, no flags)
     if PROBE == 3:
@@ -100,6 +101,9 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     t = seg * SEG + tl.arange(0, SEG)
     tmask = t < L
     h, w = _step_positions(t, g, H, W, L)
+    if COLS_T:  # groups 1 and 3 hold their (square) maps transposed: position (h, w) is stored at (w, h),
+        col = (g % 2) == 1  # so their column-major scan order walks memory row by row
+        h, w = tl.where(col, w, h), tl.where(col, h, w)
     cl = blk * BD + tl.arange(0, BD)
     cmask = cl < dim_g
     valid = tmask[:, None] & cmask[None, :]
@@ -183,9 +187,12 @@ def lookback_default(u: Tensor, n_state: int) -> bool:
 
 
 def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
-    """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED)."""
+    """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED);
+    COLS_T 1: groups 1 and 3 of every operand hold their maps transposed (square maps only), a
+    candidate layout in which every group's scan order walks memory in order (docs/scan_notes.md,
+    item 6; measured with ``benchmarks/scan.py --model-layout --layouts groups_t``, no model uses it)."""
     return _updated_config(dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS,
-                                CHAINED=DEFAULT_CHAINED, PROBE=0), config, ("SEG", "BD"))
+                                CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
 
 
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -198,6 +205,8 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")
     L = H * W
     cfg = lookback_config(dim_g, config)
+    if cfg["COLS_T"] and H != W:
+        raise ValueError(f"COLS_T (groups 1 and 3 stored transposed) needs a square map, got {H}x{W}")
     seg, bd = cfg["SEG"], cfg["BD"]
     nblk = triton.cdiv(dim_g, bd)
     n_chains = batch * 4 * nblk
@@ -213,5 +222,5 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
         dim_g, H, W, L, n_chains, nblk, nseg,
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        PROBE=int(cfg["PROBE"]), num_warps=cfg["num_warps"])
+        PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), num_warps=cfg["num_warps"])
     return y
