@@ -818,13 +818,13 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
             return bool(config[key])
         return config is None and default()
 
+    if config is not None and config.get("COLS_T") and (not config.get("LOOKBACK") or config.get("PLANE")):
+        raise ValueError("COLS_T (groups 1 and 3 stored transposed) exists in the look-back kernel only: "
+                         "pass LOOKBACK=1 with it")
     if chosen("PLANE", lambda: plane_default(u, delta, B, C, y, n_state)):
         # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
         return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
                                             config=config)
-    if config is not None and config.get("COLS_T") and not config.get("LOOKBACK"):
-        raise ValueError("COLS_T (groups 1 and 3 stored transposed) exists in the look-back kernel only: "
-                         "pass LOOKBACK=1 with it")
     if chosen("LOOKBACK", lambda: lookback_default(u, n_state)):
         # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
         return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
