@@ -257,7 +257,6 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
         nb = model_layout_bytes(128, C, H)
         nxt = rotating(lambda: model_layout_inputs(128, C, H, gen, layout), nb)
 
-        grouped = layout != "tokens"
         # COLS_T exists in the look-back kernel only: there its default and look-back configs
         base = dict(LOOKBACK=1, COLS_T=1) if layout == "groups_t" else None
         candidates = configs if configs is not None else MODEL_LAYOUT_CONFIGS.get(H, [])
@@ -266,9 +265,7 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
 
         def run(cfg, x=None):
             x = x or nxt()
-            y_order = (0, 1, 3, 4, 2) if grouped else (0, 3, 4, 1, 2)  # y laid out like u
-            out = x["u"].new_empty(x["u"].permute(*y_order).shape, dtype=torch.float32)
-            out = out.permute(0, 1, 4, 2, 3) if grouped else out.permute(0, 3, 4, 1, 2)
+            out = torch.empty_like(x["u"], dtype=torch.float32)  # laid out like u, as the model's operator does
             return ts.group_scan_4dir_triton(**x, delta_softplus=True, out=out, config=cfg)
 
         x0 = nxt()

@@ -68,12 +68,17 @@ DEFAULT_CHAINED = 1
 
 
 @triton.jit
-def _step_positions(t, g, H, W, L):
-    """Step t of group g's scan order -> (h, w): 0 row-major, 1 column-major, 2/3 the same reversed."""
+def _step_positions(t, g, H, W, L, COLS_T: tl.constexpr):
+    """Step t of group g's scan order -> where it is stored, (h, w): 0 row-major, 1 column-major, 2/3
+    the same reversed. COLS_T: groups 1 and 3 hold their (square) maps transposed, so their
+    column-major order is stored row by row, like the other groups'."""
     tt = tl.where(g >= 2, L - 1 - t, t)
-    col = (g % 2) == 1
-    h = tl.where(col, tt % H, tt // W)
-    w = tl.where(col, tt // H, tt % W)
+    if COLS_T:
+        h, w = tt // W, tt % W
+    else:
+        col = (g % 2) == 1
+        h = tl.where(col, tt % H, tt // W)
+        w = tl.where(col, tt // H, tt % W)
     return h, w
 
 
@@ -100,10 +105,7 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
 
     t = seg * SEG + tl.arange(0, SEG)
     tmask = t < L
-    h, w = _step_positions(t, g, H, W, L)
-    if COLS_T:  # groups 1 and 3 hold their (square) maps transposed: position (h, w) is stored at (w, h),
-        col = (g % 2) == 1  # so their column-major scan order walks memory row by row
-        h, w = tl.where(col, w, h), tl.where(col, h, w)
+    h, w = _step_positions(t, g, H, W, L, COLS_T)
     cl = blk * BD + tl.arange(0, BD)
     cmask = cl < dim_g
     valid = tmask[:, None] & cmask[None, :]
