@@ -23,6 +23,11 @@ AB_BLOCK_DIAG=1: GroupMamba's block-diagonal projections built with torch.block_
     which freezing does not fold, instead of by padding (``groupmamba._block_diag``).
 AB_U_FLOAT=1: GroupMamba's dense x_proj GEMM takes u.float() under autocast too (before session 18),
     which costs a copy of u per layer under torch.compile.
+AB_UNALIGNED=1: GroupMamba's GEMM inputs keep their width under torch.compile (before session 19), and
+    Inductor pads 348-wide ones (stage 3 of -T/-S) in copies of its own, instead of their producers
+    writing rows widened by zeros (``groupmamba._aligned_linear``, ``_gemm_pad``).
+AB_GATE_MEAN_FP32=1: GroupMamba's gate takes the mean of the float32 normalised input under autocast too
+    (before session 19), instead of the low-precision copy that in_proj reads (``groupmamba._gemm_input``).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides
@@ -35,31 +40,14 @@ import json
 import os
 import sys
 
-import torch
 import triton.language as tl
 
 import ssmzoo.models.groupmamba as gm
-import ssmzoo.models.videomamba as vm
-import ssmzoo.ops.cpu_onednn as cpu_onednn
 import ssmzoo.ops.triton_bimamba as tb
 import ssmzoo.ops.triton_dwconv as td
-import ssmzoo.ops.triton_lookback as tlb
 import ssmzoo.ops.triton_scan as ts
+from ab_switches import ATTRIBUTE_SWITCHES
 
-# Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
-ATTRIBUTE_SWITCHES = {
-    "AB_EINSUM": (gm, "_dense_projections", lambda x: False),
-    "AB_SEQ": (tb, "SPLIT_SEG", 10 ** 9),
-    "AB_DECOUPLED": (tlb, "DEFAULT_CHAINED", 0),
-    "AB_VM_CHANNEL_FIRST": (vm, "SCAN_INPUTS_TOKENS_MAJOR", False),
-    "AB_VM_PATCH_CONV": (vm, "PATCH_EMBED_AS_GEMM", False),
-    "AB_VM_UNFUSED_CONV": (vm, "FUSED_CAUSAL_CONV", False),
-    "AB_PLAIN_LINEAR": (cpu_onednn, "ONEDNN_FUSED", False),
-    "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
-    "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
-    "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
-    "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
-}
 for variable, (module, attribute, value) in ATTRIBUTE_SWITCHES.items():
     if os.environ.get(variable):
         setattr(module, attribute, value)

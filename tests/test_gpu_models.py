@@ -94,6 +94,28 @@ def test_bf16_autocast_agrees_with_fp32_on_top1():
     assert rel_err(low.float(), ref) <= 5e-2
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+def test_compiled_block_of_unaligned_width_matches_eager(autocast):
+    """Stage 3 of GroupMamba-T/-S is 348 channels wide, not a multiple of 8: compiled, its GEMM inputs
+    are widened by zeros (groupmamba._aligned_linear, _gemm_pad), which must not change the function.
+    (The golden models' widths are multiples of 8.)"""
+    import torch._inductor.config as inductor_config
+
+    torch.manual_seed(0)
+    block = gm.Block(348, 4).eval().cuda()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.1 + (0.5 if p.ndim == 1 else 0.0))
+    x = torch.randn(4, 14 * 13, 348, device="cuda")
+    torch._dynamo.reset()
+    with (torch.no_grad(), inductor_config.patch(**gm.GroupMamba.inductor_options["cuda"]),
+          torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)):
+        expected = block(x, 14, 13)
+        out = torch.compile(block, fullgraph=True)(x, 14, 13)
+    torch._dynamo.reset()
+    assert rel_err(out.float(), expected.float()) <= (2e-2 if autocast else 1e-4)
+
+
 @pytest.mark.parametrize("family", ["groupmamba", "videomamba_video"])
 def test_compiled_model_matches_golden(family):
     """torch.compile sees the Triton scans as opaque custom ops and must not change the function."""

@@ -279,3 +279,36 @@ def test_x_proj_takes_u_as_it_is_only_under_autocast(monkeypatch: pytest.MonkeyP
         monkeypatch.setattr(gm, "_x_proj_input", lambda u: u.float())
         round_trip = layer(x, 5, 3)
     assert torch.equal(direct, round_trip)
+
+
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+def test_compiled_gemm_inputs_are_widened_by_their_producers(autocast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Compiled for CUDA, a block of 348 channels (stage 3 of -T/-S) feeds its GEMMs rows widened by
+    # zeros to 352: the norms' kernels write straight into the wider buffers (a concatenation with
+    # zeros) and u is carried 4 zero channels wider from in_proj through the conv, so no GEMM input
+    # is 348 wide and Inductor has nothing to pad in copies of its own. Forced onto the CPU here to
+    # read the generated code; the results must match the eager block's.
+    from torch._inductor.utils import run_and_get_code
+
+    monkeypatch.setattr(gm, "_dense_projections", lambda x: True)
+    monkeypatch.setattr(gm, "_widens_gemm_inputs", lambda x: gm.ALIGN_GEMM_INPUTS and torch.compiler.is_compiling())
+    torch.manual_seed(3)
+    block = gm.Block(348, 4).eval()
+    with torch.no_grad():
+        for p in block.parameters():
+            p.copy_(torch.randn_like(p) * 0.1 + (0.5 if p.ndim == 1 else 0.0))
+    x = torch.randn(2, 5 * 3, 348)
+    widths = {}
+    for align in (True, False):
+        monkeypatch.setattr(gm, "ALIGN_GEMM_INPUTS", align)
+        torch._dynamo.reset()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            expected = block(x, 5, 3)
+            out, code = run_and_get_code(torch.compile(block), x, 5, 3)
+        torch._dynamo.reset()
+        assert rel_err(out.float(), expected.float()) <= (1e-2 if autocast else 1e-5)
+        # the reduced width of every GEMM: (rows, K) of the first operand of mm / addmm / oneDNN linear
+        widths[align] = {int(k) for k in re.findall(
+            r"(?:mm|_linear_pointwise\.default)\((?:\w+, )?reinterpret_tensor\(\w+, \(\d+, (\d+)\)", "\n".join(code))}
+    assert widths[True] and all(k % 8 == 0 for k in widths[True]), widths
+    assert 348 in widths[False]  # what the test would catch

@@ -265,7 +265,8 @@ class GroupMambaLayer(nn.Module):
             x = x.float()
         batch, _, channels = x.shape
         x = self.norm(x)
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x.mean(dim=1)))))  # (B, C)
+        x_gemm = _gemm_input(x)  # what in_proj reads; the gate's mean reads it too (see _gemm_input)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x_gemm.mean(dim=1, dtype=torch.float32)))))  # (B, C)
 
         # The 4 SS2D groups as batched ops on channels-last (B, H, W, 4, .) tensors; einsum's "g" is
         # the group axis. Same ops, dtypes and order as running each group alone.
@@ -274,34 +275,45 @@ class GroupMambaLayer(nn.Module):
         x = x.view(batch, H, W, NUM_DIRECTIONS, channels // NUM_DIRECTIONS)
         w = self._group_weights(x)
         dense = "in_proj_dense" in w  # CUDA: block-diagonal dense GEMMs (see _block_diagonal_projections)
+        width = NUM_DIRECTIONS * d_inner
+        # Compiled for CUDA, u is carried `pad` channels wider, zeros throughout (zero weight rows in
+        # in_proj, zero conv weights and bias, SiLU(0) = 0), so that x_proj reads 16-byte aligned rows
+        # straight from the conv's output; the scan reads the first `width` channels (_aligned_linear).
+        pad = _gemm_pad(width, x) if dense else 0
+        conv_weight, conv_bias = w["conv_weight"], w["conv_bias"]
         if dense:  # every group's u, then every group's z: u is a view of the GEMM's output, no copy
-            xz = F.linear(x.view(batch, H, W, channels), w["in_proj_dense"])
-            u, z = xz.split(NUM_DIRECTIONS * d_inner, dim=-1)
-            z = z.unflatten(-1, (NUM_DIRECTIONS, d_inner))
+            in_proj = w["in_proj_dense"]
+            if pad:
+                in_proj = torch.cat([F.pad(in_proj[:width], (0, 0, 0, pad)), F.pad(in_proj[width:], (0, 0, 0, pad))])
+                conv_weight, conv_bias = F.pad(conv_weight, (0, 0, 0, 0, 0, 0, 0, pad)), F.pad(conv_bias, (0, pad))
+            xz = _aligned_linear(x_gemm.view(batch, H, W, channels), in_proj)
+            u, z = xz.split(width + pad, dim=-1)
+            z = z[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
         else:      # per group [u, z]: u is copied to channels-last once, for the conv
             u, z = torch.einsum("bhwgc,gjc->bhwgj", x, w["in_proj"]).split(d_inner, dim=-1)
-            u = u.reshape(batch, H, W, NUM_DIRECTIONS * d_inner)
+            u = u.reshape(batch, H, W, width)
         # one depthwise conv over the 4 * d_inner channels
         u = u.permute(0, 3, 1, 2)
         conv = g1.conv2d
         if DWConv.use_fused_kernel(u, conv):  # conv + bias + SiLU in one Triton kernel
             from ssmzoo.ops.triton_dwconv import dwconv3x3_act
 
-            u = dwconv3x3_act(u, w["conv_weight"], w["conv_bias"], "silu")
+            u = dwconv3x3_act(u, conv_weight, conv_bias, "silu")
         else:
-            u = conv2d_act(u, w["conv_weight"], w["conv_bias"], conv.stride, conv.padding, conv.dilation,
-                           NUM_DIRECTIONS * d_inner, "silu")
-        u = u.permute(0, 2, 3, 1).reshape(batch, H, W, NUM_DIRECTIONS, d_inner)  # a view if channels-last
+            u = conv2d_act(u, conv_weight, conv_bias, conv.stride, conv.padding, conv.dilation, u.shape[1], "silu")
+        u = u.permute(0, 2, 3, 1)  # (B, H, W, width + pad), a view if channels-last
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so (under autocast its GEMM casts them back anyway,
         # see _x_proj_input), the scan widens them itself (out_dtype below).
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
-            x_dbl = F.linear(_x_proj_input(u).reshape(batch, H, W, NUM_DIRECTIONS * d_inner), w["x_proj_dense"])
-            dts, Bs, Cs = torch.split(x_dbl, [NUM_DIRECTIONS * d_inner, NUM_DIRECTIONS * d_state,
-                                              NUM_DIRECTIONS * d_state], dim=-1)
+            x_proj = F.pad(w["x_proj_dense"], (0, pad)) if pad else w["x_proj_dense"]
+            x_dbl = F.linear(_x_proj_input(u), x_proj)
+            u = u[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
+            dts, Bs, Cs = torch.split(x_dbl, [width, NUM_DIRECTIONS * d_state, NUM_DIRECTIONS * d_state], dim=-1)
             dts, Bs, Cs = (t.unflatten(-1, (NUM_DIRECTIONS, -1)) for t in (dts, Bs, Cs))
         else:
+            u = u.reshape(batch, H, W, NUM_DIRECTIONS, d_inner)
             x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
             dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
             dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
@@ -320,19 +332,78 @@ class GroupMambaLayer(nn.Module):
         y = _group_layer_norm(y, w["norm_weight"], w["norm_bias"],
                               g1.out_norm.eps).to(z.dtype)  # all 4 groups use LayerNorm's default eps
         if dense:
-            y = F.linear((y * F.silu(z)).flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
+            y = _aligned_linear((y * F.silu(z)).flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
         else:
             y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)
         y = y * gate.unsqueeze(1)
-        return self.proj(self.norm(y))
+        return _linear(self.proj, self.norm(y))
 
 
 def _dense_projections(x: Tensor) -> bool:
     """Whether the groups' projections run as block-diagonal dense GEMMs: on the GPU only."""
     return x.is_cuda
+
+
+def _gemm_input(x: Tensor) -> Tensor:
+    """x as a GEMM reads it: under autocast in autocast's dtype (the cast F.linear would make), else as it is.
+
+    The normalised input feeds in_proj and the gate's mean over all positions. Under autocast the
+    mean's result goes into the gate's low-precision GEMM anyway, and taken over the low-precision
+    copy that in_proj reads (accumulated in float32) it reads half the bytes of the float32 one: on
+    GroupMamba-T that mean read ~0.4 ms of float32 per forward (docs/gpu_runs/s18_prof_gm.txt). The
+    difference is within the low precision's rounding of the mean.
+    """
+    device = x.device.type
+    if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):  # (meta tensors: no autocast)
+        return x.to(torch.get_autocast_dtype(device))
+    return x
+
+
+def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
+    """``F.linear``, with the reduced dimension widened by zeros to a multiple of 8 when compiled for CUDA.
+
+    cuBLAS runs bf16 GEMMs whose rows are not 16-byte aligned on slow kernels (stage 3 of -T/-S is 348
+    channels wide), so the model compiles with ``force_shape_pad`` (``GroupMamba.inductor_options``),
+    and Inductor then pads such an input in a copy kernel of its own (5 per stage-3 layer, ~10 us
+    each, docs/gpu_runs/s18_prof_gm.txt). A concatenation with zeros instead lets Inductor write the
+    producing kernel's output straight into the wider buffer (its ``cat`` lowering), leaving a kernel
+    that writes the zero columns; the weight's zero columns are folded into a constant by freezing.
+    The zeros add exact zeros to every dot product. Elsewhere (eager, CPU) it is plain ``F.linear``.
+    """
+    pad = _gemm_pad(x.shape[-1], x)
+    if not pad:
+        return F.linear(x, weight, bias)
+    device = x.device.type
+    if torch.is_autocast_enabled(device):  # cast before the concatenation, so that it fuses into the producer
+        x = x.to(torch.get_autocast_dtype(device))
+    x = torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1)
+    return F.linear(x, F.pad(weight, (0, pad)), bias)
+
+
+def _linear(linear: nn.Linear, x: Tensor) -> Tensor:
+    """``linear(x)`` through ``_aligned_linear`` where that applies, else the module's own forward
+    (``PackedLinear``'s oneDNN path on the CPU)."""
+    if _widens_gemm_inputs(x):
+        return _aligned_linear(x, linear.weight, linear.bias)
+    return linear(x)
+
+
+# False: GEMM inputs keep their width and Inductor pads them in its own copies (side-by-side timing,
+# benchmarks/ab_variant.py AB_UNALIGNED).
+ALIGN_GEMM_INPUTS = True
+
+
+def _widens_gemm_inputs(x: Tensor) -> bool:
+    """Whether GEMM inputs are widened to aligned rows (``_aligned_linear``): CUDA tensors inside torch.compile."""
+    return ALIGN_GEMM_INPUTS and x.is_cuda and torch.compiler.is_compiling()
+
+
+def _gemm_pad(width: int, x: Tensor) -> int:
+    """Zero columns that widen a ``width``-wide GEMM input to a multiple of 8 where inputs are widened, else 0."""
+    return -width % 8 if _widens_gemm_inputs(x) else 0
 
 
 def _x_proj_input(u: Tensor) -> Tensor:
@@ -465,7 +536,7 @@ class PVT2FFN(nn.Module):
         self.fc2 = PackedLinear(hidden_features, in_features)
 
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
-        x = self.fc1(x)
+        x = _linear(self.fc1, x)
         if type(self.act) is nn.GELU and self.act.approximate == "none":
             # GELU fused into the conv where it can be: the Triton kernel on CUDA, oneDNN's post-op on
             # CPU inference; elsewhere DWConv applies it separately, as below

@@ -1,0 +1,27 @@
+"""The A/B switches that set one module attribute (benchmarks/ab_variant.py documents each), shared by
+``ab_variant.py`` (whole models, one variant per process) and ``ab_block.py`` (single blocks, every
+variant in one process)."""
+import torch
+
+import ssmzoo.models.groupmamba as gm
+import ssmzoo.models.videomamba as vm
+import ssmzoo.ops.cpu_onednn as cpu_onednn
+import ssmzoo.ops.triton_bimamba as tb
+import ssmzoo.ops.triton_lookback as tlb
+
+# Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
+ATTRIBUTE_SWITCHES = {
+    "AB_EINSUM": (gm, "_dense_projections", lambda x: False),
+    "AB_SEQ": (tb, "SPLIT_SEG", 10 ** 9),
+    "AB_DECOUPLED": (tlb, "DEFAULT_CHAINED", 0),
+    "AB_VM_CHANNEL_FIRST": (vm, "SCAN_INPUTS_TOKENS_MAJOR", False),
+    "AB_VM_PATCH_CONV": (vm, "PATCH_EMBED_AS_GEMM", False),
+    "AB_VM_UNFUSED_CONV": (vm, "FUSED_CAUSAL_CONV", False),
+    "AB_PLAIN_LINEAR": (cpu_onednn, "ONEDNN_FUSED", False),
+    "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
+    "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
+    "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
+    "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
+    "AB_UNALIGNED": (gm, "ALIGN_GEMM_INPUTS", False),
+    "AB_GATE_MEAN_FP32": (gm, "_gemm_input", lambda x: x),
+}
