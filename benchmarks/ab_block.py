@@ -8,7 +8,9 @@ weights, batch 128, 224x224 input's map size) is compiled once per variant with 
 Inductor settings under bf16 autocast (as ``ssmzoo benchmark --compile --cuda-graphs --dtype bf16``
 runs it), captured in a CUDA graph, and the graphs are timed in turns (``--rounds``), so drift hits
 all variants alike. A variant is ``base`` (the code as it is) or a "+"-joined list of
-``ab_switches.ATTRIBUTE_SWITCHES`` names. Prints the median time per block and, times the stage's
+``ab_switches.ATTRIBUTE_SWITCHES`` names; one named twice is compiled twice, which shows how far two
+compiles of the same code differ (session 19: up to ~5 us per block, while the rounds of one
+compiled graph agree within ~0.5 us). Prints the median time per block and, times the stage's
 depth, per forward.
 """
 from __future__ import annotations
@@ -78,7 +80,7 @@ def main() -> None:
         depth = len(getattr(model, f"block{stage}"))
         block = block.eval().cuda().requires_grad_(False)
         x = torch.randn(args.batch, size * size, channels, device="cuda")
-        graphs = {}
+        graphs = []
         for v in variants:
             saved = apply(v)
             try:
@@ -88,21 +90,22 @@ def main() -> None:
                 def forward():
                     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
                         return compiled(x)
-                graphs[v] = capture_cuda_graph(forward, torch.device("cuda"))
+                graphs.append(capture_cuda_graph(forward, torch.device("cuda")))
             finally:
                 restore(saved)
-        ref = graphs[variants[0]][1].float()
-        times = {v: [] for v in variants}
+        ref = graphs[0][1].float()
+        times = [[] for _ in variants]
         for _ in range(args.rounds):
-            for v in variants:
-                times[v].append(triton.testing.do_bench(graphs[v][0].replay, warmup=25, rep=200))
-        for v in variants:
-            graphs[v][0].replay()
+            for i, (graph, _) in enumerate(graphs):
+                times[i].append(triton.testing.do_bench(graph.replay, warmup=25, rep=200))
+        for i, v in enumerate(variants):
+            graph, out = graphs[i]
+            graph.replay()
             torch.cuda.synchronize()
-            err = ((graphs[v][1].float() - ref).norm() / ref.norm()).item()
-            ms = statistics.median(times[v])
+            err = ((out.float() - ref).norm() / ref.norm()).item()
+            ms = statistics.median(times[i])
             print(f"  stage {stage} (C{channels} {size}x{size}, depth {depth})  {v:<40} {ms * 1e3:8.1f} us/block "
-                  f"{ms * depth * 1e3:8.1f} us/forward  rounds {' '.join('%.1f' % (t * 1e3) for t in times[v])}  "
+                  f"{ms * depth * 1e3:8.1f} us/forward  rounds {' '.join('%.1f' % (t * 1e3) for t in times[i])}  "
                   f"rel diff vs {variants[0]} {err:.1e}", flush=True)
 
 

@@ -7,6 +7,7 @@ import ssmzoo.models.groupmamba as gm
 import ssmzoo.models.videomamba as vm
 import ssmzoo.ops.cpu_onednn as cpu_onednn
 import ssmzoo.ops.triton_bimamba as tb
+import ssmzoo.ops.triton_dwconv as td
 import ssmzoo.ops.triton_lookback as tlb
 
 # Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
@@ -24,4 +25,5 @@ ATTRIBUTE_SWITCHES = {
     "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
     "AB_UNALIGNED": (gm, "ALIGN_GEMM_INPUTS", False),
     "AB_GATE_MEAN_FP32": (gm, "_gemm_input", lambda x: x),
+    "AB_DWCONV_ONE_GEOMETRY": (td, "SHAPE_CONFIGS", {}),
 }

@@ -286,6 +286,10 @@ def test_config_and_argument_checks():
     assert dwconv_config(1792, 7, 7)["BW"] == 8 and dwconv_config(37, 1, 7)["BH"] == 1
     assert dwconv_config(448, 1, 1, dict(ROWS=0))["BC"] == 256  # the class token: one position, wider channel block
     assert dwconv_config(5, 9, 5)["BC"] == 8
+    # stage 2's FFN convs (28 x 28, 1024+ channels) have a geometry of their own; the mixer's keep the default
+    assert {k: dwconv_config(1024, 28, 28)[k] for k in ("BW", "num_warps")} == dict(BW=4, num_warps=2)
+    assert {k: dwconv_config(128, 28, 28)[k] for k in ("BW", "num_warps")} == dict(BW=8, num_warps=4)
+    assert dwconv_config(1536, 28, 28, dict(BW=8))["BW"] == 8  # a given config still wins
     with pytest.raises(ValueError):
         dwconv_config(64, 8, 8, dict(BW=6))
     with pytest.raises(ValueError, match="UNROLL"):

@@ -353,8 +353,10 @@ def _gemm_input(x: Tensor) -> Tensor:
     The normalised input feeds in_proj and the gate's mean over all positions. Under autocast the
     mean's result goes into the gate's low-precision GEMM anyway, and taken over the low-precision
     copy that in_proj reads (accumulated in float32) it reads half the bytes of the float32 one: on
-    GroupMamba-T that mean read ~0.4 ms of float32 per forward (docs/gpu_runs/s18_prof_gm.txt). The
-    difference is within the low precision's rounding of the mean.
+    GroupMamba-T that mean read ~0.4 ms of float32 per forward (docs/gpu_runs/s18_prof_gm.txt); a
+    compiled stage-1 block took 1627.3 against 1644.0 us (docs/gpu_runs/s19_run3.txt). (Compiled,
+    Inductor may still read the float32 copy where it fuses the cast into a concatenation, as at
+    stage 3.) The difference is within the low precision's rounding of the mean.
     """
     device = x.device.type
     if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):  # (meta tensors: no autocast)
@@ -369,9 +371,12 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     channels wide), so the model compiles with ``force_shape_pad`` (``GroupMamba.inductor_options``),
     and Inductor then pads such an input in a copy kernel of its own (5 per stage-3 layer, ~10 us
     each, docs/gpu_runs/s18_prof_gm.txt). A concatenation with zeros instead lets Inductor write the
-    producing kernel's output straight into the wider buffer (its ``cat`` lowering), leaving a kernel
-    that writes the zero columns; the weight's zero columns are folded into a constant by freezing.
-    The zeros add exact zeros to every dot product. Elsewhere (eager, CPU) it is plain ``F.linear``.
+    producing kernel's output straight into the wider buffer (its ``cat`` lowering: the norms before
+    proj and the FFN's fc1 write there, docs/gpu_runs/s19_block3_code.txt), with a small kernel for
+    the zero columns; the weight's zero columns are folded into a constant by freezing. x_proj's input
+    is u, which the layer carries wider itself (``_gemm_pad``). The zeros add exact zeros to every dot
+    product. Elsewhere (eager, CPU) it is plain ``F.linear``. On the H100 a compiled stage-3 block of
+    GroupMamba-T took 704.3 against 733.5 us (benchmarks/ab_block.py, docs/gpu_runs/s19_run3.txt).
     """
     pad = _gemm_pad(x.shape[-1], x)
     if not pad:

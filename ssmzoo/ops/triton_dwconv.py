@@ -81,6 +81,13 @@ ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
 # walks (ROWS 16/32), other strip widths and channel blocks were slower in total.
 DEFAULT_CONFIG = dict(BH=1, BW=8, BC=64, num_warps=4, ROWS=64, UNROLL=2, PREFETCH=1, MATH=2)
 
+# Per-shape exceptions to DEFAULT_CONFIG: (map width, fewest channels) -> geometry for maps that wide
+# with at least that many channels. The FFN convs of stage 2 (28 x 28, 1024 / 1536 channels): strips
+# 4 columns wide with 2 warps were the fastest config there in both of session 18's sweeps (232.2 vs
+# 249.9 us and 216.5 vs 233.6 us at C1024, 316.5 vs 342.9 us at C1536; docs/gpu_runs/s18_run2.txt,
+# s18_run8.txt), and no better on the other maps.
+SHAPE_CONFIGS: dict[tuple[int, int], dict] = {(28, 1024): dict(BW=4, num_warps=2)}
+
 
 # ---------------------------------------------------------------------------------------------
 # Kernel
@@ -305,7 +312,8 @@ def _align(x: Tensor, y: Tensor) -> int:
 
 
 def dwconv_config(C: int, H: int, W: int, config: Optional[dict] = None) -> dict:
-    """Launch geometry: DEFAULT_CONFIG (updated by ``config``) clipped to the map and the channels.
+    """Launch geometry: DEFAULT_CONFIG (updated by SHAPE_CONFIGS' entry for this shape, then by
+    ``config``) clipped to the map and the channels.
 
     BH, BW, BC are powers of two; ROWS > 0 selects the row-walking variant (BH is then 1). Keep
     BC <= 16 * num_warps: with wider channel blocks Triton (3.8, sm_90) gives the per-tap weight
@@ -313,7 +321,8 @@ def dwconv_config(C: int, H: int, W: int, config: Optional[dict] = None) -> dict
     (correct, but 19+ barriers; ``benchmarks/dwconv.py --aot`` shows it).
     """
     given = dict(config or {})
-    cfg = dict(DEFAULT_CONFIG, **given)
+    shape_config = next((g for (width, channels), g in SHAPE_CONFIGS.items() if W == width and C >= channels), {})
+    cfg = {**DEFAULT_CONFIG, **shape_config, **given}
     cfg["BW"] = min(cfg["BW"], _pow2(W))
     if cfg["ROWS"]:
         cfg["BH"], cfg["ROWS"] = 1, min(int(cfg["ROWS"]), H)
