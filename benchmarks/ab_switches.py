@@ -26,4 +26,5 @@ ATTRIBUTE_SWITCHES = {
     "AB_UNALIGNED": (gm, "ALIGN_GEMM_INPUTS", False),
     "AB_GATE_MEAN_FP32": (gm, "_gemm_input", lambda x: x),
     "AB_DWCONV_ONE_GEOMETRY": (td, "SHAPE_CONFIGS", {}),
+    "AB_DWCONV_WEIGHT_AS_IS": (td, "tap_major", lambda weight: weight),
 }

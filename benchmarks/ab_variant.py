@@ -30,6 +30,9 @@ AB_GATE_MEAN_FP32=1: GroupMamba's gate takes the mean of the float32 normalised 
     (before session 19), instead of the low-precision copy that in_proj reads (``groupmamba._gemm_input``).
 AB_DWCONV_ONE_GEOMETRY=1: the fused depthwise conv with DEFAULT_CONFIG on every shape (before session 19),
     without ``triton_dwconv.SHAPE_CONFIGS``' geometry for stage 2's FFN convs.
+AB_DWCONV_WEIGHT_AS_IS=1: GroupMamba's depthwise-conv weights handed to the fused op as they are (before
+    session 19: the op copies each into its tap-major layout on every call) instead of as
+    ``triton_dwconv.tap_major`` views, which freezing folds.
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -275,6 +275,20 @@ def test_groupmamba_modules_with_fused_kernel_match_pytorch_path(interpreted):
     assert r["ffn"] < 1e-5 and r["mixer"] < 1e-5, r
 
 
+def test_tap_major_weight_is_the_layout_the_kernel_reads():
+    # The models hand the operator their weights as tap_major views: same values, and the (9, C)
+    # tap-major matrix the launch builds from them is the tensor's own memory (no copy per call;
+    # under torch.compile with freezing the rearrangement is folded once).
+    from ssmzoo.ops.triton_dwconv import tap_major
+
+    weight = torch.randn(37, 1, 3, 3)
+    viewed = tap_major(weight)
+    assert viewed.shape == weight.shape and torch.equal(viewed, weight)
+    w9 = viewed.reshape(37, 9).t()
+    assert w9.is_contiguous() and w9.data_ptr() == viewed.data_ptr()
+    assert not weight.reshape(37, 9).t().is_contiguous()  # what the operator would otherwise copy
+
+
 def test_config_and_argument_checks():
     from ssmzoo.ops.triton_dwconv import dwconv3x3_act_triton, dwconv_config
 

@@ -296,9 +296,9 @@ class GroupMambaLayer(nn.Module):
         u = u.permute(0, 3, 1, 2)
         conv = g1.conv2d
         if DWConv.use_fused_kernel(u, conv):  # conv + bias + SiLU in one Triton kernel
-            from ssmzoo.ops.triton_dwconv import dwconv3x3_act
+            from ssmzoo.ops import triton_dwconv
 
-            u = dwconv3x3_act(u, conv_weight, conv_bias, "silu")
+            u = triton_dwconv.dwconv3x3_act(u, triton_dwconv.tap_major(conv_weight), conv_bias, "silu")
         else:
             u = conv2d_act(u, conv_weight, conv_bias, conv.stride, conv.padding, conv.dilation, u.shape[1], "silu")
         u = u.permute(0, 2, 3, 1)  # (B, H, W, width + pad), a view if channels-last
@@ -521,9 +521,9 @@ class DWConv(nn.Module):
         x = x.transpose(1, 2).reshape(batch, channels, H, W)  # a channels-last view, no copy
         conv = self.dwconv
         if self.use_fused_kernel(x, conv, in_ffn):
-            from ssmzoo.ops.triton_dwconv import dwconv3x3_act
+            from ssmzoo.ops import triton_dwconv
 
-            x = dwconv3x3_act(x, conv.weight, conv.bias, activation)  # channels-last out
+            x = triton_dwconv.dwconv3x3_act(x, triton_dwconv.tap_major(conv.weight), conv.bias, activation)  # channels-last out
         else:  # on CPU one oneDNN call with the activation fused where it applies (cpu_onednn)
             x = conv2d_act(x, _depthwise_weight(conv.weight, x), conv.bias, conv.stride, conv.padding,
                            conv.dilation, conv.groups, activation)

@@ -63,6 +63,7 @@ __all__ = [
     "dwconv3x3_act_ref",
     "dwconv3x3_act_triton",
     "dwconv_config",
+    "tap_major",
 ]
 
 ACTIVATIONS = {"none": 0, "gelu": 1, "silu": 2}
@@ -383,7 +384,7 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
         raise ValueError("out must have x's shape and dtype")
     if x.numel() == 0:
         return y
-    w9 = weight.reshape(C, 9).t().contiguous()          # (9, C): one contiguous vector per tap
+    w9 = weight.reshape(C, 9).t().contiguous()          # (9, C): one contiguous vector per tap (no copy: tap_major)
     cfg = dwconv_config(C, H, W, config)
     a = _align(x, y)
     n_wblocks = triton.cdiv(W, cfg["BW"])
@@ -399,6 +400,16 @@ def dwconv3x3_act_triton(x: Tensor, weight: Tensor, bias: Optional[Tensor], acti
         MATH=min(int(cfg["MATH"]), 1) if _interpreting() else int(cfg["MATH"]),
         num_warps=cfg["num_warps"])
     return y
+
+
+def tap_major(weight: Tensor) -> Tensor:
+    """The (C, 1, 3, 3) weight, same values, as a view of (9, C) memory: one contiguous vector per tap,
+    the layout the kernel reads. Given so, ``dwconv3x3_act_triton`` needs no copy of it, and under
+    torch.compile with freezing the rearrangement is folded into a constant; given as it is, the
+    operator copies it on every call (39 small copy kernels per GroupMamba-T forward,
+    docs/gpu_runs/s19_prof_gm.txt)."""
+    C = weight.shape[0]
+    return weight.reshape(C, 9).t().contiguous().t().reshape(C, 1, 3, 3)
 
 
 def dwconv3x3_act_ref(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation: str = "none") -> Tensor:
