@@ -372,7 +372,7 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     and Inductor then pads such an input in a copy kernel of its own (5 per stage-3 layer, ~10 us
     each, docs/gpu_runs/s18_prof_gm.txt). A concatenation with zeros instead lets Inductor write the
     producing kernel's output straight into the wider buffer (its ``cat`` lowering: the norms before
-    proj and the FFN's fc1 write there, docs/gpu_runs/s19_block3_code.txt), with a small kernel for
+    proj and the FFN's fc1 write there, docs/gpu_runs/s19_block3_code.txt.gz), with a small kernel for
     the zero columns; the weight's zero columns are folded into a constant by freezing. x_proj's input
     is u, which the layer carries wider itself (``_gemm_pad``). The zeros add exact zeros to every dot
     product. Elsewhere (eager, CPU) it is plain ``F.linear``. On the H100 a compiled stage-3 block of

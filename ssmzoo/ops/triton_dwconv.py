@@ -407,7 +407,8 @@ def tap_major(weight: Tensor) -> Tensor:
     the layout the kernel reads. Given so, ``dwconv3x3_act_triton`` needs no copy of it, and under
     torch.compile with freezing the rearrangement is folded into a constant; given as it is, the
     operator copies it on every call (39 small copy kernels per GroupMamba-T forward,
-    docs/gpu_runs/s19_prof_gm.txt)."""
+    docs/gpu_runs/s19_prof_gm.txt). Its end-to-end effect is below what block-level A/B runs resolve
+    (docs/gpu_runs/s19_run7.txt: ~50 us per forward, within the spread of two compiles)."""
     C = weight.shape[0]
     return weight.reshape(C, 9).t().contiguous().t().reshape(C, 1, 3, 3)
 
