@@ -278,7 +278,7 @@ class GroupMambaLayer(nn.Module):
         width = NUM_DIRECTIONS * d_inner
         # Compiled for CUDA, u is carried `pad` channels wider, zeros throughout (zero weight rows in
         # in_proj, zero conv weights and bias, SiLU(0) = 0), so that x_proj reads 16-byte aligned rows
-        # straight from the conv's output; the scan reads the first `width` channels (_aligned_linear).
+        # straight from the conv's output (see _aligned_linear); the scan reads the first `width` channels.
         pad = _gemm_pad(width, x) if dense else 0
         conv_weight, conv_bias = w["conv_weight"], w["conv_bias"]
         if dense:  # every group's u, then every group's z: u is a view of the GEMM's output, no copy
