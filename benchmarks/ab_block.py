@@ -9,7 +9,7 @@ Inductor settings under bf16 autocast (as ``ssmzoo benchmark --compile --cuda-gr
 runs it), captured in a CUDA graph, and the graphs are timed in turns (``--rounds``), so drift hits
 all variants alike. A variant is ``base`` (the code as it is) or a "+"-joined list of
 ``ab_switches.ATTRIBUTE_SWITCHES`` names; one named twice is compiled twice, which shows how far two
-compiles of the same code differ (session 19: up to ~5 us per block, while the rounds of one
+compiles of the same code differ (session 19: up to ~6 us per block, while the rounds of one
 compiled graph agree within ~0.5 us). Prints the median time per block and, times the stage's
 depth, per forward.
 """
