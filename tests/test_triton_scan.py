@@ -448,20 +448,24 @@ def test_lookback_kernel_reads_columns_stored_transposed():
 
 def test_group_scan_output_keeps_the_memory_order_of_a_strided_u():
     # Compiled for CUDA, GroupMamba's u is a channels-last view of a wider buffer (its rows padded
-    # with zero channels for the GEMMs, groupmamba._gemm_pad). torch.empty_like would make y
-    # channel-first for such a u; the operator's y (and its fake under torch.compile) must keep u's
-    # channels-last order instead, and stay exactly empty_like for a dense u.
-    from ssmzoo.ops.triton_scan import empty_in_order_of
+    # with zero channels for the GEMMs, groupmamba._gemm_pad). y must keep u's channels-last order
+    # (not turn channel-first): the operator's fake (its y under torch.compile; the operator allocates
+    # y the same way) and the PyTorch reference (the CPU path) both rely on torch.empty_like keeping
+    # the order of a non-dense tensor's strides.
+    from ssmzoo.models.groupmamba import group_scan_4dir_torch
+    from ssmzoo.ops.triton_scan import _group_scan_4dir_fake
 
     batch, H, W, groups, d = 2, 5, 3, 4, 7
-    wide = torch.empty(batch, H, W, groups * d + 4)
+    wide = torch.randn(batch, H, W, groups * d + 4)
     u = wide[..., :groups * d].unflatten(-1, (groups, d)).permute(0, 3, 4, 1, 2)  # (batch, 4, d, H, W)
-    y = empty_in_order_of(u, torch.float64)
+    B, C = torch.randn(batch, groups, 1, H, W), torch.randn(batch, groups, 1, H, W)
+    A = -torch.ones(groups, d, 1)
+    y = _group_scan_4dir_fake(u, u, A, B, C, out_dtype=torch.float64)
     assert y.shape == u.shape and y.dtype == torch.float64
     assert y.permute(0, 3, 4, 1, 2).is_contiguous()  # dense, channels-last like u
-    for dense in (wide[..., :groups * d].contiguous().unflatten(-1, (groups, d)).permute(0, 3, 4, 1, 2),
-                  torch.empty(batch, groups, d, H, W)):
-        assert empty_in_order_of(dense).stride() == torch.empty_like(dense).stride()
+    assert group_scan_4dir_torch(u, u.clone(), A, B, C).permute(0, 3, 4, 1, 2).is_contiguous()
+    dense = wide[..., :groups * d].contiguous().unflatten(-1, (groups, d)).permute(0, 3, 4, 1, 2)
+    assert _group_scan_4dir_fake(dense, dense, A, B, C).stride() == dense.stride()
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:

@@ -796,7 +796,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         A             (4, d, N)             negative
         B, C          (batch, 4, N, H, W)   any strides
         D, delta_bias (4, d)                optional
-    Returns y (batch, 4, d, H, W) in u's dtype and u's memory order (``empty_in_order_of``), where group k
+    Returns y (batch, 4, d, H, W) in u's dtype and u's memory order (``torch.empty_like`` keeps the
+    order of u's strides, also where u is a view of a wider buffer), where group k
     is the selective scan along direction k (0 row-major, 1 column-major, 2 row-major reversed,
     3 column-major reversed), merged back into the row-major spatial layout.
     """
@@ -807,7 +808,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     if delta.shape != u.shape or B.shape[:2] != (batch, 4) or B.shape[3:] != (H, W) or C.shape != B.shape:
         raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
     n_state = B.shape[2]
-    y = out if out is not None else empty_in_order_of(u)
+    y = out if out is not None else torch.empty_like(u)
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
     from .triton_plane import group_scan_4dir_plane_triton, plane_default
 
@@ -909,19 +910,6 @@ def _stride_order_tags() -> dict:
 STRIDE_ORDER_TAGS = _stride_order_tags()
 
 
-def empty_in_order_of(u: Tensor, dtype: Optional[torch.dtype] = None) -> Tensor:
-    """A dense tensor shaped like u whose dims are laid out in the order of u's strides.
-
-    ``torch.empty_like`` keeps the layout only of dense tensors and makes any other contiguous: a
-    scan of channels-last u that is a view of a wider buffer (the compiled GroupMamba's u, see
-    ``groupmamba._gemm_pad``) would then write y channel-first, and everything reading y would pay.
-    For a dense u this is ``empty_like``'s layout.
-    """
-    order = sorted(range(u.dim()), key=lambda d: (u.stride(d), u.shape[d]), reverse=True)  # outermost first
-    y = torch.empty([u.shape[d] for d in order], dtype=dtype or u.dtype, device=u.device)
-    return y.permute([order.index(d) for d in range(u.dim())])
-
-
 @torch.library.custom_op("ssmzoo::group_scan_4dir", mutates_args=(), **STRIDE_ORDER_TAGS)
 def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                        D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
@@ -934,7 +922,7 @@ def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
 
 @group_scan_4dir_op.register_fake
 def _group_scan_4dir_fake(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, out_dtype=None):
-    return empty_in_order_of(u, out_dtype)
+    return torch.empty_like(u, dtype=out_dtype or u.dtype)
 
 
 @torch.library.custom_op("ssmzoo::bimamba_scan", mutates_args=())
