@@ -381,9 +381,7 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     pad = _gemm_pad(x.shape[-1], x)
     if not pad:
         return F.linear(x, weight, bias)
-    device = x.device.type
-    if torch.is_autocast_enabled(device):  # cast before the concatenation, so that it fuses into the producer
-        x = x.to(torch.get_autocast_dtype(device))
+    x = _gemm_input(x)  # autocast's cast before the concatenation, so that it fuses into the producer
     x = torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1)
     return F.linear(x, F.pad(weight, (0, pad)), bias)
 
