@@ -27,4 +27,6 @@ ATTRIBUTE_SWITCHES = {
     "AB_GATE_MEAN_FP32": (gm, "_gemm_input", lambda x: x),
     "AB_DWCONV_ONE_GEOMETRY": (td, "SHAPE_CONFIGS", {}),
     "AB_DWCONV_WEIGHT_AS_IS": (td, "tap_major", lambda weight: weight),
+    "AB_NORM_GATE_UNFUSED": (gm, "NORM_GATE_IN_SCAN", False),
+    "AB_NORM_GATE_ALL": (gm, "NORM_GATE_IN_SCAN", "all"),
 }

@@ -33,6 +33,10 @@ AB_DWCONV_ONE_GEOMETRY=1: the fused depthwise conv with DEFAULT_CONFIG on every 
 AB_DWCONV_WEIGHT_AS_IS=1: GroupMamba's depthwise-conv weights handed to the fused op as they are (before
     session 19: the op copies each into its tap-major layout on every call) instead of as
     ``triton_dwconv.tap_major`` views, which freezing folds.
+AB_NORM_GATE_UNFUSED=1: GroupMamba's scan writes float32 y and Inductor's kernel computes the out_norm and
+    gate (before session 20), instead of the scan kernel's epilogue (``groupmamba.NORM_GATE_IN_SCAN``).
+AB_NORM_GATE_ALL=1: the fused norm-gate scan also at 14x14 (stage 3), where the look-back kernel is not
+    the plain scan's default (a candidate, not an undo).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

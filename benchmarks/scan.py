@@ -3,6 +3,7 @@
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
     PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
+    PYTHONPATH=. python3 benchmarks/scan.py --norm-gate T   # the scan with the out_norm and gate fused
 
 Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
@@ -282,6 +283,66 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
                 print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
 
 
+NORM_GATE_CONFIGS = {  # per map size: candidates against the default of the fused norm-gate kernel
+    56: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 1), (64, 4), (128, 4), (32, 1)]],
+    28: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 2), (64, 8), (32, 2), (128, 8)]],
+    14: [dict(SEG=s, num_warps=nw) for s, nw in [(16, 2), (16, 8), (32, 4), (32, 8), (8, 2)]],
+    7: [dict(SEG=s, num_warps=nw) for s, nw in [(16, 2), (16, 8), (64, 8), (32, 4), (8, 2)]],
+}
+
+
+def norm_gate_sweep(gen, record, models: str, configs) -> None:
+    """The scan with the out_norm and SiLU(z) gate fused (``group_scan_4dir_norm_gate_triton``) in the
+    compiled model's operand layout (z a view of the in_proj output, bf16 out), beside the plain
+    scan writing float32 y (what the unfused model runs before Inductor's norm + gate kernel).
+    Bytes of the fused kernel: u, delta, z, B, C read (bf16), the bf16 output written."""
+    print("GroupMamba scan with the norm and gate fused, the compiled model's operand layout (batch 128):",
+          flush=True)
+    shapes = sorted({(C, r) for m in models for C, r in zip(GROUPMAMBA[m], RES)}, key=lambda t: (-t[1], t[0]))
+    for C, H in shapes:
+        d = C // 4
+
+        def inputs():
+            x = model_layout_inputs(128, C, H, gen)
+            xz = torch.randn(128, H, H, 2 * C, device="cuda", generator=gen).to(torch.bfloat16)  # in_proj's output
+            x.update(z=xz[..., C:].unflatten(-1, (4, d)).permute(0, 3, 4, 1, 2),
+                     norm_weight=1.0 + 0.1 * torch.randn(4, d, device="cuda", generator=gen),
+                     norm_bias=0.1 * torch.randn(4, d, device="cuda", generator=gen))
+            return x
+
+        nb_fused = 128 * H * H * (C * 2 * 4 + 8 * 2)
+        nb_scan = model_layout_bytes(128, C, H)
+        nxt = rotating(inputs, nb_fused + 128 * H * H * C * 2)
+        shape = f"C{C} {H}x{H} d{d}"
+
+        def fused(cfg, x=None):
+            x = x or nxt()
+            return ts.group_scan_4dir_norm_gate_triton(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"],
+                                                       x["delta_bias"], True, x["norm_weight"], x["norm_bias"],
+                                                       1e-5, x["z"], config=cfg)
+
+        def scan_only():
+            x = nxt()
+            out = torch.empty_like(x["u"], dtype=torch.float32)
+            return ts.group_scan_4dir_triton(x["u"], x["delta"], x["A"], x["B"], x["C"], x["D"], x["delta_bias"],
+                                             True, out=out)
+
+        x0 = nxt()
+        ref = ts.group_scan_4dir_norm_gate_ref(*(x0[k] for k in ("u", "delta", "A", "B", "C", "D", "delta_bias")),
+                                               True, x0["norm_weight"], x0["norm_bias"], 1e-5, x0["z"],
+                                               scan_fn=selective_scan_chunked)
+        record("gm scan, float32 y", shape, torch.bfloat16, bench(scan_only), nb_scan)
+        record("gm scan+norm+gate", shape, torch.bfloat16, bench(lambda: fused(None)), nb_fused,
+               err=rel_err(fused(None, x0), ref))
+        for cfg in configs if configs is not None else NORM_GATE_CONFIGS.get(H, []):
+            try:
+                err = rel_err(fused(cfg, x0), ref)
+                record("gm scan+norm+gate config", shape, torch.bfloat16, bench(lambda: fused(cfg)), nb_fused,
+                       err=err, extra=str(cfg))
+            except Exception as exc:  # a config that does not compile is reported, not fatal
+                print(f"  config {cfg} failed: {type(exc).__name__}: {exc}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sweep", action="store_true", help="also try launch configs on key shapes")
@@ -297,7 +358,10 @@ def main() -> None:
     ap.add_argument("--model-layout", default=None, metavar="MODELS",
                     help="only the GroupMamba scan in the compiled models' operand layout, for these models "
                          "(e.g. T or TSB): the default vs candidate configs (MODEL_LAYOUT_CONFIGS or --configs)")
-    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout")
+    ap.add_argument("--norm-gate", default=None, metavar="MODELS",
+                    help="only the scan with the out_norm and gate fused (the models' path), for these models' "
+                         "stage shapes, beside the plain scan: the default vs candidate configs")
+    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
                          "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
@@ -329,6 +393,9 @@ def main() -> None:
         return
     if args.plane:
         plane_sweep(gen, record)
+        return
+    if args.norm_gate:
+        norm_gate_sweep(gen, record, args.norm_gate, json.loads(args.configs) if args.configs else None)
         return
     if args.model_layout:
         model_layout_sweep(gen, record, args.model_layout, json.loads(args.configs) if args.configs else None,

@@ -20,7 +20,7 @@ import sys
 import pytest
 import torch
 
-from interpreter import run_cases, run_interpreted
+from interpreter import checked, run_cases, run_interpreted
 
 pytest.importorskip("triton")
 
@@ -49,6 +49,13 @@ def group_case(batch, dim, H, W, n_state=1, dtype="float32", channels_last=False
     """sliced: the maps are views of wider ones, so H and W don't merge into one stride."""
     return dict(kind="group", batch=batch, dim=dim, H=H, W=W, n_state=n_state, dtype=dtype,
                 channels_last=channels_last, sliced=sliced, config=config)
+
+
+def norm_gate_case(batch, dim, H, W, dtype="float32", sliced=False, config=None):
+    """The scan with GroupMamba's per-group LayerNorm and SiLU(z) gate fused (channels-last maps, as
+    the model's; z a view of another buffer, like the in_proj output it is in the model)."""
+    return dict(kind="norm_gate", batch=batch, dim=dim, H=H, W=W, n_state=1, dtype=dtype,
+                channels_last=True, sliced=sliced, config=config)
 
 
 def case_id(c: dict) -> str:
@@ -104,6 +111,13 @@ INTERP_CASES = [
     # the decoupled look-back (aggregates folded in while predecessors still look back)
     group_case(2, 5, 7, 9, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4, CHAINED=0)),
     group_case(1, 16, 6, 11, dtype="bfloat16", channels_last=True, config=dict(LOOKBACK=1, SEG=8, BD=16, CHAINED=0)),
+    # the norm-gate epilogue: whole groups per program (d not a power of 2: masked channels in the
+    # norm), several segments, a segment ending mid-column, one-step maps, sliced maps, 16-bit
+    norm_gate_case(2, 5, 7, 9, config=dict(SEG=16)),
+    norm_gate_case(1, 16, 6, 11, dtype="bfloat16"),
+    norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEG=8, num_warps=1)),
+    norm_gate_case(2, 4, 1, 1),
+    norm_gate_case(1, 6, 3, 13, dtype="float16", config=dict(SEG=8, CHAINED=0)),
     # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
@@ -195,8 +209,15 @@ def run_case(case: dict, device: str, seed: int) -> dict:
         A = par(-torch.exp(_rand(gen, 4, d, N, scale=0.5)))
         D, bias = par(_rand(gen, 4, d)), par(_rand(gen, 4, d, scale=0.1))
         out = torch.full_like(u, float("nan"))
-        y = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, out=out, config=case["config"])
-        ref = ts.group_scan_4dir_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias)], True)
+        if case["kind"] == "norm_gate":
+            z = amap(d)
+            extra = (par(1.0 + _rand(gen, 4, d, scale=0.2)), par(_rand(gen, 4, d, scale=0.2)), 1e-5, z)
+            y = ts.group_scan_4dir_norm_gate_triton(u, delta, A, Bm, Cm, D, bias, True, *extra, out=out,
+                                                    config=case["config"])
+            ref = ts.group_scan_4dir_norm_gate_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias, True, *extra)])
+        else:
+            y = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, out=out, config=case["config"])
+            ref = ts.group_scan_4dir_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias)], True)
     assert y is out and y.dtype == dtype
     err = ((y.double() - ref.double()).norm() / ref.double().norm()).item()
     return dict(err=err, nan=bool(torch.isnan(y).any()), shape=list(y.shape))
@@ -269,8 +290,12 @@ def _check_custom_ops(seed: int) -> dict:
     bim_args = (seq(b, d, L), seq(b, d, L) * 0.5, -torch.rand(d, n, generator=gen) - 0.5, seq(b, n, L),
                 seq(b, n, L), seq(d), seq(b, d, L), seq(b, d, L) * 0.5, -torch.rand(d, n, generator=gen) - 0.5,
                 seq(b, n, L), seq(b, n, L), seq(d), seq(b, d, L), seq(d), seq(d), True, True)
+    z = torch.randn(b, H, W, 4, d, generator=gen).permute(0, 3, 4, 1, 2)
+    norm_gate_args = group_args + (1.0 + 0.2 * torch.randn(4, d, generator=gen), 0.2 * torch.randn(4, d, generator=gen),
+                                   1e-5, z)
     errors = {}
-    for name, op, args in (("group", ts.group_scan_4dir_op, group_args), ("bimamba", ts.bimamba_scan_op, bim_args)):
+    for name, op, args in (("group", ts.group_scan_4dir_op, group_args), ("bimamba", ts.bimamba_scan_op, bim_args),
+                           ("norm_gate", ts.group_scan_4dir_norm_gate_op, norm_gate_args)):
         torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor"))
         compiled = torch.compile(lambda *a, op=op: op(*a) * 2.0, fullgraph=True, backend="eager")
         eager = op(*args)
@@ -286,6 +311,55 @@ def _check_custom_ops(seed: int) -> dict:
     assert y_lowp.dtype == torch.float32 and y_lowp.stride() == y_f32.stride()
     errors["group_bf16_in"] = ((y_lowp - y_f32).abs().max() / y_f32.abs().max()).item()
     return errors
+
+
+def _check_norm_gate_layer(seed: int) -> dict:
+    """GroupMambaLayer on the Triton backend (forced for CPU tensors in the interpreter): the scan with
+    the norm and gate fused, against the same layer with them in PyTorch after the scan, and against
+    the torch backend; float32 and bfloat16 autocast."""
+    from unittest import mock
+
+    from ssmzoo.models import groupmamba as gm
+    from ssmzoo.ops import triton_scan as ts
+
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    H, W = 7, 9  # 63 steps: one segment, where the look-back kernel is the default
+    mixer = gm.GroupMambaLayer(24, 24).eval()  # 6 channels per group
+    x = torch.randn(2, H * W, 24, generator=gen)
+    fused_calls = []
+    real_op = ts.group_scan_4dir_norm_gate_op
+    out = {}
+    with torch.no_grad():
+        for p in mixer.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+        plain = mixer(x, H, W)
+        with mock.patch.object(gm, "scan_backend", lambda device=None: "triton"), \
+                mock.patch.object(ts, "group_scan_4dir_norm_gate_op",
+                                  side_effect=lambda *a: fused_calls.append(1) or real_op(*a)):
+            fused = mixer(x, H, W)
+            out["fused_calls"] = len(fused_calls)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                fused_bf16 = mixer(x, H, W)
+            with mock.patch.object(gm, "NORM_GATE_IN_SCAN", False):
+                unfused = mixer(x, H, W)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    unfused_bf16 = mixer(x, H, W)
+            out["unfused_calls"] = len(fused_calls) - 2 * out["fused_calls"]
+    rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
+    out.update(vs_unfused=rel(fused, unfused), vs_torch=rel(fused, plain), bf16=rel(fused_bf16, unfused_bf16),
+               bf16_dtype=str(fused_bf16.dtype))
+    return out
+
+
+def test_groupmamba_layer_with_norm_and_gate_in_the_scan_matches_the_unfused_layer():
+    # The mixer's out_norm and SiLU(z) gate run in the scan kernel's epilogue on the Triton backend
+    # (GroupMamba's NORM_GATE_IN_SCAN); the layer's output must not change beyond rounding.
+    r = run_interpreted(__file__, "--norm-gate-layer")
+    assert "error" not in r, r
+    assert r["fused_calls"] == 1 and r["unfused_calls"] == 0, r
+    assert r["vs_unfused"] < 1e-5 and r["vs_torch"] < 1e-5, r
+    assert r["bf16"] < 1e-2, r
 
 
 def test_custom_ops_compile_as_one_graph():
@@ -332,6 +406,16 @@ GPU_CASES = [
     group_case(2, 10, 11, 6, n_state=3),
     group_case(2, 32, 28, 28, dtype="bfloat16"),
     group_case(2, 32, 28, 28, dtype="float16", channels_last=True),
+    # the norm-gate epilogue at the model's shapes (GroupMamba-T/S stages 1-4, -B stages 1-4)
+    norm_gate_case(2, 16, 56, 56),
+    norm_gate_case(32, 16, 56, 56, dtype="bfloat16"),
+    norm_gate_case(4, 32, 28, 28, dtype="bfloat16"),
+    norm_gate_case(2, 87, 14, 14, sliced=True),
+    norm_gate_case(4, 112, 7, 7, dtype="bfloat16"),
+    norm_gate_case(8, 24, 56, 56, dtype="bfloat16"),
+    norm_gate_case(4, 48, 28, 28),
+    norm_gate_case(4, 106, 14, 14, dtype="bfloat16"),
+    norm_gate_case(4, 128, 7, 7, dtype="bfloat16"),
     # look-back kernel at full size: many programs spin on their predecessors' flags at once
     group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
     group_case(32, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1)),
@@ -473,5 +557,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--custom-ops"]:
     print(json.dumps(_check_custom_ops(int(sys.argv[2]))))
+elif __name__ == "__main__" and sys.argv[1:2] == ["--norm-gate-layer"]:
+    print(json.dumps(checked(_check_norm_gate_layer, int(sys.argv[2]))))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--cols-t"]:
     print(json.dumps(_check_transposed_columns(int(sys.argv[2]))))

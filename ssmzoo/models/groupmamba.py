@@ -38,12 +38,14 @@ from timm.models import build_model_with_cfg, generate_default_cfgs, register_mo
 from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
 from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
+from ssmzoo.ops.group_norm import group_norm_gate
 
 __all__ = [
     "GroupMamba",
     "GroupMambaLayer",
     "SS2D",
     "group_scan_4dir",
+    "group_scan_4dir_norm_gate",
     "group_scan_4dir_torch",
     "register_group_scan_backend",
     "scan_order",
@@ -132,6 +134,37 @@ def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     if out_dtype is not None:
         u = u.to(out_dtype)
     return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
+
+
+# Where the out_norm and gate run inside the scan kernel (``group_scan_4dir_norm_gate``): "lookback"
+# on the maps where the look-back kernel is the default (GroupMamba-T/S/B stages 1, 2 and 4), "all"
+# also at 14x14, False nowhere (the scan writes float32 y, then Inductor's norm + gate kernel).
+NORM_GATE_IN_SCAN: bool | str = "lookback"
+
+
+def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                              D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                              norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor) -> Tensor:
+    """``group_norm_gate(group_scan_4dir(...) in float32, ...)``: the scan, each group's LayerNorm and
+    the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u.
+
+    On the Triton backend, for d_state 1 on channels-last maps (``NORM_GATE_IN_SCAN``), one kernel:
+    the look-back scan normalises and gates y in registers, so the float32 y is never written and
+    read back (at GroupMamba-T's stage 1: 103 MB each way per layer, batch 128).
+    """
+    if (scan_backend(u.device) == "triton" and B.shape[2] == 1 and u.shape[2] > 1 and u.stride(2) == 1
+            and NORM_GATE_IN_SCAN):
+        from ssmzoo.ops.triton_lookback import lookback_default
+        from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
+
+        if NORM_GATE_IN_SCAN == "all" or lookback_default(u, 1):
+            return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                                norm_weight, norm_bias, eps, z)
+    y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                        out_dtype=torch.float32)
+    # (B, 4, d, H, W) -> (B, H, W, 4, d) for the norm over d, and back
+    return group_norm_gate(y.permute(0, 3, 4, 1, 2), norm_weight, norm_bias, eps,
+                           z.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -319,22 +352,16 @@ class GroupMambaLayer(nn.Module):
             dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
 
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
-        y = group_scan_4dir(
-            to_scan(u), to_scan(dts),
-            w["A"],
-            to_scan(Bs), to_scan(Cs),
-            D=w["D"],
-            delta_bias=w["delta_bias"],
-            delta_softplus=True,
-            out_dtype=torch.float32,
+        # the scan, each group's out_norm (all 4 use LayerNorm's default eps) and the SiLU(z) gate
+        y = group_scan_4dir_norm_gate(
+            to_scan(u), to_scan(dts), w["A"], to_scan(Bs), to_scan(Cs), D=w["D"], delta_bias=w["delta_bias"],
+            delta_softplus=True, norm_weight=w["norm_weight"], norm_bias=w["norm_bias"], eps=g1.out_norm.eps,
+            z=to_scan(z),
         ).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, d); contiguous when the scan kept u's layout
-
-        y = _group_layer_norm(y, w["norm_weight"], w["norm_bias"],
-                              g1.out_norm.eps).to(z.dtype)  # all 4 groups use LayerNorm's default eps
         if dense:
-            y = _aligned_linear((y * F.silu(z)).flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
+            y = _aligned_linear(y.flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
         else:
-            y = torch.einsum("bhwgd,gmd->bhwgm", y * F.silu(z), w["out_proj"])
+            y = torch.einsum("bhwgd,gmd->bhwgm", y, w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)
@@ -454,20 +481,6 @@ def _block_diag(blocks: Tensor) -> Tensor:
     """
     groups, _, cols = blocks.shape
     return torch.cat([F.pad(blocks[k], (k * cols, (groups - 1 - k) * cols)) for k in range(groups)])
-
-
-def _group_layer_norm(y: Tensor, weight: Tensor, bias: Tensor, eps: float) -> Tensor:
-    """LayerNorm over the last dim of (..., 4, d) with a per-group affine ``weight``/``bias`` (4, d), in float32.
-
-    Equals the 4 groups' ``nn.LayerNorm(d)`` (biased variance, eps inside the root). Written with
-    plain two-pass reductions because y comes from the scan in any layout (no copy to a contiguous
-    input), and because ``layer_norm`` on rows of d = 16..112 channels (one launch per group) was the
-    slowest kernel of the model on GPU. (``torch.var_mean`` is ~20x slower than ``mean`` on CPU here.)
-    """
-    y = y.float()
-    centered = y - y.mean(dim=-1, keepdim=True)
-    var = (centered * centered).mean(dim=-1, keepdim=True)
-    return torch.addcmul(bias.float(), centered * torch.rsqrt(var + eps), weight.float())
 
 
 def _depthwise_weight(weight: Tensor, x: Tensor) -> Tensor:

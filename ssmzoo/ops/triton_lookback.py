@@ -88,9 +88,12 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
+                            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
                             SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
                             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0,
-                            COLS_T: tl.constexpr = 0):
+                            COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0):
+    # NORM_GATE (the programs hold whole groups, NBLK = 1): y is followed by the group's LayerNorm
+    # (over its dim_g channels, affine nw/nb) rounded to y's dtype, times SiLU(z); z is read like u
     # PROBE (timing only, wrong output; benchmarks/scan.py --probe): 1 skips the wait for the
     # predecessor, 2 also the scan, 3 is a plain copy of the tiles (program id, no ticket, no flags)
     if PROBE == 3:
@@ -172,6 +175,16 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     y = (hl + P * h_in[None, :]) * ct[:, None]
     if HAS_D:
         y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    if NORM_GATE:
+        y = tl.where(cmask[None, :], y, 0.0)
+        centered = tl.where(cmask[None, :], y - (tl.sum(y, axis=1) / dim_g)[:, None], 0.0)
+        rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / dim_g + eps)
+        nw = tl.load(nw_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+        nb = tl.load(nb_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+        y = (centered * rstd[:, None] * nw[None, :] + nb[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
+        zt = tl.load(z_ptr + bb * sz_b + g * sz_g + (h * sz_h + w * sz_w)[:, None] + cl[None, :] * sz_c,
+                     mask=valid, other=0.0).to(tl.float32)
+        y = y * (zt / (1.0 + tl.exp(-zt)))
     tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
              y.to(y_ptr.dtype.element_ty), mask=valid)
 
@@ -188,25 +201,38 @@ def lookback_default(u: Tensor, n_state: int) -> bool:
             and (H * W >= 28 * 28 or H * W <= DEFAULT_SEG))
 
 
-def lookback_config(dim_g: int, config: Optional[dict] = None) -> dict:
+def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: bool = False) -> dict:
     """SEG steps x BD channels per program (powers of 2), num_warps, CHAINED (see DEFAULT_CHAINED);
     COLS_T 1: groups 1 and 3 of every operand hold their maps transposed (square maps only), a
     candidate layout in which every group's scan order walks memory in order (docs/scan_notes.md,
-    item 6; measured with ``benchmarks/scan.py --model-layout --layouts groups_t``, no model uses it)."""
-    return _updated_config(dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS,
-                                CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
+    item 6; measured with ``benchmarks/scan.py --model-layout --layouts groups_t``, no model uses it).
+
+    ``whole_groups`` (the norm-gate epilogue): BD covers the group's channels, and the tile keeps
+    the default's size per thread (SEG x BD <= 2048 elements, 512 per warp)."""
+    if whole_groups:
+        bd = _pow2(dim_g)
+        seg = max(8, min(DEFAULT_SEG, 2048 // bd))
+        defaults = dict(SEG=seg, BD=bd, num_warps=max(DEFAULT_WARPS, min(8, seg * bd // 512)))
+    else:
+        defaults = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
+    return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
 
 
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                     D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                                     delta_softplus: bool = True, *, out: Optional[Tensor] = None,
-                                    config: Optional[dict] = None) -> Tensor:
-    """``group_scan_4dir_triton``'s function and signature (d_state 1) on the look-back kernel."""
+                                    config: Optional[dict] = None, norm_gate: Optional[tuple] = None) -> Tensor:
+    """``group_scan_4dir_triton``'s function and signature (d_state 1) on the look-back kernel.
+
+    ``norm_gate`` = (norm_weight (4, d), norm_bias (4, d), eps, z like u): the epilogue of
+    ``group_scan_4dir_norm_gate_triton`` (each program then holds a whole group: BD >= d)."""
     batch, groups, dim_g, H, W = u.shape
     if groups != 4 or B.shape[2] != 1:
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")
     L = H * W
-    cfg = lookback_config(dim_g, config)
+    cfg = lookback_config(dim_g, config, whole_groups=norm_gate is not None)
+    if norm_gate is not None and cfg["BD"] < dim_g:
+        raise ValueError(f"the norm-gate epilogue needs whole groups per program: BD {cfg['BD']} < d {dim_g}")
     if cfg["COLS_T"] and H != W:
         raise ValueError(f"COLS_T (groups 1 and 3 stored transposed) needs a square map, got {H}x{W}")
     seg, bd = cfg["SEG"], cfg["BD"]
@@ -218,11 +244,19 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
     flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter
     states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
+    if norm_gate is not None:
+        norm_weight, norm_bias, eps, z = norm_gate
+        if z.shape != u.shape:
+            raise ValueError(f"z must be shaped like u {tuple(u.shape)}, got {tuple(z.shape)}")
+        nw, nb = (t.reshape(4 * dim_g).float().contiguous() for t in (norm_weight, norm_bias))
+    else:
+        z, nw, nb, eps = y, A_, A_, 0.0
     _group4_lookback_kernel[(n_chains * nseg,)](
         u, *u.stride(), delta, *delta.stride(),
         B, B.stride(0), B.stride(1), B.stride(3), B.stride(4), C, C.stride(0), C.stride(1), C.stride(3), C.stride(4),
         y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
-        dim_g, H, W, L, n_chains, nblk, nseg,
+        dim_g, H, W, L, n_chains, nblk, nseg, z, *z.stride(), nw, nb, float(eps),
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-        PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), num_warps=cfg["num_warps"])
+        PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None),
+        num_warps=cfg["num_warps"])
     return y

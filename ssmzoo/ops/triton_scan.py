@@ -38,13 +38,16 @@ import triton
 import triton.language as tl
 
 from .directions import merge_order, scan_order
+from .group_norm import group_norm_gate
 from .selective_scan import register_backend, selective_scan_ref
 
 __all__ = [
     "selective_scan_triton",
     "group_scan_4dir_triton",
+    "group_scan_4dir_norm_gate_triton",
     "bimamba_scan_triton",
     "group_scan_4dir_ref",
+    "group_scan_4dir_norm_gate_ref",
     "bimamba_scan_ref",
 ]
 
@@ -844,6 +847,27 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     return y
 
 
+def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                     D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                                     norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor, *,
+                                     out: Optional[Tensor] = None, config: Optional[dict] = None) -> Tensor:
+    """GroupMamba's scan with what follows it in the mixer, ``group_scan_4dir_norm_gate_ref``'s function:
+    y = the 4-direction scan (float32 in registers), each group's LayerNorm over its d channels (affine
+    ``norm_weight``/``norm_bias`` (4, d)) rounded to z's dtype, times SiLU(z). z is (batch, 4, d, H, W)
+    like u, any strides. Returns z's dtype in u's memory order. d_state 1, on the look-back kernel
+    (``triton_lookback``), whose programs then hold whole groups."""
+    _check_device(u, delta, A, B, C, D, delta_bias, norm_weight, norm_bias, z)
+    if u.shape[1] != 4 or B.shape[2] != 1:
+        raise ValueError("the fused norm-gate scan takes 4 groups and d_state 1")
+    if norm_weight.shape != (4, u.shape[2]) or norm_bias.shape != norm_weight.shape:
+        raise ValueError(f"norm_weight/norm_bias must be (4, {u.shape[2]}), got {tuple(norm_weight.shape)}")
+    from .triton_lookback import group_scan_4dir_lookback_triton  # (it imports this module)
+
+    y = out if out is not None else torch.empty_like(u, dtype=z.dtype)
+    return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                           config=config, norm_gate=(norm_weight, norm_bias, eps, z))
+
+
 # ---------------------------------------------------------------------------------------------
 # Pure-PyTorch references of the fused ops (explicit flips / transposes around a plain scan)
 # ---------------------------------------------------------------------------------------------
@@ -861,6 +885,16 @@ def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
                     delta_softplus=delta_softplus)
         ys.append(merge_order(y, k, H, W))
     return torch.stack(ys, dim=1)
+
+
+def group_scan_4dir_norm_gate_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                  D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                                  norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
+                                  scan_fn=selective_scan_ref) -> Tensor:
+    """``group_norm_gate`` of ``group_scan_4dir_ref``'s y (float64 inputs: float64 throughout)."""
+    y = group_scan_4dir_ref(u, delta, A, B, C, D, delta_bias, delta_softplus, scan_fn=scan_fn)
+    to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (b, 4, d, H, W) -> (b, H, W, 4, d)
+    return group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).permute(0, 3, 4, 1, 2)
 
 
 def bimamba_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -923,6 +957,23 @@ def group_scan_4dir_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
 @group_scan_4dir_op.register_fake
 def _group_scan_4dir_fake(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, out_dtype=None):
     return torch.empty_like(u, dtype=out_dtype or u.dtype)
+
+
+@torch.library.custom_op("ssmzoo::group_scan_4dir_norm_gate", mutates_args=(), **STRIDE_ORDER_TAGS)
+def group_scan_4dir_norm_gate_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                 D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+                                 norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor) -> Tensor:
+    """``group_scan_4dir_norm_gate_triton`` as the operator ``torch.ops.ssmzoo.group_scan_4dir_norm_gate``."""
+    return group_scan_4dir_norm_gate_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight,
+                                            norm_bias, eps, z, out=_group_scan_4dir_norm_gate_fake(
+                                                u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                                norm_weight, norm_bias, eps, z))
+
+
+@group_scan_4dir_norm_gate_op.register_fake
+def _group_scan_4dir_norm_gate_fake(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight, norm_bias,
+                                    eps, z):
+    return torch.empty_like(u, dtype=z.dtype)
 
 
 @torch.library.custom_op("ssmzoo::bimamba_scan", mutates_args=())
