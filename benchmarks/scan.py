@@ -284,10 +284,10 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
 
 
 NORM_GATE_CONFIGS = {  # per map size: candidates against the default of the fused norm-gate kernel
-    56: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 1), (64, 4), (128, 4), (32, 1)]],
-    28: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 2), (64, 8), (32, 2), (128, 8)]],
-    14: [dict(SEG=s, num_warps=nw) for s, nw in [(16, 2), (16, 8), (32, 4), (32, 8), (8, 2)]],
-    7: [dict(SEG=s, num_warps=nw) for s, nw in [(16, 2), (16, 8), (64, 8), (32, 4), (8, 2)]],
+    56: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 1), (32, 2), (16, 1), (128, 2)]],
+    28: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 2), (32, 1), (16, 1), (32, 4)]],
+    14: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4), (16, 2)]],
+    7: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4)]],
 }
 
 

@@ -12,6 +12,7 @@ so an unwritten element fails.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -310,13 +311,26 @@ def _check_custom_ops(seed: int) -> dict:
     y_f32 = ts.group_scan_4dir_op(*(t.float() for t in rounded), *group_args[5:])
     assert y_lowp.dtype == torch.float32 and y_lowp.stride() == y_f32.stride()
     errors["group_bf16_in"] = ((y_lowp - y_f32).abs().max() / y_f32.abs().max()).item()
+
+    # the norm-gate operator's output is out_proj's input: (b, H, W, 4 d + pad), the pad zeros; the
+    # same values as the float64 reference and as without the pad
+    padded_args = norm_gate_args + (3,)
+    torch.library.opcheck(ts.group_scan_4dir_norm_gate_op, padded_args, test_utils=("test_schema", "test_faketensor"))
+    wide, narrow = ts.group_scan_4dir_norm_gate_op(*padded_args), ts.group_scan_4dir_norm_gate_op(*norm_gate_args)
+    assert wide.shape == (b, H, W, 4 * d + 3) and narrow.shape == (b, H, W, 4 * d), (wide.shape, narrow.shape)
+    errors["norm_gate_pad_zeros"] = wide[..., 4 * d:].abs().max().item()
+    errors["norm_gate_pad_values"] = (wide[..., :4 * d] - narrow).abs().max().item()
+    ref = ts.group_scan_4dir_norm_gate_ref(*(t.double() if torch.is_tensor(t) else t for t in norm_gate_args))
+    errors["norm_gate_vs_float64"] = ((narrow.double() - ref.permute(0, 3, 4, 1, 2).flatten(-2)).norm()
+                                      / ref.norm()).item()
     return errors
 
 
 def _check_norm_gate_layer(seed: int) -> dict:
     """GroupMambaLayer on the Triton backend (forced for CPU tensors in the interpreter): the scan with
     the norm and gate fused, against the same layer with them in PyTorch after the scan, and against
-    the torch backend; float32 and bfloat16 autocast."""
+    the torch backend; float32 and bfloat16 autocast. "widened": the GPU's dense projections with GEMM
+    inputs widened to aligned rows (as compiled for CUDA), 20 channels: out_proj reads 24-wide rows."""
     from unittest import mock
 
     from ssmzoo.models import groupmamba as gm
@@ -325,41 +339,49 @@ def _check_norm_gate_layer(seed: int) -> dict:
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     H, W = 7, 9  # 63 steps: one segment, where the look-back kernel is the default
-    mixer = gm.GroupMambaLayer(24, 24).eval()  # 6 channels per group
-    x = torch.randn(2, H * W, 24, generator=gen)
-    fused_calls = []
     real_op = ts.group_scan_4dir_norm_gate_op
+    rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
     out = {}
-    with torch.no_grad():
-        for p in mixer.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.1)
-        plain = mixer(x, H, W)
-        with mock.patch.object(gm, "scan_backend", lambda device=None: "triton"), \
-                mock.patch.object(ts, "group_scan_4dir_norm_gate_op",
-                                  side_effect=lambda *a: fused_calls.append(1) or real_op(*a)):
+    for name, channels, widened in (("plain", 24, False), ("widened", 20, True)):
+        mixer = gm.GroupMambaLayer(channels, channels).eval()
+        x = torch.randn(2, H * W, channels, generator=gen)
+        pads = []
+        with torch.no_grad(), contextlib.ExitStack() as stack:
+            for p in mixer.parameters():
+                p.add_(torch.randn(p.shape, generator=gen) * 0.1)
+            plain = mixer(x, H, W)
+            stack.enter_context(mock.patch.object(gm, "scan_backend", lambda device=None: "triton"))
+            stack.enter_context(mock.patch.object(
+                ts, "group_scan_4dir_norm_gate_op", side_effect=lambda *a: pads.append(a[-1]) or real_op(*a)))
+            if widened:
+                stack.enter_context(mock.patch.object(gm, "_dense_projections", lambda x: True))
+                stack.enter_context(mock.patch.object(gm, "_widens_gemm_inputs", lambda x: True))
+                mixer.__dict__.pop("_group_weights_cache", None)  # (kept between calls, without the dense weights)
             fused = mixer(x, H, W)
-            out["fused_calls"] = len(fused_calls)
             with torch.autocast("cpu", dtype=torch.bfloat16):
                 fused_bf16 = mixer(x, H, W)
+            fused_pads = list(pads)
             with mock.patch.object(gm, "NORM_GATE_IN_SCAN", False):
                 unfused = mixer(x, H, W)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     unfused_bf16 = mixer(x, H, W)
-            out["unfused_calls"] = len(fused_calls) - 2 * out["fused_calls"]
-    rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
-    out.update(vs_unfused=rel(fused, unfused), vs_torch=rel(fused, plain), bf16=rel(fused_bf16, unfused_bf16),
-               bf16_dtype=str(fused_bf16.dtype))
+        out[name] = dict(fused_pads=fused_pads, unfused_calls=len(pads) - len(fused_pads),
+                         vs_unfused=rel(fused, unfused), vs_torch=rel(fused, plain),
+                         bf16=rel(fused_bf16, unfused_bf16), bf16_dtype=str(fused_bf16.dtype))
     return out
 
 
 def test_groupmamba_layer_with_norm_and_gate_in_the_scan_matches_the_unfused_layer():
     # The mixer's out_norm and SiLU(z) gate run in the scan kernel's epilogue on the Triton backend
-    # (GroupMamba's NORM_GATE_IN_SCAN); the layer's output must not change beyond rounding.
+    # (GroupMamba's NORM_GATE_IN_SCAN); the layer's output must not change beyond rounding, also
+    # where out_proj reads rows widened by zero channels that the operator writes.
     r = run_interpreted(__file__, "--norm-gate-layer")
     assert "error" not in r, r
-    assert r["fused_calls"] == 1 and r["unfused_calls"] == 0, r
-    assert r["vs_unfused"] < 1e-5 and r["vs_torch"] < 1e-5, r
-    assert r["bf16"] < 1e-2, r
+    assert r["plain"]["fused_pads"] == [0, 0] and r["widened"]["fused_pads"] == [4, 4], r
+    for case in r.values():
+        assert case["unfused_calls"] == 0, r
+        assert case["vs_unfused"] < 1e-5 and case["vs_torch"] < 1e-5, r
+        assert case["bf16"] < 1e-2 and case["bf16_dtype"] == "torch.bfloat16", r
 
 
 def test_custom_ops_compile_as_one_graph():

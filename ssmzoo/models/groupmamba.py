@@ -137,34 +137,53 @@ def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 
 
 # Where the out_norm and gate run inside the scan kernel (``group_scan_4dir_norm_gate``): "lookback"
-# on the maps where the look-back kernel is the default (GroupMamba-T/S/B stages 1, 2 and 4), "all"
-# also at 14x14, False nowhere (the scan writes float32 y, then Inductor's norm + gate kernel).
+# on the maps where the look-back kernel is the default, for groups of a multiple of 16 channels
+# (GroupMamba-T/S stages 1, 2 and 4, -B stages 2 and 4; see ``_norm_gate_in_scan``), "all" on every
+# channels-last map, False nowhere (the scan writes float32 y, then Inductor's norm + gate kernel).
 NORM_GATE_IN_SCAN: bool | str = "lookback"
+
+
+def _norm_gate_in_scan(u: Tensor) -> bool:
+    """Whether the scan of u (batch, 4, d, H, W) runs with the norm and gate fused (``NORM_GATE_IN_SCAN``).
+
+    Timed on the H100 in the compiled model's operand layout (benchmarks/scan.py --norm-gate TB,
+    docs/gpu_runs/s20_run1.txt): fused 230.5 us against 212.1 us for the plain scan, which leaves a
+    float32 y to Inductor's norm + gate kernel, at d 16 56x56; 109.6 vs 107.7 at d 32 28x28; but 606.2
+    vs 373.6 at d 24 56x56 (GroupMamba-B stage 1: rows of 24 channels, no vector loads).
+    """
+    if scan_backend(u.device) != "triton" or u.shape[2] < 2 or u.stride(2) != 1 or not NORM_GATE_IN_SCAN:
+        return False
+    if NORM_GATE_IN_SCAN == "all":
+        return True
+    from ssmzoo.ops.triton_lookback import lookback_default
+
+    H, W = u.shape[-2:]
+    return lookback_default(u, 1) and (u.shape[2] % 16 == 0 or H * W <= 64)
 
 
 def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                               D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
-                              norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor) -> Tensor:
+                              norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
+                              pad: int = 0) -> Tensor:
     """``group_norm_gate(group_scan_4dir(...) in float32, ...)``: the scan, each group's LayerNorm and
-    the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u.
+    the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u. Returned as out_proj reads it:
+    (batch, H, W, 4 * d + pad), the last ``pad`` channels zeros (``_gemm_pad``).
 
     On the Triton backend, for d_state 1 on channels-last maps (``NORM_GATE_IN_SCAN``), one kernel:
     the look-back scan normalises and gates y in registers, so the float32 y is never written and
     read back (at GroupMamba-T's stage 1: 103 MB each way per layer, batch 128).
     """
-    if (scan_backend(u.device) == "triton" and B.shape[2] == 1 and u.shape[2] > 1 and u.stride(2) == 1
-            and NORM_GATE_IN_SCAN):
-        from ssmzoo.ops.triton_lookback import lookback_default
+    if B.shape[2] == 1 and _norm_gate_in_scan(u):
         from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
 
-        if NORM_GATE_IN_SCAN == "all" or lookback_default(u, 1):
-            return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
-                                                norm_weight, norm_bias, eps, z)
+        return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                                            norm_weight, norm_bias, eps, z, pad)
     y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
                         out_dtype=torch.float32)
-    # (B, 4, d, H, W) -> (B, H, W, 4, d) for the norm over d, and back
-    return group_norm_gate(y.permute(0, 3, 4, 1, 2), norm_weight, norm_bias, eps,
-                           z.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)
+    to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, 4, d, H, W) -> (B, H, W, 4, d)
+    y = group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).flatten(-2)
+    # a concatenation with zeros: compiled, Inductor writes the norm's output into the wider buffer
+    return torch.cat([y, y.new_zeros(*y.shape[:-1], pad)], dim=-1) if pad else y
 
 
 # ---------------------------------------------------------------------------------------------
@@ -352,16 +371,18 @@ class GroupMambaLayer(nn.Module):
             dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
 
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
-        # the scan, each group's out_norm (all 4 use LayerNorm's default eps) and the SiLU(z) gate
+        # the scan, each group's out_norm (all 4 use LayerNorm's default eps) and the SiLU(z) gate, as
+        # (B, H, W, width + pad): out_proj's input, its rows widened by zeros like the other GEMMs' inputs
         y = group_scan_4dir_norm_gate(
             to_scan(u), to_scan(dts), w["A"], to_scan(Bs), to_scan(Cs), D=w["D"], delta_bias=w["delta_bias"],
             delta_softplus=True, norm_weight=w["norm_weight"], norm_bias=w["norm_bias"], eps=g1.out_norm.eps,
-            z=to_scan(z),
-        ).permute(0, 3, 4, 1, 2)  # (B, H, W, 4, d); contiguous when the scan kept u's layout
+            z=to_scan(z), pad=pad,
+        )
         if dense:
-            y = _aligned_linear(y.flatten(-2), w["out_proj_dense"]).unflatten(-1, (NUM_DIRECTIONS, -1))
+            out_proj = F.pad(w["out_proj_dense"], (0, pad)) if pad else w["out_proj_dense"]
+            y = F.linear(y, out_proj).unflatten(-1, (NUM_DIRECTIONS, -1))
         else:
-            y = torch.einsum("bhwgd,gmd->bhwgm", y, w["out_proj"])
+            y = torch.einsum("bhwgd,gmd->bhwgm", y.unflatten(-1, (NUM_DIRECTIONS, d_inner)), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)

@@ -65,6 +65,12 @@ DEFAULT_SEG, DEFAULT_BD, DEFAULT_WARPS = 64, 16, 2
 # the H100: eager and CUDA-graph replay of GroupMamba-T gave probabilities a few ulps apart);
 # chained, every output is the same sum on every call.
 DEFAULT_CHAINED = 1
+# The norm-gate epilogue (whole groups per program): BD -> (SEG, num_warps), from the H100 sweep in the
+# compiled model's operand layout (benchmarks/scan.py --norm-gate TB, docs/gpu_runs/s20_run1.txt):
+# d 16 at 56x56 230.5 us (SEG 64, 2 warps; 1 or 4 warps 247-248), d 32 at 28x28 109.6 (SEG 64, 4
+# warps; 2 warps 113.9, 8 warps 168.8), d 48 at 28x28 181.3 (SEG 32, 2 warps; SEG 64 4 warps 201.2),
+# d 112 at 7x7 45.2 (SEG 8, 2 warps; SEG 16 4 warps 61.4), d 87 at 14x14 121.8 (SEG 8; SEG 16 157.6).
+WHOLE_GROUP_CONFIGS = {16: (64, 2), 32: (64, 4), 64: (32, 2), 128: (8, 2)}
 
 
 @triton.jit
@@ -207,12 +213,11 @@ def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: boo
     candidate layout in which every group's scan order walks memory in order (docs/scan_notes.md,
     item 6; measured with ``benchmarks/scan.py --model-layout --layouts groups_t``, no model uses it).
 
-    ``whole_groups`` (the norm-gate epilogue): BD covers the group's channels, and the tile keeps
-    the default's size per thread (SEG x BD <= 2048 elements, 512 per warp)."""
+    ``whole_groups`` (the norm-gate epilogue): BD covers the group's channels (``WHOLE_GROUP_CONFIGS``)."""
     if whole_groups:
         bd = _pow2(dim_g)
-        seg = max(8, min(DEFAULT_SEG, 2048 // bd))
-        defaults = dict(SEG=seg, BD=bd, num_warps=max(DEFAULT_WARPS, min(8, seg * bd // 512)))
+        seg, warps = WHOLE_GROUP_CONFIGS.get(bd, (max(8, 1024 // bd), 2))
+        defaults = dict(SEG=seg, BD=bd, num_warps=warps)
     else:
         defaults = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
     return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))

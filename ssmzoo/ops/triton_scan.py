@@ -962,18 +962,27 @@ def _group_scan_4dir_fake(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
 @torch.library.custom_op("ssmzoo::group_scan_4dir_norm_gate", mutates_args=(), **STRIDE_ORDER_TAGS)
 def group_scan_4dir_norm_gate_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                                  D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
-                                 norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor) -> Tensor:
-    """``group_scan_4dir_norm_gate_triton`` as the operator ``torch.ops.ssmzoo.group_scan_4dir_norm_gate``."""
-    return group_scan_4dir_norm_gate_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight,
-                                            norm_bias, eps, z, out=_group_scan_4dir_norm_gate_fake(
-                                                u, delta, A, B, C, D, delta_bias, delta_softplus,
-                                                norm_weight, norm_bias, eps, z))
+                                 norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
+                                 pad: int = 0) -> Tensor:
+    """``group_scan_4dir_norm_gate_triton`` as the operator ``torch.ops.ssmzoo.group_scan_4dir_norm_gate``,
+    in the layout GroupMamba's out_proj reads: (batch, H, W, 4 * d + pad), channels-last, the last
+    ``pad`` channels zeros (a GEMM input widened to aligned rows without a copy)."""
+    wide = _group_scan_4dir_norm_gate_fake(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight,
+                                           norm_bias, eps, z, pad)
+    batch, groups, dim_g, H, W = u.shape
+    if pad:
+        wide[..., groups * dim_g:].zero_()
+    out = wide[..., :groups * dim_g].unflatten(-1, (groups, dim_g)).permute(0, 3, 4, 1, 2)
+    group_scan_4dir_norm_gate_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight, norm_bias,
+                                     eps, z, out=out)
+    return wide
 
 
 @group_scan_4dir_norm_gate_op.register_fake
 def _group_scan_4dir_norm_gate_fake(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight, norm_bias,
-                                    eps, z):
-    return torch.empty_like(u, dtype=z.dtype)
+                                    eps, z, pad=0):
+    batch, groups, dim_g, H, W = u.shape
+    return u.new_empty(batch, H, W, groups * dim_g + pad, dtype=z.dtype)
 
 
 @torch.library.custom_op("ssmzoo::bimamba_scan", mutates_args=())
