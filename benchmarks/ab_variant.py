@@ -35,8 +35,8 @@ AB_DWCONV_WEIGHT_AS_IS=1: GroupMamba's depthwise-conv weights handed to the fuse
     ``triton_dwconv.tap_major`` views, which freezing folds.
 AB_NORM_GATE_UNFUSED=1: GroupMamba's scan writes float32 y and Inductor's kernel computes the out_norm and
     gate (before session 20), instead of the scan kernel's epilogue (``groupmamba.NORM_GATE_IN_SCAN``).
-AB_NORM_GATE_ALL=1: the fused norm-gate scan also at 14x14 (stage 3), where the look-back kernel is not
-    the plain scan's default (a candidate, not an undo).
+AB_NORM_GATE_ALL=1: the fused norm-gate scan on every channels-last map, also GroupMamba-B's stage 1,
+    where it was measured slower (a candidate, not an undo).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -136,29 +136,27 @@ def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
 
 
-# Where the out_norm and gate run inside the scan kernel (``group_scan_4dir_norm_gate``): "lookback"
-# on the maps where the look-back kernel is the default, for groups of a multiple of 16 channels
-# (GroupMamba-T/S stages 1, 2 and 4, -B stages 2 and 4; see ``_norm_gate_in_scan``), "all" on every
-# channels-last map, False nowhere (the scan writes float32 y, then Inductor's norm + gate kernel).
-NORM_GATE_IN_SCAN: bool | str = "lookback"
+# Where the out_norm and gate run inside the scan kernel (``group_scan_4dir_norm_gate``): True where
+# that was measured faster (``_norm_gate_in_scan``), "all" on every channels-last map, False nowhere
+# (the scan writes float32 y, then Inductor's norm + gate kernel).
+NORM_GATE_IN_SCAN: bool | str = True
 
 
 def _norm_gate_in_scan(u: Tensor) -> bool:
-    """Whether the scan of u (batch, 4, d, H, W) runs with the norm and gate fused (``NORM_GATE_IN_SCAN``).
+    """Whether the scan of u (batch, 4, d, H, W) runs with the norm and gate fused (``NORM_GATE_IN_SCAN``):
+    channels-last maps on the Triton backend, except maps of 28x28 and more whose groups are not a
+    multiple of 16 channels (GroupMamba-B's stage 1, d 24: rows without vector loads).
 
-    Timed on the H100 in the compiled model's operand layout (benchmarks/scan.py --norm-gate TB,
-    docs/gpu_runs/s20_run1.txt): fused 230.5 us against 212.1 us for the plain scan, which leaves a
-    float32 y to Inductor's norm + gate kernel, at d 16 56x56; 109.6 vs 107.7 at d 32 28x28; but 606.2
-    vs 373.6 at d 24 56x56 (GroupMamba-B stage 1: rows of 24 channels, no vector loads).
+    Compiled blocks on the H100, bf16, batch 128, fused against unfused (benchmarks/ab_block.py;
+    docs/gpu_runs/s20_run1.txt and s20_run2.txt): GroupMamba-T stage 1 1572.5 vs 1622.6 us, stage 2
+    834.2 vs 866.1, stage 3 694.6 vs 695.3-699.7 (even), stage 4 215.5 vs 218.7; GroupMamba-B stage 2
+    1251.0 vs 1291.7, stage 3 847.6 vs 871.9-895.2, but stage 1 2669.7 vs 2533.0-2542.9 (the kernel
+    alone: 609 vs 375 us for the plain scan, benchmarks/scan.py --norm-gate).
     """
     if scan_backend(u.device) != "triton" or u.shape[2] < 2 or u.stride(2) != 1 or not NORM_GATE_IN_SCAN:
         return False
-    if NORM_GATE_IN_SCAN == "all":
-        return True
-    from ssmzoo.ops.triton_lookback import lookback_default
-
     H, W = u.shape[-2:]
-    return lookback_default(u, 1) and (u.shape[2] % 16 == 0 or H * W <= 64)
+    return NORM_GATE_IN_SCAN == "all" or u.shape[2] % 16 == 0 or H * W < 28 * 28
 
 
 def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,

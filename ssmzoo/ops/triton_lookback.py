@@ -69,7 +69,9 @@ DEFAULT_CHAINED = 1
 # compiled model's operand layout (benchmarks/scan.py --norm-gate TB, docs/gpu_runs/s20_run1.txt):
 # d 16 at 56x56 230.5 us (SEG 64, 2 warps; 1 or 4 warps 247-248), d 32 at 28x28 109.6 (SEG 64, 4
 # warps; 2 warps 113.9, 8 warps 168.8), d 48 at 28x28 181.3 (SEG 32, 2 warps; SEG 64 4 warps 201.2),
-# d 112 at 7x7 45.2 (SEG 8, 2 warps; SEG 16 4 warps 61.4), d 87 at 14x14 121.8 (SEG 8; SEG 16 157.6).
+# d 112 at 7x7 45.2 (SEG 8, 2 warps; SEG 16 4 warps 61.4), d 87 at 14x14 121.8 (SEG 8; SEG 16 157.6;
+# s20_run2.txt: SEG 4 or 1 warp no better). Timings of one config differed by up to 1.5x between
+# runs where it was the first timed after the reference (e.g. d 106: 123.0 and 182.0 us).
 WHOLE_GROUP_CONFIGS = {16: (64, 2), 32: (64, 4), 64: (32, 2), 128: (8, 2)}
 
 
