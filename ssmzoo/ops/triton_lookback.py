@@ -72,7 +72,7 @@ DEFAULT_CHAINED = 1
 # d 112 at 7x7 45.2 (SEG 8, 2 warps; SEG 16 4 warps 61.4), d 87 at 14x14 121.8 (SEG 8; SEG 16 157.6;
 # s20_run2.txt: SEG 4 or 1 warp no better). Timings of one config differed by up to 1.5x between
 # runs where it was the first timed after the reference (e.g. d 106: 123.0 and 182.0 us).
-WHOLE_GROUP_CONFIGS = {16: (64, 2), 32: (64, 4), 64: (32, 2), 128: (8, 2)}
+WHOLE_GROUP_CONFIGS = {16: (64, 2, 0), 32: (64, 4, 0), 64: (32, 2, 0), 128: (8, 2, 0)}  # BD: SEG, warps, SERIAL
 
 
 @triton.jit
@@ -88,6 +88,46 @@ def _step_positions(t, g, H, W, L, COLS_T: tl.constexpr):
         h = tl.where(col, tt % H, tt // W)
         w = tl.where(col, tt // H, tt % W)
     return h, w
+
+
+@triton.jit
+def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
+                  b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
+                  seg, g, bb, cl, cmask, H, W, L, SEG: tl.constexpr, COLS_T: tl.constexpr):
+    """Segment ``seg`` of group g's scan order for channels cl: its positions (h, w), masks, and the
+    u, delta (SEG, BD) and B, C (SEG,) tiles in float32. Steps past L load nothing (masked)."""
+    t = seg * SEG + tl.arange(0, SEG)
+    tmask = t < L
+    h, w = _step_positions(t, g, H, W, L, COLS_T)
+    valid = tmask[:, None] & cmask[None, :]
+    u = tl.load(u_ptr + bb * su_b + g * su_g + (h * su_h + w * su_w)[:, None] + cl[None, :] * su_c,
+                mask=valid, other=0.0).to(tl.float32)
+    dt = tl.load(dt_ptr + bb * sdt_b + g * sdt_g + (h * sdt_h + w * sdt_w)[:, None] + cl[None, :] * sdt_c,
+                 mask=valid, other=0.0).to(tl.float32)
+    bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
+    ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
+    return h, w, valid, u, dt, bt, ct
+
+
+@triton.jit
+def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
+            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, HAS_D: tl.constexpr, NORM_GATE: tl.constexpr):
+    """y (+ D u) stored in the output's layout; NORM_GATE: first each position's LayerNorm over the
+    group's dim_g channels (affine nw/nb) rounded to y's dtype, times SiLU(z) (z read like u)."""
+    if HAS_D:
+        y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    if NORM_GATE:
+        y = tl.where(cmask[None, :], y, 0.0)
+        centered = tl.where(cmask[None, :], y - (tl.sum(y, axis=1) / dim_g)[:, None], 0.0)
+        rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / dim_g + eps)
+        nw = tl.load(nw_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+        nb = tl.load(nb_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
+        y = (centered * rstd[:, None] * nw[None, :] + nb[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
+        zt = tl.load(z_ptr + bb * sz_b + g * sz_g + (h * sz_h + w * sz_w)[:, None] + cl[None, :] * sz_c,
+                     mask=valid, other=0.0).to(tl.float32)
+        y = y * (zt / (1.0 + tl.exp(-zt)))
+    tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
+             y.to(y_ptr.dtype.element_ty), mask=valid)
 
 
 @triton.jit
@@ -114,20 +154,12 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     g = (chain // NBLK) % 4
     bb = (chain // (NBLK * 4)).to(tl.int64)
 
-    t = seg * SEG + tl.arange(0, SEG)
-    tmask = t < L
-    h, w = _step_positions(t, g, H, W, L, COLS_T)
     cl = blk * BD + tl.arange(0, BD)
     cmask = cl < dim_g
-    valid = tmask[:, None] & cmask[None, :]
     gc = g * dim_g + cl                               # channel index within the 4 groups (A, D, bias)
-
-    u = tl.load(u_ptr + bb * su_b + g * su_g + (h * su_h + w * su_w)[:, None] + cl[None, :] * su_c,
-                mask=valid, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + bb * sdt_b + g * sdt_g + (h * sdt_h + w * sdt_w)[:, None] + cl[None, :] * sdt_c,
-                 mask=valid, other=0.0).to(tl.float32)
-    bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
-    ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
+    h, w, valid, u, dt, bt, ct = _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g,
+                                               sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b,
+                                               sc_g, sc_h, sc_w, seg, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
     A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
     bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]  # (not loaded without one)
     dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)  # padding steps: a = 1, b = 0 (identity)
@@ -180,21 +212,50 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     tl.debug_barrier()
     tl.atomic_xchg(flags + seg, 2, sem="release")
 
-    y = (hl + P * h_in[None, :]) * ct[:, None]
-    if HAS_D:
-        y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    if NORM_GATE:
-        y = tl.where(cmask[None, :], y, 0.0)
-        centered = tl.where(cmask[None, :], y - (tl.sum(y, axis=1) / dim_g)[:, None], 0.0)
-        rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / dim_g + eps)
-        nw = tl.load(nw_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
-        nb = tl.load(nb_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
-        y = (centered * rstd[:, None] * nw[None, :] + nb[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
-        zt = tl.load(z_ptr + bb * sz_b + g * sz_g + (h * sz_h + w * sz_w)[:, None] + cl[None, :] * sz_c,
-                     mask=valid, other=0.0).to(tl.float32)
-        y = y * (zt / (1.0 + tl.exp(-zt)))
-    tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
-             y.to(y_ptr.dtype.element_ty), mask=valid)
+    _output((hl + P * h_in[None, :]) * ct[:, None], u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr,
+            y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
+            HAS_D, NORM_GATE)
+
+
+@triton.jit
+def _group4_serial_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
+                          b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
+                          y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, A_ptr, D_ptr, bias_ptr,
+                          dim_g, H, W, L, NBLK, NSEG,
+                          z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
+                          SEG: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                          SOFTPLUS: tl.constexpr, COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0):
+    # One program per chain walks its segments in order and carries the state in registers: no flags,
+    # no waiting on other programs. The tiles of segment k + 1 are loaded before segment k is scanned
+    # (they do not depend on the state), so their latency overlaps the scan. Same arithmetic per
+    # segment as the chained look-back kernel.
+    chain = tl.program_id(0)
+    blk = chain % NBLK
+    g = (chain // NBLK) % 4
+    bb = (chain // (NBLK * 4)).to(tl.int64)
+    cl = blk * BD + tl.arange(0, BD)
+    cmask = cl < dim_g
+    gc = g * dim_g + cl
+    A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
+    bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
+    last = (tl.arange(0, SEG) == SEG - 1)[:, None]
+    h_in = tl.zeros([BD], dtype=tl.float32)
+    h, w, valid, u, dt, bt, ct = _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g,
+                                               sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b,
+                                               sc_g, sc_h, sc_w, 0, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
+    for seg in range(NSEG):
+        h2, w2, valid2, u2, dt2, bt2, ct2 = _segment_tile(
+            u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g,
+            sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w, seg + 1, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
+        dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)
+        P, hl = tl.associative_scan((tl.exp2(dt * A2[None, :]), dt * u * bt[:, None]), axis=0,
+                                    combine_fn=_combine)
+        hs = hl + P * h_in[None, :]                   # the states from the chain's start
+        h_in = tl.sum(tl.where(last, hs, 0.0), axis=0)
+        _output(hs * ct[:, None], u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr,
+                y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
+                HAS_D, NORM_GATE)
+        h, w, valid, u, dt, bt, ct = h2, w2, valid2, u2, dt2, bt2, ct2
 
 
 def lookback_default(u: Tensor, n_state: int) -> bool:
@@ -218,11 +279,12 @@ def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: boo
     ``whole_groups`` (the norm-gate epilogue): BD covers the group's channels (``WHOLE_GROUP_CONFIGS``)."""
     if whole_groups:
         bd = _pow2(dim_g)
-        seg, warps = WHOLE_GROUP_CONFIGS.get(bd, (max(8, 1024 // bd), 2))
-        defaults = dict(SEG=seg, BD=bd, num_warps=warps)
+        seg, warps, serial = WHOLE_GROUP_CONFIGS.get(bd, (max(8, 1024 // bd), 2, 0))
+        defaults = dict(SEG=seg, BD=bd, num_warps=warps, SERIAL=serial)
     else:
         defaults = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
-    return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
+    return _updated_config(dict(dict(SERIAL=0), **defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config,
+                           ("SEG", "BD"))
 
 
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -248,8 +310,6 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
     nseg = triton.cdiv(L, seg)
     dev = u.device
     y = out if out is not None else torch.empty_like(u)
-    flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter
-    states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     if norm_gate is not None:
         norm_weight, norm_bias, eps, z = norm_gate
@@ -258,10 +318,18 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         nw, nb = (t.reshape(4 * dim_g).float().contiguous() for t in (norm_weight, norm_bias))
     else:
         z, nw, nb, eps = y, A_, A_, 0.0
+    operands = (u, *u.stride(), delta, *delta.stride(), B, B.stride(0), B.stride(1), B.stride(3), B.stride(4),
+                C, C.stride(0), C.stride(1), C.stride(3), C.stride(4), y, *y.stride(), A_, D_, bias_)
+    if cfg["SERIAL"]:  # one program per chain, segments in order (_group4_serial_kernel)
+        _group4_serial_kernel[(n_chains,)](
+            *operands, dim_g, H, W, L, nblk, nseg, z, *z.stride(), nw, nb, float(eps),
+            SEG=seg, BD=bd, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
+            COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None), num_warps=cfg["num_warps"])
+        return y
+    flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter
+    states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
     _group4_lookback_kernel[(n_chains * nseg,)](
-        u, *u.stride(), delta, *delta.stride(),
-        B, B.stride(0), B.stride(1), B.stride(3), B.stride(4), C, C.stride(0), C.stride(1), C.stride(3), C.stride(4),
-        y, *y.stride(), A_, D_, bias_, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
+        *operands, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
         dim_g, H, W, L, n_chains, nblk, nseg, z, *z.stride(), nw, nb, float(eps),
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None),
