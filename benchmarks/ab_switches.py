@@ -29,6 +29,4 @@ ATTRIBUTE_SWITCHES = {
     "AB_DWCONV_WEIGHT_AS_IS": (td, "tap_major", lambda weight: weight),
     "AB_NORM_GATE_UNFUSED": (gm, "NORM_GATE_IN_SCAN", False),
     "AB_NORM_GATE_ALL": (gm, "NORM_GATE_IN_SCAN", "all"),
-    "AB_SCAN_SERIAL": (tlb, "WHOLE_GROUP_CONFIGS", {16: (32, 1, 1), 32: (32, 2, 1), 64: (16, 2, 1), 128: (8, 2, 1)}),
-    "AB_SCAN_SERIAL_WIDE": (tlb, "WHOLE_GROUP_CONFIGS", {16: (64, 2, 1), 32: (64, 4, 1), 64: (32, 4, 1), 128: (16, 4, 1)}),
 }

@@ -37,9 +37,6 @@ AB_NORM_GATE_UNFUSED=1: GroupMamba's scan writes float32 y and Inductor's kernel
     gate (before session 20), instead of the scan kernel's epilogue (``groupmamba.NORM_GATE_IN_SCAN``).
 AB_NORM_GATE_ALL=1: the fused norm-gate scan on every channels-last map, also GroupMamba-B's stage 1,
     where it was measured slower (a candidate, not an undo).
-AB_SCAN_SERIAL=1 / AB_SCAN_SERIAL_WIDE=1: the norm-gate scan on the serial kernel (one program per chain,
-    segments in order, ``triton_lookback._group4_serial_kernel``) with small / wide tiles, instead of
-    ``triton_lookback.WHOLE_GROUP_CONFIGS`` (candidates).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -284,13 +284,10 @@ def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -
 
 
 NORM_GATE_CONFIGS = {  # per map size: candidates against the default of the fused norm-gate kernel
-    56: [dict(SEG=s, num_warps=nw, SERIAL=sr) for s, nw, sr in
-         [(32, 2, 0), (32, 1, 1), (64, 2, 1), (32, 2, 1), (16, 1, 1), (128, 4, 1)]],
-    28: [dict(SEG=s, num_warps=nw, SERIAL=sr) for s, nw, sr in
-         [(32, 1, 0), (16, 1, 0), (32, 2, 1), (64, 4, 1), (16, 2, 1), (16, 1, 1), (32, 4, 1)]],
-    14: [dict(SEG=s, num_warps=nw, SERIAL=sr) for s, nw, sr in
-         [(4, 2, 0), (8, 2, 1), (8, 4, 1), (16, 4, 1), (4, 2, 1), (4, 1, 1)]],
-    7: [dict(SEG=s, num_warps=nw, SERIAL=sr) for s, nw, sr in [(8, 2, 1), (8, 4, 1), (16, 4, 1), (4, 1, 1)]],
+    56: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 1), (32, 2), (16, 1), (128, 2)]],
+    28: [dict(SEG=s, num_warps=nw) for s, nw in [(64, 2), (32, 1), (16, 1), (32, 4)]],
+    14: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4), (16, 2)]],
+    7: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4)]],
 }
 
 

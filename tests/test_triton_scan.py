@@ -119,13 +119,6 @@ INTERP_CASES = [
     norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEG=8, num_warps=1)),
     norm_gate_case(2, 4, 1, 1),
     norm_gate_case(1, 6, 3, 13, dtype="float16", config=dict(SEG=8, CHAINED=0)),
-    # the serial kernel (one program per chain, segments in order, the next one's tiles prefetched):
-    # several segments, the last one partial; one segment; sliced maps; with and without the epilogue
-    norm_gate_case(2, 5, 7, 9, config=dict(SEG=16, SERIAL=1)),
-    norm_gate_case(1, 16, 6, 11, dtype="bfloat16", config=dict(SEG=8, SERIAL=1, num_warps=1)),
-    norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEG=64, SERIAL=1)),
-    group_case(2, 5, 7, 9, channels_last=True, config=dict(LOOKBACK=1, SEG=16, BD=4, SERIAL=1)),
-    group_case(1, 3, 5, 6, config=dict(LOOKBACK=1, SEG=8, BD=2, SERIAL=1)),
     # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
@@ -445,9 +438,6 @@ GPU_CASES = [
     norm_gate_case(4, 48, 28, 28),
     norm_gate_case(4, 106, 14, 14, dtype="bfloat16"),
     norm_gate_case(4, 128, 7, 7, dtype="bfloat16"),
-    norm_gate_case(2, 87, 14, 14, sliced=True, config=dict(SERIAL=1)),
-    norm_gate_case(8, 16, 56, 56, dtype="bfloat16", config=dict(SERIAL=1)),
-    norm_gate_case(4, 112, 7, 7, dtype="bfloat16", config=dict(SERIAL=1)),
     # look-back kernel at full size: many programs spin on their predecessors' flags at once
     group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
     group_case(32, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1)),

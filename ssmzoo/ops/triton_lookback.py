@@ -72,7 +72,7 @@ DEFAULT_CHAINED = 1
 # d 112 at 7x7 45.2 (SEG 8, 2 warps; SEG 16 4 warps 61.4), d 87 at 14x14 121.8 (SEG 8; SEG 16 157.6;
 # s20_run2.txt: SEG 4 or 1 warp no better). Timings of one config differed by up to 1.5x between
 # runs where it was the first timed after the reference (e.g. d 106: 123.0 and 182.0 us).
-WHOLE_GROUP_CONFIGS = {16: (64, 2, 0), 32: (64, 4, 0), 64: (32, 2, 0), 128: (8, 2, 0)}  # BD: SEG, warps, SERIAL
+WHOLE_GROUP_CONFIGS = {16: (64, 2), 32: (64, 4), 64: (32, 2), 128: (8, 2)}  # BD: SEG, num_warps
 
 
 @triton.jit
@@ -217,47 +217,6 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
             HAS_D, NORM_GATE)
 
 
-@triton.jit
-def _group4_serial_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
-                          b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
-                          y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, A_ptr, D_ptr, bias_ptr,
-                          dim_g, H, W, L, NBLK, NSEG,
-                          z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
-                          SEG: tl.constexpr, BD: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                          SOFTPLUS: tl.constexpr, COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0):
-    # One program per chain walks its segments in order and carries the state in registers: no flags,
-    # no waiting on other programs. The tiles of segment k + 1 are loaded before segment k is scanned
-    # (they do not depend on the state), so their latency overlaps the scan. Same arithmetic per
-    # segment as the chained look-back kernel.
-    chain = tl.program_id(0)
-    blk = chain % NBLK
-    g = (chain // NBLK) % 4
-    bb = (chain // (NBLK * 4)).to(tl.int64)
-    cl = blk * BD + tl.arange(0, BD)
-    cmask = cl < dim_g
-    gc = g * dim_g + cl
-    A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
-    bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
-    last = (tl.arange(0, SEG) == SEG - 1)[:, None]
-    h_in = tl.zeros([BD], dtype=tl.float32)
-    h, w, valid, u, dt, bt, ct = _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g,
-                                               sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b,
-                                               sc_g, sc_h, sc_w, 0, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
-    for seg in range(NSEG):
-        h2, w2, valid2, u2, dt2, bt2, ct2 = _segment_tile(
-            u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g,
-            sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w, seg + 1, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
-        dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)
-        P, hl = tl.associative_scan((tl.exp2(dt * A2[None, :]), dt * u * bt[:, None]), axis=0,
-                                    combine_fn=_combine)
-        hs = hl + P * h_in[None, :]                   # the states from the chain's start
-        h_in = tl.sum(tl.where(last, hs, 0.0), axis=0)
-        _output(hs * ct[:, None], u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr,
-                y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
-                HAS_D, NORM_GATE)
-        h, w, valid, u, dt, bt, ct = h2, w2, valid2, u2, dt2, bt2, ct2
-
-
 def lookback_default(u: Tensor, n_state: int) -> bool:
     """Where the look-back kernel beat the tile kernel in the H100 sweep (benchmarks/scan.py
     --lookback, batch 128; docs/gpu_runs/scan_lookback.txt): channels-last maps (the models'
@@ -279,12 +238,11 @@ def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: boo
     ``whole_groups`` (the norm-gate epilogue): BD covers the group's channels (``WHOLE_GROUP_CONFIGS``)."""
     if whole_groups:
         bd = _pow2(dim_g)
-        seg, warps, serial = WHOLE_GROUP_CONFIGS.get(bd, (max(8, 1024 // bd), 2, 0))
-        defaults = dict(SEG=seg, BD=bd, num_warps=warps, SERIAL=serial)
+        seg, warps = WHOLE_GROUP_CONFIGS.get(bd, (max(8, 1024 // bd), 2))
+        defaults = dict(SEG=seg, BD=bd, num_warps=warps)
     else:
         defaults = dict(SEG=DEFAULT_SEG, BD=min(DEFAULT_BD, _pow2(dim_g)), num_warps=DEFAULT_WARPS)
-    return _updated_config(dict(dict(SERIAL=0), **defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config,
-                           ("SEG", "BD"))
+    return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
 
 
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -320,12 +278,6 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
         z, nw, nb, eps = y, A_, A_, 0.0
     operands = (u, *u.stride(), delta, *delta.stride(), B, B.stride(0), B.stride(1), B.stride(3), B.stride(4),
                 C, C.stride(0), C.stride(1), C.stride(3), C.stride(4), y, *y.stride(), A_, D_, bias_)
-    if cfg["SERIAL"]:  # one program per chain, segments in order (_group4_serial_kernel)
-        _group4_serial_kernel[(n_chains,)](
-            *operands, dim_g, H, W, L, nblk, nseg, z, *z.stride(), nw, nb, float(eps),
-            SEG=seg, BD=bd, HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
-            COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None), num_warps=cfg["num_warps"])
-        return y
     flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter
     states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
     _group4_lookback_kernel[(n_chains * nseg,)](
