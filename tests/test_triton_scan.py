@@ -52,11 +52,12 @@ def group_case(batch, dim, H, W, n_state=1, dtype="float32", channels_last=False
                 channels_last=channels_last, sliced=sliced, config=config)
 
 
-def norm_gate_case(batch, dim, H, W, dtype="float32", sliced=False, config=None):
+def norm_gate_case(batch, dim, H, W, dtype="float32", sliced=False, xproj=False, config=None):
     """The scan with GroupMamba's per-group LayerNorm and SiLU(z) gate fused (channels-last maps, as
-    the model's; z a view of another buffer, like the in_proj output it is in the model)."""
+    the model's; z a view of another buffer, like the in_proj output it is in the model); xproj: delta,
+    B and C computed in the kernel from u and the groups' x_proj weight."""
     return dict(kind="norm_gate", batch=batch, dim=dim, H=H, W=W, n_state=1, dtype=dtype,
-                channels_last=True, sliced=sliced, config=config)
+                channels_last=True, sliced=sliced, xproj=xproj or None, config=config)
 
 
 def case_id(c: dict) -> str:
@@ -119,6 +120,11 @@ INTERP_CASES = [
     norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEG=8, num_warps=1)),
     norm_gate_case(2, 4, 1, 1),
     norm_gate_case(1, 6, 3, 13, dtype="float16", config=dict(SEG=8, CHAINED=0)),
+    # ... with x_proj in the kernel too (tensor-core tiles: SEG and BD >= 16; d below BD: masked)
+    norm_gate_case(2, 16, 7, 9, xproj=True, config=dict(SEG=16)),
+    norm_gate_case(1, 16, 6, 11, dtype="bfloat16", xproj=True),
+    norm_gate_case(1, 12, 5, 6, sliced=True, xproj=True, config=dict(SEG=16)),
+    norm_gate_case(1, 20, 3, 13, dtype="float16", xproj=True, config=dict(SEG=16, BD=32)),
     # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
@@ -213,9 +219,14 @@ def run_case(case: dict, device: str, seed: int) -> dict:
         if case["kind"] == "norm_gate":
             z = amap(d)
             extra = (par(1.0 + _rand(gen, 4, d, scale=0.2)), par(_rand(gen, 4, d, scale=0.2)), 1e-5, z)
-            y = ts.group_scan_4dir_norm_gate_triton(u, delta, A, Bm, Cm, D, bias, True, *extra, out=out,
-                                                    config=case["config"])
-            ref = ts.group_scan_4dir_norm_gate_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias, True, *extra)])
+            xw = None
+            if case.get("xproj"):  # (weights representable in the inputs' dtype: the kernel rounds to it)
+                xw = par(_rand(gen, 4, d + 2, d, scale=d ** -0.5).to(dtype).float())
+                delta = Bm = Cm = None
+            y = ts.group_scan_4dir_norm_gate_triton(u, delta, A, Bm, Cm, D, bias, True, *extra, x_proj=xw,
+                                                    out=out, config=case["config"])
+            ref = ts.group_scan_4dir_norm_gate_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias, True, *extra)],
+                                                   x_proj=_f64(xw))
         else:
             y = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, out=out, config=case["config"])
             ref = ts.group_scan_4dir_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias)], True)
@@ -330,7 +341,8 @@ def _check_norm_gate_layer(seed: int) -> dict:
     """GroupMambaLayer on the Triton backend (forced for CPU tensors in the interpreter): the scan with
     the norm and gate fused, against the same layer with them in PyTorch after the scan, and against
     the torch backend; float32 and bfloat16 autocast. "widened": the GPU's dense projections with GEMM
-    inputs widened to aligned rows (as compiled for CUDA), 20 channels: out_proj reads 24-wide rows."""
+    inputs widened to aligned rows (as compiled for CUDA), 20 channels: out_proj reads 24-wide rows.
+    "x_proj": 16 channels per group, where the kernel computes x_proj itself."""
     from unittest import mock
 
     from ssmzoo.models import groupmamba as gm
@@ -342,7 +354,7 @@ def _check_norm_gate_layer(seed: int) -> dict:
     real_op = ts.group_scan_4dir_norm_gate_op
     rel = lambda a, b: ((a.float() - b.float()).norm() / b.float().norm()).item()  # noqa: E731
     out = {}
-    for name, channels, widened in (("plain", 24, False), ("widened", 20, True)):
+    for name, channels, widened in (("plain", 24, False), ("widened", 20, True), ("x_proj", 64, True)):
         mixer = gm.GroupMambaLayer(channels, channels).eval()
         x = torch.randn(2, H * W, channels, generator=gen)
         pads = []
@@ -352,7 +364,8 @@ def _check_norm_gate_layer(seed: int) -> dict:
             plain = mixer(x, H, W)
             stack.enter_context(mock.patch.object(gm, "scan_backend", lambda device=None: "triton"))
             stack.enter_context(mock.patch.object(
-                ts, "group_scan_4dir_norm_gate_op", side_effect=lambda *a: pads.append(a[-1]) or real_op(*a)))
+                ts, "group_scan_4dir_norm_gate_op",
+                side_effect=lambda *a: pads.append((a[12], len(a) > 13 and a[13] is not None)) or real_op(*a)))
             if widened:
                 stack.enter_context(mock.patch.object(gm, "_dense_projections", lambda x: True))
                 stack.enter_context(mock.patch.object(gm, "_widens_gemm_inputs", lambda x: True))
@@ -377,7 +390,9 @@ def test_groupmamba_layer_with_norm_and_gate_in_the_scan_matches_the_unfused_lay
     # where out_proj reads rows widened by zero channels that the operator writes.
     r = run_interpreted(__file__, "--norm-gate-layer")
     assert "error" not in r, r
-    assert r["plain"]["fused_pads"] == [0, 0] and r["widened"]["fused_pads"] == [4, 4], r
+    # (pad, x_proj computed in the kernel) per fused call
+    assert r["plain"]["fused_pads"] == [[0, False]] * 2 and r["widened"]["fused_pads"] == [[4, False]] * 2, r
+    assert r["x_proj"]["fused_pads"] == [[0, True]] * 2, r
     for case in r.values():
         assert case["unfused_calls"] == 0, r
         assert case["vs_unfused"] < 1e-5 and case["vs_torch"] < 1e-5, r
@@ -438,6 +453,10 @@ GPU_CASES = [
     norm_gate_case(4, 48, 28, 28),
     norm_gate_case(4, 106, 14, 14, dtype="bfloat16"),
     norm_gate_case(4, 128, 7, 7, dtype="bfloat16"),
+    norm_gate_case(2, 16, 56, 56, xproj=True),
+    norm_gate_case(32, 16, 56, 56, dtype="bfloat16", xproj=True),
+    norm_gate_case(4, 32, 28, 28, dtype="bfloat16", xproj=True),
+    norm_gate_case(4, 48, 28, 28, xproj=True),
     # look-back kernel at full size: many programs spin on their predecessors' flags at once
     group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
     group_case(32, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1)),

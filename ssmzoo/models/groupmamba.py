@@ -159,10 +159,27 @@ def _norm_gate_in_scan(u: Tensor) -> bool:
     return NORM_GATE_IN_SCAN == "all" or u.shape[2] % 16 == 0 or H * W < 28 * 28
 
 
+# x_proj computed inside the norm-gate scan kernel where its tiles allow it (``_x_proj_in_scan``);
+# False: x_proj stays a GEMM whose output the scan reads.
+X_PROJ_IN_SCAN = True
+
+
+def _x_proj_in_scan(u: Tensor) -> bool:
+    """Whether the norm-gate scan of u also computes x_proj (``X_PROJ_IN_SCAN``): where it runs
+    (``_norm_gate_in_scan``) with tiles of at least 16 x 16 (tensor cores), i.e. groups of up to 64
+    channels (``triton_lookback.WHOLE_GROUP_CONFIGS``: 8 steps per tile for wider ones)."""
+    from ssmzoo.ops.triton_lookback import lookback_config
+
+    if not (X_PROJ_IN_SCAN and _norm_gate_in_scan(u)):
+        return False
+    cfg = lookback_config(u.shape[2], whole_groups=True)
+    return cfg["SEG"] >= 16 and cfg["BD"] >= 16
+
+
 def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                               D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                               norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
-                              pad: int = 0) -> Tensor:
+                              pad: int = 0, x_proj: Optional[Tensor] = None) -> Tensor:
     """``group_norm_gate(group_scan_4dir(...) in float32, ...)``: the scan, each group's LayerNorm and
     the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u. Returned as out_proj reads it:
     (batch, H, W, 4 * d + pad), the last ``pad`` channels zeros (``_gemm_pad``).
@@ -170,7 +187,15 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     On the Triton backend, for d_state 1 on channels-last maps (``NORM_GATE_IN_SCAN``), one kernel:
     the look-back scan normalises and gates y in registers, so the float32 y is never written and
     read back (at GroupMamba-T's stage 1: 103 MB each way per layer, batch 128).
+
+    ``x_proj`` (4, d + 2, d; only where ``_x_proj_in_scan``): delta, B and C are None and the kernel
+    computes them from u (each group's x_proj, dt_proj folded into its delta rows).
     """
+    if x_proj is not None:
+        from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
+
+        return group_scan_4dir_norm_gate_op(u, None, A, None, None, D, delta_bias, delta_softplus,
+                                            norm_weight, norm_bias, eps, z, pad, x_proj)
     if B.shape[2] == 1 and _norm_gate_in_scan(u):
         from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
 
@@ -356,25 +381,31 @@ class GroupMambaLayer(nn.Module):
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so (under autocast its GEMM casts them back anyway,
         # see _x_proj_input), the scan widens them itself (out_dtype below).
+        to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
+        x_proj_in_scan = False
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
-            x_proj = F.pad(w["x_proj_dense"], (0, pad)) if pad else w["x_proj_dense"]
-            x_dbl = F.linear(_x_proj_input(u), x_proj)
-            u = u[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
-            dts, Bs, Cs = torch.split(x_dbl, [width, NUM_DIRECTIONS * d_state, NUM_DIRECTIONS * d_state], dim=-1)
-            dts, Bs, Cs = (t.unflatten(-1, (NUM_DIRECTIONS, -1)) for t in (dts, Bs, Cs))
+            u_wide, u = u, u[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
+            x_proj_in_scan = d_state == 1 and _x_proj_in_scan(to_scan(u))
+            if x_proj_in_scan:  # or in the scan kernel, from the u it reads (group_scan_4dir_norm_gate)
+                dts = Bs = Cs = None
+            else:
+                x_proj = F.pad(w["x_proj_dense"], (0, pad)) if pad else w["x_proj_dense"]
+                x_dbl = F.linear(_x_proj_input(u_wide), x_proj)
+                dts, Bs, Cs = torch.split(x_dbl, [width, NUM_DIRECTIONS * d_state, NUM_DIRECTIONS * d_state], dim=-1)
+                dts, Bs, Cs = (to_scan(t.unflatten(-1, (NUM_DIRECTIONS, -1))) for t in (dts, Bs, Cs))
         else:
             u = u.reshape(batch, H, W, NUM_DIRECTIONS, d_inner)
             x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
             dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
             dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
+            dts, Bs, Cs = to_scan(dts), to_scan(Bs), to_scan(Cs)
 
-        to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
         # the scan, each group's out_norm (all 4 use LayerNorm's default eps) and the SiLU(z) gate, as
         # (B, H, W, width + pad): out_proj's input, its rows widened by zeros like the other GEMMs' inputs
         y = group_scan_4dir_norm_gate(
-            to_scan(u), to_scan(dts), w["A"], to_scan(Bs), to_scan(Cs), D=w["D"], delta_bias=w["delta_bias"],
+            to_scan(u), dts, w["A"], Bs, Cs, D=w["D"], delta_bias=w["delta_bias"],
             delta_softplus=True, norm_weight=w["norm_weight"], norm_bias=w["norm_bias"], eps=g1.out_norm.eps,
-            z=to_scan(z), pad=pad,
+            z=to_scan(z), pad=pad, x_proj=w["x_proj_groups"] if x_proj_in_scan else None,
         )
         if dense:
             out_proj = F.pad(w["out_proj_dense"], (0, pad)) if pad else w["out_proj_dense"]
@@ -486,6 +517,7 @@ def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]
         "in_proj_dense": torch.cat([_block_diag(weights["in_proj"][:, :d_inner]),
                                     _block_diag(weights["in_proj"][:, d_inner:])]),
         "x_proj_dense": torch.cat([_block_diag(delta), _block_diag(b_rows), _block_diag(c_rows)]),
+        "x_proj_groups": torch.cat([delta, b_rows, c_rows], dim=1),  # (4, d + 2, d): for the scan kernel
         "out_proj_dense": _block_diag(weights["out_proj"]),
     }
 

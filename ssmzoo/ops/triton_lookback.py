@@ -51,7 +51,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _combine, _params, _pow2, _step_delta, _updated_config
+from .triton_scan import _combine, _interpreting, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default"]
 
@@ -93,19 +93,39 @@ def _step_positions(t, g, H, W, L, COLS_T: tl.constexpr):
 @triton.jit
 def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
                   b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
-                  seg, g, bb, cl, cmask, H, W, L, SEG: tl.constexpr, COLS_T: tl.constexpr):
+                  seg, g, bb, cl, cmask, dim_g, H, W, L, xw_ptr, SEG: tl.constexpr, BD: tl.constexpr,
+                  COLS_T: tl.constexpr, XPROJ: tl.constexpr, F32: tl.constexpr, UPCAST: tl.constexpr):
     """Segment ``seg`` of group g's scan order for channels cl: its positions (h, w), masks, and the
-    u, delta (SEG, BD) and B, C (SEG,) tiles in float32. Steps past L load nothing (masked)."""
+    u, delta (SEG, BD) and B, C (SEG,) tiles in float32. Steps past L load nothing (masked).
+
+    XPROJ (whole groups, cl = 0..BD-1): delta, B and C are not read but computed from the u tile with
+    the group's x_proj weight (xw_ptr: (4, dim_g + 2, dim_g) in u's dtype, rows delta (dt_proj folded
+    in), B, C): delta on the tensor cores (float32 accumulation; float32 u as exact float32 products),
+    B and C as float32 dot products."""
     t = seg * SEG + tl.arange(0, SEG)
     tmask = t < L
     h, w = _step_positions(t, g, H, W, L, COLS_T)
     valid = tmask[:, None] & cmask[None, :]
-    u = tl.load(u_ptr + bb * su_b + g * su_g + (h * su_h + w * su_w)[:, None] + cl[None, :] * su_c,
-                mask=valid, other=0.0).to(tl.float32)
-    dt = tl.load(dt_ptr + bb * sdt_b + g * sdt_g + (h * sdt_h + w * sdt_w)[:, None] + cl[None, :] * sdt_c,
-                 mask=valid, other=0.0).to(tl.float32)
-    bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
-    ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
+    u_in = tl.load(u_ptr + bb * su_b + g * su_g + (h * su_h + w * su_w)[:, None] + cl[None, :] * su_c,
+                   mask=valid, other=0.0)
+    u = u_in.to(tl.float32)
+    if XPROJ:
+        wg = xw_ptr + g * (dim_g + 2) * dim_g
+        k = tl.arange(0, BD)
+        w_t = tl.load(wg + cl[None, :] * dim_g + k[:, None], mask=cmask[None, :] & (k < dim_g)[:, None], other=0.0)
+        if UPCAST:  # the interpreter's dot mishandles 16-bit floats; their float32 products are exact
+            u_in, w_t = u, w_t.to(tl.float32)
+        if F32 or UPCAST:
+            dt = tl.dot(u_in, w_t, input_precision="ieee")
+        else:
+            dt = tl.dot(u_in, w_t)
+        bt = tl.sum(u * tl.load(wg + dim_g * dim_g + cl, mask=cmask, other=0.0).to(tl.float32)[None, :], axis=1)
+        ct = tl.sum(u * tl.load(wg + (dim_g + 1) * dim_g + cl, mask=cmask, other=0.0).to(tl.float32)[None, :], axis=1)
+    else:
+        dt = tl.load(dt_ptr + bb * sdt_b + g * sdt_g + (h * sdt_h + w * sdt_w)[:, None] + cl[None, :] * sdt_c,
+                     mask=valid, other=0.0).to(tl.float32)
+        bt = tl.load(b_ptr + bb * sb_b + g * sb_g + h * sb_h + w * sb_w, mask=tmask, other=0.0).to(tl.float32)
+        ct = tl.load(c_ptr + bb * sc_b + g * sc_g + h * sc_h + w * sc_w, mask=tmask, other=0.0).to(tl.float32)
     return h, w, valid, u, dt, bt, ct
 
 
@@ -136,10 +156,11 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
-                            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
+                            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, xw_ptr,
                             SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
                             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0,
-                            COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0):
+                            COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0, XPROJ: tl.constexpr = 0,
+                            F32: tl.constexpr = 0, UPCAST: tl.constexpr = 0):
     # NORM_GATE (the programs hold whole groups, NBLK = 1): y is followed by the group's LayerNorm
     # (over its dim_g channels, affine nw/nb) rounded to y's dtype, times SiLU(z); z is read like u
     # PROBE (timing only, wrong output; benchmarks/scan.py --probe): 1 skips the wait for the
@@ -159,7 +180,8 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
     gc = g * dim_g + cl                               # channel index within the 4 groups (A, D, bias)
     h, w, valid, u, dt, bt, ct = _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g,
                                                sdt_c, sdt_h, sdt_w, b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b,
-                                               sc_g, sc_h, sc_w, seg, g, bb, cl, cmask, H, W, L, SEG, COLS_T)
+                                               sc_g, sc_h, sc_w, seg, g, bb, cl, cmask, dim_g, H, W, L, xw_ptr,
+                                               SEG, BD, COLS_T, XPROJ, F32, UPCAST)
     A2 = tl.load(A_ptr + gc, mask=cmask, other=0.0).to(tl.float32) * 1.4426950408889634
     bias = tl.load(bias_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]  # (not loaded without one)
     dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS)  # padding steps: a = 1, b = 0 (identity)
@@ -245,21 +267,32 @@ def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: boo
     return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
 
 
-def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
-                                    D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
-                                    delta_softplus: bool = True, *, out: Optional[Tensor] = None,
-                                    config: Optional[dict] = None, norm_gate: Optional[tuple] = None) -> Tensor:
+def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
+                                    C: Optional[Tensor], D: Optional[Tensor] = None,
+                                    delta_bias: Optional[Tensor] = None, delta_softplus: bool = True, *,
+                                    out: Optional[Tensor] = None, config: Optional[dict] = None,
+                                    norm_gate: Optional[tuple] = None, x_proj: Optional[Tensor] = None) -> Tensor:
     """``group_scan_4dir_triton``'s function and signature (d_state 1) on the look-back kernel.
 
     ``norm_gate`` = (norm_weight (4, d), norm_bias (4, d), eps, z like u): the epilogue of
-    ``group_scan_4dir_norm_gate_triton`` (each program then holds a whole group: BD >= d)."""
+    ``group_scan_4dir_norm_gate_triton`` (each program then holds a whole group: BD >= d).
+    ``x_proj`` (4, d + 2, d), with ``norm_gate`` only: delta, B and C (then None) are computed from u
+    in the kernel (rows: delta with dt_proj folded in, B, C; used in u's dtype, as a GEMM would)."""
     batch, groups, dim_g, H, W = u.shape
-    if groups != 4 or B.shape[2] != 1:
+    if groups != 4 or (B is not None and B.shape[2] != 1):
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")
     L = H * W
     cfg = lookback_config(dim_g, config, whole_groups=norm_gate is not None)
     if norm_gate is not None and cfg["BD"] < dim_g:
         raise ValueError(f"the norm-gate epilogue needs whole groups per program: BD {cfg['BD']} < d {dim_g}")
+    if x_proj is not None:
+        if norm_gate is None or cfg["SEG"] < 16 or cfg["BD"] < 16:
+            raise ValueError(f"x_proj in the scan needs the norm-gate epilogue and tiles of at least 16 x 16 "
+                             f"(tensor cores), got SEG {cfg['SEG']}, BD {cfg['BD']}")
+        if tuple(x_proj.shape) != (4, dim_g + 2, dim_g):
+            raise ValueError(f"x_proj must be (4, {dim_g + 2}, {dim_g}), got {tuple(x_proj.shape)}")
+        x_proj = x_proj.to(u.dtype).contiguous()
+        delta = B = C = u  # (not read)
     if cfg["COLS_T"] and H != W:
         raise ValueError(f"COLS_T (groups 1 and 3 stored transposed) needs a square map, got {H}x{W}")
     seg, bd = cfg["SEG"], cfg["BD"]
@@ -282,8 +315,9 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tens
     states = torch.empty(3, n_chains * nseg * bd, dtype=torch.float32, device=dev)
     _group4_lookback_kernel[(n_chains * nseg,)](
         *operands, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
-        dim_g, H, W, L, n_chains, nblk, nseg, z, *z.stride(), nw, nb, float(eps),
+        dim_g, H, W, L, n_chains, nblk, nseg, z, *z.stride(), nw, nb, float(eps), x_proj if x_proj is not None else A_,
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None),
-        num_warps=cfg["num_warps"])
+        XPROJ=int(x_proj is not None), F32=int(u.dtype == torch.float32),
+        UPCAST=int(_interpreting() and u.dtype != torch.float32), num_warps=cfg["num_warps"])
     return y
