@@ -340,11 +340,8 @@ class GroupMambaLayer(nn.Module):
             x = x.float()
         batch, _, channels = x.shape
         x = self.norm(x)
-        # what in_proj reads (rows widened by zeros where GEMM inputs are, _widened); the gate's mean
-        # reads it too (see _gemm_input), its first `channels` columns (GATE_MEAN_OF_WIDE_ROWS)
-        x_gemm = _widened(_gemm_input(x))
-        mean_of = x_gemm[..., :channels] if GATE_MEAN_OF_WIDE_ROWS else _gemm_input(x)
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(mean_of.mean(dim=1, dtype=torch.float32)))))  # (B, C)
+        x_gemm = _gemm_input(x)  # what in_proj reads; the gate's mean reads it too (see _gemm_input)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x_gemm.mean(dim=1, dtype=torch.float32)))))  # (B, C)
 
         # The 4 SS2D groups as batched ops on channels-last (B, H, W, 4, .) tensors; einsum's "g" is
         # the group axis. Same ops, dtypes and order as running each group alone.
@@ -364,7 +361,7 @@ class GroupMambaLayer(nn.Module):
             if pad:
                 in_proj = torch.cat([F.pad(in_proj[:width], (0, 0, 0, pad)), F.pad(in_proj[width:], (0, 0, 0, pad))])
                 conv_weight, conv_bias = F.pad(conv_weight, (0, 0, 0, 0, 0, 0, 0, pad)), F.pad(conv_bias, (0, pad))
-            xz = _aligned_linear(x_gemm.view(batch, H, W, -1), in_proj)
+            xz = _aligned_linear(x_gemm.view(batch, H, W, channels), in_proj)
             u, z = xz.split(width + pad, dim=-1)
             z = z[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
         else:      # per group [u, z]: u is copied to channels-last once, for the conv
@@ -458,28 +455,12 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     product. Elsewhere (eager, CPU) it is plain ``F.linear``. On the H100 a compiled stage-3 block of
     GroupMamba-T took 704.3 against 733.5 us (benchmarks/ab_block.py, docs/gpu_runs/s19_run3.txt).
     """
-    if x.shape[-1] > weight.shape[1]:  # x already widened (_widened)
-        return F.linear(x, F.pad(weight, (0, x.shape[-1] - weight.shape[1])), bias)
     pad = _gemm_pad(x.shape[-1], x)
     if not pad:
         return F.linear(x, weight, bias)
-    # autocast's cast before the concatenation, so that it fuses into the producer
-    return F.linear(_widened(_gemm_input(x)), F.pad(weight, (0, pad)), bias)
-
-
-def _widened(x: Tensor) -> Tensor:
-    """x with zero columns appended up to a multiple of 8 where GEMM inputs are widened (``_gemm_pad``),
-    else x itself. A concatenation, which Inductor writes from the producing kernel."""
-    pad = _gemm_pad(x.shape[-1], x)
-    return torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1) if pad else x
-
-
-# True: the gate's mean reads the widened rows that in_proj reads (their first C columns), so that
-# the bf16 copy of the normalised input has one user, the concatenation, and Inductor writes it
-# from the norm's kernel (at stage 3 of -T/-S it added a cast + concatenation kernel per layer,
-# docs/gpu_runs/s20_prof_gm.txt); False: the mean reads the unwidened copy (side-by-side timing,
-# benchmarks/ab_block.py AB_GATE_MEAN_UNWIDENED).
-GATE_MEAN_OF_WIDE_ROWS = True
+    x = _gemm_input(x)  # autocast's cast before the concatenation, so that it fuses into the producer
+    x = torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1)
+    return F.linear(x, F.pad(weight, (0, pad)), bias)
 
 
 def _linear(linear: nn.Linear, x: Tensor) -> Tensor:
