@@ -28,6 +28,12 @@ Tickets order every chain's segment k before any segment k + 1, so the predecess
 finished; this was faster on the H100 and, unlike the decoupled fold, gives the same bits on every
 call (see ``DEFAULT_CHAINED``).
 
+GroupMamba's mixer runs it with more around the scan (``group_scan_4dir_norm_gate_triton``): with
+``NORM_GATE`` each program holds a whole group and normalises y over the group's channels, then gates
+it with SiLU(z), in registers (the float32 y never reaches memory); with ``XPROJ`` it also computes
+delta, B and C from the u tile instead of reading an x_proj GEMM's output (docs/scan_notes.md,
+session 20).
+
 Flags and ticket are a fresh zeroed int32 buffer per call; states go through small float32 buffers
 (3 x chains x segments x BD floats). A program's threads store its states, meet at a barrier, and one
 thread then releases the flag (a release by one thread orders only what it has observed; the barrier
