@@ -30,4 +30,5 @@ ATTRIBUTE_SWITCHES = {
     "AB_NORM_GATE_UNFUSED": (gm, "NORM_GATE_IN_SCAN", False),
     "AB_NORM_GATE_ALL": (gm, "NORM_GATE_IN_SCAN", "all"),
     "AB_X_PROJ_GEMM": (gm, "X_PROJ_IN_SCAN", False),
+    "AB_OUT_PROJ_GEMM": (gm, "OUT_PROJ_IN_SCAN", False),
 }

@@ -39,6 +39,8 @@ AB_NORM_GATE_ALL=1: the fused norm-gate scan on every channels-last map, also Gr
     where it was measured slower (a candidate, not an undo).
 AB_X_PROJ_GEMM=1: GroupMamba's x_proj stays a GEMM whose output the norm-gate scan reads (before session 20),
     instead of the scan kernel computing delta, B and C from u (``groupmamba.X_PROJ_IN_SCAN``).
+AB_OUT_PROJ_GEMM=1: GroupMamba's out_proj stays a GEMM after the norm-gate scan, instead of the scan kernel's
+    epilogue (``groupmamba.OUT_PROJ_IN_SCAN``).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -52,12 +52,13 @@ def group_case(batch, dim, H, W, n_state=1, dtype="float32", channels_last=False
                 channels_last=channels_last, sliced=sliced, config=config)
 
 
-def norm_gate_case(batch, dim, H, W, dtype="float32", sliced=False, xproj=False, config=None):
+def norm_gate_case(batch, dim, H, W, dtype="float32", sliced=False, xproj=False, outproj=False, config=None):
     """The scan with GroupMamba's per-group LayerNorm and SiLU(z) gate fused (channels-last maps, as
     the model's; z a view of another buffer, like the in_proj output it is in the model); xproj: delta,
-    B and C computed in the kernel from u and the groups' x_proj weight."""
+    B and C computed in the kernel from u and the groups' x_proj weight; outproj: the groups' out_proj
+    applied in the kernel too."""
     return dict(kind="norm_gate", batch=batch, dim=dim, H=H, W=W, n_state=1, dtype=dtype,
-                channels_last=True, sliced=sliced, xproj=xproj or None, config=config)
+                channels_last=True, sliced=sliced, xproj=xproj or None, outproj=outproj or None, config=config)
 
 
 def case_id(c: dict) -> str:
@@ -125,6 +126,8 @@ INTERP_CASES = [
     norm_gate_case(1, 16, 6, 11, dtype="bfloat16", xproj=True),
     norm_gate_case(1, 12, 5, 6, sliced=True, xproj=True, config=dict(SEG=16)),
     norm_gate_case(1, 20, 3, 13, dtype="float16", xproj=True, config=dict(SEG=16, BD=32)),
+    norm_gate_case(2, 16, 7, 9, xproj=True, outproj=True, config=dict(SEG=16)),
+    norm_gate_case(1, 12, 6, 11, dtype="float16", outproj=True, config=dict(SEG=16)),
     # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
@@ -223,10 +226,11 @@ def run_case(case: dict, device: str, seed: int) -> dict:
             if case.get("xproj"):  # (weights representable in the inputs' dtype: the kernel rounds to it)
                 xw = par(_rand(gen, 4, d + 2, d, scale=d ** -0.5).to(dtype).float())
                 delta = Bm = Cm = None
+            ow = par(_rand(gen, 4, d, d, scale=d ** -0.5).to(dtype).float()) if case.get("outproj") else None
             y = ts.group_scan_4dir_norm_gate_triton(u, delta, A, Bm, Cm, D, bias, True, *extra, x_proj=xw,
-                                                    out=out, config=case["config"])
+                                                    out_proj=ow, out=out, config=case["config"])
             ref = ts.group_scan_4dir_norm_gate_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias, True, *extra)],
-                                                   x_proj=_f64(xw))
+                                                   x_proj=_f64(xw), out_proj=_f64(ow))
         else:
             y = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, out=out, config=case["config"])
             ref = ts.group_scan_4dir_ref(*[_f64(t) for t in (u, delta, A, Bm, Cm, D, bias)], True)
@@ -365,7 +369,7 @@ def _check_norm_gate_layer(seed: int) -> dict:
             stack.enter_context(mock.patch.object(gm, "scan_backend", lambda device=None: "triton"))
             stack.enter_context(mock.patch.object(
                 ts, "group_scan_4dir_norm_gate_op",
-                side_effect=lambda *a: pads.append((a[12], len(a) > 13 and a[13] is not None)) or real_op(*a)))
+                side_effect=lambda *a: pads.append((a[12], a[13] is not None, a[14] is not None)) or real_op(*a)))
             if widened:
                 stack.enter_context(mock.patch.object(gm, "_dense_projections", lambda x: True))
                 stack.enter_context(mock.patch.object(gm, "_widens_gemm_inputs", lambda x: True))
@@ -390,9 +394,10 @@ def test_groupmamba_layer_with_norm_and_gate_in_the_scan_matches_the_unfused_lay
     # where out_proj reads rows widened by zero channels that the operator writes.
     r = run_interpreted(__file__, "--norm-gate-layer")
     assert "error" not in r, r
-    # (pad, x_proj computed in the kernel) per fused call
-    assert r["plain"]["fused_pads"] == [[0, False]] * 2 and r["widened"]["fused_pads"] == [[4, False]] * 2, r
-    assert r["x_proj"]["fused_pads"] == [[0, True]] * 2, r
+    # (pad, x_proj computed in the kernel, out_proj applied in it) per fused call
+    assert r["plain"]["fused_pads"] == [[0, False, False]] * 2, r
+    assert r["widened"]["fused_pads"] == [[4, False, False]] * 2, r
+    assert r["x_proj"]["fused_pads"] == [[0, True, True]] * 2, r
     for case in r.values():
         assert case["unfused_calls"] == 0, r
         assert case["vs_unfused"] < 1e-5 and case["vs_torch"] < 1e-5, r
@@ -457,6 +462,9 @@ GPU_CASES = [
     norm_gate_case(32, 16, 56, 56, dtype="bfloat16", xproj=True),
     norm_gate_case(4, 32, 28, 28, dtype="bfloat16", xproj=True),
     norm_gate_case(4, 48, 28, 28, xproj=True),
+    norm_gate_case(32, 16, 56, 56, dtype="bfloat16", xproj=True, outproj=True),
+    norm_gate_case(4, 32, 28, 28, dtype="bfloat16", xproj=True, outproj=True),
+    norm_gate_case(2, 48, 28, 28, xproj=True, outproj=True),
     # look-back kernel at full size: many programs spin on their predecessors' flags at once
     group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
     group_case(32, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1)),

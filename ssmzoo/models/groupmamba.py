@@ -159,18 +159,20 @@ def _norm_gate_in_scan(u: Tensor) -> bool:
     return NORM_GATE_IN_SCAN == "all" or u.shape[2] % 16 == 0 or H * W < 28 * 28
 
 
-# x_proj computed inside the norm-gate scan kernel where its tiles allow it (``_x_proj_in_scan``);
-# False: x_proj stays a GEMM whose output the scan reads.
+# x_proj / out_proj computed inside the norm-gate scan kernel where its tiles allow it
+# (``_projections_in_scan``); False: they stay GEMMs around the scan.
 X_PROJ_IN_SCAN = True
+OUT_PROJ_IN_SCAN = True
 
 
-def _x_proj_in_scan(u: Tensor) -> bool:
-    """Whether the norm-gate scan of u also computes x_proj (``X_PROJ_IN_SCAN``): where it runs
-    (``_norm_gate_in_scan``) with tiles of at least 16 x 16 (tensor cores), i.e. groups of up to 64
-    channels (``triton_lookback.WHOLE_GROUP_CONFIGS``: 8 steps per tile for wider ones)."""
+def _projections_in_scan(u: Tensor) -> bool:
+    """Whether the norm-gate scan of u can also compute the groups' projections (``X_PROJ_IN_SCAN``,
+    ``OUT_PROJ_IN_SCAN``): where it runs (``_norm_gate_in_scan``) with tiles of at least 16 x 16
+    (tensor cores), i.e. groups of up to 64 channels (``triton_lookback.WHOLE_GROUP_CONFIGS``: 8 steps
+    per tile for wider ones)."""
     from ssmzoo.ops.triton_lookback import lookback_config
 
-    if not (X_PROJ_IN_SCAN and _norm_gate_in_scan(u)):
+    if not _norm_gate_in_scan(u):
         return False
     cfg = lookback_config(u.shape[2], whole_groups=True)
     return cfg["SEG"] >= 16 and cfg["BD"] >= 16
@@ -179,7 +181,8 @@ def _x_proj_in_scan(u: Tensor) -> bool:
 def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                               D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                               norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
-                              pad: int = 0, x_proj: Optional[Tensor] = None) -> Tensor:
+                              pad: int = 0, x_proj: Optional[Tensor] = None,
+                              out_proj: Optional[Tensor] = None) -> Tensor:
     """``group_norm_gate(group_scan_4dir(...) in float32, ...)``: the scan, each group's LayerNorm and
     the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u. Returned as out_proj reads it:
     (batch, H, W, 4 * d + pad), the last ``pad`` channels zeros (``_gemm_pad``).
@@ -188,19 +191,15 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     the look-back scan normalises and gates y in registers, so the float32 y is never written and
     read back (at GroupMamba-T's stage 1: 103 MB each way per layer, batch 128).
 
-    ``x_proj`` (4, d + 2, d; only where ``_x_proj_in_scan``): delta, B and C are None and the kernel
-    computes them from u (each group's x_proj, dt_proj folded into its delta rows).
+    ``x_proj`` (4, d + 2, d) and ``out_proj`` (4, d, d), only where ``_projections_in_scan``: the
+    kernel computes delta, B and C (then None) from u (each group's x_proj, dt_proj folded into its
+    delta rows), and returns each group's out_proj of the gated y instead of y.
     """
-    if x_proj is not None:
-        from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
-
-        return group_scan_4dir_norm_gate_op(u, None, A, None, None, D, delta_bias, delta_softplus,
-                                            norm_weight, norm_bias, eps, z, pad, x_proj)
-    if B.shape[2] == 1 and _norm_gate_in_scan(u):
+    if x_proj is not None or out_proj is not None or (B.shape[2] == 1 and _norm_gate_in_scan(u)):
         from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
 
         return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
-                                            norm_weight, norm_bias, eps, z, pad)
+                                            norm_weight, norm_bias, eps, z, pad, x_proj, out_proj)
     y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
                         out_dtype=torch.float32)
     to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, 4, d, H, W) -> (B, H, W, 4, d)
@@ -382,10 +381,11 @@ class GroupMambaLayer(nn.Module):
         # scan inputs to float32: x_proj gets them so (under autocast its GEMM casts them back anyway,
         # see _x_proj_input), the scan widens them itself (out_dtype below).
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
-        x_proj_in_scan = False
+        x_proj_in_scan = out_proj_in_scan = False
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
             u_wide, u = u, u[..., :width].unflatten(-1, (NUM_DIRECTIONS, d_inner))
-            x_proj_in_scan = d_state == 1 and _x_proj_in_scan(to_scan(u))
+            in_scan = d_state == 1 and _projections_in_scan(to_scan(u))
+            x_proj_in_scan, out_proj_in_scan = in_scan and X_PROJ_IN_SCAN, in_scan and OUT_PROJ_IN_SCAN
             if x_proj_in_scan:  # or in the scan kernel, from the u it reads (group_scan_4dir_norm_gate)
                 dts = Bs = Cs = None
             else:
@@ -406,8 +406,11 @@ class GroupMambaLayer(nn.Module):
             to_scan(u), dts, w["A"], Bs, Cs, D=w["D"], delta_bias=w["delta_bias"],
             delta_softplus=True, norm_weight=w["norm_weight"], norm_bias=w["norm_bias"], eps=g1.out_norm.eps,
             z=to_scan(z), pad=pad, x_proj=w["x_proj_groups"] if x_proj_in_scan else None,
+            out_proj=w["out_proj"] if out_proj_in_scan else None,
         )
-        if dense:
+        if out_proj_in_scan:  # the kernel applied out_proj already
+            y = y.unflatten(-1, (NUM_DIRECTIONS, -1))
+        elif dense:
             out_proj = F.pad(w["out_proj_dense"], (0, pad)) if pad else w["out_proj_dense"]
             y = F.linear(y, out_proj).unflatten(-1, (NUM_DIRECTIONS, -1))
         else:

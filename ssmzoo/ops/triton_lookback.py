@@ -137,9 +137,12 @@ def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt
 
 @triton.jit
 def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
-            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, HAS_D: tl.constexpr, NORM_GATE: tl.constexpr):
+            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, ow_ptr, HAS_D: tl.constexpr,
+            NORM_GATE: tl.constexpr, OUTPROJ: tl.constexpr, BD: tl.constexpr, UPCAST: tl.constexpr):
     """y (+ D u) stored in the output's layout; NORM_GATE: first each position's LayerNorm over the
-    group's dim_g channels (affine nw/nb) rounded to y's dtype, times SiLU(z) (z read like u)."""
+    group's dim_g channels (affine nw/nb) rounded to y's dtype, times SiLU(z) (z read like u).
+    OUTPROJ (whole groups): then the group's out_proj (ow_ptr: (4, dim_g, dim_g) in y's dtype, rows the
+    output channels) of that, rounded to y's dtype first as a GEMM's input, on the tensor cores."""
     if HAS_D:
         y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
     if NORM_GATE:
@@ -152,6 +155,17 @@ def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, 
         zt = tl.load(z_ptr + bb * sz_b + g * sz_g + (h * sz_h + w * sz_w)[:, None] + cl[None, :] * sz_c,
                      mask=valid, other=0.0).to(tl.float32)
         y = y * (zt / (1.0 + tl.exp(-zt)))
+    if OUTPROJ:
+        k = tl.arange(0, BD)
+        w_t = tl.load(ow_ptr + g * dim_g * dim_g + cl[None, :] * dim_g + k[:, None],
+                      mask=cmask[None, :] & (k < dim_g)[:, None], other=0.0)
+        y_in = y.to(y_ptr.dtype.element_ty)
+        if UPCAST:  # the interpreter's dot mishandles 16-bit floats; their float32 products are exact
+            y_in, w_t = y_in.to(tl.float32), w_t.to(tl.float32)
+        if UPCAST or y_ptr.dtype.element_ty == tl.float32:
+            y = tl.dot(y_in, w_t, input_precision="ieee")
+        else:
+            y = tl.dot(y_in, w_t)
     tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
              y.to(y_ptr.dtype.element_ty), mask=valid)
 
@@ -162,11 +176,11 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
                             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
                             A_ptr, D_ptr, bias_ptr, agg_p_ptr, agg_h_ptr, inc_ptr, flag_ptr, ticket_ptr,
                             dim_g, H, W, L, n_chains, NBLK, NSEG,
-                            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, xw_ptr,
+                            z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, xw_ptr, ow_ptr,
                             SEG: tl.constexpr, BD: tl.constexpr, CHAINED: tl.constexpr, HAS_D: tl.constexpr,
                             HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, PROBE: tl.constexpr = 0,
                             COLS_T: tl.constexpr = 0, NORM_GATE: tl.constexpr = 0, XPROJ: tl.constexpr = 0,
-                            F32: tl.constexpr = 0, UPCAST: tl.constexpr = 0):
+                            OUTPROJ: tl.constexpr = 0, F32: tl.constexpr = 0, UPCAST: tl.constexpr = 0):
     # NORM_GATE (the programs hold whole groups, NBLK = 1): y is followed by the group's LayerNorm
     # (over its dim_g channels, affine nw/nb) rounded to y's dtype, times SiLU(z); z is read like u
     # PROBE (timing only, wrong output; benchmarks/scan.py --probe): 1 skips the wait for the
@@ -242,7 +256,7 @@ def _group4_lookback_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, 
 
     _output((hl + P * h_in[None, :]) * ct[:, None], u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr,
             y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w, z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps,
-            HAS_D, NORM_GATE)
+            ow_ptr, HAS_D, NORM_GATE, OUTPROJ, BD, UPCAST)
 
 
 def lookback_default(u: Tensor, n_state: int) -> bool:
@@ -277,13 +291,16 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
                                     C: Optional[Tensor], D: Optional[Tensor] = None,
                                     delta_bias: Optional[Tensor] = None, delta_softplus: bool = True, *,
                                     out: Optional[Tensor] = None, config: Optional[dict] = None,
-                                    norm_gate: Optional[tuple] = None, x_proj: Optional[Tensor] = None) -> Tensor:
+                                    norm_gate: Optional[tuple] = None, x_proj: Optional[Tensor] = None,
+                                    out_proj: Optional[Tensor] = None) -> Tensor:
     """``group_scan_4dir_triton``'s function and signature (d_state 1) on the look-back kernel.
 
     ``norm_gate`` = (norm_weight (4, d), norm_bias (4, d), eps, z like u): the epilogue of
     ``group_scan_4dir_norm_gate_triton`` (each program then holds a whole group: BD >= d).
     ``x_proj`` (4, d + 2, d), with ``norm_gate`` only: delta, B and C (then None) are computed from u
-    in the kernel (rows: delta with dt_proj folded in, B, C; used in u's dtype, as a GEMM would)."""
+    in the kernel (rows: delta with dt_proj folded in, B, C; used in u's dtype, as a GEMM would).
+    ``out_proj`` (4, d, d), likewise: the output is each group's out_proj of the gated y (the weight in
+    the output's dtype)."""
     batch, groups, dim_g, H, W = u.shape
     if groups != 4 or (B is not None and B.shape[2] != 1):
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")
@@ -291,10 +308,14 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
     cfg = lookback_config(dim_g, config, whole_groups=norm_gate is not None)
     if norm_gate is not None and cfg["BD"] < dim_g:
         raise ValueError(f"the norm-gate epilogue needs whole groups per program: BD {cfg['BD']} < d {dim_g}")
+    if (x_proj is not None or out_proj is not None) and (norm_gate is None or cfg["SEG"] < 16 or cfg["BD"] < 16):
+        raise ValueError(f"x_proj / out_proj in the scan need the norm-gate epilogue and tiles of at least "
+                         f"16 x 16 (tensor cores), got SEG {cfg['SEG']}, BD {cfg['BD']}")
+    if out_proj is not None:
+        if tuple(out_proj.shape) != (4, dim_g, dim_g):
+            raise ValueError(f"out_proj must be (4, {dim_g}, {dim_g}), got {tuple(out_proj.shape)}")
+        out_proj = out_proj.to(out.dtype if out is not None else u.dtype).contiguous()
     if x_proj is not None:
-        if norm_gate is None or cfg["SEG"] < 16 or cfg["BD"] < 16:
-            raise ValueError(f"x_proj in the scan needs the norm-gate epilogue and tiles of at least 16 x 16 "
-                             f"(tensor cores), got SEG {cfg['SEG']}, BD {cfg['BD']}")
         if tuple(x_proj.shape) != (4, dim_g + 2, dim_g):
             raise ValueError(f"x_proj must be (4, {dim_g + 2}, {dim_g}), got {tuple(x_proj.shape)}")
         x_proj = x_proj.to(u.dtype).contiguous()
@@ -322,8 +343,9 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
     _group4_lookback_kernel[(n_chains * nseg,)](
         *operands, states[0], states[1], states[2], flags, flags[n_chains * nseg:],
         dim_g, H, W, L, n_chains, nblk, nseg, z, *z.stride(), nw, nb, float(eps), x_proj if x_proj is not None else A_,
+        out_proj if out_proj is not None else A_,
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None),
-        XPROJ=int(x_proj is not None), F32=int(u.dtype == torch.float32),
+        XPROJ=int(x_proj is not None), OUTPROJ=int(out_proj is not None), F32=int(u.dtype == torch.float32),
         UPCAST=int(_interpreting() and u.dtype != torch.float32), num_warps=cfg["num_warps"])
     return y

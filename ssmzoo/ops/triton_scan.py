@@ -853,7 +853,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
 def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
                                      C: Optional[Tensor], D: Optional[Tensor], delta_bias: Optional[Tensor],
                                      delta_softplus: bool, norm_weight: Tensor, norm_bias: Tensor, eps: float,
-                                     z: Tensor, *, x_proj: Optional[Tensor] = None, out: Optional[Tensor] = None,
+                                     z: Tensor, *, x_proj: Optional[Tensor] = None,
+                                     out_proj: Optional[Tensor] = None, out: Optional[Tensor] = None,
                                      config: Optional[dict] = None) -> Tensor:
     """GroupMamba's scan with what follows it in the mixer, ``group_scan_4dir_norm_gate_ref``'s function:
     y = the 4-direction scan (float32 in registers), each group's LayerNorm over its d channels (affine
@@ -864,8 +865,10 @@ def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tens
     ``x_proj`` (4, d + 2, d): what precedes the scan too. delta, B and C (pass None) are then each
     group's x_proj of u (rows: delta with dt_proj folded in, B, C), computed in the kernel from the u
     tile it reads anyway (the weight in u's dtype, float32 accumulation), instead of read from a GEMM's
-    output; needs launch tiles of at least 16 x 16 (``triton_lookback.WHOLE_GROUP_CONFIGS``)."""
-    _check_device(u, delta, A, B, C, D, delta_bias, norm_weight, norm_bias, z, x_proj)
+    output; needs launch tiles of at least 16 x 16 (``triton_lookback.WHOLE_GROUP_CONFIGS``).
+    ``out_proj`` (4, d, d): and what follows: the result is each group's out_proj of the gated y
+    (rounded to z's dtype as a GEMM's input, the weight in z's dtype, float32 accumulation)."""
+    _check_device(u, delta, A, B, C, D, delta_bias, norm_weight, norm_bias, z, x_proj, out_proj)
     if u.shape[1] != 4 or (B is not None and B.shape[2] != 1):
         raise ValueError("the fused norm-gate scan takes 4 groups and d_state 1")
     if (x_proj is None) == (delta is None or B is None or C is None):
@@ -876,7 +879,8 @@ def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tens
 
     y = out if out is not None else torch.empty_like(u, dtype=z.dtype)
     return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
-                                           config=config, norm_gate=(norm_weight, norm_bias, eps, z), x_proj=x_proj)
+                                           config=config, norm_gate=(norm_weight, norm_bias, eps, z), x_proj=x_proj,
+                                           out_proj=out_proj)
 
 
 def x_proj_operands(u: Tensor, x_proj: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -910,14 +914,20 @@ def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
 def group_scan_4dir_norm_gate_ref(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
                                   C: Optional[Tensor], D: Optional[Tensor], delta_bias: Optional[Tensor],
                                   delta_softplus: bool, norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
-                                  x_proj: Optional[Tensor] = None, scan_fn=selective_scan_ref) -> Tensor:
+                                  x_proj: Optional[Tensor] = None, out_proj: Optional[Tensor] = None,
+                                  scan_fn=selective_scan_ref) -> Tensor:
     """``group_norm_gate`` of ``group_scan_4dir_ref``'s y (float64 inputs: float64 throughout); with
-    ``x_proj``, delta, B and C from ``x_proj_operands``."""
+    ``x_proj``, delta, B and C from ``x_proj_operands``; with ``out_proj``, each group's out_proj of
+    that (weight rounded to z's dtype, accumulated in float32 / float64, rounded once)."""
     if x_proj is not None:
         delta, B, C = x_proj_operands(u, x_proj)
     y = group_scan_4dir_ref(u, delta, A, B, C, D, delta_bias, delta_softplus, scan_fn=scan_fn)
     to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (b, 4, d, H, W) -> (b, H, W, 4, d)
-    return group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).permute(0, 3, 4, 1, 2)
+    y = group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z))
+    if out_proj is not None:
+        acc = torch.promote_types(y.dtype, torch.float32)
+        y = torch.einsum("bhwgd,ged->bhwge", y.to(acc), out_proj.to(y.dtype).to(acc)).to(y.dtype)
+    return y.permute(0, 3, 4, 1, 2)
 
 
 def bimamba_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
@@ -986,24 +996,26 @@ def _group_scan_4dir_fake(u, delta, A, B, C, D=None, delta_bias=None, delta_soft
 def group_scan_4dir_norm_gate_op(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
                                  C: Optional[Tensor], D: Optional[Tensor], delta_bias: Optional[Tensor],
                                  delta_softplus: bool, norm_weight: Tensor, norm_bias: Tensor, eps: float,
-                                 z: Tensor, pad: int = 0, x_proj: Optional[Tensor] = None) -> Tensor:
+                                 z: Tensor, pad: int = 0, x_proj: Optional[Tensor] = None,
+                                 out_proj: Optional[Tensor] = None) -> Tensor:
     """``group_scan_4dir_norm_gate_triton`` as the operator ``torch.ops.ssmzoo.group_scan_4dir_norm_gate``,
     in the layout GroupMamba's out_proj reads: (batch, H, W, 4 * d + pad), channels-last, the last
-    ``pad`` channels zeros (a GEMM input widened to aligned rows without a copy)."""
+    ``pad`` channels zeros (a GEMM input widened to aligned rows without a copy); with ``out_proj``,
+    out_proj's output in the same layout."""
     wide = _group_scan_4dir_norm_gate_fake(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight,
-                                           norm_bias, eps, z, pad, x_proj)
+                                           norm_bias, eps, z, pad, x_proj, out_proj)
     batch, groups, dim_g, H, W = u.shape
     if pad:
         wide[..., groups * dim_g:].zero_()
     out = wide[..., :groups * dim_g].unflatten(-1, (groups, dim_g)).permute(0, 3, 4, 1, 2)
     group_scan_4dir_norm_gate_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight, norm_bias,
-                                     eps, z, x_proj=x_proj, out=out)
+                                     eps, z, x_proj=x_proj, out_proj=out_proj, out=out)
     return wide
 
 
 @group_scan_4dir_norm_gate_op.register_fake
 def _group_scan_4dir_norm_gate_fake(u, delta, A, B, C, D, delta_bias, delta_softplus, norm_weight, norm_bias,
-                                    eps, z, pad=0, x_proj=None):
+                                    eps, z, pad=0, x_proj=None, out_proj=None):
     batch, groups, dim_g, H, W = u.shape
     return u.new_empty(batch, H, W, groups * dim_g + pad, dtype=z.dtype)
 
