@@ -31,8 +31,8 @@ call (see ``DEFAULT_CHAINED``).
 GroupMamba's mixer runs it with more around the scan (``group_scan_4dir_norm_gate_triton``): with
 ``NORM_GATE`` each program holds a whole group and normalises y over the group's channels, then gates
 it with SiLU(z), in registers (the float32 y never reaches memory); with ``XPROJ`` it also computes
-delta, B and C from the u tile instead of reading an x_proj GEMM's output (docs/scan_notes.md,
-session 20).
+delta, B and C from the u tile instead of reading an x_proj GEMM's output, and with ``OUTPROJ`` it
+writes out_proj's output instead of its input (docs/scan_notes.md, session 20).
 
 Flags and ticket are a fresh zeroed int32 buffer per call; states go through small float32 buffers
 (3 x chains x segments x BD floats). A program's threads store its states, meet at a barrier, and one

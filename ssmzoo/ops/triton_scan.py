@@ -10,8 +10,9 @@ Four entry points, all accumulating in float32:
     straight from the (batch, 4, d, H, W) tensors whatever their strides (channel-first or
     channels-last) and written back in the spatial layout: no transposes, flips or copies.
 ``group_scan_4dir_norm_gate_triton`` the same scan with what follows it in GroupMamba's mixer (each
-    group's LayerNorm and the SiLU(z) gate) and optionally what precedes it (x_proj) in the kernel
-    (the look-back kernel of ``triton_lookback``); reference ``group_scan_4dir_norm_gate_ref``.
+    group's LayerNorm and the SiLU(z) gate, optionally out_proj) and optionally what precedes it
+    (x_proj) in the kernel (the look-back kernel of ``triton_lookback``); reference
+    ``group_scan_4dir_norm_gate_ref``.
 ``bimamba_scan_triton``    VideoMamba's bidirectional ("bimamba v2") mixer scan: forward and
     backward directions, each with its own u/delta/A/B/C/D, in one launch; the backward direction
     is read by index, and gate and skip terms are fused into the epilogue.
