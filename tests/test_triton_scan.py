@@ -338,6 +338,21 @@ def _check_custom_ops(seed: int) -> dict:
     ref = ts.group_scan_4dir_norm_gate_ref(*(t.double() if torch.is_tensor(t) else t for t in norm_gate_args))
     errors["norm_gate_vs_float64"] = ((narrow.double() - ref.permute(0, 3, 4, 1, 2).flatten(-2)).norm()
                                       / ref.norm()).item()
+
+    # x_proj and out_proj in the kernel (16 channels per group: tensor-core tiles)
+    d16 = 16
+    maps = lambda c: torch.randn(b, H, W, 4, c, generator=gen).permute(0, 3, 4, 1, 2)  # noqa: E731
+    proj_args = (maps(d16), None, -torch.exp(torch.randn(4, d16, 1, generator=gen) * 0.5), None, None,
+                 torch.randn(4, d16, generator=gen), 0.1 * torch.randn(4, d16, generator=gen), True,
+                 1.0 + 0.2 * torch.randn(4, d16, generator=gen), 0.2 * torch.randn(4, d16, generator=gen), 1e-5,
+                 maps(d16), 0, 0.25 * torch.randn(4, d16 + 2, d16, generator=gen),
+                 0.25 * torch.randn(4, d16, d16, generator=gen))
+    torch.library.opcheck(ts.group_scan_4dir_norm_gate_op, proj_args, test_utils=("test_schema", "test_faketensor"))
+    projected = ts.group_scan_4dir_norm_gate_op(*proj_args)
+    ref = ts.group_scan_4dir_norm_gate_ref(*(t.double() if torch.is_tensor(t) else t for t in proj_args[:12]),
+                                           x_proj=proj_args[13].double(), out_proj=proj_args[14].double())
+    errors["projections_vs_float64"] = ((projected.double() - ref.permute(0, 3, 4, 1, 2).flatten(-2)).norm()
+                                        / ref.norm()).item()
     return errors
 
 

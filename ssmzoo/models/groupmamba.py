@@ -178,7 +178,7 @@ def _projections_in_scan(u: Tensor) -> bool:
     return cfg["SEG"] >= 16 and cfg["BD"] >= 16
 
 
-def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor], C: Optional[Tensor],
                               D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
                               norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
                               pad: int = 0, x_proj: Optional[Tensor] = None,
@@ -196,6 +196,7 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     delta rows), and returns each group's out_proj of the gated y instead of y.
     """
     if x_proj is not None or out_proj is not None or (B.shape[2] == 1 and _norm_gate_in_scan(u)):
+        # (out_proj's output feeds the product with x, no GEMM: it is never widened)
         from ssmzoo.ops.triton_scan import group_scan_4dir_norm_gate_op
 
         return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
@@ -379,7 +380,7 @@ class GroupMambaLayer(nn.Module):
         # The projections act on each position separately, so they are computed in the spatial
         # layout; only the recurrence itself depends on the scan direction. The authors force the
         # scan inputs to float32: x_proj gets them so (under autocast its GEMM casts them back anyway,
-        # see _x_proj_input), the scan widens them itself (out_dtype below).
+        # see _x_proj_input), the scan widens them itself (in registers; y float32 before the norm).
         to_scan = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, H, W, 4, c) -> (B, 4, c, H, W) view
         x_proj_in_scan = out_proj_in_scan = False
         if dense:  # delta, B and C of all groups from one GEMM, dt_proj folded into x_proj
@@ -405,7 +406,7 @@ class GroupMambaLayer(nn.Module):
         y = group_scan_4dir_norm_gate(
             to_scan(u), dts, w["A"], Bs, Cs, D=w["D"], delta_bias=w["delta_bias"],
             delta_softplus=True, norm_weight=w["norm_weight"], norm_bias=w["norm_bias"], eps=g1.out_norm.eps,
-            z=to_scan(z), pad=pad, x_proj=w["x_proj_groups"] if x_proj_in_scan else None,
+            z=to_scan(z), pad=0 if out_proj_in_scan else pad, x_proj=w["x_proj_groups"] if x_proj_in_scan else None,
             out_proj=w["out_proj"] if out_proj_in_scan else None,
         )
         if out_proj_in_scan:  # the kernel applied out_proj already
