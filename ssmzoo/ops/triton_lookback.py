@@ -347,5 +347,6 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
         SEG=seg, BD=bd, CHAINED=bool(cfg["CHAINED"]), HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         PROBE=int(cfg["PROBE"]), COLS_T=int(cfg["COLS_T"]), NORM_GATE=int(norm_gate is not None),
         XPROJ=int(x_proj is not None), OUTPROJ=int(out_proj is not None), F32=int(u.dtype == torch.float32),
-        UPCAST=int(_interpreting() and u.dtype != torch.float32), num_warps=cfg["num_warps"])
+        UPCAST=int(_interpreting() and (u.dtype, y.dtype) != (torch.float32, torch.float32)),  # 16-bit dots
+        num_warps=cfg["num_warps"])
     return y
