@@ -359,8 +359,10 @@ def main() -> None:
                     help="only the GroupMamba scan in the compiled models' operand layout, for these models "
                          "(e.g. T or TSB): the default vs candidate configs (MODEL_LAYOUT_CONFIGS or --configs)")
     ap.add_argument("--norm-gate", default=None, metavar="MODELS",
-                    help="only the scan with the out_norm and gate fused (the models' path), for these models' "
-                         "stage shapes, beside the plain scan: the default vs candidate configs")
+                    help="only the scan with the out_norm and gate fused, for these models' stage shapes, beside "
+                         "the plain scan: the default vs candidate configs (delta, B, C read from memory: the "
+                         "models' path at 14x14 and 7x7; at 56x56 and 28x28 they compute x_proj and out_proj "
+                         "in the kernel too, which this sweep does not time)")
     ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "

@@ -167,15 +167,13 @@ OUT_PROJ_IN_SCAN = True
 
 def _projections_in_scan(u: Tensor) -> bool:
     """Whether the norm-gate scan of u can also compute the groups' projections (``X_PROJ_IN_SCAN``,
-    ``OUT_PROJ_IN_SCAN``): where it runs (``_norm_gate_in_scan``) with tiles of at least 16 x 16
-    (tensor cores), i.e. groups of up to 64 channels (``triton_lookback.WHOLE_GROUP_CONFIGS``: 8 steps
-    per tile for wider ones)."""
-    from ssmzoo.ops.triton_lookback import lookback_config
-
+    ``OUT_PROJ_IN_SCAN``): where it runs (``_norm_gate_in_scan``) with tiles large enough for the
+    tensor cores (``triton_lookback.projections_fit``)."""
     if not _norm_gate_in_scan(u):
         return False
-    cfg = lookback_config(u.shape[2], whole_groups=True)
-    return cfg["SEG"] >= 16 and cfg["BD"] >= 16
+    from ssmzoo.ops.triton_lookback import projections_fit
+
+    return projections_fit(u.shape[2])
 
 
 def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor], C: Optional[Tensor],
@@ -204,9 +202,8 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: 
     y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
                         out_dtype=torch.float32)
     to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, 4, d, H, W) -> (B, H, W, 4, d)
-    y = group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).flatten(-2)
-    # a concatenation with zeros: compiled, Inductor writes the norm's output into the wider buffer
-    return torch.cat([y, y.new_zeros(*y.shape[:-1], pad)], dim=-1) if pad else y
+    # compiled, Inductor writes the norm's output into the wider buffer (see _zero_columns)
+    return _zero_columns(group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).flatten(-2), pad)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -462,9 +459,14 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     pad = _gemm_pad(x.shape[-1], x)
     if not pad:
         return F.linear(x, weight, bias)
-    x = _gemm_input(x)  # autocast's cast before the concatenation, so that it fuses into the producer
-    x = torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1)
-    return F.linear(x, F.pad(weight, (0, pad)), bias)
+    # autocast's cast before the concatenation, so that it fuses into the producer
+    return F.linear(_zero_columns(_gemm_input(x), pad), F.pad(weight, (0, pad)), bias)
+
+
+def _zero_columns(x: Tensor, pad: int) -> Tensor:
+    """x with ``pad`` zero columns appended (x itself for 0): a concatenation, which Inductor writes
+    from the kernel that produces x, with a small kernel for the zeros (see _aligned_linear)."""
+    return torch.cat([x, x.new_zeros(*x.shape[:-1], pad)], dim=-1) if pad else x
 
 
 def _linear(linear: nn.Linear, x: Tensor) -> Tensor:

@@ -59,7 +59,7 @@ import triton.language as tl
 
 from .triton_scan import _combine, _interpreting, _params, _pow2, _step_delta, _updated_config
 
-__all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default"]
+__all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default", "projections_fit"]
 
 # From the H100 sweep (benchmarks/scan.py --lookback, 7 configs x GroupMamba's stage shapes, batch 128;
 # docs/gpu_runs/scan_lookback.txt): 64 steps x 16 channels on 2 warps was the fastest or within 5% of
@@ -287,6 +287,17 @@ def lookback_config(dim_g: int, config: Optional[dict] = None, whole_groups: boo
     return _updated_config(dict(defaults, CHAINED=DEFAULT_CHAINED, PROBE=0, COLS_T=0), config, ("SEG", "BD"))
 
 
+def _tiles_fit_dots(cfg: dict) -> bool:
+    """Whether a launch's (SEG, BD) tiles are large enough for ``tl.dot`` (tensor cores: 16 x 16)."""
+    return cfg["SEG"] >= 16 and cfg["BD"] >= 16
+
+
+def projections_fit(dim_g: int) -> bool:
+    """Whether the norm-gate launch of groups of ``dim_g`` channels (``WHOLE_GROUP_CONFIGS``) can also
+    compute x_proj / out_proj in the kernel: groups of up to 64 channels (8 steps per tile for wider)."""
+    return _tiles_fit_dots(lookback_config(dim_g, whole_groups=True))
+
+
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
                                     C: Optional[Tensor], D: Optional[Tensor] = None,
                                     delta_bias: Optional[Tensor] = None, delta_softplus: bool = True, *,
@@ -308,7 +319,7 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
     cfg = lookback_config(dim_g, config, whole_groups=norm_gate is not None)
     if norm_gate is not None and cfg["BD"] < dim_g:
         raise ValueError(f"the norm-gate epilogue needs whole groups per program: BD {cfg['BD']} < d {dim_g}")
-    if (x_proj is not None or out_proj is not None) and (norm_gate is None or cfg["SEG"] < 16 or cfg["BD"] < 16):
+    if (x_proj is not None or out_proj is not None) and (norm_gate is None or not _tiles_fit_dots(cfg)):
         raise ValueError(f"x_proj / out_proj in the scan need the norm-gate epilogue and tiles of at least "
                          f"16 x 16 (tensor cores), got SEG {cfg['SEG']}, BD {cfg['BD']}")
     if out_proj is not None:
