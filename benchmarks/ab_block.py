@@ -11,7 +11,7 @@ all variants alike. A variant is ``base`` (the code as it is) or a "+"-joined li
 ``ab_switches.ATTRIBUTE_SWITCHES`` names; one named twice is compiled twice, which shows how far two
 compiles of the same code differ (session 19: up to ~6 us per block, while the rounds of one
 compiled graph agree within ~0.5 us). Prints the median time per block and, times the stage's
-depth, per forward.
+depth, per forward. Stage 0 is the stem (``patch_embed1``, from a 224x224 image batch to tokens).
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ class Wrapped(torch.nn.Module):
         self.block, self.size = block, size
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if isinstance(self.block, gm.Stem):
+            return self.block(x)[0]
         return self.block(x, self.size, self.size)
 
 
@@ -61,7 +63,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="groupmamba_tiny")
     ap.add_argument("--variants", default="base", help="comma-separated: base or '+'-joined switch names")
-    ap.add_argument("--stages", default="1,2,3,4", help="1-based stage numbers")
+    ap.add_argument("--stages", default="1,2,3,4", help="1-based stage numbers; 0 is the stem")
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
@@ -74,12 +76,22 @@ def main() -> None:
     print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}; {args.model} blocks, batch {args.batch}, "
           f"bf16 autocast, compiled + CUDA graph; median of {args.rounds} rounds", flush=True)
     for stage in map(int, args.stages.split(",")):
-        block = getattr(model, f"block{stage}")[0]
-        size = 224 // 2 ** (stage + 1)
-        channels = block.norm2.normalized_shape[0]
-        depth = len(getattr(model, f"block{stage}"))
+        if stage == 0:
+            block, size, depth = model.patch_embed1, 224, 1
+            channels = block.conv[0].in_channels
+            x = torch.randn(args.batch, channels, size, size, device="cuda")
+        else:
+            block = getattr(model, f"block{stage}")[0]
+            size = 224 // 2 ** (stage + 1)
+            channels = block.norm2.normalized_shape[0]
+            depth = len(getattr(model, f"block{stage}"))
+            x = torch.randn(args.batch, size * size, channels, device="cuda")
         block = block.eval().cuda().requires_grad_(False)
-        x = torch.randn(args.batch, size * size, channels, device="cuda")
+        if stage == 0:  # batch-norm statistics away from the identity, so the fold is exercised
+            for m in block.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.normal_()
+                    m.running_var.uniform_(0.5, 2.0)
         graphs = []
         for v in variants:
             saved = apply(v)

@@ -15,7 +15,10 @@ AB_VM_UNFUSED_CONV=1: VideoMamba's causal conv1d + SiLU as F.conv1d, F.silu and 
 AB_VM_PATCH_CONV=1: VideoMamba's patch embedding as the cuDNN conv (instead of one GEMM over the patches).
 AB_PLAIN_LINEAR=1: CPU linears and convs + activation as the plain PyTorch ops (instead of oneDNN fused ones, ssmzoo.ops.cpu_onednn).
 AB_PLAIN_CONV=1: GroupMamba's CPU depthwise convs as F.conv2d + a separate activation (only the linears fused).
-AB_CUDNN_STEM=1: GroupMamba's first stem conv on cuDNN (instead of the Triton implicit GEMM).
+AB_CUDNN_STEM=1: GroupMamba's stem on cuDNN (instead of the Triton implicit GEMMs).
+AB_STEM_FIRST_CONV_ONLY=1: GroupMamba's stem with only the 3-channel conv on the Triton implicit GEMM
+    (before session 21) and the rest as cuDNN convs + batch-norm/ReLU kernels, instead of all four convs
+    with their norms and ReLUs in the kernel's epilogue (``groupmamba.STEM_IGEMM_ALL``).
 AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as Inductor's cuDNN conv +
     fused activation (before session 15) instead of the fused Triton op (an opaque node); =ffn: the op
     for the FFNs' convs only; =1: the op for all (the default).

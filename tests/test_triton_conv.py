@@ -29,11 +29,14 @@ EPS = {"float32": 0.0, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 TOL64 = {"float32": 1e-6, "float16": 2e-3, "bfloat16": 1e-2}
 
 
-def case(batch, C, H, W, C_out, k=7, stride=2, padding=3, dtype="float32", layout="cf", bias=False, config=None):
-    """layout: "cf" contiguous (B, C, H, W) (an image batch), "cl" channels-last, "sliced" a channel
-    slice of a wider channels-last tensor (``interpreter.random_map``)."""
+def case(batch, C, H, W, C_out, k=7, stride=2, padding=3, dtype="float32", layout="cf", bias=False, bn=False,
+         config=None):
+    """layout: "cf" contiguous (B, C, H, W) (an image batch: the reduction runs channel by channel),
+    "cl" channels-last, "sliced" a channel slice of a wider channels-last tensor
+    (``interpreter.random_map``; both tap by tap). bn: a float32 scale and shift (a folded batch norm)
+    and ReLU in the epilogue."""
     return dict(batch=batch, C=C, H=H, W=W, C_out=C_out, k=k, stride=stride, padding=padding, dtype=dtype,
-                layout=layout, bias=bias, config=config)
+                layout=layout, bias=bias, bn=bn, config=config)
 
 
 def case_id(c: dict) -> str:
@@ -49,6 +52,10 @@ INTERP_CASES = [
     case(1, 2, 5, 5, 24, k=3, stride=2, padding=2, dtype="bfloat16", layout="cl"),
     case(1, 3, 7, 9, 200, k=3, stride=1, padding=1, config=dict(BLOCK_M=16, BLOCK_K=16)),  # 2 channel blocks
     case(1, 3, 1, 1, 16, k=1, stride=1, padding=0),
+    case(2, 16, 9, 7, 16, k=3, stride=1, padding=1, layout="cl", bn=True),         # the stem's middle convs
+    case(1, 32, 7, 10, 64, k=3, stride=2, padding=1, dtype="bfloat16", layout="cl", bias=True),  # its proj
+    case(1, 24, 6, 5, 20, k=3, stride=1, padding=1, dtype="float16", layout="sliced", bn=True),  # taps span chunks
+    case(1, 16, 5, 6, 24, k=3, stride=1, padding=1, dtype="bfloat16", layout="cf", bn=True),     # channel by channel
 ]
 
 
@@ -57,20 +64,31 @@ def _inputs(c: dict, device: str, seed: int):
     dtype = getattr(torch, c["dtype"])
     b, C, H, W = c["batch"], c["C"], c["H"], c["W"]
     x = random_map(gen, b, C, H, W, c["layout"])
-    w = torch.randn(c["C_out"], C, c["k"], c["k"], generator=gen) / c["k"]
+    w = torch.randn(c["C_out"], C, c["k"], c["k"], generator=gen) / (c["k"] * C ** 0.5)
     bias = torch.randn(c["C_out"], generator=gen) if c["bias"] else None
+    scale = None
+    if c["bn"]:  # float32, as the models' folded batch norms hand them over
+        scale = torch.rand(c["C_out"], generator=gen).to(device) + 0.5
+        shift = torch.randn(c["C_out"], generator=gen)
+        bias = shift if bias is None else bias + shift
     return (x.to(device=device, dtype=dtype), w.to(device=device, dtype=dtype),
-            None if bias is None else bias.to(device=device, dtype=dtype))
+            None if bias is None else bias.to(device=device, dtype=torch.float32 if c["bn"] else dtype), scale)
 
 
 def run_case(c: dict, device: str, seed: int) -> dict:
     from ssmzoo.ops.triton_conv import conv2d_igemm_ref, conv2d_igemm_triton
 
-    x, w, b = _inputs(c, device, seed)
-    y = conv2d_igemm_triton(x, w, b, c["stride"], c["padding"], config=c["config"])
-    ref = conv2d_igemm_ref(x, w, b, c["stride"], c["padding"])
-    ref64 = F.conv2d(x.double(), w.double(), None if b is None else b.double(), stride=c["stride"],
-                     padding=c["padding"])
+    x, w, b, scale = _inputs(c, device, seed)
+    relu = c["bn"]
+    y = conv2d_igemm_triton(x, w, b, c["stride"], c["padding"], scale=scale, relu=relu, config=c["config"])
+    ref = conv2d_igemm_ref(x, w, b, c["stride"], c["padding"], scale=scale, relu=relu)
+    ref64 = F.conv2d(x.double(), w.double(), None, stride=c["stride"], padding=c["padding"])
+    if scale is not None:
+        ref64 = ref64 * scale.double()[:, None, None]
+    if b is not None:
+        ref64 = ref64 + b.double()[:, None, None]
+    if relu:
+        ref64 = ref64.clamp_min(0)
     eps = EPS[c["dtype"]]
     d = (y.double() - ref.double()).abs()
     bound = (1e-5 + 1e-5 * ref.double().abs()) if eps == 0.0 else (2 * eps * ref.double().abs() + 1e-2 * eps)
@@ -89,8 +107,8 @@ def _check(r: dict, c: dict) -> None:
 
 
 def _check_operator_and_stem(seed: int) -> dict:
-    """The subprocess side: opcheck of the operator, autocast casts, and a GroupMamba stem whose first
-    conv is forced onto the kernel against the plain stem."""
+    """The subprocess side: opcheck of the operator, autocast casts, and a GroupMamba stem forced onto
+    the kernels (``Stem.forward_igemm``: batch norms folded into the epilogues) against the plain stem."""
     import ssmzoo.models.groupmamba as gm
     from ssmzoo.ops.triton_conv import conv2d_igemm, conv2d_igemm_op
 
@@ -99,6 +117,9 @@ def _check_operator_and_stem(seed: int) -> dict:
     w = torch.randn(8, 3, 7, 7, generator=gen) / 7
     out = {}
     torch.library.opcheck(conv2d_igemm_op, (x, w, None, 2, 3))
+    x_cl = torch.randn(1, 16, 6, 7, generator=gen).contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(conv2d_igemm_op, (x_cl, torch.randn(8, 16, 3, 3, generator=gen), torch.randn(8, generator=gen),
+                                            1, 1, torch.rand(8, generator=gen), True))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out["autocast_dtype"] = str(conv2d_igemm(x, w, None, 2, 3).dtype)
     stem = gm.Stem(3, 16, 32).eval()
@@ -108,7 +129,7 @@ def _check_operator_and_stem(seed: int) -> dict:
                 m.running_mean.normal_(generator=gen)
                 m.running_var.uniform_(0.5, 2.0, generator=gen)
         plain, H, W = stem(x)
-        gm._implicit_gemm_conv = lambda x, conv: True
+        gm._stem_on_igemm = lambda x, stem: True
         fused, H2, W2 = stem(x)
     out["stem_shape_ok"] = (H, W) == (H2, W2) and plain.shape == fused.shape
     out["stem_err"] = ((fused - plain).norm() / plain.norm()).item()
@@ -165,6 +186,11 @@ def test_cpu_tensors_need_the_interpreter(monkeypatch):
 GPU_CASES = [
     case(16, 3, 224, 224, 32, dtype="bfloat16"),                  # GroupMamba-T's stem conv
     case(16, 3, 224, 224, 64, dtype="bfloat16", layout="cl"),     # -S / -B
+    case(16, 32, 112, 112, 32, k=3, stride=1, padding=1, dtype="bfloat16", layout="cl", bn=True),  # T's middle convs
+    case(16, 32, 112, 112, 64, k=3, stride=2, padding=1, dtype="bfloat16", layout="cl", bias=True),  # T's proj
+    case(8, 64, 112, 112, 64, k=3, stride=1, padding=1, dtype="bfloat16", layout="cl", bn=True),   # -S / -B
+    case(8, 64, 112, 112, 96, k=3, stride=2, padding=1, dtype="bfloat16", layout="cl", bias=True),  # -B's proj
+    case(4, 32, 57, 43, 32, k=3, stride=1, padding=1, layout="cl", bn=True),                      # float32, odd map
     case(4, 3, 224, 224, 32),
     case(4, 3, 227, 201, 64, dtype="float16", bias=True),
     case(3, 3, 97, 131, 48, k=5, stride=2, padding=2, dtype="bfloat16", layout="sliced"),

@@ -683,31 +683,47 @@ class Stem(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
-        first = self.conv[0]
-        if _implicit_gemm_conv(x, first):  # the 3-channel 7x7 conv, which cuDNN runs slowly
-            from ssmzoo.ops.triton_conv import conv2d_igemm
-
-            x = self.conv[1:](conv2d_igemm(x, first.weight, first.bias, first.stride[0], first.padding[0]))
+        if _stem_on_igemm(x, self):
+            x = self.forward_igemm(x)
         else:
-            x = self.conv(x)
-        x = self.proj(x)
+            x = self.proj(self.conv(x))
         H, W = x.shape[-2:]
         return self.norm(x.flatten(2).transpose(1, 2)), H, W
 
+    def forward_igemm(self, x: Tensor) -> Tensor:
+        """The four convs as ``ssmzoo.ops.triton_conv`` launches, each batch norm and ReLU in its conv's
+        epilogue. On the H100 (bf16, batch 128) cuDNN's path took ~1.1 ms per GroupMamba-T forward:
+        cuDNN has no good kernel for the 3-channel 7x7 conv (0.76 ms alone), every batch norm + ReLU
+        was a pass of its own over the 112x112 maps, and cuDNN transformed layouts around its convs."""
+        from ssmzoo.ops.triton_conv import conv2d_bn_relu_igemm, conv2d_igemm
 
-# The stem's first conv as the Triton implicit GEMM on CUDA (see _implicit_gemm_conv); False keeps cuDNN.
+        if not STEM_IGEMM_ALL:  # session 20's stem, kept for A/B runs: the 3-channel conv alone
+            first = self.conv[0]
+            x = conv2d_igemm(x, first.weight, first.bias, first.stride[0], first.padding[0])
+            return self.proj(self.conv[1:](x))
+        for i in range(0, len(self.conv), 3):
+            x = conv2d_bn_relu_igemm(x, self.conv[i], self.conv[i + 1])
+        return conv2d_igemm(x, self.proj.weight, self.proj.bias, self.proj.stride[0], self.proj.padding[0])
+
+
+# The stem as Triton implicit GEMMs on CUDA (see Stem.forward_igemm); False keeps cuDNN.
 STEM_IMPLICIT_GEMM = True
+# All four convs with their batch norms and ReLUs on the kernel; False: the first conv only (A/B runs).
+STEM_IGEMM_ALL = True
 
 
-def _implicit_gemm_conv(x: Tensor, conv: nn.Conv2d) -> bool:
-    """Whether ``conv`` runs as ``ssmzoo.ops.triton_conv``: CUDA tensors on the "triton" scan backend,
-    a plain conv (groups 1, no dilation, square stride and zero padding) from at most 4 channels.
-    On the H100 cuDNN took 0.76 ms for GroupMamba-T's 3 -> 32 channel 7x7 stride-2 stem conv at
-    batch 128 (bf16), 3.5% of the compiled forward."""
-    return (STEM_IMPLICIT_GEMM and x.is_cuda and scan_backend(x.device) == "triton"
-            and conv.in_channels <= 4 and conv.groups == 1 and conv.dilation == (1, 1)
-            and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
-            and conv.stride[0] == conv.stride[1] and conv.padding[0] == conv.padding[1])
+def _igemm_fits(conv: nn.Conv2d) -> bool:
+    """A plain conv (groups 1, no dilation, square stride and zero padding): what the kernel computes."""
+    return (conv.groups == 1 and conv.dilation == (1, 1) and conv.padding_mode == "zeros"
+            and isinstance(conv.padding, tuple) and conv.stride[0] == conv.stride[1]
+            and conv.padding[0] == conv.padding[1])
+
+
+def _stem_on_igemm(x: Tensor, stem: "Stem") -> bool:
+    """Whether the stem runs as ``Stem.forward_igemm``: CUDA tensors on the "triton" scan backend, in
+    eval mode (the batch norms fold to a scale and shift only with their running statistics)."""
+    return (STEM_IMPLICIT_GEMM and x.is_cuda and scan_backend(x.device) == "triton" and not stem.training
+            and all(_igemm_fits(m) for m in stem.modules() if isinstance(m, nn.Conv2d)))
 
 
 class DownSamples(nn.Module):
