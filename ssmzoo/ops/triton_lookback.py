@@ -97,6 +97,25 @@ def _step_positions(t, g, H, W, L, COLS_T: tl.constexpr):
 
 
 @triton.jit
+def _group_dot(x, w_ptr, cl, cmask, dim_g, BD: tl.constexpr, IEEE: tl.constexpr, UPCAST: tl.constexpr):
+    """x (SEG, BD) rounded to the weight's dtype (a GEMM's input) times the transpose of one group's
+    weight at w_ptr (rows cl where cmask, dim_g columns; k >= dim_g loads 0). One helper so that x_proj's
+    delta and out_proj's output load the weight, work around the interpreter and choose the precision
+    alike: IEEE (float32 x and weight) or UPCAST as exact float32 products, otherwise on the tensor
+    cores (float32 accumulation)."""
+    k = tl.arange(0, BD)
+    w_t = tl.load(w_ptr + cl[None, :] * dim_g + k[:, None], mask=cmask[None, :] & (k < dim_g)[:, None], other=0.0)
+    x = x.to(w_t.dtype)  # (x_proj: u's dtype already; out_proj: y's, as the launcher casts the weights)
+    if UPCAST:  # the interpreter's dot mishandles 16-bit floats; their float32 products are exact
+        x, w_t = x.to(tl.float32), w_t.to(tl.float32)
+    if IEEE or UPCAST:
+        out = tl.dot(x, w_t, input_precision="ieee")
+    else:
+        out = tl.dot(x, w_t)
+    return out
+
+
+@triton.jit
 def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
                   b_ptr, sb_b, sb_g, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_h, sc_w,
                   seg, g, bb, cl, cmask, dim_g, H, W, L, xw_ptr, SEG: tl.constexpr, BD: tl.constexpr,
@@ -117,14 +136,7 @@ def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt
     u = u_in.to(tl.float32)
     if XPROJ:
         wg = xw_ptr + g * (dim_g + 2) * dim_g
-        k = tl.arange(0, BD)
-        w_t = tl.load(wg + cl[None, :] * dim_g + k[:, None], mask=cmask[None, :] & (k < dim_g)[:, None], other=0.0)
-        if UPCAST:  # the interpreter's dot mishandles 16-bit floats; their float32 products are exact
-            u_in, w_t = u, w_t.to(tl.float32)
-        if F32 or UPCAST:
-            dt = tl.dot(u_in, w_t, input_precision="ieee")
-        else:
-            dt = tl.dot(u_in, w_t)
+        dt = _group_dot(u_in, wg, cl, cmask, dim_g, BD, F32, UPCAST)
         bt = tl.sum(u * tl.load(wg + dim_g * dim_g + cl, mask=cmask, other=0.0).to(tl.float32)[None, :], axis=1)
         ct = tl.sum(u * tl.load(wg + (dim_g + 1) * dim_g + cl, mask=cmask, other=0.0).to(tl.float32)[None, :], axis=1)
     else:
@@ -156,16 +168,8 @@ def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, 
                      mask=valid, other=0.0).to(tl.float32)
         y = y * (zt / (1.0 + tl.exp(-zt)))
     if OUTPROJ:
-        k = tl.arange(0, BD)
-        w_t = tl.load(ow_ptr + g * dim_g * dim_g + cl[None, :] * dim_g + k[:, None],
-                      mask=cmask[None, :] & (k < dim_g)[:, None], other=0.0)
-        y_in = y.to(y_ptr.dtype.element_ty)
-        if UPCAST:  # the interpreter's dot mishandles 16-bit floats; their float32 products are exact
-            y_in, w_t = y_in.to(tl.float32), w_t.to(tl.float32)
-        if UPCAST or y_ptr.dtype.element_ty == tl.float32:
-            y = tl.dot(y_in, w_t, input_precision="ieee")
-        else:
-            y = tl.dot(y_in, w_t)
+        y = _group_dot(y, ow_ptr + g * dim_g * dim_g, cl, cmask, dim_g, BD, y_ptr.dtype.element_ty == tl.float32,
+                       UPCAST)
     tl.store(y_ptr + bb * sy_b + g * sy_g + (h * sy_h + w * sy_w)[:, None] + cl[None, :] * sy_c,
              y.to(y_ptr.dtype.element_ty), mask=valid)
 
