@@ -201,7 +201,10 @@ GPU_CASES = [
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("c", GPU_CASES, ids=[case_id(c) for c in GPU_CASES])
 def test_gpu_kernel_matches_reference(c, no_tf32):
-    _check(run_case(c, "cuda", torch.randint(0, 2**31 - 1, ()).item()), c)
+    result = run_case(c, "cuda", torch.randint(0, 2**31 - 1, ()).item())
+    print(f"{case_id(c)}: max |d| {result.get('max_d', float('nan')):.3g}, rel err vs float64 "
+          f"{result.get('err64', float('nan')):.3g}")  # shown with pytest -s: the record of a device run
+    _check(result, c)
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
