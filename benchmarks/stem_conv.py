@@ -25,7 +25,8 @@ from ssmzoo.ops import triton_conv as tc
 CONFIGS = [dict(BLOCK_M=m, BLOCK_K=k, num_warps=w) for m, k, w in
            [(128, 32, 4), (64, 32, 4), (256, 32, 8), (128, 16, 4), (128, 64, 4), (128, 32, 8), (64, 16, 2)]]
 MIDDLE_CONFIGS = [dict(BLOCK_M=m, num_warps=w, num_stages=s) for m, w, s in
-                  [(128, 4, 1), (64, 4, 1), (128, 8, 1), (256, 8, 1), (64, 2, 1), (128, 4, 2), (128, 4, 3)]]
+                  [(128, 4, 1), (128, 4, 2), (128, 4, 3), (128, 4, 4), (64, 4, 3), (128, 8, 3), (256, 8, 2),
+                   (256, 8, 3)]]
 # (C_in, C_out, stride, batch norm + ReLU)
 MIDDLE_SHAPES = [(32, 32, 1, True), (32, 64, 2, False), (64, 64, 1, True), (64, 96, 2, False)]
 

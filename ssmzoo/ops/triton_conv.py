@@ -50,6 +50,17 @@ DEFAULT_CONFIG = dict(BLOCK_M=128, BLOCK_K=32, num_warps=4, num_stages=3)  # num
 
 
 @triton.jit
+def _mma(a, b, acc, F32: tl.constexpr, UPCAST: tl.constexpr):
+    """acc + a @ b with the weight b in x's (a's) dtype, on tensor cores; float32 as three TF32 products."""
+    b = b.to(a.dtype)
+    if UPCAST:  # the interpreter's dot mishandles 16-bit floats; float32 products of them are exact
+        a, b = a.to(tl.float32), b.to(tl.float32)
+    if F32 or UPCAST:
+        return tl.dot(a, b, acc, input_precision="tf32x3")
+    return tl.dot(a, b, acc)
+
+
+@triton.jit
 def _conv_igemm_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, sw_n, sw_c, sw_h, sw_w, scale_ptr, bias_ptr,
                        y_ptr, sy_b, sy_c, sy_h, sy_w, C_out, H, W, OH, OW,
                        C_IN: tl.constexpr, KH: tl.constexpr, KW: tl.constexpr, STRIDE: tl.constexpr,
@@ -77,20 +88,25 @@ def _conv_igemm_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, sw_n, sw_c, sw_h, s
     ow = m % OW
     x_base = x_ptr + pid_b * sx_b
     acc = tl.zeros([BLOCK_M, BLOCK_N], dtype=tl.float32)
-    for k0 in tl.static_range(0, K_PAD, BLOCK_K):
-        if TAP_MAJOR and C_IN % BLOCK_K == 0:
-            # The chunk is one tap (kh, kw known at compile time) and BLOCK_K consecutive channels:
-            # the index math and the masks are per position, the loads contiguous along the channels.
-            kh = (k0 // C_IN) // KW
-            kw = (k0 // C_IN) % KW
-            c = k0 % C_IN + tl.arange(0, BLOCK_K)
+    if TAP_MAJOR and C_IN % BLOCK_K == 0:
+        # Tap by tap, each chunk BLOCK_K consecutive channels of one tap: the index math and the
+        # masks are per position, the loads contiguous along the channels. A loop, not unrolled, so
+        # that Triton pipelines the next tap's loads behind this tap's product (num_stages).
+        for tap in tl.range(0, KH * KW):
+            kh = tap // KW
+            kw = tap % KW
             ih = oh * STRIDE - PAD + kh
             iw = ow * STRIDE - PAD + kw
             ok = mmask & (ih >= 0) & (ih < H) & (iw >= 0) & (iw < W)
-            a = tl.load(x_base + (ih * sx_h + iw * sx_w)[:, None] + c[None, :] * sx_c, mask=ok[:, None], other=0.0)
-            b = tl.load(w_ptr + n[None, :] * sw_n + (c * sw_c)[:, None] + (kh * sw_h + kw * sw_w),
-                        mask=nmask[None, :], other=0.0)
-        else:
+            a_ptrs = x_base + (ih * sx_h + iw * sx_w)[:, None]
+            b_ptrs = w_ptr + n[None, :] * sw_n + (kh * sw_h + kw * sw_w)
+            for c0 in tl.static_range(0, C_IN, BLOCK_K):
+                c = c0 + tl.arange(0, BLOCK_K)
+                a = tl.load(a_ptrs + c[None, :] * sx_c, mask=ok[:, None], other=0.0)
+                b = tl.load(b_ptrs + (c * sw_c)[:, None], mask=nmask[None, :], other=0.0)
+                acc = _mma(a, b, acc, F32, UPCAST)
+    else:
+        for k0 in tl.range(0, K_PAD, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             if TAP_MAJOR:
                 c = k % C_IN
@@ -106,13 +122,7 @@ def _conv_igemm_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, sw_n, sw_c, sw_h, s
             a = tl.load(x_base + c[None, :] * sx_c + ih * sx_h + iw * sx_w, mask=ok, other=0.0)
             b = tl.load(w_ptr + n[None, :] * sw_n + (c * sw_c + kh_k * sw_h + kw_k * sw_w)[:, None],
                         mask=nmask[None, :] & (k < K)[:, None], other=0.0)
-        b = b.to(a.dtype)  # the weight in x's dtype
-        if UPCAST:  # the interpreter's dot mishandles 16-bit floats; float32 products of them are exact
-            a, b = a.to(tl.float32), b.to(tl.float32)
-        if F32 or UPCAST:
-            acc = tl.dot(a, b, acc, input_precision="tf32x3")
-        else:
-            acc = tl.dot(a, b, acc)
+            acc = _mma(a, b, acc, F32, UPCAST)
     if HAS_SCALE:
         acc *= tl.load(scale_ptr + n, mask=nmask, other=0.0).to(tl.float32)[None, :]
     if HAS_BIAS:
