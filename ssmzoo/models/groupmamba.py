@@ -703,6 +703,8 @@ class Stem(nn.Module):
             return self.proj(self.conv[1:](x))
         for i in range(0, len(self.conv), 3):
             x = conv2d_bn_relu_igemm(x, self.conv[i], self.conv[i + 1])
+        if self.proj.out_channels > STEM_IGEMM_MAX_PROJ_CHANNELS:
+            return self.proj(x)
         return conv2d_igemm(x, self.proj.weight, self.proj.bias, self.proj.stride[0], self.proj.padding[0])
 
 
@@ -710,6 +712,9 @@ class Stem(nn.Module):
 STEM_IMPLICIT_GEMM = True
 # All four convs with their batch norms and ReLUs on the kernel; False: the first conv only (A/B runs).
 STEM_IGEMM_ALL = True
+# The stem's last conv stays on cuDNN beyond this many output channels: GroupMamba-B's 64 -> 96 took
+# 360 us as the kernel's best config against cuDNN's 233 (128-wide channel tiles; s21_run2).
+STEM_IGEMM_MAX_PROJ_CHANNELS = 64
 
 
 def _igemm_fits(conv: nn.Conv2d) -> bool:

@@ -105,8 +105,8 @@ def _conv_igemm_kernel(x_ptr, sx_b, sx_c, sx_h, sx_w, w_ptr, sw_n, sw_c, sw_h, s
                 a = tl.load(a_ptrs + c[None, :] * sx_c, mask=ok[:, None], other=0.0)
                 b = tl.load(b_ptrs + (c * sw_c)[:, None], mask=nmask[None, :], other=0.0)
                 acc = _mma(a, b, acc, F32, UPCAST)
-    else:
-        for k0 in tl.range(0, K_PAD, BLOCK_K):
+    else:  # unrolled: k, and with it the index math's divisions, known at compile time per chunk
+        for k0 in tl.static_range(0, K_PAD, BLOCK_K):
             k = k0 + tl.arange(0, BLOCK_K)
             if TAP_MAJOR:
                 c = k % C_IN
@@ -147,9 +147,13 @@ def igemm_config(C_out: int, K: int, config: Optional[dict] = None, C_in: Option
     C_in is a power of 2), K_PAD = K rounded up to BLOCK_K, num_warps, num_stages."""
     cfg = dict(DEFAULT_CONFIG, BLOCK_N=min(128, max(16, _pow2(C_out))))
     if by_tap and C_in is not None and C_in >= 16 and C_in == _pow2(C_in):
+        # Tap by tap (benchmarks/stem_conv.py --middle, H100, s21_run2): 32 channels pipeline the taps
+        # best over 3 stages (187 vs 208 us unpipelined at 32 -> 32); at 64, 3 stages of 24 KB tiles
+        # cost occupancy (1048 vs 544 us at 64 -> 64), and 128 output channels need 8 warps.
         cfg["BLOCK_K"] = min(64, C_in)
-    if cfg["BLOCK_N"] * cfg["BLOCK_K"] >= 64 * 64:  # 4 warps spilled at 64 x 96 channels (sm_90 compile)
-        cfg["num_warps"] = 8
+        cfg["num_stages"] = 3 if C_in <= 32 else 1
+        if cfg["BLOCK_N"] >= 128:
+            cfg.update(BLOCK_M=256, num_warps=8, num_stages=2)
     cfg.update(config or {})
     for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
         if cfg[key] < 16 or cfg[key] != _pow2(cfg[key]):
