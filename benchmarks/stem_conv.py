@@ -24,9 +24,10 @@ from ssmzoo.ops import triton_conv as tc
 
 CONFIGS = [dict(BLOCK_M=m, BLOCK_K=k, num_warps=w) for m, k, w in
            [(128, 32, 4), (64, 32, 4), (256, 32, 8), (128, 16, 4), (128, 64, 4), (128, 32, 8), (64, 16, 2)]]
-MIDDLE_CONFIGS = [dict(BLOCK_M=m, num_warps=w, num_stages=s) for m, w, s in
-                  [(128, 4, 1), (128, 4, 2), (128, 4, 3), (128, 4, 4), (64, 4, 3), (128, 8, 3), (256, 8, 2),
-                   (256, 8, 3)]]
+MIDDLE_CONFIGS = [dict(BLOCK_M=m, BLOCK_K=k, num_warps=w, num_stages=s) for m, k, w, s in
+                  [(128, 64, 4, 1), (128, 64, 4, 2), (128, 64, 4, 3), (128, 32, 4, 1), (128, 32, 4, 2), (128, 32, 4, 3),
+                   (128, 32, 4, 4), (64, 32, 4, 3), (64, 64, 4, 2), (128, 32, 8, 3), (256, 32, 8, 2), (256, 32, 8, 3),
+                   (256, 64, 8, 1), (256, 64, 8, 2), (128, 16, 4, 4), (256, 16, 8, 4)]]
 # (C_in, C_out, stride, batch norm + ReLU)
 MIDDLE_SHAPES = [(32, 32, 1, True), (32, 64, 2, False), (64, 64, 1, True), (64, 64, 2, False), (64, 96, 2, False)]
 
@@ -92,7 +93,7 @@ def middle(batch: int, dtype: torch.dtype, copy_gbs: float) -> None:
         rows = [("cudnn conv alone", lambda: F.conv2d(x, w_cl, b16, stride, 1), F.conv2d(x, w_cl, b16, stride, 1))]
         if bn:
             rows.append(("cudnn conv + eager norm + ReLU", cudnn_bn_relu, cudnn_bn_relu()))
-        for cfg in [None] + MIDDLE_CONFIGS:  # None: igemm_config's default for the shape
+        for cfg in [None] + [c for c in MIDDLE_CONFIGS if c["BLOCK_K"] <= c_in]:  # None: the shape's default
             fn = (lambda cfg=cfg: tc.conv2d_igemm_triton(x, w, bias, stride, 1, scale=scale, relu=bn, config=cfg))
             rows.append((f"igemm {cfg or 'default'}", fn, fn()))
         print(f"{c_in} -> {c_out} channels, 3x3 stride {stride}, 112x112, channels-last"
