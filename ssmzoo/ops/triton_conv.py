@@ -149,11 +149,12 @@ def igemm_config(C_out: int, K: int, config: Optional[dict] = None, C_in: Option
     if by_tap and C_in is not None and C_in >= 16 and C_in == _pow2(C_in):
         # Tap by tap (benchmarks/stem_conv.py --middle, H100, s21_run2): 32 channels pipeline the taps
         # best over 3 stages (187 vs 208 us unpipelined at 32 -> 32); at 64, 3 stages of 24 KB tiles
-        # cost occupancy (1048 vs 544 us at 64 -> 64), and 128 output channels need 8 warps.
+        # cost occupancy (1048 vs 544 us at 64 -> 64); 128 output channels want 8 warps, 1 stage (269 us
+        # at 64 -> 96 stride 2, s21_run4).
         cfg["BLOCK_K"] = min(64, C_in)
         cfg["num_stages"] = 3 if C_in <= 32 else 1
         if cfg["BLOCK_N"] >= 128:
-            cfg.update(BLOCK_M=256, num_warps=8, num_stages=2)
+            cfg.update(BLOCK_M=256, num_warps=8, num_stages=1)
     cfg.update(config or {})
     for key in ("BLOCK_M", "BLOCK_N", "BLOCK_K"):
         if cfg[key] < 16 or cfg[key] != _pow2(cfg[key]):
