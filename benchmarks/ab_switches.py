@@ -22,6 +22,7 @@ ATTRIBUTE_SWITCHES = {
     "AB_PLAIN_CONV": (cpu_onednn, "ONEDNN_CONV", False),
     "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
     "AB_STEM_FIRST_CONV_ONLY": (gm, "STEM_IGEMM_ALL", False),
+    "AB_DOWNSAMPLE_NCHW": (gm, "DOWNSAMPLE_CHANNELS_LAST", False),
     "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
     "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
     "AB_UNALIGNED": (gm, "ALIGN_GEMM_INPUTS", False),

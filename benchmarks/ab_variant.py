@@ -19,6 +19,8 @@ AB_CUDNN_STEM=1: GroupMamba's stem on cuDNN (instead of the Triton implicit GEMM
 AB_STEM_FIRST_CONV_ONLY=1: GroupMamba's stem with only the 3-channel conv on the Triton implicit GEMM
     (before session 21) and the rest as cuDNN convs + batch-norm/ReLU kernels, instead of all four convs
     with their norms and ReLUs in the kernel's epilogue (``groupmamba.STEM_IGEMM_ALL``).
+AB_DOWNSAMPLE_NCHW=1: GroupMamba's downsampling convs on CUDA take contiguous NCHW maps (as published,
+    before session 21) instead of channels-last views of the tokens (``groupmamba.DOWNSAMPLE_CHANNELS_LAST``).
 AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as Inductor's cuDNN conv +
     fused activation (before session 15) instead of the fused Triton op (an opaque node); =ffn: the op
     for the FFNs' convs only; =1: the op for all (the default).

@@ -731,6 +731,14 @@ def _stem_on_igemm(x: Tensor, stem: "Stem") -> bool:
             and all(_igemm_fits(m) for m in stem.modules() if isinstance(m, nn.Conv2d)))
 
 
+# On CUDA the downsampling convs take the tokens as they are, a channels-last view (B, C, H, W), and
+# return channels-last maps whose tokens are views again. The published code makes the map contiguous
+# first: cuDNN then transformed it to NHWC and its output back (8 layout kernels, ~0.16 ms per
+# GroupMamba-T forward on the H100, s21_prof_gm.txt), and the tokens after the conv were another copy.
+# CPU keeps the contiguous map, the layout its oneDNN path was measured with.
+DOWNSAMPLE_CHANNELS_LAST = True
+
+
 class DownSamples(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -867,7 +875,9 @@ class GroupMamba(nn.Module):
                 x = blk(x, H, W)
             if i != self.num_stages - 1:
                 x = getattr(self, f"norm{i + 1}")(x)
-                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2).contiguous()
+                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
+                if not (x.is_cuda and DOWNSAMPLE_CHANNELS_LAST):
+                    x = x.contiguous()
         return x
 
     def forward_features(self, x: Tensor) -> Tensor:
