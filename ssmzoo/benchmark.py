@@ -146,8 +146,7 @@ def _counting_scans(total: list[int]) -> Iterator[None]:
         for key in list(ss._BACKENDS):
             ss._BACKENDS[key] = stub
         yield
-    finally:
-        ss._BACKENDS.clear()
+    finally:  # (a backend registered meanwhile, by a module imported during the count, stays)
         ss._BACKENDS.update(saved)
         if forced is not None:
             os.environ["SSMZOO_SCAN"] = forced

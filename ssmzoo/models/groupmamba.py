@@ -453,10 +453,10 @@ TOKEN_MEAN_KERNEL = True
 def _token_mean(x: Tensor) -> Tensor:
     """x.mean(dim=1) in float32. On CUDA the kernel reads the low-precision copy in_proj reads; as
     torch.mean, compiled, Inductor fused the mean with the cast and read the float32 x at stage 3."""
-    if TOKEN_MEAN_KERNEL:
-        from ssmzoo.ops.triton_token_mean import token_mean
+    if TOKEN_MEAN_KERNEL and x.is_cuda and scan_backend(x.device) == "triton":
+        from ssmzoo.ops.triton_token_mean import token_mean_op
 
-        return token_mean(x)
+        return token_mean_op(x)
     return x.mean(dim=1, dtype=torch.float32)
 
 

@@ -9,8 +9,8 @@ of one image's tokens for BC contiguous channels (coalesced loads along the chan
 BC float32 means; the grid is (images, channel blocks).
 
 Entry points: ``token_mean_triton`` (the launch), ``token_mean_ref`` (``x.mean(dim=1, dtype=float32)``),
-the operator ``torch.ops.ssmzoo.token_mean`` (opaque to torch.compile) and ``token_mean`` (the
-models' entry: the operator on CUDA tensors of the Triton backend, else the reference).
+and the operator ``torch.ops.ssmzoo.token_mean`` (opaque to torch.compile; GroupMamba calls it
+through ``groupmamba._token_mean`` on CUDA tensors of the Triton backend).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import triton.language as tl
 
 from .triton_scan import STRIDE_ORDER_TAGS, _interpreting
 
-__all__ = ["token_mean", "token_mean_op", "token_mean_ref", "token_mean_triton", "DEFAULT_CONFIG"]
+__all__ = ["token_mean_op", "token_mean_ref", "token_mean_triton", "DEFAULT_CONFIG"]
 
 DEFAULT_CONFIG = dict(BL=64, BC=64, num_warps=4)
 
@@ -98,11 +98,3 @@ def token_mean_op(x: Tensor) -> Tensor:
 def _token_mean_fake(x):
     return x.new_empty(x.shape[0], x.shape[2], dtype=torch.float32)
 
-
-def token_mean(x: Tensor) -> Tensor:
-    """The mean over dim 1 in float32: the kernel for CUDA tensors on the Triton backend, else PyTorch."""
-    from .selective_scan import scan_backend
-
-    if x.is_cuda and scan_backend(x.device) == "triton":
-        return token_mean_op(x)
-    return token_mean_ref(x)
