@@ -23,7 +23,6 @@ ATTRIBUTE_SWITCHES = {
     "AB_CUDNN_STEM": (gm, "STEM_IMPLICIT_GEMM", False),
     "AB_STEM_FIRST_CONV_ONLY": (gm, "STEM_IGEMM_ALL", False),
     "AB_DOWNSAMPLE_NCHW": (gm, "DOWNSAMPLE_CHANNELS_LAST", False),
-    "AB_TOKEN_MEAN_TORCH": (gm, "TOKEN_MEAN_KERNEL", False),
     "AB_BLOCK_DIAG": (gm, "_block_diag", lambda blocks: torch.block_diag(*blocks)),
     "AB_U_FLOAT": (gm, "_x_proj_input", lambda u: u.float()),
     "AB_UNALIGNED": (gm, "ALIGN_GEMM_INPUTS", False),

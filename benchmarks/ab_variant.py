@@ -21,8 +21,6 @@ AB_STEM_FIRST_CONV_ONLY=1: GroupMamba's stem with only the 3-channel conv on the
     with their norms and ReLUs in the kernel's epilogue (``groupmamba.STEM_IGEMM_ALL``).
 AB_DOWNSAMPLE_NCHW=1: GroupMamba's downsampling convs on CUDA take contiguous NCHW maps (as published,
     before session 21) instead of channels-last views of the tokens (``groupmamba.DOWNSAMPLE_CHANNELS_LAST``).
-AB_TOKEN_MEAN_TORCH=1: GroupMamba's gate mean as torch.mean (before session 21; compiled, Inductor fuses it
-    with in_proj's cast) instead of ssmzoo's kernel (``groupmamba.TOKEN_MEAN_KERNEL``).
 AB_DWCONV_OP_IN_COMPILE=0: GroupMamba's depthwise convs under torch.compile as Inductor's cuDNN conv +
     fused activation (before session 15) instead of the fused Triton op (an opaque node); =ffn: the op
     for the FFNs' convs only; =1: the op for all (the default).

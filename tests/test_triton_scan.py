@@ -525,12 +525,12 @@ def test_groupmamba_operators_accept_padded_strides_under_compile():
     dimension order) need no copy: the kernels read any strides (the "sliced" cases above)."""
     from ssmzoo.ops.triton_scan import STRIDE_ORDER_TAGS
 
-    for module in ("triton_conv", "triton_dwconv", "triton_token_mean"):  # registers their operators
+    for module in ("triton_conv", "triton_dwconv"):  # registers their operators
         importlib.import_module(f"ssmzoo.ops.{module}")
 
     if not STRIDE_ORDER_TAGS:
         pytest.skip("this PyTorch has no layout tags for custom operators")
-    for name in ("group_scan_4dir", "dwconv3x3_act", "conv2d_igemm", "token_mean"):
+    for name in ("group_scan_4dir", "dwconv3x3_act", "conv2d_igemm"):
         assert torch.Tag.needs_fixed_stride_order in getattr(torch.ops.ssmzoo, name).default.tags, name
 
 

@@ -342,7 +342,7 @@ class GroupMambaLayer(nn.Module):
         batch, _, channels = x.shape
         x = self.norm(x)
         x_gemm = _gemm_input(x)  # what in_proj reads; the gate's mean reads it too (see _gemm_input)
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(_token_mean(x_gemm)))))  # (B, C)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x_gemm.mean(dim=1, dtype=torch.float32)))))  # (B, C)
 
         # The 4 SS2D groups as batched ops on channels-last (B, H, W, 4, .) tensors; einsum's "g" is
         # the group axis. Same ops, dtypes and order as running each group alone.
@@ -444,20 +444,6 @@ def _gemm_input(x: Tensor) -> Tensor:
     if device in ("cuda", "cpu") and torch.is_autocast_enabled(device):  # (meta tensors: no autocast)
         return x.to(torch.get_autocast_dtype(device))
     return x
-
-
-# The gate's mean over the tokens as ssmzoo's kernel on CUDA (``ops/triton_token_mean``); False: torch.mean.
-TOKEN_MEAN_KERNEL = True
-
-
-def _token_mean(x: Tensor) -> Tensor:
-    """x.mean(dim=1) in float32. On CUDA the kernel reads the low-precision copy in_proj reads; as
-    torch.mean, compiled, Inductor fused the mean with the cast and read the float32 x at stage 3."""
-    if TOKEN_MEAN_KERNEL and x.is_cuda and scan_backend(x.device) == "triton":
-        from ssmzoo.ops.triton_token_mean import token_mean_op
-
-        return token_mean_op(x)
-    return x.mean(dim=1, dtype=torch.float32)
 
 
 def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) -> Tensor:
