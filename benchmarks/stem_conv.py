@@ -36,6 +36,26 @@ def bench(fn) -> float:
     return triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median")
 
 
+def reference(x, w, bias, stride, padding, **epilogue):
+    """``conv2d_igemm_ref`` with TF32 off (cuDNN's float32 accumulation) and the bytes moved (x read
+    once, the output written once)."""
+    old = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    ref = tc.conv2d_igemm_ref(x, w, bias, stride, padding, **epilogue)
+    torch.backends.cudnn.allow_tf32 = old
+    return ref, x.numel() * x.element_size() + ref.numel() * ref.element_size()
+
+
+def print_rows(rows, ref, nbytes: int, copy_gbs: float) -> None:
+    """One line per (name, fn, output): median time, bandwidth, share of copy, max error vs ``ref``."""
+    for name, fn, out in rows:
+        ms = bench(fn)
+        gbs = nbytes / ms / 1e6
+        err = (out.float() - ref.float()).abs().max().item()
+        print(f"  {name:<58}{ms * 1e3:9.1f} us{gbs:7.0f} GB/s{100 * gbs / copy_gbs:6.1f}%  max err {err:.3g}",
+              flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--batch", type=int, default=128)
@@ -52,11 +72,7 @@ def main() -> None:
     for c_out in (32, 64):
         x = torch.randn(args.batch, 3, 224, 224, device="cuda").to(dtype)
         w = (torch.randn(c_out, 3, 7, 7, device="cuda") / 7).to(dtype)
-        old = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        ref = tc.conv2d_igemm_ref(x, w, None, 2, 3)
-        torch.backends.cudnn.allow_tf32 = old
-        nbytes = x.numel() * x.element_size() + ref.numel() * ref.element_size()
+        ref, nbytes = reference(x, w, None, 2, 3)
         x_cl = x.contiguous(memory_format=torch.channels_last)
         w_cl = w.contiguous(memory_format=torch.channels_last)
         rows = [("cudnn NCHW in", lambda: F.conv2d(x, w, None, 2, 3), F.conv2d(x, w, None, 2, 3)),
@@ -65,12 +81,7 @@ def main() -> None:
             rows.append((f"igemm {cfg}", lambda cfg=cfg: tc.conv2d_igemm_triton(x, w, None, 2, 3, config=cfg),
                          tc.conv2d_igemm_triton(x, w, None, 2, 3, config=cfg)))
         print(f"3 -> {c_out} channels, 7x7 stride 2, 224x224 -> 112x112:")
-        for name, fn, out in rows:
-            ms = bench(fn)
-            gbs = nbytes / ms / 1e6
-            err = (out.float() - ref.float()).abs().max().item()
-            print(f"  {name:<58}{ms * 1e3:9.1f} us{gbs:7.0f} GB/s{100 * gbs / copy_gbs:6.1f}%  max err {err:.3g}",
-                  flush=True)
+        print_rows(rows, ref, nbytes, copy_gbs)
 
 
 def middle(batch: int, dtype: torch.dtype, copy_gbs: float) -> None:
@@ -80,11 +91,7 @@ def middle(batch: int, dtype: torch.dtype, copy_gbs: float) -> None:
         w_cl = w.contiguous(memory_format=torch.channels_last)
         scale = torch.rand(c_out, device="cuda") + 0.5 if bn else None
         bias = torch.randn(c_out, device="cuda")
-        old = torch.backends.cudnn.allow_tf32
-        torch.backends.cudnn.allow_tf32 = False
-        ref = tc.conv2d_igemm_ref(x, w, bias, stride, 1, scale=scale, relu=bn)
-        torch.backends.cudnn.allow_tf32 = old
-        nbytes = x.numel() * x.element_size() + ref.numel() * ref.element_size()
+        ref, nbytes = reference(x, w, bias, stride, 1, scale=scale, relu=bn)
         b16 = bias.to(dtype)
 
         def cudnn_bn_relu():
@@ -98,12 +105,7 @@ def middle(batch: int, dtype: torch.dtype, copy_gbs: float) -> None:
             rows.append((f"igemm {cfg or 'default'}", fn, fn()))
         print(f"{c_in} -> {c_out} channels, 3x3 stride {stride}, 112x112, channels-last"
               f"{', batch norm + ReLU' if bn else ''}:")
-        for name, fn, out in rows:
-            ms = bench(fn)
-            gbs = nbytes / ms / 1e6
-            err = (out.float() - ref.float()).abs().max().item()
-            print(f"  {name:<58}{ms * 1e3:9.1f} us{gbs:7.0f} GB/s{100 * gbs / copy_gbs:6.1f}%  max err {err:.3g}",
-                  flush=True)
+        print_rows(rows, ref, nbytes, copy_gbs)
 
 
 if __name__ == "__main__":
