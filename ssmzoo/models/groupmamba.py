@@ -717,7 +717,7 @@ STEM_IMPLICIT_GEMM = True
 # All four convs with their batch norms and ReLUs on the kernel; False: the first conv only (A/B runs).
 STEM_IGEMM_ALL = True
 # The stem's last conv stays on cuDNN beyond this many output channels: GroupMamba-B's 64 -> 96 took
-# 360 us as the kernel's best config against cuDNN's 233 (128-wide channel tiles; s21_run2).
+# 269 us in the kernel's best config against cuDNN's 230 (128-wide channel tiles; s21_run4).
 STEM_IGEMM_MAX_PROJ_CHANNELS = 64
 
 
