@@ -80,6 +80,10 @@ def main() -> None:
             block, size, depth = model.patch_embed1, 224, 1
             channels = block.conv[0].in_channels
             x = torch.randn(args.batch, channels, size, size, device="cuda")
+            for m in block.modules():  # batch-norm statistics away from the identity, so the fold is exercised
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    m.running_mean.normal_()
+                    m.running_var.uniform_(0.5, 2.0)
         else:
             block = getattr(model, f"block{stage}")[0]
             size = 224 // 2 ** (stage + 1)
@@ -87,11 +91,6 @@ def main() -> None:
             depth = len(getattr(model, f"block{stage}"))
             x = torch.randn(args.batch, size * size, channels, device="cuda")
         block = block.eval().cuda().requires_grad_(False)
-        if stage == 0:  # batch-norm statistics away from the identity, so the fold is exercised
-            for m in block.modules():
-                if isinstance(m, torch.nn.BatchNorm2d):
-                    m.running_mean.normal_()
-                    m.running_var.uniform_(0.5, 2.0)
         graphs = []
         for v in variants:
             saved = apply(v)
