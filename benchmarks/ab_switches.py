@@ -9,6 +9,7 @@ import ssmzoo.ops.cpu_onednn as cpu_onednn
 import ssmzoo.ops.triton_bimamba as tb
 import ssmzoo.ops.triton_dwconv as td
 import ssmzoo.ops.triton_lookback as tlb
+import ssmzoo.ops.triton_seq as tsq
 
 # Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
 ATTRIBUTE_SWITCHES = {
@@ -33,4 +34,5 @@ ATTRIBUTE_SWITCHES = {
     "AB_NORM_GATE_ALL": (gm, "NORM_GATE_IN_SCAN", "all"),
     "AB_X_PROJ_GEMM": (gm, "X_PROJ_IN_SCAN", False),
     "AB_OUT_PROJ_GEMM": (gm, "OUT_PROJ_IN_SCAN", False),
+    "AB_NO_SEQ": (tsq, "SEQ_SCAN", False),
 }

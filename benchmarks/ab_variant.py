@@ -46,6 +46,8 @@ AB_X_PROJ_GEMM=1: GroupMamba's x_proj stays a GEMM whose output the norm-gate sc
     instead of the scan kernel computing delta, B and C from u (``groupmamba.X_PROJ_IN_SCAN``).
 AB_OUT_PROJ_GEMM=1: GroupMamba's out_proj stays a GEMM after the norm-gate scan, instead of the scan kernel's
     epilogue (``groupmamba.OUT_PROJ_IN_SCAN``).
+AB_NO_SEQ=1: GroupMamba's scans on small maps (up to 16 x 16: stages 3 and 4) run on the look-back kernel
+    (before session 22) instead of the lane-per-channel kernel (``triton_seq.SEQ_SCAN``).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -148,6 +148,17 @@ def _segment_tile(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt
 
 
 @triton.jit
+def _norm_gate(y, zt, cmask, dim_g, nw, nb, eps, dtype):
+    """y (rows, BD): each row's LayerNorm over its dim_g valid channels (cmask; affine nw, nb: (BD,)),
+    rounded to dtype, times SiLU(zt) (float32)."""
+    y = tl.where(cmask[None, :], y, 0.0)
+    centered = tl.where(cmask[None, :], y - (tl.sum(y, axis=1) / dim_g)[:, None], 0.0)
+    rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / dim_g + eps)
+    y = (centered * rstd[:, None] * nw[None, :] + nb[None, :]).to(dtype).to(tl.float32)
+    return y * (zt / (1.0 + tl.exp(-zt)))
+
+
+@triton.jit
 def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
             z_ptr, sz_b, sz_g, sz_c, sz_h, sz_w, nw_ptr, nb_ptr, eps, ow_ptr, HAS_D: tl.constexpr,
             NORM_GATE: tl.constexpr, OUTPROJ: tl.constexpr, BD: tl.constexpr, UPCAST: tl.constexpr):
@@ -158,15 +169,11 @@ def _output(y, u, h, w, valid, g, bb, cl, cmask, gc, dim_g, D_ptr, y_ptr, sy_b, 
     if HAS_D:
         y += u * tl.load(D_ptr + gc, mask=cmask, other=0.0).to(tl.float32)[None, :]
     if NORM_GATE:
-        y = tl.where(cmask[None, :], y, 0.0)
-        centered = tl.where(cmask[None, :], y - (tl.sum(y, axis=1) / dim_g)[:, None], 0.0)
-        rstd = tl.rsqrt(tl.sum(centered * centered, axis=1) / dim_g + eps)
         nw = tl.load(nw_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
         nb = tl.load(nb_ptr + gc, mask=cmask, other=0.0).to(tl.float32)
-        y = (centered * rstd[:, None] * nw[None, :] + nb[None, :]).to(y_ptr.dtype.element_ty).to(tl.float32)
         zt = tl.load(z_ptr + bb * sz_b + g * sz_g + (h * sz_h + w * sz_w)[:, None] + cl[None, :] * sz_c,
                      mask=valid, other=0.0).to(tl.float32)
-        y = y * (zt / (1.0 + tl.exp(-zt)))
+        y = _norm_gate(y, zt, cmask, dim_g, nw, nb, eps, y_ptr.dtype.element_ty)
     if OUTPROJ:
         y = _group_dot(y, ow_ptr + g * dim_g * dim_g, cl, cmask, dim_g, BD, y_ptr.dtype.element_ty == tl.float32,
                        UPCAST)

@@ -792,6 +792,14 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     return cfg
 
 
+def _kernel_chosen(config: Optional[dict], key: str, default) -> bool:
+    """config[key] forces a kernel on or off; without a config its default rule decides; an explicit
+    config without the key keeps the tile kernel."""
+    if config is not None and key in config:
+        return bool(config[key])
+    return config is None and default()
+
+
 def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                            D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                            delta_softplus: bool = True, *, out: Optional[Tensor] = None,
@@ -818,17 +826,17 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     y = out if out is not None else torch.empty_like(u)
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
     from .triton_plane import group_scan_4dir_plane_triton, plane_default
+    from .triton_seq import group_scan_4dir_seq_triton, seq_default
 
     def chosen(key: str, default) -> bool:
-        """config[key] forces a kernel on or off; without a config its default rule decides; an
-        explicit config without the key keeps the tile kernel."""
-        if config is not None and key in config:
-            return bool(config[key])
-        return config is None and default()
+        return _kernel_chosen(config, key, default)
 
     if config is not None and config.get("COLS_T") and (not config.get("LOOKBACK") or config.get("PLANE")):
         raise ValueError("COLS_T (groups 1 and 3 stored transposed) exists in the look-back kernel only: "
                          "pass LOOKBACK=1 with it")
+    if chosen("SEQ", lambda: seq_default(u, n_state)):
+        # a lane per channel walking the whole sequence (ssmzoo/ops/triton_seq.py): small channels-last maps
+        return group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config)
     if chosen("PLANE", lambda: plane_default(u, delta, B, C, y, n_state)):
         # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
         return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
@@ -877,8 +885,15 @@ def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tens
     if norm_weight.shape != (4, u.shape[2]) or norm_bias.shape != norm_weight.shape:
         raise ValueError(f"norm_weight/norm_bias must be (4, {u.shape[2]}), got {tuple(norm_weight.shape)}")
     from .triton_lookback import group_scan_4dir_lookback_triton  # (it imports this module)
+    from .triton_seq import group_scan_4dir_seq_triton, seq_default
 
     y = out if out is not None else torch.empty_like(u, dtype=z.dtype)
+    projections = x_proj is not None or out_proj is not None
+    if _kernel_chosen(config, "SEQ", lambda: not projections and seq_default(u, 1)):
+        if projections:
+            raise ValueError("x_proj / out_proj in the scan exist in the look-back kernel only (drop SEQ)")
+        return group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config,
+                                          norm_gate=(norm_weight, norm_bias, eps, z))
     return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
                                            config=config, norm_gate=(norm_weight, norm_bias, eps, z), x_proj=x_proj,
                                            out_proj=out_proj)
