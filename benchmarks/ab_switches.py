@@ -34,5 +34,7 @@ ATTRIBUTE_SWITCHES = {
     "AB_NORM_GATE_ALL": (gm, "NORM_GATE_IN_SCAN", "all"),
     "AB_X_PROJ_GEMM": (gm, "X_PROJ_IN_SCAN", False),
     "AB_OUT_PROJ_GEMM": (gm, "OUT_PROJ_IN_SCAN", False),
-    "AB_NO_SEQ": (tsq, "SEQ_SCAN", False),
+    "AB_SEQ_SCAN": (tsq, "SEQ_SCAN", True),
+    "AB_X_GEMM_INPUT": (gm, "PRODUCT_WITH_GEMM_INPUT", True),
+    "AB_NG_SEG4": (tlb, "WHOLE_GROUP_CONFIGS", {**tlb.WHOLE_GROUP_CONFIGS, 128: (4, 2)}),
 }

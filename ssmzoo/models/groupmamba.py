@@ -419,9 +419,17 @@ class GroupMambaLayer(nn.Module):
             y = torch.einsum("bhwgd,gmd->bhwgm", y.unflatten(-1, (NUM_DIRECTIONS, d_inner)), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
+        if PRODUCT_WITH_GEMM_INPUT:  # (candidate) the normalised x as in_proj read it: under autocast its bf16 copy
+            x = x_gemm.view(x.shape)
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)
         y = y * gate.unsqueeze(1)
         return _linear(self.proj, self.norm(y))
+
+
+# True (a candidate, timed with ab_switches AB_X_GEMM_INPUT): the mixer's final product x * y reads the
+# normalised x as in_proj's GEMM read it (under autocast: the low-precision copy), so that the float32
+# normalised x need not be kept for it.
+PRODUCT_WITH_GEMM_INPUT = False
 
 
 def _dense_projections(x: Tensor) -> bool:

@@ -45,7 +45,7 @@ DEFAULT_BD, DEFAULT_K, DEFAULT_WARPS = 32, 8, 1
 # The largest map (H x W) on which the models use this kernel by default.
 SEQ_MAX_TOKENS = 16 * 16
 # False: the models keep the look-back kernel on small maps too (side-by-side timing: ab_switches AB_NO_SEQ).
-SEQ_SCAN = True
+SEQ_SCAN = False
 
 
 @triton.jit
