@@ -35,6 +35,6 @@ ATTRIBUTE_SWITCHES = {
     "AB_X_PROJ_GEMM": (gm, "X_PROJ_IN_SCAN", False),
     "AB_OUT_PROJ_GEMM": (gm, "OUT_PROJ_IN_SCAN", False),
     "AB_SEQ_SCAN": (tsq, "SEQ_SCAN", True),
-    "AB_X_GEMM_INPUT": (gm, "PRODUCT_WITH_GEMM_INPUT", True),
+    "AB_X_FLOAT32": (gm, "PRODUCT_WITH_GEMM_INPUT", False),
     "AB_NG_SEG4": (tlb, "WHOLE_GROUP_CONFIGS", {**tlb.WHOLE_GROUP_CONFIGS, 128: (4, 2)}),
 }

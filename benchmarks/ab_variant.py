@@ -46,8 +46,11 @@ AB_X_PROJ_GEMM=1: GroupMamba's x_proj stays a GEMM whose output the norm-gate sc
     instead of the scan kernel computing delta, B and C from u (``groupmamba.X_PROJ_IN_SCAN``).
 AB_OUT_PROJ_GEMM=1: GroupMamba's out_proj stays a GEMM after the norm-gate scan, instead of the scan kernel's
     epilogue (``groupmamba.OUT_PROJ_IN_SCAN``).
-AB_NO_SEQ=1: GroupMamba's scans on small maps (up to 16 x 16: stages 3 and 4) run on the look-back kernel
-    (before session 22) instead of the lane-per-channel kernel (``triton_seq.SEQ_SCAN``).
+AB_SEQ_SCAN=1: GroupMamba's scans on small maps (up to 16 x 16: stages 3 and 4) run on the lane-per-channel
+    kernel (``triton_seq.SEQ_SCAN``; a candidate, slower in session 22) instead of the look-back kernel.
+AB_X_FLOAT32=1: the mixer's final product x * y reads the float32 normalised x (before session 22) instead
+    of in_proj's low-precision copy of it (``groupmamba.PRODUCT_WITH_GEMM_INPUT``).
+AB_NG_SEG4=1: the norm-gate scan on groups of 65-128 channels in segments of 4 steps (a candidate).
 AB_MODEL_INDUCTOR='{"force_shape_pad": false}': GroupMamba's own CUDA Inductor settings
     (``GroupMamba.inductor_options["cuda"]``, which ``compile_model`` keeps in force) updated by this JSON.
 AB_EXACT_STRIDES=1: torch.compile gives ssmzoo's operators inputs with exactly the eager strides

@@ -419,17 +419,21 @@ class GroupMambaLayer(nn.Module):
             y = torch.einsum("bhwgd,gmd->bhwgm", y.unflatten(-1, (NUM_DIRECTIONS, d_inner)), w["out_proj"])
 
         # x first: the product takes x's (contiguous) layout; multiplication commutes exactly.
-        if PRODUCT_WITH_GEMM_INPUT:  # (candidate) the normalised x as in_proj read it: under autocast its bf16 copy
+        if PRODUCT_WITH_GEMM_INPUT:  # the normalised x as in_proj read it (see PRODUCT_WITH_GEMM_INPUT)
             x = x_gemm.view(x.shape)
         y = (x * (y * self.skip_scale)).view(batch, H * W, channels)
         y = y * gate.unsqueeze(1)
         return _linear(self.proj, self.norm(y))
 
 
-# True (a candidate, timed with ab_switches AB_X_GEMM_INPUT): the mixer's final product x * y reads the
-# normalised x as in_proj's GEMM read it (under autocast: the low-precision copy), so that the float32
-# normalised x need not be kept for it.
-PRODUCT_WITH_GEMM_INPUT = False
+# True: the mixer's final product x * y reads the normalised x as in_proj's GEMM reads it (under autocast
+# its low-precision copy; otherwise x itself), so that the float32 normalised x is not kept for it:
+# Inductor then writes the norm's output once, in the GEMM's dtype. Compiled GroupMamba-T blocks on the
+# H100 (bf16, batch 128, benchmarks/ab_block.py, docs/gpu_runs/s22_run2.txt), us per block against two
+# compiles of the old code: stage 1 1423.0 vs 1476.8 / 1471.8, stage 2 845.8 vs 842.2 / 818.7, stage 3
+# 655.7 vs 674.1 / 671.1, stage 4 209.3 vs 215.9 / 215.4; outputs within 3e-4 to 1.7e-3 (the bf16
+# rounding of x). False: the float32 x as published (ab_switches AB_X_FLOAT32).
+PRODUCT_WITH_GEMM_INPUT = True
 
 
 def _dense_projections(x: Tensor) -> bool:

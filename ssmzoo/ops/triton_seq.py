@@ -44,7 +44,8 @@ __all__ = ["group_scan_4dir_seq_triton", "seq_config", "seq_default"]
 DEFAULT_BD, DEFAULT_K, DEFAULT_WARPS = 32, 8, 1
 # The largest map (H x W) on which the models use this kernel by default.
 SEQ_MAX_TOKENS = 16 * 16
-# False: the models keep the look-back kernel on small maps too (side-by-side timing: ab_switches AB_NO_SEQ).
+# True: the models run this kernel on small maps (``seq_default``). Off: slower than the look-back kernel
+# on the H100 (docs/gpu_runs/s22_run1.txt; side-by-side timing: ab_switches AB_SEQ_SCAN).
 SEQ_SCAN = False
 
 
