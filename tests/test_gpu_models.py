@@ -116,6 +116,32 @@ def test_compiled_block_of_unaligned_width_matches_eager(autocast):
     assert rel_err(out.float(), expected.float()) <= (2e-2 if autocast else 1e-4)
 
 
+@pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
+@pytest.mark.parametrize("channels", [(128, 348), (348, 448)], ids=["out-348", "in-348"])
+def test_compiled_downsampling_of_unaligned_width_matches_eager(channels, autocast):
+    """Compiled for CUDA, the downsampling conv's unaligned channel counts (GroupMamba-T/-S: 348) are
+    widened by zeros (groupmamba.DownSamples._aligned_conv): the function must not change. The input
+    is a channels-last view of tokens, as forward_stages hands it over; the map is not square."""
+    import torch._inductor.config as inductor_config
+
+    torch.manual_seed(0)
+    cin, cout = channels
+    down = gm.DownSamples(cin, cout).eval().cuda()
+    with torch.no_grad():
+        down.norm.weight.uniform_(0.5, 1.5)
+        down.norm.bias.normal_()
+    tokens = torch.randn(4, 15 * 13, cin, device="cuda")
+    x = tokens.reshape(4, 15, 13, cin).permute(0, 3, 1, 2)
+    torch._dynamo.reset()
+    with (torch.no_grad(), inductor_config.patch(**gm.GroupMamba.inductor_options["cuda"]),
+          torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast)):
+        expected, H, W = down(x)
+        out, H2, W2 = torch.compile(down, fullgraph=True)(x)
+    torch._dynamo.reset()
+    assert (H2, W2) == (H, W) == (8, 7) and out.shape == expected.shape == (4, 56, cout)
+    assert rel_err(out.float(), expected.float()) <= (2e-2 if autocast else 1e-4)
+
+
 @pytest.mark.parametrize("family", ["groupmamba", "videomamba_video"])
 def test_compiled_model_matches_golden(family):
     """torch.compile sees the Triton scans as opaque custom ops and must not change the function."""

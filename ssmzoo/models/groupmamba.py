@@ -755,6 +755,11 @@ def _stem_on_igemm(x: Tensor, stem: "Stem") -> bool:
 DOWNSAMPLE_CHANNELS_LAST = True
 
 
+# Compiled for CUDA, the downsampling convs run with their channel counts widened to multiples of 8
+# (``DownSamples._aligned_conv``; a candidate, ab_switches AB_DOWNSAMPLE_UNALIGNED undoes it).
+ALIGN_DOWNSAMPLE_CHANNELS = True
+
+
 class DownSamples(nn.Module):
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
@@ -762,9 +767,29 @@ class DownSamples(nn.Module):
         self.norm = nn.LayerNorm(out_channels)
 
     def forward(self, x: Tensor) -> tuple[Tensor, int, int]:
-        x = self.proj(x)
+        if ALIGN_DOWNSAMPLE_CHANNELS and _widens_gemm_inputs(x):
+            x = self._aligned_conv(x)
+        else:
+            x = self.proj(x)
         H, W = x.shape[-2:]
         return self.norm(x.flatten(2).transpose(1, 2)), H, W
+
+    def _aligned_conv(self, x: Tensor) -> Tensor:
+        """``self.proj(x)`` with both channel counts widened by zeros to multiples of 8 (compiled for
+        CUDA, like ``_aligned_linear``): cuDNN pads unaligned channels itself in kernels of its own
+        (GroupMamba-T/-S: 348). The input's zero channels are a concatenation Inductor writes from
+        the kernel that produces x (x is a channels-last view of tokens: channels are its last memory
+        dim); the output's extra channels (zero weights and bias) are sliced off, a view."""
+        conv = self.proj
+        pad_in, pad_out = -conv.in_channels % 8, -conv.out_channels % 8
+        weight, bias = conv.weight, conv.bias
+        if pad_in:
+            x = _zero_columns(_gemm_input(x.permute(0, 2, 3, 1)), pad_in).permute(0, 3, 1, 2)
+            weight = F.pad(weight, (0, 0, 0, 0, 0, pad_in))
+        if pad_out:
+            weight = F.pad(weight, (0, 0, 0, 0, 0, 0, 0, pad_out))
+            bias = None if bias is None else F.pad(bias, (0, pad_out))
+        return F.conv2d(x, weight, bias, conv.stride, conv.padding)[:, :conv.out_channels]
 
 
 # ---------------------------------------------------------------------------------------------
