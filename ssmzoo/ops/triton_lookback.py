@@ -309,6 +309,19 @@ def projections_fit(dim_g: int) -> bool:
     return _tiles_fit_dots(lookback_config(dim_g, whole_groups=True))
 
 
+def norm_gate_operands(norm_gate: Optional[tuple], u: Tensor, placeholder: Tensor, param: Tensor) -> tuple:
+    """The norm-gate epilogue's kernel arguments (z, norm weight, norm bias as flat float32, eps) from
+    ``norm_gate`` = (norm_weight (4, d), norm_bias (4, d), eps, z like u); without it, placeholders
+    (``placeholder`` for z, ``param`` for the weights) the kernel does not read."""
+    if norm_gate is None:
+        return placeholder, param, param, 0.0
+    norm_weight, norm_bias, eps, z = norm_gate
+    if z.shape != u.shape:
+        raise ValueError(f"z must be shaped like u {tuple(u.shape)}, got {tuple(z.shape)}")
+    nw, nb = (t.reshape(-1).float().contiguous() for t in (norm_weight, norm_bias))
+    return z, nw, nb, eps
+
+
 def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
                                     C: Optional[Tensor], D: Optional[Tensor] = None,
                                     delta_bias: Optional[Tensor] = None, delta_softplus: bool = True, *,
@@ -351,13 +364,7 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
     dev = u.device
     y = out if out is not None else torch.empty_like(u)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
-    if norm_gate is not None:
-        norm_weight, norm_bias, eps, z = norm_gate
-        if z.shape != u.shape:
-            raise ValueError(f"z must be shaped like u {tuple(u.shape)}, got {tuple(z.shape)}")
-        nw, nb = (t.reshape(4 * dim_g).float().contiguous() for t in (norm_weight, norm_bias))
-    else:
-        z, nw, nb, eps = y, A_, A_, 0.0
+    z, nw, nb, eps = norm_gate_operands(norm_gate, u, y, A_)
     operands = (u, *u.stride(), delta, *delta.stride(), B, B.stride(0), B.stride(1), B.stride(3), B.stride(4),
                 C, C.stride(0), C.stride(1), C.stride(3), C.stride(4), y, *y.stride(), A_, D_, bias_)
     flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=dev)  # + the ticket counter

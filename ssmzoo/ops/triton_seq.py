@@ -32,7 +32,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_lookback import _norm_gate, _segment_tile
+from .triton_lookback import _norm_gate, _segment_tile, norm_gate_operands
 from .triton_scan import _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_seq_triton", "seq_config", "seq_default"]
@@ -185,13 +185,7 @@ def group_scan_4dir_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
     if y.numel() == 0:
         return y
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
-    if norm_gate is not None:
-        norm_weight, norm_bias, eps, z = norm_gate
-        if z.shape != u.shape:
-            raise ValueError(f"z must be shaped like u {tuple(u.shape)}, got {tuple(z.shape)}")
-        nw, nb = (t.reshape(4 * dim_g).float().contiguous() for t in (norm_weight, norm_bias))
-    else:
-        z, nw, nb, eps = u, A_, A_, 0.0
+    z, nw, nb, eps = norm_gate_operands(norm_gate, u, u, A_)
     nblk = triton.cdiv(dim_g, cfg["BD"])
     _group4_seq_kernel[(batch * 4 * nblk,)](
         u, *u.stride(), delta, *delta.stride(), B, B.stride(0), B.stride(1), B.stride(3), B.stride(4),
