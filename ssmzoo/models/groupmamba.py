@@ -756,7 +756,9 @@ DOWNSAMPLE_CHANNELS_LAST = True
 
 
 # Compiled for CUDA, the downsampling convs run with their channel counts widened to multiples of 8
-# (``DownSamples._aligned_conv``; a candidate, ab_switches AB_DOWNSAMPLE_UNALIGNED undoes it).
+# (``DownSamples._aligned_conv``): no cuDNN padding kernels, 14.23 -> 14.00 ms of kernels per compiled
+# GroupMamba-T forward on the H100 (docs/gpu_runs/s22_prof_gm.txt, s22_prof_gm_down.txt). False: the
+# convs on their own channel counts (ab_switches AB_DOWNSAMPLE_UNALIGNED).
 ALIGN_DOWNSAMPLE_CHANNELS = True
 
 

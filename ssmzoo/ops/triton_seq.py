@@ -17,9 +17,14 @@ step's LayerNorm over the group's channels is a reduction within the warp, and y
 gated with SiLU(z) before it is stored (float32 y never reaches memory), as in the look-back
 kernel's epilogue (``triton_lookback._norm_gate``).
 
+Measured on the H100 (session 22, docs/scan_notes.md "Session 22"): slower than the look-back kernel
+at 14x14 (norm-gate 145-184 vs ~105-122 us; compiled GroupMamba-T stage-3 block 724 vs 676 us) and
+about even at 7x7. Each warp's instruction stream bounds it (~106 instructions per step), not the
+loads in flight, so it is not the models' default (``SEQ_SCAN``); it stays as an option.
+
 Entry point: ``group_scan_4dir_seq_triton`` (``group_scan_4dir_triton``'s signature, d_state 1, plus
-the norm-gate epilogue); ``group_scan_4dir_triton`` / ``group_scan_4dir_norm_gate_triton`` choose it
-by ``seq_default`` or ``config={"SEQ": 1}``.
+the norm-gate epilogue); ``group_scan_4dir_triton`` / ``group_scan_4dir_norm_gate_triton`` run it
+with ``config={"SEQ": 1}`` (or by ``seq_default`` where ``SEQ_SCAN`` is set).
 """
 
 from __future__ import annotations
@@ -37,10 +42,10 @@ from .triton_scan import _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_seq_triton", "seq_config", "seq_default"]
 
-# Launch defaults (to be confirmed on the H100: benchmarks/scan.py --model-layout / --norm-gate with
-# {"SEQ": 1, ...} configs): 32 channels on one warp for the plain scan, the whole group on one warp
-# with the norm-gate epilogue; K = 8 steps per chunk (16 in flight with the next chunk's loads), 4
-# for whole groups of 64 channels or more (``seq_config``).
+# Launch defaults: 32 channels on one warp for the plain scan, the whole group on one warp with the
+# norm-gate epilogue; K = 8 steps per chunk (16 in flight with the next chunk's loads), 4 for whole
+# groups of 64 channels or more (``seq_config``). The H100 sweep (docs/gpu_runs/s22_run1.txt): K 2-8
+# within ~10%; 2 warps per program faster than 1 at 14x14 (145.4 vs 170-184 us) and 7x7 (41.3 vs 45.3).
 DEFAULT_BD, DEFAULT_K, DEFAULT_WARPS = 32, 8, 1
 # The largest map (H x W) on which the models use this kernel by default.
 SEQ_MAX_TOKENS = 16 * 16
