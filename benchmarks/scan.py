@@ -245,11 +245,12 @@ MODEL_LAYOUT_CONFIGS = {  # per map size: candidates against the default (which 
     7: [dict(LOOKBACK=1, SEG=64, BD=bd, num_warps=nw, CHAINED=1) for bd, nw in [(16, 2), (8, 1), (32, 4), (16, 4)]]
         + [dict(BD=16, BL=64, num_warps=4, CB=1, BDC=16, ROWS=0, COLS=0), dict(BD=32, BL=64, num_warps=4, CB=1, BDC=32, ROWS=0, COLS=0)],
 }
-# the lane-per-channel kernel (ssmzoo/ops/triton_seq.py) at every map size
+# the lane-per-channel kernel (ssmzoo/ops/triton_seq.py) on the small maps (at 56x56 and 28x28 it was
+# 2.5-5x slower than the look-back kernel, docs/gpu_runs/s22_run1.txt)
 SEQ_CONFIGS = [dict(SEQ=1, BD=bd, K=k, num_warps=nw) for bd, k, nw in
                [(32, 8, 1), (32, 4, 1), (32, 16, 1), (64, 8, 2), (64, 4, 1), (16, 8, 1)]]
-for _configs in MODEL_LAYOUT_CONFIGS.values():
-    _configs.extend(SEQ_CONFIGS)
+for _size in (14, 7):
+    MODEL_LAYOUT_CONFIGS[_size].extend(SEQ_CONFIGS)
 
 
 def model_layout_sweep(gen, record, models: str, configs, layouts=("tokens",)) -> None:
@@ -294,8 +295,8 @@ NORM_GATE_CONFIGS = {  # per map size: candidates against the default of the fus
     14: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4), (16, 2)]],
     7: [dict(SEG=s, num_warps=nw) for s, nw in [(4, 1), (4, 2), (8, 1), (8, 4)]],
 }
-for _configs in NORM_GATE_CONFIGS.values():  # the lane-per-channel kernel, whole groups on 1 or 2 warps
-    _configs.extend(dict(SEQ=1, K=k, num_warps=nw) for k, nw in [(4, 1), (2, 1), (8, 1), (4, 2)])
+for _size in (14, 7):  # the lane-per-channel kernel, whole groups on 1 or 2 warps (small maps, as above)
+    NORM_GATE_CONFIGS[_size].extend(dict(SEQ=1, K=k, num_warps=nw) for k, nw in [(4, 1), (2, 1), (8, 1), (4, 2)])
 
 
 def norm_gate_sweep(gen, record, models: str, configs) -> None:
