@@ -47,7 +47,7 @@ __all__ = ["group_scan_4dir_seq_triton", "seq_config", "seq_default"]
 # groups of 64 channels or more (``seq_config``). The H100 sweep (docs/gpu_runs/s22_run1.txt): K 2-8
 # within ~10%; 2 warps per program faster than 1 at 14x14 (145.4 vs 170-184 us) and 7x7 (41.3 vs 45.3).
 DEFAULT_BD, DEFAULT_K, DEFAULT_WARPS = 32, 8, 1
-# The largest map (H x W) on which the models use this kernel by default.
+# The largest map (H x W) on which the models use this kernel where SEQ_SCAN is set.
 SEQ_MAX_TOKENS = 16 * 16
 # True: the models run this kernel on small maps (``seq_default``). Off: slower than the look-back kernel
 # on the H100 (docs/gpu_runs/s22_run1.txt; side-by-side timing: ab_switches AB_SEQ_SCAN).
