@@ -473,15 +473,10 @@ def _aligned_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor] = None) ->
     GroupMamba-T took 704.3 against 733.5 us (benchmarks/ab_block.py, docs/gpu_runs/s19_run3.txt).
     """
     pad = _gemm_pad(x.shape[-1], x)
-    out_features = weight.shape[0]
-    out_pad = _gemm_pad(out_features, x) if ALIGN_GEMM_OUTPUTS else 0
-    if out_pad:  # zero output rows (a bias of zeros there), sliced off below: a view of aligned rows
-        weight = F.pad(weight, (0, 0, 0, out_pad))
-        bias = None if bias is None else F.pad(bias, (0, out_pad))
-    if pad:  # autocast's cast before the concatenation, so that it fuses into the producer
-        x, weight = _zero_columns(_gemm_input(x), pad), F.pad(weight, (0, pad))
-    y = F.linear(x, weight, bias)
-    return y[..., :out_features] if out_pad else y
+    if not pad:
+        return F.linear(x, weight, bias)
+    # autocast's cast before the concatenation, so that it fuses into the producer
+    return F.linear(_zero_columns(_gemm_input(x), pad), F.pad(weight, (0, pad)), bias)
 
 
 def _zero_columns(x: Tensor, pad: int) -> Tensor:
@@ -501,13 +496,9 @@ def _linear(linear: nn.Linear, x: Tensor) -> Tensor:
 # False: GEMM inputs keep their width and Inductor pads them in its own copies (side-by-side timing,
 # benchmarks/ab_variant.py AB_UNALIGNED).
 ALIGN_GEMM_INPUTS = True
-# (candidate, off) ``_aligned_linear`` also widens the GEMM's output rows to a multiple of 8 (zero weight
-# rows and bias), returning a view of the first ``out_features``: Inductor's shape padding otherwise adds
-# the bias of such a GEMM in a kernel of its own (stage 3's proj and fc2: 18 small kernels per
-# GroupMamba-T forward). On the H100 those kernels went, but the forward's kernels took 14.23 ms against
-# 14.00 (GEMMs and Inductor's kernels both slower; s22_prof_gm_outpad.txt vs s22_prof_gm_down.txt) and a
-# stage-3 block 660.9 vs 649.9 / 659.0 us (s22_run15.txt). ab_switches AB_GEMM_OUTPUTS_ALIGNED.
-ALIGN_GEMM_OUTPUTS = False
+# (Tried in session 22 and removed: widening the GEMMs' output rows too, so that stage 3's proj and fc2
+# add their bias in cuBLAS's epilogue. 18 small kernels went, but the forward's kernels took 14.23 ms
+# against 14.00; docs/gpu_runs/s22_prof_gm_outpad.txt, s22_run15.txt.)
 
 
 def _widens_gemm_inputs(x: Tensor) -> bool:
@@ -795,7 +786,7 @@ class DownSamples(nn.Module):
         the kernel that produces x (x is a channels-last view of tokens: channels are its last memory
         dim); the output's extra channels (zero weights and bias) are sliced off, a view."""
         conv = self.proj
-        pad_in, pad_out = -conv.in_channels % 8, -conv.out_channels % 8
+        pad_in, pad_out = _gemm_pad(conv.in_channels, x), _gemm_pad(conv.out_channels, x)
         weight, bias = conv.weight, conv.bias
         if pad_in:
             x = _zero_columns(_gemm_input(x.permute(0, 2, 3, 1)), pad_in).permute(0, 3, 1, 2)
