@@ -2,9 +2,8 @@
 
 AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal dense GEMMs).
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
-AB_TILE_LOADS='{"state": 0, "out": 0}': the bimamba scan's state-tile loads through the permuted view
-    (1) or as they are (0) in the state phase / the output phase (``triton_bimamba._PERMUTE_*_LOADS``;
-    both 0: as before session 14).
+AB_TILE_LOADS=1 (or 0): the bimamba scan's state-tile loads through the permuted view (or as they are)
+    whatever SPLIT, segments and Triton version (``triton_bimamba.permute_tile_loads`` chooses by them).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).
 AB_DECOUPLED=1: the look-back kernel's decoupled variant (CHAINED=0, the default before session 13).
 AB_DWCONV='{"UNROLL": 4}': the fused depthwise conv kernel's default launch config updated by this JSON.
@@ -66,7 +65,6 @@ import json
 import os
 import sys
 
-import triton.language as tl
 
 import ssmzoo.models.groupmamba as gm
 import ssmzoo.ops.triton_bimamba as tb
@@ -79,9 +77,8 @@ for variable, (module, attribute, value) in ATTRIBUTE_SWITCHES.items():
         setattr(module, attribute, value)
 
 if os.environ.get("AB_TILE_LOADS"):
-    _perm = json.loads(os.environ["AB_TILE_LOADS"])
-    tb._PERMUTE_STATE_LOADS = tl.constexpr(bool(_perm["state"]))
-    tb._PERMUTE_OUT_LOADS = tl.constexpr(bool(_perm["out"]))
+    _perm = bool(int(os.environ["AB_TILE_LOADS"]))
+    tb.permute_tile_loads = lambda split, one_segment: _perm
 if os.environ.get("AB_NO_LOOKBACK"):
     _plain = ts.group_scan_4dir_triton
     ts.group_scan_4dir_triton = lambda *a, config=None, **k: _plain(*a, config=dict(config or {}, LOOKBACK=0), **k)

@@ -10,9 +10,10 @@
 with every config of ``--configs`` (default: SPLIT_CONFIGS) and each SEG, after the sequential rows.
 
 Shapes: VideoMamba-S (d_inner 768, d_state 16), image (batch 128, L 197) and video (batch 8,
-L 3137), bf16 and fp32, in two layouts: "cl" (u/delta/z channels-last, as the brief assumes) and
-"model" (what BiMambaMixer really passes: u/delta channel-first contiguous, z a channels-last view of
-xz, B/C (batch, N, L) contiguous). Every kernel's output is checked against the chunked kernel
+L 3137), bf16 and fp32, in two layouts: "cl" (u/delta/z channels-last views of token-major memory:
+what BiMambaMixer passes since session 13) and "model" (what it passed before: u/delta channel-first
+contiguous, z a channels-last view of xz, B/C (batch, N, L) contiguous; the name is kept for the
+earlier runs' logs). Every kernel's output is checked against the chunked kernel
 (relative norm) before timing; times are triton.testing.do_bench medians over rotating input sets.
 """
 

@@ -202,6 +202,13 @@ def test_split_config_rules():
     assert split_config(8, 768, 3137, 16, narrow_rows=True)["SPLIT"] == 4
     assert split_config(8, 768, 3137, 16, dict(SPLIT=2), narrow_rows=True)["SPLIT"] == 2  # a given SPLIT wins
     assert split_config(1, 4, 10, 2, narrow_rows=True)["SPLIT"] == 2  # never more lanes than states
+    # 16-bit channels-last inputs (what the models pass): 4 lanes per channel, one block per iteration, in
+    # one segment (image), as timed; split into segments (video), one lane per channel
+    image_half = split_config(128, 768, 197, 16, half_channels_last=True)
+    assert (image_half["NSEG"], image_half["SPLIT"], image_half["UNROLL"]) == (1, 4, 1)
+    video_half = split_config(8, 768, 3137, 16, half_channels_last=True)
+    assert (video_half["NSEG"], video_half["SPLIT"], video_half["UNROLL"]) == (50, 1, 2)
+    assert split_config(128, 768, 197, 16, dict(SPLIT=1), half_channels_last=True)["UNROLL"] == 2
     assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5
     # where Triton cannot compile the split phases (3.5), the default is one segment
     with mock.patch("ssmzoo.ops.triton_bimamba.SPLIT_PHASES_COMPILE", False):
@@ -254,9 +261,9 @@ def test_gpu_kernel_matches_float64_reference(c):
     _check(result, c)
 
 
-# The state-tile loads through a permuted view (``_PERMUTE_STATE_LOADS`` / ``_PERMUTE_OUT_LOADS``, chosen
-# by Triton version; the interpreter runs whichever this Triton picks) must give the same results: a few
-# cases with both flipped.
+# The state-tile loads through a permuted view (``permute_tile_loads``, chosen by SPLIT and the Triton
+# version; the interpreter runs whichever this Triton picks) must give the same results: a few cases
+# with the choice flipped.
 FLIPPED_LOAD_CASES = [
     case(1, 37, 37, 16),
     case(1, 6, 37, 16, flipped=True, config=dict(SEG=8, SPLIT=4), kernel="split"),
@@ -279,10 +286,8 @@ if __name__ == "__main__" and sys.argv[1:2] == ["--interpret"]:
     # Runs in the subprocess started by the ``interpreted`` fixture (TRITON_INTERPRET=1 already set).
     print(run_cases(run_case, INTERP_CASES, int(sys.argv[2])))
 elif __name__ == "__main__" and sys.argv[1:2] == ["--interpret-flipped-loads"]:
-    import triton.language as tl
-
     import ssmzoo.ops.triton_bimamba as tb
 
-    tb._PERMUTE_STATE_LOADS = tl.constexpr(not tb._PERMUTE_STATE_LOADS)
-    tb._PERMUTE_OUT_LOADS = tl.constexpr(not tb._PERMUTE_OUT_LOADS)
+    _chosen = tb.permute_tile_loads
+    tb.permute_tile_loads = lambda split, one_segment: not _chosen(split, one_segment)
     print(run_cases(run_case, FLIPPED_LOAD_CASES, int(sys.argv[2])))

@@ -15,23 +15,29 @@ element on the MUFU units). The chunked kernel of ``triton_scan`` spends its tim
 * the program walks the sequence one step at a time (h = exp2(dt A log2 e) h + dt u B_t), first the
   backward direction (its ungated partial y, float32, goes to an accumulator: ``out`` itself when it
   is float32), then the forward one, which adds the partial, applies the gate and stores;
+* steps go in blocks of SPLIT: a block's per-channel operands are (1, 1, SPLIT, BD) *step tiles*, lane
+  s of a channel holding step k + s, so the per-channel work (loads of u, dt, z and the partial,
+  softplus, dt u, D u, the gate, the store) is done once per channel-step, by one lane, and each step
+  hands dt and dt u to the channel's other lanes through one shuffle each (``_lane_pick``). Before
+  session 23 every lane of a channel repeated it for its S_IN states: on the VideoMamba-S shapes, bf16
+  with the tokens contiguous (SPLIT 4), the scan took 874 -> 534 us (image) and 1,250 -> 772 us
+  (video) with the step tiles (H100, docs/gpu_runs/s23_run1.txt);
 * y_t = sum_n h_n C_t,n is an in-thread sum over S_IN states plus log2(SPLIT) shuffles;
-* each step's loads (u, dt, z, partial, B_t, C_t) do not depend on the recurrence and are issued one
-  step ahead (software prefetch), so their latency overlaps the previous step's arithmetic;
-* UNROLL steps per loop iteration (default 2) let the compiler overlap consecutive steps' per-channel
-  chains (softplus -> exp2 -> sum -> gate), which matters when few warps share an SM;
-* softplus runs on the MUFU units (ex2 + lg2.approx via inline PTX when compiled, ``FAST``).
+* the step tiles of the next block and each next step's B_t / C_t do not depend on the recurrence and
+  are loaded ahead (software prefetch), so their latency overlaps the arithmetic;
+* UNROLL blocks per loop iteration (default 2) let the compiler overlap consecutive steps' chains;
+* softplus, the gate's exponential and reciprocal run on the MUFU units (ex2 / lg2 / rcp.approx via
+  inline PTX when compiled, ``FAST``).
 
-Compiled for sm_90 (benchmarks/bimamba_seq.py --aot, Triton 3.6, 3.7 and 3.8): no barriers, shared
-memory or layout shuffles in the step loops (only log2(SPLIT) butterfly shuffles for the state sum),
-B/C as 16-byte loads, no spills (SPLIT 1: ~130-146 registers, SPLIT >= 2: ~64); on Triton 3.6 the
-output phase gets there through the permuted tile loads of ``_PERMUTE_OUT_LOADS`` (the state phase
-keeps a few layout conversions there: measured faster so).
+Compiled for sm_90 (benchmarks/bimamba_seq.py --aot, Triton 3.6 and 3.8), SPLIT 4: no barriers or
+shared memory in the step loops, only the lane exchanges and log2(SPLIT) butterfly shuffles per step
+for the state sum, B/C as 16-byte loads, ~64-70 registers; SPLIT 1: ~120-140 registers, no spills, and
+on Triton 3.6 layout conversions of the B/C tiles in the loop that measured faster than none (see
+``permute_tile_loads``).
 
-SPLIT trades parallelism for redundant per-channel work: SPLIT = 1 does no redundant arithmetic but
-gives only batch x dim threads (6144 for the VideoMamba-S video case: ~1.5 warps per SM); SPLIT = 4
-gives 4x the threads, each repeating the per-channel softplus / gate (2-3 MUFU per step) for its 4
-states.
+SPLIT trades parallelism for cross-lane traffic: SPLIT = 1 gives only batch x dim threads (6144 for
+the VideoMamba-S video case in one segment: ~1.5 warps per SM; the split kernel below adds segments);
+SPLIT = 4 gives 4x the threads, at two shuffles per step for the lane exchanges and two for the sum.
 
 B/C packing (``PACK``, default on): B and C of each direction are copied (a few MB) into one float32
 (batch, groups, L, 2 NP) buffer in scan order, so a step's B_t and C_t are 2 NP contiguous floats
@@ -75,26 +81,42 @@ def _triton_version() -> tuple[int, int]:
     return major, minor
 
 
-# The state tiles' loads (A, initial states, B_t / C_t) are contiguous along V (4 states) and, in the
-# (G, V, SPLIT, BD) order, tie in contiguity along G and BD. Triton's coalescing pass orders tied dims
-# by index before 3.7 and in reverse from 3.7 on, so Triton 3.6 (PyTorch 2.11's) gives those loads 4
-# lanes along G and 8 along the channels, and the output phase's step loop then re-lays the tile out
-# through shared memory and sums y across lanes every step (446 SASS instructions per 2 steps, 64
-# shuffles, 8 barriers; 253 and none as 3.7+ builds it). Through a (BD, G, SPLIT, V) view the lower
-# index wins the tie for the channels: the loop has no shuffles, barriers or shared memory on 3.6 either
-# (245 instructions; benchmarks/bimamba_seq.py --aot under each Triton version). Timed on the H100
-# with Triton 3.6 (docs/gpu_runs/bimamba_tile_loads_s14.txt, VideoMamba-S, bf16, token-major): the
-# output phase with it, video 796.7 -> 751.3 us per scan, image 564.6 -> 476.0 us. The state phase
-# with it was slower (video 870.7 us with both, 826.3 with both on), so it keeps its loads as they are.
-_PERMUTE_TILE_LOADS = _triton_version() < (3, 7)
-_PERMUTE_STATE_LOADS = tl.constexpr(False)
-_PERMUTE_OUT_LOADS = tl.constexpr(_PERMUTE_TILE_LOADS)
+def permute_tile_loads(split: int, one_segment: bool) -> bool:
+    """Whether the state tiles are loaded through the permuted view (``_load_tile``'s PERM) with SPLIT
+    lanes per channel, in the output phase of a scan in one segment (``one_segment``) or in both
+    phases of a split one; a config's PERM (both phases), PERM_STATE or PERM_OUT overrides it.
+
+    The state tiles' loads (A, initial states, B_t / C_t) are contiguous along V (4 states) and, in
+    the (G, V, SPLIT, BD) order, tie in contiguity along G and BD. Triton's coalescing pass orders tied
+    dims by index before 3.7 and in reverse from 3.7 on, so the two versions lay those loads out
+    differently, and where that layout differs from the one the step loop's other operands settle on,
+    Triton converts it inside the loop. Loading through a (BD, G, SPLIT, V) view flips the tie.
+
+    * SPLIT > 1 (the lane exchanges of ``_lane_pick`` anchor the step tiles' layout): SASS per 2 steps
+      (``benchmarks/bimamba_seq.py --aot``, VideoMamba-S, bf16, session 23) on Triton 3.6 without the
+      view: output phase 83 / 86 instructions (backward / forward sweep), state phase 58, with only
+      the 8 shuffles of the lane exchanges and the sum over lanes; with it 102 / 108 and 67, with 26 /
+      13. Triton 3.8 the reverse (86 / 91 and 59 with the view). On the H100 (Triton 3.6, image, SPLIT
+      4): 445 us without the view, 624 us with it (docs/gpu_runs/s23_run3.txt).
+    * SPLIT 1 (one lane per channel), split into segments (the models' video path): without the view,
+      on the H100 (Triton 3.6, video, s23_run3.txt) bf16 741.6 us, float32 773.2 us; with it in both
+      phases 844.7 / 874.2, in the output phase only 764.2 / 802.8. Not what the SASS counts predict:
+      with the view the loop has no layout conversions (output phase 248 / 281 instructions, state
+      phase 188), without it 424 / 460 and 209 with shuffles and barriers, but each lane then loads
+      only its share of B_t / C_t (the conversion spreads it) instead of all 2 NP floats.
+    * SPLIT 1 in one segment (image, float32; bf16 images run SPLIT 4): with the view 505-507 us,
+      without it 554 us (s23_run2.txt, s23_run3.txt, s23_run4.txt), as the SASS counts predict.
+    * Triton 3.8 builds SPLIT 1 without the view with no conversions (256 / 289 and 188): no view.
+    """
+    if split > 1:
+        return _triton_version() >= (3, 7)
+    return one_segment and _triton_version() < (3, 7)
 
 
 @triton.jit
 def _load_tile(ptrs, mask, HAS_MASK: tl.constexpr, PERM: tl.constexpr):
     """tl.load of a (G, V, SPLIT, BD) state tile, through the permuted view with PERM (see
-    _PERMUTE_TILE_LOADS)."""
+    permute_tile_loads)."""
     if PERM:
         ptrs = tl.permute(ptrs, (3, 0, 2, 1))
         if HAS_MASK:
@@ -134,51 +156,102 @@ def _indices(k, L, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexp
 
 
 @triton.jit
-def _step(k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
-          b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
-          cmask, A2, Dv, bias, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
-          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
-          ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr):
-    """Step k with the inputs loaded by the previous step (x_n); loads step k + 1's inputs."""
-    u = u_n.to(tl.float32)
-    dt = dt_n.to(tl.float32)
-    bt = b_n.to(tl.float32)
-    ct = c_n.to(tl.float32)
-    zz = z_n.to(tl.float32)
-    part = a_n
-    if REV:
-        p = L - 1 - k
+def _lane_pick(t, j: tl.constexpr):
+    """Step j of a (1, 1, SPLIT, BD) step tile, broadcast along the SPLIT axis: each channel's SPLIT
+    lanes exchange their values (one shuffle each) instead of all computing the same step."""
+    if t.shape[2] == 1:
+        r = t
     else:
-        p = k
-    # prefetch step k + 1 (after the last step: the last step again, unused)
-    pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
-    u_n = tl.load(u_ptr + ru + iu * su_l)
-    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
-    c_n = _load_tile(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
-    if HAS_Z:
-        z_n = tl.load(z_ptr + rz + pn * sz_l)
-    if ACC_IN:
-        a_n = tl.load(acc_ptr + rya + pn * sy_l)
+        r = tl.gather(t, tl.full(t.shape, j, tl.int32), axis=2)
+    return r
 
+
+@triton.jit
+def _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, FAST: tl.constexpr):
+    """A block's step tile of dt (bias, softplus) and dt u, one element per lane; steps past the
+    segment (k + sp >= k1) get dt = 0: no decay, no input, so the block needs no other mask."""
+    dt = dt_q.to(tl.float32)
     if HAS_BIAS:
-        dt = dt + bias
+        dt = dt + bias4
     if SOFTPLUS:
         dt = _softplus(dt, FAST)
-    a = tl.exp2(_bcast(dt) * A2)
-    h = a * h + _bcast(dt * u) * bt
-    y = tl.sum(tl.sum(tl.sum(h * ct, axis=0), axis=0), axis=0)
+    dt = tl.where(k + sp < k1, dt, 0.0)
+    return dt, dt * u_q.to(tl.float32)
+
+
+@triton.jit
+def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l,
+               b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz4, sz_l, y_ptr, acc_ptr, ry4, rya4, sy_l,
+               cmask4, A2, D4, bias4, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+               HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
+               ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
+               PERM: tl.constexpr):
+    """Steps k .. k + SPLIT - 1 (a block) of one direction, with the step tiles (u_q, dt_q, z_q, a_q:
+    (1, 1, SPLIT, BD), lane s holding step k + s) and step k's B/C tiles loaded before; loads the
+    next block's step tiles and, step by step, the next step's B/C.
+
+    Per-channel work (softplus, dt u, D u, the partial, the gate, the store) is done once per
+    channel-step by the lane that holds the step, not by all SPLIT lanes of the channel; only the
+    state update and the sum over states run per step on every lane."""
+    Q: tl.constexpr = sp.shape[2]
+    dt, dtu = _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS, SOFTPLUS, FAST)
+    p, iu, ib = _indices(k + sp, L, REV, U_STEP, BC_STEP)
+    smask = cmask4 & (k + sp < k1)
+    yq = tl.zeros_like(dt)
     if HAS_D:
-        y += Dv * u
+        yq = D4 * u_q.to(tl.float32)
     if ACC_IN:
-        y += part
+        yq += a_q
+    if HAS_Z:
+        zz = z_q.to(tl.float32)
+        gate = zz * mufu(1.0 + mufu(zz * -1.4426950408889634, "ex2", FAST), "rcp", FAST)
+    # prefetch the next block's step tiles (clamped to the last step: past it, unused)
+    pn, iun, ibn = _indices(tl.minimum(k + Q + sp, L - 1), L, REV, U_STEP, BC_STEP)
+    u_q = tl.load(u_ptr + ru4 + iun * su_l)
+    dt_q = tl.load(dt_ptr + rdt4 + iun * sdt_l)
+    if HAS_Z:
+        z_q = tl.load(z_ptr + rz4 + pn * sz_l)
+    if ACC_IN:
+        a_q = tl.load(acc_ptr + rya4 + pn * sy_l)
+    for j in tl.static_range(Q):
+        bt = b_n.to(tl.float32)
+        ct = c_n.to(tl.float32)
+        _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
+        b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        c_n = _load_tile(c_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        h = tl.exp2(_lane_pick(dt, j) * A2) * h + _lane_pick(dtu, j) * bt
+        y = tl.sum(tl.sum(tl.sum(h * ct, axis=0, keep_dims=True), axis=1, keep_dims=True), axis=2,
+                   keep_dims=True)
+        yq = tl.where(sp == j, yq + y, yq)
     if ACC_OUT:
-        tl.store(acc_ptr + ry + p * sy_l, y, mask=cmask)
+        tl.store(acc_ptr + ry4 + p * sy_l, yq, mask=smask)
     else:
         if HAS_Z:
-            y = y * (zz / (1.0 + tl.exp2(zz * -1.4426950408889634)))
-        tl.store(y_ptr + ry + p * sy_l, y.to(y_ptr.dtype.element_ty), mask=cmask)
-    return h, u_n, dt_n, b_n, c_n, z_n, a_n
+            yq = yq * gate
+        tl.store(y_ptr + ry4 + p * sy_l, yq.to(y_ptr.dtype.element_ty), mask=smask)
+    return h, b_n, c_n, u_q, dt_q, z_q, a_q
+
+
+@triton.jit
+def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l, b_ptr, offn,
+                 nmask, sb_l, A2, bias4, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+                 HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
+                 PERM: tl.constexpr):
+    """_out_block's state update only (no C, z, partial, y): h, and dsum, the step tile's running sum
+    of dt (summed over the lanes once, at the end of the segment)."""
+    Q: tl.constexpr = sp.shape[2]
+    dt, dtu = _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS, SOFTPLUS, FAST)
+    _, iun, _ = _indices(tl.minimum(k + Q + sp, L - 1), L, REV, U_STEP, BC_STEP)
+    u_q = tl.load(u_ptr + ru4 + iun * su_l)
+    dt_q = tl.load(dt_ptr + rdt4 + iun * sdt_l)
+    for j in tl.static_range(Q):
+        bt = b_n.to(tl.float32)
+        _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
+        b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        dt_j = _lane_pick(dt, j)
+        dsum += dt_j
+        h = tl.exp2(dt_j * A2) * h + _lane_pick(dtu, j) * bt
+    return h, dsum, b_n, u_q, dt_q
 
 
 def seq_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None) -> dict:
@@ -274,72 +347,45 @@ def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexp
 
 
 @triton.jit
-def _state_step(k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
-                sb_l, A2, bias, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
-                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr):
-    """_step's state update only (no C, z, partial, y): h and the running sum of dt; loads step
-    k + 1's u, dt, B_t (clamped to the last step, as _step)."""
-    u = u_n.to(tl.float32)
-    dt = dt_n.to(tl.float32)
-    bt = b_n.to(tl.float32)
-    pn, iu, ib = _indices(tl.minimum(k + 1, L - 1), L, REV, U_STEP, BC_STEP)
-    u_n = tl.load(u_ptr + ru + iu * su_l)
-    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
-    if HAS_BIAS:
-        dt = dt + bias
-    if SOFTPLUS:
-        dt = _softplus(dt, FAST)
-    dsum += dt
-    a = tl.exp2(_bcast(dt) * A2)
-    h = a * h + _bcast(dt * u) * bt
-    return h, dsum, u_n, dt_n, b_n
-
-
-@triton.jit
 def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr, bias_ptr,
                hs_ptr, ds_ptr, cl, cmask, k0, k1, L,
                NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
                REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
-               FAST: tl.constexpr, UNROLL: tl.constexpr):
+               FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr):
     """Phase 1 for one direction: steps k0 <= k < k1 from h = 0 (indices as in _sweep); stores the
-    final state to hs_ptr[c, n] and log2 of the segment's decay, A_n log2(e) sum(dt), to ds_ptr[c, n]
-    (NP floats per channel each; the sum of dt is one float per channel, multiplied by A once at the
-    end). Pointers are offset to the program's (batch, group) / scratch slot."""
-    BD: tl.constexpr = cl.shape[0]
+    final state to hs_ptr[c, n] and log2 of the segment's decay, sum_t dt_t A_n log2(e), to
+    ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) / scratch slot."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
-                    _PERMUTE_STATE_LOADS) * 1.4426950408889634
+                    PERM) * 1.4426950408889634
     bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
     offn = n4 * sb_n + zero4
     clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))
-    ru = clc * su_c
-    rdt = clc * sdt_c
+    sp = tl.arange(0, SPLIT)[None, None, :, None]
+    ru4 = _bcast(clc * su_c)
+    rdt4 = _bcast(clc * sdt_c)
+    bias4 = _bcast(bias)
     h = zero4.to(tl.float32)
-    dsum = tl.zeros([BD], dtype=tl.float32)
-    p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
-    u_n = tl.load(u_ptr + ru + iu * su_l)
-    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_STATE_LOADS)
-    nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
+    _, iu, _ = _indices(tl.minimum(k0 + sp, L - 1), L, REV, U_STEP, BC_STEP)
+    u_q = tl.load(u_ptr + ru4 + iu * su_l)
+    dt_q = tl.load(dt_ptr + rdt4 + iu * sdt_l)
+    dsum = dt_q.to(tl.float32) * 0.0  # (zeros in the step tiles' layout)
+    _, _, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, PERM)
     k = k0
-    while k < nmain:
-        for j in tl.static_range(UNROLL):
-            h, dsum, u_n, dt_n, b_n = _state_step(
-                k + j, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
-                sb_l, A2, bias, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST)
-        k += UNROLL
-    while k < k1:
-        h, dsum, u_n, dt_n, b_n = _state_step(
-            k, L, h, dsum, u_n, dt_n, b_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l, b_ptr, offn, nmask,
-            sb_l, A2, bias, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST)
-        k += 1
+    while k < k1:  # blocks of SPLIT steps, UNROLL blocks per iteration (steps past k1: dt = 0)
+        for r in tl.static_range(UNROLL):
+            h, dsum, b_n, u_q, dt_q = _state_block(
+                k + r * SPLIT, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l,
+                b_ptr, offn, nmask, sb_l, A2, bias4, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, PERM)
+        k += UNROLL * SPLIT
+    lg = A2 * dsum  # (dsum: each channel's sum of dt, on all its lanes)
     off = _bcast(cl) * NP + n4 + zero4
     smask = _bcast(cmask) & (zero4 == 0)
     tl.store(hs_ptr + off, h, mask=smask)
-    tl.store(ds_ptr + off, A2 * _bcast(dsum), mask=smask)  # log2 of the segment's decay, per state
+    tl.store(ds_ptr + off, lg, mask=smask)  # log2 of the segment's decay, per state
 
 
 @triton.jit
@@ -350,7 +396,8 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
              REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
-             BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
+             BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr, HAS_INIT: tl.constexpr,
+             PERM: tl.constexpr):
     """One direction over steps k0 <= k < k1 (all L for the sequential kernel, one segment in phase 3
     of the split kernel), from the state at hs_ptr[c, n] (HAS_INIT) or from zero; token p = k (or
     L - 1 - k with REV). u/delta are read at index k if U_STEP else p, B/C at k if BC_STEP else p;
@@ -367,51 +414,46 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
-                    _PERMUTE_OUT_LOADS) * 1.4426950408889634
+                    PERM) * 1.4426950408889634
     Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)
     bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
     offn = n4 * sb_n + zero4
     clc = tl.minimum(cl, tl.max(tl.where(cmask, cl, 0), axis=0))
-    ru = clc * su_c
-    rdt = clc * sdt_c
-    rz = clc * sz_c
-    ry = cl * sy_c
-    rya = clc * sy_c
+    sp = tl.arange(0, SPLIT)[None, None, :, None]
+    ru4 = _bcast(clc * su_c)
+    rdt4 = _bcast(clc * sdt_c)
+    rz4 = _bcast(clc * sz_c)
+    ry4 = _bcast(cl * sy_c)
+    rya4 = _bcast(clc * sy_c)
+    cmask4 = _bcast(cmask)
+    D4 = _bcast(Dv)
+    bias4 = _bcast(bias)
     if HAS_INIT:
         h = _load_tile(hs_ptr + _bcast(cl) * NP + n4 + zero4, _bcast(cmask) & (zero4 == 0), True,
-                       _PERMUTE_OUT_LOADS)
+                       PERM)
     else:
         h = zero4.to(tl.float32)
-    p, iu, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
-    u_n = tl.load(u_ptr + ru + iu * su_l)
-    dt_n = tl.load(dt_ptr + rdt + iu * sdt_l)
-    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
-    c_n = _load_tile(c_ptr + offn + ib * sb_l, nmask, BC_MASK, _PERMUTE_OUT_LOADS)
+    p, iu, _ = _indices(tl.minimum(k0 + sp, L - 1), L, REV, U_STEP, BC_STEP)
+    u_q = tl.load(u_ptr + ru4 + iu * su_l)
+    dt_q = tl.load(dt_ptr + rdt4 + iu * sdt_l)
+    z_q = u_q
+    a_q = u_q
     if HAS_Z:
-        z_n = tl.load(z_ptr + rz + p * sz_l)
+        z_q = tl.load(z_ptr + rz4 + p * sz_l)
     if ACC_IN:
-        a_n = tl.load(acc_ptr + rya + p * sy_l)
-    if not HAS_Z:
-        z_n = u_n
-    if not ACC_IN:
-        a_n = u_n
-    nmain = k0 + ((k1 - k0) // UNROLL) * UNROLL
+        a_q = tl.load(acc_ptr + rya4 + p * sy_l)
+    _, _, ib = _indices(k0, L, REV, U_STEP, BC_STEP)
+    b_n = _load_tile(b_ptr + offn + ib * sb_l, nmask, BC_MASK, PERM)
+    c_n = _load_tile(c_ptr + offn + ib * sb_l, nmask, BC_MASK, PERM)
     k = k0
-    while k < nmain:
-        for j in tl.static_range(UNROLL):
-            h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
-                k + j, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
-                b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
-                cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
-                ACC_IN, ACC_OUT, BC_MASK, FAST)
-        k += UNROLL
-    while k < k1:
-        h, u_n, dt_n, b_n, c_n, z_n, a_n = _step(
-            k, L, h, u_n, dt_n, b_n, c_n, z_n, a_n, u_ptr, ru, su_l, dt_ptr, rdt, sdt_l,
-            b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz, sz_l, y_ptr, acc_ptr, ry, rya, sy_l,
-            cmask, A2, Dv, bias, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
-            ACC_IN, ACC_OUT, BC_MASK, FAST)
-        k += 1
+    while k < k1:  # blocks of SPLIT steps, UNROLL blocks per iteration (steps past k1: masked)
+        for r in tl.static_range(UNROLL):
+            h, b_n, c_n, u_q, dt_q, z_q, a_q = _out_block(
+                k + r * SPLIT, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4,
+                sdt_l, b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz4, sz_l, y_ptr, acc_ptr, ry4, rya4, sy_l,
+                cmask4, A2, D4, bias4, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+                ACC_IN, ACC_OUT, BC_MASK, FAST, PERM)
+        k += UNROLL * SPLIT
 
 
 @triton.jit
@@ -423,7 +465,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                         NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
                         BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
                         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
-                        FAST: tl.constexpr, UNROLL: tl.constexpr):
+                        FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr):
     """Phase 1. Grid (NBLK x 2 (NSEG - 1), groups, batch): program q = pid0 // NBLK runs the forward
     direction's step-order segment q (q < NSEG - 1) or the backward one's q - (NSEG - 1); the last
     segment of each direction has no successor and is not run. Consecutive programs share a segment
@@ -446,7 +488,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    b_ptr + bb * sb_b + g * sb_g, sb_n, sb_l, A_ptr + c0 * NSTATE, bias_ptr + c0,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    k0, k1, L,
-                   NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL)
+                   NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL, PERM)
     else:             # backward, step-order segment j = token segment s = NSEG - 1 - j
         j = q - (NSEG - 1)
         s = NSEG - 1 - j
@@ -458,7 +500,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    L - t1, L - t0, L,
                    NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
-                   UNROLL)
+                   UNROLL, PERM)
 
 
 @triton.jit
@@ -501,7 +543,7 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                       BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
                       HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                       HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-                      UNROLL: tl.constexpr, HAS_INIT: tl.constexpr):
+                      UNROLL: tl.constexpr, HAS_INIT: tl.constexpr, PERM: tl.constexpr):
     """Phase 3. Grid (NBLK x NSEG, groups, batch): token segment s = pid0 // NBLK; backward direction
     first (its partial to acc), then forward + partial + gate -> y; with one segment (NSEG = 1, no
     HAS_INIT) this is the sequential kernel over the whole sequence."""
@@ -525,7 +567,7 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, hs_ptr + slot_b * dim * NP + c0 * NP,
              cl, cmask, L - t1, L - t0, L,
              NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
-             HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT)
+             HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT, PERM)
     tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
     _sweep(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
              b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
@@ -533,7 +575,7 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, hs_ptr + slot_f * dim * NP + c0 * NP,
              cl, cmask, t0, t1, L,
              NSTATE, S_IN, SPLIT, False, False, False,
-             HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT)
+             HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT, PERM)
 
 
 # Defaults from the H100 sweep (benchmarks/bimamba_seq.py --segments 64,128,256,512; VideoMamba-S
@@ -545,6 +587,11 @@ SPLIT_SEG = 64  # default segment length (tokens) when batch x dim alone gives t
 # 4 lanes per channel in both shapes of that sweep (image bf16: 854 us vs 1,392 us with SPLIT 1; video
 # bf16, SEG 64: 1,245 us vs 1,507 us), while float32 and channels-last inputs ran fastest with one.
 NARROW_ROWS_SPLIT = 4
+# 16-bit channels-last u/delta in one segment (VideoMamba-S image, batch 128, bf16, what the model
+# passes): with the step tiles (session 23, docs/gpu_runs/s23_run2.txt, s23_run3.txt) 4 lanes per
+# channel and one block per loop iteration ran 445-447 us, against 495-499 us for SPLIT 1 (512 us
+# for SPLIT 4 with UNROLL 2; 480 us for session 22's kernel). float32 stays on SPLIT 1 (505 vs 535 us).
+ONE_SEGMENT_HALF_CONFIG = dict(SPLIT=4, UNROLL=1)
 # Triton 3.5 (PyTorch 2.9's) fails inside its layout pass (TritonGPURemoveLayoutConversions: "parent
 # layout must have at least rank >= 2") on the state phase's kernel; the one-segment path (the output
 # kernel alone) compiles there. So before 3.6 the default is one segment: slower on short batches of
@@ -553,7 +600,7 @@ SPLIT_PHASES_COMPILE = _triton_version() >= (3, 6)
 
 
 def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None, *,
-                 narrow_rows: bool = False) -> dict:
+                 narrow_rows: bool = False, half_channels_last: bool = False) -> dict:
     """``seq_config`` plus SEG (tokens per segment; SEG >= length: one segment, the sequential kernel's
     work) and COMBINE_BC (channels per phase-2 program).
 
@@ -561,7 +608,9 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else SEG =
     SPLIT_SEG (VideoMamba-S video: 50 segments). SPLIT then follows seq_config
     with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work),
-    except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for NARROW_ROWS_SPLIT."""
+    except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for NARROW_ROWS_SPLIT,
+    and ``half_channels_last`` (u is 16-bit with its channels contiguous, the models' layout) in one
+    segment for ONE_SEGMENT_HALF_CONFIG."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
     bc = config.pop("COMBINE_BC", 32)
@@ -574,6 +623,8 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     nseg = triton.cdiv(length, seg)
     if narrow_rows and "SPLIT" not in config:
         config["SPLIT"] = NARROW_ROWS_SPLIT
+    if half_channels_last and nseg == 1 and "SPLIT" not in config:
+        config = dict(ONE_SEGMENT_HALF_CONFIG, **config)
     cfg = seq_config(batch * nseg, dim, length, n_state, config)
     cfg.update(SEG=seg, NSEG=nseg, COMBINE_BC=bc)
     return cfg
@@ -590,7 +641,8 @@ def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     gives too few threads; else one segment, the sequential kernel. ``torch.ops.ssmzoo.bimamba_scan``
     (the models' path) runs this with its default config.
 
-    ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program) and everything
+    ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program), PERM / PERM_STATE /
+    PERM_OUT (the state-tile load order, see ``permute_tile_loads``) and everything
     ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
     """
     _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
@@ -612,7 +664,9 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
     dim_g = dim // groups
     NP = _pow2(n_state)
     narrow_rows = u.stride(-1) == 1 and u.element_size() == 2 and length > 1
-    cfg = split_config(batch, dim, length, n_state, config, narrow_rows=narrow_rows)
+    half_channels_last = u.stride(-2) == 1 and u.element_size() == 2 and dim > 1
+    cfg = split_config(batch, dim, length, n_state, config, narrow_rows=narrow_rows,
+                       half_channels_last=half_channels_last)
     seg, nseg = cfg["SEG"], cfg["NSEG"]
     if cfg["PACK"]:
         bc = _pack_bc(B4, C4, NP, False)
@@ -630,6 +684,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                   HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                   BC_MASK=not cfg["PACK"] and n_state < NP,
                   FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
+    perm = cfg.get("PERM")
     launches = []
     if nseg > 1:
         # scratch, [direction, batch, slot, channel, NP]: states, and log2 of the segments' decays
@@ -638,7 +693,9 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
         launches.append((_split_state_kernel, (nblk * 2 * (nseg - 1), groups, batch),
                          (u, *u.stride(), delta, *delta.stride(), f_bc[0], *f_bc[2:], A_, bias_,
                           u_b, *u_b.stride(), delta_b, *delta_b.stride(), b_bc[0], *b_bc[2:], Ab_, biasb_,
-                          hs, ds, batch, dim, dim_g, length, seg, nseg, nblk), dict(common)))
+                          hs, ds, batch, dim, dim_g, length, seg, nseg, nblk),
+                         dict(common, PERM=bool(cfg.get("PERM_STATE", permute_tile_loads(cfg["SPLIT"], False)
+                                                       if perm is None else perm)))))
         bcc = cfg["COMBINE_BC"]
         launches.append((_split_combine_kernel, (triton.cdiv(dim, bcc), batch, 2),
                          (hs, ds, batch, dim, nseg), dict(NP=NP, BC=bcc, num_warps=max(1, min(4, bcc * NP // 128)))))
@@ -648,5 +705,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                      (u, *u.stride(), delta, *delta.stride(), *f_bc, A_, D_, bias_,
                       u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
                       zz, *zz.stride(), y, acc, *y.stride(), hs, batch, dim, dim_g, length, seg, nseg, nblk),
-                     dict(common, HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=nseg > 1)))
+                     dict(common, HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=nseg > 1,
+                          PERM=bool(cfg.get("PERM_OUT", permute_tile_loads(cfg["SPLIT"], nseg == 1)
+                                                if perm is None else perm)))))
     return y, launches
