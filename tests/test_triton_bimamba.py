@@ -81,6 +81,9 @@ SPLIT_CASES = [
     case(1, 3, 37, 16, dtype="float16", layout="sliced", flipped=True, config=dict(SEG=8, SPLIT=8),
          kernel="split"),
     case(1, 6, 37, 16, flipped=True, config=dict(SEG=64, SPLIT=4), kernel="split"),     # one segment
+    # 13 and 3 segments: longer phase-2 chains
+    case(1, 5, 37, 16, flipped=True, config=dict(SEG=3), kernel="split"),
+    case(1, 5, 13, 2, layout="cl", config=dict(SEG=5, COMBINE_BC=2), kernel="split"),
 ]
 INTERP_CASES += SPLIT_CASES
 
