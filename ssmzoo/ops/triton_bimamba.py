@@ -195,7 +195,7 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
     state update and the sum over states run per step on every lane."""
     Q: tl.constexpr = sp.shape[2]
     dt, dtu = _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS, SOFTPLUS, FAST)
-    p, iu, ib = _indices(k + sp, L, REV, U_STEP, BC_STEP)
+    p, _, _ = _indices(k + sp, L, REV, U_STEP, BC_STEP)
     smask = cmask4 & (k + sp < k1)
     yq = tl.zeros_like(dt)
     if HAS_D:
@@ -206,7 +206,7 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
         zz = z_q.to(tl.float32)
         gate = zz * mufu(1.0 + mufu(zz * -1.4426950408889634, "ex2", FAST), "rcp", FAST)
     # prefetch the next block's step tiles (clamped to the last step: past it, unused)
-    pn, iun, ibn = _indices(tl.minimum(k + Q + sp, L - 1), L, REV, U_STEP, BC_STEP)
+    pn, iun, _ = _indices(tl.minimum(k + Q + sp, L - 1), L, REV, U_STEP, BC_STEP)
     u_q = tl.load(u_ptr + ru4 + iun * su_l)
     dt_q = tl.load(dt_ptr + rdt4 + iun * sdt_l)
     if HAS_Z:
@@ -237,8 +237,8 @@ def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr
                  nmask, sb_l, A2, bias4, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
                  PERM: tl.constexpr):
-    """_out_block's state update only (no C, z, partial, y): h, and dsum, the step tile's running sum
-    of dt (summed over the lanes once, at the end of the segment)."""
+    """_out_block's state update only (no C, z, partial, y): h, and dsum, each channel's running sum of
+    dt (the same on all its lanes: it adds the exchanged dt, in the state tile's layout family)."""
     Q: tl.constexpr = sp.shape[2]
     dt, dtu = _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS, SOFTPLUS, FAST)
     _, iun, _ = _indices(tl.minimum(k + Q + sp, L - 1), L, REV, U_STEP, BC_STEP)
@@ -355,7 +355,8 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
                FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr):
     """Phase 1 for one direction: steps k0 <= k < k1 from h = 0 (indices as in _sweep); stores the
     final state to hs_ptr[c, n] and log2 of the segment's decay, sum_t dt_t A_n log2(e), to
-    ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) / scratch slot."""
+    ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) /
+    scratch slot. Steps go in blocks of SPLIT, as in _sweep (``_state_block``)."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
@@ -403,14 +404,13 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     L - 1 - k with REV). u/delta are read at index k if U_STEP else p, B/C at k if BC_STEP else p;
     z, y and the accumulator at p. Pointers are already offset to the program's (batch, group); cl:
     (BD,) channel indices. Loads are unmasked (channel indices past the group's end are clamped to
-    its last channel and the step after the last re-reads the last one; only stores are masked);
-    B/C loads are masked only where states n >= N are not backed by memory (BC_MASK: unpacked B/C
-    with N < NP).
+    its last channel and steps past the last to the last one; only stores are masked); B/C loads are
+    masked only where states n >= N are not backed by memory (BC_MASK: unpacked B/C with N < NP).
 
     The state tile is (G, V, SPLIT, BD), state n = split_lane * S_IN + g * V + v: V = 4 consecutive
-    states (one 16-byte load of packed B/C) and G = S_IN / V groups of them per thread; lanes run
-    along the channels first, then along SPLIT (Triton's default / coalesced layouts for these shapes
-    give exactly that, so the per-channel (BD,) vectors need no data movement)."""
+    states (one 16-byte load of packed B/C) and G = S_IN / V groups of them per thread, SPLIT lanes
+    per channel. The steps go in blocks of SPLIT (``_out_block``), UNROLL blocks per loop iteration;
+    per-channel operands are (1, 1, SPLIT, BD) step tiles, lane s of a channel holding step k + s."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
