@@ -65,7 +65,6 @@ import json
 import os
 import sys
 
-
 import ssmzoo.models.groupmamba as gm
 import ssmzoo.ops.triton_bimamba as tb
 import ssmzoo.ops.triton_dwconv as td

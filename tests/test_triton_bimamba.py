@@ -63,6 +63,7 @@ INTERP_CASES = [
     case(1, 7, 23, 16, dtype="float16", flipped=True, config=dict(SPLIT=4)),
     case(1, 5, 19, 2, dtype="bfloat16", flipped=True),
     case(1, 6, 21, 16, dtype="bfloat16", layout="cl", config=dict(SPLIT=4)),
+    case(1, 6, 21, 16, dtype="bfloat16", layout="cl", flipped=True),   # default: ONE_SEGMENT_HALF_CONFIG
     case(1, 6, 21, 16, dtype="bfloat16", layout="model", flipped=True, config=dict(SPLIT=4)),
 ]
 
@@ -264,9 +265,9 @@ def test_gpu_kernel_matches_float64_reference(c):
     _check(result, c)
 
 
-# The state-tile loads through a permuted view (``permute_tile_loads``, chosen by SPLIT and the Triton
-# version; the interpreter runs whichever this Triton picks) must give the same results: a few cases
-# with the choice flipped.
+# The state-tile loads through a permuted view (``permute_tile_loads``, chosen by SPLIT, segments and
+# the Triton version; the interpreter runs whichever this Triton picks) must give the same results: a
+# few cases with the choice flipped.
 FLIPPED_LOAD_CASES = [
     case(1, 37, 37, 16),
     case(1, 6, 37, 16, flipped=True, config=dict(SEG=8, SPLIT=4), kernel="split"),
