@@ -684,7 +684,10 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                   HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
                   BC_MASK=not cfg["PACK"] and n_state < NP,
                   FAST=cfg.get("FAST", not _interpreting()), UNROLL=cfg["UNROLL"], num_warps=cfg["num_warps"])
-    perm = cfg.get("PERM")
+
+    def perm(phase_key: str, one_segment: bool) -> bool:  # the tile-load order: config, else the rule
+        return bool(cfg.get(phase_key, cfg.get("PERM", permute_tile_loads(cfg["SPLIT"], one_segment))))
+
     launches = []
     if nseg > 1:
         # scratch, [direction, batch, slot, channel, NP]: states, and log2 of the segments' decays
@@ -694,8 +697,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                          (u, *u.stride(), delta, *delta.stride(), f_bc[0], *f_bc[2:], A_, bias_,
                           u_b, *u_b.stride(), delta_b, *delta_b.stride(), b_bc[0], *b_bc[2:], Ab_, biasb_,
                           hs, ds, batch, dim, dim_g, length, seg, nseg, nblk),
-                         dict(common, PERM=bool(cfg.get("PERM_STATE", permute_tile_loads(cfg["SPLIT"], False)
-                                                       if perm is None else perm)))))
+                         dict(common, PERM=perm("PERM_STATE", False))))
         bcc = cfg["COMBINE_BC"]
         launches.append((_split_combine_kernel, (triton.cdiv(dim, bcc), batch, 2),
                          (hs, ds, batch, dim, nseg), dict(NP=NP, BC=bcc, num_warps=max(1, min(4, bcc * NP // 128)))))
@@ -706,6 +708,5 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                       u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
                       zz, *zz.stride(), y, acc, *y.stride(), hs, batch, dim, dim_g, length, seg, nseg, nblk),
                      dict(common, HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=nseg > 1,
-                          PERM=bool(cfg.get("PERM_OUT", permute_tile_loads(cfg["SPLIT"], nseg == 1)
-                                                if perm is None else perm)))))
+                          PERM=perm("PERM_OUT", nseg == 1))))
     return y, launches
