@@ -128,9 +128,10 @@ INTERP_CASES = [
     norm_gate_case(1, 20, 3, 13, dtype="float16", xproj=True, config=dict(SEG=16, BD=32)),
     norm_gate_case(2, 16, 7, 9, xproj=True, outproj=True, config=dict(SEG=16)),
     norm_gate_case(1, 12, 6, 11, dtype="float16", outproj=True, config=dict(SEG=16)),
-    # the lane-per-channel kernel (the default on channels-last maps up to 16 x 16): several channel
-    # blocks, chunks of K steps that do not divide H x W, one-step maps, sliced maps, channel-first
-    # maps, 16-bit; with the norm-gate epilogue (d not a power of 2: masked channels in the norm)
+    # the lane-per-channel kernel (opt-in: SEQ=1, or SEQ_SCAN for small channels-last maps): several
+    # channel blocks, chunks of K steps that do not divide H x W, one-step maps, sliced maps,
+    # channel-first maps, 16-bit; with the norm-gate epilogue (d not a power of 2: masked channels in
+    # the norm); SEQ=0 forces the look-back kernel
     group_case(2, 5, 7, 9, channels_last=True, config=dict(SEQ=1, BD=4, K=3)),
     group_case(1, 16, 6, 11, dtype="bfloat16", channels_last=True, config=dict(SEQ=1)),
     group_case(1, 4, 5, 6, channels_last=True, sliced=True, config=dict(SEQ=1, K=4)),
@@ -140,7 +141,7 @@ INTERP_CASES = [
     norm_gate_case(2, 5, 7, 9, config=dict(SEQ=1, K=3)),
     norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEQ=1, K=2)),
     norm_gate_case(1, 6, 3, 13, dtype="float16", config=dict(SEQ=1)),
-    norm_gate_case(1, 16, 6, 11, dtype="bfloat16", config=dict(SEQ=0)),  # the look-back kernel there
+    norm_gate_case(1, 16, 6, 11, dtype="bfloat16", config=dict(SEQ=0)),  # the look-back kernel
     # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
@@ -493,13 +494,14 @@ GPU_CASES = [
     norm_gate_case(32, 16, 56, 56, dtype="bfloat16", xproj=True, outproj=True),
     norm_gate_case(4, 32, 28, 28, dtype="bfloat16", xproj=True, outproj=True),
     norm_gate_case(2, 48, 28, 28, xproj=True, outproj=True),
-    # the lane-per-channel kernel: the models' small maps (defaults), and where it is not the default
+    # the models' small maps on their default kernels (where SEQ_SCAN would switch to the lane-per-channel
+    # kernel), and the lane-per-channel kernel itself (SEQ=1) on small and large maps
     group_case(4, 112, 7, 7, channels_last=True, dtype="bfloat16"),
     group_case(2, 87, 14, 14, channels_last=True, dtype="bfloat16", config=dict(SEQ=1, BD=64, num_warps=2)),
     group_case(2, 32, 28, 28, channels_last=True, config=dict(SEQ=1)),
     group_case(2, 16, 56, 56, channels_last=True, dtype="bfloat16", config=dict(SEQ=1, K=16)),
     norm_gate_case(4, 87, 14, 14, dtype="bfloat16"),
-    norm_gate_case(2, 87, 14, 14, config=dict(SEQ=0)),  # the look-back kernel there
+    norm_gate_case(2, 87, 14, 14, config=dict(SEQ=0)),  # the look-back kernel, forced
     norm_gate_case(4, 32, 28, 28, dtype="bfloat16", config=dict(SEQ=1)),
     # look-back kernel at full size: many programs spin on their predecessors' flags at once
     group_case(2, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1)),
