@@ -166,7 +166,8 @@ def rel(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
-def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None, split_only=False):
+def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None, split_only=False,
+            layouts=("cl", "model")):
     from triton.testing import do_bench
 
     from ssmzoo.ops.triton_scan import bimamba_scan_triton
@@ -178,7 +179,7 @@ def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None
         if shapes and case not in shapes:
             continue
         for dtype in (torch.bfloat16, torch.float32):
-            for layout in ("cl", "model"):
+            for layout in layouts:
                 gen = torch.Generator().manual_seed(0)
                 sets = [make_inputs(batch, length, dtype, layout, dev, gen) for _ in range(reps_sets)]
                 ref = bimamba_scan_triton(**sets[0])
@@ -242,12 +243,14 @@ def main(argv=None):
     ap.add_argument("--segments", help="comma list of SEG values (tokens per segment, 0 = default): also run "
                                        "the split-sequence kernel (with --aot: only it)")
     ap.add_argument("--shapes", help="comma list of shapes to run (image, video; default both)")
+    ap.add_argument("--layouts", help="comma list of layouts to run (cl, model; default both)")
     ap.add_argument("--split-only", action="store_true", help="with --segments: time only the split kernel")
     ap.add_argument("--once", metavar="SHAPE", help="run the models' default scan 3 times on SHAPE (bf16, "
                                                    "token-major) and exit: a target for ncu")
     args = ap.parse_args(argv)
     segments = [int(x) for x in args.segments.split(",")] if args.segments else None
     shapes = args.shapes.split(",") if args.shapes else None
+    layouts = args.layouts.split(",") if args.layouts else ("cl", "model")
     if args.configs:
         configs = split_configs = json.loads(args.configs)
     else:
@@ -258,7 +261,7 @@ def main(argv=None):
             if shapes and case not in shapes:
                 continue
             for dtype in (torch.bfloat16, torch.float32):
-                for layout in ("cl", "model"):
+                for layout in layouts:
                     inputs = make_inputs(batch, length, dtype, layout, "cpu", gen)
                     compiled = []
                     if segments:
@@ -290,7 +293,8 @@ def main(argv=None):
             tb.bimamba_scan_split_triton(**inputs)
         torch.cuda.synchronize()
         return
-    run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes, split_only=args.split_only)
+    run_gpu(configs, segments=segments, split_configs=split_configs, shapes=shapes, split_only=args.split_only,
+            layouts=layouts)
 
 
 if __name__ == "__main__":

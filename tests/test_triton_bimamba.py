@@ -85,6 +85,12 @@ SPLIT_CASES = [
     # 13 and 3 segments: longer phase-2 chains
     case(1, 5, 37, 16, flipped=True, config=dict(SEG=3), kernel="split"),
     case(1, 5, 13, 2, layout="cl", config=dict(SEG=5, COMBINE_BC=2), kernel="split"),
+    # a share of the decays on the FMA pipe (exp2_fma: POLY_*), B/C loaded at their step (BC_AHEAD off)
+    case(1, 5, 37, 16, flipped=True, config=dict(SEG=8, POLY_STATE=3, POLY_OUT_V=1, BC_AHEAD=False),
+         kernel="split"),
+    case(1, 6, 29, 16, dtype="bfloat16", layout="cl", config=dict(SEG=8, SPLIT=4, POLY_STATE_V=1, POLY_OUT=1),
+         kernel="split"),
+    case(1, 6, 21, 16, layout="cl", flipped=True, config=dict(POLY_OUT=16)),   # every decay on the FMA pipe
 ]
 INTERP_CASES += SPLIT_CASES
 
@@ -252,6 +258,12 @@ GPU_CASES = [
          kernel="split"),
     case(2, 100, 3137, 3, dtype="float32", layout="sliced", groups=2, config=dict(SEG=200, PACK=False),
          kernel="split"),
+    # candidate launches: decays partly on the FMA pipe, B/C at their step (timed in benchmarks/bimamba_seq.py)
+    case(2, 768, 3137, 16, dtype="bfloat16", layout="cl", flipped=True, kernel="split",
+         config=dict(PERM_STATE=True, POLY_STATE=3)),
+    case(2, 768, 3137, 16, dtype="float32", layout="cl", kernel="split", config=dict(POLY_STATE_V=1)),
+    case(2, 768, 3137, 16, dtype="bfloat16", layout="cl", kernel="split", config=dict(BC_AHEAD=False, POLY_OUT_V=1)),
+    case(2, 768, 197, 16, dtype="bfloat16", layout="cl", config=dict(POLY_OUT_V=1)),
 ]
 
 

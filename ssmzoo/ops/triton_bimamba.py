@@ -64,7 +64,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_math import mufu
+from .triton_math import exp2_fma, mufu
 from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
 
 __all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config"]
@@ -137,6 +137,28 @@ def _bcast(v):
 
 
 @triton.jit
+def _decay(x, poly, POLY: tl.constexpr):
+    """2^x per state of the tile: where ``poly`` (a state mask, see ``_poly_mask``) on the FMA pipe
+    (``exp2_fma``), the rest on the MUFU unit. Where the step loop is bound by the MUFU pipe, moving a
+    few exponentials off it balances the two. POLY: whether any state is on the FMA pipe."""
+    if POLY:
+        r = tl.where(poly, exp2_fma(x), tl.exp2(x))
+    else:
+        r = tl.exp2(x)
+    return r
+
+
+@triton.jit
+def _poly_mask(n4, S_IN: tl.constexpr, V: tl.constexpr, POLY_N: tl.constexpr, POLY_V: tl.constexpr):
+    """The states whose decay _decay computes on the FMA pipe: the first POLY_N of each thread's S_IN
+    (n4 % S_IN < POLY_N) and the first POLY_V of each group of V consecutive states (n4 % V < POLY_V).
+    The select folds away at compile time only where the mask's axis lies in each thread's registers
+    (Triton's layout decides: on the device's Triton 3.6, with one lane per channel, the V axis always
+    and the G axis only with the permuted tile loads); elsewhere both are computed."""
+    return ((n4 % S_IN) < POLY_N) | ((n4 % V) < POLY_V)
+
+
+@triton.jit
 def _indices(k, L, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr):
     """Step k's token p (L - 1 - k with REV) and the indices u/delta (k if U_STEP else p) and B/C
     (k if BC_STEP else p) are read at."""
@@ -182,10 +204,10 @@ def _step_dt(dt_q, u_q, k, k1, sp, bias4, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.c
 @triton.jit
 def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l,
                b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz4, sz_l, y_ptr, acc_ptr, ry4, rya4, sy_l,
-               cmask4, A2, D4, bias4, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+               cmask4, A2, D4, bias4, poly, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, HAS_Z: tl.constexpr,
                ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-               PERM: tl.constexpr):
+               PERM: tl.constexpr, POLY: tl.constexpr, BC_AHEAD: tl.constexpr):
     """Steps k .. k + SPLIT - 1 (a block) of one direction, with the step tiles (u_q, dt_q, z_q, a_q:
     (1, 1, SPLIT, BD), lane s holding step k + s) and step k's B/C tiles loaded before; loads the
     next block's step tiles and, step by step, the next step's B/C.
@@ -214,12 +236,17 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
     if ACC_IN:
         a_q = tl.load(acc_ptr + rya4 + pn * sy_l)
     for j in tl.static_range(Q):
-        bt = b_n.to(tl.float32)
-        ct = c_n.to(tl.float32)
-        _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
-        b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
-        c_n = _load_tile(c_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
-        h = tl.exp2(_lane_pick(dt, j) * A2) * h + _lane_pick(dtu, j) * bt
+        if BC_AHEAD:  # step j's B/C were loaded a step ahead; load step j + 1's
+            bt = b_n.to(tl.float32)
+            ct = c_n.to(tl.float32)
+            _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
+            b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+            c_n = _load_tile(c_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        else:  # at their step: fewer live registers, the latency left to other warps
+            _, _, ibj = _indices(tl.minimum(k + j, L - 1), L, REV, U_STEP, BC_STEP)
+            bt = _load_tile(b_ptr + offn + ibj * sb_l, nmask, BC_MASK, PERM).to(tl.float32)
+            ct = _load_tile(c_ptr + offn + ibj * sb_l, nmask, BC_MASK, PERM).to(tl.float32)
+        h = _decay(_lane_pick(dt, j) * A2, poly, POLY) * h + _lane_pick(dtu, j) * bt
         y = tl.sum(tl.sum(tl.sum(h * ct, axis=0, keep_dims=True), axis=1, keep_dims=True), axis=2,
                    keep_dims=True)
         yq = tl.where(sp == j, yq + y, yq)
@@ -234,9 +261,9 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
 
 @triton.jit
 def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l, b_ptr, offn,
-                 nmask, sb_l, A2, bias4, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
+                 nmask, sb_l, A2, bias4, poly, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-                 PERM: tl.constexpr):
+                 PERM: tl.constexpr, POLY: tl.constexpr):
     """_out_block's state update only (no C, z, partial, y): h, and dsum, each channel's running sum of
     dt (the same on all its lanes: it adds the exchanged dt, in the state tile's layout family)."""
     Q: tl.constexpr = sp.shape[2]
@@ -250,7 +277,7 @@ def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr
         b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
         dt_j = _lane_pick(dt, j)
         dsum += dt_j
-        h = tl.exp2(dt_j * A2) * h + _lane_pick(dtu, j) * bt
+        h = _decay(dt_j * A2, poly, POLY) * h + _lane_pick(dtu, j) * bt
     return h, dsum, b_n, u_q, dt_q
 
 
@@ -268,7 +295,8 @@ def seq_config(batch: int, dim: int, length: int, n_state: int, config: Optional
     split = 1
     while split < min(4, NP) and batch * dim * split < want:
         split *= 2
-    cfg = dict(SPLIT=split, num_warps=1, CPT=1, PACK=True, UNROLL=2)
+    cfg = dict(SPLIT=split, num_warps=1, CPT=1, PACK=True, UNROLL=2, POLY_STATE=0, POLY_STATE_V=0, POLY_OUT=0,
+               POLY_OUT_V=0, BC_AHEAD=True)
     if config:
         cfg.update(config)
     split = cfg["SPLIT"] = min(cfg["SPLIT"], NP)   # (a fixed config may name more lanes than states)
@@ -352,13 +380,16 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
                NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
                REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
-               FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr):
+               FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr, POLY_N: tl.constexpr,
+               POLY_V: tl.constexpr):
     """Phase 1 for one direction: steps k0 <= k < k1 from h = 0 (indices as in _sweep); stores the
     final state to hs_ptr[c, n] and log2 of the segment's decay, sum_t dt_t A_n log2(e), to
     ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) /
     scratch slot. Steps go in blocks of SPLIT, as in _sweep (``_state_block``)."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
+    poly = _poly_mask(n4, S_IN, 4 if S_IN >= 4 else S_IN, POLY_N, POLY_V)
+    POLY: tl.constexpr = POLY_N + POLY_V > 0
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
                     PERM) * 1.4426950408889634
     bias = tl.load(bias_ptr + cl, mask=cmask, other=0.0)
@@ -380,7 +411,8 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
         for r in tl.static_range(UNROLL):
             h, dsum, b_n, u_q, dt_q = _state_block(
                 k + r * SPLIT, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l,
-                b_ptr, offn, nmask, sb_l, A2, bias4, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, PERM)
+                b_ptr, offn, nmask, sb_l, A2, bias4, poly, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
+                PERM, POLY)
         k += UNROLL * SPLIT
     lg = A2 * dsum  # (dsum: each channel's sum of dt, on all its lanes)
     off = _bcast(cl) * NP + n4 + zero4
@@ -398,7 +430,7 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
              HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
              HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr,
              BC_MASK: tl.constexpr, FAST: tl.constexpr, UNROLL: tl.constexpr, HAS_INIT: tl.constexpr,
-             PERM: tl.constexpr):
+             PERM: tl.constexpr, POLY_N: tl.constexpr, POLY_V: tl.constexpr, BC_AHEAD: tl.constexpr):
     """One direction over steps k0 <= k < k1 (all L for the sequential kernel, one segment in phase 3
     of the split kernel), from the state at hs_ptr[c, n] (HAS_INIT) or from zero; token p = k (or
     L - 1 - k with REV). u/delta are read at index k if U_STEP else p, B/C at k if BC_STEP else p;
@@ -413,6 +445,8 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     per-channel operands are (1, 1, SPLIT, BD) step tiles, lane s of a channel holding step k + s."""
     NP: tl.constexpr = S_IN * SPLIT
     n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
+    poly = _poly_mask(n4, S_IN, 4 if S_IN >= 4 else S_IN, POLY_N, POLY_V)
+    POLY: tl.constexpr = POLY_N + POLY_V > 0
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
                     PERM) * 1.4426950408889634
     Dv = tl.load(D_ptr + cl, mask=cmask, other=0.0)
@@ -451,8 +485,8 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
             h, b_n, c_n, u_q, dt_q, z_q, a_q = _out_block(
                 k + r * SPLIT, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4,
                 sdt_l, b_ptr, c_ptr, offn, nmask, sb_l, z_ptr, rz4, sz_l, y_ptr, acc_ptr, ry4, rya4, sy_l,
-                cmask4, A2, D4, bias4, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
-                ACC_IN, ACC_OUT, BC_MASK, FAST, PERM)
+                cmask4, A2, D4, bias4, poly, REV, U_STEP, BC_STEP, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z,
+                ACC_IN, ACC_OUT, BC_MASK, FAST, PERM, POLY, BC_AHEAD)
         k += UNROLL * SPLIT
 
 
@@ -465,7 +499,8 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                         NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr,
                         BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
                         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
-                        FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr):
+                        FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr, POLY_N: tl.constexpr,
+                        POLY_V: tl.constexpr):
     """Phase 1. Grid (NBLK x 2 (NSEG - 1), groups, batch): program q = pid0 // NBLK runs the forward
     direction's step-order segment q (q < NSEG - 1) or the backward one's q - (NSEG - 1); the last
     segment of each direction has no successor and is not run. Consecutive programs share a segment
@@ -488,7 +523,8 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    b_ptr + bb * sb_b + g * sb_g, sb_n, sb_l, A_ptr + c0 * NSTATE, bias_ptr + c0,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    k0, k1, L,
-                   NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL, PERM)
+                   NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL, PERM,
+                   POLY_N, POLY_V)
     else:             # backward, step-order segment j = token segment s = NSEG - 1 - j
         j = q - (NSEG - 1)
         s = NSEG - 1 - j
@@ -500,7 +536,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    L - t1, L - t0, L,
                    NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
-                   UNROLL, PERM)
+                   UNROLL, PERM, POLY_N, POLY_V)
 
 
 @triton.jit
@@ -543,7 +579,8 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                       BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
                       HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                       HAS_Z: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-                      UNROLL: tl.constexpr, HAS_INIT: tl.constexpr, PERM: tl.constexpr):
+                      UNROLL: tl.constexpr, HAS_INIT: tl.constexpr, PERM: tl.constexpr, POLY_N: tl.constexpr,
+                      POLY_V: tl.constexpr, BC_AHEAD: tl.constexpr):
     """Phase 3. Grid (NBLK x NSEG, groups, batch): token segment s = pid0 // NBLK; backward direction
     first (its partial to acc), then forward + partial + gate -> y; with one segment (NSEG = 1, no
     HAS_INIT) this is the sequential kernel over the whole sequence."""
@@ -567,7 +604,8 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              Ab_ptr + c0 * NSTATE, Db_ptr + c0, biasb_ptr + c0, hs_ptr + slot_b * dim * NP + c0 * NP,
              cl, cmask, L - t1, L - t0, L,
              NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED,
-             HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT, PERM)
+             HAS_D, HAS_BIAS, SOFTPLUS, False, False, True, BC_MASK, FAST, UNROLL, HAS_INIT, PERM, POLY_N,
+             POLY_V, BC_AHEAD)
     tl.debug_barrier()  # the forward sweep reads partials written by this program's threads
     _sweep(u_ptr + bb * su_b + c0 * su_c, su_c, su_l, dt_ptr + bb * sdt_b + c0 * sdt_c, sdt_c, sdt_l,
              b_ptr + bb * sb_b + g * sb_g, c_ptr + bb * sb_b + g * sb_g, sb_n, sb_l,
@@ -575,7 +613,8 @@ def _split_out_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
              A_ptr + c0 * NSTATE, D_ptr + c0, bias_ptr + c0, hs_ptr + slot_f * dim * NP + c0 * NP,
              cl, cmask, t0, t1, L,
              NSTATE, S_IN, SPLIT, False, False, False,
-             HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT, PERM)
+             HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False, BC_MASK, FAST, UNROLL, HAS_INIT, PERM, POLY_N,
+             POLY_V, BC_AHEAD)
 
 
 # Defaults from the H100 sweep (benchmarks/bimamba_seq.py --segments 64,128,256,512; VideoMamba-S
@@ -697,7 +736,8 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                          (u, *u.stride(), delta, *delta.stride(), f_bc[0], *f_bc[2:], A_, bias_,
                           u_b, *u_b.stride(), delta_b, *delta_b.stride(), b_bc[0], *b_bc[2:], Ab_, biasb_,
                           hs, ds, batch, dim, dim_g, length, seg, nseg, nblk),
-                         dict(common, PERM=perm("PERM_STATE", False))))
+                         dict(common, PERM=perm("PERM_STATE", False), POLY_N=cfg["POLY_STATE"],
+                              POLY_V=cfg["POLY_STATE_V"])))
         bcc = cfg["COMBINE_BC"]
         launches.append((_split_combine_kernel, (triton.cdiv(dim, bcc), batch, 2),
                          (hs, ds, batch, dim, nseg), dict(NP=NP, BC=bcc, num_warps=max(1, min(4, bcc * NP // 128)))))
@@ -708,5 +748,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                       u_b, *u_b.stride(), delta_b, *delta_b.stride(), *b_bc, Ab_, Db_, biasb_,
                       zz, *zz.stride(), y, acc, *y.stride(), hs, batch, dim, dim_g, length, seg, nseg, nblk),
                      dict(common, HAS_D=D is not None, HAS_Z=z is not None, HAS_INIT=nseg > 1,
-                          PERM=perm("PERM_OUT", nseg == 1))))
+                          PERM=perm("PERM_OUT", nseg == 1), POLY_N=cfg["POLY_OUT"],
+                          POLY_V=cfg["POLY_OUT_V"],
+                          BC_AHEAD=bool(cfg["BC_AHEAD"]))))
     return y, launches
