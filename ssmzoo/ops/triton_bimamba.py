@@ -263,7 +263,7 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
 def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l, b_ptr, offn,
                  nmask, sb_l, A2, bias4, poly, REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                  HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
-                 PERM: tl.constexpr, POLY: tl.constexpr):
+                 PERM: tl.constexpr, POLY: tl.constexpr, BC_AHEAD: tl.constexpr):
     """_out_block's state update only (no C, z, partial, y): h, and dsum, each channel's running sum of
     dt (the same on all its lanes: it adds the exchanged dt, in the state tile's layout family)."""
     Q: tl.constexpr = sp.shape[2]
@@ -272,9 +272,13 @@ def _state_block(k, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr
     u_q = tl.load(u_ptr + ru4 + iun * su_l)
     dt_q = tl.load(dt_ptr + rdt4 + iun * sdt_l)
     for j in tl.static_range(Q):
-        bt = b_n.to(tl.float32)
-        _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
-        b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        if BC_AHEAD:
+            bt = b_n.to(tl.float32)
+            _, _, ib1 = _indices(tl.minimum(k + j + 1, L - 1), L, REV, U_STEP, BC_STEP)
+            b_n = _load_tile(b_ptr + offn + ib1 * sb_l, nmask, BC_MASK, PERM)
+        else:
+            _, _, ibj = _indices(tl.minimum(k + j, L - 1), L, REV, U_STEP, BC_STEP)
+            bt = _load_tile(b_ptr + offn + ibj * sb_l, nmask, BC_MASK, PERM).to(tl.float32)
         dt_j = _lane_pick(dt, j)
         dsum += dt_j
         h = _decay(dt_j * A2, poly, POLY) * h + _lane_pick(dtu, j) * bt
@@ -296,7 +300,7 @@ def seq_config(batch: int, dim: int, length: int, n_state: int, config: Optional
     while split < min(4, NP) and batch * dim * split < want:
         split *= 2
     cfg = dict(SPLIT=split, num_warps=1, CPT=1, PACK=True, UNROLL=2, POLY_STATE=0, POLY_STATE_V=0, POLY_OUT=0,
-               POLY_OUT_V=0, BC_AHEAD=True)
+               POLY_OUT_V=0, BC_AHEAD=True, BC_AHEAD_STATE=True)
     if config:
         cfg.update(config)
     split = cfg["SPLIT"] = min(cfg["SPLIT"], NP)   # (a fixed config may name more lanes than states)
@@ -381,7 +385,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
                REV: tl.constexpr, U_STEP: tl.constexpr, BC_STEP: tl.constexpr,
                HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
                FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr, POLY_N: tl.constexpr,
-               POLY_V: tl.constexpr):
+               POLY_V: tl.constexpr, BC_AHEAD: tl.constexpr):
     """Phase 1 for one direction: steps k0 <= k < k1 from h = 0 (indices as in _sweep); stores the
     final state to hs_ptr[c, n] and log2 of the segment's decay, sum_t dt_t A_n log2(e), to
     ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) /
@@ -412,7 +416,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
             h, dsum, b_n, u_q, dt_q = _state_block(
                 k + r * SPLIT, k1, L, h, dsum, b_n, u_q, dt_q, sp, u_ptr, ru4, su_l, dt_ptr, rdt4, sdt_l,
                 b_ptr, offn, nmask, sb_l, A2, bias4, poly, REV, U_STEP, BC_STEP, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
-                PERM, POLY)
+                PERM, POLY, BC_AHEAD)
         k += UNROLL * SPLIT
     lg = A2 * dsum  # (dsum: each channel's sum of dt, on all its lanes)
     off = _bcast(cl) * NP + n4 + zero4
@@ -500,7 +504,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                         BD: tl.constexpr, B_FLIPPED: tl.constexpr, PACKED: tl.constexpr,
                         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, BC_MASK: tl.constexpr,
                         FAST: tl.constexpr, UNROLL: tl.constexpr, PERM: tl.constexpr, POLY_N: tl.constexpr,
-                        POLY_V: tl.constexpr):
+                        POLY_V: tl.constexpr, BC_AHEAD: tl.constexpr):
     """Phase 1. Grid (NBLK x 2 (NSEG - 1), groups, batch): program q = pid0 // NBLK runs the forward
     direction's step-order segment q (q < NSEG - 1) or the backward one's q - (NSEG - 1); the last
     segment of each direction has no successor and is not run. Consecutive programs share a segment
@@ -524,7 +528,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    k0, k1, L,
                    NSTATE, S_IN, SPLIT, False, False, False, HAS_BIAS, SOFTPLUS, BC_MASK, FAST, UNROLL, PERM,
-                   POLY_N, POLY_V)
+                   POLY_N, POLY_V, BC_AHEAD)
     else:             # backward, step-order segment j = token segment s = NSEG - 1 - j
         j = q - (NSEG - 1)
         s = NSEG - 1 - j
@@ -536,7 +540,7 @@ def _split_state_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                    hs_ptr + slot * dim * NP + c0 * NP, ds_ptr + (slot - 1) * dim * NP + c0 * NP, cl, cmask,
                    L - t1, L - t0, L,
                    NSTATE, S_IN, SPLIT, True, B_FLIPPED, B_FLIPPED or PACKED, HAS_BIAS, SOFTPLUS, BC_MASK, FAST,
-                   UNROLL, PERM, POLY_N, POLY_V)
+                   UNROLL, PERM, POLY_N, POLY_V, BC_AHEAD)
 
 
 @triton.jit
@@ -737,7 +741,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
                           u_b, *u_b.stride(), delta_b, *delta_b.stride(), b_bc[0], *b_bc[2:], Ab_, biasb_,
                           hs, ds, batch, dim, dim_g, length, seg, nseg, nblk),
                          dict(common, PERM=perm("PERM_STATE", False), POLY_N=cfg["POLY_STATE"],
-                              POLY_V=cfg["POLY_STATE_V"])))
+                              POLY_V=cfg["POLY_STATE_V"], BC_AHEAD=bool(cfg["BC_AHEAD_STATE"]))))
         bcc = cfg["COMBINE_BC"]
         launches.append((_split_combine_kernel, (triton.cdiv(dim, bcc), batch, 2),
                          (hs, ds, batch, dim, nseg), dict(NP=NP, BC=bcc, num_warps=max(1, min(4, bcc * NP // 128)))))
