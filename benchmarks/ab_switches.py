@@ -14,7 +14,8 @@ import ssmzoo.ops.triton_seq as tsq
 # Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
 ATTRIBUTE_SWITCHES = {
     "AB_EINSUM": (gm, "_dense_projections", lambda x: False),
-    "AB_SEQ": (tb, "SPLIT_SEG", 10 ** 9),
+    "AB_SEQ": (tb, "SPLIT_PHASES_COMPILE", False),
+    "AB_BIMAMBA_AHEAD": (tb, "ONE_LANE_SPLIT_CONFIG", {}),
     "AB_DECOUPLED": (tlb, "DEFAULT_CHAINED", 0),
     "AB_VM_CHANNEL_FIRST": (vm, "SCAN_INPUTS_TOKENS_MAJOR", False),
     "AB_VM_PATCH_CONV": (vm, "PATCH_EMBED_AS_GEMM", False),

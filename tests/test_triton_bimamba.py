@@ -203,13 +203,20 @@ def test_config_rules():
 def test_split_config_rules():
     from ssmzoo.ops.triton_bimamba import split_config
 
-    video = split_config(8, 768, 3137, 16)                  # 50 segments of 64 (the last 1), one lane per channel
-    assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (64, 50, 1)
+    # VideoMamba-S video: 25 segments of 128 (the last 65), one lane per channel, B/C loaded at their step
+    video = split_config(8, 768, 3137, 16)
+    assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (128, 25, 1)
+    assert (video["UNROLL"], video["BC_AHEAD"], video["BC_AHEAD_STATE"]) == (1, False, False)
+    assert split_config(8, 768, 3137, 16, dict(UNROLL=2))["UNROLL"] == 2        # a given option wins
+    # one clip: segments of 128 would give too few threads for one lane per channel; 64 still give one
+    clip = split_config(1, 768, 3137, 16)
+    assert (clip["SEG"], clip["SPLIT"], clip["BC_AHEAD"]) == (64, 1, False)
     image = split_config(128, 768, 197, 16)                 # image: enough channels, no split
     assert (image["NSEG"], image["SPLIT"]) == (1, 1)
     # 16-bit inputs with contiguous tokens (VideoMamba's layout): 4 lanes per channel, as timed
     assert split_config(128, 768, 197, 16, narrow_rows=True)["SPLIT"] == 4
-    assert split_config(8, 768, 3137, 16, narrow_rows=True)["SPLIT"] == 4
+    video_narrow = split_config(8, 768, 3137, 16, narrow_rows=True)   # (not re-timed: SEG 64, B/C ahead)
+    assert (video_narrow["SPLIT"], video_narrow["SEG"], video_narrow["BC_AHEAD"]) == (4, 64, True)
     assert split_config(8, 768, 3137, 16, dict(SPLIT=2), narrow_rows=True)["SPLIT"] == 2  # a given SPLIT wins
     assert split_config(1, 4, 10, 2, narrow_rows=True)["SPLIT"] == 2  # never more lanes than states
     # 16-bit channels-last inputs (what the models pass): 4 lanes per channel, one block per iteration, in
@@ -217,7 +224,7 @@ def test_split_config_rules():
     image_half = split_config(128, 768, 197, 16, half_channels_last=True)
     assert (image_half["NSEG"], image_half["SPLIT"], image_half["UNROLL"]) == (1, 4, 1)
     video_half = split_config(8, 768, 3137, 16, half_channels_last=True)
-    assert (video_half["NSEG"], video_half["SPLIT"], video_half["UNROLL"]) == (50, 1, 2)
+    assert (video_half["NSEG"], video_half["SPLIT"], video_half["UNROLL"]) == (25, 1, 1)
     assert split_config(128, 768, 197, 16, dict(SPLIT=1), half_channels_last=True)["UNROLL"] == 2
     assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5
     # where Triton cannot compile the split phases (3.5), the default is one segment

@@ -635,6 +635,14 @@ NARROW_ROWS_SPLIT = 4
 # channel and one block per loop iteration ran 445-447 us, against 495-499 us for SPLIT 1 (512 us
 # for SPLIT 4 with UNROLL 2; 480 us for session 22's kernel). float32 stays on SPLIT 1 (505 vs 535 us).
 ONE_SEGMENT_HALF_CONFIG = dict(SPLIT=4, UNROLL=1)
+# One lane per channel on split sequences (VideoMamba-S video in the models' layout, either dtype):
+# B_t / C_t loaded at their step in both phases instead of a step ahead (output phase 124 -> 96
+# registers, state phase 96 -> 80 under Triton 3.6), one block per iteration and segments of 128
+# tokens ran bf16 693-694 us and float32 712-713 us, against 742-746 / 776 us for the earlier
+# default (SEG 64, UNROLL 2, B/C a step ahead), side by side on the H100 (docs/gpu_runs/s24_run3.txt;
+# s24_run2.txt: each change alone). The one-segment kernel (images) keeps the prefetch: without it
+# 555 vs 449 us bf16, 910 vs 507 us float32 (s24_run1.txt).
+ONE_LANE_SPLIT_CONFIG = dict(SEG=128, UNROLL=1, BC_AHEAD=False, BC_AHEAD_STATE=False)
 # Triton 3.5 (PyTorch 2.9's) fails inside its layout pass (TritonGPURemoveLayoutConversions: "parent
 # layout must have at least rank >= 2") on the state phase's kernel; the one-segment path (the output
 # kernel alone) compiles there. So before 3.6 the default is one segment: slower on short batches of
@@ -648,27 +656,37 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     work) and COMBINE_BC (channels per phase-2 program).
 
     Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
-    image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else SEG =
-    SPLIT_SEG (VideoMamba-S video: 50 segments). SPLIT then follows seq_config
-    with batch x segments sequences per direction (video: SPLIT 1, no redundant per-channel work),
-    except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for NARROW_ROWS_SPLIT,
-    and ``half_channels_last`` (u is 16-bit with its channels contiguous, the models' layout) in one
-    segment for ONE_SEGMENT_HALF_CONFIG."""
+    image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else segments of
+    ONE_LANE_SPLIT_CONFIG's SEG tokens where that gives one lane per channel (VideoMamba-S video: 25 segments),
+    of SPLIT_SEG otherwise. SPLIT then follows seq_config with batch x segments sequences per direction
+    (video: SPLIT 1, no redundant per-channel work), except that ``narrow_rows`` (u is 16-bit with its
+    tokens contiguous) asks for NARROW_ROWS_SPLIT, and ``half_channels_last`` (u is 16-bit with its
+    channels contiguous, the models' layout) in one segment for ONE_SEGMENT_HALF_CONFIG. Split
+    sequences with one lane per channel take ONE_LANE_SPLIT_CONFIG's other options (B/C loaded at
+    their step) where ``config`` does not name them."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
     bc = config.pop("COMBINE_BC", 32)
+    if narrow_rows and "SPLIT" not in config:
+        config["SPLIT"] = NARROW_ROWS_SPLIT
     if seg is None:
-        seg = length if batch * dim >= 132 * 8 * 32 or not SPLIT_PHASES_COMPILE else SPLIT_SEG
+        if batch * dim >= 132 * 8 * 32 or not SPLIT_PHASES_COMPILE:
+            seg = length
+        else:
+            one_lane_seg = ONE_LANE_SPLIT_CONFIG.get("SEG", SPLIT_SEG)
+            long_segs = triton.cdiv(length, min(one_lane_seg, max(1, length)))
+            one_lane = seq_config(batch * long_segs, dim, length, n_state, config)["SPLIT"] == 1
+            seg = one_lane_seg if one_lane else SPLIT_SEG
     seg = int(seg)
     if seg < 1:
         raise ValueError(f"SEG must be >= 1, got {seg}")
     seg = min(seg, max(1, length))
     nseg = triton.cdiv(length, seg)
-    if narrow_rows and "SPLIT" not in config:
-        config["SPLIT"] = NARROW_ROWS_SPLIT
     if half_channels_last and nseg == 1 and "SPLIT" not in config:
         config = dict(ONE_SEGMENT_HALF_CONFIG, **config)
     cfg = seq_config(batch * nseg, dim, length, n_state, config)
+    if nseg > 1 and cfg["SPLIT"] == 1:
+        cfg.update({k: v for k, v in ONE_LANE_SPLIT_CONFIG.items() if k not in config and k != "SEG"})
     cfg.update(SEG=seg, NSEG=nseg, COMBINE_BC=bc)
     return cfg
 
