@@ -201,7 +201,7 @@ def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None
                 for cfg in (split_configs or []) if segments else []:
                     for seg in segments:
                         scfg = dict(cfg, SEG=seg) if seg else dict(cfg)
-                        full = tb.split_config(batch, D_INNER, length, N_STATE, scfg)
+                        full = tb.split_config(batch, D_INNER, length, N_STATE, scfg, **tb.layout_flags(sets[0]["u"]))
                         fn = lambda **kw: tb.bimamba_scan_split_triton(**kw, config=scfg)  # noqa: E731
                         err = rel(fn(**sets[0]), ref)
                         t = timed(fn)

@@ -30,7 +30,7 @@ import triton.testing
 
 from ssmzoo.ops import selective_scan_chunked
 from ssmzoo.ops import triton_scan as ts
-from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton, bimamba_scan_split_triton, split_config
+from ssmzoo.ops.triton_bimamba import bimamba_scan_seq_triton, bimamba_scan_split_triton, layout_flags, split_config
 
 GROUPMAMBA = {  # embed_dims per stage, from the authors' groupmamba.py (classification/models)
     "T": [64, 128, 348, 448],
@@ -504,11 +504,11 @@ def main() -> None:
             err_seq = rel_err(bimamba_scan_seq_triton(**x), ref)
             ms = bench(lambda: bimamba_scan_seq_triton(**nxt()))
             record(f"vm bimamba seq {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err_seq)
-            # its split-sequence variant (default segments: one for image, 13 x 256 for video16; not
-            # used by the models yet)
+            # its split-sequence variant, the models' path (default segments: one for image, several
+            # for video16, their length by layout: triton_bimamba.split_config)
             err_split = rel_err(bimamba_scan_split_triton(**x), ref)
             del ref
-            scfg = split_config(batch, 768, L, 16)
+            scfg = split_config(batch, 768, L, 16, **layout_flags(x["u"]))
             ms = bench(lambda: bimamba_scan_split_triton(**nxt()))
             record(f"vm bimamba split {tag}", f"b{batch} 768x{L} N16", dtype, ms, nb, torch_ms, err_split,
                    extra=f"SEG {scfg['SEG']} x {scfg['NSEG']} SPLIT {scfg['SPLIT']}")

@@ -203,14 +203,18 @@ def test_config_rules():
 def test_split_config_rules():
     from ssmzoo.ops.triton_bimamba import split_config
 
-    # VideoMamba-S video: 25 segments of 128 (the last 65), one lane per channel, B/C loaded at their step
-    video = split_config(8, 768, 3137, 16)
+    # VideoMamba-S video with the channels contiguous (the models' layout): 25 segments of 128 (the last
+    # 65), one lane per channel, B/C loaded at their step
+    video = split_config(8, 768, 3137, 16, channels_last=True)
     assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (128, 25, 1)
     assert (video["UNROLL"], video["BC_AHEAD"], video["BC_AHEAD_STATE"]) == (1, False, False)
-    assert split_config(8, 768, 3137, 16, dict(UNROLL=2))["UNROLL"] == 2        # a given option wins
+    assert split_config(8, 768, 3137, 16, dict(UNROLL=2), channels_last=True)["UNROLL"] == 2  # a given option wins
     # one clip: segments of 128 would give too few threads for one lane per channel; 64 still give one
-    clip = split_config(1, 768, 3137, 16)
+    clip = split_config(1, 768, 3137, 16, channels_last=True)
     assert (clip["SEG"], clip["SPLIT"], clip["BC_AHEAD"]) == (64, 1, False)
+    # tokens contiguous (float32): 50 segments of 64, B/C a step ahead (the other launch measured slower)
+    video_rows = split_config(8, 768, 3137, 16)
+    assert (video_rows["SEG"], video_rows["NSEG"], video_rows["SPLIT"], video_rows["BC_AHEAD"]) == (64, 50, 1, True)
     image = split_config(128, 768, 197, 16)                 # image: enough channels, no split
     assert (image["NSEG"], image["SPLIT"]) == (1, 1)
     # 16-bit inputs with contiguous tokens (VideoMamba's layout): 4 lanes per channel, as timed
@@ -223,7 +227,7 @@ def test_split_config_rules():
     # one segment (image), as timed; split into segments (video), one lane per channel
     image_half = split_config(128, 768, 197, 16, half_channels_last=True)
     assert (image_half["NSEG"], image_half["SPLIT"], image_half["UNROLL"]) == (1, 4, 1)
-    video_half = split_config(8, 768, 3137, 16, half_channels_last=True)
+    video_half = split_config(8, 768, 3137, 16, channels_last=True, half_channels_last=True)
     assert (video_half["NSEG"], video_half["SPLIT"], video_half["UNROLL"]) == (25, 1, 1)
     assert split_config(128, 768, 197, 16, dict(SPLIT=1), half_channels_last=True)["UNROLL"] == 2
     assert split_config(1, 4, 37, 16, dict(SEG=8))["NSEG"] == 5

@@ -67,7 +67,7 @@ import triton.language as tl
 from .triton_math import exp2_fma, mufu
 from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
 
-__all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config"]
+__all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config", "layout_flags"]
 
 
 @triton.jit
@@ -635,13 +635,16 @@ NARROW_ROWS_SPLIT = 4
 # channel and one block per loop iteration ran 445-447 us, against 495-499 us for SPLIT 1 (512 us
 # for SPLIT 4 with UNROLL 2; 480 us for session 22's kernel). float32 stays on SPLIT 1 (505 vs 535 us).
 ONE_SEGMENT_HALF_CONFIG = dict(SPLIT=4, UNROLL=1)
-# One lane per channel on split sequences (VideoMamba-S video in the models' layout, either dtype):
+# One lane per channel on split sequences with the channels contiguous (VideoMamba-S video in the
+# models' layout, either dtype):
 # B_t / C_t loaded at their step in both phases instead of a step ahead (output phase 124 -> 96
 # registers, state phase 96 -> 80 under Triton 3.6), one block per iteration and segments of 128
 # tokens ran bf16 693-694 us and float32 712-713 us, against 742-746 / 776 us for the earlier
 # default (SEG 64, UNROLL 2, B/C a step ahead), side by side on the H100 (docs/gpu_runs/s24_run3.txt;
 # s24_run2.txt: each change alone). The one-segment kernel (images) keeps the prefetch: without it
-# 555 vs 449 us bf16, 910 vs 507 us float32 (s24_run1.txt).
+# 555 vs 449 us bf16, 910 vs 507 us float32 (s24_run1.txt). With the tokens contiguous instead
+# (float32 there runs one lane per channel too) segments of 128 with these options were slower than
+# session 23's launch: 2,028.5 us (s24_run5.txt) against 1,718.7 us in session 22's table.
 ONE_LANE_SPLIT_CONFIG = dict(SEG=128, UNROLL=1, BC_AHEAD=False, BC_AHEAD_STATE=False)
 # Triton 3.5 (PyTorch 2.9's) fails inside its layout pass (TritonGPURemoveLayoutConversions: "parent
 # layout must have at least rank >= 2") on the state phase's kernel; the one-segment path (the output
@@ -650,19 +653,29 @@ ONE_LANE_SPLIT_CONFIG = dict(SEG=128, UNROLL=1, BC_AHEAD=False, BC_AHEAD_STATE=F
 SPLIT_PHASES_COMPILE = _triton_version() >= (3, 6)
 
 
+def layout_flags(u: Tensor) -> dict:
+    """split_config's layout arguments for u (batch, dim, L): 16-bit with the tokens contiguous
+    (``narrow_rows``), the channels contiguous (``channels_last``), both of the latter
+    (``half_channels_last``)."""
+    batch, dim, length = u.shape
+    channels_last = u.stride(-2) == 1 and dim > 1
+    return dict(narrow_rows=u.stride(-1) == 1 and u.element_size() == 2 and length > 1, channels_last=channels_last,
+                half_channels_last=channels_last and u.element_size() == 2)
+
+
 def split_config(batch: int, dim: int, length: int, n_state: int, config: Optional[dict] = None, *,
-                 narrow_rows: bool = False, half_channels_last: bool = False) -> dict:
+                 narrow_rows: bool = False, channels_last: bool = False, half_channels_last: bool = False) -> dict:
     """``seq_config`` plus SEG (tokens per segment; SEG >= length: one segment, the sequential kernel's
     work) and COMBINE_BC (channels per phase-2 program).
 
     Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
     image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else segments of
-    ONE_LANE_SPLIT_CONFIG's SEG tokens where that gives one lane per channel (VideoMamba-S video: 25 segments),
-    of SPLIT_SEG otherwise. SPLIT then follows seq_config with batch x segments sequences per direction
+    ONE_LANE_SPLIT_CONFIG's SEG tokens where u's channels are contiguous (``channels_last``) and that
+    gives one lane per channel (VideoMamba-S video: 25 segments), of SPLIT_SEG otherwise. SPLIT then follows seq_config with batch x segments sequences per direction
     (video: SPLIT 1, no redundant per-channel work), except that ``narrow_rows`` (u is 16-bit with its
     tokens contiguous) asks for NARROW_ROWS_SPLIT, and ``half_channels_last`` (u is 16-bit with its
     channels contiguous, the models' layout) in one segment for ONE_SEGMENT_HALF_CONFIG. Split
-    sequences with one lane per channel take ONE_LANE_SPLIT_CONFIG's other options (B/C loaded at
+    sequences with one lane per channel and contiguous channels take ONE_LANE_SPLIT_CONFIG's other options (B/C loaded at
     their step) where ``config`` does not name them."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
@@ -672,11 +685,13 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     if seg is None:
         if batch * dim >= 132 * 8 * 32 or not SPLIT_PHASES_COMPILE:
             seg = length
-        else:
+        elif channels_last:
             one_lane_seg = ONE_LANE_SPLIT_CONFIG.get("SEG", SPLIT_SEG)
             long_segs = triton.cdiv(length, min(one_lane_seg, max(1, length)))
             one_lane = seq_config(batch * long_segs, dim, length, n_state, config)["SPLIT"] == 1
             seg = one_lane_seg if one_lane else SPLIT_SEG
+        else:
+            seg = SPLIT_SEG
     seg = int(seg)
     if seg < 1:
         raise ValueError(f"SEG must be >= 1, got {seg}")
@@ -685,7 +700,7 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     if half_channels_last and nseg == 1 and "SPLIT" not in config:
         config = dict(ONE_SEGMENT_HALF_CONFIG, **config)
     cfg = seq_config(batch * nseg, dim, length, n_state, config)
-    if nseg > 1 and cfg["SPLIT"] == 1:
+    if channels_last and nseg > 1 and cfg["SPLIT"] == 1:
         cfg.update({k: v for k, v in ONE_LANE_SPLIT_CONFIG.items() if k not in config and k != "SEG"})
     cfg.update(SEG=seg, NSEG=nseg, COMBINE_BC=bc)
     return cfg
@@ -724,10 +739,7 @@ def _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, del
     groups, n_state = B4.shape[1], B4.shape[2]
     dim_g = dim // groups
     NP = _pow2(n_state)
-    narrow_rows = u.stride(-1) == 1 and u.element_size() == 2 and length > 1
-    half_channels_last = u.stride(-2) == 1 and u.element_size() == 2 and dim > 1
-    cfg = split_config(batch, dim, length, n_state, config, narrow_rows=narrow_rows,
-                       half_channels_last=half_channels_last)
+    cfg = split_config(batch, dim, length, n_state, config, **layout_flags(u))
     seg, nseg = cfg["SEG"], cfg["NSEG"]
     if cfg["PACK"]:
         bc = _pack_bc(B4, C4, NP, False)
