@@ -5,7 +5,7 @@
     PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
     PYTHONPATH=. python3 benchmarks/scan.py --norm-gate T   # the scan with the out_norm and gate fused
 
-Prints one table: median time (triton.testing.do_bench), effective bandwidth (every input read once
+Prints one table: median time per call (CUDA-graph replays, ``bench``), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
 same run, and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
 flip/transpose copies around it, i.e. the models' torch fallback). Inputs rotate among several
@@ -42,7 +42,11 @@ L2_ROTATE_BYTES = 400e6
 
 
 def bench(fn, rep=200) -> float:
-    return triton.testing.do_bench(fn, warmup=25, rep=rep, return_mode="median")
+    """Median ms per call over CUDA-graph replays of many calls: the GPU time of the kernels. Timed
+    call by call (``do_bench``), the host's launch work (~150-400 us per call of the group scan's
+    Python launcher) exceeded the GPU time of the small maps' kernels and varied from pass to pass, so
+    those rows measured the host (docs/gpu_runs/s24_run8.txt)."""
+    return triton.testing.do_bench_cudagraph(fn, rep=rep // 2, return_mode="median")
 
 
 def slow_bench(fn, reps=3) -> float:
