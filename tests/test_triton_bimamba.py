@@ -91,6 +91,10 @@ SPLIT_CASES = [
     case(1, 6, 29, 16, dtype="bfloat16", layout="cl", config=dict(SEG=8, SPLIT=4, POLY_STATE_V=1, POLY_OUT=1),
          kernel="split"),
     case(1, 6, 21, 16, layout="cl", flipped=True, config=dict(POLY_OUT=16)),   # every decay on the FMA pipe
+    # one lane per channel, channels contiguous, split: ONE_LANE_SPLIT_CONFIG's options (B/C at their step
+    # in both phases, UNROLL 1), as the models' video path runs
+    case(1, 6, 37, 16, layout="cl", flipped=True, config=dict(SEG=8, SPLIT=1), kernel="split"),
+    case(1, 6, 37, 16, dtype="bfloat16", layout="cl", config=dict(SEG=16, SPLIT=1, UNROLL=2), kernel="split"),
 ]
 INTERP_CASES += SPLIT_CASES
 
@@ -209,6 +213,8 @@ def test_split_config_rules():
     assert (video["SEG"], video["NSEG"], video["SPLIT"]) == (128, 25, 1)
     assert (video["UNROLL"], video["BC_AHEAD"], video["BC_AHEAD_STATE"]) == (1, False, False)
     assert split_config(8, 768, 3137, 16, dict(UNROLL=2), channels_last=True)["UNROLL"] == 2  # a given option wins
+    tiny = split_config(1, 6, 37, 16, dict(SEG=8, SPLIT=1), channels_last=True)  # (the interpreter cases')
+    assert (tiny["NSEG"], tiny["BC_AHEAD"], tiny["BC_AHEAD_STATE"], tiny["UNROLL"]) == (5, False, False, 1)
     # one clip: segments of 128 would give too few threads for one lane per channel; 64 still give one
     clip = split_config(1, 768, 3137, 16, channels_last=True)
     assert (clip["SEG"], clip["SPLIT"], clip["BC_AHEAD"]) == (64, 1, False)

@@ -24,7 +24,9 @@ element on the MUFU units). The chunked kernel of ``triton_scan`` spends its tim
   (video) with the step tiles (H100, docs/gpu_runs/s23_run1.txt);
 * y_t = sum_n h_n C_t,n is an in-thread sum over S_IN states plus log2(SPLIT) shuffles;
 * the step tiles of the next block and each next step's B_t / C_t do not depend on the recurrence and
-  are loaded ahead (software prefetch), so their latency overlaps the arithmetic;
+  are loaded ahead (software prefetch), so their latency overlaps the arithmetic; on split sequences
+  with one lane per channel B_t / C_t are instead loaded at their step (``BC_AHEAD`` off, see
+  ONE_LANE_SPLIT_CONFIG): the 32 registers they held bought more warps per SM, which hid more;
 * UNROLL blocks per loop iteration (default 2) let the compiler overlap consecutive steps' chains;
 * softplus, the gate's exponential and reciprocal run on the MUFU units (ex2 / lg2 / rcp.approx via
   inline PTX when compiled, ``FAST``).
@@ -209,8 +211,9 @@ def _out_block(k, k1, L, h, b_n, c_n, u_q, dt_q, z_q, a_q, sp, u_ptr, ru4, su_l,
                ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_MASK: tl.constexpr, FAST: tl.constexpr,
                PERM: tl.constexpr, POLY: tl.constexpr, BC_AHEAD: tl.constexpr):
     """Steps k .. k + SPLIT - 1 (a block) of one direction, with the step tiles (u_q, dt_q, z_q, a_q:
-    (1, 1, SPLIT, BD), lane s holding step k + s) and step k's B/C tiles loaded before; loads the
-    next block's step tiles and, step by step, the next step's B/C.
+    (1, 1, SPLIT, BD), lane s holding step k + s) and, with BC_AHEAD, step k's B/C tiles loaded
+    before; loads the next block's step tiles and, step by step, the next step's B/C (BC_AHEAD) or
+    each step's own B/C at that step.
 
     Per-channel work (softplus, dt u, D u, the partial, the gate, the store) is done once per
     channel-step by the lane that holds the step, not by all SPLIT lanes of the channel; only the
@@ -636,15 +639,15 @@ NARROW_ROWS_SPLIT = 4
 # for SPLIT 4 with UNROLL 2; 480 us for session 22's kernel). float32 stays on SPLIT 1 (505 vs 535 us).
 ONE_SEGMENT_HALF_CONFIG = dict(SPLIT=4, UNROLL=1)
 # One lane per channel on split sequences with the channels contiguous (VideoMamba-S video in the
-# models' layout, either dtype):
-# B_t / C_t loaded at their step in both phases instead of a step ahead (output phase 124 -> 96
-# registers, state phase 96 -> 80 under Triton 3.6), one block per iteration and segments of 128
-# tokens ran bf16 693-694 us and float32 712-713 us, against 742-746 / 776 us for the earlier
-# default (SEG 64, UNROLL 2, B/C a step ahead), side by side on the H100 (docs/gpu_runs/s24_run3.txt;
-# s24_run2.txt: each change alone). The one-segment kernel (images) keeps the prefetch: without it
-# 555 vs 449 us bf16, 910 vs 507 us float32 (s24_run1.txt). With the tokens contiguous instead
-# (float32 there runs one lane per channel too) segments of 128 with these options were slower than
-# session 23's launch: 2,028.5 us (s24_run5.txt) against 1,718.7 us in session 22's table.
+# models' layout, either dtype): B_t / C_t loaded at their step in both phases instead of a step
+# ahead (output phase 124 -> 96 registers, state phase 96 -> 80 under Triton 3.6), one block per
+# iteration and segments of 128 tokens ran bf16 693-694 us and float32 712-713 us, against 742-746 /
+# 776 us for the earlier default (SEG 64, UNROLL 2, B/C a step ahead), side by side on the H100
+# (docs/gpu_runs/s24_run3.txt; s24_run2.txt: each change alone; SEG 96 / 112 / 160 slower, s24_run7.txt).
+# The one-segment kernel (images) keeps the prefetch: without it 555 vs 449 us bf16, 910 vs 507 us
+# float32 (s24_run1.txt). With the tokens contiguous instead (float32 there runs one lane per channel
+# too) segments of 128 with these options were slower than session 23's launch: 2,028.5 us
+# (s24_run5.txt) against 1,722.7 us with it (s24_run10.txt).
 ONE_LANE_SPLIT_CONFIG = dict(SEG=128, UNROLL=1, BC_AHEAD=False, BC_AHEAD_STATE=False)
 # Triton 3.5 (PyTorch 2.9's) fails inside its layout pass (TritonGPURemoveLayoutConversions: "parent
 # layout must have at least rank >= 2") on the state phase's kernel; the one-segment path (the output
@@ -671,12 +674,13 @@ def split_config(batch: int, dim: int, length: int, n_state: int, config: Option
     Default: one segment where batch x dim already fills an H100 (seq_config's 8 warps per SM, e.g. the
     image shape) or Triton cannot compile the split phases (``SPLIT_PHASES_COMPILE``), else segments of
     ONE_LANE_SPLIT_CONFIG's SEG tokens where u's channels are contiguous (``channels_last``) and that
-    gives one lane per channel (VideoMamba-S video: 25 segments), of SPLIT_SEG otherwise. SPLIT then follows seq_config with batch x segments sequences per direction
-    (video: SPLIT 1, no redundant per-channel work), except that ``narrow_rows`` (u is 16-bit with its
-    tokens contiguous) asks for NARROW_ROWS_SPLIT, and ``half_channels_last`` (u is 16-bit with its
-    channels contiguous, the models' layout) in one segment for ONE_SEGMENT_HALF_CONFIG. Split
-    sequences with one lane per channel and contiguous channels take ONE_LANE_SPLIT_CONFIG's other options (B/C loaded at
-    their step) where ``config`` does not name them."""
+    gives one lane per channel (VideoMamba-S video: 25 segments), of SPLIT_SEG otherwise. SPLIT then
+    follows seq_config with batch x segments sequences per direction (video: SPLIT 1, no redundant
+    per-channel work), except that ``narrow_rows`` (u is 16-bit with its tokens contiguous) asks for
+    NARROW_ROWS_SPLIT, and ``half_channels_last`` (u is 16-bit with its channels contiguous, the
+    models' layout) in one segment for ONE_SEGMENT_HALF_CONFIG. Split sequences with one lane per
+    channel and contiguous channels take ONE_LANE_SPLIT_CONFIG's other options (B/C loaded at their
+    step) where ``config`` does not name them. ``layout_flags(u)`` gives the three flags."""
     config = dict(config or {})
     seg = config.pop("SEG", None)
     bc = config.pop("COMBINE_BC", 32)
@@ -718,7 +722,9 @@ def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     (the models' path) runs this with its default config.
 
     ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program), PERM / PERM_STATE /
-    PERM_OUT (the state-tile load order, see ``permute_tile_loads``) and everything
+    PERM_OUT (the state-tile load order, see ``permute_tile_loads``), BC_AHEAD / BC_AHEAD_STATE (B/C
+    loaded a step ahead in the output / state phase), POLY_OUT / POLY_OUT_V / POLY_STATE / POLY_STATE_V
+    (decays on the FMA pipe, ``_poly_mask``; measured slower, off) and everything
     ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
     """
     _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
