@@ -6,6 +6,7 @@ import torch
 import ssmzoo.models.groupmamba as gm
 import ssmzoo.models.videomamba as vm
 import ssmzoo.ops.cpu_onednn as cpu_onednn
+import ssmzoo.ops.opaque as opaque
 import ssmzoo.ops.triton_bimamba as tb
 import ssmzoo.ops.triton_dwconv as td
 import ssmzoo.ops.triton_lookback as tlb
@@ -16,6 +17,7 @@ ATTRIBUTE_SWITCHES = {
     "AB_EINSUM": (gm, "_dense_projections", lambda x: False),
     "AB_SEQ": (tb, "SPLIT_PHASES_COMPILE", False),
     "AB_BIMAMBA_AHEAD": (tb, "ONE_LANE_SPLIT_CONFIG", {}),
+    "AB_EAGER_OPS": (opaque, "EAGER_DIRECT", False),
     "AB_DECOUPLED": (tlb, "DEFAULT_CHAINED", 0),
     "AB_VM_CHANNEL_FIRST": (vm, "SCAN_INPUTS_TOKENS_MAJOR", False),
     "AB_VM_PATCH_CONV": (vm, "PATCH_EMBED_AS_GEMM", False),

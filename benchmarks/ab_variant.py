@@ -4,6 +4,8 @@ AB_EINSUM=1: GroupMamba's per-group einsums on CUDA (instead of block-diagonal d
 AB_SEQ=1:    the bimamba scan in one segment (the sequential kernel, as before the split defaults).
 AB_BIMAMBA_AHEAD=1: split bimamba scans with one lane per channel as in session 23 (segments of 64, B/C loaded
               a step ahead, UNROLL 2) instead of ONE_LANE_SPLIT_CONFIG.
+AB_EAGER_OPS=1: in eager mode, ssmzoo's custom operators called through the PyTorch dispatcher (before
+              session 24) instead of their functions directly (``ssmzoo.ops.opaque.call_op``).
 AB_TILE_LOADS=1 (or 0): the bimamba scan's state-tile loads through the permuted view (or as they are)
     whatever SPLIT, segments and Triton version (``triton_bimamba.permute_tile_loads`` chooses by them).
 AB_NO_LOOKBACK=1: GroupMamba's group scan on the tile kernel everywhere (no look-back kernel).

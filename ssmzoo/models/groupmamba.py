@@ -39,6 +39,7 @@ from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
 from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
 from ssmzoo.ops.group_norm import group_norm_gate
+from ssmzoo.ops.opaque import call_op
 
 __all__ = [
     "GroupMamba",
@@ -130,7 +131,8 @@ def group_scan_4dir(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
         register_group_scan_backend("triton", group_scan_4dir_op)
     fn = _GROUP_SCAN_BACKENDS.get(backend, group_scan_4dir_torch)
     if backend == "triton":
-        return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus, out_dtype=out_dtype)
+        return call_op(fn, u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
+                       out_dtype=out_dtype)
     if out_dtype is not None:
         u = u.to(out_dtype)
     return fn(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus)
@@ -201,8 +203,8 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: 
         # the casts (inside the operator they were a copy kernel per call)
         x_proj = None if x_proj is None else x_proj.to(u.dtype)
         out_proj = None if out_proj is None else out_proj.to(z.dtype)
-        return group_scan_4dir_norm_gate_op(u, delta, A, B, C, D, delta_bias, delta_softplus,
-                                            norm_weight, norm_bias, eps, z, pad, x_proj, out_proj)
+        return call_op(group_scan_4dir_norm_gate_op, u, delta, A, B, C, D, delta_bias, delta_softplus,
+                       norm_weight, norm_bias, eps, z, pad, x_proj, out_proj)
     y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
                         out_dtype=torch.float32)
     to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, 4, d, H, W) -> (B, H, W, 4, d)

@@ -26,6 +26,7 @@ from timm.layers import DropPath, resample_abs_pos_embed, to_2tuple, trunc_norma
 from timm.models import build_model_with_cfg, register_model
 
 from ssmzoo.ops import scan_backend, selective_scan
+from ssmzoo.ops.opaque import call_op
 
 __all__ = [
     "RMSNorm",
@@ -174,8 +175,8 @@ class BiMambaMixer(nn.Module):
             # One launch for both directions; the reversed one is read by index, gate and D fused.
             from ssmzoo.ops.triton_scan import bimamba_scan_op
 
-            y = bimamba_scan_op(
-                fwd["u"], fwd["delta"], fwd["A"], fwd["B"], fwd["C"], fwd["D"],
+            y = call_op(
+                bimamba_scan_op, fwd["u"], fwd["delta"], fwd["A"], fwd["B"], fwd["C"], fwd["D"],
                 bwd["u"], bwd["delta"], bwd["A"], bwd["B"], bwd["C"], bwd["D"],
                 z=z, delta_bias=fwd["delta_bias"], delta_bias_b=bwd["delta_bias"],
                 delta_softplus=True, backward_flipped=True)

@@ -42,6 +42,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .opaque import call_op
 from .triton_dwconv import _activation, _to_dtype, autocast_inputs
 from .triton_scan import _interpreting, _pow2
 
@@ -167,4 +168,4 @@ def causal_conv1d_silu(x: Tensor, weight: Tensor, bias: Optional[Tensor], revers
     """The operator with autocast's casts: under autocast (on x's device) the inputs are cast to the
     autocast dtype first, as F.conv1d would have them (custom operators are not autocast)."""
     x, weight, bias = autocast_inputs(x, weight, bias)
-    return causal_conv1d_silu_op(x, weight, bias, reverse)
+    return call_op(causal_conv1d_silu_op, x, weight, bias, reverse)

@@ -40,6 +40,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .opaque import call_op
 from .triton_dwconv import _to_dtype, autocast_inputs
 from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
@@ -258,7 +259,7 @@ def conv2d_igemm(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: int,
     """The operator with autocast's casts (custom operators are not autocast): under autocast on x's
     device, x, weight and bias are cast to the autocast dtype first, as F.conv2d would have them."""
     x, weight, bias = autocast_inputs(x, weight, bias)
-    return conv2d_igemm_op(x, _weight_in_k_order(x, weight), bias, stride, padding)
+    return call_op(conv2d_igemm_op, x, _weight_in_k_order(x, weight), bias, stride, padding)
 
 
 def conv2d_bn_relu_igemm(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tensor:
@@ -272,4 +273,5 @@ def conv2d_bn_relu_igemm(x: Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> Tens
     if conv.bias is not None:
         shift = shift + conv.bias.float() * scale
     x, weight = autocast_inputs(x, conv.weight)
-    return conv2d_igemm_op(x, _weight_in_k_order(x, weight), shift, conv.stride[0], conv.padding[0], scale, True)
+    return call_op(conv2d_igemm_op, x, _weight_in_k_order(x, weight), shift, conv.stride[0], conv.padding[0], scale,
+                   True)

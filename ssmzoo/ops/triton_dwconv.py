@@ -53,6 +53,7 @@ import triton
 import triton.language as tl
 
 from .cpu_onednn import ACTIVATION_FNS
+from .opaque import call_op
 from .triton_math import mufu
 from .triton_scan import STRIDE_ORDER_TAGS, _interpreting, _pow2
 
@@ -455,4 +456,4 @@ def dwconv3x3_act(x: Tensor, weight: Tensor, bias: Optional[Tensor], activation:
     """The operator with autocast's casts: under autocast (on x's device) the inputs are cast to the
     autocast dtype first, as F.conv2d would have them (custom operators are not autocast)."""
     x, weight, bias = autocast_inputs(x, weight, bias)
-    return dwconv3x3_act_op(x, weight, bias, activation)
+    return call_op(dwconv3x3_act_op, x, weight, bias, activation)

@@ -62,6 +62,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
+from .opaque import call_op
 from .triton_dwconv import _activation, _align, _to_dtype, dwconv3x3_act_ref
 from .triton_scan import _interpreting, _pow2
 
@@ -307,4 +308,4 @@ def dwconv_gelu_linear(h: Tensor, H: int, W: int, conv_weight: Tensor, conv_bias
         h, conv_weight, conv_bias, fc_weight, fc_bias = (
             t if t is None or not t.is_floating_point() or t.dtype == torch.float64 else t.to(dtype)
             for t in (h, conv_weight, conv_bias, fc_weight, fc_bias))
-    return dwconv_gelu_linear_op(h, H, W, conv_weight, conv_bias, fc_weight, fc_bias)
+    return call_op(dwconv_gelu_linear_op, h, H, W, conv_weight, conv_bias, fc_weight, fc_bias)
