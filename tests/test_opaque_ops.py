@@ -48,6 +48,14 @@ def test_inputs_that_require_grad_go_through_the_operator():
     assert scale_add.via_dispatcher is False
 
 
+def test_anything_but_a_custom_operator_is_called_as_it_is():
+    from unittest import mock
+
+    stand_in = mock.MagicMock(return_value=torch.zeros(1))   # (has every attribute, _init_fn included)
+    assert torch.equal(call_op(stand_in, torch.ones(1)), torch.zeros(1))
+    stand_in.assert_called_once()
+
+
 def test_switch_off_always_dispatches(monkeypatch):
     monkeypatch.setattr(opaque, "EAGER_DIRECT", False)
     call_op(scale_add, torch.ones(2), torch.ones(2), 1.0)

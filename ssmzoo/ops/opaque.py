@@ -12,6 +12,7 @@ autograd would record (the operators have no backward; going through them keeps 
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -32,7 +33,9 @@ def call_op(op: Any, *args: Any, **kwargs: Any) -> Any:
     no autograd to record) its Python function is called directly: the same function, the same
     thread-local state (autocast included), without the dispatch."""
     if EAGER_DIRECT and not torch.compiler.is_compiling() and not _records_autograd(args, kwargs):
-        fn = getattr(op, "_init_fn", None)  # (CustomOpDef's wrapped function; absent: use the operator)
-        if fn is not None:
+        # CustomOpDef keeps the function it wraps as _init_fn; anything else (a future torch without it,
+        # a stand-in such as a test's mock) is called as it is
+        fn = getattr(op, "_init_fn", None)
+        if inspect.isfunction(fn):
             return fn(*args, **kwargs)
     return op(*args, **kwargs)
