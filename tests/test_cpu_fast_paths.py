@@ -108,3 +108,12 @@ def test_cached_group_weights_follow_parameter_changes(channels: int, height: in
         replaced = layer(x, height, width)
     assert not torch.equal(replaced, updated)
     assert torch.equal(replaced, uncached())
+
+    # and a replaced submodule
+    norm = layer.mamba_g4.out_norm
+    layer.mamba_g4.out_norm = torch.nn.LayerNorm(norm.normalized_shape, eps=norm.eps)
+    with torch.no_grad():
+        layer.mamba_g4.out_norm.weight.normal_()
+        swapped = layer(x, height, width)
+    assert not torch.equal(swapped, replaced)
+    assert torch.equal(swapped, uncached())

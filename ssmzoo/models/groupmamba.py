@@ -311,7 +311,7 @@ class GroupMambaLayer(nn.Module):
         cacheable = (x.device.type in ("cpu", "cuda") and not torch.is_grad_enabled()
                      and not torch.compiler.is_compiling())
         if cacheable:
-            params = [p for m in self.groups() for p in m.parameters()]
+            params = [p for m in self.groups() for p in _parameters_of(m)]
             key = [(p.data_ptr(), p._version, p.dtype) for p in params]
             cached = self.__dict__.get("_group_weights_cache")
             # the cache holds the parameters and their storages, so neither an id nor an address
@@ -436,6 +436,17 @@ class GroupMambaLayer(nn.Module):
 # 655.7 vs 674.1 / 671.1, stage 4 209.3 vs 215.9 / 215.4; outputs within 3e-4 to 1.7e-3 (the bf16
 # rounding of x). False: the float32 x as published (ab_switches AB_X_FLOAT32).
 PRODUCT_WITH_GEMM_INPUT = True
+
+
+def _parameters_of(module: nn.Module) -> list[Tensor]:
+    """``module.parameters()`` as a list (shared ones repeated), read from the modules' dicts: the
+    generator chain behind ``parameters()`` took ~35 us per GroupMamba layer on every eager forward
+    for ``_group_weights``' cache check (on this repository's CPU the check takes 26 us instead of 48)."""
+    params = [p for p in module._parameters.values() if p is not None]
+    for child in module._modules.values():
+        if child is not None:
+            params += _parameters_of(child)
+    return params
 
 
 def _dense_projections(x: Tensor) -> bool:
