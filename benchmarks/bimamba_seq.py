@@ -32,6 +32,7 @@ from ssmzoo.ops import triton_bimamba as tb
 
 D_INNER, N_STATE = 768, 16
 SHAPES = {"image": (128, 197), "video": (8, 3137)}
+LAYOUTS = ("cl", "model")
 
 
 def make_inputs(batch, length, dtype, layout, device, gen):
@@ -167,7 +168,7 @@ def rel(a, b):
 
 
 def run_gpu(configs, reps_sets=3, segments=None, split_configs=None, shapes=None, split_only=False,
-            layouts=("cl", "model")):
+            layouts=LAYOUTS):
     from triton.testing import do_bench
 
     from ssmzoo.ops.triton_scan import bimamba_scan_triton
@@ -250,7 +251,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     segments = [int(x) for x in args.segments.split(",")] if args.segments else None
     shapes = args.shapes.split(",") if args.shapes else None
-    layouts = args.layouts.split(",") if args.layouts else ("cl", "model")
+    layouts = args.layouts.split(",") if args.layouts else LAYOUTS
     if args.configs:
         configs = split_configs = json.loads(args.configs)
     else:

@@ -140,7 +140,7 @@ def _bcast(v):
 
 @triton.jit
 def _decay(x, poly, POLY: tl.constexpr):
-    """2^x per state of the tile: where ``poly`` (a state mask, see ``_poly_mask``) on the FMA pipe
+    """2^x per state of the tile: where ``poly`` (a state mask, see ``_tile_index``) on the FMA pipe
     (``exp2_fma``), the rest on the MUFU unit. Where the step loop is bound by the MUFU pipe, moving a
     few exponentials off it balances the two. POLY: whether any state is on the FMA pipe."""
     if POLY:
@@ -148,16 +148,6 @@ def _decay(x, poly, POLY: tl.constexpr):
     else:
         r = tl.exp2(x)
     return r
-
-
-@triton.jit
-def _poly_mask(n4, S_IN: tl.constexpr, V: tl.constexpr, POLY_N: tl.constexpr, POLY_V: tl.constexpr):
-    """The states whose decay _decay computes on the FMA pipe: the first POLY_N of each thread's S_IN
-    (n4 % S_IN < POLY_N) and the first POLY_V of each group of V consecutive states (n4 % V < POLY_V).
-    The select folds away at compile time only where the mask's axis lies in each thread's registers
-    (Triton's layout decides: on the device's Triton 3.6, with one lane per channel, the V axis always
-    and the G axis only with the permuted tile loads); elsewhere both are computed."""
-    return ((n4 % S_IN) < POLY_N) | ((n4 % V) < POLY_V)
 
 
 @triton.jit
@@ -366,9 +356,14 @@ def bimamba_scan_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 # that is the sequential kernel (bimamba_scan_seq_triton).
 
 @triton.jit
-def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr):
-    """The (G, V, SPLIT, BD) state tile's state indices n4 (G, V, SPLIT, 1), an int32 zero tile and
-    the state mask (n < NSTATE), exactly as in _sweep."""
+def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexpr, POLY_N: tl.constexpr,
+                POLY_V: tl.constexpr):
+    """The (G, V, SPLIT, BD) state tile's state indices n4 (G, V, SPLIT, 1), an int32 zero tile, the
+    state mask (n < NSTATE), exactly as in _sweep, and ``poly``, the states whose decay _decay computes
+    on the FMA pipe: the first POLY_N of each thread's S_IN states and the first POLY_V of each group
+    of V. The select folds away at compile time only where the mask's axis lies in each thread's
+    registers (Triton's layout decides: on the device's Triton 3.6, with one lane per channel, the V
+    axis always and the G axis only with the permuted tile loads); elsewhere both are computed."""
     BD: tl.constexpr = cl.shape[0]
     V: tl.constexpr = 4 if S_IN >= 4 else S_IN
     G: tl.constexpr = S_IN // V
@@ -378,7 +373,8 @@ def _tile_index(cl, NSTATE: tl.constexpr, S_IN: tl.constexpr, SPLIT: tl.constexp
     n4 = sp * S_IN + gi * V + vi
     zero4 = tl.zeros([G, V, SPLIT, BD], dtype=tl.int32)
     nmask = (n4 < NSTATE) & (zero4 == 0)
-    return n4, zero4, nmask
+    poly = (gi * V + vi < POLY_N) | (vi < POLY_V)
+    return n4, zero4, nmask, poly
 
 
 @triton.jit
@@ -394,8 +390,7 @@ def _seg_state(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, sb_n, sb_l, A_ptr
     ds_ptr[c, n] (NP floats per channel each). Pointers are offset to the program's (batch, group) /
     scratch slot. Steps go in blocks of SPLIT, as in _sweep (``_state_block``)."""
     NP: tl.constexpr = S_IN * SPLIT
-    n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
-    poly = _poly_mask(n4, S_IN, 4 if S_IN >= 4 else S_IN, POLY_N, POLY_V)
+    n4, zero4, nmask, poly = _tile_index(cl, NSTATE, S_IN, SPLIT, POLY_N, POLY_V)
     POLY: tl.constexpr = POLY_N + POLY_V > 0
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
                     PERM) * 1.4426950408889634
@@ -451,8 +446,7 @@ def _sweep(u_ptr, su_c, su_l, dt_ptr, sdt_c, sdt_l, b_ptr, c_ptr, sb_n, sb_l,
     per channel. The steps go in blocks of SPLIT (``_out_block``), UNROLL blocks per loop iteration;
     per-channel operands are (1, 1, SPLIT, BD) step tiles, lane s of a channel holding step k + s."""
     NP: tl.constexpr = S_IN * SPLIT
-    n4, zero4, nmask = _tile_index(cl, NSTATE, S_IN, SPLIT)
-    poly = _poly_mask(n4, S_IN, 4 if S_IN >= 4 else S_IN, POLY_N, POLY_V)
+    n4, zero4, nmask, poly = _tile_index(cl, NSTATE, S_IN, SPLIT, POLY_N, POLY_V)
     POLY: tl.constexpr = POLY_N + POLY_V > 0
     A2 = _load_tile(A_ptr + _bcast(cl) * NSTATE + n4, nmask & _bcast(cmask), True,
                     PERM) * 1.4426950408889634
@@ -724,7 +718,7 @@ def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     ``config``: SEG (tokens per segment), COMBINE_BC (channels per phase-2 program), PERM / PERM_STATE /
     PERM_OUT (the state-tile load order, see ``permute_tile_loads``), BC_AHEAD / BC_AHEAD_STATE (B/C
     loaded a step ahead in the output / state phase), POLY_OUT / POLY_OUT_V / POLY_STATE / POLY_STATE_V
-    (decays on the FMA pipe, ``_poly_mask``; measured slower, off) and everything
+    (decays on the FMA pipe, ``_tile_index``' poly mask; measured slower, off) and everything
     ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
     """
     _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
