@@ -205,6 +205,20 @@ def plane_sweep(gen, record) -> None:
         lambda H: [dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]], str)
 
 
+STRIP_CONFIGS = [dict(STRIPS=1)] + [dict(STRIPS=1, SEG=seg, KC=kc, num_warps=nw) for seg, kc, nw in
+                                    [(512, 8, 1), (512, 8, 4), (256, 4, 2), (1024, 16, 4)]]
+
+
+def strips_sweep(gen, record, configs=None) -> None:
+    """Channel-first maps: the default kernel vs the strip kernel (ssmzoo/ops/triton_strips.py) with its
+    default config and the ones in STRIP_CONFIGS (SEG/KC are per-shape defaults where absent)."""
+    default_vs_configs(
+        gen, record, "GroupMamba fused scan, channel-first: default kernel vs "
+                     + ("these configs" if configs else "strip kernel") + " (batch 128):",
+        [(torch.float32, False), (torch.bfloat16, False)], "config" if configs else "strips",
+        lambda H: configs or STRIP_CONFIGS, lambda cfg: json.dumps(cfg))
+
+
 def model_layout_inputs(batch, C, H, gen, layout="tokens"):
     """The scan's operands as GroupMamba's compiled CUDA forward hands them over (bf16 autocast), y float32.
 
@@ -369,6 +383,9 @@ def main() -> None:
                     help="only the look-back kernel's probes (what bounds it: the wait, the scan, the access pattern)")
     ap.add_argument("--plane", action="store_true",
                     help="only channel-first GroupMamba shapes: the default kernel vs the plane kernel's configs")
+    ap.add_argument("--strips", action="store_true",
+                    help="only channel-first GroupMamba shapes: the default kernel vs the strip kernel's configs "
+                         "(STRIP_CONFIGS or --configs)")
     ap.add_argument("--model-layout", default=None, metavar="MODELS",
                     help="only the GroupMamba scan in the compiled models' operand layout, for these models "
                          "(e.g. T or TSB): the default vs candidate configs (MODEL_LAYOUT_CONFIGS or --configs)")
@@ -377,7 +394,7 @@ def main() -> None:
                          "the plain scan: the default vs candidate configs (delta, B, C read from memory: the "
                          "models' path at 14x14 and 7x7; at 56x56 and 28x28 they compute x_proj and out_proj "
                          "in the kernel too, which this sweep does not time)")
-    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate")
+    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate / --strips")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
                          "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
@@ -409,6 +426,9 @@ def main() -> None:
         return
     if args.plane:
         plane_sweep(gen, record)
+        return
+    if args.strips:
+        strips_sweep(gen, record, json.loads(args.configs) if args.configs else None)
         return
     if args.norm_gate:
         norm_gate_sweep(gen, record, args.norm_gate, json.loads(args.configs) if args.configs else None)

@@ -30,6 +30,7 @@ from triton.runtime.jit import create_function_from_signature
 from ssmzoo.ops import triton_scan as ts
 from ssmzoo.ops import triton_lookback as tlb
 from ssmzoo.ops import triton_plane as tpl
+from ssmzoo.ops import triton_strips as tst
 
 TARGET = GPUTarget("cuda", 90, 32)
 
@@ -64,10 +65,13 @@ def catch_launch(module, kernel: str, call, check: Optional[str] = "_check") -> 
     return seen
 
 
-def capture_launch(inputs, config, lookback=False, plane=False):
+def capture_launch(inputs, config, lookback=False, plane=False, strips=False):
     """The group scan's launch (the look-back kernel's with ``lookback``, the plane kernel's with
-    ``plane``): (grid, args, kwargs)."""
-    if plane:
+    ``plane``, the strip kernel's with ``strips``): (grid, args, kwargs)."""
+    if strips:
+        seen = catch_launch(tst, "_group4_strips_kernel", lambda: tst.group_scan_4dir_strips_triton(
+            **inputs, delta_softplus=True, config=config), check=None)
+    elif plane:
         seen = catch_launch(tpl, "_plane_kernel", lambda: tpl.group_scan_4dir_plane_triton(
             **inputs, delta_softplus=True, config=config), check=None)
     elif lookback:
@@ -124,6 +128,7 @@ def main() -> None:
     ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
     ap.add_argument("--lookback", action="store_true", help="the look-back kernel (ssmzoo/ops/triton_lookback.py)")
     ap.add_argument("--plane", action="store_true", help="the plane kernel (ssmzoo/ops/triton_plane.py; bchw only)")
+    ap.add_argument("--strips", action="store_true", help="the strip kernel (ssmzoo/ops/triton_strips.py; bchw only)")
     args = ap.parse_args()
     dims = [int(x) for x in args.shape.split(",")]
     C, H = dims[0], dims[1]
@@ -132,12 +137,14 @@ def main() -> None:
     for name in ("bhwc", "bchw"):
         if args.layout and name != args.layout:
             continue
-        if args.plane and name == "bhwc":
+        if (args.plane or args.strips) and name == "bhwc":
             continue
-        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback, args.plane)
-        kernel = tpl._plane_kernel if args.plane else tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel
+        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback, args.plane,
+                                          args.strips)
+        kernel = (tst._group4_strips_kernel if args.strips else tpl._plane_kernel if args.plane
+                  else tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel)
         c = compile_kernel = compile_launch(kernel, kargs, kwargs)
-        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG")
+        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG", "KC")
                if k in kwargs}
         cfg["num_warps"] = kwargs["num_warps"]
         print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)

@@ -151,6 +151,14 @@ INTERP_CASES = [
     group_case(1, 3, 7, 1, config=dict(PLANE=1, BD=1, num_warps=1)),
     group_case(1, 4, 8, 8, dtype="float16", config=dict(PLANE=1, BD=1)),
     group_case(2, 3, 6, 10, dtype="bfloat16"),
+    # the strip kernel (opt-in STRIPS=1; channel-first planes cut into strips scanned at once, each
+    # folding its predecessors' aggregates): several strips per plane that end mid-row, partial column
+    # strips at either end (reversed groups), one row, one column, its default tiles, 16-bit inputs
+    group_case(2, 3, 5, 7, config=dict(STRIPS=1, SEG=16, KC=2)),
+    group_case(1, 2, 1, 9, config=dict(STRIPS=1, SEG=4, KC=2)),
+    group_case(1, 2, 7, 1, config=dict(STRIPS=1, SEG=2, KC=1)),
+    group_case(1, 3, 8, 16, config=dict(STRIPS=1)),
+    group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(STRIPS=1, SEG=16, KC=4, num_warps=1)),
 ]
 
 
@@ -511,6 +519,10 @@ GPU_CASES = [
     group_case(2, 24, 13, 9, config=dict(LOOKBACK=1, SEG=256, BD=8)),
     group_case(32, 16, 56, 56, channels_last=True, config=dict(LOOKBACK=1, CHAINED=0)),
     group_case(4, 96, 28, 28, channels_last=True, dtype="bfloat16", config=dict(LOOKBACK=1, CHAINED=0)),
+    # the strip kernel at full size: the strips of a plane run at once and wait on each other's flags
+    group_case(8, 16, 56, 56, config=dict(STRIPS=1)),
+    group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(STRIPS=1)),
+    group_case(4, 24, 13, 9, config=dict(STRIPS=1, SEG=16, KC=2)),
 ]
 
 
@@ -543,6 +555,22 @@ def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
         assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True), first)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_strip_kernel_gives_the_same_bits_on_every_call():
+    """The strip kernel folds its predecessors' aggregates in a fixed order, whichever finished first."""
+    from ssmzoo.ops import triton_scan as ts
+
+    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
+    b, d, H, W = 32, 16, 56, 56
+    u, delta, Bm, Cm = (torch.randn(b, 4, c, H, W, generator=gen).cuda() for c in (d, d, 1, 1))
+    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
+    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(STRIPS=1))
+    for _ in range(20):
+        assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(STRIPS=1)), first)
+
+
 def test_groupmamba_operators_accept_padded_strides_under_compile():
     """GroupMamba's operators tell torch.compile that inputs whose strides Inductor padded (same
     dimension order) need no copy: the kernels read any strides (the "sliced" cases above)."""
@@ -564,6 +592,15 @@ def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():
     Bm = torch.randn(1, 4, 1, 5, 6)
     with pytest.raises(ValueError, match="contiguous"):
         group_scan_4dir_plane_triton(u, u, -torch.ones(4, 3, 1), Bm, Bm)
+
+
+def test_strip_kernel_refuses_maps_whose_planes_are_not_contiguous():
+    from ssmzoo.ops.triton_strips import group_scan_4dir_strips_triton
+
+    u = torch.randn(1, 5, 6, 4, 3).permute(0, 3, 4, 1, 2)  # channels-last
+    Bm = torch.randn(1, 4, 1, 5, 6)
+    with pytest.raises(ValueError, match="contiguous"):
+        group_scan_4dir_strips_triton(u, u, -torch.ones(4, 3, 1), Bm, Bm)
 
 
 @pytest.mark.gpu

@@ -827,6 +827,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
     from .triton_plane import group_scan_4dir_plane_triton, plane_default
     from .triton_seq import group_scan_4dir_seq_triton, seq_default
+    from .triton_strips import group_scan_4dir_strips_triton
 
     def chosen(key: str, default) -> bool:
         return _kernel_chosen(config, key, default)
@@ -837,6 +838,10 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     if chosen("SEQ", lambda: seq_default(u, n_state)):
         # a lane per channel walking the whole sequence (ssmzoo/ops/triton_seq.py): small channels-last maps
         return group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config)
+    if chosen("STRIPS", lambda: False):
+        # strips of channel-first planes scanned at once, states folded across strips (triton_strips.py)
+        return group_scan_4dir_strips_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                             config=config)
     if chosen("PLANE", lambda: plane_default(u, delta, B, C, y, n_state)):
         # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
         return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
