@@ -10,6 +10,7 @@ import ssmzoo.ops.opaque as opaque
 import ssmzoo.ops.triton_bimamba as tb
 import ssmzoo.ops.triton_dwconv as td
 import ssmzoo.ops.triton_lookback as tlb
+import ssmzoo.ops.triton_scan as ts
 import ssmzoo.ops.triton_seq as tsq
 
 # Switches that set one module attribute: variable -> (module, attribute, value with the change undone).
@@ -41,4 +42,5 @@ ATTRIBUTE_SWITCHES = {
     "AB_X_FLOAT32": (gm, "PRODUCT_WITH_GEMM_INPUT", False),
     "AB_DOWNSAMPLE_UNALIGNED": (gm, "ALIGN_DOWNSAMPLE_CHANNELS", False),
     "AB_NG_SEG4": (tlb, "WHOLE_GROUP_CONFIGS", {**tlb.WHOLE_GROUP_CONFIGS, 128: (4, 2)}),
+    "AB_SOFTPLUS_LOG": (ts, "SOFTPLUS_POLY", ts.tl.constexpr(False)),
 }

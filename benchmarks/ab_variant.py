@@ -54,6 +54,8 @@ AB_SEQ_SCAN=1: GroupMamba's scans on small maps (up to 16 x 16: stages 3 and 4) 
 AB_X_FLOAT32=1: the mixer's final product x * y reads the float32 normalised x (before session 22) instead
     of in_proj's low-precision copy of it (``groupmamba.PRODUCT_WITH_GEMM_INPUT``).
 AB_NG_SEG4=1: the norm-gate scan on groups of 65-128 channels in segments of 4 steps (a candidate).
+AB_SOFTPLUS_LOG=1: GroupMamba's scans compute softplus with libdevice's logf of 1 + e^x (before session 25)
+    instead of the polynomial log1p (``triton_scan.SOFTPLUS_POLY``).
 AB_DOWNSAMPLE_UNALIGNED=1: GroupMamba's compiled downsampling convs on their own channel counts (before
     session 22; cuDNN pads 348 channels itself) instead of widened to multiples of 8
     (``groupmamba.ALIGN_DOWNSAMPLE_CHANNELS``).

@@ -56,3 +56,36 @@ def exp2_fma(x):
     # t's bits are 0x4B400000 + j; shifted left by 23 the constant wraps to 0, leaving j << 23
     scale = t.to(tl.int32, bitcast=True) << 23
     return (p.to(tl.int32, bitcast=True) + scale).to(tl.float32, bitcast=True)
+
+
+# log1p(t) / t on [0, 1], degree 8, fitted for relative error (3.0e-8 in exact arithmetic, 2.4e-7
+# evaluated in float32 by Horner).
+_LOG1P_C0 = tl.constexpr(0.9999999403953552)
+_LOG1P_C1 = tl.constexpr(-0.4999949336051941)
+_LOG1P_C2 = tl.constexpr(0.3331909477710724)
+_LOG1P_C3 = tl.constexpr(-0.24842976033687592)
+_LOG1P_C4 = tl.constexpr(0.19105982780456543)
+_LOG1P_C5 = tl.constexpr(-0.13663195073604584)
+_LOG1P_C6 = tl.constexpr(0.07822534441947937)
+_LOG1P_C7 = tl.constexpr(-0.029504867270588875)
+_LOG1P_C8 = tl.constexpr(0.005232601426541805)
+
+
+@triton.jit
+def softplus_poly(x):
+    """log(1 + e^x) for float32 x, as max(x, 0) + log1p(t) with t = e^-|x| in (0, 1] and log1p(t) a
+    polynomial: one exponential, ~12 FMA-pipe instructions, no branch. ``tl.log(1 + tl.exp(x))``
+    compiles to libdevice's logf (~30 instructions with a branch for special values) and loses the
+    small values where 1 + e^x rounds e^x away (x = -10: ~1e-3 relative). This adds ~2.5e-7 relative
+    (Horner's rounding) to the exponential's own error, which both forms share: exact under the
+    interpreter, up to ~|x| 2^-23 compiled (ex2.approx of the rounded product x log2 e)."""
+    t = tl.exp(-tl.abs(x))
+    p = _LOG1P_C8 * t + _LOG1P_C7
+    p = p * t + _LOG1P_C6
+    p = p * t + _LOG1P_C5
+    p = p * t + _LOG1P_C4
+    p = p * t + _LOG1P_C3
+    p = p * t + _LOG1P_C2
+    p = p * t + _LOG1P_C1
+    p = p * t + _LOG1P_C0
+    return tl.maximum(x, 0.0) + t * p

@@ -44,6 +44,7 @@ import triton.language as tl
 from .directions import merge_order, scan_order
 from .group_norm import group_norm_gate
 from .selective_scan import register_backend, selective_scan_ref
+from .triton_math import softplus_poly
 
 __all__ = [
     "selective_scan_triton",
@@ -67,19 +68,32 @@ def _combine(a1, b1, a2, b2):
     return a1 * a2, a2 * b1 + b2
 
 
-@triton.jit
-def _softplus(x):
-    return tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+# softplus as a polynomial log1p (``triton_math.softplus_poly``: ~12 instructions instead of ~30, more
+# precise for negative inputs, GroupMamba's usual case) in the look-back, plane, lane-per-channel and
+# strip kernels, where it timed faster or even on the H100 (docs/gpu_runs/s25_run7.txt: norm-gate
+# scans up to 8% faster); the tile kernels (``_chunk``, ``_sweep_cols2``) keep libdevice's logf of
+# 1 + e^x (LIBDEVICE), with which they timed faster (channel-first 56x56 4%, channels-last 14x14 14%).
+# False: libdevice's logf everywhere, as before session 25 (benchmarks' AB_SOFTPLUS_LOG).
+SOFTPLUS_POLY = tl.constexpr(True)
 
 
 @triton.jit
-def _step_delta(dt, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+def _softplus(x, LIBDEVICE: tl.constexpr = False):
+    if SOFTPLUS_POLY and not LIBDEVICE:
+        sp = softplus_poly(x)
+    else:
+        sp = tl.where(x <= 20.0, tl.log(1.0 + tl.exp(x)), x)
+    return sp
+
+
+@triton.jit
+def _step_delta(dt, bias, valid, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, LIBDEVICE: tl.constexpr = False):
     """softplus(delta + bias) as the scans use it, and 0 on padding steps (invalid): their decay is
-    then 1 and their input 0, the identity step."""
+    then 1 and their input 0, the identity step. LIBDEVICE: softplus through libdevice's logf."""
     if HAS_BIAS:
         dt = dt + bias
     if SOFTPLUS:
-        dt = _softplus(dt)
+        dt = _softplus(dt, LIBDEVICE)
     return tl.where(valid, dt, 0.0)
 
 
@@ -127,7 +141,7 @@ def _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
     The carried state enters through the first step's input (b_0 += a_0 * S), so the scan result
     is the state itself; padding steps are the identity (a = 1, b = 0).
     """
-    dt = _step_delta(dt, bias[:, None], valid, HAS_BIAS, SOFTPLUS)
+    dt = _step_delta(dt, bias[:, None], valid, HAS_BIAS, SOFTPLUS, True)
     dtu = dt * u
     y = u * Dv[:, None]
     nidx = tl.arange(0, NP)
@@ -393,7 +407,7 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
         if HAS_BIAS:
             dtf = dtf + bias3
         if SOFTPLUS:
-            dtf = _softplus(dtf)
+            dtf = _softplus(dtf, True)
         dtf = tl.where(valid3, dtf, 0.0)
         dtu = dtf * uf
         if HAS_D:
