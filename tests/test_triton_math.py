@@ -19,10 +19,17 @@ from ssmzoo.ops.triton_math import exp2_fma, softplus_poly  # noqa: E402  (after
 
 
 @triton.jit
-def _exp2_fma_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
+def _elementwise_kernel(x_ptr, y_ptr, n, FN: tl.constexpr, BLOCK: tl.constexpr):
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < n
-    tl.store(y_ptr + offs, exp2_fma(tl.load(x_ptr + offs, mask=mask, other=0.0)), mask=mask)
+    tl.store(y_ptr + offs, FN(tl.load(x_ptr + offs, mask=mask, other=0.0)), mask=mask)
+
+
+def _apply(fn, x: torch.Tensor) -> torch.Tensor:
+    """fn (a ``triton_math`` function) on every element of x, in a Triton kernel."""
+    y = torch.empty_like(x)
+    _elementwise_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), FN=fn, BLOCK=1024)
+    return y
 
 
 def _exp2_fma_errors(device: str, seed: int) -> dict:
@@ -31,20 +38,12 @@ def _exp2_fma_errors(device: str, seed: int) -> dict:
     x = torch.cat([-torch.rand(50_000, generator=gen) * 124, -torch.rand(5_000, generator=gen) * 1e-3, edges])
     tiny = torch.tensor([-124.5, -125.0, -126.0, -149.0, -200.0, -1e30, float("-inf")])
     x = torch.cat([x, tiny]).to(device)
-    y = torch.empty_like(x)
-    _exp2_fma_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    y = _apply(exp2_fma, x)
     ref = torch.exp2(x.double())
     normal = x >= -124
     rel = ((y.double() - ref).abs() / ref)[normal]
     return dict(max_rel=rel.max().item(), tiny_max=y[~normal].max().item(), tiny_min=y[~normal].min().item(),
                 finite=bool(torch.isfinite(y).all()))
-
-
-@triton.jit
-def _softplus_poly_kernel(x_ptr, y_ptr, n, BLOCK: tl.constexpr):
-    offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < n
-    tl.store(y_ptr + offs, softplus_poly(tl.load(x_ptr + offs, mask=mask, other=0.0)), mask=mask)
 
 
 def _softplus_errors(device: str, seed: int) -> dict:
@@ -54,8 +53,7 @@ def _softplus_errors(device: str, seed: int) -> dict:
     edges = torch.tensor([0.0, -0.0, 1e-8, -1e-8, 20.0, 20.5, -20.0, 87.0, -87.0, 1e30, -1e30, -103.0])
     x = torch.cat([torch.randn(50_000, generator=gen) * 4 - 3, (torch.rand(20_000, generator=gen) - 0.5) * 200,
                    edges]).to(device)
-    y = torch.empty_like(x)
-    _softplus_poly_kernel[(triton.cdiv(x.numel(), 1024),)](x, y, x.numel(), BLOCK=1024)
+    y = _apply(softplus_poly, x)
     ref = torch.nn.functional.softplus(x.double(), threshold=1e9)
     normal = ref > 1e-37     # results above float32's normal range (below it the exponential flushes)
     rel = ((y.double() - ref).abs() / ref)[normal]
