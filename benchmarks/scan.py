@@ -2,6 +2,7 @@
 
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
+    PYTHONPATH=. python3 benchmarks/scan.py --strips [--configs '[{...}]']   # channel-first: strip kernel / configs
     PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
     PYTHONPATH=. python3 benchmarks/scan.py --norm-gate T   # the scan with the out_norm and gate fused
 
