@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from .triton_plane import _plane_ok
-from .triton_scan import _combine, _combine_x, _params, _pow2, _step_delta, _updated_config
+from .triton_scan import _align, _combine, _combine_x, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_strips_triton", "strips_config", "strips_fit"]
 
@@ -100,7 +100,8 @@ def _column_strip(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A2, Dv, bias, agg_ptr, fla
                   HP: tl.constexpr, KC: tl.constexpr, NSEG_P: tl.constexpr, ALIGN: tl.constexpr,
                   REV: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """Strip ``seg`` of a column-major scan (REV: reversed) of one plane: KC whole columns as an
-    (HP, KC) tile. ALIGN (host-checked: W a multiple of it) lets the rows' pieces load as vectors."""
+    (HP, KC) tile. ALIGN (host-checked, ``triton_scan._align``: W a multiple of it) lets the rows'
+    pieces load as vectors."""
     if ALIGN > 1:
         W = (W // ALIGN) * ALIGN  # (exact; tells the compiler the rows' alignment)
     if REV:
@@ -218,7 +219,6 @@ def group_scan_4dir_strips_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor
     nseg_rows, nseg_cols = triton.cdiv(L, seg), triton.cdiv(W, kc)
     nseg = max(nseg_rows, nseg_cols)
     n_chains = batch * 4 * dim_g
-    align = next(a for a in (4, 2, 1) if W % a == 0)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flags = torch.zeros(n_chains * nseg + 1, dtype=torch.int32, device=u.device)  # + the ticket counter
     aggregates = torch.empty(n_chains * nseg * 2, dtype=torch.float32, device=u.device)
@@ -226,6 +226,6 @@ def group_scan_4dir_strips_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor
         u, u.stride(0), u.stride(1), u.stride(2), delta, delta.stride(0), delta.stride(1), delta.stride(2),
         B, B.stride(0), B.stride(1), C, C.stride(0), C.stride(1), y, y.stride(0), y.stride(1), y.stride(2),
         A_, D_, bias_, aggregates, flags, flags[n_chains * nseg:], dim_g, H, W, L, nseg, nseg_rows, nseg_cols,
-        SEG=seg, HP=hp, KC=kc, NSEG_P=max(2, _pow2(nseg)), ALIGN=align, HAS_D=D is not None,
+        SEG=seg, HP=hp, KC=kc, NSEG_P=max(2, _pow2(nseg)), ALIGN=_align(u, delta, B, C, y), HAS_D=D is not None,
         HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
     return y
