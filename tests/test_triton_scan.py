@@ -159,6 +159,16 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(STRIPS=1, SEG=2, KC=1)),
     group_case(1, 3, 8, 16, config=dict(STRIPS=1)),
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(STRIPS=1, SEG=16, KC=4, num_warps=1)),
+    # the tile kernel's column runs (COLS=2: runs of rows in one thread's registers; channel-first
+    # planes, one channel per sweep): runs dividing H (whole padding runs) and not, column blocks
+    # cut by W, channel blocks wider than the last one, one row, one column, 16-bit inputs, and a
+    # sliced map, whose planes are not contiguous (the two-level sweep runs instead)
+    group_case(2, 3, 8, 16, config=dict(COLS=2, BD=1, BDC=1)),
+    group_case(1, 3, 13, 9, config=dict(COLS=2, BD=2, BDC=1, RUN=4, CB=4)),
+    group_case(1, 2, 1, 6, config=dict(COLS=2, BD=1, BDC=1, CB=4)),
+    group_case(1, 2, 7, 1, config=dict(COLS=2, BD=1, BDC=1, CB=2)),
+    group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1, RUN=2)),
+    group_case(1, 3, 5, 6, sliced=True, config=dict(COLS=2, BD=1, BDC=1)),
 ]
 
 
@@ -523,6 +533,10 @@ GPU_CASES = [
     group_case(8, 16, 56, 56, config=dict(STRIPS=1)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(STRIPS=1)),
     group_case(4, 24, 13, 9, config=dict(STRIPS=1, SEG=16, KC=2)),
+    # the tile kernel's column runs at full size
+    group_case(8, 16, 56, 56, config=dict(COLS=2)),
+    group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1)),
+    group_case(4, 24, 13, 9, config=dict(COLS=2, BD=1, BDC=1)),
 ]
 
 

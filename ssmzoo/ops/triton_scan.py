@@ -448,6 +448,87 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
             dt = dt_n
 
 
+@triton.jit
+def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
+                    R: tl.constexpr, Q: tl.constexpr, CB: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                    LIBDEVICE: tl.constexpr):
+    """Column-major scan of one channel's contiguous H x W plane (one state; the pointers are the
+    planes' starts) on (Q, R, CB) tiles: row h = q * R + r of column w0 + k. Loaded along the
+    columns (k, the stride-1 axis, gets the lanes, then q), the R rows of a run sit in one thread,
+    so the scan down a column is sequential in registers: (1) runs from a zero state give the local
+    state hl and the product Ap of their a's; (2) the run totals are scanned along q (the column's
+    runs) and the column totals across k (``_combine_x``: exclusive prefixes), from the carried
+    state S; (3) h = hl + Ap * (state entering the run). Shuffles only on the totals.
+    EVEN (R divides H): whole runs are valid or padding, so a thread's masks are one per run.
+    REV walks the rows from the bottom (h = H - 1 - (q * R + r)) so that the scans along r and q
+    run forwards (a reversed ``associative_scan`` costs butterfly shuffles even along a thread's own
+    registers); only the scan across the k columns, ascending in memory, is reversed. W is a constexpr so that the rows of a
+    run are immediate offsets from one address; the caller keeps the pointers' alignment unknown
+    to the compiler, which would otherwise put vector loads along k and the runs across lanes."""
+    A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + c).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + c).to(tl.float32)
+    q3 = tl.arange(0, Q)[:, None, None]
+    r3 = tl.arange(0, R)[None, :, None]
+    k3 = tl.arange(0, CB)[None, None, :]
+    hw = (q3 * R + r3) * W + k3                                              # offsets of the first block
+    if EVEN:
+        hmask = q3 < H // R
+    else:
+        hmask = q3 * R + r3 < H
+    if REV:
+        hw = k3 - (q3 * R + r3) * W                                          # rows from the bottom
+        last_k = 0
+    else:
+        last_k = CB - 1
+    last_r = R - 1
+    last_q = Q - 1
+    q2 = tl.arange(0, Q)[:, None]
+    k1 = tl.arange(0, CB)
+    S = 0.0
+    nblocks = (W + CB - 1) // CB
+    i = 0
+    while i < nblocks:
+        if REV:
+            w0 = (nblocks - 1 - i) * CB
+            base = (H - 1) * W + w0
+        else:
+            w0 = i * CB
+            base = w0
+        valid = hmask & (k3 < W - w0)
+        u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+        dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+        bv = tl.load(b_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, LIBDEVICE)
+        dt = tl.where(valid, dt, 0.0)
+        Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
+        if HAS_D:
+            y = u * Dv
+        else:
+            y = tl.zeros_like(u)
+        at = tl.sum(tl.where(r3 == last_r, Ap, 0.0), axis=1)                 # (Q, CB) run totals
+        bt = tl.sum(tl.where(r3 == last_r, hl, 0.0), axis=1)
+        ai, bi, ea, eb = tl.associative_scan((at, bt, tl.full(at.shape, 1.0, tl.float32), tl.zeros_like(bt)),
+                                             axis=0, combine_fn=_combine_x)
+        ac = tl.sum(tl.where(q2 == last_q, ai, 0.0), axis=0)                 # (CB,) column totals
+        bc = tl.sum(tl.where(q2 == last_q, bi, 0.0), axis=0)
+        _, _, eac, ebc = tl.associative_scan((ac, bc, tl.full(ac.shape, 1.0, tl.float32), tl.zeros_like(bc)),
+                                             axis=0, combine_fn=_combine_x, reverse=REV)
+        cin_col = eac * S + ebc                                              # state entering column k
+        S = tl.sum(tl.where(k1 == last_k, ac * cin_col + bc, 0.0), axis=0)
+        cin = ea * cin_col[None, :] + eb                                     # state entering run (q, k)
+        cv = tl.load(c_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+        y += (hl + Ap * cin[:, None, :]) * cv
+        tl.store(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), mask=valid)
+        i += 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
@@ -516,16 +597,16 @@ def _bimamba_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
                 NSTATE, NP, BL, V, TRANS, ALIGN, False, False, True, HAS_D, HAS_BIAS, SOFTPLUS, HAS_Z, True, False)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["zero"])
 def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
                    b_ptr, sb_b, sb_g, sb_n, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_n, sc_h, sc_w,
                    y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
-                   A_ptr, D_ptr, bias_ptr, dim_g, H, W,
+                   A_ptr, D_ptr, bias_ptr, dim_g, H, W, zero,
                    NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
                    V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
-                   ROWS: tl.constexpr, WP: tl.constexpr,
+                   ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
     pid_d = tl.program_id(0)
@@ -568,7 +649,18 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
     else:  # column-major, reversed for group 3; sub-blocks of BDC channels keep the tiles small
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
-            if COLS == 1:  # two-level scan on the natural tile (default)
+            if COLS == 2:  # runs of R rows per thread (contiguous planes, one state, BDC == 1)
+                cs = pid_d * BD + j
+                if cs < dim_g:
+                    if g == 1:
+                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
+                                        b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
+                                        H, WC, RUN, HP // RUN, CB, EVEN, False, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                    else:
+                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
+                                        b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
+                                        H, WC, RUN, HP // RUN, CB, EVEN, True, HAS_D, HAS_BIAS, SOFTPLUS, False)
+            elif COLS == 1:  # two-level scan on the natural tile (default)
                 if g == 1:
                     _sweep_cols2(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h,
                                  sb_w, c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj,
@@ -774,6 +866,15 @@ def _flat_ok(t: Tensor, H: int, W: int) -> bool:
     return H == 1 or t.stride(-2) == W * t.stride(-1)
 
 
+def _run_length(H: int) -> int:
+    """Rows per thread in the column-run sweep: the largest power of 2 up to 16 that divides H (then
+    whole runs are valid or padding), else 8."""
+    run = 16
+    while run > 1 and H % run:
+        run //= 2
+    return run if run > 1 else min(8, _pow2(H))
+
+
 def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) -> dict:
     """Launch geometry of the 4-direction kernel (same ideas as ``_seq_layout``)."""
     dim_g, H, W = u.shape[2], u.shape[3], u.shape[4]
@@ -796,7 +897,7 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         cfg = dict(BD=BD, BL=max(16, 1024 // BD), V=1, num_warps=4, CB=1, BDC=BD, TRANS=False, ROWS=0, COLS=0)
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
-    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0), **cfg)
+    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H)), **cfg)
     if config:
         cfg.update(config)
     if "BDC" not in cfg:
@@ -867,13 +968,19 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
     cfg = _group_config(u, (delta, y), flat, config)
+    # column runs need contiguous planes everywhere (one offset tile for all operands) and one state
+    cols_runs = (cfg["COLS"] == 2 and n_state == 1 and cfg["BDC"] == 1
+                 and all(t.stride(-1) == 1 and t.stride(-2) == W for t in (u, delta, B, C, y)))
+    if cfg["COLS"] == 2 and not cols_runs:
+        cfg["COLS"] = 1
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
-        A_, D_, bias_, dim_g, H, W,
+        A_, D_, bias_, dim_g, H, W, 0,
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
-        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=bool(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=bool(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"], EVEN=H % cfg["RUN"] == 0,
+        WC=W if cols_runs else 0, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
     return y
 
