@@ -169,6 +169,15 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(COLS=2, BD=1, BDC=1, CB=2)),
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1, RUN=2)),
     group_case(1, 3, 5, 6, sliced=True, config=dict(COLS=2, BD=1, BDC=1)),
+    # ... and its row runs (ROWS=2: blocks of whole rows as 4-element vectors, reversed groups read
+    # from the bottom right): blocks of rows dividing H and not, rows not a multiple of 4 (no vector
+    # loads), one row, one column, 16-bit inputs, a sliced map (the row sweep runs instead)
+    group_case(2, 3, 8, 16, config=dict(ROWS=2, KR=4, BD=1, BDC=1)),
+    group_case(1, 3, 13, 9, config=dict(ROWS=2, COLS=2, BD=2, BDC=1)),
+    group_case(1, 2, 1, 6, config=dict(ROWS=2, BD=1, BDC=1)),
+    group_case(1, 2, 7, 1, config=dict(ROWS=2, KR=4, BD=1, BDC=1)),
+    group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(ROWS=2, COLS=2, KR=2, BD=1, BDC=1)),
+    group_case(1, 3, 5, 6, sliced=True, config=dict(ROWS=2, BD=1, BDC=1)),
 ]
 
 
@@ -537,6 +546,9 @@ GPU_CASES = [
     group_case(8, 16, 56, 56, config=dict(COLS=2)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(COLS=2, BD=1, BDC=1)),
+    group_case(8, 16, 56, 56, config=dict(ROWS=2)),
+    group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1)),
+    group_case(4, 24, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1)),
 ]
 
 

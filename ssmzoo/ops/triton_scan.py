@@ -529,6 +529,103 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         i += 1
 
 
+@triton.jit
+def _reverse4(x):
+    """(K, Q, 4) -> (K, Q, 4) with each group of 4 along the last axis in reverse order: register
+    moves only where the 4 sit in one thread (a vector load's)."""
+    a, b = tl.split(tl.reshape(x, (x.shape[0], x.shape[1], 2, 2)))   # (v0, v2), (v1, v3)
+    v0, v2 = tl.split(a)
+    v1, v3 = tl.split(b)
+    return tl.reshape(tl.join(tl.join(v3, v1), tl.join(v2, v0)), x.shape)
+
+
+@triton.jit
+def _row_tile(ptr, off, valid, WP: tl.constexpr, REV: tl.constexpr):
+    """A (Q, K, 4) tile of a row block (axes in this order so that the lanes go along the row, q,
+    before k), as (K, WP) in scan order (float32)."""
+    x = tl.permute(tl.load(ptr + off, mask=valid, other=0.0).to(tl.float32), (1, 0, 2))
+    if REV:
+        x = _reverse4(x)
+    return tl.reshape(x, (x.shape[0], WP))
+
+
+@triton.jit
+def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
+                    K: tl.constexpr, WP: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                    LIBDEVICE: tl.constexpr):
+    """Row-major scan of one channel's contiguous H x W plane (one state; the pointers are the
+    planes' starts) in blocks of K whole rows: (WP / 4, K, 4) tiles loaded as 4-element vectors,
+    seen as (K, WP) in scan order, scanned along the rows with ``associative_scan`` (each thread's 4
+    in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
+    carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
+    thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
+    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks)."""
+    V: tl.constexpr = 4
+    Q: tl.constexpr = WP // V
+    A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
+    if HAS_D:
+        Dv = tl.load(D_ptr + c).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + c).to(tl.float32)
+    q3 = tl.arange(0, Q)[:, None, None]
+    k3 = tl.arange(0, K)[None, :, None]
+    v3 = tl.arange(0, V)[None, None, :]
+    if REV:
+        w3 = (Q - 1 - q3) * V + v3
+        off = w3 - k3 * W                                                    # rows from the bottom
+    else:
+        w3 = q3 * V + v3
+        off = k3 * W + w3
+    wmask = w3 < W
+    j2 = tl.arange(0, WP)[None, :]
+    k2 = tl.arange(0, K)[:, None]
+    if REV:
+        scan_mask = j2 >= WP - W                                             # position j holds w = WP - 1 - j
+    else:
+        scan_mask = j2 < W
+    k1 = tl.arange(0, K)
+    S = 0.0
+    nblocks = (H + K - 1) // K
+    i = 0
+    while i < nblocks:
+        h0 = i * K
+        if REV:
+            base = (H - 1 - h0) * W
+        else:
+            base = h0 * W
+        if EVEN:
+            valid = wmask & (k3 >= 0)
+        else:
+            valid = wmask & (k3 < H - h0)
+        u = _row_tile(u_ptr + base, off, valid, WP, REV)
+        dt = _row_tile(dt_ptr + base, off, valid, WP, REV)
+        bv = _row_tile(b_ptr + base, off, valid, WP, REV)
+        if HAS_BIAS:
+            dt = dt + bias
+        if SOFTPLUS:
+            dt = _softplus(dt, LIBDEVICE)
+        dt = tl.where(scan_mask & (k2 < H - h0), dt, 0.0)                  # padding: identity steps
+        Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
+        if HAS_D:
+            y = u * Dv
+        else:
+            y = tl.zeros_like(u)
+        ar = tl.sum(tl.where(j2 == WP - 1, Ap, 0.0), axis=1)                  # (K,) row totals
+        br = tl.sum(tl.where(j2 == WP - 1, hl, 0.0), axis=1)
+        ai, bi, ea, eb = tl.associative_scan((ar, br, tl.full(ar.shape, 1.0, tl.float32), tl.zeros_like(br)),
+                                             axis=0, combine_fn=_combine_x)
+        cin = ea * S + eb                                                    # state entering row k
+        S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
+        cv = _row_tile(c_ptr + base, off, valid, WP, REV)
+        y += (hl + Ap * cin[:, None]) * cv
+        y3 = tl.reshape(y, (K, Q, V))
+        if REV:
+            y3 = _reverse4(y3)
+        tl.store(y_ptr + base + off, tl.permute(y3, (1, 0, 2)).to(y_ptr.dtype.element_ty), mask=valid)
+        i += 1
+
+
 # ---------------------------------------------------------------------------------------------
 # Kernels
 # ---------------------------------------------------------------------------------------------
@@ -607,6 +704,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
+                   KR: tl.constexpr, WPR: tl.constexpr,
                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
     pid_d = tl.program_id(0)
@@ -622,7 +720,19 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
     A0 = A_ptr + g * dim_g * NSTATE
     D0 = D_ptr + g * dim_g
     bias0 = bias_ptr + g * dim_g
-    if g % 2 == 0 and ROWS == 1:  # row-major as whole-row tiles: the column code with h <-> w
+    if g % 2 == 0 and ROWS == 2:  # row runs: blocks of whole rows, vector loads (contiguous planes, one state)
+        for j in tl.static_range(BD):
+            cs = pid_d * BD + j
+            if cs < dim_g:
+                if g == 0:
+                    _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
+                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
+                                    False, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                else:
+                    _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
+                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
+                                    True, HAS_D, HAS_BIAS, SOFTPLUS, False)
+    elif g % 2 == 0 and ROWS == 1:  # row-major as whole-row tiles: the column code with h <-> w
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
             if g == 0:
@@ -886,8 +996,13 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         # 4-channel tiles on small ones (30.7% at 14x14 C348, vs 15.7%)
         vec = max(1, min(align, 16 // u.element_size()))
         CB = max(1, min(_pow2(W), max(8, 256 // HP)))   # >= 8 whole columns: >= 32-byte rows
-        if H >= 28:
-            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False)
+        if H >= 28:  # column-major groups as column runs (COLS=2; group_scan_4dir_triton falls back to the
+            # two-level sweep where planes are not contiguous or N > 1): 56x56 C64 fp32 181.6 vs 203.1 us,
+            # 28x28 C192 114.1 vs 121.0 (docs/gpu_runs/s26_run3.txt); 16-bit 28x28 maps in blocks of 4
+            # columns (73.4 vs 83.9 us at C192 bf16; 2x slower at 56x56)
+            if u.element_size() == 2 and HP <= 32:
+                CB = 4
+            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2)
         else:
             cfg = dict(BD=4, BL=32 * vec, V=1, num_warps=4, CB=min(_pow2(W), 8), BDC=2, TRANS=False, PREF=True)
     else:  # channels-last (the models' layout): channel-major tiles (lanes along the channels), the
@@ -968,11 +1083,14 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
     cfg = _group_config(u, (delta, y), flat, config)
-    # column runs need contiguous planes everywhere (one offset tile for all operands) and one state
-    cols_runs = (cfg["COLS"] == 2 and n_state == 1 and cfg["BDC"] == 1
-                 and all(t.stride(-1) == 1 and t.stride(-2) == W for t in (u, delta, B, C, y)))
-    if cfg["COLS"] == 2 and not cols_runs:
+    # row and column runs need contiguous planes everywhere (one offset tile for all operands) and one state
+    runs_ok = n_state == 1 and all(t.stride(-1) == 1 and t.stride(-2) == W for t in (u, delta, B, C, y))
+    if cfg["COLS"] == 2 and not (runs_ok and cfg["BDC"] == 1):
         cfg["COLS"] = 1
+    if cfg["ROWS"] == 2 and not runs_ok:
+        cfg["ROWS"] = 0
+    runs = cfg["COLS"] == 2 or cfg["ROWS"] == 2
+    wpr = max(4, _pow2(W))
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
@@ -980,7 +1098,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
         COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=bool(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"], EVEN=H % cfg["RUN"] == 0,
-        WC=W if cols_runs else 0, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+        WC=W if runs else 0, KR=cfg.get("KR") or max(1, min(_pow2(H), 512 // wpr)), WPR=wpr, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
     return y
 
