@@ -2,7 +2,7 @@
 
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
-    PYTHONPATH=. python3 benchmarks/scan.py --strips [--configs '[{...}]']   # channel-first: strip kernel / configs
+    PYTHONPATH=. python3 benchmarks/scan.py --strips [--configs '[{...}]'] [--maps 56,28]   # channel-first: strip kernel / configs
     PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
     PYTHONPATH=. python3 benchmarks/scan.py --norm-gate T   # the scan with the out_norm and gate fused
 
@@ -135,10 +135,15 @@ LOOKBACK_CONFIGS = [dict(LOOKBACK=1, SEG=seg, BD=bd, num_warps=nw, CHAINED=ch)
                                             (128, 16, 4, 0)]]
 
 
+MAP_SIZES = None  # --maps: only these map sizes (H) in the GroupMamba sweeps
+
+
 def group_stage_inputs(gen, variants):
     """Every GroupMamba stage shape at batch 128, largest map first, in each (dtype, channels_last) of
     ``variants``: yields (C, H, dtype, channels_last, bytes, next input set)."""
     for C, H in sorted({(C, r) for dims in GROUPMAMBA.values() for C, r in zip(dims, RES)}, key=lambda t: -t[1]):
+        if MAP_SIZES and H not in MAP_SIZES:
+            continue
         for dtype, cl in variants:
             nb = group_bytes(128, C, H, dtype)
             yield C, H, dtype, cl, nb, rotating(lambda: group_inputs(128, C, H, dtype, cl, gen), nb)
@@ -395,12 +400,16 @@ def main() -> None:
                          "the plain scan: the default vs candidate configs (delta, B, C read from memory: the "
                          "models' path at 14x14 and 7x7; at 56x56 and 28x28 they compute x_proj and out_proj "
                          "in the kernel too, which this sweep does not time)")
+    ap.add_argument("--maps", default=None, help="comma-separated map sizes (e.g. 56,28) for the GroupMamba sweeps")
     ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate / --strips")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
                          "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
                          "groups 1 and 3 stored transposed: look-back kernel, COLS_T)")
     args = ap.parse_args()
+    if args.maps:
+        global MAP_SIZES
+        MAP_SIZES = {int(h) for h in args.maps.split(",")}
     gen = torch.Generator(device="cuda").manual_seed(0)
     props = torch.cuda.get_device_properties(0)
     copy_gbs = copy_bandwidth()

@@ -169,6 +169,7 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(COLS=2, BD=1, BDC=1, CB=2)),
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1, RUN=2)),
     group_case(1, 3, 5, 6, sliced=True, config=dict(COLS=2, BD=1, BDC=1)),
+    group_case(1, 2, 13, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=4, PREF=True)),  # next block loaded ahead
     # ... and its row runs (ROWS=2: blocks of whole rows as 4-element vectors, reversed groups read
     # from the bottom right): blocks of rows dividing H and not, rows not a multiple of 4 (no vector
     # loads), one row, one column, 16-bit inputs, a sliced map (the row sweep runs instead)
@@ -546,6 +547,7 @@ GPU_CASES = [
     group_case(8, 16, 56, 56, config=dict(COLS=2)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(COLS=2, BD=1, BDC=1)),
+    group_case(8, 16, 56, 56, config=dict(COLS=2, PREF=True)),
     group_case(8, 16, 56, 56, config=dict(ROWS=2)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1)),

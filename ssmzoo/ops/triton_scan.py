@@ -449,8 +449,21 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
 
 
 @triton.jit
+def _col_block(i, nblocks, H, W: tl.constexpr, CB: tl.constexpr, REV: tl.constexpr, hmask, k3):
+    """Offset of column block i (of the column runs' walk) and its mask (none valid past the last)."""
+    if REV:
+        w0 = (nblocks - 1 - i) * CB
+        base = (H - 1) * W + w0
+    else:
+        w0 = i * CB
+        base = w0
+    return base, hmask & (k3 < W - w0) & (i < nblocks)
+
+
+@triton.jit
 def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
                     R: tl.constexpr, Q: tl.constexpr, CB: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
+                    PREF: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                     LIBDEVICE: tl.constexpr):
     """Column-major scan of one channel's contiguous H x W plane (one state; the pointers are the
@@ -465,7 +478,8 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     run forwards (a reversed ``associative_scan`` costs butterfly shuffles even along a thread's own
     registers); only the scan across the k columns, ascending in memory, is reversed. W is a constexpr so that the rows of a
     run are immediate offsets from one address; the caller keeps the pointers' alignment unknown
-    to the compiler, which would otherwise put vector loads along k and the runs across lanes."""
+    to the compiler, which would otherwise put vector loads along k and the runs across lanes.
+    PREF loads the next block's u, delta and B while this one is scanned."""
     A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
     if HAS_D:
         Dv = tl.load(D_ptr + c).to(tl.float32)
@@ -490,18 +504,26 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     k1 = tl.arange(0, CB)
     S = 0.0
     nblocks = (W + CB - 1) // CB
+    if PREF:
+        base, valid = _col_block(0, nblocks, H, W, CB, REV, hmask, k3)
+        u_in = tl.load(u_ptr + base + hw, mask=valid, other=0.0)
+        dt_in = tl.load(dt_ptr + base + hw, mask=valid, other=0.0)
+        bv_in = tl.load(b_ptr + base + hw, mask=valid, other=0.0)
     i = 0
     while i < nblocks:
-        if REV:
-            w0 = (nblocks - 1 - i) * CB
-            base = (H - 1) * W + w0
+        base, valid = _col_block(i, nblocks, H, W, CB, REV, hmask, k3)
+        if PREF:
+            u = u_in.to(tl.float32)
+            dt = dt_in.to(tl.float32)
+            bv = bv_in.to(tl.float32)
+            base_n, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask, k3)
+            u_in = tl.load(u_ptr + base_n + hw, mask=valid_n, other=0.0)
+            dt_in = tl.load(dt_ptr + base_n + hw, mask=valid_n, other=0.0)
+            bv_in = tl.load(b_ptr + base_n + hw, mask=valid_n, other=0.0)
         else:
-            w0 = i * CB
-            base = w0
-        valid = hmask & (k3 < W - w0)
-        u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
-        dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
-        bv = tl.load(b_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+            u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+            dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+            bv = tl.load(b_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
         if HAS_BIAS:
             dt = dt + bias
         if SOFTPLUS:
@@ -765,11 +787,11 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                     if g == 1:
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
-                                        H, WC, RUN, HP // RUN, CB, EVEN, False, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                        H, WC, RUN, HP // RUN, CB, EVEN, False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
                     else:
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
-                                        H, WC, RUN, HP // RUN, CB, EVEN, True, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                        H, WC, RUN, HP // RUN, CB, EVEN, True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
             elif COLS == 1:  # two-level scan on the natural tile (default)
                 if g == 1:
                     _sweep_cols2(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h,
