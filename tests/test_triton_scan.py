@@ -175,6 +175,7 @@ INTERP_CASES = [
     # loads), one row, one column, 16-bit inputs, a sliced map (the row sweep runs instead)
     group_case(2, 3, 8, 16, config=dict(ROWS=2, KR=4, BD=1, BDC=1)),
     group_case(1, 3, 13, 9, config=dict(ROWS=2, COLS=2, BD=2, BDC=1)),
+    group_case(1, 3, 13, 8, config=dict(ROWS=2, COLS=2, BD=2, BDC=1, KR=4, PREF=True)),
     group_case(1, 2, 1, 6, config=dict(ROWS=2, BD=1, BDC=1)),
     group_case(1, 2, 7, 1, config=dict(ROWS=2, KR=4, BD=1, BDC=1)),
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(ROWS=2, COLS=2, KR=2, BD=1, BDC=1)),

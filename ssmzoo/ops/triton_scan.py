@@ -562,18 +562,34 @@ def _reverse4(x):
 
 
 @triton.jit
-def _row_tile(ptr, off, valid, WP: tl.constexpr, REV: tl.constexpr):
-    """A (Q, K, 4) tile of a row block (axes in this order so that the lanes go along the row, q,
-    before k), as (K, WP) in scan order (float32)."""
-    x = tl.permute(tl.load(ptr + off, mask=valid, other=0.0).to(tl.float32), (1, 0, 2))
+def _row_tile(x, WP: tl.constexpr, REV: tl.constexpr):
+    """A loaded (Q, K, 4) tile of a row block (axes in this order so that the lanes go along the row,
+    q, before k), as (K, WP) in scan order (float32)."""
+    x = tl.permute(x.to(tl.float32), (1, 0, 2))
     if REV:
         x = _reverse4(x)
     return tl.reshape(x, (x.shape[0], WP))
 
 
 @triton.jit
+def _row_block(i, nblocks, H, W: tl.constexpr, K: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
+               wmask, k3):
+    """Offset of row block i (of the row runs' walk) and its mask (none valid past the last)."""
+    h0 = i * K
+    if REV:
+        base = (H - 1 - h0) * W
+    else:
+        base = h0 * W
+    if EVEN:
+        valid = wmask & (k3 < K * (nblocks - i))
+    else:
+        valid = wmask & (k3 < H - h0)
+    return base, valid
+
+
+@triton.jit
 def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
-                    K: tl.constexpr, WP: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
+                    K: tl.constexpr, WP: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr, PREF: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
                     LIBDEVICE: tl.constexpr):
     """Row-major scan of one channel's contiguous H x W plane (one state; the pointers are the
@@ -582,7 +598,8 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
     carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
     thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
-    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks)."""
+    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks).
+    PREF loads the next block's u, delta and B while this one is scanned."""
     V: tl.constexpr = 4
     Q: tl.constexpr = WP // V
     A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
@@ -610,19 +627,26 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     S = 0.0
     nblocks = (H + K - 1) // K
     i = 0
+    if PREF:
+        base, valid = _row_block(0, nblocks, H, W, K, EVEN, REV, wmask, k3)
+        u_in = tl.load(u_ptr + base + off, mask=valid, other=0.0)
+        dt_in = tl.load(dt_ptr + base + off, mask=valid, other=0.0)
+        bv_in = tl.load(b_ptr + base + off, mask=valid, other=0.0)
     while i < nblocks:
         h0 = i * K
-        if REV:
-            base = (H - 1 - h0) * W
+        base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3)
+        if PREF:
+            u = _row_tile(u_in, WP, REV)
+            dt = _row_tile(dt_in, WP, REV)
+            bv = _row_tile(bv_in, WP, REV)
+            base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3)
+            u_in = tl.load(u_ptr + base_n + off, mask=valid_n, other=0.0)
+            dt_in = tl.load(dt_ptr + base_n + off, mask=valid_n, other=0.0)
+            bv_in = tl.load(b_ptr + base_n + off, mask=valid_n, other=0.0)
         else:
-            base = h0 * W
-        if EVEN:
-            valid = wmask & (k3 >= 0)
-        else:
-            valid = wmask & (k3 < H - h0)
-        u = _row_tile(u_ptr + base, off, valid, WP, REV)
-        dt = _row_tile(dt_ptr + base, off, valid, WP, REV)
-        bv = _row_tile(b_ptr + base, off, valid, WP, REV)
+            u = _row_tile(tl.load(u_ptr + base + off, mask=valid, other=0.0), WP, REV)
+            dt = _row_tile(tl.load(dt_ptr + base + off, mask=valid, other=0.0), WP, REV)
+            bv = _row_tile(tl.load(b_ptr + base + off, mask=valid, other=0.0), WP, REV)
         if HAS_BIAS:
             dt = dt + bias
         if SOFTPLUS:
@@ -639,7 +663,7 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
                                              axis=0, combine_fn=_combine_x)
         cin = ea * S + eb                                                    # state entering row k
         S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
-        cv = _row_tile(c_ptr + base, off, valid, WP, REV)
+        cv = _row_tile(tl.load(c_ptr + base + off, mask=valid, other=0.0), WP, REV)
         y += (hl + Ap * cin[:, None]) * cv
         y3 = tl.reshape(y, (K, Q, V))
         if REV:
@@ -749,11 +773,11 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                 if g == 0:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
                                     y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
-                                    False, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                    False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
                 else:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
                                     y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
-                                    True, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                    True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
     elif g % 2 == 0 and ROWS == 1:  # row-major as whole-row tiles: the column code with h <-> w
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
