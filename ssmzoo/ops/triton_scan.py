@@ -1042,11 +1042,12 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         # 4-channel tiles on small ones (30.7% at 14x14 C348, vs 15.7%)
         vec = max(1, min(align, 16 // u.element_size()))
         CB = max(1, min(_pow2(W), max(8, 256 // HP)))   # >= 8 whole columns: >= 32-byte rows
-        if H >= 28:  # column-major groups as column runs loading the next block ahead (COLS=2, PREF;
-            # group_scan_4dir_triton falls back to the two-level sweep where planes are not contiguous or
-            # N > 1): 56x56 C64 fp32 178.4 us vs 203.1 for the two-level sweep, bf16 122.7 vs 185.8; 28x28
-            # C192 fp32 113.1 vs 121.0 (docs/gpu_runs/s26_run3.txt, s26_run5.txt)
-            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, PREF=True)
+        if H >= 28:  # row and column runs, each loading its next block ahead (ROWS=2 in blocks of KR=4
+            # rows, COLS=2, PREF; group_scan_4dir_triton falls back to the flat and two-level sweeps where
+            # planes are not contiguous or N > 1): 56x56 C64 fp32 142.2 us vs 203.1 for those sweeps,
+            # 28x28 C192 101.8 vs 121.0 (docs/gpu_runs/s26_run3.txt, s26_run7.txt, s26_run8.txt)
+            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2, KR=4,
+                       PREF=True)
         else:
             cfg = dict(BD=4, BL=32 * vec, V=1, num_warps=4, CB=min(_pow2(W), 8), BDC=2, TRANS=False, PREF=True)
     else:  # channels-last (the models' layout): channel-major tiles (lanes along the channels), the
@@ -1135,6 +1136,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
             cfg["PREF"] = False
     if cfg["ROWS"] == 2 and not runs_ok:
         cfg["ROWS"] = 0
+        if not (config and "PREF" in config):
+            cfg["PREF"] = False
     runs = cfg["COLS"] == 2 or cfg["ROWS"] == 2
     wpr = max(4, _pow2(W))
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
