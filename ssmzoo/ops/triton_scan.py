@@ -449,6 +449,19 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
 
 
 @triton.jit
+def _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """One channel's A (pre-scaled by log2 e for exp2), D and delta_bias (0 where absent)."""
+    A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
+    Dv = 0.0
+    bias = 0.0
+    if HAS_D:
+        Dv = tl.load(D_ptr + c).to(tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + c).to(tl.float32)
+    return A2, Dv, bias
+
+
+@triton.jit
 def _col_block(i, nblocks, H, W: tl.constexpr, CB: tl.constexpr, REV: tl.constexpr, hmask, k3):
     """Offset of column block i (of the column runs' walk) and its mask (none valid past the last)."""
     if REV:
@@ -476,15 +489,12 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     EVEN (R divides H): whole runs are valid or padding, so a thread's masks are one per run.
     REV walks the rows from the bottom (h = H - 1 - (q * R + r)) so that the scans along r and q
     run forwards (a reversed ``associative_scan`` costs butterfly shuffles even along a thread's own
-    registers); only the scan across the k columns, ascending in memory, is reversed. W is a constexpr so that the rows of a
-    run are immediate offsets from one address; the caller keeps the pointers' alignment unknown
+    registers); only the scan across the k columns, ascending in memory, is reversed. W is a
+    constexpr so that the rows of a run are immediate offsets from one address; the caller keeps
+    the pointers' alignment unknown
     to the compiler, which would otherwise put vector loads along k and the runs across lanes.
     PREF loads the next block's u, delta and B while this one is scanned."""
-    A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + c).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + c).to(tl.float32)
+    A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
     q3 = tl.arange(0, Q)[:, None, None]
     r3 = tl.arange(0, R)[None, :, None]
     k3 = tl.arange(0, CB)[None, None, :]
@@ -602,11 +612,7 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     PREF loads the next block's u, delta and B while this one is scanned."""
     V: tl.constexpr = 4
     Q: tl.constexpr = WP // V
-    A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + c).to(tl.float32)
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + c).to(tl.float32)
+    A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
     q3 = tl.arange(0, Q)[:, None, None]
     k3 = tl.arange(0, K)[None, :, None]
     v3 = tl.arange(0, V)[None, None, :]
