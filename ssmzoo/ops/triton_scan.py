@@ -608,7 +608,8 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
     carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
     thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
-    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks).
+    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks; the
+    group kernel passes it as a run-time value, so both masks are compiled and one is taken).
     PREF loads the next block's u, delta and B while this one is scanned."""
     V: tl.constexpr = 4
     Q: tl.constexpr = WP // V
