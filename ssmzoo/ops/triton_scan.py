@@ -534,11 +534,7 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
             dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
             bv = tl.load(b_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
-        if HAS_BIAS:
-            dt = dt + bias
-        if SOFTPLUS:
-            dt = _softplus(dt, LIBDEVICE)
-        dt = tl.where(valid, dt, 0.0)
+        dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS, LIBDEVICE)
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
             y = u * Dv
@@ -654,11 +650,7 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             u = _row_tile(tl.load(u_ptr + base + off, mask=valid, other=0.0), WP, REV)
             dt = _row_tile(tl.load(dt_ptr + base + off, mask=valid, other=0.0), WP, REV)
             bv = _row_tile(tl.load(b_ptr + base + off, mask=valid, other=0.0), WP, REV)
-        if HAS_BIAS:
-            dt = dt + bias
-        if SOFTPLUS:
-            dt = _softplus(dt, LIBDEVICE)
-        dt = tl.where(scan_mask & (k2 < H - h0), dt, 0.0)                  # padding: identity steps
+        dt = _step_delta(dt, bias, scan_mask & (k2 < H - h0), HAS_BIAS, SOFTPLUS, LIBDEVICE)  # padding: identity
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
             y = u * Dv
@@ -1038,6 +1030,11 @@ def _run_length(H: int) -> int:
     return run if run > 1 else min(8, _pow2(H))
 
 
+def _row_width(W: int) -> int:
+    """Row length of the row-run tiles: W rounded up to a power of 2, at least one 4-element vector."""
+    return max(4, _pow2(W))
+
+
 def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) -> dict:
     """Launch geometry of the 4-direction kernel (same ideas as ``_seq_layout``)."""
     dim_g, H, W = u.shape[2], u.shape[3], u.shape[4]
@@ -1066,7 +1063,8 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         cfg = dict(BD=BD, BL=max(16, 1024 // BD), V=1, num_warps=4, CB=1, BDC=BD, TRANS=False, ROWS=0, COLS=0)
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
-    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H)), **cfg)
+    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H),
+                    KR=max(1, min(HP, 512 // _row_width(W)))), **cfg)
     if config:
         cfg.update(config)
     if "BDC" not in cfg:
@@ -1109,7 +1107,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     n_state = B.shape[2]
     y = out if out is not None else torch.empty_like(u)
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
-    from .triton_plane import group_scan_4dir_plane_triton, plane_default
+    from .triton_plane import _plane_ok, group_scan_4dir_plane_triton, plane_default
     from .triton_seq import group_scan_4dir_seq_triton, seq_default
     from .triton_strips import group_scan_4dir_strips_triton
 
@@ -1137,18 +1135,17 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
     cfg = _group_config(u, (delta, y), flat, config)
-    # row and column runs need contiguous planes everywhere (one offset tile for all operands) and one state
-    runs_ok = n_state == 1 and all(t.stride(-1) == 1 and t.stride(-2) == W for t in (u, delta, B, C, y))
+    # row and column runs need contiguous planes everywhere (one offset tile for all operands) and one
+    # state; elsewhere the flat and two-level sweeps run, with their own PREF default
+    runs_ok = n_state == 1 and all(_plane_ok(t, H, W) for t in (u, delta, B, C, y))
+    fell_back = False
     if cfg["COLS"] == 2 and not (runs_ok and cfg["BDC"] == 1):
-        cfg["COLS"] = 1
-        if not (config and "PREF" in config):  # the two-level sweep's own default
-            cfg["PREF"] = False
+        cfg["COLS"], fell_back = 1, True
     if cfg["ROWS"] == 2 and not runs_ok:
-        cfg["ROWS"] = 0
-        if not (config and "PREF" in config):
-            cfg["PREF"] = False
+        cfg["ROWS"], fell_back = 0, True
+    if fell_back and not (config and "PREF" in config):
+        cfg["PREF"] = False
     runs = cfg["COLS"] == 2 or cfg["ROWS"] == 2
-    wpr = max(4, _pow2(W))
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
@@ -1156,7 +1153,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
         COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=bool(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"], EVEN=H % cfg["RUN"] == 0,
-        WC=W if runs else 0, KR=cfg.get("KR") or max(1, min(_pow2(H), 512 // wpr)), WPR=wpr, HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+        WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(W), HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
     return y
 

@@ -36,7 +36,7 @@ import triton
 import triton.language as tl
 
 from .triton_plane import _plane_ok
-from .triton_scan import _align, _combine, _combine_x, _params, _pow2, _step_delta, _updated_config
+from .triton_scan import _align, _channel_params, _combine, _combine_x, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_strips_triton", "strips_config", "strips_fit"]
 
@@ -153,15 +153,7 @@ def _group4_strips_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c, 
     g = (chain // dim_g) % 4
     bb = (chain // (dim_g * 4)).to(tl.int64)
     gc = g * dim_g + c
-    A2 = tl.load(A_ptr + gc).to(tl.float32) * 1.4426950408889634
-    if HAS_D:
-        Dv = tl.load(D_ptr + gc).to(tl.float32)
-    else:
-        Dv = 0.0
-    if HAS_BIAS:
-        bias = tl.load(bias_ptr + gc).to(tl.float32)
-    else:
-        bias = 0.0
+    A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, gc, HAS_D, HAS_BIAS)
     u0 = u_ptr + bb * su_b + g * su_g + c * su_c
     dt0 = dt_ptr + bb * sdt_b + g * sdt_g + c * sdt_c
     b0 = b_ptr + bb * sb_b + g * sb_g
