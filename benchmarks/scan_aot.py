@@ -144,7 +144,7 @@ def main() -> None:
         kernel = (tst._group4_strips_kernel if args.strips else tpl._plane_kernel if args.plane
                   else tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel)
         c = compile_kernel = compile_launch(kernel, kargs, kwargs)
-        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG", "KC", "RUN", "EVEN", "WC")
+        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG", "KC", "RUN", "EVEN", "EVENR", "WC")
                if k in kwargs}
         cfg["num_warps"] = kwargs["num_warps"]
         print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)

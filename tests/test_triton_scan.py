@@ -180,6 +180,12 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(ROWS=2, KR=4, BD=1, BDC=1)),
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(ROWS=2, COLS=2, KR=2, BD=1, BDC=1)),
     group_case(1, 3, 5, 6, sliced=True, config=dict(ROWS=2, BD=1, BDC=1)),
+    # both runs with C loaded ahead too (PREF 2), and row runs over the plane re-cut into rows of
+    # another length (ROWW: the row-major sequence is the plane's memory order), 8 | 48 and 4 | 35
+    group_case(1, 2, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=4, PREF=2)),
+    group_case(1, 3, 6, 8, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=2, PREF=2)),
+    group_case(1, 3, 8, 6, config=dict(ROWS=2, BD=1, BDC=1, KR=2, ROWW=8)),
+    group_case(1, 2, 5, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=4, ROWW=35, PREF=2)),
 ]
 
 
@@ -550,6 +556,9 @@ GPU_CASES = [
     group_case(4, 24, 13, 9, config=dict(COLS=2, BD=1, BDC=1)),
     group_case(8, 16, 56, 56, config=dict(COLS=2, PREF=True)),
     group_case(8, 16, 56, 56, config=dict(ROWS=2)),
+    group_case(8, 24, 56, 56),  # the defaults: rows of 64 (ROWW) at 56x56, C prefetched (PREF 2) at 28x28
+    group_case(16, 48, 28, 28),
+    group_case(8, 16, 56, 56, config=dict(PREF=2)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1)),
 ]
@@ -612,6 +621,19 @@ def test_groupmamba_operators_accept_padded_strides_under_compile():
         pytest.skip("this PyTorch has no layout tags for custom operators")
     for name in ("group_scan_4dir", "dwconv3x3_act", "conv2d_igemm"):
         assert torch.Tag.needs_fixed_stride_order in getattr(torch.ops.ssmzoo, name).default.tags, name
+
+
+def test_row_runs_scan_a_plane_in_rows_of_a_power_of_2_where_that_divides_it(monkeypatch):
+    from ssmzoo.ops import triton_scan as ts
+
+    # 56 x 56 positions are 49 rows of 64 in memory order: the same tiles without padding columns
+    assert [ts._row_length(h, w) for h, w in ((56, 56), (28, 28), (14, 14), (7, 7), (8, 6), (6, 8))] == \
+        [64, 28, 14, 7, 8, 8]
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # CPU tensors pass the device check; refused before launch
+    x = torch.randn(1, 4, 2, 5, 6)
+    with pytest.raises(ValueError, match="ROWW must divide"):
+        ts.group_scan_4dir_triton(x, x, -torch.ones(4, 2, 1), x[:, :, :1], x[:, :, :1],
+                                  config=dict(ROWS=2, BD=1, BDC=1, ROWW=4))
 
 
 def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():

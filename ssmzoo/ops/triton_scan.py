@@ -493,7 +493,8 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     constexpr so that the rows of a run are immediate offsets from one address; the caller keeps
     the pointers' alignment unknown
     to the compiler, which would otherwise put vector loads along k and the runs across lanes.
-    PREF loads the next block's u, delta and B while this one is scanned."""
+    PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too (C's
+    load otherwise waits until the scan is done: the compiler sinks it to its use)."""
     A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
     q3 = tl.arange(0, Q)[:, None, None]
     r3 = tl.arange(0, R)[None, :, None]
@@ -519,6 +520,8 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         u_in = tl.load(u_ptr + base + hw, mask=valid, other=0.0)
         dt_in = tl.load(dt_ptr + base + hw, mask=valid, other=0.0)
         bv_in = tl.load(b_ptr + base + hw, mask=valid, other=0.0)
+        if PREF == 2:
+            cv_in = tl.load(c_ptr + base + hw, mask=valid, other=0.0)
     i = 0
     while i < nblocks:
         base, valid = _col_block(i, nblocks, H, W, CB, REV, hmask, k3)
@@ -526,10 +529,14 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             u = u_in.to(tl.float32)
             dt = dt_in.to(tl.float32)
             bv = bv_in.to(tl.float32)
+            if PREF == 2:
+                cv = cv_in.to(tl.float32)
             base_n, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask, k3)
             u_in = tl.load(u_ptr + base_n + hw, mask=valid_n, other=0.0)
             dt_in = tl.load(dt_ptr + base_n + hw, mask=valid_n, other=0.0)
             bv_in = tl.load(b_ptr + base_n + hw, mask=valid_n, other=0.0)
+            if PREF == 2:
+                cv_in = tl.load(c_ptr + base_n + hw, mask=valid_n, other=0.0)
         else:
             u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
             dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
@@ -551,7 +558,8 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         cin_col = eac * S + ebc                                              # state entering column k
         S = tl.sum(tl.where(k1 == last_k, ac * cin_col + bc, 0.0), axis=0)
         cin = ea * cin_col[None, :] + eb                                     # state entering run (q, k)
-        cv = tl.load(c_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+        if PREF < 2:
+            cv = tl.load(c_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
         y += (hl + Ap * cin[:, None, :]) * cv
         tl.store(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), mask=valid)
         i += 1
@@ -604,9 +612,8 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
     carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
     thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
-    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks; the
-    group kernel passes it as a run-time value, so both masks are compiled and one is taken).
-    PREF loads the next block's u, delta and B while this one is scanned."""
+    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks).
+    PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too."""
     V: tl.constexpr = 4
     Q: tl.constexpr = WP // V
     A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
@@ -635,6 +642,8 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         u_in = tl.load(u_ptr + base + off, mask=valid, other=0.0)
         dt_in = tl.load(dt_ptr + base + off, mask=valid, other=0.0)
         bv_in = tl.load(b_ptr + base + off, mask=valid, other=0.0)
+        if PREF == 2:
+            cv_in = tl.load(c_ptr + base + off, mask=valid, other=0.0)
     while i < nblocks:
         h0 = i * K
         base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3)
@@ -642,10 +651,14 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             u = _row_tile(u_in, WP, REV)
             dt = _row_tile(dt_in, WP, REV)
             bv = _row_tile(bv_in, WP, REV)
+            if PREF == 2:
+                cv = _row_tile(cv_in, WP, REV)
             base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3)
             u_in = tl.load(u_ptr + base_n + off, mask=valid_n, other=0.0)
             dt_in = tl.load(dt_ptr + base_n + off, mask=valid_n, other=0.0)
             bv_in = tl.load(b_ptr + base_n + off, mask=valid_n, other=0.0)
+            if PREF == 2:
+                cv_in = tl.load(c_ptr + base_n + off, mask=valid_n, other=0.0)
         else:
             u = _row_tile(tl.load(u_ptr + base + off, mask=valid, other=0.0), WP, REV)
             dt = _row_tile(tl.load(dt_ptr + base + off, mask=valid, other=0.0), WP, REV)
@@ -662,7 +675,8 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
                                              axis=0, combine_fn=_combine_x)
         cin = ea * S + eb                                                    # state entering row k
         S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
-        cv = _row_tile(tl.load(c_ptr + base + off, mask=valid, other=0.0), WP, REV)
+        if PREF < 2:
+            cv = _row_tile(tl.load(c_ptr + base + off, mask=valid, other=0.0), WP, REV)
         y += (hl + Ap * cin[:, None]) * cv
         y3 = tl.reshape(y, (K, Q, V))
         if REV:
@@ -749,7 +763,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
-                   KR: tl.constexpr, WPR: tl.constexpr,
+                   KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
     pid_d = tl.program_id(0)
@@ -771,11 +785,11 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
             if cs < dim_g:
                 if g == 0:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
-                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
+                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H * WC // WR, WR, KR, WPR, EVENR,
                                     False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
                 else:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
-                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H, WC, KR, WPR, H % KR == 0,
+                                    y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H * WC // WR, WR, KR, WPR, EVENR,
                                     True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
     elif g % 2 == 0 and ROWS == 1:  # row-major as whole-row tiles: the column code with h <-> w
         for j in tl.static_range(BD // BDC):
@@ -1035,6 +1049,14 @@ def _row_width(W: int) -> int:
     return max(4, _pow2(W))
 
 
+def _row_length(H: int, W: int) -> int:
+    """Row length the row runs scan the plane in: W, or W rounded up to a power of 2 where that
+    divides H * W. The row-major sequence is the plane's memory order whatever the row length, so
+    56 x 56 is scanned as 49 x 64: the same (KR, 64) tiles without their 8 padding columns."""
+    width = _row_width(W)
+    return width if (H * W) % width == 0 else W
+
+
 def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) -> dict:
     """Launch geometry of the 4-direction kernel (same ideas as ``_seq_layout``)."""
     dim_g, H, W = u.shape[2], u.shape[3], u.shape[4]
@@ -1049,9 +1071,13 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         if H >= 28:  # row and column runs, each loading its next block ahead (ROWS=2 in blocks of KR=4
             # rows, COLS=2, PREF; group_scan_4dir_triton falls back to the flat and two-level sweeps where
             # planes are not contiguous or N > 1): 56x56 C64 fp32 142.2 us vs 203.1 for those sweeps,
-            # 28x28 C192 101.8 vs 121.0 (docs/gpu_runs/s26_run3.txt, s26_run7.txt, s26_run8.txt)
+            # 28x28 C192 101.8 vs 121.0 (docs/gpu_runs/s26_run3.txt, s26_run7.txt, s26_run8.txt). 28x28 also
+            # prefetches C (PREF 2; 123 -> 128 registers, 16 warps per SM either way): fp32 C192 97.8 vs
+            # 102.4 us, C128 67.2 vs 70.3; at 56x56 (167 -> 203 registers) it was 7% slower. 56x56 row runs
+            # scan the plane as 49 rows of 64 (ROWW, no padding columns): C96 199.9 vs 201.7 us,
+            # C64 140.1 vs 141.7, bf16 1-2% (s27_run2.txt)
             cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2, KR=4,
-                       PREF=True)
+                       PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W))
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
                 cfg.update(ROWS=0, CB=4)            # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
@@ -1064,7 +1090,7 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
     cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H),
-                    KR=max(1, min(HP, 512 // _row_width(W)))), **cfg)
+                    KR=max(1, min(HP, 512 // _row_width(W))), ROWW=W), **cfg)
     if config:
         cfg.update(config)
     if "BDC" not in cfg:
@@ -1146,15 +1172,20 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     if fell_back and not (config and "PREF" in config):
         cfg["PREF"] = False
     runs = cfg["COLS"] == 2 or cfg["ROWS"] == 2
+    row_w = cfg["ROWW"]  # the row runs see the plane as (H W / row_w, row_w): the same row-major sequence
+    if (H * W) % row_w:
+        raise ValueError(f"ROWW must divide H * W, got {row_w} for {H}x{W}")
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
         A_, D_, bias_, dim_g, H, W, 0,
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
-        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=bool(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"], EVEN=H % cfg["RUN"] == 0,
-        WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(W), HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"])
+        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"],
+        EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=H * W // row_w % cfg["KR"] == 0,
+        WR=row_w if runs else 0,
+        HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
+        SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"))
     return y
 
 
