@@ -202,13 +202,22 @@ PLANE_CONFIGS = {  # (BD, num_warps) per map size: 4-16 elements per thread per 
 }
 
 
+PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (RUNS, opt-in): (RUNS, BD, num_warps); BD / num_warps planes per warp
+    56: [],
+    28: [(8, 4, 4)],
+    14: [(4, 4, 4), (8, 4, 4), (4, 8, 4), (4, 8, 8), (2, 8, 4)],
+    7: [(2, 4, 4), (2, 8, 4), (2, 16, 4), (1, 16, 4), (2, 16, 8)],
+}
+
+
 def plane_sweep(gen, record) -> None:
     """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) with its
-    default config and the ones in PLANE_CONFIGS."""
+    default config and the ones in PLANE_CONFIGS, then its runs (PLANE_RUNS_CONFIGS)."""
     default_vs_configs(
         gen, record, "GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):",
         [(torch.float32, False), (torch.bfloat16, False)], "plane",
-        lambda H: [dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]], str)
+        lambda H: ([dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]]
+                   + [dict(PLANE=1, RUNS=r, BD=bd, num_warps=nw) for r, bd, nw in PLANE_RUNS_CONFIGS[H]]), str)
 
 
 STRIP_CONFIGS = [dict(STRIPS=1)] + [dict(STRIPS=1, SEG=seg, KC=kc, num_warps=nw) for seg, kc, nw in

@@ -151,6 +151,16 @@ INTERP_CASES = [
     group_case(1, 3, 7, 1, config=dict(PLANE=1, BD=1, num_warps=1)),
     group_case(1, 4, 8, 8, dtype="float16", config=dict(PLANE=1, BD=1)),
     group_case(2, 3, 6, 10, dtype="bfloat16"),
+    # the plane kernel's runs (RUNS, opt-in: one warp per plane, runs of RUNS steps per thread, every
+    # direction a forward scan through its position map): several chunks per plane (35 steps in
+    # chunks of 32; 14x14 in chunks of 128), one row, one column, more planes than warps and fewer
+    # channels than planes per program, 16-bit inputs, a whole plane in one thread's run
+    group_case(2, 3, 5, 7, config=dict(PLANE=1, RUNS=1)),
+    group_case(1, 3, 14, 14, config=dict(PLANE=1, RUNS=4)),
+    group_case(1, 2, 1, 9, config=dict(PLANE=1, RUNS=2)),
+    group_case(1, 2, 7, 1, config=dict(PLANE=1, RUNS=2)),
+    group_case(1, 3, 6, 12, dtype="bfloat16", config=dict(PLANE=1, RUNS=2, BD=8, num_warps=2)),
+    group_case(1, 5, 3, 6, config=dict(PLANE=1, RUNS=8, BD=2, num_warps=1)),
     # the strip kernel (opt-in STRIPS=1; channel-first planes cut into strips scanned at once, each
     # folding its predecessors' aggregates): several strips per plane that end mid-row, partial column
     # strips at either end (reversed groups), one row, one column, its default tiles, 16-bit inputs
@@ -504,6 +514,8 @@ GPU_CASES = [
     group_case(2, 87, 14, 14, channels_last=True),
     group_case(2, 112, 7, 7),
     group_case(2, 112, 7, 7, dtype="bfloat16"),
+    group_case(2, 87, 14, 14, config=dict(PLANE=1, RUNS=4)),  # the plane kernel's runs (opt-in)
+    group_case(2, 112, 7, 7, dtype="bfloat16", config=dict(PLANE=1, RUNS=2, BD=16)),
     group_case(2, 32, 28, 28, config=dict(PLANE=1)),
     group_case(2, 16, 56, 56, config=dict(PLANE=1, BD=1, num_warps=16)),
     group_case(2, 24, 9, 13),
@@ -634,6 +646,14 @@ def test_row_runs_scan_a_plane_in_rows_of_a_power_of_2_where_that_divides_it(mon
     with pytest.raises(ValueError, match="ROWW must divide"):
         ts.group_scan_4dir_triton(x, x, -torch.ones(4, 2, 1), x[:, :, :1], x[:, :, :1],
                                   config=dict(ROWS=2, BD=1, BDC=1, ROWW=4))
+
+
+def test_plane_kernel_runs_must_be_a_power_of_2():
+    from ssmzoo.ops.triton_plane import plane_config
+
+    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4)
+    with pytest.raises(ValueError, match="RUNS must be a power of 2"):
+        plane_config(87, 14, 14, dict(RUNS=3))
 
 
 def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():

@@ -20,6 +20,11 @@ The four directions are one scan each over the plane's positions in that directi
   order with identity padding steps at the end of each column (h >= H); scanned, and the state
   reshaped back to (BD, WP, HP) for the output. The reshapes are the transpose, done on chip.
 
+Opt-in (``config={"PLANE": 1, "RUNS": R}``, not yet timed on a GPU): ``_runs`` gives each plane one
+warp and each thread runs of R consecutive steps, and scans every direction forwards through its
+position map (no reversed scans, no reshapes, no shared memory; ~64 instead of ~86 sm_90
+instructions per step at 14x14, docs/scan_notes.md "Session 27").
+
 Numerics match the other kernels: float32 state whatever the input dtype, softplus(delta + bias),
 a = exp2(delta * A * log2(e)), b = delta * B * u, y = C * h + D * u.
 """
@@ -34,7 +39,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _align, _combine, _flat_ok, _params, _pow2, _step_delta, _updated_config
+from .triton_scan import _align, _combine, _combine_x, _flat_ok, _params, _pow2, _step_delta, _updated_config
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
@@ -103,11 +108,63 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
 
 
 @triton.jit
+def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one,
+          H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, COLS: tl.constexpr, REV: tl.constexpr,
+          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+    """One direction over BD whole planes with one warp per plane (RUNS): (32, BD, R) tiles whose
+    element (lane, c, r) is step s = 32 R j + R lane + r of chunk j, so each thread holds runs of R
+    consecutive steps and the scan along them is a loop in registers; only the runs' totals cross
+    lanes (``_combine_x``: exclusive prefixes), no warps, no shared memory. Every direction is the
+    same forward scan over steps s, read through its position map (column-major: h = s mod H,
+    w = s div H; reversed: s -> HW - 1 - s), so no scan runs reversed. The steps along r are scaled
+    by ``one`` (a run-time 1) to hide their contiguity: Triton's layout pass orders axes of equal
+    contiguity by index (lanes on the 32 axis, warps on the planes, r in each thread's registers)
+    and would otherwise put r first. (Loads are scalar, also where a run is contiguous: vector loads
+    along r make r the tile's fastest axis, which Triton 3.6's scan lowering fails to compile here.)"""
+    L: tl.constexpr = H * W
+    CH: tl.constexpr = 32 * R
+    l3 = tl.arange(0, 32)[:, None, None]
+    r3 = tl.arange(0, R)[None, None, :]
+    last = (l3 == 31) & (r3 == R - 1)
+    c3 = cmask[None, :, None]
+    zero3 = tl.zeros_like(c3.to(tl.int32))  # B and C (shared by a group's planes) loaded with u's shape
+    A3 = A2[None, :, None]
+    S = tl.zeros_like(A3)                                     # (1, BD, 1): the state carried between chunks
+    for j in tl.static_range((L + CH - 1) // CH):
+        s = j * CH + l3 * R + r3 * one
+        smask = s < L
+        if REV:
+            s = L - 1 - s
+        if COLS:
+            pos = (s % H) * W + s // H
+        else:
+            pos = s
+        valid = c3 & smask
+        u = tl.load(u_ptr + ru[None, :, None] + pos, mask=valid, other=0.0).to(tl.float32)
+        dt = tl.load(dt_ptr + rdt[None, :, None] + pos, mask=valid, other=0.0).to(tl.float32)
+        bt = tl.load(b_row + pos + zero3, mask=valid, other=0.0).to(tl.float32)  # per plane: one layout
+        a, b = _decay_input(u, dt, bt, A3, bias[None, :, None], valid, HAS_BIAS, SOFTPLUS)
+        Ap, hl = tl.associative_scan((a, b), axis=2, combine_fn=_combine)       # runs, in registers
+        # the runs' totals (32, BD, 1): kept 3-D, as Triton's scan wants its operand's blocked layout
+        at = tl.sum(tl.where(r3 == R - 1, Ap, 0.0), axis=2, keep_dims=True)
+        bt2 = tl.sum(tl.where(r3 == R - 1, hl, 0.0), axis=2, keep_dims=True)
+        _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
+        h = hl + Ap * (ea * S + eb)                                             # + state entering each run
+        S = tl.sum(tl.sum(tl.where(last, h, 0.0), axis=2, keep_dims=True), axis=0, keep_dims=True)
+        ct = tl.load(c_row + pos + zero3, mask=valid, other=0.0).to(tl.float32)
+        y = h * ct
+        if HAS_D:
+            y += u * Dv[None, :, None]
+        tl.store(y_ptr + ry[None, :, None] + pos, y.to(y_ptr.dtype.element_ty), mask=valid)
+
+
+@triton.jit(do_not_specialize=["one"])
 def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
                   b_ptr, sb_b, sb_g, c_ptr, sc_b, sc_g, y_ptr, sy_b, sy_g, sy_c,
-                  A_ptr, D_ptr, bias_ptr, dim_g, H, W,
+                  A_ptr, D_ptr, bias_ptr, dim_g, H, W, one,
                   BD: tl.constexpr, LP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr,
-                  ALIGN: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+                  ALIGN: tl.constexpr, RUNS: tl.constexpr, HC: tl.constexpr, WC: tl.constexpr,
+                  HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """Grid (channel blocks, 4 groups, batch). Planes are contiguous: h stride W, w stride 1."""
     blk = tl.program_id(0)
     g = tl.program_id(1)
@@ -127,7 +184,20 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
         ry = tl.multiple_of(ry, ALIGN)
     b_row = b_ptr + bb * sb_b + g * sb_g
     c_row = c_ptr + bb * sc_b + g * sc_g
-    if g == 0:
+    if RUNS > 0:  # one warp per plane, runs of RUNS steps per thread (H, W constexprs HC, WC)
+        if g == 0:
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+                  False, False, HAS_D, HAS_BIAS, SOFTPLUS)
+        elif g == 1:
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+                  True, False, HAS_D, HAS_BIAS, SOFTPLUS)
+        elif g == 2:
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+                  False, True, HAS_D, HAS_BIAS, SOFTPLUS)
+        else:
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+                  True, True, HAS_D, HAS_BIAS, SOFTPLUS)
+    elif g == 0:
         _rows(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, H * W,
               LP, ALIGN, False, HAS_D, HAS_BIAS, SOFTPLUS)
     elif g == 2:
@@ -156,10 +226,17 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
 
 def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None) -> dict:
     """BD channels per program (a power of 2) and num_warps: about DEFAULT_ELEMS elements of each
-    tensor per program (at least one plane) on DEFAULT_WARPS warps."""
+    tensor per program (at least one plane) on DEFAULT_WARPS warps. RUNS > 0 (opt-in) scans with
+    ``_runs`` instead: one warp per plane (BD = num_warps unless given), runs of RUNS steps."""
     size = max(_pow2(H * W), _pow2(H) * _pow2(W))
-    return _updated_config(dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS),
-                           config, ("BD",))
+    cfg = _updated_config(dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS,
+                               RUNS=0), config, ("BD",))
+    if cfg["RUNS"]:  # opt-in (not yet timed): runs of RUNS steps per thread, one warp per plane by default
+        if cfg["RUNS"] & (cfg["RUNS"] - 1):
+            raise ValueError(f"RUNS must be a power of 2, got {cfg['RUNS']}")
+        if "BD" not in config:
+            cfg["BD"] = cfg["num_warps"]
+    return cfg
 
 
 def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -179,8 +256,9 @@ def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
     _plane_kernel[grid](
         u, u.stride(0), u.stride(1), u.stride(2), delta, delta.stride(0), delta.stride(1), delta.stride(2),
         B, B.stride(0), B.stride(1), C, C.stride(0), C.stride(1), y, y.stride(0), y.stride(1), y.stride(2),
-        A_, D_, bias_, dim_g, H, W,
+        A_, D_, bias_, dim_g, H, W, 1,
         BD=cfg["BD"], LP=_pow2(H * W), HP=_pow2(H), WP=_pow2(W), ALIGN=_align(*[t.flatten(-2) for t in (u, delta, y)]),
+        RUNS=cfg["RUNS"], HC=H if cfg["RUNS"] else 0, WC=W if cfg["RUNS"] else 0,
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         num_warps=cfg["num_warps"])
     return y
