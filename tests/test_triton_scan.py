@@ -648,6 +648,15 @@ def test_row_runs_scan_a_plane_in_rows_of_a_power_of_2_where_that_divides_it(mon
                                   config=dict(ROWS=2, BD=1, BDC=1, ROWW=4))
 
 
+def test_run_tiles_follow_this_tritons_rule_for_ordering_strided_axes():
+    # Triton 3.7 reversed the order its layout pass gives tile axes of equal contiguity; the run
+    # kernels present their tiles accordingly (the interpreter runs the path of the installed version)
+    from ssmzoo.ops.triton_scan import _ties_reversed
+
+    assert [_ties_reversed(v) for v in ("3.5.1", "3.6.0", "3.7.0", "3.8.0", "3.10.0+git1234", "4.0.0")] == \
+        [False, False, True, True, True, True]
+
+
 def test_plane_kernel_runs_must_be_a_power_of_2():
     from ssmzoo.ops.triton_plane import plane_config
 

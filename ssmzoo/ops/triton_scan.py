@@ -33,6 +33,7 @@ Floors, timings per version and what still limits speed: docs/scan_notes.md.
 
 from __future__ import annotations
 
+import re
 from typing import Optional
 
 import torch
@@ -75,6 +76,16 @@ def _combine(a1, b1, a2, b2):
 # 1 + e^x (LIBDEVICE), with which they timed faster (channel-first 56x56 4%, channels-last 14x14 14%).
 # False: libdevice's logf everywhere, as before session 25 (benchmarks' AB_SOFTPLUS_LOG).
 SOFTPLUS_POLY = tl.constexpr(True)
+
+
+def _ties_reversed(version: str) -> bool:
+    """Does this Triton's layout pass order tile axes of equal contiguity by descending index (3.7 and
+    later; 3.6 and earlier: ascending)? The run tiles are laid out by that rule (``_load01``)."""
+    major, minor = (int(x) for x in re.findall(r"\d+", version)[:2])
+    return (major, minor) >= (3, 7)
+
+
+TIES_REVERSED = tl.constexpr(_ties_reversed(triton.__version__))
 
 
 @triton.jit
@@ -449,6 +460,31 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
 
 
 @triton.jit
+def _swap01(x):
+    return tl.permute(x, (1, 0, 2))
+
+
+@triton.jit
+def _load01(ptrs, mask):
+    """Load of a 3-D run tile whose lanes go along axis 2 (stride 1), then axis 0, with axis 1 in each
+    thread's registers. Triton orders a tile's strided axes (equal contiguity) by ascending index up
+    to 3.6 and by descending index from 3.7 (``TIES_REVERSED``): there the pointers are presented
+    with axes 0 and 1 swapped, so that every version lays the tile out the same way."""
+    if TIES_REVERSED:
+        return _swap01(tl.load(_swap01(ptrs), mask=_swap01(mask), other=0.0))
+    return tl.load(ptrs, mask=mask, other=0.0)
+
+
+@triton.jit
+def _store01(ptrs, value, mask):
+    """``_load01``'s store."""
+    if TIES_REVERSED:
+        tl.store(_swap01(ptrs), _swap01(value), mask=_swap01(mask))
+    else:
+        tl.store(ptrs, value, mask=mask)
+
+
+@triton.jit
 def _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
     """One channel's A (pre-scaled by log2 e for exp2), D and delta_bias (0 where absent)."""
     A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
@@ -517,11 +553,11 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     nblocks = (W + CB - 1) // CB
     if PREF:
         base, valid = _col_block(0, nblocks, H, W, CB, REV, hmask, k3)
-        u_in = tl.load(u_ptr + base + hw, mask=valid, other=0.0)
-        dt_in = tl.load(dt_ptr + base + hw, mask=valid, other=0.0)
-        bv_in = tl.load(b_ptr + base + hw, mask=valid, other=0.0)
+        u_in = _load01(u_ptr + base + hw, valid)
+        dt_in = _load01(dt_ptr + base + hw, valid)
+        bv_in = _load01(b_ptr + base + hw, valid)
         if PREF == 2:
-            cv_in = tl.load(c_ptr + base + hw, mask=valid, other=0.0)
+            cv_in = _load01(c_ptr + base + hw, valid)
     i = 0
     while i < nblocks:
         base, valid = _col_block(i, nblocks, H, W, CB, REV, hmask, k3)
@@ -532,15 +568,15 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             if PREF == 2:
                 cv = cv_in.to(tl.float32)
             base_n, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask, k3)
-            u_in = tl.load(u_ptr + base_n + hw, mask=valid_n, other=0.0)
-            dt_in = tl.load(dt_ptr + base_n + hw, mask=valid_n, other=0.0)
-            bv_in = tl.load(b_ptr + base_n + hw, mask=valid_n, other=0.0)
+            u_in = _load01(u_ptr + base_n + hw, valid_n)
+            dt_in = _load01(dt_ptr + base_n + hw, valid_n)
+            bv_in = _load01(b_ptr + base_n + hw, valid_n)
             if PREF == 2:
-                cv_in = tl.load(c_ptr + base_n + hw, mask=valid_n, other=0.0)
+                cv_in = _load01(c_ptr + base_n + hw, valid_n)
         else:
-            u = tl.load(u_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
-            dt = tl.load(dt_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
-            bv = tl.load(b_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+            u = _load01(u_ptr + base + hw, valid).to(tl.float32)
+            dt = _load01(dt_ptr + base + hw, valid).to(tl.float32)
+            bv = _load01(b_ptr + base + hw, valid).to(tl.float32)
         dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS, LIBDEVICE)
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
@@ -559,9 +595,9 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         S = tl.sum(tl.where(k1 == last_k, ac * cin_col + bc, 0.0), axis=0)
         cin = ea * cin_col[None, :] + eb                                     # state entering run (q, k)
         if PREF < 2:
-            cv = tl.load(c_ptr + base + hw, mask=valid, other=0.0).to(tl.float32)
+            cv = _load01(c_ptr + base + hw, valid).to(tl.float32)
         y += (hl + Ap * cin[:, None, :]) * cv
-        tl.store(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), mask=valid)
+        _store01(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), valid)
         i += 1
 
 
@@ -639,11 +675,11 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     i = 0
     if PREF:
         base, valid = _row_block(0, nblocks, H, W, K, EVEN, REV, wmask, k3)
-        u_in = tl.load(u_ptr + base + off, mask=valid, other=0.0)
-        dt_in = tl.load(dt_ptr + base + off, mask=valid, other=0.0)
-        bv_in = tl.load(b_ptr + base + off, mask=valid, other=0.0)
+        u_in = _load01(u_ptr + base + off, valid)
+        dt_in = _load01(dt_ptr + base + off, valid)
+        bv_in = _load01(b_ptr + base + off, valid)
         if PREF == 2:
-            cv_in = tl.load(c_ptr + base + off, mask=valid, other=0.0)
+            cv_in = _load01(c_ptr + base + off, valid)
     while i < nblocks:
         h0 = i * K
         base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3)
@@ -654,15 +690,15 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             if PREF == 2:
                 cv = _row_tile(cv_in, WP, REV)
             base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3)
-            u_in = tl.load(u_ptr + base_n + off, mask=valid_n, other=0.0)
-            dt_in = tl.load(dt_ptr + base_n + off, mask=valid_n, other=0.0)
-            bv_in = tl.load(b_ptr + base_n + off, mask=valid_n, other=0.0)
+            u_in = _load01(u_ptr + base_n + off, valid_n)
+            dt_in = _load01(dt_ptr + base_n + off, valid_n)
+            bv_in = _load01(b_ptr + base_n + off, valid_n)
             if PREF == 2:
-                cv_in = tl.load(c_ptr + base_n + off, mask=valid_n, other=0.0)
+                cv_in = _load01(c_ptr + base_n + off, valid_n)
         else:
-            u = _row_tile(tl.load(u_ptr + base + off, mask=valid, other=0.0), WP, REV)
-            dt = _row_tile(tl.load(dt_ptr + base + off, mask=valid, other=0.0), WP, REV)
-            bv = _row_tile(tl.load(b_ptr + base + off, mask=valid, other=0.0), WP, REV)
+            u = _row_tile(_load01(u_ptr + base + off, valid), WP, REV)
+            dt = _row_tile(_load01(dt_ptr + base + off, valid), WP, REV)
+            bv = _row_tile(_load01(b_ptr + base + off, valid), WP, REV)
         dt = _step_delta(dt, bias, scan_mask & (k2 < H - h0), HAS_BIAS, SOFTPLUS, LIBDEVICE)  # padding: identity
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
@@ -676,12 +712,12 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         cin = ea * S + eb                                                    # state entering row k
         S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
         if PREF < 2:
-            cv = _row_tile(tl.load(c_ptr + base + off, mask=valid, other=0.0), WP, REV)
+            cv = _row_tile(_load01(c_ptr + base + off, valid), WP, REV)
         y += (hl + Ap * cin[:, None]) * cv
         y3 = tl.reshape(y, (K, Q, V))
         if REV:
             y3 = _reverse4(y3)
-        tl.store(y_ptr + base + off, tl.permute(y3, (1, 0, 2)).to(y_ptr.dtype.element_ty), mask=valid)
+        _store01(y_ptr + base + off, tl.permute(y3, (1, 0, 2)).to(y_ptr.dtype.element_ty), valid)
         i += 1
 
 
