@@ -39,7 +39,7 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import (TIES_REVERSED, _align, _combine, _combine_x, _flat_ok, _params, _pow2, _step_delta,
+from .triton_scan import (_align, _combine, _combine_x, _flat_ok, _load01, _params, _pow2, _step_delta, _store01,
                           _updated_config)
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
@@ -109,30 +109,6 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
 
 
 @triton.jit
-def _swap02(x):
-    return tl.permute(x, (2, 1, 0))
-
-
-@triton.jit
-def _load_runs(ptrs, mask):
-    """Load of a (32, BD, R) runs tile (no axis contiguous to the compiler): lanes on axis 0, warps on
-    axis 1, axis 2 in registers. Triton 3.7+ orders such axes by descending index (``TIES_REVERSED``),
-    so there the pointers are presented reversed."""
-    if TIES_REVERSED:
-        return _swap02(tl.load(_swap02(ptrs), mask=_swap02(mask), other=0.0))
-    return tl.load(ptrs, mask=mask, other=0.0)
-
-
-@triton.jit
-def _store_runs(ptrs, value, mask):
-    """``_load_runs``' store."""
-    if TIES_REVERSED:
-        tl.store(_swap02(ptrs), _swap02(value), mask=_swap02(mask))
-    else:
-        tl.store(ptrs, value, mask=mask)
-
-
-@triton.jit
 def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one,
           H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, COLS: tl.constexpr, REV: tl.constexpr,
           HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
@@ -143,7 +119,7 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
     same forward scan over steps s, read through its position map (column-major: h = s mod H,
     w = s div H; reversed: s -> HW - 1 - s), so no scan runs reversed. The steps along r are scaled
     by ``one`` (a run-time 1) to hide their contiguity: Triton's layout pass orders axes of equal
-    contiguity by index (``_load_runs``: lanes on the 32 axis, warps on the planes, r in each
+    contiguity by index (``_load01``: lanes on the 32 axis, warps on the planes, r in each
     thread's registers) and would otherwise put r first. (Loads are scalar, also where a run is contiguous: vector loads
     along r make r the tile's fastest axis, which Triton 3.6's scan lowering fails to compile here.)"""
     L: tl.constexpr = H * W
@@ -165,9 +141,9 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         else:
             pos = s
         valid = c3 & smask
-        u = _load_runs(u_ptr + ru[None, :, None] + pos, valid).to(tl.float32)
-        dt = _load_runs(dt_ptr + rdt[None, :, None] + pos, valid).to(tl.float32)
-        bt = _load_runs(b_row + pos + zero3, valid).to(tl.float32)  # per plane: one layout
+        u = _load01(u_ptr + ru[None, :, None] + pos, valid, 2).to(tl.float32)
+        dt = _load01(dt_ptr + rdt[None, :, None] + pos, valid, 2).to(tl.float32)
+        bt = _load01(b_row + pos + zero3, valid, 2).to(tl.float32)  # per plane: one layout
         a, b = _decay_input(u, dt, bt, A3, bias[None, :, None], valid, HAS_BIAS, SOFTPLUS)
         Ap, hl = tl.associative_scan((a, b), axis=2, combine_fn=_combine)       # runs, in registers
         # the runs' totals (32, BD, 1): kept 3-D, as Triton's scan wants its operand's blocked layout
@@ -176,11 +152,11 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
         h = hl + Ap * (ea * S + eb)                                             # + state entering each run
         S = tl.sum(tl.sum(tl.where(last, h, 0.0), axis=2, keep_dims=True), axis=0, keep_dims=True)
-        ct = _load_runs(c_row + pos + zero3, valid).to(tl.float32)
+        ct = _load01(c_row + pos + zero3, valid, 2).to(tl.float32)
         y = h * ct
         if HAS_D:
             y += u * Dv[None, :, None]
-        _store_runs(y_ptr + ry[None, :, None] + pos, y.to(y_ptr.dtype.element_ty), valid)
+        _store01(y_ptr + ry[None, :, None] + pos, y.to(y_ptr.dtype.element_ty), valid, 2)
 
 
 @triton.jit(do_not_specialize=["one"])

@@ -460,26 +460,31 @@ def _sweep_cols2(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, s
 
 
 @triton.jit
-def _swap01(x):
-    return tl.permute(x, (1, 0, 2))
+def _swap(x, AXIS: tl.constexpr):
+    """x's axis 0 and axis AXIS (1 or 2) of a 3-D tile swapped (a permute: no data movement)."""
+    if AXIS == 1:
+        return tl.permute(x, (1, 0, 2))
+    else:
+        return tl.permute(x, (2, 1, 0))
 
 
 @triton.jit
-def _load01(ptrs, mask):
-    """Load of a 3-D run tile whose lanes go along axis 2 (stride 1), then axis 0, with axis 1 in each
-    thread's registers. Triton orders a tile's strided axes (equal contiguity) by ascending index up
-    to 3.6 and by descending index from 3.7 (``TIES_REVERSED``): there the pointers are presented
-    with axes 0 and 1 swapped, so that every version lays the tile out the same way."""
+def _load01(ptrs, mask, AXIS: tl.constexpr = 1):
+    """Load of a 3-D run tile whose strided axes should be laid out as Triton 3.6 does it (lanes on
+    the stride-1 axis, then on axis 0; with AXIS 2, no axis contiguous: lanes on axis 0, then 1, then
+    2). Triton orders a tile's axes of equal contiguity by ascending index up to 3.6 and by
+    descending index from 3.7 (``TIES_REVERSED``): there the pointers are presented with axes 0 and
+    AXIS swapped, so that every version lays the tile out the same way."""
     if TIES_REVERSED:
-        return _swap01(tl.load(_swap01(ptrs), mask=_swap01(mask), other=0.0))
+        return _swap(tl.load(_swap(ptrs, AXIS), mask=_swap(mask, AXIS), other=0.0), AXIS)
     return tl.load(ptrs, mask=mask, other=0.0)
 
 
 @triton.jit
-def _store01(ptrs, value, mask):
+def _store01(ptrs, value, mask, AXIS: tl.constexpr = 1):
     """``_load01``'s store."""
     if TIES_REVERSED:
-        tl.store(_swap01(ptrs), _swap01(value), mask=_swap01(mask))
+        tl.store(_swap(ptrs, AXIS), _swap(value, AXIS), mask=_swap(mask, AXIS))
     else:
         tl.store(ptrs, value, mask=mask)
 
