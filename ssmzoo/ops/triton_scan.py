@@ -490,6 +490,20 @@ def _store01(ptrs, value, mask, AXIS: tl.constexpr = 1):
 
 
 @triton.jit
+def _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, off, mask, WITH_C: tl.constexpr):
+    """One block of a run sweep: its u, delta, B and (WITH_C) C tiles as stored (u again in C's place
+    otherwise, unused)."""
+    u = _load01(u_ptr + base + off, mask)
+    dt = _load01(dt_ptr + base + off, mask)
+    bv = _load01(b_ptr + base + off, mask)
+    if WITH_C:
+        cv = _load01(c_ptr + base + off, mask)
+    else:
+        cv = u
+    return u, dt, bv, cv
+
+
+@triton.jit
 def _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr):
     """One channel's A (pre-scaled by log2 e for exp2), D and delta_bias (0 where absent)."""
     A2 = tl.load(A_ptr + c).to(tl.float32) * 1.4426950408889634
@@ -558,11 +572,7 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     nblocks = (W + CB - 1) // CB
     if PREF:
         base, valid = _col_block(0, nblocks, H, W, CB, REV, hmask, k3)
-        u_in = _load01(u_ptr + base + hw, valid)
-        dt_in = _load01(dt_ptr + base + hw, valid)
-        bv_in = _load01(b_ptr + base + hw, valid)
-        if PREF == 2:
-            cv_in = _load01(c_ptr + base + hw, valid)
+        u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw, valid, PREF == 2)
     i = 0
     while i < nblocks:
         base, valid = _col_block(i, nblocks, H, W, CB, REV, hmask, k3)
@@ -573,15 +583,12 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             if PREF == 2:
                 cv = cv_in.to(tl.float32)
             base_n, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask, k3)
-            u_in = _load01(u_ptr + base_n + hw, valid_n)
-            dt_in = _load01(dt_ptr + base_n + hw, valid_n)
-            bv_in = _load01(b_ptr + base_n + hw, valid_n)
-            if PREF == 2:
-                cv_in = _load01(c_ptr + base_n + hw, valid_n)
+            u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, hw, valid_n, PREF == 2)
         else:
-            u = _load01(u_ptr + base + hw, valid).to(tl.float32)
-            dt = _load01(dt_ptr + base + hw, valid).to(tl.float32)
-            bv = _load01(b_ptr + base + hw, valid).to(tl.float32)
+            u, dt, bv, _ = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw, valid, False)
+            u = u.to(tl.float32)
+            dt = dt.to(tl.float32)
+            bv = bv.to(tl.float32)
         dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS, LIBDEVICE)
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
@@ -680,11 +687,7 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     i = 0
     if PREF:
         base, valid = _row_block(0, nblocks, H, W, K, EVEN, REV, wmask, k3)
-        u_in = _load01(u_ptr + base + off, valid)
-        dt_in = _load01(dt_ptr + base + off, valid)
-        bv_in = _load01(b_ptr + base + off, valid)
-        if PREF == 2:
-            cv_in = _load01(c_ptr + base + off, valid)
+        u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, off, valid, PREF == 2)
     while i < nblocks:
         h0 = i * K
         base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3)
@@ -695,15 +698,12 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             if PREF == 2:
                 cv = _row_tile(cv_in, WP, REV)
             base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3)
-            u_in = _load01(u_ptr + base_n + off, valid_n)
-            dt_in = _load01(dt_ptr + base_n + off, valid_n)
-            bv_in = _load01(b_ptr + base_n + off, valid_n)
-            if PREF == 2:
-                cv_in = _load01(c_ptr + base_n + off, valid_n)
+            u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, off, valid_n, PREF == 2)
         else:
-            u = _row_tile(_load01(u_ptr + base + off, valid), WP, REV)
-            dt = _row_tile(_load01(dt_ptr + base + off, valid), WP, REV)
-            bv = _row_tile(_load01(b_ptr + base + off, valid), WP, REV)
+            u, dt, bv, _ = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, off, valid, False)
+            u = _row_tile(u, WP, REV)
+            dt = _row_tile(dt, WP, REV)
+            bv = _row_tile(bv, WP, REV)
         dt = _step_delta(dt, bias, scan_mask & (k2 < H - h0), HAS_BIAS, SOFTPLUS, LIBDEVICE)  # padding: identity
         Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
         if HAS_D:
