@@ -194,7 +194,7 @@ def probe_sweep(gen, record) -> None:
                        extra=f"SEG {seg} BD 16 nw {nw}")
 
 
-PLANE_CONFIGS = {  # (BD, num_warps) per map size: 4-16 elements per thread per tensor
+PLANE_CONFIGS = {  # whole-plane tiles (RUNS=0): (BD, num_warps) per map size, 4-16 elements per thread per tensor
     56: [(1, 8), (1, 16), (1, 4)],
     28: [(1, 2), (1, 4), (2, 4), (4, 8)],
     14: [(4, 2), (4, 4), (8, 4), (16, 8)],
@@ -202,21 +202,24 @@ PLANE_CONFIGS = {  # (BD, num_warps) per map size: 4-16 elements per thread per 
 }
 
 
-PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (RUNS, opt-in): (RUNS, BD, num_warps); BD / num_warps planes per warp
-    56: [],
-    28: [(8, 4, 4)],
-    14: [(4, 4, 4), (8, 4, 4), (4, 8, 4), (4, 8, 8), (2, 8, 4)],
-    7: [(2, 4, 4), (2, 8, 4), (2, 16, 4), (1, 16, 4), (2, 16, 8)],
+PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (its default on maps up to 16x16): (RUNS, BD, num_warps);
+    # BD / num_warps planes per warp. Session 28's sweep (s28_run1.txt) chose the defaults at 14x14 and 7x7.
+    56: [(16, 4, 4), (8, 4, 4)],
+    28: [(8, 4, 4), (8, 2, 2), (16, 4, 4), (4, 4, 4)],
+    14: [(4, 2, 2), (4, 1, 1), (8, 2, 2), (4, 8, 8), (8, 4, 4)],
+    7: [(2, 4, 2), (2, 8, 2), (2, 2, 1), (2, 16, 4), (2, 32, 8)],
 }
 
 
 def plane_sweep(gen, record) -> None:
     """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) with its
-    default config and the ones in PLANE_CONFIGS, then its runs (PLANE_RUNS_CONFIGS)."""
+    default config (runs), its whole-plane tiles (RUNS=0, default and PLANE_CONFIGS), then more runs
+    (PLANE_RUNS_CONFIGS)."""
     default_vs_configs(
         gen, record, "GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):",
         [(torch.float32, False), (torch.bfloat16, False)], "plane",
-        lambda H: ([dict(PLANE=1)] + [dict(PLANE=1, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]]
+        lambda H: ([dict(PLANE=1), dict(PLANE=1, RUNS=0)]
+                   + [dict(PLANE=1, RUNS=0, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]]
                    + [dict(PLANE=1, RUNS=r, BD=bd, num_warps=nw) for r, bd, nw in PLANE_RUNS_CONFIGS[H]]), str)
 
 

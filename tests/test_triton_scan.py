@@ -142,19 +142,22 @@ INTERP_CASES = [
     norm_gate_case(1, 12, 5, 6, sliced=True, config=dict(SEQ=1, K=2)),
     norm_gate_case(1, 6, 3, 13, dtype="float16", config=dict(SEQ=1)),
     norm_gate_case(1, 16, 6, 11, dtype="bfloat16", config=dict(SEQ=0)),  # the look-back kernel
-    # the plane kernel (channel-first maps, whole planes per program; the default up to 16 x 16):
+    # the plane kernel's whole-plane tiles (RUNS=0; channel-first maps, whole planes per program):
     # padded planes (H, W not powers of 2), channel blocks wider than d and not dividing it, one
     # row, one column, 8-aligned planes (vector loads), 16-bit inputs
+    group_case(2, 3, 5, 7, config=dict(RUNS=0)),
+    group_case(1, 5, 9, 10, config=dict(PLANE=1, RUNS=0, BD=2)),
+    group_case(1, 3, 1, 9, config=dict(PLANE=1, RUNS=0)),
+    group_case(1, 3, 7, 1, config=dict(PLANE=1, RUNS=0, BD=1, num_warps=1)),
+    group_case(1, 4, 8, 8, dtype="float16", config=dict(PLANE=1, RUNS=0, BD=1)),
+    group_case(2, 3, 6, 10, dtype="bfloat16", config=dict(RUNS=0)),
+    # the plane kernel's runs (its default up to 16 x 16: warps own planes, runs of RUNS steps per
+    # thread, every direction a forward scan through its position map): the defaults (two planes per
+    # warp in fp32, four in 16-bit dtypes), several chunks per plane (35 steps in chunks of 32; 14x14
+    # in chunks of 128), one row, one column, more planes than warps and fewer channels than planes
+    # per program, 16-bit inputs, a whole plane in one thread's run
     group_case(2, 3, 5, 7),
-    group_case(1, 5, 9, 10, config=dict(PLANE=1, BD=2)),
-    group_case(1, 3, 1, 9, config=dict(PLANE=1)),
-    group_case(1, 3, 7, 1, config=dict(PLANE=1, BD=1, num_warps=1)),
-    group_case(1, 4, 8, 8, dtype="float16", config=dict(PLANE=1, BD=1)),
-    group_case(2, 3, 6, 10, dtype="bfloat16"),
-    # the plane kernel's runs (RUNS, opt-in: one warp per plane, runs of RUNS steps per thread, every
-    # direction a forward scan through its position map): several chunks per plane (35 steps in
-    # chunks of 32; 14x14 in chunks of 128), one row, one column, more planes than warps and fewer
-    # channels than planes per program, 16-bit inputs, a whole plane in one thread's run
+    group_case(1, 6, 9, 7, dtype="bfloat16"),
     group_case(2, 3, 5, 7, config=dict(PLANE=1, RUNS=1)),
     group_case(1, 3, 14, 14, config=dict(PLANE=1, RUNS=4)),
     group_case(1, 2, 1, 9, config=dict(PLANE=1, RUNS=2)),
@@ -509,13 +512,14 @@ GPU_CASES = [
     group_case(2, 16, 56, 56),
     group_case(2, 16, 56, 56, channels_last=True),
     group_case(2, 16, 56, 56, dtype="bfloat16"),
-    group_case(2, 87, 14, 14),  # (the plane kernel, default on channel-first maps up to 16 x 16)
+    group_case(2, 87, 14, 14),  # (the plane kernel's runs, default on channel-first maps up to 16 x 16)
     group_case(2, 87, 14, 14, config=dict(PLANE=0)),  # the tile kernel there
+    group_case(2, 87, 14, 14, config=dict(RUNS=0)),  # the plane kernel's whole-plane tiles
     group_case(2, 87, 14, 14, channels_last=True),
     group_case(2, 112, 7, 7),
     group_case(2, 112, 7, 7, dtype="bfloat16"),
-    group_case(2, 87, 14, 14, config=dict(PLANE=1, RUNS=4)),  # the plane kernel's runs (opt-in)
-    group_case(2, 112, 7, 7, dtype="bfloat16", config=dict(PLANE=1, RUNS=2, BD=16)),
+    group_case(2, 112, 7, 7, dtype="bfloat16", config=dict(RUNS=0)),
+    group_case(2, 87, 14, 14, dtype="bfloat16", config=dict(RUNS=8, BD=8, num_warps=8)),
     group_case(2, 32, 28, 28, config=dict(PLANE=1)),
     group_case(2, 16, 56, 56, config=dict(PLANE=1, BD=1, num_warps=16)),
     group_case(2, 24, 9, 13),
@@ -657,12 +661,26 @@ def test_run_tiles_follow_this_tritons_rule_for_ordering_strided_axes():
         [False, False, True, True, True, True]
 
 
+def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_dtype():
+    from ssmzoo.ops.triton_plane import plane_config
+
+    # 14x14: runs of 4, one plane per warp; 7x7: runs of 2, two planes per warp (fp32) or four (16-bit)
+    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4)
+    assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2)
+    assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2)
+    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4)
+    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8)
+    # RUNS=0: the whole-plane tiles, about 1024 elements per program
+    assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0)
+    assert plane_config(128, 7, 7, dict(RUNS=0)) == dict(BD=16, num_warps=4, RUNS=0)
+
+
 def test_plane_kernel_runs_must_be_a_power_of_2():
     from ssmzoo.ops.triton_plane import plane_config
 
-    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4)
-    with pytest.raises(ValueError, match="RUNS must be a power of 2"):
-        plane_config(87, 14, 14, dict(RUNS=3))
+    for runs in (3, -2):
+        with pytest.raises(ValueError, match="RUNS must be 0 or a power of 2"):
+            plane_config(87, 14, 14, dict(RUNS=runs))
 
 
 def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():

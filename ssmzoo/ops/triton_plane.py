@@ -20,10 +20,12 @@ The four directions are one scan each over the plane's positions in that directi
   order with identity padding steps at the end of each column (h >= H); scanned, and the state
   reshaped back to (BD, WP, HP) for the output. The reshapes are the transpose, done on chip.
 
-Opt-in (``config={"PLANE": 1, "RUNS": R}``, not yet timed on a GPU): ``_runs`` gives each plane one
-warp and each thread runs of R consecutive steps, and scans every direction forwards through its
-position map (no reversed scans, no reshapes, no shared memory; ~64 instead of ~86 sm_90
-instructions per step at 14x14, docs/scan_notes.md "Session 27").
+The default since session 28 (``RUNS`` > 0; ``RUNS=0`` selects the whole-plane tiles above): ``_runs``
+gives each plane one warp (or a warp two to four small planes) and each thread runs of R consecutive
+steps, and scans every direction forwards through its position map (no reversed scans, no reshapes,
+no shared memory; ~64 instead of ~86 sm_90 instructions per step at 14x14, docs/scan_notes.md
+"Session 27"). On the H100 (docs/gpu_runs/s28_run1.txt, batch 128, fp32) it takes 14x14 C424 from
+73.0 to 54.7 us (58.6% -> 78.2% of copy bandwidth) and 7x7 C512 from 27.4 to 17.7 us (47% -> 73%).
 
 Numerics match the other kernels: float32 state whatever the input dtype, softplus(delta + bias),
 a = exp2(delta * A * log2(e)), b = delta * B * u, y = C * h + D * u.
@@ -45,12 +47,17 @@ from .triton_scan import (_align, _combine, _combine_x, _flat_ok, _load01, _para
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
 # From the H100 sweep (benchmarks/scan.py --plane, batch 128; docs/gpu_runs/scan_plane_s15.txt): about
-# 1024 elements per program on 4 warps (8 per thread per tensor) was the best configuration on every
-# map size, and the plane kernel beat the tile kernels only on maps of at most 16 x 16 positions
-# (14x14: 73 vs 100 us in float32, 48% vs 35% of copy bandwidth; 7x7: 33-37 vs 48-53 us). On
-# 28x28 (53.5% vs 61%) and 56x56 (one 4096-element plane per program: 32% vs 51%) the tile kernels
-# stay: a program then holds too much for more than one or two to fit on an SM.
+# 1024 elements per program on 4 warps (8 per thread per tensor) was the best configuration of the
+# whole-plane tiles (RUNS=0) on every map size, and the plane kernel beat the tile kernels only on maps
+# of at most 16 x 16 positions (14x14: 73 vs 100 us in float32; 7x7: 33-37 vs 48-53 us). On 28x28 and
+# 56x56 the tile kernels stay: a program then holds too much for more than one or two to fit on an SM.
 DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
+# The runs' defaults (docs/gpu_runs/s28_run1.txt, H100, batch 128): runs of 4 steps on planes of more
+# than 64 positions (14x14: 54.7 us vs 58.5 with runs of 8 and 69.0 with runs of 2, C424 fp32), of 2
+# on smaller ones (7x7: one chunk of 64 steps per warp); one plane per warp on the larger planes (two:
+# 72.4 vs 54.7 us), and on the small ones two planes per warp in 4-byte dtypes (17.7 us vs 20.8 with
+# one, 19.1 with four; C512) and four in 2-byte ones (16.4 vs 17.8 with two, bf16).
+RUNS_SMALL_PLANE = 64
 
 
 @triton.jit
@@ -112,7 +119,7 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
 def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one,
           H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, COLS: tl.constexpr, REV: tl.constexpr,
           HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """One direction over BD whole planes with one warp per plane (RUNS): (32, BD, R) tiles whose
+    """One direction over BD whole planes, a warp per plane or per few planes (RUNS): (32, BD, R) tiles whose
     element (lane, c, r) is step s = 32 R j + R lane + r of chunk j, so each thread holds runs of R
     consecutive steps and the scan along them is a loop in registers; only the runs' totals cross
     lanes (``_combine_x``: exclusive prefixes), no warps, no shared memory. Every direction is the
@@ -185,7 +192,7 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
         ry = tl.multiple_of(ry, ALIGN)
     b_row = b_ptr + bb * sb_b + g * sb_g
     c_row = c_ptr + bb * sc_b + g * sc_g
-    if RUNS > 0:  # one warp per plane, runs of RUNS steps per thread (H, W constexprs HC, WC)
+    if RUNS > 0:  # (the default) warps own planes, runs of RUNS steps per thread (H, W constexprs HC, WC)
         if g == 0:
             _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
                   False, False, HAS_D, HAS_BIAS, SOFTPLUS)
@@ -225,18 +232,21 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
             and all(_plane_ok(t, H, W) for t in (u, delta, B, C, y)))
 
 
-def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None) -> dict:
-    """BD channels per program (a power of 2) and num_warps: about DEFAULT_ELEMS elements of each
-    tensor per program (at least one plane) on DEFAULT_WARPS warps. RUNS > 0 (opt-in) scans with
-    ``_runs`` instead: one warp per plane (BD = num_warps unless given), runs of RUNS steps."""
-    size = max(_pow2(H * W), _pow2(H) * _pow2(W))
-    cfg = _updated_config(dict(BD=max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size)), num_warps=DEFAULT_WARPS,
-                               RUNS=0), config, ("BD",))
-    if cfg["RUNS"]:  # opt-in (not yet timed): runs of RUNS steps per thread, one warp per plane by default
-        if cfg["RUNS"] & (cfg["RUNS"] - 1):
-            raise ValueError(f"RUNS must be a power of 2, got {cfg['RUNS']}")
-        if "BD" not in config:
-            cfg["BD"] = cfg["num_warps"]
+def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem_size: int = 4) -> dict:
+    """RUNS (steps per thread's run, 0 for the whole-plane tiles), BD channels per program (a power of
+    2) and num_warps. Runs (the default, see RUNS_SMALL_PLANE): one plane per warp, two or four on
+    planes of at most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
+    about DEFAULT_ELEMS elements of each tensor per program (at least one plane) on DEFAULT_WARPS warps."""
+    small = H * W <= RUNS_SMALL_PLANE
+    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=2 if small else 4), config, ("BD",))
+    if cfg["RUNS"] & (cfg["RUNS"] - 1) or cfg["RUNS"] < 0:
+        raise ValueError(f"RUNS must be 0 or a power of 2, got {cfg['RUNS']}")
+    if "BD" not in (config or {}):
+        if cfg["RUNS"]:
+            cfg["BD"] = cfg["num_warps"] * ((2 if elem_size >= 4 else 4) if small else 1)
+        else:
+            size = max(_pow2(H * W), _pow2(H) * _pow2(W))
+            cfg["BD"] = max(1, min(_pow2(dim_g), DEFAULT_ELEMS // size))
     return cfg
 
 
@@ -251,7 +261,7 @@ def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
         raise ValueError("the plane kernel takes 4 groups and d_state 1")
     if not all(_plane_ok(t, H, W) for t in (u, delta, B, C, y)):
         raise ValueError("the plane kernel needs contiguous (H, W) planes (channel-first maps)")
-    cfg = plane_config(dim_g, H, W, config)
+    cfg = plane_config(dim_g, H, W, config, u.element_size())
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _plane_kernel[grid](
