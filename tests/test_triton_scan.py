@@ -673,6 +673,8 @@ def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_d
     # RUNS=0: the whole-plane tiles, about 1024 elements per program
     assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0)
     assert plane_config(128, 7, 7, dict(RUNS=0)) == dict(BD=16, num_warps=4, RUNS=0)
+    # ... also the default on planes larger than 16 x 16, where the runs were not measured
+    assert plane_config(32, 28, 28) == dict(BD=1, num_warps=4, RUNS=0)
 
 
 def test_plane_kernel_runs_must_be_a_power_of_2():

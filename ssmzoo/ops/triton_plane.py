@@ -234,11 +234,13 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
 
 def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem_size: int = 4) -> dict:
     """RUNS (steps per thread's run, 0 for the whole-plane tiles), BD channels per program (a power of
-    2) and num_warps. Runs (the default, see RUNS_SMALL_PLANE): one plane per warp, two or four on
+    2) and num_warps. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
     planes of at most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
     about DEFAULT_ELEMS elements of each tensor per program (at least one plane) on DEFAULT_WARPS warps."""
     small = H * W <= RUNS_SMALL_PLANE
-    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=2 if small else 4), config, ("BD",))
+    runs = 0 if H * W > MAX_DEFAULT_PLANE else 2 if small else 4  # (larger planes: runs not measured, and
+    # their chunks, unrolled, take minutes to compile: 25 of 128 steps at 56x56)
+    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs), config, ("BD",))
     if cfg["RUNS"] & (cfg["RUNS"] - 1) or cfg["RUNS"] < 0:
         raise ValueError(f"RUNS must be 0 or a power of 2, got {cfg['RUNS']}")
     if "BD" not in (config or {}):
