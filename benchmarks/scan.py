@@ -3,6 +3,7 @@
     PYTHONPATH=. python3 benchmarks/scan.py [--sweep] [--json out.json]
     PYTHONPATH=. python3 benchmarks/scan.py --lookback | --probe | --plane   # GroupMamba-only sweeps
     PYTHONPATH=. python3 benchmarks/scan.py --strips [--configs '[{...}]'] [--maps 56,28]   # channel-first: strip kernel / configs
+    PYTHONPATH=. python3 benchmarks/scan.py --sized-copy   # a copy of each stage's bytes, timed as the kernels
     PYTHONPATH=. python3 benchmarks/scan.py --model-layout T [--configs '[{...}]'] [--layouts tokens,groups]
     PYTHONPATH=. python3 benchmarks/scan.py --norm-gate T   # the scan with the out_norm and gate fused
 
@@ -213,6 +214,23 @@ PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (its default on maps up to 16x
 }
 
 
+def sized_copy_sweep(gen, record) -> None:
+    """What a plain copy of each GroupMamba stage's bytes reaches at that size, timed like the kernels
+    (graph replays, rotating buffers): the 1 GiB copy of the %copy column is the issue's reference, but a
+    copy of 15-50 MB pays a launch and a tail of its own. Half the bytes read, half written."""
+    print("A device-to-device copy of each GroupMamba stage's bytes (fp32, batch 128), timed as the kernels:",
+          flush=True)
+    for C, H, dtype, cl, nb, _ in group_stage_inputs(gen, [(torch.float32, False)]):
+        half = int(nb // 2) // 4
+        nxt = rotating(lambda: (torch.empty(half, device="cuda"), torch.randn(half, device="cuda", generator=gen)),
+                       nb)
+
+        def copy():
+            dst, src = nxt()
+            dst.copy_(src)
+        record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, bench(copy), 2 * half * 4)
+
+
 def plane_sweep(gen, record) -> None:
     """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) with its
     default config (runs), its whole-plane tiles (RUNS=0, default and PLANE_CONFIGS), then more runs
@@ -403,6 +421,8 @@ def main() -> None:
                     help="only the look-back kernel's probes (what bounds it: the wait, the scan, the access pattern)")
     ap.add_argument("--plane", action="store_true",
                     help="only channel-first GroupMamba shapes: the default kernel vs the plane kernel's configs")
+    ap.add_argument("--sized-copy", action="store_true",
+                    help="only a copy of each GroupMamba stage's bytes, timed as the kernels: what a copy reaches at that size")
     ap.add_argument("--strips", action="store_true",
                     help="only channel-first GroupMamba shapes: the default kernel vs the strip kernel's configs "
                          "(STRIP_CONFIGS or --configs)")
@@ -450,6 +470,9 @@ def main() -> None:
         return
     if args.plane:
         plane_sweep(gen, record)
+        return
+    if args.sized_copy:
+        sized_copy_sweep(gen, record)
         return
     if args.strips:
         strips_sweep(gen, record, json.loads(args.configs) if args.configs else None)
