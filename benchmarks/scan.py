@@ -9,7 +9,8 @@
 
 Prints one table: median time per call (CUDA-graph replays, ``bench``), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
-same run, and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
+same run, for GroupMamba also a copy of the row's own bytes timed like the kernel (%same: how near
+the kernel is to what a copy of that size reaches), and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
 flip/transpose copies around it, i.e. the models' torch fallback). Inputs rotate among several
 copies so that small shapes are not timed out of the 50 MB L2 cache.
 
@@ -214,21 +215,27 @@ PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (its default on maps up to 16x
 }
 
 
+def same_bytes_copy_ms(nbytes: float, gen) -> float:
+    """A ``torch`` copy of ``nbytes`` (half read, half written) timed like the kernels (graph replays,
+    rotating buffers): the 1 GiB copy of the %copy column is the issue's reference, but a copy of
+    15-50 MB pays a launch and a tail of its own (docs/gpu_runs/s28_run4.txt)."""
+    half = int(nbytes // 2) // 4
+    nxt = rotating(lambda: (torch.empty(half, device="cuda"), torch.randn(half, device="cuda", generator=gen)),
+                   nbytes)
+
+    def copy():
+        dst, src = nxt()
+        dst.copy_(src)
+    return bench(copy)
+
+
 def sized_copy_sweep(gen, record) -> None:
-    """What a plain copy of each GroupMamba stage's bytes reaches at that size, timed like the kernels
-    (graph replays, rotating buffers): the 1 GiB copy of the %copy column is the issue's reference, but a
-    copy of 15-50 MB pays a launch and a tail of its own. Half the bytes read, half written."""
+    """What a plain copy of each GroupMamba stage's bytes reaches at that size (``same_bytes_copy_ms``)."""
     print("A device-to-device copy of each GroupMamba stage's bytes (fp32, batch 128), timed as the kernels:",
           flush=True)
     for C, H, dtype, cl, nb, _ in group_stage_inputs(gen, [(torch.float32, False)]):
         half = int(nb // 2) // 4
-        nxt = rotating(lambda: (torch.empty(half, device="cuda"), torch.randn(half, device="cuda", generator=gen)),
-                       nb)
-
-        def copy():
-            dst, src = nxt()
-            dst.copy_(src)
-        record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, bench(copy), 2 * half * 4)
+        record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, same_bytes_copy_ms(nb, gen), 2 * half * 4)
 
 
 def plane_sweep(gen, record) -> None:
@@ -451,11 +458,14 @@ def main() -> None:
           f"triton {triton.__version__}; device-to-device copy {copy_gbs:.0f} GB/s (read + write)", flush=True)
     rows, records = [], []
 
-    def record(name, shape, dtype, ms, nbytes, torch_ms=None, err=None, extra=""):
+    def record(name, shape, dtype, ms, nbytes, torch_ms=None, err=None, extra="", same_copy_ms=None):
         gbs = nbytes / ms / 1e6
         rec = dict(name=name, shape=shape, dtype=str(dtype).replace("torch.", ""), ms=ms, GBs=gbs,
                    frac_copy=gbs / copy_gbs, torch_ms=torch_ms, speedup=(torch_ms / ms) if torch_ms else None,
-                   err=err, extra=extra)
+                   err=err, extra=extra, same_copy_ms=same_copy_ms,
+                   frac_same_copy=(same_copy_ms / ms) if same_copy_ms else None)
+        if same_copy_ms:
+            extra = f"{extra} a copy of the same bytes {same_copy_ms*1e3:.1f} us ({same_copy_ms / ms * 100:.1f}% of this speed)"
         records.append(rec)
         rows.append(rec)
         print(f"  {name:<28} {shape:<24} {rec['dtype']:<8} {ms*1e3:9.1f} us {gbs:7.0f} GB/s "
@@ -529,7 +539,7 @@ def main() -> None:
 
     # ---------------- GroupMamba stages
     print("GroupMamba fused 4-direction scan (batch 128):", flush=True)
-    seen = {}
+    seen, same_copy = {}, {}
     for C, H, dtype, cl, nb, nxt in group_stage_inputs(
             gen, [(torch.float32, False), (torch.float32, True), (torch.bfloat16, True)]):
         x = nxt()
@@ -543,7 +553,9 @@ def main() -> None:
         del y, ref
         ms = bench(lambda: ts.group_scan_4dir_triton(**nxt(), delta_softplus=True))
         layout = "bhwc" if cl else "bchw"
-        record(f"gm {layout}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, torch_ms, err)
+        if nb not in same_copy:
+            same_copy[nb] = same_bytes_copy_ms(nb, gen)
+        record(f"gm {layout}", f"C{C} {H}x{H} d{C // 4}", dtype, ms, nb, torch_ms, err, same_copy_ms=same_copy[nb])
         seen[(C, H, str(dtype), layout)] = records[-1]
     print("GroupMamba per model (float32, batch 128), sum over one block of each stage:")
     for name, dims in GROUPMAMBA.items():
@@ -595,10 +607,15 @@ def main() -> None:
             json.dump(dict(device=props.name, copy_GBs=copy_gbs, rows=records), f, indent=1)
 
     print("\nsummary:")
-    print(f"{'case':<22}{'shape':<22}{'dtype':<10}{'us':>9}{'GB/s':>8}{'%copy':>7}{'torch ms':>10}{'speedup':>9}")
+    print("(%copy: of the 1 GiB device-to-device copy's bandwidth; %same: a copy of the row's own bytes, timed "
+          "like the kernel, as a % of the kernel's speed)")
+    print(f"{'case':<22}{'shape':<22}{'dtype':<10}{'us':>9}{'GB/s':>8}{'%copy':>7}{'%same':>7}{'torch ms':>10}"
+          f"{'speedup':>9}")
     for r in rows:
+        same = r.get("frac_same_copy")
         print(f"{r['name']:<22}{r['shape']:<22}{r['dtype']:<10}{r['ms']*1e3:9.1f}{r['GBs']:8.0f}"
-              f"{r['frac_copy']*100:7.1f}{(r['torch_ms'] or float('nan')):10.2f}{(r['speedup'] or float('nan')):9.1f}")
+              f"{r['frac_copy']*100:7.1f}{(same or float('nan'))*100:7.1f}{(r['torch_ms'] or float('nan')):10.2f}"
+              f"{(r['speedup'] or float('nan')):9.1f}")
 
 
 if __name__ == "__main__":
