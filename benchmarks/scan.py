@@ -448,6 +448,8 @@ def main() -> None:
                          "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
                          "groups 1 and 3 stored transposed: look-back kernel, COLS_T)")
     args = ap.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("benchmarks/scan.py times the Triton scan kernels and needs a CUDA device")
     if args.maps:
         global MAP_SIZES
         MAP_SIZES = {int(h) for h in args.maps.split(",")}
@@ -472,28 +474,21 @@ def main() -> None:
               f"{rec['frac_copy']*100:5.1f}%  torch {('%.2f ms' % torch_ms) if torch_ms else '-':>10} "
               f"x{rec['speedup'] or 0:6.1f}  err {err if err is None else '%.1e' % err} {extra}", flush=True)
 
-    if args.lookback:
-        lookback_sweep(gen, record)
-        return
-    if args.probe:
-        probe_sweep(gen, record)
-        return
-    if args.plane:
-        plane_sweep(gen, record)
-        return
-    if args.sized_copy:
-        sized_copy_sweep(gen, record)
-        return
-    if args.strips:
-        strips_sweep(gen, record, json.loads(args.configs) if args.configs else None)
-        return
-    if args.norm_gate:
-        norm_gate_sweep(gen, record, args.norm_gate, json.loads(args.configs) if args.configs else None)
-        return
-    if args.model_layout:
-        model_layout_sweep(gen, record, args.model_layout, json.loads(args.configs) if args.configs else None,
-                           tuple(args.layouts.split(",")))
-        return
+    configs = json.loads(args.configs) if args.configs else None
+    only = [  # (flag, the sweep it runs instead of the table)
+        (args.lookback, lambda: lookback_sweep(gen, record)),
+        (args.probe, lambda: probe_sweep(gen, record)),
+        (args.plane, lambda: plane_sweep(gen, record)),
+        (args.sized_copy, lambda: sized_copy_sweep(gen, record)),
+        (args.strips, lambda: strips_sweep(gen, record, configs)),
+        (args.norm_gate, lambda: norm_gate_sweep(gen, record, args.norm_gate, configs)),
+        (args.model_layout, lambda: model_layout_sweep(gen, record, args.model_layout, configs,
+                                                       tuple(args.layouts.split(",")))),
+    ]
+    for flag, sweep in only:
+        if flag:
+            sweep()
+            return
 
     # ---------------- config sweep on the key shapes
     if args.sweep:
