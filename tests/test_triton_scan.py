@@ -158,6 +158,7 @@ INTERP_CASES = [
     # per program, 16-bit inputs, a whole plane in one thread's run
     group_case(2, 3, 5, 7),
     group_case(1, 6, 9, 7, dtype="bfloat16"),
+    group_case(1, 5, 13, 11),  # 143 positions: runs of 4, one plane per warp, two chunks of 128
     group_case(2, 3, 5, 7, config=dict(PLANE=1, RUNS=1)),
     group_case(1, 3, 14, 14, config=dict(PLANE=1, RUNS=4)),
     group_case(1, 2, 1, 9, config=dict(PLANE=1, RUNS=2)),
