@@ -219,7 +219,7 @@ def same_bytes_copy_ms(nbytes: float, gen) -> float:
     """A ``torch`` copy of ``nbytes`` (half read, half written) timed like the kernels (graph replays,
     rotating buffers): the 1 GiB copy of the %copy column is the issue's reference, but a copy of
     15-50 MB pays a launch and a tail of its own (docs/gpu_runs/s28_run4.txt)."""
-    half = int(nbytes // 2) // 4
+    half = int(nbytes // 8)  # float32 elements read (and as many written)
     nxt = rotating(lambda: (torch.empty(half, device="cuda"), torch.randn(half, device="cuda", generator=gen)),
                    nbytes)
 
@@ -234,8 +234,7 @@ def sized_copy_sweep(gen, record) -> None:
     print("A device-to-device copy of each GroupMamba stage's bytes (fp32, batch 128), timed as the kernels:",
           flush=True)
     for C, H, dtype, cl, nb, _ in group_stage_inputs(gen, [(torch.float32, False)]):
-        half = int(nb // 2) // 4
-        record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, same_bytes_copy_ms(nb, gen), 2 * half * 4)
+        record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, same_bytes_copy_ms(nb, gen), int(nb // 8) * 8)
 
 
 def plane_sweep(gen, record) -> None:
@@ -467,7 +466,7 @@ def main() -> None:
                    err=err, extra=extra, same_copy_ms=same_copy_ms,
                    frac_same_copy=(same_copy_ms / ms) if same_copy_ms else None)
         if same_copy_ms:
-            extra = f"{extra} a copy of the same bytes {same_copy_ms*1e3:.1f} us ({same_copy_ms / ms * 100:.1f}% of this speed)"
+            extra = f"{extra} a copy of the same bytes {same_copy_ms*1e3:.1f} us ({rec['frac_same_copy'] * 100:.1f}% of this speed)"
         records.append(rec)
         rows.append(rec)
         print(f"  {name:<28} {shape:<24} {rec['dtype']:<8} {ms*1e3:9.1f} us {gbs:7.0f} GB/s "

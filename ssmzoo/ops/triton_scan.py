@@ -1152,12 +1152,13 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
 
 
 def _bc_swap(u: Tensor) -> bool:
-    """Whether the row sweeps' B/C loads go transposed (``_load_tie2``): where u's channels are
-    contiguous and its tiles are loaded as they lie (not TRANS), u is laid out with lanes on the
-    channel axis, and so are B/C (no contiguous axis) under Triton 3.6, which breaks ties by ascending
-    axis. From 3.7 (``TIES_REVERSED``) the tie goes the other way and B/C land across the other axis:
-    layout conversions through shared memory every chunk (sm_90, channels-last 14x14 C348: 40 barriers
-    and 544 shuffles instead of 20 and 292). Transposed, they are laid out as under 3.6 (24 and 292)."""
+    """Whether the tile sweeps (``_sweep_flat``, ``_sweep_cols``) load B/C transposed (``_load_tie2``):
+    where u's channels are contiguous, Triton 3.6 lays B/C (no contiguous axis; ties broken by
+    ascending axis) out with lanes on the channel axis, as it lays out u. From 3.7 (``TIES_REVERSED``)
+    the tie goes the other way and B/C land across the other axis: layout conversions through shared
+    memory every chunk (sm_90, channels-last 14x14 C348: 40 barriers and 544 shuffles instead of 20 and
+    292). Transposed, they are laid out as under 3.6 (24 and 292). Channel-first maps keep 3.7+'s own
+    tie, which already matches u there (transposing them made it worse: 80 barriers instead of 56)."""
     return bool(TIES_REVERSED.value) and u.stride(2) == 1
 
 
