@@ -9,8 +9,8 @@
 
 Prints one table: median time per call (CUDA-graph replays, ``bench``), effective bandwidth (every input read once
 + the output written once), that bandwidth as a fraction of a device-to-device copy measured in the
-same run, for GroupMamba also a copy of the row's own bytes timed like the kernel (%same: how near
-the kernel is to what a copy of that size reaches), and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
+same run, for GroupMamba also the fastest SM copy of the row's own bytes timed like the kernel (%same:
+how near the kernel is to what a copy of that size reaches), and the speed-up over the PyTorch path (``selective_scan_chunked`` with the explicit
 flip/transpose copies around it, i.e. the models' torch fallback). Inputs rotate among several
 copies so that small shapes are not timed out of the 50 MB L2 cache.
 
@@ -30,6 +30,7 @@ import sys
 import torch
 import triton
 import triton.testing
+import triton.language as tl
 
 from ssmzoo.ops import selective_scan_chunked
 from ssmzoo.ops import triton_scan as ts
@@ -215,38 +216,71 @@ PLANE_RUNS_CONFIGS = {  # the plane kernel's runs (its default on maps up to 16x
 }
 
 
-def same_bytes_copy_ms(nbytes: float, gen) -> float:
-    """A ``torch`` copy of ``nbytes`` (half read, half written) timed like the kernels (graph replays,
-    rotating buffers): the 1 GiB copy of the %copy column is the issue's reference, but a copy of
-    15-50 MB pays a launch and a tail of its own (docs/gpu_runs/s28_run4.txt)."""
+@triton.jit
+def _copy_kernel(src, dst, n, BLOCK: tl.constexpr):
+    """A plain SM copy (``same_bytes_copy_ms``, benchmarks/copy_ceiling.py)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < n
+    tl.store(dst + offs, tl.load(src + offs, mask=mask), mask=mask)
+
+
+def triton_copy(dst, src, block: int, warps: int) -> None:
+    n = src.numel()
+    _copy_kernel[(triton.cdiv(n, block),)](src, dst, n, BLOCK=block, num_warps=warps)
+
+
+# The SM copies ``same_bytes_copy_ms`` takes the fastest of (docs/gpu_runs/s29_run1.txt: each was the
+# fastest on some stage size; torch's copy_ was the slowest on every one)
+SAME_BYTES_COPIES = {
+    "add": lambda dst, src: torch.add(src, 0.0, out=dst),
+    "triton B1024 w4": lambda dst, src: triton_copy(dst, src, 1024, 4),
+    "triton B2048 w4": lambda dst, src: triton_copy(dst, src, 2048, 4),
+    "triton B4096 w4": lambda dst, src: triton_copy(dst, src, 4096, 4),
+}
+
+
+def sized_copy_ms(nbytes: float, copy, gen) -> float:
+    """``copy(dst, src)`` of ``nbytes`` (half read, half written, float32 buffers) timed like the kernels
+    (graph replays, rotating buffers)."""
     half = int(nbytes // 8)  # float32 elements read (and as many written)
     nxt = rotating(lambda: (torch.empty(half, device="cuda"), torch.randn(half, device="cuda", generator=gen)),
                    nbytes)
 
-    def copy():
+    def call():
         dst, src = nxt()
-        dst.copy_(src)
-    return bench(copy)
+        copy(dst, src)
+    return bench(call)
+
+
+def same_bytes_copy_ms(nbytes: float, gen) -> float:
+    """The fastest SM copy of ``nbytes`` timed like the kernels: the 1 GiB copy of the %copy column is
+    the issue's reference, but a copy of 15-50 MB pays a launch and a tail of its own. Not ``copy_``:
+    captured in a CUDA graph it becomes a memcpy node, which ran ~20% slower than an SM copy of the
+    same bytes (docs/gpu_runs/s29_run1.txt; session 28's %same column used it)."""
+    return min(sized_copy_ms(nbytes, copy, gen) for copy in SAME_BYTES_COPIES.values())
 
 
 def sized_copy_sweep(gen, record) -> None:
-    """What a plain copy of each GroupMamba stage's bytes reaches at that size (``same_bytes_copy_ms``)."""
+    """What a plain (SM) copy of each GroupMamba stage's bytes reaches at that size (``same_bytes_copy_ms``)."""
     print("A device-to-device copy of each GroupMamba stage's bytes (fp32, batch 128), timed as the kernels:",
           flush=True)
     for C, H, dtype, cl, nb, _ in group_stage_inputs(gen, [(torch.float32, False)]):
         record("copy same bytes", f"C{C} {H}x{H} d{C // 4}", dtype, same_bytes_copy_ms(nb, gen), int(nb // 8) * 8)
 
 
-def plane_sweep(gen, record) -> None:
+def plane_sweep(gen, record, configs=None) -> None:
     """Channel-first maps: the default kernel vs the plane kernel (ssmzoo/ops/triton_plane.py) with its
     default config (runs), its whole-plane tiles (RUNS=0, default and PLANE_CONFIGS), then more runs
-    (PLANE_RUNS_CONFIGS)."""
+    (PLANE_RUNS_CONFIGS); or vs ``configs`` (each with PLANE=1 added)."""
+    def candidates(H):
+        if configs:
+            return [dict(cfg, PLANE=1) for cfg in configs]
+        return ([dict(PLANE=1), dict(PLANE=1, RUNS=0)]
+                + [dict(PLANE=1, RUNS=0, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]]
+                + [dict(PLANE=1, RUNS=r, BD=bd, num_warps=nw) for r, bd, nw in PLANE_RUNS_CONFIGS[H]])
     default_vs_configs(
         gen, record, "GroupMamba fused scan, channel-first: default kernel vs plane kernel (batch 128):",
-        [(torch.float32, False), (torch.bfloat16, False)], "plane",
-        lambda H: ([dict(PLANE=1), dict(PLANE=1, RUNS=0)]
-                   + [dict(PLANE=1, RUNS=0, BD=bd, num_warps=nw) for bd, nw in PLANE_CONFIGS[H]]
-                   + [dict(PLANE=1, RUNS=r, BD=bd, num_warps=nw) for r, bd, nw in PLANE_RUNS_CONFIGS[H]]), str)
+        [(torch.float32, False), (torch.bfloat16, False)], "plane", candidates, str)
 
 
 STRIP_CONFIGS = [dict(STRIPS=1)] + [dict(STRIPS=1, SEG=seg, KC=kc, num_warps=nw) for seg, kc, nw in
@@ -441,7 +475,7 @@ def main() -> None:
                          "models' path at 14x14 and 7x7; at 56x56 and 28x28 they compute x_proj and out_proj "
                          "in the kernel too, which this sweep does not time)")
     ap.add_argument("--maps", default=None, help="comma-separated map sizes (e.g. 56,28) for the GroupMamba sweeps")
-    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate / --strips")
+    ap.add_argument("--configs", default=None, help="JSON list of configs for --model-layout / --norm-gate / --strips / --plane")
     ap.add_argument("--layouts", default="tokens",
                     help="--model-layout operand layouts, comma-separated: tokens (the model's today), groups "
                          "(group-major, a candidate; docs/scan_notes.md item 6), groups_t (group-major with "
@@ -477,7 +511,7 @@ def main() -> None:
     only = [  # (flag, the sweep it runs instead of the table)
         (args.lookback, lambda: lookback_sweep(gen, record)),
         (args.probe, lambda: probe_sweep(gen, record)),
-        (args.plane, lambda: plane_sweep(gen, record)),
+        (args.plane, lambda: plane_sweep(gen, record, configs)),
         (args.sized_copy, lambda: sized_copy_sweep(gen, record)),
         (args.strips, lambda: strips_sweep(gen, record, configs)),
         (args.norm_gate, lambda: norm_gate_sweep(gen, record, args.norm_gate, configs)),
@@ -601,8 +635,8 @@ def main() -> None:
             json.dump(dict(device=props.name, copy_GBs=copy_gbs, rows=records), f, indent=1)
 
     print("\nsummary:")
-    print("(%copy: of the 1 GiB device-to-device copy's bandwidth; %same: a copy of the row's own bytes, timed "
-          "like the kernel, as a % of the kernel's speed)")
+    print("(%copy: of the 1 GiB device-to-device copy's bandwidth; %same: the fastest SM copy of the row's own "
+          "bytes, timed like the kernel, as a % of the kernel's speed)")
     print(f"{'case':<22}{'shape':<22}{'dtype':<10}{'us':>9}{'GB/s':>8}{'%copy':>7}{'%same':>7}{'torch ms':>10}"
           f"{'speedup':>9}")
     for r in rows:

@@ -109,6 +109,18 @@ def ptxas_info(ptx: str) -> dict:
     return dict(regs=int(regs.group(1)) if regs else None, spill=int(spill.group(1)) if spill else None)
 
 
+def sass(c) -> str:
+    """The kernel's SASS (Triton's bundled cuobjdump on its cubin): to check that a change leaves
+    the compiled code of a timed kernel byte-identical."""
+    import os, subprocess, tempfile
+    exe = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "k.cubin")
+        with open(path, "wb") as f:
+            f.write(c.asm["cubin"])
+        return subprocess.run([exe, "-sass", path], capture_output=True, text=True, check=True).stdout
+
+
 def stats(c) -> dict:
     ttgir, ptx = c.asm["ttgir"], c.asm["ptx"]
     count = lambda pat, text=ptx: len(re.findall(pat, text))  # noqa: E731
@@ -126,6 +138,7 @@ def main() -> None:
     ap.add_argument("--layout", default=None, choices=["bchw", "bhwc"])
     ap.add_argument("--shape", default="64,56", help="C,H[,W] (default stage 1: 64,56)")
     ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
+    ap.add_argument("--sass", default=None, metavar="FILE", help="write each kernel's SASS to FILE.<layout>")
     ap.add_argument("--lookback", action="store_true", help="the look-back kernel (ssmzoo/ops/triton_lookback.py)")
     ap.add_argument("--plane", action="store_true", help="the plane kernel (ssmzoo/ops/triton_plane.py; bchw only)")
     ap.add_argument("--strips", action="store_true", help="the strip kernel (ssmzoo/ops/triton_strips.py; bchw only)")
@@ -150,6 +163,9 @@ def main() -> None:
         print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)
         if args.ttgir:
             print(c.asm["ttgir"])
+        if args.sass:
+            with open(f"{args.sass}.{name}", "w") as f:
+                f.write(sass(c))
 
 
 if __name__ == "__main__":
