@@ -165,12 +165,6 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(PLANE=1, RUNS=2)),
     group_case(1, 3, 6, 12, dtype="bfloat16", config=dict(PLANE=1, RUNS=2, BD=8, num_warps=2)),
     group_case(1, 5, 3, 6, config=dict(PLANE=1, RUNS=8, BD=2, num_warps=1)),
-    # ... C loaded with the other tiles on one chunk, or after the scan on two (the defaults the other
-    # way round; 35 steps in chunks of 32, 143 in chunks of 128), 16-bit inputs
-    group_case(2, 3, 5, 7, config=dict(RUNS_C_EARLY=True)),
-    group_case(2, 3, 5, 7, config=dict(PLANE=1, RUNS=1, RUNS_C_EARLY=False)),
-    group_case(1, 5, 13, 11, config=dict(RUNS_C_EARLY=False)),
-    group_case(1, 6, 9, 7, dtype="bfloat16", config=dict(RUNS_C_EARLY=True)),
     # the strip kernel (opt-in STRIPS=1; channel-first planes cut into strips scanned at once, each
     # folding its predecessors' aggregates): several strips per plane that end mid-row, partial column
     # strips at either end (reversed groups), one row, one column, its default tiles, 16-bit inputs
@@ -527,9 +521,6 @@ GPU_CASES = [
     group_case(2, 112, 7, 7, dtype="bfloat16"),
     group_case(2, 112, 7, 7, dtype="bfloat16", config=dict(RUNS=0)),
     group_case(2, 87, 14, 14, dtype="bfloat16", config=dict(RUNS=8, BD=8, num_warps=8)),
-    group_case(2, 87, 14, 14, config=dict(RUNS_C_EARLY=False)),
-    group_case(2, 112, 7, 7, config=dict(RUNS_C_EARLY=True)),
-    group_case(2, 87, 14, 14, dtype="bfloat16", config=dict(RUNS_C_EARLY=False)),
     group_case(2, 32, 28, 28, config=dict(PLANE=1)),
     group_case(2, 16, 56, 56, config=dict(PLANE=1, BD=1, num_warps=16)),
     group_case(2, 24, 9, 13),
@@ -686,19 +677,17 @@ def test_tile_sweeps_load_b_c_transposed_on_channels_last_maps_from_triton_3_7()
 def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_dtype():
     from ssmzoo.ops.triton_plane import plane_config
 
-    # 14x14: runs of 4, one plane per warp, C loaded early (two chunks of 128 steps); 7x7: runs of 2,
-    # two planes per warp (fp32) or four (16-bit), C loaded where it is used (one chunk)
-    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4, RUNS_C_EARLY=True)
-    assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2, RUNS_C_EARLY=False)
-    assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2, RUNS_C_EARLY=False)
-    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4, RUNS_C_EARLY=True)
-    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8, RUNS_C_EARLY=False)
-    assert plane_config(87, 14, 14, dict(RUNS_C_EARLY=False))["RUNS_C_EARLY"] is False
+    # 14x14: runs of 4, one plane per warp; 7x7: runs of 2, two planes per warp (fp32) or four (16-bit)
+    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4)
+    assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2)
+    assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2)
+    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4)
+    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8)
     # RUNS=0: the whole-plane tiles, about 1024 elements per program
-    assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0, RUNS_C_EARLY=False)
-    assert plane_config(128, 7, 7, dict(RUNS=0)) == dict(BD=16, num_warps=4, RUNS=0, RUNS_C_EARLY=False)
+    assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0)
+    assert plane_config(128, 7, 7, dict(RUNS=0)) == dict(BD=16, num_warps=4, RUNS=0)
     # ... also the default on planes larger than 16 x 16, where the runs were not measured
-    assert plane_config(32, 28, 28) == dict(BD=1, num_warps=4, RUNS=0, RUNS_C_EARLY=False)
+    assert plane_config(32, 28, 28) == dict(BD=1, num_warps=4, RUNS=0)
 
 
 def test_plane_kernel_runs_measure_a_batch_entrys_span_for_their_32_bit_offsets():

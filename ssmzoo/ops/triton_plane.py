@@ -56,11 +56,10 @@ DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
 # than 64 positions (14x14: 54.7 us vs 58.5 with runs of 8 and 69.0 with runs of 2, C424 fp32), of 2
 # on smaller ones (7x7: one chunk of 64 steps per warp); one plane per warp on the larger planes (two:
 # 72.4 vs 54.7 us), and on the small ones two planes per warp in 4-byte dtypes (17.7 us vs 20.8 with
-# one, 19.1 with four; C512) and four in 2-byte ones (16.4 vs 17.8 with two, bf16). C loaded with the
-# other tiles (RUNS_C_EARLY) where a plane takes several chunks (docs/gpu_runs/s29_run2.txt, fp32:
-# 14x14 C348 45.2 -> 44.8 us, C424 53.7 -> 53.3), after the scan on one chunk (7x7 C512 17.4 vs 18.2).
-# Not kept (s29_run2): the next chunk's tiles loaded before a chunk's scan, and several batch entries
-# per program with the next one's tiles loaded ahead (slower everywhere but one fp32 7x7 row, even).
+# one, 19.1 with four; C512) and four in 2-byte ones (16.4 vs 17.8 with two, bf16). Not kept
+# (docs/gpu_runs/s29_run2.txt, s29_run3_ab.txt): C loaded with a chunk's other tiles instead of after
+# its scan (even at 14x14, slower at 7x7), the next chunk's tiles loaded before a chunk's scan, and
+# several batch entries per program with the next one's tiles loaded ahead (slower or even everywhere).
 RUNS_SMALL_PLANE = 64
 
 
@@ -121,8 +120,8 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
 
 @triton.jit
 def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one,
-          H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, C_EARLY: tl.constexpr, COLS: tl.constexpr,
-          REV: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+          H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, COLS: tl.constexpr, REV: tl.constexpr,
+          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """One direction over BD whole planes, a warp per plane or per few planes (RUNS): (32, BD, R) tiles whose
     element (lane, c, r) is step s = 32 R j + R lane + r of chunk j, so each thread holds runs of R
     consecutive steps and the scan along them is a loop in registers; only the runs' totals cross
@@ -132,9 +131,7 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
     by ``one`` (a run-time 1) to hide their contiguity: Triton's layout pass orders axes of equal
     contiguity by index (``_load01``: lanes on the 32 axis, warps on the planes, r in each
     thread's registers) and would otherwise put r first. (Loads are scalar, also where a run is contiguous: vector loads
-    along r make r the tile's fastest axis, which Triton 3.6's scan lowering fails to compile here.)
-    C_EARLY loads a chunk's C tile with its other tiles, so that the chunk waits on memory once, not
-    again after its scan where C is used (``plane_config``)."""
+    along r make r the tile's fastest axis, which Triton 3.6's scan lowering fails to compile here.)"""
     L: tl.constexpr = H * W
     CH: tl.constexpr = 32 * R
     l3 = tl.arange(0, 32)[:, None, None]
@@ -157,8 +154,6 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         u = _load01(u_ptr + ru[None, :, None] + pos, valid, 2).to(tl.float32)
         dt = _load01(dt_ptr + rdt[None, :, None] + pos, valid, 2).to(tl.float32)
         bt = _load01(b_row + pos + zero3, valid, 2).to(tl.float32)  # per plane: one layout
-        if C_EARLY:
-            ct = _load01(c_row + pos + zero3, valid, 2)
         a, b = _decay_input(u, dt, bt, A3, bias[None, :, None], valid, HAS_BIAS, SOFTPLUS)
         Ap, hl = tl.associative_scan((a, b), axis=2, combine_fn=_combine)       # runs, in registers
         # the runs' totals (32, BD, 1): kept 3-D, as Triton's scan wants its operand's blocked layout
@@ -167,9 +162,8 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
         h = hl + Ap * (ea * S + eb)                                             # + state entering each run
         S = tl.sum(tl.sum(tl.where(last, h, 0.0), axis=2, keep_dims=True), axis=0, keep_dims=True)
-        if not C_EARLY:
-            ct = _load01(c_row + pos + zero3, valid, 2)
-        y = h * ct.to(tl.float32)
+        ct = _load01(c_row + pos + zero3, valid, 2).to(tl.float32)
+        y = h * ct
         if HAS_D:
             y += u * Dv[None, :, None]
         _store01(y_ptr + ry[None, :, None] + pos, y.to(y_ptr.dtype.element_ty), valid, 2)
@@ -180,7 +174,7 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
                   b_ptr, sb_b, sb_g, c_ptr, sc_b, sc_g, y_ptr, sy_b, sy_g, sy_c,
                   A_ptr, D_ptr, bias_ptr, dim_g, H, W, one,
                   BD: tl.constexpr, LP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr,
-                  ALIGN: tl.constexpr, RUNS: tl.constexpr, C_EARLY: tl.constexpr, HC: tl.constexpr, WC: tl.constexpr,
+                  ALIGN: tl.constexpr, RUNS: tl.constexpr, HC: tl.constexpr, WC: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """Grid (channel blocks, 4 groups, batch). Planes are contiguous: h stride W, w stride 1."""
     blk = tl.program_id(0)
@@ -196,7 +190,8 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
     c_row = c_ptr + bb * sc_b + g * sc_g
     if RUNS > 0:  # (the default) warps own planes, runs of RUNS steps per thread (H, W constexprs HC, WC)
         # the batch entry's offset on the base pointers, the (BD,) plane starts within it as 32-bit
-        # offsets (fewer 64-bit address instructions: docs/gpu_runs/s29_run2.txt; host-checked)
+        # offsets: fewer 64-bit address instructions (host-checked; docs/gpu_runs/s29_run3_ab.txt,
+        # fp32: 14x14 C348 45.9 -> 45.2 us, 7x7 C512 17.75 -> 17.15)
         u_ptr += bb * su_b
         dt_ptr += bb * sdt_b
         y_ptr += bb * sy_b
@@ -204,16 +199,16 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
         rdt = g * sdt_g + cl * sdt_c
         ry = g * sy_g + cl * sy_c
         if g == 0:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, C_EARLY,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
                   False, False, HAS_D, HAS_BIAS, SOFTPLUS)
         elif g == 1:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, C_EARLY,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
                   True, False, HAS_D, HAS_BIAS, SOFTPLUS)
         elif g == 2:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, C_EARLY,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
                   False, True, HAS_D, HAS_BIAS, SOFTPLUS)
         else:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, C_EARLY,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
                   True, True, HAS_D, HAS_BIAS, SOFTPLUS)
     else:  # whole-plane tiles
         ru = bb * su_b + g * su_g + cl * su_c                 # (BD,) plane starts
@@ -257,18 +252,15 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
 
 def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem_size: int = 4) -> dict:
     """RUNS (steps per thread's run, 0 for the whole-plane tiles), BD channels per program (a power of
-    2), num_warps and RUNS_C_EARLY. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
-    planes of at most 64 positions, BD = num_warps x planes per warp unless given; C loaded early
-    (``_runs``) where a plane takes more than one chunk of 32 runs. Whole-plane tiles:
+    2) and num_warps. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
+    planes of at most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
     about DEFAULT_ELEMS elements of each tensor per program (at least one plane) on DEFAULT_WARPS warps."""
     small = H * W <= RUNS_SMALL_PLANE
     runs = 0 if H * W > MAX_DEFAULT_PLANE else 2 if small else 4  # (larger planes: runs not measured, and
     # their chunks, unrolled, take minutes to compile: 25 of 128 steps at 56x56)
-    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs, RUNS_C_EARLY=None), config, ("BD",))
+    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs), config, ("BD",))
     if cfg["RUNS"] & (cfg["RUNS"] - 1) or cfg["RUNS"] < 0:
         raise ValueError(f"RUNS must be 0 or a power of 2, got {cfg['RUNS']}")
-    if cfg["RUNS_C_EARLY"] is None:  # C with the other tiles where a plane takes several chunks
-        cfg["RUNS_C_EARLY"] = bool(cfg["RUNS"]) and H * W > 32 * cfg["RUNS"]
     if "BD" not in (config or {}):
         if cfg["RUNS"]:
             cfg["BD"] = cfg["num_warps"] * ((2 if elem_size >= 4 else 4) if small else 1)
@@ -299,7 +291,7 @@ def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
         B, B.stride(0), B.stride(1), C, C.stride(0), C.stride(1), y, y.stride(0), y.stride(1), y.stride(2),
         A_, D_, bias_, dim_g, H, W, 1,
         BD=cfg["BD"], LP=_pow2(H * W), HP=_pow2(H), WP=_pow2(W), ALIGN=_align(*[t.flatten(-2) for t in (u, delta, y)]),
-        RUNS=cfg["RUNS"], C_EARLY=bool(cfg["RUNS_C_EARLY"]), HC=H if cfg["RUNS"] else 0, WC=W if cfg["RUNS"] else 0,
+        RUNS=cfg["RUNS"], HC=H if cfg["RUNS"] else 0, WC=W if cfg["RUNS"] else 0,
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         num_warps=cfg["num_warps"])
     return y
