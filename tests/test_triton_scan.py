@@ -165,6 +165,11 @@ INTERP_CASES = [
     group_case(1, 2, 7, 1, config=dict(PLANE=1, RUNS=2)),
     group_case(1, 3, 6, 12, dtype="bfloat16", config=dict(PLANE=1, RUNS=2, BD=8, num_warps=2)),
     group_case(1, 5, 3, 6, config=dict(PLANE=1, RUNS=8, BD=2, num_warps=1)),
+    # ... the runs' entering states from an inclusive scan of their totals and a gather (RUNS_GATHER, the
+    # default on planes of at most 64 positions and in 16-bit dtypes) or a four-component scan
+    group_case(2, 3, 5, 7, config=dict(RUNS_GATHER=0)),
+    group_case(1, 5, 13, 11, config=dict(RUNS_GATHER=1)),
+    group_case(1, 6, 9, 7, dtype="bfloat16", config=dict(RUNS_GATHER=0)),
     # the strip kernel (opt-in STRIPS=1; channel-first planes cut into strips scanned at once, each
     # folding its predecessors' aggregates): several strips per plane that end mid-row, partial column
     # strips at either end (reversed groups), one row, one column, its default tiles, 16-bit inputs
@@ -520,6 +525,9 @@ GPU_CASES = [
     group_case(2, 112, 7, 7),
     group_case(2, 112, 7, 7, dtype="bfloat16"),
     group_case(2, 112, 7, 7, dtype="bfloat16", config=dict(RUNS=0)),
+    group_case(2, 112, 7, 7, config=dict(RUNS_GATHER=0)),
+    group_case(2, 87, 14, 14, config=dict(RUNS_GATHER=1)),
+    group_case(2, 87, 14, 14, dtype="bfloat16", config=dict(RUNS_GATHER=0)),
     group_case(2, 87, 14, 14, dtype="bfloat16", config=dict(RUNS=8, BD=8, num_warps=8)),
     group_case(2, 32, 28, 28, config=dict(PLANE=1)),
     group_case(2, 16, 56, 56, config=dict(PLANE=1, BD=1, num_warps=16)),
@@ -678,16 +686,19 @@ def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_d
     from ssmzoo.ops.triton_plane import plane_config
 
     # 14x14: runs of 4, one plane per warp; 7x7: runs of 2, two planes per warp (fp32) or four (16-bit)
-    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4)
-    assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2)
-    assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2)
-    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4)
-    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8)
-    # RUNS=0: the whole-plane tiles, about 1024 elements per program
-    assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0)
-    assert plane_config(128, 7, 7, dict(RUNS=0)) == dict(BD=16, num_warps=4, RUNS=0)
+    # ... the runs' entering states by a gather on small planes and in 16-bit dtypes
+    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4, RUNS_GATHER=0)
+    assert plane_config(87, 14, 14, elem_size=2) == dict(BD=4, num_warps=4, RUNS=4, RUNS_GATHER=1)
+    assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2, RUNS_GATHER=1)
+    assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2, RUNS_GATHER=1)
+    assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4, RUNS_GATHER=0)
+    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8, RUNS_GATHER=0)
+    assert plane_config(128, 7, 7, dict(RUNS_GATHER=0))["RUNS_GATHER"] == 0
+    # RUNS=0: the whole-plane tiles, about 1024 elements per program (RUNS_GATHER unused)
+    assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0, RUNS_GATHER=0)
+    assert plane_config(128, 7, 7, dict(RUNS=0))["BD"] == 16
     # ... also the default on planes larger than 16 x 16, where the runs were not measured
-    assert plane_config(32, 28, 28) == dict(BD=1, num_warps=4, RUNS=0)
+    assert plane_config(32, 28, 28) == dict(BD=1, num_warps=4, RUNS=0, RUNS_GATHER=0)
 
 
 def test_plane_kernel_runs_measure_a_batch_entrys_span_for_their_32_bit_offsets():

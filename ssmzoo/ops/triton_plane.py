@@ -60,6 +60,10 @@ DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
 # (docs/gpu_runs/s29_run2.txt, s29_run3_ab.txt): C loaded with a chunk's other tiles instead of after
 # its scan (even at 14x14, slower at 7x7), the next chunk's tiles loaded before a chunk's scan, and
 # several batch entries per program with the next one's tiles loaded ahead (slower or even everywhere).
+# RUNS_GATHER (the state entering each run from an inclusive scan of the runs' totals and a gather of
+# the left lane's, instead of a four-component scan): on planes of at most 64 positions and in 16-bit
+# dtypes (docs/gpu_runs/s29_run5.txt: 7x7 C512 fp32 17.2 -> 16.5 us, bf16 16.0 -> 15.2; 14x14 C348 bf16
+# 38.0 -> 37.3), not on 14x14 in fp32 (45.3 -> 45.8).
 RUNS_SMALL_PLANE = 64
 
 
@@ -120,12 +124,13 @@ def _cols(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
 
 @triton.jit
 def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one,
-          H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, COLS: tl.constexpr, REV: tl.constexpr,
-          HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+          H: tl.constexpr, W: tl.constexpr, R: tl.constexpr, GATHER: tl.constexpr, COLS: tl.constexpr,
+          REV: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """One direction over BD whole planes, a warp per plane or per few planes (RUNS): (32, BD, R) tiles whose
     element (lane, c, r) is step s = 32 R j + R lane + r of chunk j, so each thread holds runs of R
     consecutive steps and the scan along them is a loop in registers; only the runs' totals cross
-    lanes (``_combine_x``: exclusive prefixes), no warps, no shared memory. Every direction is the
+    lanes (``_combine_x``: exclusive prefixes; with GATHER an inclusive scan of two components and each
+    lane's left neighbour's result, fewer instructions), no warps, no shared memory. Every direction is the
     same forward scan over steps s, read through its position map (column-major: h = s mod H,
     w = s div H; reversed: s -> HW - 1 - s), so no scan runs reversed. The steps along r are scaled
     by ``one`` (a run-time 1) to hide their contiguity: Triton's layout pass orders axes of equal
@@ -159,7 +164,13 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         # the runs' totals (32, BD, 1): kept 3-D, as Triton's scan wants its operand's blocked layout
         at = tl.sum(tl.where(r3 == R - 1, Ap, 0.0), axis=2, keep_dims=True)
         bt2 = tl.sum(tl.where(r3 == R - 1, hl, 0.0), axis=2, keep_dims=True)
-        _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
+        if GATHER:  # inclusive scan of the totals, then each lane takes its left neighbour's
+            ai, bi = tl.associative_scan((at, bt2), axis=0, combine_fn=_combine)
+            left = tl.maximum(l3 - 1, 0) + zero3                             # (32, BD, 1)
+            ea = tl.where(l3 == 0, 1.0, tl.gather(ai, left, axis=0))
+            eb = tl.where(l3 == 0, 0.0, tl.gather(bi, left, axis=0))
+        else:
+            _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
         h = hl + Ap * (ea * S + eb)                                             # + state entering each run
         S = tl.sum(tl.sum(tl.where(last, h, 0.0), axis=2, keep_dims=True), axis=0, keep_dims=True)
         ct = _load01(c_row + pos + zero3, valid, 2).to(tl.float32)
@@ -174,7 +185,7 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
                   b_ptr, sb_b, sb_g, c_ptr, sc_b, sc_g, y_ptr, sy_b, sy_g, sy_c,
                   A_ptr, D_ptr, bias_ptr, dim_g, H, W, one,
                   BD: tl.constexpr, LP: tl.constexpr, HP: tl.constexpr, WP: tl.constexpr,
-                  ALIGN: tl.constexpr, RUNS: tl.constexpr, HC: tl.constexpr, WC: tl.constexpr,
+                  ALIGN: tl.constexpr, RUNS: tl.constexpr, GATHER: tl.constexpr, HC: tl.constexpr, WC: tl.constexpr,
                   HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """Grid (channel blocks, 4 groups, batch). Planes are contiguous: h stride W, w stride 1."""
     blk = tl.program_id(0)
@@ -199,16 +210,16 @@ def _plane_kernel(u_ptr, su_b, su_g, su_c, dt_ptr, sdt_b, sdt_g, sdt_c,
         rdt = g * sdt_g + cl * sdt_c
         ry = g * sy_g + cl * sy_c
         if g == 0:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, GATHER,
                   False, False, HAS_D, HAS_BIAS, SOFTPLUS)
         elif g == 1:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, GATHER,
                   True, False, HAS_D, HAS_BIAS, SOFTPLUS)
         elif g == 2:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, GATHER,
                   False, True, HAS_D, HAS_BIAS, SOFTPLUS)
         else:
-            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS,
+            _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, one, HC, WC, RUNS, GATHER,
                   True, True, HAS_D, HAS_BIAS, SOFTPLUS)
     else:  # whole-plane tiles
         ru = bb * su_b + g * su_g + cl * su_c                 # (BD,) plane starts
@@ -252,13 +263,14 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
 
 def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem_size: int = 4) -> dict:
     """RUNS (steps per thread's run, 0 for the whole-plane tiles), BD channels per program (a power of
-    2) and num_warps. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
+    2), num_warps and RUNS_GATHER. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
     planes of at most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
     about DEFAULT_ELEMS elements of each tensor per program (at least one plane) on DEFAULT_WARPS warps."""
     small = H * W <= RUNS_SMALL_PLANE
     runs = 0 if H * W > MAX_DEFAULT_PLANE else 2 if small else 4  # (larger planes: runs not measured, and
     # their chunks, unrolled, take minutes to compile: 25 of 128 steps at 56x56)
-    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs), config, ("BD",))
+    gather = int(small or elem_size < 4)  # (RUNS_GATHER: see RUNS_SMALL_PLANE)
+    cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs, RUNS_GATHER=gather), config, ("BD",))
     if cfg["RUNS"] & (cfg["RUNS"] - 1) or cfg["RUNS"] < 0:
         raise ValueError(f"RUNS must be 0 or a power of 2, got {cfg['RUNS']}")
     if "BD" not in (config or {}):
@@ -291,7 +303,7 @@ def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
         B, B.stride(0), B.stride(1), C, C.stride(0), C.stride(1), y, y.stride(0), y.stride(1), y.stride(2),
         A_, D_, bias_, dim_g, H, W, 1,
         BD=cfg["BD"], LP=_pow2(H * W), HP=_pow2(H), WP=_pow2(W), ALIGN=_align(*[t.flatten(-2) for t in (u, delta, y)]),
-        RUNS=cfg["RUNS"], HC=H if cfg["RUNS"] else 0, WC=W if cfg["RUNS"] else 0,
+        RUNS=cfg["RUNS"], GATHER=bool(cfg["RUNS_GATHER"]), HC=H if cfg["RUNS"] else 0, WC=W if cfg["RUNS"] else 0,
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None, SOFTPLUS=bool(delta_softplus),
         num_warps=cfg["num_warps"])
     return y
