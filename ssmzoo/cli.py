@@ -121,7 +121,7 @@ def info_cmd(
 def download_cmd(
     models: List[str] = typer.Argument(..., help="Model names to fetch into the Hugging Face cache."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub branch, tag or commit (default: manifest's)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo\\[/file]\\[@rev]."),
 ) -> None:
     """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
     from .hub import resolve_weights

@@ -57,3 +57,12 @@ def test_missing_repo_is_one_line_error(cli, hub, mini_files):
     assert res.code == 1
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "ssmzoo-test/groupmamba-mini" in errors[0]
+
+
+@pytest.mark.parametrize("command", ["models", "info", "download", "convert", "classify", "eval", "benchmark",
+                                     "robustness"])
+def test_every_command_explains_itself(cli, command):
+    # (download's help once held rich markup by accident: "[/file]" crashed it with a traceback)
+    res = cli(command, "--help")
+    assert res.code == 0, res.stderr
+    assert "Usage" in res.stdout and "--help" in res.stdout
