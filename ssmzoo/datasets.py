@@ -272,12 +272,13 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     for n, name, label_text in _label_lines(labels_file):
         word = label_text.split()[0]
         label = resolver(word)
+        listed = files.get(name) or stems.get(name)
         if label is None:
-            if n == 1 and not samples:  # a header row (ImageId,PredictionString)
+            if n == 1 and listed is None:  # a header row (ImageId,PredictionString): names no image
                 continue
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
-        path = files.get(name) or stems.get(name) or data_dir / name
+        path = listed or data_dir / name
         if str(path) in seen:
             raise DatasetError(f"{labels_file}:{n}: {name} is listed twice")
         seen.add(str(path))
@@ -376,16 +377,16 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         parts = label_text.split()
         if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
             label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
-        label = resolver(label_text)
-        if label is None:
-            if n == 1 and not samples:  # header row
-                continue
-            raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
         path = Path(path_text)
         path = path if path.is_absolute() else root / path
         if not path.suffix and not path.exists():
             path = next((path.with_name(path.name + s) for s in VIDEO_SUFFIXES
                          if path.with_name(path.name + s).exists()), path)
+        label = resolver(label_text)
+        if label is None:
+            if n == 1 and not path.exists():  # a header row: names no file
+                continue
+            raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{list_file}: no 'path label' lines")

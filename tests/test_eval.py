@@ -251,6 +251,11 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", bad)
     assert res.code == 1 and res.stdout == ""
     assert res.stderr.strip().splitlines()[-1].startswith("error: ") and "bad_labels.txt:2" in res.stderr
+    # a first line naming an image is data, not a header: a typo there is an error, not a skipped line
+    typo = tmp_path / "typo_first.txt"
+    typo.write_text("ILSVRC2012_val_00000001.JPEG n0144O764\nILSVRC2012_val_00000002.JPEG n01440764\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", typo)
+    assert res.code == 1 and "typo_first.txt:1" in res.stderr.strip().splitlines()[-1]
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
     assert res.code == 1 and "--labels" in res.stderr and "Traceback" not in res.stderr
 
@@ -306,6 +311,18 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         lines = res.stderr.strip().splitlines()
         assert res.code == 1 and lines[-1].startswith("error:") and message in lines[-1], (args, res.stderr)
         assert "Traceback" not in res.stderr
+
+
+def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_path):
+    from ssmzoo.datasets import DatasetError, video_list_dataset
+
+    (tmp_path / "a.mp4").write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.mp4 notaclass\n")
+    with pytest.raises(DatasetError, match=r"list\.txt:1: "):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    lst.write_text("path label\na.mp4 3\n")
+    assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
 
 
 def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):
