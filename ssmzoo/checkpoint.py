@@ -18,7 +18,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -311,15 +311,27 @@ def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], *, model
     return model
 
 
-def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Optional[str] = None) -> int:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Optional[str] = None,
+                           check: Optional[Callable[[dict[str, Tensor]], None]] = None) -> int:
     """Write the checkpoint at ``src`` as a flat safetensors file at ``dst``; returns the tensor count.
 
     Tensors that share storage (tied weights) or are views are copied so safetensors accepts them,
     and every key stays present, so a strict load of the result works like a load of ``src``.
+    ``check`` (e.g. a strict load into a model) sees the state dict first: if it raises, nothing is
+    written. The file gets the usual permissions (safetensors itself creates it readable by its owner
+    only).
     """
     from safetensors.torch import save_file
 
     sd = load_state_dict(src, state_dict_key=state_dict_key)
+    if check is not None:
+        check(sd)
     out: dict[str, Tensor] = {}
     seen_storages: set[int] = set()
     for name, t in sd.items():
@@ -339,6 +351,7 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Opti
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_file(out, str(tmp), metadata={"format": "pt"})
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
     except OSError as e:
         tmp.unlink(missing_ok=True)

@@ -149,18 +149,18 @@ def convert_cmd(
     model: Optional[str] = typer.Option(None, "--model", help="Also check that the weights load strictly into this model."),
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
-    from .checkpoint import convert_to_safetensors, load_into_model, load_state_dict
+    from .checkpoint import convert_to_safetensors, load_into_model
     from .factory import adapt_state_dict, build_model
 
     if output.suffix != ".safetensors":
         fail(f"{output}: the output file must end in .safetensors")
-    count = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key)
-    if model:
-        built = build_model(_entry(model))
-        load_into_model(built, adapt_state_dict(load_state_dict(output), built), model_name=model)
-        print(f"{output}: {count} tensors, loads strictly into {model}")
-    else:
-        print(f"{output}: {count} tensors")
+    built = build_model(_entry(model)) if model else None  # an unknown model fails before anything is read
+
+    def strict_load(sd):  # before the file is written: a failed check writes nothing
+        load_into_model(built, adapt_state_dict(dict(sd), built), model_name=model)
+    count = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
+                                   check=strict_load if model else None)
+    print(f"{output}: {count} tensors" + (f", loads strictly into {model}" if model else ""))
 
 
 def _report_weights(model: str, resolved) -> None:

@@ -1,6 +1,7 @@
 """`ssmzoo classify`, `models`, `info` and `convert` as a user runs them."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -108,6 +109,23 @@ def test_convert_writes_safetensors_that_classify_the_same(cli, mini_files, exam
     from_pth = json.loads(cli(*args, "--weights", checkpoint).stdout)
     from_st = json.loads(cli(*args, "--weights", out).stdout)
     assert from_pth["top"] == from_st["top"]
+    assert oct(out.stat().st_mode & 0o777) == oct(0o666 & ~_umask())  # not safetensors' owner-only mode
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_convert_checks_before_it_writes(cli, mini_files, tmp_path):
+    manifest, checkpoint = mini_files
+    out = tmp_path / "wrong.safetensors"
+    res = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "stablemamba_tiny")
+    assert res.code == 1 and "Traceback" not in res.stderr and res.stderr.startswith("error:")
+    res2 = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "no_such_model")
+    assert res2.code == 1 and "no_such_model" in res2.stderr
+    assert not out.exists() and not list(tmp_path.glob("wrong*"))  # nothing written, no temp file left
 
 
 def test_video_and_image_inputs_mixed(cli, mini_files, mini_video_checkpoint, example_images, tmp_path):
