@@ -61,7 +61,7 @@ COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-
 
 @dataclass
 class BenchConfig:
-    batch_size: int = 128
+    batch_size: Optional[int] = None      # None: 128 on CUDA, 1 on CPU
     dtype: str = "fp32"
     img_size: Optional[int] = None        # None: the manifest's input size
     frames: Optional[int] = None          # None: the manifest's num_frames (video models)
@@ -239,6 +239,12 @@ def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
             raise SsmzooError(f"--peer {name}: not a timm model (`python -c \"import timm; "
                               f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)") from None
         raise
+
+
+def _timm_has(name: str) -> bool:
+    import timm
+
+    return timm.is_model(name)
 
 
 def _is_cnn(model: nn.Module) -> bool:
@@ -518,8 +524,12 @@ def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch
     if device.type == "cuda" and device.index is None:  # events and set_device need an index
         device = torch.device("cuda", torch.cuda.current_device())
     dtype = resolve_dtype(cfg.dtype)
-    if cfg.batch_size < 1:
+    if cfg.batch_size is not None and cfg.batch_size < 1:
         raise SsmzooError("--batch-size must be >= 1")
+    unknown = [name for name in cfg.peer_names if not _timm_has(name)]
+    if unknown:
+        raise SsmzooError(f"--peer {unknown[0]}: not a timm model (`python -c \"import timm; "
+                          f"print(timm.list_models('*{unknown[0].split('_')[0]}*'))\"` lists similar ones)")
     if cfg.cuda_graphs and device.type != "cuda":
         raise SsmzooError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
     if cfg.compile_mode not in COMPILE_MODES:
@@ -550,6 +560,8 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
     if cfg.peer_names:
         cfg = replace(cfg, peers=True)
     cuda = device.type == "cuda"
+    if cfg.batch_size is None:
+        cfg = replace(cfg, batch_size=128 if cuda else 1)
     warmup = cfg.warmup if cfg.warmup is not None else (10 if cuda else 2)
     iters = cfg.iters if cfg.iters is not None else (50 if cuda else 10)
     config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()}

@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -37,6 +38,27 @@ class State:
 def fail(message: str, code: int = 1) -> None:
     err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(code)
+
+
+def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
+    """Fails now, not after a long run, where ``path`` has the wrong suffix or cannot be written (its
+    folder is created, and a scratch file made and removed there; every process may check at once)."""
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        fail(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
+    if path.is_dir():
+        fail(f"{option} {path}: is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "a"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
+                pass
+    except OSError as exc:
+        fail(f"{option} {path}: cannot write it ({exc.strerror or exc})")
 
 
 def _entries():
@@ -152,8 +174,7 @@ def convert_cmd(
     from .checkpoint import convert_to_safetensors, load_into_model
     from .factory import adapt_state_dict, build_model
 
-    if output.suffix != ".safetensors":
-        fail(f"{output}: the output file must end in .safetensors")
+    _check_output("output", output, (".safetensors",))
     built = build_model(_entry(model)) if model else None  # an unknown model fails before anything is read
 
     def strict_load(sd):  # before the file is written: a failed check writes nothing
@@ -279,9 +300,8 @@ def eval_cmd(
     from .factory import load_model
 
     parsed_views = _parse_views(views)
-    for option, path, suffixes in (("--output", output, (".json", ".csv")), ("--per-sample", per_sample, (".csv", ".jsonl"))):
-        if path is not None and path.suffix.lower() not in suffixes:
-            fail(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
+    _check_output("--output", output, (".json", ".csv"))
+    _check_output("--per-sample", per_sample, (".csv", ".jsonl"))
     ctx, device = init_from_env(device)
 
     def resolved(r) -> None:
@@ -328,7 +348,8 @@ def benchmark_cmd(
         None, "--model", "-m", help="Model name (repeatable), or 'all' for the whole zoo."),
     op: Optional[str] = typer.Option(None, "--op", help="Time one operator instead: 'scan' (runs benchmarks/scan.py, CUDA)."),
     op_args: str = typer.Option("", "--op-args", help="Arguments passed to the --op script, e.g. '--no-torch'."),
-    batch_size: int = typer.Option(128, "--batch-size", "-b", help="Images (or clips) per forward pass."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", "-b", help="Images (or clips) per forward pass (default: 128 on CUDA, 1 on CPU)."),
     dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
     img_size: Optional[int] = typer.Option(None, "--img-size", help="Square input side (default: the manifest's, e.g. 224)."),
     frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip for video models (default: the manifest's)."),
@@ -427,8 +448,9 @@ def robustness_cmd(
     from .distributed import init_from_env
     from .evaluate import progress_bar
     from .factory import load_model
-    from .robustness import (SweepError, build_conditions, ce_table, charts, check_plot_target, parse_corruptions,
-                             parse_qualities, parse_severities, results_table, run_robustness, save_plot)
+    from .robustness import (PLOT_SUFFIXES, SweepError, build_conditions, ce_table, charts, check_plot_target,
+                             parse_corruptions, parse_qualities, parse_severities, results_table, run_robustness,
+                             save_plot)
 
     try:
         qualities = parse_qualities(jpeg_quality) if jpeg_quality is not None else []
@@ -444,10 +466,10 @@ def robustness_cmd(
     if weights and len(weights) != len(models):
         fail(f"--weights was given {len(weights)} times for {len(models)} --model: give one per model, in order", code=2)
     parsed_views = _parse_views(views)
-    if output is not None and output.suffix.lower() not in (".json", ".csv"):
-        fail(f"--output {output}: expected a .json or .csv file name")
+    _check_output("--output", output, (".json", ".csv"))
     if plot is not None:
         check_plot_target(plot)
+        _check_output("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
     if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
         fail("the --model entries must predict the same labels from the same kind of input: "
@@ -515,12 +537,27 @@ def robustness_cmd(
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1, never a traceback."""
+    """Console entry point: user errors become one line on stderr and exit code 1 (a malformed command
+    line: exit code 2, as click's), never a traceback."""
+    # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
+    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
     try:
-        app(args=argv, prog_name="ssmzoo")
+        code = app(args=argv, prog_name="ssmzoo", standalone_mode=False)
+    except usage_error as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # `ssmzoo` alone: the help, as click shows it
+            exc.show()
+            sys.exit(exc.exit_code)
+        where = exc.ctx.command_path if exc.ctx is not None else "ssmzoo"
+        print(f"error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        print("interrupted", file=sys.stderr)
+        sys.exit(130)
     except SsmzooError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
+    if isinstance(code, int) and code:
+        sys.exit(code)

@@ -153,6 +153,10 @@ def test_exactly_warmup_plus_iters_forward_passes(monkeypatch, mini_files):
     assert row.gflops * 1e9 == pytest.approx(2 * 27 * 4 * 14 * 14)
     assert row.samples_per_s == pytest.approx(3 * 5 / (sum(row.latencies_ms) / 1e3), rel=1e-3)
 
+    calls.clear()  # without --batch-size: one image per pass on a CPU (128 on CUDA)
+    report = bm.run_benchmark([entry], bm.BenchConfig(device="cpu", warmup=1, iters=2, img_size=16))
+    assert calls == [1] * 3 and report.config["batch_size"] == 1
+
 
 def test_a_model_compiled_with_its_own_inductor_settings_says_so(monkeypatch, mini_files):
     """Peers compile with Inductor's defaults, so a ratio under --compile is only fair if the report
@@ -251,8 +255,11 @@ def test_bad_options_are_one_line(cli, mini_files):
                     "--dtype")
     _one_line_error(cli("benchmark", "--device", "cpu"), "--model")
     _one_line_error(cli("benchmark", "--op", "matmul"), "--op")
-    _one_line_error(cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
-                        "--peer", "no_such_timm_model", "--json"), "groupmamba_mini", "no_such_timm_model")
+    # an unknown peer is reported before anything is timed, not after the ssmzoo model's run
+    res = cli("--manifest", manifest, "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
+              "--peer", "no_such_timm_model", "--json")
+    _one_line_error(res, "--peer no_such_timm_model", "not a timm model")
+    assert res.stdout == ""
 
 
 def test_non_vit_peer_for_video_model_is_one_line(cli, mini_files):

@@ -305,7 +305,11 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         (("--dataset", "imagenet", "--data-dir", tmp_path / "videos"), "no ImageNet synset folders"),
         (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.txt"), "--output"),
+        # checked before the run, not when the results are written at its end
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "videos.json"), "is a directory"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--per-sample", lst / "x.csv"), "cannot write"),
     ]
+    (tmp_path / "videos.json").mkdir()
     for args, message in checks:
         res = _eval(cli, eval_env, *args)
         lines = res.stderr.strip().splitlines()
