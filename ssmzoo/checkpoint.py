@@ -179,22 +179,26 @@ def _torch_load(path: Path) -> Any:
                 "it yourself where you trust the file"
             ) from None
         raise WeightsError(
-            f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); delete it and download again"
+            f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); {REDO}"
         ) from None
     except (EOFError, zipfile.BadZipFile) as e:
         raise WeightsError(
             f"{path} is truncated (unexpected end of file: {_one_line(str(e)) or type(e).__name__}); "
-            "delete it and download again"
+            f"{REDO}"
         ) from None
     except RuntimeError as e:
         raise WeightsError(
-            f"{path} is truncated or corrupt ({_one_line(str(e))}); delete it and download again"
+            f"{path} is truncated or corrupt ({_one_line(str(e))}); {REDO}"
         ) from None
     except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
         raise WeightsError(
             f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
-            "delete it and download again"
+            f"{REDO}"
         ) from None
+
+
+# what to do about a damaged file: most come from an interrupted download, some are the user's own
+REDO = "delete it and download it again (or save it again, if it is your own file)"
 
 
 def _one_line(text: str, limit: int = 120) -> str:
@@ -218,7 +222,7 @@ def read_checkpoint(
     size = p.stat().st_size
     if size == 0:
         raise WeightsError(
-            f"weights file {p} is empty (0 bytes), probably an interrupted download; delete it and download again"
+            f"weights file {p} is empty (0 bytes), probably an interrupted download; {REDO}"
         )
     if sha256:
         got = sha256_file(p)
@@ -241,7 +245,7 @@ def read_checkpoint(
             obj: Any = load_file(str(p), device="cpu")
         except (SafetensorError, OSError, RuntimeError) as e:
             raise WeightsError(
-                f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); delete it and download again"
+                f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); {REDO}"
             ) from None
     else:
         obj = _torch_load(p)

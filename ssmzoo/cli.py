@@ -241,7 +241,7 @@ def classify_cmd(
             for note in result.notes:
                 out.print(f"  [dim]note: {note}[/]")
     if failed:
-        err.print(f"{failed} of {len(items)} inputs failed", markup=False)
+        err.print(f"{failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed", markup=False)
         raise typer.Exit(1)
 
 

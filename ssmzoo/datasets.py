@@ -401,9 +401,9 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
         raise DatasetError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
     is_video = name in VIDEO_DATASET_LABELS
     if is_video != entry.is_video:
-        kind = "video" if entry.is_video else "image"
-        raise DatasetError(f"--dataset {name} is a {'video' if is_video else 'image'} dataset, but "
-                           f"{entry.name} is a {kind} model")
+        kind = "a video" if entry.is_video else "an image"
+        raise DatasetError(f"--dataset {name} is {'a video' if is_video else 'an image'} dataset, but "
+                           f"{entry.name} is {kind} model")
     if is_video:
         if list_file is None:
             raise DatasetError(f"--dataset {name} needs --list FILE ('path label' lines)")

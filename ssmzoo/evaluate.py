@@ -316,7 +316,7 @@ def check_compatible(entry: ModelEntry, data: EvalData) -> None:
     if data.label_set != entry.labels:
         raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
     if (data.kind == "video") != entry.is_video:
-        raise SsmzooError(f"{data.name} is a {data.kind} dataset, but {entry.name} is "
+        raise SsmzooError(f"{data.name} is {'a video' if data.kind == 'video' else 'an image'} dataset, but {entry.name} is "
                           f"{'a video' if entry.is_video else 'an image'} model")
 
 

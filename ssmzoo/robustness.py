@@ -82,6 +82,8 @@ def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int
                 raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
                                  f"write {end}..{start}")
             chunk = list(range(start, end + 1, step))
+            if not lo <= end <= hi:  # also where the steps stop short of it (10..101 -> 10, 20, ..., 100)
+                raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
         elif re.fullmatch(r"-?\d+", part):
             chunk = [int(part)]
         else:

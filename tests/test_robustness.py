@@ -75,6 +75,7 @@ def test_parse_qualities(text, expected):
 @pytest.mark.parametrize("text, message", [
     ("90..10", "empty"), ("0..120", "1..100"), ("abc", "START..END"), ("", "START..END"), ("10..90:0", "step"),
     ("101", "1..100"), ("-5", "1..100"), ("10..", "START..END"), ("10,,20", "START..END"), ("10-90", "START..END"),
+    ("10..101", "1..100"), ("95..200:50", "1..100"),  # an END out of range, also where the steps stop short of it
 ])
 def test_parse_qualities_rejects(text, message):
     with pytest.raises(SweepError) as info:
