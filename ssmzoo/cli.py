@@ -23,7 +23,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 # Piped output is not squeezed into 80 columns: tables stay whole for `grep` and logs.
 out = Console(highlight=False, soft_wrap=True,
@@ -119,7 +119,7 @@ def models_cmd(
 
 @app.command("info")
 def info_cmd(
-    model: str = typer.Argument(..., help="Model name (see `ssmzoo models`)."),
+    model: str = typer.Argument(..., metavar="MODEL", help="Model name (see `ssmzoo models`)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a model's manifest entry, resolved data config, counted parameters and scan backend."""
@@ -141,9 +141,9 @@ def info_cmd(
 
 @app.command("download")
 def download_cmd(
-    models: List[str] = typer.Argument(..., help="Model names to fetch into the Hugging Face cache."),
+    models: List[str] = typer.Argument(..., metavar="MODEL", help="Model names to fetch into the Hugging Face cache."),
     revision: Optional[str] = typer.Option(None, "--revision", help="Hub branch, tag or commit (default: manifest's)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo\\[/file]\\[@rev]."),
+    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
 ) -> None:
     """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
     from .hub import resolve_weights
@@ -165,8 +165,8 @@ def download_cmd(
 
 @app.command("convert")
 def convert_cmd(
-    checkpoint: Path = typer.Argument(..., help="A .pth/.pt/.bin/.safetensors checkpoint."),
-    output: Path = typer.Argument(..., help="Where to write the .safetensors file."),
+    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .pth/.pt/.bin/.safetensors checkpoint."),
+    output: Path = typer.Argument(..., metavar="OUTPUT", help="Where to write the .safetensors file."),
     state_dict_key: Optional[str] = typer.Option(None, "--state-dict-key", help="Key holding the weights (default: auto)."),
     model: Optional[str] = typer.Option(None, "--model", help="Also check that the weights load strictly into this model."),
 ) -> None:
@@ -205,7 +205,7 @@ def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
 
 @app.command("classify")
 def classify_cmd(
-    inputs: List[str] = typer.Argument(..., help="Image/video files, directories or glob patterns."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image/video files, directories or glob patterns."),
     model: str = typer.Option("groupmamba_tiny", "--model", "-m", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(
         None, "--weights", "-w", help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
