@@ -148,10 +148,10 @@ def download_cmd(
     """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
     from .hub import resolve_weights
 
+    entries = [_entry(name) for name in models]  # every name checked before anything is fetched
     failed = 0
-    for name in models:
+    for name, entry in zip(models, entries):
         try:
-            entry = _entry(name)
             resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True)
             if resolved.note:
                 err.print(f"{name}: {resolved.note}", markup=False)

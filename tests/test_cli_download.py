@@ -51,6 +51,14 @@ def test_first_classify_downloads_and_revision_is_honoured(cli, hub, mini_files,
     assert len([line for line in res.stderr.splitlines() if line.startswith("error:")]) == 1
 
 
+def test_download_checks_every_name_before_fetching_any(cli, hub, mini_files):
+    manifest, checkpoint = mini_files
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes())
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "groupmamba_minni")
+    assert res.code == 1 and res.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "groupmamba_minni" in res.stderr and hub.downloads() == 0
+
+
 def test_missing_repo_is_one_line_error(cli, hub, mini_files):
     manifest, _ = mini_files
     res = cli("--manifest", manifest, "download", "groupmamba_mini")
