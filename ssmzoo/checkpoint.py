@@ -121,7 +121,8 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
                 have = ", ".join(map(repr, list(node)[:8])) if isinstance(node, Mapping) else type(node).__name__
                 raise WeightsError(
                     f"{path} has no state-dict key {state_dict_key!r} (keys there: {have}); "
-                    "fix state_dict_key in the manifest or leave it null to detect it"
+                    "fix the key (convert: --state-dict-key; a model: state_dict_key in its manifest entry), or "
+                    "leave it out to detect it"
                 )
             node = node[part]
             key_path.append(part)
@@ -147,7 +148,8 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
         keys = ", ".join(map(repr, list(obj)[:8]))
         raise WeightsError(
             f"{path} contains no tensors at {'/'.join(key_path) or 'the top level'} (keys: {keys}); "
-            f"set state_dict_key in the manifest to the entry that holds the weights"
+            "name the entry that holds the weights (convert: --state-dict-key; a model: state_dict_key in its "
+            "manifest entry)"
         )
     dropped = [k for k in obj if k not in tensors]
     if dropped:
