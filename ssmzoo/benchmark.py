@@ -236,8 +236,7 @@ def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
             return timm.create_model(name, pretrained=False, num_classes=num_classes)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            raise SsmzooError(f"--peer {name}: not a timm model (`python -c \"import timm; "
-                              f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)") from None
+            raise _not_a_timm_model(name) from None
         raise
 
 
@@ -245,6 +244,11 @@ def _timm_has(name: str) -> bool:
     import timm
 
     return timm.is_model(name)
+
+
+def _not_a_timm_model(name: str) -> SsmzooError:
+    return SsmzooError(f"--peer {name}: not a timm model (`python -c \"import timm; "
+                       f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)")
 
 
 def _is_cnn(model: nn.Module) -> bool:
@@ -528,8 +532,7 @@ def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch
         raise SsmzooError("--batch-size must be >= 1")
     unknown = [name for name in cfg.peer_names if not _timm_has(name)]
     if unknown:
-        raise SsmzooError(f"--peer {unknown[0]}: not a timm model (`python -c \"import timm; "
-                          f"print(timm.list_models('*{unknown[0].split('_')[0]}*'))\"` lists similar ones)")
+        raise _not_a_timm_model(unknown[0])
     if cfg.cuda_graphs and device.type != "cuda":
         raise SsmzooError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
     if cfg.compile_mode not in COMPILE_MODES:

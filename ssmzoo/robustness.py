@@ -916,7 +916,8 @@ PLOT_SUFFIXES = (".png", ".svg", ".pdf")
 
 
 def check_plot_target(path: Path) -> None:
-    """Fails before a long sweep when the figure could not be written at the end."""
+    """Fails before a long sweep when the figure could not be drawn at the end (the CLI also checks
+    that ``path`` can be written)."""
     if path.suffix.lower() not in PLOT_SUFFIXES:
         raise SsmzooError(f"--plot {path}: expected a {', '.join(PLOT_SUFFIXES)} file name")
     try:
