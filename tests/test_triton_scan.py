@@ -674,12 +674,13 @@ def test_tile_sweeps_load_b_c_transposed_on_channels_last_maps_from_triton_3_7()
     # B/C tiles have no contiguous axis; on channels-last maps they must share u's layout (lanes on
     # the channels), which Triton 3.7+ gives them only when presented transposed (the interpreter runs
     # the installed version's path, so the interpreted channels-last cases above check that path)
-    from ssmzoo.ops.triton_scan import TIES_REVERSED, _bc_swap
+    # (``_load_tie2`` transposes them where TIES_REVERSED and the host says the channels are contiguous)
+    from ssmzoo.ops.triton_scan import _channels_contiguous
 
     channels_last = torch.randn(1, 3, 3, 4, 5).permute(0, 3, 4, 1, 2)
     channel_first = torch.randn(1, 4, 5, 3, 3)
-    assert _bc_swap(channels_last) == bool(TIES_REVERSED.value)
-    assert not _bc_swap(channel_first)
+    assert _channels_contiguous(channels_last)
+    assert not _channels_contiguous(channel_first)
 
 
 def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_dtype():

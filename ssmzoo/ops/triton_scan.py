@@ -143,22 +143,29 @@ def _load_params(A_ptr, D_ptr, bias_ptr, cl, cmask, NSTATE: tl.constexpr, NP: tl
 
 
 @triton.jit
-def _load_tie2(ptrs, mask, SWAP: tl.constexpr):
-    """Load of a 2-D tile with no contiguous axis (``_chunk``'s broadcast B/C); SWAP presents it
-    transposed, so that Triton breaks the tie between its axes the other way (``_bc_swap``)."""
-    if SWAP:
-        return tl.trans(tl.load(tl.trans(ptrs), mask=tl.trans(mask), other=0.0))
+def _load_tie2(ptrs, mask, CHANNELS_LAST: tl.constexpr):
+    """Load of a 2-D tile with no contiguous axis (``_chunk``'s broadcast B/C), laid out like u. Where
+    u's channels are contiguous (CHANNELS_LAST), Triton 3.6 lays B/C out with lanes on the channel axis,
+    as it lays out u (ties between axes broken by ascending index). From 3.7 (``TIES_REVERSED``) the tie
+    goes the other way and B/C land across the other axis: layout conversions through shared memory
+    every chunk (sm_90, channels-last 14x14 C348: 40 barriers and 544 shuffles instead of 20 and 292).
+    Presented transposed there, they are laid out as under 3.6 (24 and 292). Channel-first maps keep
+    3.7+'s own tie, which already matches u there (transposing them made it worse: 80 barriers
+    instead of 56)."""
+    if TIES_REVERSED:
+        if CHANNELS_LAST:
+            return tl.trans(tl.load(tl.trans(ptrs), mask=tl.trans(mask), other=0.0))
     return tl.load(ptrs, mask=mask, other=0.0)
 
 
 @triton.jit
 def _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
            NSTATE: tl.constexpr, NP: tl.constexpr, REV: tl.constexpr,
-           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, valid, BC_T: tl.constexpr = False):
+           HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, valid, CHANNELS_LAST: tl.constexpr = False):
     """One chunk of the scan on (BD, T) tiles in sequence order; returns y (no gate) and new state.
 
     offb/offc: (T,) offsets of B/C for state 0; pmask (T,) valid steps; valid (BD, T) full mask.
-    BC_T: B/C loaded transposed (``_bc_swap``).
+    CHANNELS_LAST: u's channels are contiguous (how B/C are loaded: ``_load_tie2``).
     The carried state enters through the first step's input (b_0 += a_0 * S), so the scan result
     is the state itself; padding steps are the identity (a = 1, b = 0).
     """
@@ -177,8 +184,8 @@ def _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
     zero = tl.zeros_like(u).to(tl.int32)  # B/C are loaded as broadcast (BD, T) tiles, directly in
     bmask = pmask[None, :] & (zero == 0)  # the scan's layout (a (T,) vector would need a shuffle)
     for n in tl.static_range(NSTATE):
-        bn = _load_tie2(b_ptr + n * sb_n + offb[None, :] + zero, bmask, BC_T).to(tl.float32)
-        cn = _load_tie2(c_ptr + n * sc_n + offc[None, :] + zero, bmask, BC_T).to(tl.float32)
+        bn = _load_tie2(b_ptr + n * sb_n + offb[None, :] + zero, bmask, CHANNELS_LAST).to(tl.float32)
+        cn = _load_tie2(c_ptr + n * sc_n + offc[None, :] + zero, bmask, CHANNELS_LAST).to(tl.float32)
         a = tl.exp2(dt * _column(A2, n, nidx)[:, None])
         b = dtu * bn
         b += tl.where(tidx[None, :] == first, a * _column(S, n, nidx)[:, None], 0.0)
@@ -220,7 +227,7 @@ def _sweep_flat(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sd
                 NSTATE: tl.constexpr, NP: tl.constexpr, BL: tl.constexpr, V: tl.constexpr,
                 TRANS: tl.constexpr, ALIGN: tl.constexpr, REV: tl.constexpr, IN_FLIP: tl.constexpr,
                 FLAT: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, BC_T: tl.constexpr = False):
+                HAS_Z: tl.constexpr, ACC_IN: tl.constexpr, ACC_OUT: tl.constexpr, CHANNELS_LAST: tl.constexpr = False):
     """Scan along the flat position p = h * W + w (1-D sequences: H = 1, W = L).
 
     REV walks p from L - 1 down to 0 (chunks from the end, each scanned backwards, so loads stay
@@ -277,7 +284,7 @@ def _sweep_flat(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sd
                          mask=valid, other=0.0).to(tl.float32)
         y, S = _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n,
                       _pos(s, W, sb_h, sb_w, FLAT), _pos(s, W, sc_h, sc_w, FLAT), pmask,
-                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid, BC_T)
+                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid, CHANNELS_LAST)
         if TRANS:
             y = _from_seq(y, R, V)
             offy = _pos(p3, W, sy_h, sy_w, FLAT)[:, :, None] + ry[None, None, :]
@@ -304,10 +311,10 @@ def _sweep_cols(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sd
                 A_ptr, D_ptr, bias_ptr, cl, cmask, H, W,
                 NSTATE: tl.constexpr, NP: tl.constexpr, HP: tl.constexpr, CB: tl.constexpr,
                 REV: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
-                SOFTPLUS: tl.constexpr, BC_T: tl.constexpr = False):
+                SOFTPLUS: tl.constexpr, CHANNELS_LAST: tl.constexpr = False):
     """Column-major scan of an H x W map: tiles of CB whole columns, loaded in memory order as
     (CB, HP, BD) and moved in registers to (BD, CB * HP), which is column-major sequence order
-    (rows h >= H are padding steps that leave the state unchanged). BC_T: see ``_bc_swap``."""
+    (rows h >= H are padding steps that leave the state unchanged). CHANNELS_LAST: see ``_load_tie2``."""
     T: tl.constexpr = CB * HP
     A2, Dv, bias = _load_params(A_ptr, D_ptr, bias_ptr, cl, cmask, NSTATE, NP, HAS_D, HAS_BIAS)
     S = tl.zeros([cl.shape[0], NP], dtype=tl.float32)
@@ -331,7 +338,7 @@ def _sweep_cols(u_ptr, u_off, su_c, su_h, su_w, dt_ptr, dt_off, sdt_c, sdt_h, sd
         offb = tl.reshape(w[:, None] * sb_w + hidx[None, :] * sb_h, (T,))
         offc = tl.reshape(w[:, None] * sc_w + hidx[None, :] * sc_h, (T,))
         y, S = _chunk(u, dt, S, A2, Dv, bias, b_ptr, sb_n, c_ptr, sc_n, offb, offc, pmask,
-                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid, BC_T)
+                      NSTATE, NP, REV, HAS_BIAS, SOFTPLUS, valid, CHANNELS_LAST)
         y = _from_seq(y, CB, HP)
         tl.store(y_ptr + (w[:, None] * sy_w + hidx[None, :] * sy_h)[:, :, None] + (y_off + cl * sy_c)[None, None, :],
                  y.to(y_ptr.dtype.element_ty), mask=valid3)
@@ -815,7 +822,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
-                   BC_T: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+                   CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
     pid_d = tl.program_id(0)
     g = tl.program_id(1)
@@ -859,13 +866,13 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                         c0, sc_n, sc_h, sc_w, y_ptr, 0, 0, 0, 0, y_ptr, y_ptr, yo, sy_c, sy_h, sy_w,
                         A0, D0, bias0, cl, cmask, H * W, W,
                         NSTATE, NP, BL, V, TRANS, ALIGN, False, False, FLAT, HAS_D, HAS_BIAS, SOFTPLUS,
-                        False, False, False, BC_T)
+                        False, False, False, CHANNELS_LAST)
         else:
             _sweep_flat(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
                         c0, sc_n, sc_h, sc_w, y_ptr, 0, 0, 0, 0, y_ptr, y_ptr, yo, sy_c, sy_h, sy_w,
                         A0, D0, bias0, cl, cmask, H * W, W,
                         NSTATE, NP, BL, V, TRANS, ALIGN, True, False, FLAT, HAS_D, HAS_BIAS, SOFTPLUS,
-                        False, False, False, BC_T)
+                        False, False, False, CHANNELS_LAST)
     else:  # column-major, reversed for group 3; sub-blocks of BDC channels keep the tiles small
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
@@ -892,11 +899,11 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
             elif g == 1:  # COLS == 0: v2, tiles reshaped into sequence order
                 _sweep_cols(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
                             c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj, cj < dim_g,
-                            H, W, NSTATE, NP, HP, CB, False, HAS_D, HAS_BIAS, SOFTPLUS, BC_T)
+                            H, W, NSTATE, NP, HP, CB, False, HAS_D, HAS_BIAS, SOFTPLUS, CHANNELS_LAST)
             else:
                 _sweep_cols(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
                             c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj, cj < dim_g,
-                            H, W, NSTATE, NP, HP, CB, True, HAS_D, HAS_BIAS, SOFTPLUS, BC_T)
+                            H, W, NSTATE, NP, HP, CB, True, HAS_D, HAS_BIAS, SOFTPLUS, CHANNELS_LAST)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1151,15 +1158,10 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     return cfg
 
 
-def _bc_swap(u: Tensor) -> bool:
-    """Whether the tile sweeps (``_sweep_flat``, ``_sweep_cols``) load B/C transposed (``_load_tie2``):
-    where u's channels are contiguous, Triton 3.6 lays B/C (no contiguous axis; ties broken by
-    ascending axis) out with lanes on the channel axis, as it lays out u. From 3.7 (``TIES_REVERSED``)
-    the tie goes the other way and B/C land across the other axis: layout conversions through shared
-    memory every chunk (sm_90, channels-last 14x14 C348: 40 barriers and 544 shuffles instead of 20 and
-    292). Transposed, they are laid out as under 3.6 (24 and 292). Channel-first maps keep 3.7+'s own
-    tie, which already matches u there (transposing them made it worse: 80 barriers instead of 56)."""
-    return bool(TIES_REVERSED.value) and u.stride(2) == 1
+def _channels_contiguous(u: Tensor) -> bool:
+    """Are u's channels its contiguous axis (a channels-last map)? The tile sweeps load B/C by it
+    (``_load_tie2``)."""
+    return u.stride(2) == 1
 
 
 def _kernel_chosen(config: Optional[dict], key: str, default) -> bool:
@@ -1245,7 +1247,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
         COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"],
         EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=H * W // row_w % cfg["KR"] == 0,
-        WR=row_w if runs else 0, BC_T=_bc_swap(u),
+        WR=row_w if runs else 0, CHANNELS_LAST=_channels_contiguous(u),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"))
     return y
