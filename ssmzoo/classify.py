@@ -42,6 +42,10 @@ class ClassifyResult:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def failed(cls, path: str, error: str) -> "ClassifyResult":
+        return cls(path, media_kind(path), error=error)
+
 
 def media_kind(path: str | Path) -> str:
     return "video" if Path(path).suffix.lower() in VIDEO_SUFFIXES else "image"
@@ -142,7 +146,7 @@ class Classifier:
                 else:
                     ready[i] = self._video_result(path)
             except InputError as exc:
-                ready[i] = ClassifyResult(path, kind, error=str(exc))
+                ready[i] = ClassifyResult.failed(path, str(exc))
             while next_out in ready:
                 result = ready.pop(next_out)
                 next_out += 1

@@ -218,16 +218,20 @@ def classify_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
-    from .classify import Classifier, expand_inputs
+    from .classify import Classifier, ClassifyResult, expand_inputs
     from .factory import load_model
 
     parsed_views = _parse_views(views)
     entry = _entry(model)
-    loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
-                        on_resolved=lambda r: _report_weights(entry.name, r))
     items = expand_inputs(inputs)
+    if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
+        results = (ClassifyResult.failed(path, error) for path, error in items)
+    else:
+        loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
+                            on_resolved=lambda r: _report_weights(entry.name, r))
+        results = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items)
     failed = 0
-    for result in Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items):
+    for result in results:
         if not result.ok:
             failed += 1
             err.print(f"error: {result.error}", markup=False)
@@ -302,6 +306,8 @@ def eval_cmd(
     parsed_views = _parse_views(views)
     _check_output("--output", output, (".json", ".csv"))
     _check_output("--per-sample", per_sample, (".csv", ".jsonl"))
+    if output is not None and per_sample is not None and output.resolve() == per_sample.resolve():
+        fail(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
     ctx, device = init_from_env(device)
 
     def resolved(r) -> None:

@@ -269,12 +269,12 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
     seen: set[str] = set()
-    for n, name, label_text in _label_lines(labels_file):
+    for k, (n, name, label_text) in enumerate(_label_lines(labels_file)):
         word = label_text.split()[0]
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
         if label is None:
-            if n == 1 and listed is None:  # a header row (ImageId,PredictionString): names no image
+            if k == 0 and listed is None:  # a header row (ImageId,PredictionString): names no image
                 continue
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
@@ -373,7 +373,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         raise DatasetError(f"--data-dir {root}: no such directory")
     resolver = LabelResolver(label_set)
     samples: list[Sample] = []
-    for n, path_text, label_text in _label_lines(list_file):
+    for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
         parts = label_text.split()
         if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
             label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
@@ -384,7 +384,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
                          if path.with_name(path.name + s).exists()), path)
         label = resolver(label_text)
         if label is None:
-            if n == 1 and not path.exists():  # a header row: names no file
+            if k == 0 and not path.exists():  # a header row (after any comments): names no file
                 continue
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
         samples.append(Sample(str(path), label))

@@ -191,6 +191,15 @@ def test_stablemamba_with_a_users_checkpoint_classifies_and_converts(cli, exampl
     assert len(res.stdout.splitlines()) == 4
 
 
+def test_only_missing_inputs_are_reported_without_loading_a_model(cli, tmp_path):
+    # (the autouse fixture's HF_ENDPOINT is a closed port: loading groupmamba_tiny would fail loudly)
+    res = cli("classify", tmp_path / "gone.jpg", tmp_path / "*.png", "--model", "groupmamba_tiny", "--json")
+    assert res.code == 1 and "huggingface" not in res.stderr.lower() and "weights" not in res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [bool(r["error"]) for r in rows] == [True, True] and "no such file" in rows[0]["error"]
+    assert res.stderr.strip().splitlines()[-1] == "2 of 2 inputs failed"
+
+
 def test_unreachable_hub_without_cache_is_one_line_error(cli, example_images):
     """HF_ENDPOINT (set by the autouse fixture) points at a closed port: no retries, one line, exit 1."""
     res = cli("classify", example_images / "coffee.jpg", "--model", "groupmamba_tiny")

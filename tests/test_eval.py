@@ -308,6 +308,8 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         # checked before the run, not when the results are written at its end
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "videos.json"), "is a directory"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--per-sample", lst / "x.csv"), "cannot write"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.csv", "--per-sample",
+          tmp_path / "r.csv"), "both name"),
     ]
     (tmp_path / "videos.json").mkdir()
     for args, message in checks:
@@ -326,6 +328,8 @@ def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_pa
     with pytest.raises(DatasetError, match=r"list\.txt:1: "):
         video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
     lst.write_text("path label\na.mp4 3\n")
+    assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
+    lst.write_text("# my clips\npath label\na.mp4 3\n")  # a header after comment lines
     assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
 
 
