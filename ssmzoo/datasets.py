@@ -208,12 +208,19 @@ def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
+def _not_found(option: str, path: Path, directory: bool) -> DatasetError:
+    """Says what is at ``path`` instead of the directory (or file) the option needs."""
+    if not path.exists():
+        return DatasetError(f"{option} {path}: no such {'directory' if directory else 'file'}")
+    return DatasetError(f"{option} {path}: is {'not a directory' if directory else 'a directory, not a file'}")
+
+
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
     """ImageNet-1k validation in the ``val/<synset>/`` (or ``<synset>/``) tree, or flat with a labels file."""
     if label_set != "imagenet-1k":
         raise DatasetError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts {label_set}")
     if not data_dir.is_dir():
-        raise DatasetError(f"--data-dir {data_dir}: no such directory")
+        raise _not_found("--data-dir", data_dir, directory=True)
     if labels_file is not None:
         return _flat_imagenet(data_dir, label_set, labels_file)
     root = data_dir / "val" if (data_dir / "val").is_dir() else data_dir
@@ -331,7 +338,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
                         model_name: str = "the model") -> EvalData:
     """``<class>/<image>`` with each folder matched to one of the model's classes."""
     if not data_dir.is_dir():
-        raise DatasetError(f"--data-dir {data_dir}: no such directory")
+        raise _not_found("--data-dir", data_dir, directory=True)
     folders = _subdirs(data_dir)
     if not folders:
         raise DatasetError(f"--data-dir {data_dir}: no class folders (expected <class>/<image> files)")
@@ -370,7 +377,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         raise DatasetError(f"--dataset {name} needs a {expected} model; this one predicts {label_set}")
     root = data_dir if data_dir is not None else list_file.parent
     if not root.is_dir():
-        raise DatasetError(f"--data-dir {root}: no such directory")
+        raise _not_found("--data-dir", root, directory=True)
     resolver = LabelResolver(label_set)
     samples: list[Sample] = []
     for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
@@ -408,13 +415,13 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
         if list_file is None:
             raise DatasetError(f"--dataset {name} needs --list FILE ('path label' lines)")
         if not list_file.is_file():
-            raise DatasetError(f"--list {list_file}: no such file")
+            raise _not_found("--list", list_file, directory=False)
         return video_list_dataset(name, list_file, data_dir, entry.labels)
     if data_dir is None:
         raise DatasetError(f"--dataset {name} needs --data-dir DIR")
     for option, value in (("--labels", labels_file), ("--class-map", class_map)):
         if value is not None and not value.is_file():
-            raise DatasetError(f"{option} {value}: no such file")
+            raise _not_found(option, value, directory=False)
     if name == "imagenet":
         return imagenet_dataset(data_dir, entry.labels, labels_file)
     return imagefolder_dataset(data_dir, entry.labels, class_map, entry.name)

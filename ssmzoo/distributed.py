@@ -123,7 +123,7 @@ def init_from_env(device: str = "auto") -> tuple[DistContext, str]:
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available():
-            raise SsmzooError("--device cuda: no CUDA device is available (use --device cpu)")
+            raise SsmzooError(f"--device {device}: no CUDA device is available (use --device cpu)")
         if local_rank >= torch.cuda.device_count():
             raise SsmzooError(f"local rank {local_rank} has no GPU: {torch.cuda.device_count()} visible, "
                               f"--nproc-per-node must not exceed that")

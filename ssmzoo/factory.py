@@ -126,11 +126,14 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SsmzooError("--device cuda: no CUDA device is available (use --device cpu)")
+        raise SsmzooError(f"--device {device}: no CUDA device is available (use --device cpu)")
     try:
-        return torch.device(device)
+        resolved = torch.device(device)
     except RuntimeError:
         raise SsmzooError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise SsmzooError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return resolved
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:

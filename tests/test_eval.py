@@ -302,6 +302,8 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
     checks = [
         (("--dataset", "kinetics400", "--list", lst), "image model"),
         (("--dataset", "imagenet", "--data-dir", tmp_path / "nope"), "no such directory"),
+        (("--dataset", "imagenet", "--data-dir", lst), "is not a directory"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", tmp_path / "videos"), "a directory, not a file"),
         (("--dataset", "imagenet", "--data-dir", tmp_path / "videos"), "no ImageNet synset folders"),
         (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.txt"), "--output"),
