@@ -191,6 +191,12 @@ def _report_weights(model: str, resolved) -> None:
     err.print(f"{model}: weights {resolved.origin}", markup=False, style="dim")
 
 
+def _note_ignored_views(views: Optional[str], entry) -> None:
+    if views is not None and not entry.is_video:
+        err.print(f"note: --views applies to video models; {entry.name} is an image model, so it is ignored",
+                  markup=False, style="dim")
+
+
 def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
     if views is None:
         return None
@@ -221,8 +227,15 @@ def classify_cmd(
     from .classify import Classifier, ClassifyResult, expand_inputs
     from .factory import load_model
 
+    from .labels import class_names
+
     parsed_views = _parse_views(views)
     entry = _entry(model)
+    _note_ignored_views(views, entry)
+    n_classes = len(class_names(entry.labels))
+    if top_k > n_classes:
+        err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
+                  markup=False, style="dim")
     items = expand_inputs(inputs)
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
@@ -316,6 +329,8 @@ def eval_cmd(
 
     try:
         entry = _entry(model)
+        if ctx.is_main:
+            _note_ignored_views(views, entry)
         data = ctx.main_computes(lambda: build_dataset(dataset, entry, data_dir, labels_file=labels,
                                                        class_map=class_map, list_file=list_file).limit(limit))
         loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
@@ -484,6 +499,8 @@ def robustness_cmd(
         fail("corruptions are defined on images; video models take --jpeg-quality only (applied frame by frame)", code=2)
     conditions = build_conditions(qualities, corruptions, severities)
     ctx, device = init_from_env(device)
+    if ctx.is_main:
+        _note_ignored_views(views, entries[0])
 
     def resolved(name: str):
         def say(r) -> None:

@@ -191,6 +191,16 @@ def test_stablemamba_with_a_users_checkpoint_classifies_and_converts(cli, exampl
     assert len(res.stdout.splitlines()) == 4
 
 
+def test_options_that_cannot_apply_say_so(cli, mini_files, example_images):
+    manifest, checkpoint = mini_files
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+              "--weights", checkpoint, "--top-k", "2000", "--views", "2x1", "--json")
+    assert res.code == 0, res.stderr
+    assert len(json.loads(res.stdout)["top"]) == 1000
+    assert "--top-k 2000 is more than groupmamba_mini's 1000 classes" in res.stderr
+    assert "--views applies to video models" in res.stderr
+
+
 def test_only_missing_inputs_are_reported_without_loading_a_model(cli, tmp_path):
     # (the autouse fixture's HF_ENDPOINT is a closed port: loading groupmamba_tiny would fail loudly)
     res = cli("classify", tmp_path / "gone.jpg", tmp_path / "*.png", "--model", "groupmamba_tiny", "--json")
