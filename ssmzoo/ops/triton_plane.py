@@ -63,7 +63,13 @@ DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
 # RUNS_GATHER (the state entering each run from an inclusive scan of the runs' totals and a gather of
 # the left lane's, instead of a four-component scan): on planes of at most 64 positions and in 16-bit
 # dtypes (docs/gpu_runs/s29_run5.txt: 7x7 C512 fp32 17.2 -> 16.5 us, bf16 16.0 -> 15.2; 14x14 C348 bf16
-# 38.0 -> 37.3), not on 14x14 in fp32 (45.3 -> 45.8).
+# 38.0 -> 37.3), not on 14x14 in fp32 (45.3 -> 45.8). The first chunk enters from state 0, so it takes
+# its runs' entering states from the two-component scan whatever RUNS_GATHER says and skips the decay
+# products (session 30, docs/gpu_runs/s30_run4_ab.txt, with softplus through exp2: 14x14 C348 fp32
+# 45.3 -> 44.2 us, 7x7 C512 16.5 -> 15.9, bf16 4-7% faster). Not kept (s30_run1.txt, s30_pack.diff):
+# streams of several batch entries' planes scanned as one sequence (decay 0 at each plane's first step)
+# to fill the lanes a 49- or 196-step plane leaves idle: 20-35% fewer instructions per step, yet 10-90%
+# slower on every configuration tried.
 RUNS_SMALL_PLANE = 64
 
 
@@ -164,14 +170,18 @@ def _runs(u_ptr, ru, dt_ptr, rdt, b_row, c_row, y_ptr, ry, A2, bias, Dv, cmask, 
         # the runs' totals (32, BD, 1): kept 3-D, as Triton's scan wants its operand's blocked layout
         at = tl.sum(tl.where(r3 == R - 1, Ap, 0.0), axis=2, keep_dims=True)
         bt2 = tl.sum(tl.where(r3 == R - 1, hl, 0.0), axis=2, keep_dims=True)
-        if GATHER:  # inclusive scan of the totals, then each lane takes its left neighbour's
+        if GATHER or j == 0:  # inclusive scan of the totals, then each lane takes its left neighbour's
             ai, bi = tl.associative_scan((at, bt2), axis=0, combine_fn=_combine)
             left = tl.maximum(l3 - 1, 0) + zero3                             # (32, BD, 1)
-            ea = tl.where(l3 == 0, 1.0, tl.gather(ai, left, axis=0))
             eb = tl.where(l3 == 0, 0.0, tl.gather(bi, left, axis=0))
+            if j > 0:  # (the first chunk enters from state 0: its runs' decay products are not needed)
+                ea = tl.where(l3 == 0, 1.0, tl.gather(ai, left, axis=0))
         else:
             _, _, ea, eb = tl.associative_scan((at, bt2, at * 0.0 + 1.0, bt2 * 0.0), axis=0, combine_fn=_combine_x)
-        h = hl + Ap * (ea * S + eb)                                             # + state entering each run
+        if j > 0:
+            h = hl + Ap * (ea * S + eb)                                         # + state entering each run
+        else:
+            h = hl + Ap * eb                                                    # (ea * 0 + eb: exact, ea is finite)
         S = tl.sum(tl.sum(tl.where(last, h, 0.0), axis=2, keep_dims=True), axis=0, keep_dims=True)
         ct = _load01(c_row + pos + zero3, valid, 2).to(tl.float32)
         y = h * ct
