@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
 from .factory import InductorSettings, autocast, build_model, compile_model, resolve_device, resolve_dtype
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
@@ -246,9 +246,9 @@ def _timm_has(name: str) -> bool:
     return timm.is_model(name)
 
 
-def _not_a_timm_model(name: str) -> SsmzooError:
-    return SsmzooError(f"--peer {name}: not a timm model (`python -c \"import timm; "
-                       f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)")
+def _not_a_timm_model(name: str) -> UsageError:
+    return UsageError(f"--peer {name}: not a timm model (`python -c \"import timm; "
+                      f"print(timm.list_models('*{name.split('_')[0]}*'))\"` lists similar ones)")
 
 
 def _is_cnn(model: nn.Module) -> bool:
@@ -523,35 +523,35 @@ def _environment(device: torch.device) -> dict[str, Any]:
 
 
 def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch.device, torch.dtype]:
-    """Every option problem as one SsmzooError, before anything is built."""
+    """Every option problem as one UsageError, before anything is built."""
     device = resolve_device(cfg.device)
     if device.type == "cuda" and device.index is None:  # events and set_device need an index
         device = torch.device("cuda", torch.cuda.current_device())
     dtype = resolve_dtype(cfg.dtype)
     if cfg.batch_size is not None and cfg.batch_size < 1:
-        raise SsmzooError("--batch-size must be >= 1")
+        raise UsageError("--batch-size must be >= 1")
     unknown = [name for name in cfg.peer_names if not _timm_has(name)]
     if unknown:
         raise _not_a_timm_model(unknown[0])
     if cfg.cuda_graphs and device.type != "cuda":
-        raise SsmzooError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
+        raise UsageError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
     if cfg.compile_mode not in COMPILE_MODES:
-        raise SsmzooError(f"--compile-mode {cfg.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
+        raise UsageError(f"--compile-mode {cfg.compile_mode!r}: expected one of {', '.join(COMPILE_MODES)}")
     if cfg.cuda_graphs and cfg.compile and cfg.compile_mode in ("reduce-overhead", "max-autotune"):
-        raise SsmzooError(f"--cuda-graphs with --compile-mode {cfg.compile_mode}: that mode already uses CUDA "
-                          "graphs; use max-autotune-no-cudagraphs or default")
+        raise UsageError(f"--cuda-graphs with --compile-mode {cfg.compile_mode}: that mode already uses CUDA "
+                         "graphs; use max-autotune-no-cudagraphs or default")
     if cfg.threads is not None and cfg.threads < 1:
-        raise SsmzooError("--threads must be >= 1")
+        raise UsageError("--threads must be >= 1")
     if cfg.frames is not None:
         if cfg.frames < 1:
-            raise SsmzooError("--frames must be >= 1")
+            raise UsageError("--frames must be >= 1")
         if not any(e.is_video for e in entries):
-            raise SsmzooError("--frames: none of the selected models takes video")
+            raise UsageError("--frames: none of the selected models takes video")
     if cfg.img_size is not None and cfg.img_size < 1:
-        raise SsmzooError("--img-size must be >= 1")
+        raise UsageError("--img-size must be >= 1")
     for option, value in (("--warmup", cfg.warmup), ("--iters", cfg.iters)):
         if value is not None and value < (0 if option == "--warmup" else 1):
-            raise SsmzooError(f"{option} must be >= {0 if option == '--warmup' else 1}")
+            raise UsageError(f"{option} must be >= {0 if option == '--warmup' else 1}")
     return device, dtype
 
 
@@ -610,7 +610,7 @@ def run_scan_op(args: Sequence[str] = ()) -> None:
         raise SsmzooError("--op scan: benchmarks/scan.py was not found (it ships with the source checkout, "
                           "not the installed package; run from the repository root)")
     if not torch.cuda.is_available():
-        raise SsmzooError("--op scan times the Triton scan kernels and needs a CUDA device")
+        raise UsageError("--op scan times the Triton scan kernels and needs a CUDA device")
     spec = importlib.util.spec_from_file_location("ssmzoo_benchmarks_scan", path)
     module = importlib.util.module_from_spec(spec)
     try:

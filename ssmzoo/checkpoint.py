@@ -23,7 +23,7 @@ from typing import Any, Callable, Mapping, Optional, Union
 import torch
 from torch import Tensor, nn
 
-from .errors import WeightsError
+from .errors import WeightsError, WeightsOptionError
 
 __all__ = [
     "LoadedCheckpoint",
@@ -218,9 +218,9 @@ def read_checkpoint(
     """Read, verify and flatten a checkpoint; see :func:`load_state_dict`."""
     p = Path(path)
     if not p.exists():
-        raise WeightsError(f"weights file not found: {p}")
+        raise WeightsOptionError(f"weights file not found: {p}")
     if not p.is_file():
-        raise WeightsError(f"weights path is not a file: {p}")
+        raise WeightsOptionError(f"weights path is not a file: {p}")
     size = p.stat().st_size
     if size == 0:
         raise WeightsError(

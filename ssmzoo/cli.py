@@ -13,9 +13,13 @@ from typing import List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from . import __version__
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
+
+# click's UsageError, from the click typer uses (recent typers carry their own copy of click)
+ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 
 app = typer.Typer(
     name="ssmzoo",
@@ -35,9 +39,38 @@ class State:
     manifests: list[Path] = []
 
 
-def fail(message: str, code: int = 1) -> None:
+class Command(TyperCommand):
+    """Every ssmzoo command. A library :class:`UsageError` leaves as click's own usage errors do (exit
+    code 2, one line pointing at this command's --help), and an argument's help shows its metavar
+    alone (typer appends its type, e.g. ``INPUT <list[str]>``)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            raise ClickUsageError(str(exc), ctx=ctx) from None
+
+    def format_options(self, ctx, formatter) -> None:  # typer's layout, less the type after an argument
+        arguments, options = [], []
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                name = (param.metavar or param.name.upper()) + ("..." if param.nargs != 1 else "")
+                arguments.append((name, record[1]))
+            else:
+                options.append(record)
+        for title, rows in (("Arguments", arguments), ("Options", options)):
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+
+
+def fail(message: str) -> None:
+    """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead)."""
     err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
-    raise typer.Exit(code)
+    raise typer.Exit(1)
 
 
 def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
@@ -46,9 +79,9 @@ def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) 
     if path is None:
         return
     if path.suffix.lower() not in suffixes:
-        fail(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
+        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
     if path.is_dir():
-        fail(f"{option} {path}: is a directory")
+        raise UsageError(f"{option} {path}: is a directory")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
@@ -58,7 +91,7 @@ def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) 
             with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
                 pass
     except OSError as exc:
-        fail(f"{option} {path}: cannot write it ({exc.strerror or exc})")
+        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _entries():
@@ -77,6 +110,12 @@ def _json_print(obj) -> None:
     print(json.dumps(obj, indent=None, default=str))
 
 
+def _warn(data) -> None:
+    """What the dataset scan left out that the user may not expect, one line each (the run goes on)."""
+    for message in data.warnings:
+        err.print(f"warning: {message}", markup=False)
+
+
 def _version(value: bool) -> None:
     if value:
         print(f"ssmzoo {__version__}")
@@ -86,7 +125,8 @@ def _version(value: bool) -> None:
 @app.callback()
 def main(
     manifest: Optional[List[Path]] = typer.Option(
-        None, "--manifest", help="Extra manifest YAML adding or overriding models (repeatable; also $SSMZOO_MANIFEST)."),
+        None, "--manifest", metavar="FILE",
+        help="Extra manifest YAML adding or overriding models (repeatable; also $SSMZOO_MANIFEST)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
     from .allocator import keep_freed_memory
@@ -95,7 +135,7 @@ def main(
     State.manifests = list(manifest or [])
 
 
-@app.command("models")
+@app.command("models", cls=Command)
 def models_cmd(
     as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table."),
 ) -> None:
@@ -117,13 +157,13 @@ def models_cmd(
     out.print(table)
 
 
-@app.command("info")
+@app.command("info", cls=Command)
 def info_cmd(
     model: str = typer.Argument(..., metavar="MODEL", help="Model name (see `ssmzoo models`)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show a model's manifest entry, resolved data config, counted parameters and scan backend."""
-    from .zoo import model_info
+    from .zoo import info_rows, model_info
 
     info = model_info(_entry(model))
     if as_json:
@@ -132,27 +172,30 @@ def info_cmd(
     table = Table(show_header=False, title=f"{model}", title_justify="left")
     table.add_column("field", style="bold")
     table.add_column("value")
-    for key, value in info.items():
-        if isinstance(value, dict):
-            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
-        table.add_row(key, "" if value is None else str(value))
+    for label, value in info_rows(info):
+        table.add_row(label, value)
     out.print(table)
 
 
-@app.command("download")
+@app.command("download", cls=Command)
 def download_cmd(
     models: List[str] = typer.Argument(..., metavar="MODEL", help="Model names to fetch into the Hugging Face cache."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Hub branch, tag or commit (default: manifest's)."),
-    weights: Optional[str] = typer.Option(None, "--weights", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", metavar="REV", help="Hub branch, tag or commit (default: manifest's)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", metavar="HF-HUB-REF", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
 ) -> None:
     """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
-    from .hub import resolve_weights
+    from .hub import check_weights_request, resolve_weights
 
     entries = [_entry(name) for name in models]  # every name checked before anything is fetched
+    for entry in entries:
+        check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
     failed = 0
     for name, entry in zip(models, entries):
         try:
-            resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True)
+            resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True,
+                                       local_weights=False)
             if resolved.note:
                 err.print(f"{name}: {resolved.note}", markup=False)
             print(f"{name}: {resolved.path}  ({resolved.origin})")
@@ -163,12 +206,14 @@ def download_cmd(
         raise typer.Exit(1)
 
 
-@app.command("convert")
+@app.command("convert", cls=Command)
 def convert_cmd(
     checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .pth/.pt/.bin/.safetensors checkpoint."),
     output: Path = typer.Argument(..., metavar="OUTPUT", help="Where to write the .safetensors file."),
-    state_dict_key: Optional[str] = typer.Option(None, "--state-dict-key", help="Key holding the weights (default: auto)."),
-    model: Optional[str] = typer.Option(None, "--model", help="Also check that the weights load strictly into this model."),
+    state_dict_key: Optional[str] = typer.Option(
+        None, "--state-dict-key", metavar="KEY", help="Key holding the weights (default: auto)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", metavar="NAME", help="Also check that the weights load strictly into this model."),
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
     from .checkpoint import convert_to_safetensors, load_into_model
@@ -205,22 +250,26 @@ def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
         if clips < 1 or crops < 1:
             raise ValueError
     except ValueError:
-        fail(f"--views {views!r}: expected CLIPSxCROPS, e.g. 4x3 or 1x1")
+        raise UsageError(f"--views {views!r}: expected CLIPSxCROPS, e.g. 4x3 or 1x1") from None
     return clips, crops
 
 
-@app.command("classify")
+@app.command("classify", cls=Command)
 def classify_cmd(
     inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image/video files, directories or glob patterns."),
-    model: str = typer.Option("groupmamba_tiny", "--model", "-m", help="Model name (see `ssmzoo models`)."),
+    model: str = typer.Option(
+        "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
-    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="How many labels per input."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, help="Images per forward pass."),
-    views: Optional[str] = typer.Option(None, "--views", help="Video views CLIPSxCROPS (default: the model's protocol)."),
+        None, "--weights", "-w", metavar="CHECKPOINT",
+        help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, metavar="K", help="How many labels per input."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
+    dtype: str = typer.Option(
+        "fp32", "--dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass."),
+    views: Optional[str] = typer.Option(
+        None, "--views", metavar="CLIPSxCROPS", help="Video views CLIPSxCROPS (default: the model's protocol)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
@@ -266,13 +315,16 @@ def classify_cmd(
 def _eval_option(name: str):
     """An option ``eval`` and ``robustness`` share, defined once (a fresh OptionInfo per use)."""
     specs = {
-        "limit": ((None, "--limit"), dict(min=1, help="Evaluate N items: round-robin over classes in file order "
-                                          "(deterministic).")),
-        "batch_size": ((64, "--batch-size", "-b"), dict(min=1, help="Images, or video clips (views), per forward pass.")),
-        "workers": ((None, "--workers"), dict(min=0, help="DataLoader workers (default: CPUs per process less 2 above "
-                                              "4 CPUs, at most 32).")),
-        "device": (("auto", "--device"), dict(help="auto, cpu or cuda (under torchrun: each rank's own GPU).")),
-        "views": ((None, "--views"), dict(help="Video views CLIPSxCROPS (default: the paper's protocol).")),
+        "limit": ((None, "--limit"), dict(min=1, metavar="N", help="Evaluate N items: round-robin over classes in "
+                                          "file order (deterministic).")),
+        "batch_size": ((64, "--batch-size", "-b"), dict(min=1, metavar="N",
+                                                         help="Images, or video clips (views), per forward pass.")),
+        "workers": ((None, "--workers"), dict(min=0, metavar="N", help="DataLoader workers (default: CPUs per process "
+                                              "less 2 above 4 CPUs, at most 32).")),
+        "device": (("auto", "--device"), dict(metavar="DEVICE",
+                                              help="auto, cpu or cuda (under torchrun: each rank's own GPU).")),
+        "views": ((None, "--views"), dict(metavar="CLIPSxCROPS",
+                                          help="Video views CLIPSxCROPS (default: the paper's protocol).")),
         "cuda_graphs": ((None, "--cuda-graphs/--no-cuda-graphs"), dict(
             help="Replay each batch's forward from a captured CUDA graph (default: on with CUDA; same kernels and "
                  "predictions, far less launch overhead).")),
@@ -282,45 +334,55 @@ def _eval_option(name: str):
     args, kwargs = specs[name]
     return typer.Option(*args, **kwargs)
 
-@app.command("eval")
+@app.command("eval", cls=Command)
 def eval_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="imagenet, imagefolder, kinetics400 or ssv2."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/* or a flat folder with --labels; "
-        "imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the list's folder)."),
-    model: str = typer.Option("groupmamba_tiny", "--model", "-m", help="Model name (see `ssmzoo models`)."),
+        None, "--data-dir", metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/* or a flat folder with "
+        "--labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
+        "list's folder)."),
+    model: str = typer.Option(
+        "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
+        None, "--weights", "-w", metavar="CHECKPOINT",
+        help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
     labels: Optional[Path] = typer.Option(
-        None, "--labels", help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
+        None, "--labels", metavar="FILE",
+        help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
     class_map: Optional[Path] = typer.Option(
-        None, "--class-map", help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
+        None, "--class-map", metavar="FILE",
+        help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
     list_file: Optional[Path] = typer.Option(
-        None, "--list", help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
+        None, "--list", metavar="FILE",
+        help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),
     device: str = _eval_option("device"),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
+    dtype: str = typer.Option(
+        "fp32", "--dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
     views: Optional[str] = _eval_option("views"),
     cuda_graphs: Optional[bool] = _eval_option("cuda_graphs"),
     compile_: bool = _eval_option("compile_"),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the summary to results.json or .csv."),
-    per_sample: Optional[Path] = typer.Option(None, "--per-sample", help="Write each item's prediction to a .csv or .jsonl file."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Write the summary to results.json or .csv."),
+    per_sample: Optional[Path] = typer.Option(
+        None, "--per-sample", metavar="FILE", help="Write each item's prediction to a .csv or .jsonl file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of a table."),
 ) -> None:
     """Top-1/top-5 accuracy on a dataset, the paper's way; shards over processes under `torchrun -m ssmzoo eval`."""
     from .datasets import build_dataset
     from .distributed import init_from_env
     from .evaluate import evaluate, progress_bar, summary_table
-    from .factory import load_model
+    from .factory import check_load_options, load_model
 
     parsed_views = _parse_views(views)
     _check_output("--output", output, (".json", ".csv"))
     _check_output("--per-sample", per_sample, (".csv", ".jsonl"))
     if output is not None and per_sample is not None and output.resolve() == per_sample.resolve():
-        fail(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
+        raise UsageError(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
     ctx, device = init_from_env(device)
 
     def resolved(r) -> None:
@@ -329,10 +391,13 @@ def eval_cmd(
 
     try:
         entry = _entry(model)
+        check_load_options(entry, weights=weights, revision=revision, device=device, dtype=dtype)
         if ctx.is_main:
             _note_ignored_views(views, entry)
         data = ctx.main_computes(lambda: build_dataset(dataset, entry, data_dir, labels_file=labels,
                                                        class_map=class_map, list_file=list_file).limit(limit))
+        if ctx.is_main:
+            _warn(data)
         loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
                                                    dtype=dtype, progress=ctx.is_main, on_resolved=resolved))
         unit = "img" if data.kind == "image" else "videos"
@@ -341,10 +406,10 @@ def eval_cmd(
         with bar as update:
             result = evaluate(loaded, data, batch_size=batch_size, workers=workers, views=parsed_views,
                               dist=ctx, cuda_graphs=cuda_graphs, compile=compile_, on_progress=update)
-    except SsmzooError:
+    except SsmzooError as exc:
         if ctx.is_main:
             raise
-        raise typer.Exit(1)
+        raise typer.Exit(exc.exit_code)  # rank 0 prints it
     finally:
         ctx.close()
     if not ctx.is_main:
@@ -363,28 +428,37 @@ def eval_cmd(
         fail(f"none of the {result.n} items could be read")
 
 
-@app.command("benchmark")
+@app.command("benchmark", cls=Command)
 def benchmark_cmd(
     model: Optional[List[str]] = typer.Option(
-        None, "--model", "-m", help="Model name (repeatable), or 'all' for the whole zoo."),
-    op: Optional[str] = typer.Option(None, "--op", help="Time one operator instead: 'scan' (runs benchmarks/scan.py, CUDA)."),
-    op_args: str = typer.Option("", "--op-args", help="Arguments passed to the --op script, e.g. '--no-torch'."),
+        None, "--model", "-m", metavar="NAME", help="Model name (repeatable), or 'all' for the whole zoo."),
+    op: Optional[str] = typer.Option(
+        None, "--op", metavar="NAME", help="Time one operator instead: 'scan' (runs benchmarks/scan.py, CUDA)."),
+    op_args: str = typer.Option(
+        "", "--op-args", metavar="ARGS", help="Arguments passed to the --op script, e.g. '--no-torch'."),
     batch_size: Optional[int] = typer.Option(
-        None, "--batch-size", "-b", help="Images (or clips) per forward pass (default: 128 on CUDA, 1 on CPU)."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
-    img_size: Optional[int] = typer.Option(None, "--img-size", help="Square input side (default: the manifest's, e.g. 224)."),
-    frames: Optional[int] = typer.Option(None, "--frames", help="Frames per clip for video models (default: the manifest's)."),
-    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or cuda:N."),
+        None, "--batch-size", "-b", metavar="N",
+        help="Images (or clips) per forward pass (default: 128 on CUDA, 1 on CPU)."),
+    dtype: str = typer.Option("fp32", "--dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (autocast)."),
+    img_size: Optional[int] = typer.Option(
+        None, "--img-size", metavar="PIXELS", help="Square input side (default: the manifest's, e.g. 224)."),
+    frames: Optional[int] = typer.Option(
+        None, "--frames", metavar="N", help="Frames per clip for video models (default: the manifest's)."),
+    device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile every model (peers too)."),
     compile_mode: str = typer.Option(
-        "default", "--compile-mode", help="default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."),
+        "default", "--compile-mode", metavar="MODE",
+        help="default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last model and input (peers: CNNs only)."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Capture the forward in a CUDA graph and time replays."),
-    warmup: Optional[int] = typer.Option(None, "--warmup", help="Untimed iterations first (default: 10 on CUDA, 2 on CPU)."),
-    iters: Optional[int] = typer.Option(None, "--iters", help="Timed iterations (default: 50 on CUDA, 10 on CPU)."),
+    warmup: Optional[int] = typer.Option(
+        None, "--warmup", metavar="N", help="Untimed iterations first (default: 10 on CUDA, 2 on CPU)."),
+    iters: Optional[int] = typer.Option(
+        None, "--iters", metavar="N", help="Timed iterations (default: 50 on CUDA, 10 on CPU)."),
     peers: bool = typer.Option(False, "--peers", help="Also time the timm models a user would pick instead; print ratios."),
-    peer: Optional[List[str]] = typer.Option(None, "--peer", help="A timm model to compare with (repeatable; replaces the default peers)."),
-    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads (torch.set_num_threads)."),
+    peer: Optional[List[str]] = typer.Option(
+        None, "--peer", metavar="NAME", help="A timm model to compare with (repeatable; replaces the default peers)."),
+    threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads (torch.set_num_threads)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
     """Inference speed with random weights: throughput, latency, peak memory, params, GFLOPs; peers side by side."""
@@ -394,13 +468,17 @@ def benchmark_cmd(
 
     if op is not None:
         if op != "scan":
-            fail(f"--op {op!r}: the only operator benchmark is 'scan'")
+            raise UsageError(f"--op {op!r}: the only operator benchmark is 'scan'")
         if model:
-            fail("--op scan times the scan kernels alone: drop --model")
-        run_scan_op(shlex.split(op_args))
+            raise UsageError("--op scan times the scan kernels alone: drop --model")
+        try:
+            script_args = shlex.split(op_args)
+        except ValueError as exc:  # e.g. an unclosed quote
+            raise UsageError(f"--op-args {op_args!r}: {exc}") from None
+        run_scan_op(script_args)
         return
     if not model:
-        fail("pass --model NAME (repeatable, or 'all') or --op scan")
+        raise UsageError("pass --model NAME (repeatable, or 'all') or --op scan")
     entries = _entries()
     names = list(entries) if "all" in model else list(dict.fromkeys(model))
     selected = [_entry(name) for name in names]
@@ -427,40 +505,51 @@ def benchmark_cmd(
         raise typer.Exit(1)
 
 
-@app.command("robustness")
+@app.command("robustness", cls=Command)
 def robustness_cmd(
-    dataset: str = typer.Option(..., "--dataset", "-d", help="imagenet, imagefolder, kinetics400 or ssv2."),
+    dataset: str = typer.Option(
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder DIR/<class>/*, "
-        "videos: the root of the --list paths."),
+        None, "--data-dir", metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
+        "DIR/<class>/*, videos: the root of the --list paths."),
     model: Optional[List[str]] = typer.Option(
-        None, "--model", "-m", help="Model name (repeatable: the models are compared side by side; default groupmamba_tiny)."),
+        None, "--model", "-m", metavar="NAME",
+        help="Model name (repeatable: the models are compared side by side; default groupmamba_tiny)."),
     weights: Optional[List[str]] = typer.Option(
-        None, "--weights", "-w", help="Checkpoint per --model, in the same order (repeatable; local file or hf-hub:org/repo)."),
-    revision: Optional[str] = typer.Option(None, "--revision", help="Hub revision of the weights."),
+        None, "--weights", "-w", metavar="CHECKPOINT",
+        help="Checkpoint per --model, in the same order (repeatable; local file or hf-hub:org/repo)."),
+    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
     jpeg_quality: Optional[str] = typer.Option(
-        None, "--jpeg-quality", "-q", help="JPEG qualities 1..100: START..END[:STEP] (step 10 by default) or a list, "
-        "e.g. 10..90, 10..90:20, 10,30,50. Each image is re-encoded in memory (Pillow, 4:2:0) before resize/crop."),
+        None, "--jpeg-quality", "-q", metavar="START..END", help="JPEG qualities 1..100: START..END[:STEP] (step 10 "
+        "by default) or a list, e.g. 10..90, 10..90:20, 10,30,50. Each image is re-encoded in memory (Pillow, "
+        "4:2:0) before resize/crop."),
     corruption: Optional[str] = typer.Option(
-        None, "--corruption", "-c", help="ImageNet-C corruptions, comma separated, 'imagenet-c' or 'all': gaussian_noise, "
-        "shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, jpeg_compression, speckle_noise, "
-        "gaussian_blur, saturate. Applied to the model-size crop."),
+        None, "--corruption", "-c", metavar="NAMES", help="ImageNet-C corruptions, comma separated, 'imagenet-c' or "
+        "'all': gaussian_noise, shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, "
+        "jpeg_compression, speckle_noise, gaussian_blur, saturate. Applied to the model-size crop."),
     severity: Optional[str] = typer.Option(
-        None, "--severity", "-s", help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),
-    labels: Optional[Path] = typer.Option(None, "--labels", help="imagenet, flat folder: 'filename label' lines."),
-    class_map: Optional[Path] = typer.Option(None, "--class-map", help="imagefolder: 'folder label' lines (or JSON)."),
-    list_file: Optional[Path] = typer.Option(None, "--list", help="kinetics400/ssv2: 'path label' lines."),
+        None, "--severity", "-s", metavar="START..END",
+        help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),
+    labels: Optional[Path] = typer.Option(
+        None, "--labels", metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
+    class_map: Optional[Path] = typer.Option(
+        None, "--class-map", metavar="FILE", help="imagefolder: 'folder label' lines (or JSON)."),
+    list_file: Optional[Path] = typer.Option(None, "--list", metavar="FILE", help="kinetics400/ssv2: 'path label' lines."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),
     device: str = _eval_option("device"),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, fp16 or bf16 (autocast)."),
+    dtype: str = typer.Option("fp32", "--dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (autocast)."),
     views: Optional[str] = _eval_option("views"),
     cuda_graphs: Optional[bool] = _eval_option("cuda_graphs"),
     compile_: bool = _eval_option("compile_"),
-    seed: int = typer.Option(0, "--seed", help="Seed of the random corruptions (noise), drawn per image and condition."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write the results to a .json or .csv file."),
-    plot: Optional[Path] = typer.Option(None, "--plot", help="Draw top-1 against quality/severity to a .png/.svg/.pdf (needs matplotlib)."),
+    seed: int = typer.Option(
+        0, "--seed", metavar="INT", help="Seed of the random corruptions (noise), drawn per image and condition."),
+    output: Optional[Path] = typer.Option(
+        None, "--output", "-o", metavar="FILE", help="Write the results to a .json or .csv file."),
+    plot: Optional[Path] = typer.Option(
+        None, "--plot", metavar="FILE",
+        help="Draw top-1 against quality/severity to a .png/.svg/.pdf (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object instead of tables."),
     no_chart: bool = typer.Option(False, "--no-chart", help="No chart in the terminal after the table."),
 ) -> None:
@@ -468,24 +557,22 @@ def robustness_cmd(
     from .datasets import build_dataset
     from .distributed import init_from_env
     from .evaluate import progress_bar
-    from .factory import load_model
+    from .factory import check_load_options, load_model
     from .robustness import (PLOT_SUFFIXES, SweepError, build_conditions, ce_table, charts, check_plot_target,
                              parse_corruptions, parse_qualities, parse_severities, results_table, run_robustness,
                              save_plot)
 
-    try:
-        qualities = parse_qualities(jpeg_quality) if jpeg_quality is not None else []
-        corruptions = parse_corruptions(corruption) if corruption is not None else []
-        if severity is not None and not corruptions:
-            raise SweepError("--severity applies to --corruption; JPEG qualities are set with --jpeg-quality")
-        severities = parse_severities(severity)
-    except SweepError as exc:
-        fail(str(exc), code=2)
+    qualities = parse_qualities(jpeg_quality) if jpeg_quality is not None else []
+    corruptions = parse_corruptions(corruption) if corruption is not None else []
+    if severity is not None and not corruptions:
+        raise SweepError("--severity applies to --corruption; JPEG qualities are set with --jpeg-quality")
+    severities = parse_severities(severity)
     if not qualities and not corruptions:
-        fail("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)", code=2)
+        raise UsageError("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)")
     models = list(model or ["groupmamba_tiny"])
     if weights and len(weights) != len(models):
-        fail(f"--weights was given {len(weights)} times for {len(models)} --model: give one per model, in order", code=2)
+        raise UsageError(f"--weights was given {len(weights)} times for {len(models)} --model: give one per model, "
+                         "in order")
     parsed_views = _parse_views(views)
     _check_output("--output", output, (".json", ".csv"))
     if plot is not None:
@@ -493,10 +580,11 @@ def robustness_cmd(
         _check_output("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
     if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
-        fail("the --model entries must predict the same labels from the same kind of input: "
-             + ", ".join(f"{e.name} ({e.labels})" for e in entries))
+        raise UsageError("the --model entries must predict the same labels from the same kind of input: "
+                         + ", ".join(f"{e.name} ({e.labels})" for e in entries))
     if entries[0].is_video and corruptions:
-        fail("corruptions are defined on images; video models take --jpeg-quality only (applied frame by frame)", code=2)
+        raise UsageError("corruptions are defined on images; video models take --jpeg-quality only (applied frame "
+                         "by frame)")
     conditions = build_conditions(qualities, corruptions, severities)
     ctx, device = init_from_env(device)
     if ctx.is_main:
@@ -509,8 +597,13 @@ def robustness_cmd(
         return say
 
     try:
+        for k, entry in enumerate(entries):
+            check_load_options(entry, weights=weights[k] if weights else None, revision=revision, device=device,
+                               dtype=dtype)
         data = ctx.main_computes(lambda: build_dataset(dataset, entries[0], data_dir, labels_file=labels,
                                                        class_map=class_map, list_file=list_file).limit(limit))
+        if ctx.is_main:
+            _warn(data)
         loaded = []
         for k, entry in enumerate(entries):
             override = weights[k] if weights else None
@@ -525,10 +618,10 @@ def robustness_cmd(
             report = run_robustness(loaded, data, conditions, batch_size=batch_size, workers=workers,
                                     views=parsed_views, seed=seed, dist=ctx, cuda_graphs=cuda_graphs,
                                     compile=compile_, on_progress=update)
-    except SsmzooError:
+    except SsmzooError as exc:
         if ctx.is_main:
             raise
-        raise typer.Exit(1)
+        raise typer.Exit(exc.exit_code)  # rank 0 prints it
     finally:
         ctx.close()
     if not ctx.is_main:
@@ -560,13 +653,11 @@ def robustness_cmd(
 
 
 def run(argv: Optional[List[str]] = None) -> None:
-    """Console entry point: user errors become one line on stderr and exit code 1 (a malformed command
-    line: exit code 2, as click's), never a traceback."""
-    # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
-    usage_error = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+    """Console entry point: user errors become one line on stderr, never a traceback; exit code 2 for a
+    usage error (an option or argument, whether click or ssmzoo checked it), 1 for a failed run."""
     try:
         code = app(args=argv, prog_name="ssmzoo", standalone_mode=False)
-    except usage_error as exc:
+    except ClickUsageError as exc:
         if type(exc).__name__ == "NoArgsIsHelpError":  # `ssmzoo` alone: the help, as click shows it
             exc.show()
             sys.exit(exc.exit_code)
@@ -576,9 +667,9 @@ def run(argv: Optional[List[str]] = None) -> None:
     except typer.Abort:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
-    except SsmzooError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
+    except SsmzooError as exc:  # (a UsageError from a command arrives as click's, above)
+        print(f"error: {exc}" + (" (see `ssmzoo --help`)" if isinstance(exc, UsageError) else ""), file=sys.stderr)
+        sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

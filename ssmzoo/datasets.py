@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InputError, SsmzooError
+from .errors import InputError, SsmzooError, UsageError
 from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
@@ -50,6 +50,11 @@ ImageHook = Callable[[Image.Image], Image.Image]
 
 class DatasetError(SsmzooError):
     """The dataset cannot be laid out or labelled (missing folder, unmatched classes, bad list file)."""
+
+
+class DatasetOptionError(DatasetError, UsageError):
+    """The dataset options themselves are wrong: an unknown --dataset, one the model cannot predict, a
+    missing option, or a --data-dir/--labels/--class-map/--list path that is absent or of the wrong kind."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,9 @@ class EvalData:
     samples: list[Sample]
     notes: list[str] = field(default_factory=list)
     total: int = 0  # before --limit
+    # What was left out that the user may not expect (an empty class folder, a --class-map line naming no
+    # folder): the CLI prints each on stderr before the run, so a typo does not pass for a smaller dataset.
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.total = self.total or len(self.samples)
@@ -85,8 +93,9 @@ class EvalData:
         if n is None or n >= len(self.samples):
             return self
         if n < 1:
-            raise DatasetError(f"--limit {n}: expected a positive number")
-        return replace(self, samples=stratified_subset(self.samples, n), notes=list(self.notes), total=self.total)
+            raise DatasetOptionError(f"--limit {n}: expected a positive number")
+        return replace(self, samples=stratified_subset(self.samples, n), notes=list(self.notes), total=self.total,
+                       warnings=list(self.warnings))
 
 
 def stratified_subset(samples: Sequence[Sample], n: int) -> list[Sample]:
@@ -186,17 +195,21 @@ def _image_files(folder: Path) -> tuple[list[Path], int]:
     return sorted(files), ignored
 
 
-def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str) -> EvalData:
+def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
+                warnings: Sequence[str] = ()) -> EvalData:
     samples: list[Sample] = []
+    warned = list(warnings)
     ignored = 0
     for folder, label in sorted(classes.items()):
         files, skipped = _image_files(root / folder)
         ignored += skipped
+        if not files:  # a class that silently scores nothing would look like a smaller dataset
+            warned.append(f"{root / folder}: class folder holds no image files; skipped")
         samples.extend(Sample(str(p), label) for p in files)
     if not samples:
         raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     notes = [f"{ignored} non-image files ignored"] if ignored else []
-    return EvalData(name, "image", label_set, str(root), samples, notes)
+    return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
 
 # --------------------------------------------------------------------------------------------
@@ -208,17 +221,17 @@ def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _not_found(option: str, path: Path, directory: bool) -> DatasetError:
+def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
     """Says what is at ``path`` instead of the directory (or file) the option needs."""
     if not path.exists():
-        return DatasetError(f"{option} {path}: no such {'directory' if directory else 'file'}")
-    return DatasetError(f"{option} {path}: is {'not a directory' if directory else 'a directory, not a file'}")
+        return DatasetOptionError(f"{option} {path}: no such {'directory' if directory else 'file'}")
+    return DatasetOptionError(f"{option} {path}: is {'not a directory' if directory else 'a directory, not a file'}")
 
 
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
     """ImageNet-1k validation in the ``val/<synset>/`` (or ``<synset>/``) tree, or flat with a labels file."""
     if label_set != "imagenet-1k":
-        raise DatasetError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts {label_set}")
+        raise DatasetOptionError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts {label_set}")
     if not data_dir.is_dir():
         raise _not_found("--data-dir", data_dir, directory=True)
     if labels_file is not None:
@@ -299,9 +312,11 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes)
 
 
-def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
-    """``folder label`` lines (tab separated, or space separated where the folder is the longest
-    prefix naming an existing folder, so both may hold spaces), a ``.csv`` or a JSON object."""
+def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str, str, str]]:
+    """(where, folder, label) of each ``--class-map`` entry, where = ``FILE:LINE`` (``FILE`` for JSON),
+    so an entry can be reported by its line. Formats: ``folder label`` lines (tab separated, or space
+    separated where the folder is the longest prefix naming an existing folder, so both may hold
+    spaces), a ``.csv`` or a JSON object."""
     if path.suffix.lower() == ".json":
         try:
             raw = json.loads(path.read_text(encoding="utf-8"))
@@ -309,11 +324,11 @@ def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
             raise DatasetError(f"--class-map {path}: cannot read JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise DatasetError(f"--class-map {path}: expected a JSON object folder -> label")
-        return {str(k): str(v) for k, v in raw.items()}
+        return [(str(path), str(k), str(v)) for k, v in raw.items()]
     if path.suffix.lower() == ".csv":
-        return {name: label for _, name, label in _label_lines(path)}
+        return [(f"{path}:{n}", name, label) for n, name, label in _label_lines(path)]
     known = set(folders)
-    mapping: dict[str, str] = {}
+    entries: list[tuple[str, str, str]] = []
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -330,8 +345,13 @@ def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
             words = line.split()
             cut = next((k for k in range(len(words) - 1, 0, -1) if " ".join(words[:k]) in known), 1)
             name, label = " ".join(words[:cut]), " ".join(words[cut:])
-        mapping[name] = label
-    return mapping
+        entries.append((f"{path}:{n}", name, label))
+    return entries
+
+
+def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
+    """``--class-map`` as folder -> label (see ``class_map_entries``; a later entry for a folder wins)."""
+    return {name: label for _, name, label in class_map_entries(path, folders)}
 
 
 def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path] = None,
@@ -343,7 +363,12 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
     if not folders:
         raise DatasetError(f"--data-dir {data_dir}: no class folders (expected <class>/<image> files)")
     resolver = LabelResolver(label_set)
-    mapping = read_class_map(class_map, folders) if class_map is not None else {}
+    entries = class_map_entries(class_map, folders) if class_map is not None else []
+    mapping = {name: label for _, name, label in entries}
+    present = set(folders)
+    warnings = [f"--class-map {where}: names no folder {name!r} in {data_dir}; ignored"
+                for k, (where, name, label) in enumerate(entries)
+                if name not in present and not (k == 0 and resolver(label) is None)]  # (not a header row)
     classes: dict[str, int] = {}
     unmatched: list[str] = []
     for folder in folders:
@@ -364,7 +389,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
             f"{model_name}: {_few(unmatched)}; rename them or pass --class-map FILE ('folder label' lines, "
             "label = class index, id or name)")
     stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
-    data = _class_tree(data_dir, classes, "imagefolder", label_set)
+    data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if stray:
         data.notes.append(f"{len(stray)} images directly in {data_dir} (outside class folders) ignored")
     return data
@@ -374,7 +399,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
     """A Kinetics-400 / SSv2 list: ``path label`` (or ``path num_frames label``) lines."""
     expected = VIDEO_DATASET_LABELS[name]
     if label_set != expected:
-        raise DatasetError(f"--dataset {name} needs a {expected} model; this one predicts {label_set}")
+        raise DatasetOptionError(f"--dataset {name} needs a {expected} model; this one predicts {label_set}")
     root = data_dir if data_dir is not None else list_file.parent
     if not root.is_dir():
         raise _not_found("--data-dir", root, directory=True)
@@ -405,20 +430,20 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
                   list_file: Optional[Path] = None) -> EvalData:
     """Lists and labels a dataset for ``entry``'s classes; raises DatasetError with one line to fix it."""
     if name not in DATASETS:
-        raise DatasetError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
+        raise DatasetOptionError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
     is_video = name in VIDEO_DATASET_LABELS
     if is_video != entry.is_video:
         kind = "a video" if entry.is_video else "an image"
-        raise DatasetError(f"--dataset {name} is {'a video' if is_video else 'an image'} dataset, but "
-                           f"{entry.name} is {kind} model")
+        raise DatasetOptionError(f"--dataset {name} is {'a video' if is_video else 'an image'} dataset, but "
+                                 f"{entry.name} is {kind} model")
     if is_video:
         if list_file is None:
-            raise DatasetError(f"--dataset {name} needs --list FILE ('path label' lines)")
+            raise DatasetOptionError(f"--dataset {name} needs --list FILE ('path label' lines)")
         if not list_file.is_file():
             raise _not_found("--list", list_file, directory=False)
         return video_list_dataset(name, list_file, data_dir, entry.labels)
     if data_dir is None:
-        raise DatasetError(f"--dataset {name} needs --data-dir DIR")
+        raise DatasetOptionError(f"--dataset {name} needs --data-dir DIR")
     for option, value in (("--labels", labels_file), ("--class-map", class_map)):
         if value is not None and not value.is_file():
             raise _not_found(option, value, directory=False)

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
 
 T = TypeVar("T")
 
@@ -123,7 +123,7 @@ def init_from_env(device: str = "auto") -> tuple[DistContext, str]:
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available():
-            raise SsmzooError(f"--device {device}: no CUDA device is available (use --device cpu)")
+            raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
         if local_rank >= torch.cuda.device_count():
             raise SsmzooError(f"local rank {local_rank} has no GPU: {torch.cuda.device_count()} visible, "
                               f"--nproc-per-node must not exceed that")

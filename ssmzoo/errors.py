@@ -1,16 +1,41 @@
-"""User-facing errors: each one is printed by the CLI as a single line, without a traceback."""
+"""User-facing errors: each one is printed by the CLI as a single line, without a traceback.
+
+Two kinds, told apart by the exit code: a :class:`UsageError` says the command line itself is wrong
+(exit code 2, as for click's own checks), any other :class:`SsmzooError` that the run failed (exit
+code 1). The line between them: what the command line says, and whether the paths it names exist and
+are of the right kind, is usage; what is inside those files and folders, or what happens while
+running (network, decoding, a damaged checkpoint), is a run-time failure.
+"""
 
 
 class SsmzooError(Exception):
     """A problem the user can fix (bad input, missing weights, malformed manifest)."""
+
+    exit_code = 1
+
+
+class UsageError(SsmzooError):
+    """An option value or argument that cannot be used as typed: bad syntax, an unknown name, a path
+    that does not exist or is of the wrong kind, options that contradict each other, a device this
+    machine lacks. The CLI points to the command's ``--help``."""
+
+    exit_code = 2
 
 
 class ManifestError(SsmzooError):
     """The manifest is malformed; the message names the model and the field."""
 
 
+class ManifestOptionError(ManifestError, UsageError):
+    """The command line names a model or manifest file that does not exist."""
+
+
 class WeightsError(SsmzooError):
     """Weights cannot be found, fetched, verified or loaded."""
+
+
+class WeightsOptionError(WeightsError, UsageError):
+    """``--weights`` (or a checkpoint argument) cannot be used as typed, or is needed and missing."""
 
 
 class InputError(SsmzooError):

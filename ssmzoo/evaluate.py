@@ -27,7 +27,7 @@ import torch
 
 from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collate_items
 from .distributed import DistContext
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names
@@ -183,7 +183,7 @@ class EvalResult:
             summary["skipped_items"] = " | ".join(f"{d['error']}" for d in summary["skipped_items"])
             _write_csv(path, list(summary), [summary])
         else:
-            raise SsmzooError(f"--output {path}: expected a .json or .csv file name")
+            raise UsageError(f"--output {path}: expected a .json or .csv file name")
 
     def write_per_sample(self, path: str | Path) -> None:
         """``.jsonl``: one object per item; ``.csv``: one row per item (top5 space separated)."""
@@ -200,7 +200,7 @@ class EvalResult:
             fields = list(rows[0]) if rows else ["index", "path"]
             _write_csv(path, fields, rows)
         else:
-            raise SsmzooError(f"--per-sample {path}: expected a .csv or .jsonl file name")
+            raise UsageError(f"--per-sample {path}: expected a .csv or .jsonl file name")
 
 
 def _write(path: Path, text: str) -> None:
@@ -312,12 +312,13 @@ class BatchTimer:
 
 
 def check_compatible(entry: ModelEntry, data: EvalData) -> None:
-    """A model can only be scored on a dataset with its label set and its kind (image or video)."""
+    """A model can only be scored on a dataset with its label set and its kind (image or video): a
+    usage error, as --dataset and --model are what the user chose."""
     if data.label_set != entry.labels:
-        raise SsmzooError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
+        raise UsageError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
     if (data.kind == "video") != entry.is_video:
-        raise SsmzooError(f"{data.name} is {'a video' if data.kind == 'video' else 'an image'} dataset, but {entry.name} is "
-                          f"{'a video' if entry.is_video else 'an image'} model")
+        raise UsageError(f"{data.name} is {'a video' if data.kind == 'video' else 'an image'} dataset, but {entry.name} is "
+                         f"{'a video' if entry.is_video else 'an image'} model")
 
 
 def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
@@ -336,10 +337,10 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     entry = loaded.entry
     check_compatible(entry, data)
     if batch_size < 1:
-        raise SsmzooError(f"--batch-size {batch_size}: expected a positive number")
+        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
     workers = default_workers(dist) if workers is None else workers
     if workers < 0:
-        raise SsmzooError(f"--workers {workers}: expected 0 or more")
+        raise UsageError(f"--workers {workers}: expected 0 or more")
 
     if data.kind == "image":
         items: torch.utils.data.Dataset = ImageItems(data.samples, entry, image_hook, hook_seed, data.root)

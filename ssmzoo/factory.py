@@ -9,7 +9,7 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
 from .labels import NUM_CLASSES
 from .manifest import ModelEntry
 
@@ -126,20 +126,31 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise SsmzooError(f"--device {device}: no CUDA device is available (use --device cpu)")
+        raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
     try:
         resolved = torch.device(device)
     except RuntimeError:
-        raise SsmzooError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
-        raise SsmzooError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+        raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return resolved
 
 
 def resolve_dtype(dtype: str) -> torch.dtype:
     if dtype not in DTYPES:
-        raise SsmzooError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
+        raise UsageError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     return DTYPES[dtype]
+
+
+def check_load_options(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,
+                       device: str = "auto", dtype: str = "fp32") -> None:
+    """Raises the usage error ``load_model`` would for these options (--device, --dtype, --weights,
+    --revision) without loading anything, so a command can fail before a long dataset scan."""
+    from .hub import check_weights_request
+
+    resolve_device(device)
+    resolve_dtype(dtype)
+    check_weights_request(entry.name, entry.weights, override=weights, revision=revision)
 
 
 def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,

@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
 from .checkpoint import sha256_file
-from .errors import WeightsError
+from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ResolvedWeights",
     "parse_hub_ref",
     "resolve_weights",
+    "check_weights_request",
     "is_cached",
     "hub_endpoint",
     "hub_offline",
@@ -46,6 +47,24 @@ _LOCAL_EXTENSIONS = WEIGHT_EXTENSIONS + (".ckpt", ".pth.tar")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _WEIGHTS_HINT = "pass --weights PATH (a .pth/.pt/.bin/.safetensors file) or --weights hf-hub:ORG/REPO[/FILE][@REVISION]"
+# `download` only fills the Hub cache: its --weights takes a Hub reference, and a local file is of no use to it.
+_DOWNLOAD_WEIGHTS_HINT = ("pass --weights hf-hub:ORG/REPO[/FILE][@REVISION] (a local checkpoint needs no download: "
+                          "give it to classify, eval or robustness with --weights PATH)")
+
+
+def _weights_hint(local_weights: bool) -> str:
+    """How to name other weights, for a command that takes ``--weights PATH`` (or for ``download``)."""
+    return _WEIGHTS_HINT if local_weights else _DOWNLOAD_WEIGHTS_HINT
+
+
+def _local_copy_hint(local_weights: bool, repo_id: str, cache_dir: Path) -> str:
+    """What works without the Hub: ``--weights PATH`` where the command takes it; for ``download``,
+    a copy of the repo's cache folder (which it then finds), or a local file given to the other commands."""
+    if local_weights:
+        return "pass --weights PATH to a local copy"
+    folder = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    return (f"copy {folder} from a machine that has it (or give a local checkpoint to classify, eval or "
+            "robustness with --weights PATH)")
 
 
 @dataclass(frozen=True)
@@ -144,7 +163,7 @@ def parse_hub_ref(text: str) -> HubRef:
             revision = revision or None
         parts = [p for p in rest.split("/") if p]
         if len(parts) < 2:
-            raise WeightsError(f"bad --weights {text!r}: expected hf-hub:ORG/REPO[/FILE][@REVISION]")
+            raise WeightsOptionError(f"bad --weights {text!r}: expected hf-hub:ORG/REPO[/FILE][@REVISION]")
         return HubRef("/".join(parts[:2]), "/".join(parts[2:]) or None, revision)
 
     url = urlsplit(text)
@@ -153,7 +172,7 @@ def parse_hub_ref(text: str) -> HubRef:
     parts = [unquote(p) for p in url.path.strip("/").split("/")]
     if url.netloc in hub_hosts and len(parts) >= 5 and parts[2] in ("resolve", "blob"):
         return HubRef("/".join(parts[:2]), "/".join(parts[4:]), parts[3])
-    raise WeightsError(
+    raise WeightsOptionError(
         f"unsupported --weights URL {text!r}: only Hub file URLs ({hub_endpoint()}/ORG/REPO/resolve/REVISION/FILE) "
         "and hf-hub:ORG/REPO[/FILE][@REVISION] are fetched; download the file and pass its path"
     )
@@ -168,12 +187,12 @@ def _is_remote(text: str) -> bool:
 
 
 def choose_weights_file(
-    files: list[str], pattern: Optional[str], where: str, repo_id: str = "ORG/REPO"
+    files: list[str], pattern: Optional[str], where: str, repo_id: str = "ORG/REPO", *, local_weights: bool = True
 ) -> tuple[str, str]:
     """Pick the checkpoint among a repo's files: the pattern narrows, then safetensors > pth > pt > bin.
 
     Returns (filename, note). Two candidates of the best kind are an error: guessing would load the
-    wrong variant silently.
+    wrong variant silently. ``local_weights``: see :func:`resolve_weights`.
     """
     candidates = [f for f in files if f.lower().endswith(WEIGHT_EXTENSIONS)]
     if pattern:
@@ -185,7 +204,7 @@ def choose_weights_file(
         raise WeightsError(
             f"{where} has no weights file{narrowed} (looked for {', '.join(WEIGHT_EXTENSIONS)} among "
             f"{len(files)} files); "
-            f"set filename in the manifest or {_WEIGHTS_HINT}"
+            f"set filename in the manifest or {_weights_hint(local_weights)}"
         )
     rank = lambda f: next(i for i, ext in enumerate(WEIGHT_EXTENSIONS) if f.lower().endswith(ext))  # noqa: E731
     best_rank = min(rank(f) for f in candidates)
@@ -236,20 +255,21 @@ def _root_cause(exc: BaseException) -> BaseException:
     return exc
 
 
-def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, reason: str) -> WeightsError:
+def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, reason: str,
+                       local_copy: str) -> WeightsError:
     return WeightsError(
         f"{head}cannot reach {endpoint} ({reason}) to download {what}, and it is not in the local cache "
-        f"({cache_dir}); check the network, set HF_ENDPOINT to a reachable Hub mirror, or pass --weights PATH "
-        "to a local copy"
+        f"({cache_dir}); check the network, set HF_ENDPOINT to a reachable Hub mirror, or {local_copy}"
     )
 
 
 def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filename: Optional[str],
-               endpoint: str, offline: bool, cache_dir: Path) -> WeightsError:
+               endpoint: str, offline: bool, cache_dir: Path, local_weights: bool = True) -> WeightsError:
     from huggingface_hub import utils as hf_utils
 
     what = f"{repo_id}@{revision}" + (f"/{filename}" if filename else "")
     head = f"model {model!r}: "
+    local_copy, weights_hint = _local_copy_hint(local_weights, repo_id, cache_dir), _weights_hint(local_weights)
     gated = getattr(hf_utils, "GatedRepoError", ())
     repo_nf = getattr(hf_utils, "RepositoryNotFoundError", ())
     rev_nf = getattr(hf_utils, "RevisionNotFoundError", ())
@@ -262,9 +282,9 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
         if offline:
             return WeightsError(
                 f"{head}{what} is not in the local cache ({cache_dir}) and HF_HUB_OFFLINE is set; unset "
-                f"HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
+                f"HF_HUB_OFFLINE to download it, or {local_copy}"
             )
-        return _unreachable_error(head, endpoint, what, cache_dir, _short(_root_cause(exc), 100))
+        return _unreachable_error(head, endpoint, what, cache_dir, _short(_root_cause(exc), 100), local_copy)
     if isinstance(exc, gated):
         return WeightsError(
             f"{head}{repo_id} on {endpoint} is gated; accept its conditions on the repo page and set HF_TOKEN "
@@ -273,7 +293,7 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
     if isinstance(exc, repo_nf):
         return WeightsError(
             f"{head}weights repo {repo_id!r} not found on {endpoint} (404; a private repo needs HF_TOKEN); check "
-            f"repo_id in the manifest or {_WEIGHTS_HINT}"
+            f"repo_id in the manifest or {weights_hint}"
         )
     if isinstance(exc, rev_nf):
         return WeightsError(
@@ -297,18 +317,18 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
     if isinstance(exc, http_err):
         status = getattr(getattr(exc, "response", None), "status_code", "?")
         return WeightsError(
-            f"{head}HTTP {status} from {endpoint} while fetching {what}; try again later or {_WEIGHTS_HINT}"
+            f"{head}HTTP {status} from {endpoint} while fetching {what}; try again later or {weights_hint}"
         )
     cause = _root_cause(exc)
     if _is_connection_problem(exc) or _is_connection_problem(cause):
         action = "download" if filename else "list the files of"
         return WeightsError(
             f"{head}cannot reach {endpoint} to {action} {what} [{_short(cause, 100)}]; check the network, set "
-            "HF_ENDPOINT to a reachable Hub mirror, or pass --weights PATH to a local copy"
+            f"HF_ENDPOINT to a reachable Hub mirror, or {local_copy}"
         )
     return WeightsError(
         f"{head}download of {what} from {endpoint} failed ({type(cause).__name__}: {_short(cause, 120)}); run again, "
-        f"check the network or HF_ENDPOINT, or {_WEIGHTS_HINT}"
+        f"check the network or HF_ENDPOINT, or {weights_hint}"
     )
 
 
@@ -365,6 +385,7 @@ def _fetch_from_hub(
     revision: str,
     sha256: Optional[str],
     progress: bool,
+    local_weights: bool = True,
 ) -> tuple[Path, str, Optional[str], Optional[str]]:
     """Download (or find in the cache) one file; returns (path, filename, commit, note)."""
     from huggingface_hub import HfApi, hf_hub_download
@@ -372,14 +393,15 @@ def _fetch_from_hub(
     endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
     probe_failure = None if offline else _probe_endpoint(endpoint)
     local_only = offline or probe_failure is not None
+    local_copy = _local_copy_hint(local_weights, repo_id, cache_dir)
     note = None
 
     def fail(exc: Exception, name: Optional[str]) -> WeightsError:
         if probe_failure is not None:
             what = f"{repo_id}@{revision}" + (f"/{name}" if name else "")
-            return _unreachable_error(f"model {model_name!r}: ", endpoint, what, cache_dir, probe_failure)
+            return _unreachable_error(f"model {model_name!r}: ", endpoint, what, cache_dir, probe_failure, local_copy)
         return _hub_error(exc, model=model_name, repo_id=repo_id, revision=revision, filename=name,
-                          endpoint=endpoint, offline=offline, cache_dir=cache_dir)
+                          endpoint=endpoint, offline=offline, cache_dir=cache_dir, local_weights=local_weights)
 
     with _hub_call(local_only, progress):
         if filename is None:
@@ -389,7 +411,7 @@ def _fetch_from_hub(
                 if not cached and offline:
                     raise WeightsError(
                         f"model {model_name!r}: HF_HUB_OFFLINE is set and no file of {where} is in the local cache "
-                        f"({cache_dir}); unset HF_HUB_OFFLINE to download it, or pass --weights PATH to a local copy"
+                        f"({cache_dir}); unset HF_HUB_OFFLINE to download it, or {local_copy}"
                     )
                 if not cached:
                     raise fail(ConnectionError(probe_failure), None)
@@ -405,7 +427,8 @@ def _fetch_from_hub(
                     # Like huggingface_hub for a named file: when the Hub cannot be reached, use the cache.
                     files, where = cached, where + f" (local cache, {endpoint} unreachable)"
             try:
-                filename, note = choose_weights_file(list(files), pattern, where, repo_id)
+                filename, note = choose_weights_file(list(files), pattern, where, repo_id,
+                                                     local_weights=local_weights)
             except WeightsError as exc:
                 raise WeightsError(f"model {model_name!r}: {exc}") from None
         try:
@@ -454,13 +477,40 @@ def _resolve_local(override: str) -> ResolvedWeights:
         hint = ""
         if re.fullmatch(r"[\w.-]+/[\w.-]+", override) and not override.lower().endswith(_LOCAL_EXTENSIONS):
             hint = f" (for a Hub repo write --weights hf-hub:{override})"
-        raise WeightsError(f"--weights {override}: file not found{hint}")
+        raise WeightsOptionError(f"--weights {override}: file not found{hint}")
     if not path.is_file():
-        raise WeightsError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
+        raise WeightsOptionError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
     if not path.name.lower().endswith(_LOCAL_EXTENSIONS):
-        raise WeightsError(f"--weights {path}: unsupported file type (expected {', '.join(_LOCAL_EXTENSIONS)})")
+        raise WeightsOptionError(f"--weights {path}: unsupported file type (expected {', '.join(_LOCAL_EXTENSIONS)})")
     path = path.resolve()
     return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name)
+
+
+def check_weights_request(
+    model_name: str,
+    source: Optional[WeightsSource],
+    *,
+    override: Optional[str] = None,
+    revision: Optional[str] = None,
+    local_weights: bool = True,
+) -> None:
+    """Raises the :class:`WeightsOptionError` that :func:`resolve_weights` would (a bad ``--weights``,
+    ``--weights``/``--revision`` naming two revisions, a model with no published weights and no
+    ``--weights``) without the network, so a command can check every model before fetching any."""
+    if override:
+        if not _is_remote(override):
+            _resolve_local(override)
+            return
+        ref = parse_hub_ref(override)
+        if ref.revision and revision and ref.revision != revision:
+            raise WeightsOptionError(
+                f"--weights {override!r} names revision {ref.revision!r} but --revision is {revision!r}; give only one"
+            )
+    elif source is None:
+        if local_weights:
+            raise WeightsOptionError(f"model {model_name!r} has no published weights; {_WEIGHTS_HINT}")
+        raise WeightsOptionError(f"model {model_name!r} has no published weights, so there is nothing to download; "
+                                 f"{_DOWNLOAD_WEIGHTS_HINT}")
 
 
 def resolve_weights(
@@ -470,27 +520,25 @@ def resolve_weights(
     override: Optional[str] = None,
     revision: Optional[str] = None,
     progress: bool = True,
+    local_weights: bool = True,
 ) -> ResolvedWeights:
     """Find the checkpoint for ``model_name`` on disk, downloading it from the Hub if needed.
 
     ``override`` is the CLI's ``--weights``: a local file, ``hf-hub:org/repo[/file][@rev]`` or a Hub
     file URL. ``revision`` (``--revision``) replaces the manifest's. The manifest's sha256 and
     state-dict key apply only when the very same file (repo, name, revision) is fetched.
+    ``local_weights``: whether the calling command takes ``--weights PATH`` (``download`` does not:
+    it only fills the Hub cache), so that error messages suggest what works there.
     """
+    check_weights_request(model_name, source, override=override, revision=revision, local_weights=local_weights)
     if override:
         if not _is_remote(override):
             return _resolve_local(override)
         ref = parse_hub_ref(override)
-        if ref.revision and revision and ref.revision != revision:
-            raise WeightsError(
-                f"--weights {override!r} names revision {ref.revision!r} but --revision is {revision!r}; give only one"
-            )
         same_repo = source is not None and source.repo_id == ref.repo_id
         rev = ref.revision or revision or (source.revision if same_repo else "main")
         filename = ref.filename or (source.filename if same_repo else None)
         pattern = source.filename_pattern if same_repo and filename is None else None
-    elif source is None:
-        raise WeightsError(f"model {model_name!r} has no published weights; {_WEIGHTS_HINT}")
     else:
         same_repo = True
         rev = revision or source.revision
@@ -505,7 +553,8 @@ def resolve_weights(
         and rev == source.revision
     )
     sha256 = source.sha256 if pinned else None
-    path, filename, commit, note = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress)
+    path, filename, commit, note = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress,
+                                                   local_weights)
     same_file = source is not None and same_repo and (source.filename in (None, filename))
     return ResolvedWeights(
         path=path,

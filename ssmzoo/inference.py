@@ -25,7 +25,7 @@ from typing import Any, Callable, Optional, TypeVar
 import torch
 from torch import Tensor
 
-from .errors import SsmzooError
+from .errors import SsmzooError, UsageError
 from .factory import LoadedModel, autocast, compile_model
 
 T = TypeVar("T")
@@ -97,11 +97,11 @@ class BatchRunner:
     def __init__(self, loaded: LoadedModel, rows: int, *, cuda_graphs: Optional[bool] = False, compile: bool = False,
                  preprocess: Optional[Callable[[Tensor], Tensor]] = None) -> None:
         if rows < 1:
-            raise SsmzooError(f"--batch-size {rows}: expected a positive number")
+            raise UsageError(f"--batch-size {rows}: expected a positive number")
         self.loaded, self.rows, self.preprocess = loaded, rows, preprocess
         self.cuda = loaded.device.type == "cuda"
         if cuda_graphs and not self.cuda:
-            raise SsmzooError(f"--cuda-graphs needs a CUDA device (the model is on {loaded.device})")
+            raise UsageError(f"--cuda-graphs needs a CUDA device (the model is on {loaded.device})")
         self.graphs_required = bool(cuda_graphs)
         self.cuda_graphs = self.cuda if cuda_graphs is None else cuda_graphs
         self.compiled = compile

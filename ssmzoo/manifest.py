@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from .errors import ManifestError
+from .errors import ManifestError, ManifestOptionError
 
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
@@ -271,7 +271,7 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+            raise ManifestOptionError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
         entries.update(parse_manifest(text, str(path)))
     return entries
 
@@ -283,4 +283,4 @@ def get_entry(entries: Mapping[str, ModelEntry], name: str) -> ModelEntry:
 
     close = difflib.get_close_matches(name, list(entries), n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else "; `ssmzoo models` lists them"
-    raise ManifestError(f"unknown model '{name}'{hint}")
+    raise ManifestOptionError(f"unknown model '{name}'{hint}")

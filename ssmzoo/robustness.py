@@ -46,14 +46,14 @@ from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVER
     jpeg_reencode
 from .datasets import EvalData, Sample
 from .distributed import DistContext
-from .errors import InputError, SsmzooError
+from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 
 DEFAULT_STEP = 10
 
 
-class SweepError(SsmzooError):
+class SweepError(UsageError):
     """A sweep option that cannot be parsed (bad range, unknown corruption)."""
 
 
@@ -495,7 +495,7 @@ class RobustnessReport:
             _write(path, json.dumps(self.to_dict(), indent=2) + "\n")
             return
         if suffix != ".csv":
-            raise SsmzooError(f"--output {path}: expected a .json or .csv file name")
+            raise UsageError(f"--output {path}: expected a .json or .csv file name")
         rows = [{**row, "ce": None} for row in self.rows()]
         fields = list(rows[0]) if rows else ["model", "condition"]
         blank = dict.fromkeys(fields)
@@ -552,10 +552,10 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     if data.kind == "video" and any(c.kind == "corruption" for c in conditions):
         raise SweepError("corruptions are defined on images; video models take --jpeg-quality only")
     if batch_size < 1:
-        raise SsmzooError(f"--batch-size {batch_size}: expected a positive number")
+        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
     workers = default_workers(dist) if workers is None else workers
     if workers < 0:
-        raise SsmzooError(f"--workers {workers}: expected 0 or more")
+        raise UsageError(f"--workers {workers}: expected 0 or more")
 
     labels = _model_labels(models)
     runs: list[ModelRun] = []
@@ -919,7 +919,7 @@ def check_plot_target(path: Path) -> None:
     """Fails before a long sweep when the figure could not be drawn at the end (the CLI also checks
     that ``path`` can be written)."""
     if path.suffix.lower() not in PLOT_SUFFIXES:
-        raise SsmzooError(f"--plot {path}: expected a {', '.join(PLOT_SUFFIXES)} file name")
+        raise UsageError(f"--plot {path}: expected a {', '.join(PLOT_SUFFIXES)} file name")
     try:
         import matplotlib  # noqa: F401
     except ImportError:

@@ -37,8 +37,24 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+# `ssmzoo info`'s table labels for the JSON keys that read differently to a person (the others show as is).
+INFO_LABELS = {
+    "params_m_counted": "params_m (counted)",
+    "params_m_reported": "params_m (reported)",
+    "top1_reported": "top1 (reported)",
+    "gflops_reported": "gflops (reported)",
+    "reported_source": "reported source",
+    "data_config_resolved": "data config (resolved)",
+    "video_protocol": "video protocol",
+    "weights_status": "weights status",
+    "scan_backend_cpu": "scan backend (cpu)",
+    "scan_backend_cuda": "scan backend (cuda)",
+}
+
+
 def model_info(entry: ModelEntry) -> dict[str, Any]:
-    """The manifest entry plus facts measured on the built model (parameter count, data config, scan)."""
+    """The manifest entry plus facts measured on the built model (parameter count, data config, scan).
+    Keys are identifiers, for scripts (``info --json``); ``info_rows`` gives the table's labels."""
     from timm.data import resolve_data_config
 
     from .factory import build_model
@@ -54,18 +70,18 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "arch_args": dict(entry.arch_args) or None,
         "task": entry.task,
         "labels": entry.labels,
-        "params_m (counted)": round(params / 1e6, 2),
-        "params_m (reported)": entry.reported.params_m,
-        "top1 (reported)": entry.reported.top1,
-        "gflops (reported)": entry.reported.gflops,
-        "reported source": entry.reported.source,
-        "data config (resolved)": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()},
-        "video protocol": asdict(entry.video) if entry.video else None,
+        "params_m_counted": round(params / 1e6, 2),
+        "params_m_reported": entry.reported.params_m,
+        "top1_reported": entry.reported.top1,
+        "gflops_reported": entry.reported.gflops,
+        "reported_source": entry.reported.source,
+        "data_config_resolved": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()},
+        "video_protocol": asdict(entry.video) if entry.video else None,
         "weights": asdict(entry.weights) if entry.weights else "none published: pass --weights PATH",
-        "weights status": weights_status(entry),
+        "weights_status": weights_status(entry),
         "license": dict(entry.license) or None,
         "paper": dict(entry.paper) or None,
-        "scan backend (cpu)": scan_backend("cpu"),
+        "scan_backend_cpu": scan_backend("cpu"),
         "notes": entry.notes or None,
         "manifest": entry.source_file,
     }
@@ -73,7 +89,17 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         import torch
 
         if torch.cuda.is_available():
-            info["scan backend (cuda)"] = scan_backend("cuda")
+            info["scan_backend_cuda"] = scan_backend("cuda")
     except Exception:  # pragma: no cover - informational only
         pass
     return info
+
+
+def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(label, text) per ``model_info`` field for the table: dicts as ``k=v, ...``, None as blank."""
+    rows = []
+    for key, value in info.items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
+        rows.append((INFO_LABELS.get(key, key), "" if value is None else str(value)))
+    return rows

@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 from PIL import Image
 
@@ -77,9 +78,39 @@ def test_user_errors_never_print_a_traceback(tmp_path, mini_files):
     manifest, _ = mini_files
     proc = subprocess.run([sys.executable, "-m", "ssmzoo", "--manifest", str(manifest), "classify",
                            str(tmp_path / "x.jpg"), "--model", "groupmamba_minu"], capture_output=True, text=True)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a model name the user typed: a usage error
     assert proc.stderr.strip().startswith("error: unknown model 'groupmamba_minu'; did you mean groupmamba_mini")
+    assert proc.stderr.strip().endswith("(see `ssmzoo classify --help`)")
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--device", "tpu", "--device 'tpu': expected auto, cpu, cuda or cuda:N"),  # checked by ssmzoo
+    ("--dtype", "fp64", "--dtype 'fp64': expected one of fp32, fp16, bf16"),  # checked by ssmzoo
+    ("--top-k", "0", "Invalid value for '--top-k' / '-k'"),  # checked by click
+    ("--weights", "nothing_here.pth", "--weights nothing_here.pth: file not found"),
+])
+def test_a_bad_option_value_is_a_usage_error_whoever_checks_it(cli, mini_files, example_images, option, value,
+                                                                message):
+    """Exit code 2 and one line pointing at the command's --help, as click's own checks give."""
+    manifest, checkpoint = mini_files
+    args = ["--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini"]
+    res = cli(*args, *(["--weights", checkpoint] if option != "--weights" else []), option, value)
+    assert res.code == 2 and res.stdout == ""
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), res.stderr
+    assert lines[0].endswith("(see `ssmzoo classify --help`)")
+
+
+def test_a_damaged_checkpoint_is_a_failed_run_not_a_usage_error(cli, mini_files, example_images, tmp_path):
+    manifest, _ = mini_files
+    damaged = tmp_path / "damaged.pth"
+    damaged.write_bytes(b"PK\x03\x04 not really a zip archive")
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+              "--weights", damaged)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert res.code == 1 and len(errors) == 1 and "damaged.pth" in errors[0] and "--help" not in errors[0]
+    assert "Traceback" not in res.stderr
 
 
 def test_models_lists_the_zoo(cli):
@@ -94,9 +125,15 @@ def test_info_counts_parameters_of_the_built_model(cli):
     res = cli("info", "groupmamba_tiny", "--json")
     assert res.code == 0, res.stderr
     info = json.loads(res.stdout)
-    assert abs(info["params_m (counted)"] - 23.0) < 0.5 and info["params_m (reported)"] == 23
-    assert info["data config (resolved)"]["crop_pct"] == 0.875
-    assert info["scan backend (cpu)"] == "torch"
+    assert all(key.isidentifier() and key == key.lower() for key in info), list(info)  # snake_case, for scripts
+    assert abs(info["params_m_counted"] - 23.0) < 0.5 and info["params_m_reported"] == 23
+    assert info["top1_reported"] == 83.3 and info["weights_status"] == "hub"
+    assert info["data_config_resolved"]["crop_pct"] == 0.875
+    assert info["scan_backend_cpu"] == "torch"
+    table = cli("info", "groupmamba_tiny").stdout  # the table keeps its labels for people
+    for label in ("params_m (counted)", "data config (resolved)", "weights status", "scan backend (cpu)"):
+        assert f"│ {label} " in table
+    assert "params_m_counted" not in table
 
 
 def test_convert_writes_safetensors_that_classify_the_same(cli, mini_files, example_images, tmp_path):
@@ -121,10 +158,11 @@ def _umask() -> int:
 def test_convert_checks_before_it_writes(cli, mini_files, tmp_path):
     manifest, checkpoint = mini_files
     out = tmp_path / "wrong.safetensors"
-    res = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "stablemamba_tiny")
-    assert res.code == 1 and "Traceback" not in res.stderr and res.stderr.startswith("error:")
+    res = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "stablemamba_tiny_in1k")
+    assert res.code == 1 and "Traceback" not in res.stderr and res.stderr.startswith("error:")  # weights do not fit
+    assert "do not fit" in res.stderr
     res2 = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "no_such_model")
-    assert res2.code == 1 and "no_such_model" in res2.stderr
+    assert res2.code == 2 and "no_such_model" in res2.stderr
     assert not out.exists() and not list(tmp_path.glob("wrong*"))  # nothing written, no temp file left
 
 
@@ -162,12 +200,13 @@ def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
               "--weights", checkpoint, "--views", "4by3")
-    assert res.code == 1 and res.stderr.strip() == "error: --views '4by3': expected CLIPSxCROPS, e.g. 4x3 or 1x1"
+    assert res.code == 2 and res.stderr.strip() == (
+        "error: --views '4by3': expected CLIPSxCROPS, e.g. 4x3 or 1x1 (see `ssmzoo classify --help`)")
 
 
 def test_stablemamba_without_weights_says_how_to_pass_a_checkpoint(cli, example_images, tmp_path):
     res = cli("classify", example_images / "coffee.jpg", "--model", "stablemamba_tiny_in1k")
-    assert res.code == 1
+    assert res.code == 2  # the model needs an option the user left out
     assert res.stderr.strip().startswith("error: model 'stablemamba_tiny_in1k' has no published weights; pass --weights")
 
 

@@ -1,6 +1,7 @@
 """First use of a model downloads its weights from the Hub (a real local server), later uses hit the cache."""
 
 import json
+import re
 
 import pytest
 
@@ -55,8 +56,14 @@ def test_download_checks_every_name_before_fetching_any(cli, hub, mini_files):
     manifest, checkpoint = mini_files
     hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes())
     res = cli("--manifest", manifest, "download", "groupmamba_mini", "groupmamba_minni")
-    assert res.code == 1 and res.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert res.code == 2 and res.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "groupmamba_minni" in res.stderr and hub.downloads() == 0
+    # nor a model with nothing to download (no published weights, no --weights)
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "stablemamba_tiny_in1k")
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 2 and len(lines) == 1 and hub.downloads() == 0
+    assert "'stablemamba_tiny_in1k' has no published weights, so there is nothing to download" in lines[0]
+    assert "--weights hf-hub:" in lines[0] and "--weights PATH" in lines[0] and "classify, eval or robustness" in lines[0]
 
 
 def test_missing_repo_is_one_line_error(cli, hub, mini_files):
@@ -67,10 +74,29 @@ def test_missing_repo_is_one_line_error(cli, hub, mini_files):
     assert len(errors) == 1 and "ssmzoo-test/groupmamba-mini" in errors[0]
 
 
-@pytest.mark.parametrize("command", ["models", "info", "download", "convert", "classify", "eval", "benchmark",
+@pytest.mark.parametrize("offline", [False, True])
+def test_download_without_the_hub_suggests_what_works_for_download(cli, mini_files, monkeypatch, offline):
+    """`download` has no use for a local file: the advice is to copy the Hub cache entry over (which
+    download then finds), or to give a local checkpoint to the commands that take --weights PATH."""
+    manifest, _ = mini_files  # (the autouse fixture's HF_ENDPOINT is a closed port)
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1 and len(lines) == 1, res.stderr  # a failed run, not a usage error
+    assert ("HF_HUB_OFFLINE is set" if offline else "cannot reach http://127.0.0.1:9") in lines[0]
+    assert "models--ssmzoo-test--groupmamba-mini from a machine that has it" in lines[0]
+    assert "give a local checkpoint to classify, eval or robustness with --weights PATH" in lines[0]
+    assert "pass --weights PATH" not in lines[0]
+
+
+@pytest.mark.parametrize("command", ["", "models", "info", "download", "convert", "classify", "eval", "benchmark",
                                      "robustness"])
 def test_every_command_explains_itself(cli, command):
     # (download's help once held rich markup by accident: "[/file]" crashed it with a traceback)
-    res = cli(command, "--help")
+    res = cli(*[c for c in [command] if c], "--help")
     assert res.code == 0, res.stderr
     assert "Usage" in res.stdout and "--help" in res.stdout
+    # every option and argument reads as a plain metavar (N, FILE, START..END), never typer's type placeholders
+    assert "<list[" not in res.stdout and "range>" not in res.stdout
+    assert not re.search(r"<(str|int|float|path|bool)>", res.stdout, re.IGNORECASE), res.stdout

@@ -295,17 +295,61 @@ def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tm
     assert labels == {**spellings, "crane": 517, "vacation photos": 978, "17": 17, "misc": 999}
 
 
+def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cli, eval_env, tmp_path):
+    """Not silently skipped: a --class-map line naming no folder of the data dir (a typo, a renamed
+    folder) and a class folder without images each get a warning line on stderr; the run goes on."""
+    root = tmp_path / "folder"
+    paths = eval_env["paths"]
+    for k, folder in enumerate(("cats", "sharks")):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(paths[k], root / folder / paths[k].name)
+    (root / "goldfish").mkdir()  # empty
+    (root / "Egyptian cat").mkdir()
+    (root / "Egyptian cat" / "notes.txt").write_text("no images here")
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("cats tabby cat\nsharks great white shark\n# fixed below\nsharcs great white shark\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", class_map,
+                "--workers", "0", "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["n"] == 2
+    assert [line for line in res.stderr.splitlines() if line.startswith("warning: ")] == [
+        f"warning: --class-map {class_map}:4: names no folder 'sharcs' in {root}; ignored",
+        f"warning: {root / 'Egyptian cat'}: class folder holds no image files; skipped",
+        f"warning: {root / 'goldfish'}: class folder holds no image files; skipped",
+    ]
+
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    csv_map = tmp_path / "map.csv"  # a header row is no stale line
+    csv_map.write_text("folder,label\ncats,tabby cat\nsharks,great white shark\nsharcs,great white shark\n")
+    data = build_dataset("imagefolder", entry, root, class_map=csv_map)
+    assert [w for w in data.warnings if "--class-map" in w] == [
+        f"--class-map {csv_map}:4: names no folder 'sharcs' in {root}; ignored"]
+    json_map = tmp_path / "map.json"
+    json_map.write_text(json.dumps({"cats": "tabby cat", "sharks": "great white shark", "sharcs": "2"}))
+    data = build_dataset("imagefolder", entry, root, class_map=json_map).limit(1)  # (--limit keeps them)
+    assert f"--class-map {json_map}: names no folder 'sharcs' in {root}; ignored" in data.warnings
+
+
 def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_env, tmp_path):
+    """Options that cannot be used as typed are usage errors (exit code 2, pointing at --help); a data
+    dir that exists but does not hold a dataset is a failed run (exit code 1)."""
     (tmp_path / "videos").mkdir()
     lst = tmp_path / "list.txt"
     lst.write_text("a.mp4 0\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", tmp_path / "videos")
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1 and lines[-1].startswith("error:") and "no ImageNet synset folders" in lines[-1]
+    assert "--help" not in lines[-1]
     checks = [
         (("--dataset", "kinetics400", "--list", lst), "image model"),
+        (("--dataset", "imagenet"), "--dataset imagenet needs --data-dir DIR"),
         (("--dataset", "imagenet", "--data-dir", tmp_path / "nope"), "no such directory"),
         (("--dataset", "imagenet", "--data-dir", lst), "is not a directory"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", tmp_path / "videos"), "a directory, not a file"),
-        (("--dataset", "imagenet", "--data-dir", tmp_path / "videos"), "no ImageNet synset folders"),
         (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--device", "tpu"), "--device 'tpu'"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--dtype", "fp64"), "--dtype 'fp64'"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--limit", "0"), "Invalid value for '--limit'"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.txt"), "--output"),
         # checked before the run, not when the results are written at its end
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "videos.json"), "is a directory"),
@@ -317,8 +361,8 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
     for args, message in checks:
         res = _eval(cli, eval_env, *args)
         lines = res.stderr.strip().splitlines()
-        assert res.code == 1 and lines[-1].startswith("error:") and message in lines[-1], (args, res.stderr)
-        assert "Traceback" not in res.stderr
+        assert res.code == 2 and lines[-1].startswith("error:") and message in lines[-1], (args, res.stderr)
+        assert lines[-1].endswith("(see `ssmzoo eval --help`)") and "Traceback" not in res.stderr
 
 
 def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_path):
@@ -338,8 +382,8 @@ def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_pa
 def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", imagenet_tree[0], "--device", "cpu",
                 "--cuda-graphs")
-    assert res.code == 1 and res.stderr.strip().splitlines()[-1] == (
-        "error: --cuda-graphs needs a CUDA device (the model is on cpu)"), res.stderr
+    assert res.code == 2 and res.stderr.strip().splitlines()[-1] == (
+        "error: --cuda-graphs needs a CUDA device (the model is on cpu) (see `ssmzoo eval --help`)"), res.stderr
     assert "Traceback" not in res.stderr
 
 
@@ -477,7 +521,7 @@ def test_video_dataset_needs_matching_label_set(cli, video_env):
     lst.write_text("videos/clip0.mp4 1\n")
     res = cli("--manifest", env["manifest"], "eval", "--model", "videomamba_evalmini", "--weights", env["checkpoint"],
               "--dataset", "ssv2", "--list", lst)
-    assert res.code == 1 and "needs a ssv2 model" in res.stderr and "Traceback" not in res.stderr
+    assert res.code == 2 and "needs a ssv2 model" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_build_dataset_is_a_library_call(eval_env, imagenet_tree):

@@ -362,9 +362,9 @@ def test_other_bad_options(cli, sweep_env, tmp_path):
               "--jpeg-quality", "50")
     assert res.code == 2 and "one per model" in res.stderr
     res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--output", tmp_path / "r.txt"))
-    assert res.code == 1 and "--output" in res.stderr and "Traceback" not in res.stderr
+    assert res.code == 2 and "--output" in res.stderr and "Traceback" not in res.stderr
     res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--plot", tmp_path / "p.gif"))
-    assert res.code == 1 and ".png" in res.stderr
+    assert res.code == 2 and ".png" in res.stderr and res.stderr.strip().endswith("(see `ssmzoo robustness --help`)")
 
 
 def test_plot_file_or_a_clear_message(cli, sweep_env, tmp_path, monkeypatch):
