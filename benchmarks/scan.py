@@ -587,6 +587,9 @@ def main() -> None:
         seen[(C, H, str(dtype), layout)] = records[-1]
     print("GroupMamba per model (float32, batch 128), sum over one block of each stage:")
     for name, dims in GROUPMAMBA.items():
+        if any((C, r, "torch.float32", layout) not in seen for C, r in zip(dims, RES) for layout in ("bchw", "bhwc")):
+            print(f"  GroupMamba-{name}: not every stage was timed (--maps)")
+            continue
         parts = []
         for layout in ("bchw", "bhwc"):
             tot = sum(seen[(C, r, "torch.float32", layout)]["ms"] for C, r in zip(dims, RES))

@@ -686,14 +686,15 @@ def test_tile_sweeps_load_b_c_transposed_on_channels_last_maps_from_triton_3_7()
 def test_plane_kernel_runs_by_default_with_configs_measured_per_plane_size_and_dtype():
     from ssmzoo.ops.triton_plane import plane_config
 
-    # 14x14: runs of 4, one plane per warp; 7x7: runs of 2, two planes per warp (fp32) or four (16-bit)
+    # 14x14: runs of 4, one plane per warp, two warps; 7x7: runs of 2, four warps of two planes (fp32) or
+    # four (16-bit)
     # ... the runs' entering states by a gather on small planes and in 16-bit dtypes
-    assert plane_config(87, 14, 14) == dict(BD=4, num_warps=4, RUNS=4, RUNS_GATHER=0)
-    assert plane_config(87, 14, 14, elem_size=2) == dict(BD=4, num_warps=4, RUNS=4, RUNS_GATHER=1)
+    assert plane_config(87, 14, 14) == dict(BD=2, num_warps=2, RUNS=4, RUNS_GATHER=0)
+    assert plane_config(87, 14, 14, elem_size=2) == dict(BD=2, num_warps=2, RUNS=4, RUNS_GATHER=1)
     assert plane_config(128, 7, 7) == dict(BD=8, num_warps=4, RUNS=2, RUNS_GATHER=1)
     assert plane_config(128, 7, 7, elem_size=2) == dict(BD=16, num_warps=4, RUNS=2, RUNS_GATHER=1)
     assert plane_config(87, 14, 14, dict(RUNS=4, num_warps=8)) == dict(BD=8, num_warps=8, RUNS=4, RUNS_GATHER=0)
-    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=4, RUNS=8, RUNS_GATHER=0)
+    assert plane_config(87, 14, 14, dict(RUNS=8, BD=2)) == dict(BD=2, num_warps=2, RUNS=8, RUNS_GATHER=0)
     assert plane_config(128, 7, 7, dict(RUNS_GATHER=0))["RUNS_GATHER"] == 0
     # RUNS=0: the whole-plane tiles, about 1024 elements per program (RUNS_GATHER unused)
     assert plane_config(87, 14, 14, dict(RUNS=0)) == dict(BD=4, num_warps=4, RUNS=0, RUNS_GATHER=0)

@@ -71,6 +71,10 @@ DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
 # to fill the lanes a 49- or 196-step plane leaves idle: 20-35% fewer instructions per step, yet 10-90%
 # slower on every configuration tried.
 RUNS_SMALL_PLANE = 64
+# Warps per program of the runs on planes of more than RUNS_SMALL_PLANE positions (one plane each):
+# 2 (docs/gpu_runs/s30_run8.txt, 14x14 fp32: C348 44.0 -> 43.7 us, C424 52.9 -> 52.4; bf16 even or 1%
+# faster; 1 warp: fp32 as fast, bf16 1% slower; 8: 7-9% slower). Small planes keep DEFAULT_WARPS.
+RUNS_WARPS_LARGE_PLANE = 2
 
 
 @triton.jit
@@ -273,8 +277,9 @@ def plane_default(u: Tensor, delta: Tensor, B: Tensor, C: Tensor, y: Tensor, n_s
 
 def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem_size: int = 4) -> dict:
     """RUNS (steps per thread's run, 0 for the whole-plane tiles), BD channels per program (a power of
-    2), num_warps and RUNS_GATHER. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp, two or four on
-    planes of at most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
+    2), num_warps and RUNS_GATHER. Runs (the default up to MAX_DEFAULT_PLANE positions, see RUNS_SMALL_PLANE): one plane per warp and
+    RUNS_WARPS_LARGE_PLANE warps, two or four planes per warp and DEFAULT_WARPS warps on planes of at
+    most 64 positions, BD = num_warps x planes per warp unless given. Whole-plane tiles:
     about DEFAULT_ELEMS elements of each tensor per program (at least one plane) on DEFAULT_WARPS warps."""
     small = H * W <= RUNS_SMALL_PLANE
     runs = 0 if H * W > MAX_DEFAULT_PLANE else 2 if small else 4  # (larger planes: runs not measured, and
@@ -283,6 +288,8 @@ def plane_config(dim_g: int, H: int, W: int, config: Optional[dict] = None, elem
     cfg = _updated_config(dict(BD=1, num_warps=DEFAULT_WARPS, RUNS=runs, RUNS_GATHER=gather), config, ("BD",))
     if cfg["RUNS"] & (cfg["RUNS"] - 1) or cfg["RUNS"] < 0:
         raise ValueError(f"RUNS must be 0 or a power of 2, got {cfg['RUNS']}")
+    if cfg["RUNS"] and not small and "num_warps" not in (config or {}):
+        cfg["num_warps"] = RUNS_WARPS_LARGE_PLANE
     if "BD" not in (config or {}):
         if cfg["RUNS"]:
             cfg["BD"] = cfg["num_warps"] * ((2 if elem_size >= 4 else 4) if small else 1)
