@@ -205,6 +205,8 @@ INTERP_CASES = [
     group_case(1, 3, 6, 8, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=2, PREF=2)),
     group_case(1, 3, 8, 6, config=dict(ROWS=2, BD=1, BDC=1, KR=2, ROWW=8)),
     group_case(1, 2, 5, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=4, ROWW=35, PREF=2)),
+    # ... as on 28x28 maps in fp32: blocks of 8 rows, the last one partly padding (12 = 8 + 4)
+    group_case(1, 2, 12, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=8, PREF=2)),
 ]
 
 
@@ -536,6 +538,7 @@ GPU_CASES = [
     group_case(2, 24, 13, 9, channels_last=True),
     group_case(2, 10, 11, 6, n_state=3),
     group_case(2, 32, 28, 28, dtype="bfloat16"),
+    group_case(2, 48, 28, 28),  # (fp32 default: row runs in blocks of 8 rows, column runs, PREF 2)
     group_case(2, 32, 28, 28, dtype="float16", channels_last=True),
     # the norm-gate epilogue at the model's shapes (GroupMamba-T/S stages 1-4, -B stages 1-4)
     norm_gate_case(2, 16, 56, 56),

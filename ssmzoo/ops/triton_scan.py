@@ -1133,9 +1133,11 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
             # prefetches C (PREF 2; 123 -> 128 registers, 16 warps per SM either way): fp32 C192 97.8 vs
             # 102.4 us, C128 67.2 vs 70.3; at 56x56 (167 -> 203 registers) it was 7% slower. 56x56 row runs
             # scan the plane as 49 rows of 64 (ROWW, no padding columns): C96 199.9 vs 201.7 us,
-            # C64 140.1 vs 141.7, bf16 1-2% (s27_run2.txt)
-            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2, KR=4,
-                       PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W))
+            # C64 140.1 vs 141.7, bf16 1-2% (s27_run2.txt). 28x28 row runs in blocks of 8 rows (4 blocks, the
+            # last half padding) instead of 4 (7 blocks): fp32 C128 66.0 -> 64.3 us, C192 95.9 -> 93.4
+            # (s30_run10.txt, s30_run11.txt); 16 rows and 56x56 with 8 were slower
+            cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2,
+                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W))
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
                 cfg.update(ROWS=0, CB=4)            # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
