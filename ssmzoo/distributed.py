@@ -120,6 +120,11 @@ def init_from_env(device: str = "auto") -> tuple[DistContext, str]:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    if device != "auto":  # (a typo must not silently become the CPU)
+        from .factory import parse_device
+
+        if parse_device(device).type not in ("cpu", "cuda"):
+            raise UsageError(f"--device {device}: under torchrun the processes run on cpu or cuda")
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available():

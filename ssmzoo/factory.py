@@ -122,15 +122,20 @@ class LoadedModel:
     dtype: torch.dtype
 
 
+def parse_device(device: str) -> torch.device:
+    """``--device`` as torch reads it (not ``auto``), or the usage error naming what it accepts."""
+    try:
+        return torch.device(device)
+    except RuntimeError:
+        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+
+
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError:
-        raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    resolved = parse_device(device)
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")
     return resolved

@@ -426,6 +426,18 @@ def test_torchrun_two_processes_report_what_one_process_does(cli, eval_env, tmp_
         assert pa == pb or abs(pa - pb) < 1e-5
 
 
+@pytest.mark.parametrize("device", ["tpu", "mps"])
+def test_under_torchrun_a_device_other_than_cpu_or_cuda_is_a_usage_error(monkeypatch, device):
+    """A typo in --device must not silently put every rank on the CPU (checked before any process group)."""
+    from ssmzoo.distributed import init_from_env
+    from ssmzoo.errors import UsageError
+
+    for key, value in dict(WORLD_SIZE="2", RANK="0", LOCAL_RANK="0", LOCAL_WORLD_SIZE="2").items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(UsageError, match=f"--device '?{device}'?: "):
+        init_from_env(device)
+
+
 # ----------------------------------------------------------------------------- video
 
 
