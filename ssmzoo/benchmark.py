@@ -642,7 +642,7 @@ def results_table(report: BenchReport):
     table = Table(title=title, title_justify="left")
     for col in ("model", "input", "throughput", "ssmzoo/peer", "(by median)", "ms/batch (median)", "ms/batch (p90)",
                 "peak mem (MiB)", "params (M)", "GFLOPs"):
-        table.add_column(col, justify="left" if col in ("model", "input") else "right")
+        table.add_column(col, justify="left" if col in ("model", "input") else "right", overflow="fold")
     for r in report.results:
         shape = "x".join(str(v) for v in r.input_shape)
         table.add_row(

@@ -149,7 +149,7 @@ def models_cmd(
     table = Table(title="ssmzoo models", show_lines=False)
     for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
                       ("params (M)", "right"), ("top-1 (reported)", "right"), ("weights", "left")]:
-        table.add_column(col, justify=just)
+        table.add_column(col, justify=just, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
                       "" if r["params_m"] is None else f"{r['params_m']:g}",
@@ -170,8 +170,8 @@ def info_cmd(
         _json_print(info)
         return
     table = Table(show_header=False, title=f"{model}", title_justify="left")
-    table.add_column("field", style="bold")
-    table.add_column("value")
+    table.add_column("field", style="bold", overflow="fold")
+    table.add_column("value", overflow="fold")
     for label, value in info_rows(info):
         table.add_row(label, value)
     out.print(table)

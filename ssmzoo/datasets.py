@@ -43,6 +43,8 @@ from .manifest import ModelEntry
 DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
+# The datasets that read each file option (build_dataset warns where one is given to another).
+OPTION_DATASETS = {"--labels": ("imagenet",), "--class-map": ("imagefolder",), "--list": tuple(VIDEO_DATASET_LABELS)}
 SYNSET = re.compile(r"^n\d{8}$")
 
 ImageHook = Callable[[Image.Image], Image.Image]
@@ -241,9 +243,10 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
         has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir() if p.is_file())
-        hint = "a flat folder of images needs --labels FILE ('filename label' lines)" if has_images else \
-            "expected val/<synset>/*.JPEG or <synset>/*.JPEG"
-        raise DatasetError(f"--data-dir {data_dir}: no ImageNet synset folders (n########); {hint}")
+        message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
+        if has_images:  # (an option missing: a usage error)
+            raise DatasetOptionError(message + "a flat folder of images needs --labels FILE ('filename label' lines)")
+        raise DatasetError(message + "expected val/<synset>/*.JPEG or <synset>/*.JPEG")
     resolver = LabelResolver(label_set, allow_names=False)
     unknown = [f for f in synsets if f not in resolver.id_index]
     if unknown:
@@ -428,7 +431,18 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
 def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None, *,
                   labels_file: Optional[Path] = None, class_map: Optional[Path] = None,
                   list_file: Optional[Path] = None) -> EvalData:
-    """Lists and labels a dataset for ``entry``'s classes; raises DatasetError with one line to fix it."""
+    """Lists and labels a dataset for ``entry``'s classes; raises DatasetError with one line to fix it.
+    A --labels, --class-map or --list that this dataset does not read is a warning (it is ignored)."""
+    data = _build_dataset(name, entry, data_dir, labels_file=labels_file, class_map=class_map, list_file=list_file)
+    for option, value in (("--labels", labels_file), ("--class-map", class_map), ("--list", list_file)):
+        if value is not None and name not in OPTION_DATASETS[option]:
+            data.warnings.append(f"{option} {value}: read by --dataset {' or '.join(OPTION_DATASETS[option])} only; "
+                                 f"ignored with --dataset {name}")
+    return data
+
+
+def _build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path], *, labels_file: Optional[Path],
+                   class_map: Optional[Path], list_file: Optional[Path]) -> EvalData:
     if name not in DATASETS:
         raise DatasetOptionError(f"--dataset {name!r}: expected one of {', '.join(DATASETS)}")
     is_video = name in VIDEO_DATASET_LABELS
@@ -445,7 +459,7 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
     if data_dir is None:
         raise DatasetOptionError(f"--dataset {name} needs --data-dir DIR")
     for option, value in (("--labels", labels_file), ("--class-map", class_map)):
-        if value is not None and not value.is_file():
+        if value is not None and name in OPTION_DATASETS[option] and not value.is_file():
             raise _not_found(option, value, directory=False)
     if name == "imagenet":
         return imagenet_dataset(data_dir, entry.labels, labels_file)

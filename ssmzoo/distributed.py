@@ -123,8 +123,7 @@ def init_from_env(device: str = "auto") -> tuple[DistContext, str]:
     if device != "auto":  # (a typo must not silently become the CPU)
         from .factory import parse_device
 
-        if parse_device(device).type not in ("cpu", "cuda"):
-            raise UsageError(f"--device {device}: under torchrun the processes run on cpu or cuda")
+        parse_device(device)
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
         if not torch.cuda.is_available():

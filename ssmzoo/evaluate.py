@@ -457,7 +457,7 @@ def summary_table(result: EvalResult):
     unit = "img/s" if result.kind == "image" else "clips/s"
     table = Table(title=f"ssmzoo eval: {result.model} on {result.dataset}", title_justify="left")
     for col in ("model", "dataset", "N", "top-1", "top-5", "paper top-1", "diff", unit, "device", "dtype"):
-        table.add_column(col, justify="left" if col in ("model", "dataset", "device", "dtype") else "right")
+        table.add_column(col, justify="left" if col in ("model", "dataset", "device", "dtype") else "right", overflow="fold")
     top1 = _fmt(result.top1)
     if result.top1_stderr is not None and result.top1 is not None:
         top1 += f" ±{result.top1_stderr:.2f}"

@@ -123,11 +123,15 @@ class LoadedModel:
 
 
 def parse_device(device: str) -> torch.device:
-    """``--device`` as torch reads it (not ``auto``), or the usage error naming what it accepts."""
+    """``--device`` as torch reads it (not ``auto``), or the usage error naming what it accepts: ssmzoo
+    runs on CPUs and CUDA GPUs (torch also names mps, xpu, meta, ..., which fail deep inside it)."""
     try:
-        return torch.device(device)
+        parsed = torch.device(device)
     except RuntimeError:
         raise UsageError(f"--device {device!r}: expected auto, cpu, cuda or cuda:N") from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise UsageError(f"--device {device}: ssmzoo runs on cpu or cuda (expected auto, cpu, cuda or cuda:N)")
+    return parsed
 
 
 def resolve_device(device: str) -> torch.device:

@@ -272,6 +272,8 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
             raise ManifestOptionError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+        except UnicodeDecodeError:
+            raise ManifestOptionError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
         entries.update(parse_manifest(text, str(path)))
     return entries
 

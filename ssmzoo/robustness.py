@@ -723,10 +723,10 @@ def results_table(report: RobustnessReport):
 
     unit = "images" if report.kind == "image" else "videos"
     table = Table(title=f"ssmzoo robustness on {report.dataset} ({report.n} {unit})", title_justify="left")
-    table.add_column("condition", justify="left")
+    table.add_column("condition", justify="left", overflow="fold")
     for m in report.models:
-        table.add_column(f"{m.label}\ntop-1", justify="right")
-        table.add_column("\ndrop", justify="right")
+        table.add_column(f"{m.label}\ntop-1", justify="right", overflow="fold")
+        table.add_column("\ndrop", justify="right", overflow="fold")
     previous = None
     for cond in report.conditions:
         group = cond.corruption or cond.kind
@@ -772,11 +772,11 @@ def ce_table(report: RobustnessReport):
         return None
     table = Table(title="ImageNet-C corruption error (CE: error over AlexNet's, severities 1..5)",
                   title_justify="left")
-    table.add_column("corruption", justify="left")
-    table.add_column("AlexNet\nerror", justify="right")
+    table.add_column("corruption", justify="left", overflow="fold")
+    table.add_column("AlexNet\nerror", justify="right", overflow="fold")
     for m in report.models:
-        table.add_column(f"{m.label}\nerror", justify="right")
-        table.add_column("\nCE", justify="right")
+        table.add_column(f"{m.label}\nerror", justify="right", overflow="fold")
+        table.add_column("\nCE", justify="right", overflow="fold")
     summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
     for name in report.corruptions:
         first = summaries[report.models[0].label][name]

@@ -86,6 +86,8 @@ def test_user_errors_never_print_a_traceback(tmp_path, mini_files):
 
 @pytest.mark.parametrize("option, value, message", [
     ("--device", "tpu", "--device 'tpu': expected auto, cpu, cuda or cuda:N"),  # checked by ssmzoo
+    ("--device", "mps", "--device mps: ssmzoo runs on cpu or cuda"),  # a torch device ssmzoo does not run on
+    ("--device", "meta", "--device meta: ssmzoo runs on cpu or cuda"),
     ("--dtype", "fp64", "--dtype 'fp64': expected one of fp32, fp16, bf16"),  # checked by ssmzoo
     ("--top-k", "0", "Invalid value for '--top-k' / '-k'"),  # checked by click
     ("--weights", "nothing_here.pth", "--weights nothing_here.pth: file not found"),
@@ -100,6 +102,13 @@ def test_a_bad_option_value_is_a_usage_error_whoever_checks_it(cli, mini_files, 
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), res.stderr
     assert lines[0].endswith("(see `ssmzoo classify --help`)")
+
+
+def test_a_manifest_that_is_not_text_is_a_usage_error(cli, example_images):
+    res = cli("--manifest", example_images / "coffee.jpg", "models")
+    assert res.code == 2 and "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "coffee.jpg: cannot read manifest: not a UTF-8 text (YAML) file" in lines[0], res.stderr
 
 
 def test_a_damaged_checkpoint_is_a_failed_run_not_a_usage_error(cli, mini_files, example_images, tmp_path):

@@ -256,8 +256,8 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     typo.write_text("ILSVRC2012_val_00000001.JPEG n0144O764\nILSVRC2012_val_00000002.JPEG n01440764\n")
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", typo)
     assert res.code == 1 and "typo_first.txt:1" in res.stderr.strip().splitlines()[-1]
-    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
-    assert res.code == 1 and "--labels" in res.stderr and "Traceback" not in res.stderr
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)  # (--labels missing: usage)
+    assert res.code == 2 and "--labels" in res.stderr and "Traceback" not in res.stderr
 
 
 def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tmp_path):
@@ -330,6 +330,21 @@ def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cl
     assert f"--class-map {json_map}: names no folder 'sharcs' in {root}; ignored" in data.warnings
 
 
+def test_a_file_option_the_dataset_does_not_read_is_warned_about_and_ignored(cli, eval_env, tmp_path):
+    """--list (video datasets) or --class-map (imagefolder) given with --dataset imagenet: a warning line,
+    also where the file does not exist, since it is not read; the run goes on."""
+    root = tmp_path / "val" / IDS[eval_env["labels"][0]]
+    root.mkdir(parents=True)
+    shutil.copy(eval_env["paths"][0], root)
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", tmp_path, "--list", tmp_path / "nothing.txt",
+                "--class-map", tmp_path / "nope.txt", "--workers", "0", "--json")
+    assert res.code == 0, res.stderr
+    assert f"warning: --list {tmp_path / 'nothing.txt'}: read by --dataset kinetics400 or ssv2 only; ignored " \
+           "with --dataset imagenet" in res.stderr
+    assert f"warning: --class-map {tmp_path / 'nope.txt'}: read by --dataset imagefolder only" in res.stderr
+    assert json.loads(res.stdout)["n"] == 1
+
+
 def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_env, tmp_path):
     """Options that cannot be used as typed are usage errors (exit code 2, pointing at --help); a data
     dir that exists but does not hold a dataset is a failed run (exit code 1)."""
@@ -340,6 +355,12 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
     lines = res.stderr.strip().splitlines()
     assert res.code == 1 and lines[-1].startswith("error:") and "no ImageNet synset folders" in lines[-1]
     assert "--help" not in lines[-1]
+    flat = tmp_path / "flat"  # images without folders or --labels: an option is missing
+    flat.mkdir()
+    shutil.copy(eval_env["paths"][0], flat)
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", flat)
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 2 and "a flat folder of images needs --labels FILE" in lines[-1], res.stderr
     checks = [
         (("--dataset", "kinetics400", "--list", lst), "image model"),
         (("--dataset", "imagenet"), "--dataset imagenet needs --data-dir DIR"),
