@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
-from .errors import SsmzooError, UsageError
+from .errors import SsmzooError
 
 T = TypeVar("T")
 
@@ -120,14 +120,12 @@ def init_from_env(device: str = "auto") -> tuple[DistContext, str]:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", world))
-    if device != "auto":  # (a typo must not silently become the CPU)
+    if device != "auto":  # (a typo must not silently become the CPU; cuda needs a GPU here)
         from .factory import parse_device
 
         parse_device(device)
     use_cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     if use_cuda:
-        if not torch.cuda.is_available():
-            raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
         if local_rank >= torch.cuda.device_count():
             raise SsmzooError(f"local rank {local_rank} has no GPU: {torch.cuda.device_count()} visible, "
                               f"--nproc-per-node must not exceed that")

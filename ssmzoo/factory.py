@@ -124,7 +124,10 @@ class LoadedModel:
 
 def parse_device(device: str) -> torch.device:
     """``--device`` as torch reads it (not ``auto``), or the usage error naming what it accepts: ssmzoo
-    runs on CPUs and CUDA GPUs (torch also names mps, xpu, meta, ..., which fail deep inside it)."""
+    runs on CPUs and CUDA GPUs (torch also names mps, xpu, meta, ..., which fail deep inside it), and
+    cuda needs one here."""
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
     try:
         parsed = torch.device(device)
     except RuntimeError:
@@ -137,8 +140,6 @@ def parse_device(device: str) -> torch.device:
 def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: no CUDA device is available (use --device cpu)")
     resolved = parse_device(device)
     if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
         raise UsageError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) are visible")

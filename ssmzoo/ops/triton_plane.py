@@ -68,8 +68,8 @@ DEFAULT_ELEMS, DEFAULT_WARPS, MAX_DEFAULT_PLANE = 1024, 4, 256
 # products (session 30, docs/gpu_runs/s30_run4_ab.txt, with softplus through exp2: 14x14 C348 fp32
 # 45.3 -> 44.2 us, 7x7 C512 16.5 -> 15.9, bf16 4-7% faster). Not kept (s30_run1.txt, s30_pack.diff):
 # streams of several batch entries' planes scanned as one sequence (decay 0 at each plane's first step)
-# to fill the lanes a 49- or 196-step plane leaves idle: 20-35% fewer instructions per step, yet 10-90%
-# slower on every configuration tried.
+# to fill the lanes a 49- or 196-step plane leaves idle: up to a third fewer instructions per step, yet
+# 2-80% slower than the same code without it in every configuration tried.
 RUNS_SMALL_PLANE = 64
 # Warps per program of the runs on planes of more than RUNS_SMALL_PLANE positions (one plane each):
 # 2 (docs/gpu_runs/s30_run8.txt, 14x14 fp32: C348 44.0 -> 43.7 us, C424 52.9 -> 52.4; bf16 even or 1%
