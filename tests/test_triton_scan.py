@@ -207,6 +207,16 @@ INTERP_CASES = [
     group_case(1, 2, 5, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=4, ROWW=35, PREF=2)),
     # ... as on 28x28 maps in fp32: blocks of 8 rows, the last one partly padding (12 = 8 + 4)
     group_case(1, 2, 12, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=8, PREF=2)),
+    # ... with the rows the blocks leave over scanned first as a block of their own (RTAIL, the fp32
+    # default on 28x28 and 56x56): 1 left over (13 = 1 + 3 x 4, as 56x56's 49 rows of 64), 3 (a
+    # 4-row block with one padding row), 4 (28x28's 28 = 4 + 3 x 8), fewer rows than one block,
+    # rows re-cut (224 = 7 x 32), 16-bit inputs, no prefetch
+    group_case(1, 2, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, KR=4, PREF=2, RTAIL=1)),
+    group_case(1, 2, 11, 6, config=dict(ROWS=2, BD=1, BDC=1, KR=4, PREF=1, RTAIL=1)),
+    group_case(1, 2, 12, 7, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=8, PREF=2, RTAIL=1)),
+    group_case(1, 2, 3, 5, config=dict(ROWS=2, BD=1, BDC=1, KR=4, RTAIL=1)),
+    group_case(1, 3, 14, 16, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1, KR=4, ROWW=32, PREF=2, RTAIL=1)),
+    group_case(1, 2, 13, 9, config=dict(ROWS=2, BD=1, BDC=1, KR=4, PREF=0, RTAIL=1)),
 ]
 
 
@@ -584,8 +594,9 @@ GPU_CASES = [
     group_case(4, 24, 13, 9, config=dict(COLS=2, BD=1, BDC=1)),
     group_case(8, 16, 56, 56, config=dict(COLS=2, PREF=True)),
     group_case(8, 16, 56, 56, config=dict(ROWS=2)),
-    group_case(8, 24, 56, 56),  # the defaults: rows of 64 (ROWW) at 56x56, C prefetched (PREF 2) at 28x28
-    group_case(16, 48, 28, 28),
+    group_case(8, 24, 56, 56),  # the defaults: rows of 64 (ROWW) at 56x56, C prefetched (PREF 2) at 28x28,
+    group_case(16, 48, 28, 28),  # the left-over rows first (RTAIL, fp32)
+    group_case(8, 16, 56, 56, config=dict(RTAIL=0)),  # ... and without that, the last block part padding
     group_case(8, 16, 56, 56, config=dict(PREF=2)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1)),

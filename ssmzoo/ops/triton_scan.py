@@ -652,9 +652,10 @@ def _row_tile(x, WP: tl.constexpr, REV: tl.constexpr):
 
 @triton.jit
 def _row_block(i, nblocks, H, W: tl.constexpr, K: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
-               wmask, k3):
-    """Offset of row block i (of the row runs' walk) and its mask (none valid past the last)."""
-    h0 = i * K
+               wmask, k3, T: tl.constexpr = 0):
+    """Offset of row block i (of the row runs' walk, after its T tail rows) and its mask (none valid
+    past the last)."""
+    h0 = T + i * K
     if REV:
         base = (H - 1 - h0) * W
     else:
@@ -667,21 +668,11 @@ def _row_block(i, nblocks, H, W: tl.constexpr, K: tl.constexpr, EVEN: tl.constex
 
 
 @triton.jit
-def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
-                    K: tl.constexpr, WP: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr, PREF: tl.constexpr,
-                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    LIBDEVICE: tl.constexpr):
-    """Row-major scan of one channel's contiguous H x W plane (one state; the pointers are the
-    planes' starts) in blocks of K whole rows: (WP / 4, K, 4) tiles loaded as 4-element vectors,
-    seen as (K, WP) in scan order, scanned along the rows with ``associative_scan`` (each thread's 4
-    in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
-    carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
-    thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
-    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H (no row masks).
-    PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too."""
+def _row_geometry(W: tl.constexpr, K: tl.constexpr, WP: tl.constexpr, REV: tl.constexpr):
+    """Offsets (from a block's first row) of a block of K rows as (WP / 4, K, 4) tiles, the mask of the
+    row's valid columns, and the tile's row index."""
     V: tl.constexpr = 4
     Q: tl.constexpr = WP // V
-    A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
     q3 = tl.arange(0, Q)[:, None, None]
     k3 = tl.arange(0, K)[None, :, None]
     v3 = tl.arange(0, V)[None, None, :]
@@ -691,55 +682,114 @@ def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     else:
         w3 = q3 * V + v3
         off = k3 * W + w3
-    wmask = w3 < W
+    return off, w3 < W, k3
+
+
+@triton.jit
+def _row_scan(u, dt, bv, S, A2, Dv, bias, step_mask, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+              SOFTPLUS: tl.constexpr, LIBDEVICE: tl.constexpr, FIRST: tl.constexpr):
+    """One block of K rows in scan order ((K, WP) float32 tiles) from the carried state S: returns
+    the D skip term, the states h and the state after the block. Steps outside ``step_mask`` are
+    the identity. FIRST: S is 0 (the walk's first block), so the rows' decay products are not needed."""
+    K: tl.constexpr = u.shape[0]
+    WP: tl.constexpr = u.shape[1]
+    dt = _step_delta(dt, bias, step_mask, HAS_BIAS, SOFTPLUS, LIBDEVICE)
+    Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
+    if HAS_D:
+        y = u * Dv
+    else:
+        y = tl.zeros_like(u)
+    j2 = tl.arange(0, WP)[None, :]
+    k1 = tl.arange(0, K)
+    ar = tl.sum(tl.where(j2 == WP - 1, Ap, 0.0), axis=1)                      # (K,) row totals
+    br = tl.sum(tl.where(j2 == WP - 1, hl, 0.0), axis=1)
+    ai, bi, ea, eb = tl.associative_scan((ar, br, tl.full(ar.shape, 1.0, tl.float32), tl.zeros_like(br)),
+                                         axis=0, combine_fn=_combine_x)
+    if FIRST:
+        cin = eb                                                             # state entering row k
+        S = tl.sum(tl.where(k1 == K - 1, bi, 0.0), axis=0)
+    else:
+        cin = ea * S + eb
+        S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
+    return y, hl + Ap * cin[:, None], S
+
+
+@triton.jit
+def _row_store(y_ptr, base, off, y, valid, REV: tl.constexpr):
+    """Store of a (K, WP) block in scan order as the (WP / 4, K, 4) tile it was loaded as."""
+    K: tl.constexpr = y.shape[0]
+    WP: tl.constexpr = y.shape[1]
+    y3 = tl.reshape(y, (K, WP // 4, 4))
+    if REV:
+        y3 = _reverse4(y3)
+    _store01(y_ptr + base + off, tl.permute(y3, (1, 0, 2)).to(y_ptr.dtype.element_ty), valid)
+
+
+@triton.jit
+def _sweep_row_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
+                    K: tl.constexpr, WP: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr, PREF: tl.constexpr,
+                    HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                    LIBDEVICE: tl.constexpr, T: tl.constexpr = 0, KT: tl.constexpr = 1):
+    """Row-major scan of one channel's contiguous H x W plane (one state; the pointers are the
+    planes' starts) in blocks of K whole rows: (WP / 4, K, 4) tiles loaded as 4-element vectors,
+    seen as (K, WP) in scan order, scanned along the rows with ``associative_scan`` (each thread's 4
+    in registers, then the lanes), the rows' totals scanned down the block (``_combine_x``) from the
+    carried state. REV walks the rows from the bottom, the groups of 4 from the right and each
+    thread's 4 in reverse register order, so every scan runs forwards (reversed scans cost
+    butterfly shuffles) while the loads stay ascending vectors. EVEN: K divides H - T (no row masks).
+    T > 0: the walk's first T rows (T <= KT, a power of 2) are one block of KT rows of their own,
+    scanned before the loop (its loads in flight with the first whole block's), so that the
+    whole blocks carry no padding rows.
+    PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too."""
+    A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
+    off, wmask, k3 = _row_geometry(W, K, WP, REV)
     j2 = tl.arange(0, WP)[None, :]
     k2 = tl.arange(0, K)[:, None]
     if REV:
         scan_mask = j2 >= WP - W                                             # position j holds w = WP - 1 - j
     else:
         scan_mask = j2 < W
-    k1 = tl.arange(0, K)
     S = 0.0
-    nblocks = (H + K - 1) // K
+    nblocks = (H - T + K - 1) // K
     i = 0
     if PREF:
-        base, valid = _row_block(0, nblocks, H, W, K, EVEN, REV, wmask, k3)
+        base, valid = _row_block(0, nblocks, H, W, K, EVEN, REV, wmask, k3, T)
         u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, off, valid, PREF == 2)
+    if T > 0:
+        off_t, wmask_t, k3_t = _row_geometry(W, KT, WP, REV)
+        if REV:
+            base_t = (H - 1) * W
+        else:
+            base_t = 0
+        valid_t = wmask_t & (k3_t < T)
+        ut, dtt, bvt, cvt = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_t, off_t, valid_t, True)
+        mask_t = scan_mask
+        if T < KT:
+            mask_t = scan_mask & (tl.arange(0, KT)[:, None] < T)
+        yt, ht, S = _row_scan(_row_tile(ut, WP, REV), _row_tile(dtt, WP, REV), _row_tile(bvt, WP, REV), S,
+                              A2, Dv, bias, mask_t, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE, True)
+        _row_store(y_ptr, base_t, off_t, yt + ht * _row_tile(cvt, WP, REV), valid_t, REV)
     while i < nblocks:
-        h0 = i * K
-        base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3)
+        h0 = T + i * K
+        base, valid = _row_block(i, nblocks, H, W, K, EVEN, REV, wmask, k3, T)
         if PREF:
             u = _row_tile(u_in, WP, REV)
             dt = _row_tile(dt_in, WP, REV)
             bv = _row_tile(bv_in, WP, REV)
             if PREF == 2:
                 cv = _row_tile(cv_in, WP, REV)
-            base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3)
+            base_n, valid_n = _row_block(i + 1, nblocks, H, W, K, EVEN, REV, wmask, k3, T)
             u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, off, valid_n, PREF == 2)
         else:
             u, dt, bv, _ = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, off, valid, False)
             u = _row_tile(u, WP, REV)
             dt = _row_tile(dt, WP, REV)
             bv = _row_tile(bv, WP, REV)
-        dt = _step_delta(dt, bias, scan_mask & (k2 < H - h0), HAS_BIAS, SOFTPLUS, LIBDEVICE)  # padding: identity
-        Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
-        if HAS_D:
-            y = u * Dv
-        else:
-            y = tl.zeros_like(u)
-        ar = tl.sum(tl.where(j2 == WP - 1, Ap, 0.0), axis=1)                  # (K,) row totals
-        br = tl.sum(tl.where(j2 == WP - 1, hl, 0.0), axis=1)
-        ai, bi, ea, eb = tl.associative_scan((ar, br, tl.full(ar.shape, 1.0, tl.float32), tl.zeros_like(br)),
-                                             axis=0, combine_fn=_combine_x)
-        cin = ea * S + eb                                                    # state entering row k
-        S = tl.sum(tl.where(k1 == K - 1, ai * S + bi, 0.0), axis=0)
+        y, h, S = _row_scan(u, dt, bv, S, A2, Dv, bias, scan_mask & (k2 < H - h0), HAS_D, HAS_BIAS, SOFTPLUS,
+                            LIBDEVICE, False)                               # padding rows: identity
         if PREF < 2:
             cv = _row_tile(_load01(c_ptr + base + off, valid), WP, REV)
-        y += (hl + Ap * cin[:, None]) * cv
-        y3 = tl.reshape(y, (K, Q, V))
-        if REV:
-            y3 = _reverse4(y3)
-        _store01(y_ptr + base + off, tl.permute(y3, (1, 0, 2)).to(y_ptr.dtype.element_ty), valid)
+        _row_store(y_ptr, base, off, y + h * cv, valid, REV)
         i += 1
 
 
@@ -822,7 +872,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
-                   CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
+                   TR: tl.constexpr, KTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
     pid_d = tl.program_id(0)
     g = tl.program_id(1)
@@ -844,11 +894,11 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                 if g == 0:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
                                     y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H * WC // WR, WR, KR, WPR, EVENR,
-                                    False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                    False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False, TR, KTR)
                 else:
                     _sweep_row_runs(u_ptr + (uo + cs * su_c), dt_ptr + (dto + cs * sdt_c), b0, c0,
                                     y_ptr + (yo + cs * sy_c), A0, D0, bias0, cs, H * WC // WR, WR, KR, WPR, EVENR,
-                                    True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                    True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False, TR, KTR)
     elif g % 2 == 0 and ROWS == 1:  # row-major as whole-row tiles: the column code with h <-> w
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
@@ -1135,9 +1185,13 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
             # scan the plane as 49 rows of 64 (ROWW, no padding columns): C96 199.9 vs 201.7 us,
             # C64 140.1 vs 141.7, bf16 1-2% (s27_run2.txt). 28x28 row runs in blocks of 8 rows (4 blocks, the
             # last half padding) instead of 4 (7 blocks): fp32 C128 66.0 -> 64.3 us, C192 95.9 -> 93.4
-            # (s30_run10.txt, s30_run11.txt); 16 rows and 56x56 with 8 were slower
+            # (s30_run10.txt, s30_run11.txt); 16 rows and 56x56 with 8 were slower. In fp32 the rows left
+            # over by the blocks (56x56: 49 = 12 x 4 + 1; 28x28: 28 = 3 x 8 + 4) are a block of their own
+            # scanned first (RTAIL), so no block carries padding rows: C64 137.7 -> 137.1 us, C96 195.8 ->
+            # 195.2, 28x28 C128 64.3 -> 63.8; in bf16 56x56 it was 1-2% slower (s31_run1.txt)
             cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2,
-                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W))
+                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W),
+                       RTAIL=u.element_size() == 4)
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
                 cfg.update(ROWS=0, CB=4)            # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
@@ -1150,7 +1204,7 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
     cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H),
-                    KR=max(1, min(HP, 512 // _row_width(W))), ROWW=W), **cfg)
+                    KR=max(1, min(HP, 512 // _row_width(W))), ROWW=W, RTAIL=False), **cfg)
     if config:
         cfg.update(config)
     if "BDC" not in cfg:
@@ -1241,6 +1295,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     row_w = cfg["ROWW"]  # the row runs see the plane as (H W / row_w, row_w): the same row-major sequence
     if (H * W) % row_w:
         raise ValueError(f"ROWW must divide H * W, got {row_w} for {H}x{W}")
+    n_rows = H * W // row_w
+    tail_rows = n_rows % cfg["KR"] if cfg["RTAIL"] else 0  # scanned as one block of their own first
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
@@ -1248,8 +1304,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
         COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"],
-        EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=H * W // row_w % cfg["KR"] == 0,
-        WR=row_w if runs else 0, CHANNELS_LAST=_channels_contiguous(u),
+        EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=(n_rows - tail_rows) % cfg["KR"] == 0,
+        WR=row_w if runs else 0, TR=tail_rows, KTR=_pow2(tail_rows), CHANNELS_LAST=_channels_contiguous(u),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"))
     return y
