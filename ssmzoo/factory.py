@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -37,6 +38,10 @@ def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):
         import torch._inductor.config as inductor_config
 
         inductor_config.triton.coalesce_tiling_analysis = False
+    if not torch.cuda.is_available():
+        # Inductor's C++ backend imports torch.utils.cpp_extension, which warns (with a log prefix)
+        # that no CUDA runtime exists and which CUDA_HOME it assumes: noise where no CUDA is expected
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     compiled = torch.compile(model, mode=mode, **kwargs)
     own = dict((getattr(model, "inductor_options", None) or {}).get(_device_type(model), {}))
     if own and kwargs.get("backend", "inductor") == "inductor":

@@ -281,6 +281,38 @@ def test_x_proj_takes_u_as_it_is_only_under_autocast(monkeypatch: pytest.MonkeyP
     assert torch.equal(direct, round_trip)
 
 
+def _call_args(code: str, start: int) -> list[str]:
+    """The top-level arguments of the call whose "(" is at code[start]."""
+    args, depth, begin = [], 0, start + 1
+    for i in range(start, len(code)):
+        if code[i] in "([":
+            depth += 1
+        elif code[i] in ")]":
+            depth -= 1
+            if depth == 0:
+                return args + [code[begin:i].strip()]
+        elif code[i] == "," and depth == 1:
+            args.append(code[begin:i].strip())
+            begin = i + 1
+    raise ValueError("unbalanced call")
+
+
+def gemm_widths(code: str, rows: int) -> set[int]:
+    """The reduced width K of every GEMM over ``rows`` rows in Inductor's generated code (mm(input,
+    weight), addmm(bias, input, weight), oneDNN's _linear_pointwise(input, ...)): the input's
+    (rows, K) shape, from its view or from the allocation of the buffer it is."""
+    allocated = {name: (int(r), int(k)) for name, r, k in
+                 re.findall(r"(buf\d+) = empty_strided_\w+\(\((\d+), (\d+)\)", code)}
+    widths = set()
+    for m in re.finditer(r"extern_kernels\.(mm|addmm)\(|_linear_pointwise\.default\(", code):
+        arg = _call_args(code, m.end() - 1)[1 if m.group(1) == "addmm" else 0]
+        view = re.match(r"reinterpret_tensor\(\w+, \((\d+), (\d+)\)", arg)
+        shape = (int(view.group(1)), int(view.group(2))) if view else allocated.get(arg)
+        if shape and shape[0] == rows:
+            widths.add(shape[1])
+    return widths
+
+
 @pytest.mark.parametrize("autocast", [False, True], ids=["float32", "bf16-autocast"])
 def test_compiled_gemm_inputs_are_widened_by_their_producers(autocast: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     # Compiled for CUDA, a block of 348 channels (stage 3 of -T/-S) feeds its GEMMs rows widened by
@@ -307,8 +339,6 @@ def test_compiled_gemm_inputs_are_widened_by_their_producers(autocast: bool, mon
             out, code = run_and_get_code(torch.compile(block), x, 5, 3)
         torch._dynamo.reset()
         assert rel_err(out.float(), expected.float()) <= (1e-2 if autocast else 1e-5)
-        # the reduced width of every GEMM: (rows, K) of the first operand of mm / addmm / oneDNN linear
-        widths[align] = {int(k) for k in re.findall(
-            r"(?:mm|_linear_pointwise\.default)\((?:\w+, )?reinterpret_tensor\(\w+, \(\d+, (\d+)\)", "\n".join(code))}
+        widths[align] = gemm_widths("\n".join(code), rows=x.shape[0] * x.shape[1])
     assert widths[True] and all(k % 8 == 0 for k in widths[True]), widths
     assert 348 in widths[False]  # what the test would catch

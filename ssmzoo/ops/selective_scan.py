@@ -283,9 +283,34 @@ def scan_backend(device: torch.device | str | None = None) -> str:
     return "torch"
 
 
+@torch.library.custom_op("ssmzoo::selective_scan_chunked", mutates_args=())
+def selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                              z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+    """``selective_scan_chunked`` as one opaque node for torch.compile. Traced, its chunk length
+    (chosen from the inputs' largest decay, an ``.item()``) breaks the graph in every layer, and
+    the wide-state path's loop over positions would be unrolled."""
+    return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
+                                  delta_softplus=delta_softplus).contiguous()
+
+
+@selective_scan_chunked_op.register_fake
+def _selective_scan_chunked_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+    return u.new_empty(u.shape)
+
+
+def _records_autograd(*tensors: Optional[Tensor]) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
 def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                    D: Optional[Tensor] = None, z: Optional[Tensor] = None,
                    delta_bias: Optional[Tensor] = None, delta_softplus: bool = False) -> Tensor:
-    """Runs the selective scan on the backend that suits ``u``'s device (see ``scan_backend``)."""
-    fn = _BACKENDS[scan_backend(u.device)]
+    """Runs the selective scan on the backend that suits ``u``'s device (see ``scan_backend``).
+    While torch.compile traces, the PyTorch path is the opaque operator ``selective_scan_chunked_op``
+    (it has no backward: a scan that autograd records is traced as plain PyTorch)."""
+    backend = scan_backend(u.device)
+    if (backend == "torch" and torch.compiler.is_compiling()
+            and not _records_autograd(u, delta, A, B, C, D, z, delta_bias)):
+        return selective_scan_chunked_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+    fn = _BACKENDS[backend]
     return fn(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias, delta_softplus=delta_softplus)
