@@ -12,6 +12,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand
 
@@ -300,12 +301,13 @@ def classify_cmd(
         if as_json:
             _json_print(result.to_dict())
         elif result.ok:
-            out.print(f"[bold]{result.input}[/]")
+            out.print(f"[bold]{escape(result.input)}[/]")
+            width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
             for rank, label in enumerate(result.top, 1):
-                suffix = f"  [dim]({label.class_id})[/]" if label.class_id != label.label else ""
-                out.print(f"  {rank}. {label.probability * 100:6.2f}%  {label.label}{suffix}")
+                suffix = f"  [dim]({escape(label.class_id)})[/]" if label.class_id != label.label else ""
+                out.print(f"  {rank:>{width}}. {label.probability * 100:6.2f}%  {escape(label.label)}{suffix}")
             for note in result.notes:
-                out.print(f"  [dim]note: {note}[/]")
+                out.print(f"  [dim]note: {escape(note)}[/]")
     if failed:
         err.print(f"{failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed", markup=False)
         raise typer.Exit(1)

@@ -25,6 +25,19 @@ def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
     assert res.stdout.count("  1. ") == 4 and res.stdout.count("  5. ") == 4 and "  6. " not in res.stdout
 
 
+def test_ranks_line_up_and_names_print_as_they_are(cli, mini_files, example_images, tmp_path):
+    # a file name that looks like rich markup is printed literally; ranks 1-12 share one column
+    manifest, checkpoint = mini_files
+    odd = tmp_path / "photo [bold]1[dim].jpg"
+    odd.write_bytes((example_images / "coffee.jpg").read_bytes())
+    res = cli("--manifest", manifest, "classify", odd, "--model", "groupmamba_mini", "--weights", checkpoint,
+              "--top-k", "12")
+    assert res.code == 0, res.stderr
+    assert "photo [bold]1[dim].jpg" in res.stdout
+    ranks = [line[:6] for line in res.stdout.splitlines() if line.startswith("   ") or line.startswith("  1")]
+    assert ranks[0] == "   1. " and ranks[8] == "   9. " and ranks[9] == "  10. " and ranks[11] == "  12. ", ranks
+
+
 def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
