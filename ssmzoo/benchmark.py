@@ -205,10 +205,8 @@ class TokenViT(nn.Module):
 
     def __init__(self, vit: nn.Module, frames: int, name: str = "") -> None:
         super().__init__()
-        if not all(hasattr(vit, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
-                or getattr(vit, "cls_token", None) is None:
-            raise SsmzooError(f"--peer {name or type(vit).__name__}: video models are compared with a ViT "
-                              "(with a class token) on the same tokens; this model is not one")
+        if not _is_vit_with_class_token(vit):
+            raise SsmzooError(_not_a_token_vit(name or type(vit).__name__))
         self.vit = vit
         self.frames = frames
         self.num_tokens = 1 + frames * vit.patch_embed.num_patches
@@ -224,6 +222,24 @@ class TokenViT(nn.Module):
         x = self.vit.norm_pre(x) if hasattr(self.vit, "norm_pre") else x
         x = self.vit.norm(self.vit.blocks(x))
         return self.vit.forward_head(x)
+
+
+def _is_vit_with_class_token(model: nn.Module) -> bool:
+    return all(hasattr(model, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
+        and getattr(model, "cls_token", None) is not None
+
+
+def _not_a_token_vit(name: str) -> str:
+    return (f"--peer {name}: video models are compared with a ViT (with a class token) on the same tokens; "
+            "this model is not one")
+
+
+def _timm_is_token_vit(name: str) -> bool:
+    """Can ``TokenViT`` run the timm model ``name``? Built on the meta device: no memory, no init cost."""
+    import timm
+
+    with torch.device("meta"):
+        return _is_vit_with_class_token(timm.create_model(name, pretrained=False))
 
 
 def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
@@ -533,6 +549,10 @@ def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch
     unknown = [name for name in cfg.peer_names if not _timm_has(name)]
     if unknown:
         raise _not_a_timm_model(unknown[0])
+    if entries and all(e.is_video for e in entries):  # in a mixed list only the video models would fail
+        for name in cfg.peer_names:
+            if not _timm_is_token_vit(name):
+                raise UsageError(_not_a_token_vit(name))
     if cfg.cuda_graphs and device.type != "cuda":
         raise UsageError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
     if cfg.compile_mode not in COMPILE_MODES:

@@ -265,10 +265,20 @@ def test_bad_options_are_one_line(cli, mini_files):
     assert res.stdout == ""
 
 
-def test_non_vit_peer_for_video_model_is_one_line(cli, mini_files):
-    # found once the model is built: that model's run fails (the others would still be timed)
-    _one_line_error(cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST,
-                        "--peer", "test_convnext", "--json"), "test_convnext", "ViT", code=1)
+def test_non_vit_peer_for_video_models_is_a_usage_error_before_anything_runs(cli, mini_files):
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST,
+              "--peer", "test_convnext", "--json")
+    _one_line_error(res, "--peer test_convnext", "ViT")
+    assert res.stdout == ""
+
+
+def test_non_vit_peer_fails_only_the_video_models_of_a_mixed_list(cli, mini_files):
+    # a CNN is a fine peer for the image model: that group is timed, the video model's run fails
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "-m", "videomamba_mini_k400",
+              *FAST, "--img-size", "32", "--peer", "test_convnext", "--json")
+    _one_line_error(res, "test_convnext", "ViT", code=1)
+    groups = {r["group"] for r in json.loads(res.stdout)["results"]}
+    assert groups == {"groupmamba_mini"}
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
