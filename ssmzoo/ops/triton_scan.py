@@ -534,6 +534,21 @@ def _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D: tl.constexpr, HAS_BIAS: tl
 
 
 @triton.jit
+def _runs_from_zero(u, dt, bv, A2, Dv, bias, step_mask, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                    SOFTPLUS: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """The run sweeps' first step on a loaded float32 block: along axis 1 (a thread's registers, or
+    a row), each run's decay products Ap and states hl from a zero state, and the D skip term.
+    Steps outside ``step_mask`` are the identity (padding)."""
+    dt = _step_delta(dt, bias, step_mask, HAS_BIAS, SOFTPLUS, LIBDEVICE)
+    Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
+    if HAS_D:
+        y = u * Dv
+    else:
+        y = tl.zeros_like(u)
+    return Ap, hl, y
+
+
+@triton.jit
 def _col_block(i, nblocks, H, W: tl.constexpr, CB: tl.constexpr, REV: tl.constexpr, hmask, k3):
     """Offset of column block i (of the column runs' walk) and its mask (none valid past the last)."""
     if REV:
@@ -606,12 +621,7 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             u = u.to(tl.float32)
             dt = dt.to(tl.float32)
             bv = bv.to(tl.float32)
-        dt = _step_delta(dt, bias, valid, HAS_BIAS, SOFTPLUS, LIBDEVICE)
-        Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
-        if HAS_D:
-            y = u * Dv
-        else:
-            y = tl.zeros_like(u)
+        Ap, hl, y = _runs_from_zero(u, dt, bv, A2, Dv, bias, valid, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
         at = tl.sum(tl.where(r3 == last_r, Ap, 0.0), axis=1)                 # (Q, CB) run totals
         bt = tl.sum(tl.where(r3 == last_r, hl, 0.0), axis=1)
         ai, bi, ea, eb = tl.associative_scan((at, bt, tl.full(at.shape, 1.0, tl.float32), tl.zeros_like(bt)),
@@ -693,12 +703,7 @@ def _row_scan(u, dt, bv, S, A2, Dv, bias, step_mask, HAS_D: tl.constexpr, HAS_BI
     the identity. FIRST: S is 0 (the walk's first block), so the rows' decay products are not needed."""
     K: tl.constexpr = u.shape[0]
     WP: tl.constexpr = u.shape[1]
-    dt = _step_delta(dt, bias, step_mask, HAS_BIAS, SOFTPLUS, LIBDEVICE)
-    Ap, hl = tl.associative_scan((tl.exp2(dt * A2), dt * u * bv), axis=1, combine_fn=_combine)
-    if HAS_D:
-        y = u * Dv
-    else:
-        y = tl.zeros_like(u)
+    Ap, hl, y = _runs_from_zero(u, dt, bv, A2, Dv, bias, step_mask, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
     j2 = tl.arange(0, WP)[None, :]
     k1 = tl.arange(0, K)
     ar = tl.sum(tl.where(j2 == WP - 1, Ap, 0.0), axis=1)                      # (K,) row totals
