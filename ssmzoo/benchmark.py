@@ -224,6 +224,17 @@ class TokenViT(nn.Module):
         return self.vit.forward_head(x)
 
 
+def _check_input_size(name: str, model: nn.Module, height: int, width: int) -> None:
+    """A patch-embedding model needs at least one patch: below that its convolution fails deep in the
+    forward pass."""
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
+    if isinstance(patch, int):
+        patch = (patch, patch)
+    if patch and (height < patch[-2] or width < patch[-1]):
+        size = height if height == width else f"{height}x{width}"
+        raise SsmzooError(f"{name}: --img-size {size} is smaller than its {patch[-2]}x{patch[-1]} patches")
+
+
 def _is_vit_with_class_token(model: nn.Module) -> bool:
     return all(hasattr(model, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
         and getattr(model, "cls_token", None) is not None
@@ -457,6 +468,7 @@ class _Bench:
             frames = cfg.frames or entry.video.num_frames
             args["num_frames"] = frames
         model = build_model(replace(entry, arch_args=args))
+        _check_input_size(entry.name, model, height, width)
         sample = (3, frames, height, width) if frames else (3, height, width)
         unit = "clip" if frames else "img"
         members = [self._member(entry.name, "ssmzoo", model, sample, unit, cfg.channels_last)]
@@ -473,6 +485,7 @@ class _Bench:
                 if width != height:
                     raise SsmzooError("--peers needs a square input")
                 peer = _create_timm(spec.name, height, classes)
+                _check_input_size(spec.name, peer, height, width)
                 if spec.tokens:
                     peer = TokenViT(peer, frames, spec.name)
                     members.append(self._member(f"{spec.name} [{peer.num_tokens} tokens]", "peer", peer, sample,

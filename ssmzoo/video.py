@@ -558,7 +558,7 @@ def _resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
     if min(h, w) == short_side:
         return frame
     oh, ow = _resized_size(h, w, short_side)
-    t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
+    t = torch.from_numpy(np.require(frame, requirements=("C", "W"))).permute(2, 0, 1)[None].float()  # a hook may return a read-only frame
     t = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=False)
     return t[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 

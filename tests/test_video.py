@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 
 import numpy as np
 import pytest
@@ -416,6 +417,20 @@ def test_views_with_resize_match_manual_pipeline(vids):
     for k, left in enumerate([0, 4, 8]):  # int(k * (32-24)/2)
         ref = torch.from_numpy(frames[:, :, left:left + 24]).permute(3, 0, 1, 2).float() / 255
         torch.testing.assert_close(clips.tensor[k], ref, rtol=0, atol=1e-6)
+
+
+def test_a_frame_hook_may_return_read_only_frames(vids):
+    # robustness's JPEG hook hands back Pillow-backed arrays; torch.from_numpy warns on read-only memory
+    prot = _ordinal_protocol(num_frames=4, clips=1, crops=1, short_side=24, crop_size=24)
+
+    def read_only(frame):
+        frame = frame.copy()
+        frame.flags.writeable = False
+        return frame
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        hooked = load_video_views(vids["v30"], prot, (0, 0, 0), (1, 1, 1), frame_hook=read_only)
+    torch.testing.assert_close(hooked.tensor, load_video_views(vids["v30"], prot, (0, 0, 0), (1, 1, 1)).tensor)
 
 
 def test_normalisation(vids):
