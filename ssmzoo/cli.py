@@ -190,6 +190,8 @@ def download_cmd(
     from .hub import check_weights_request, resolve_weights
 
     entries = [_entry(name) for name in models]  # every name checked before anything is fetched
+    if weights and len(models) > 1:
+        raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
     for entry in entries:
         check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
     failed = 0
@@ -393,7 +395,8 @@ def eval_cmd(
 
     try:
         entry = _entry(model)
-        check_load_options(entry, weights=weights, revision=revision, device=device, dtype=dtype)
+        check_load_options(entry, weights=weights, revision=revision, device=device, dtype=dtype,
+                           cuda_graphs=cuda_graphs)
         if ctx.is_main:
             _note_ignored_views(views, entry)
         data = ctx.main_computes(lambda: build_dataset(dataset, entry, data_dir, labels_file=labels,
@@ -601,7 +604,7 @@ def robustness_cmd(
     try:
         for k, entry in enumerate(entries):
             check_load_options(entry, weights=weights[k] if weights else None, revision=revision, device=device,
-                               dtype=dtype)
+                               dtype=dtype, cuda_graphs=cuda_graphs)
         data = ctx.main_computes(lambda: build_dataset(dataset, entries[0], data_dir, labels_file=labels,
                                                        class_map=class_map, list_file=list_file).limit(limit))
         if ctx.is_main:

@@ -248,8 +248,12 @@ def video_protocol(loaded: LoadedModel, views: Optional[tuple[int, int]] = None)
         raise SsmzooError(f"model '{entry.name}': video protocol: {exc}") from None
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
-    views = f"{protocol.clips} clips x {protocol.crops} crops"
+    views = f"{_count(protocol.clips, 'clip')} x {_count(protocol.crops, 'crop')}"
     if (protocol.clips, protocol.crops) != tuple(paper_views):
         views += f" (--views; the paper's protocol is {paper_views[0]}x{paper_views[1]})"
     return (f"{protocol.num_frames} frames, {protocol.sampling} sampling, {views}, "
@@ -466,7 +470,8 @@ def summary_table(result: EvalResult):
                   _fmt(result.views_per_s, ".1f"), result.device, result.dtype)
     wait = result.data_wait_fraction
     lines = [f"protocol: {result.protocol}",
-             f"{result.evaluated} of {result.n} items evaluated, {len(result.failed)} unreadable skipped"
+             f"{result.evaluated} of {result.n} items evaluated"
+             + (f", {len(result.failed)} unreadable skipped" if result.failed else "")
              + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
              f" ({result.workers} workers, batch {result.batch_size}, {result.execution}"

@@ -158,13 +158,16 @@ def resolve_dtype(dtype: str) -> torch.dtype:
 
 
 def check_load_options(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,
-                       device: str = "auto", dtype: str = "fp32") -> None:
-    """Raises the usage error ``load_model`` would for these options (--device, --dtype, --weights,
-    --revision) without loading anything, so a command can fail before a long dataset scan."""
+                       device: str = "auto", dtype: str = "fp32", cuda_graphs: Optional[bool] = None) -> None:
+    """Raises the usage error ``load_model`` (or, for ``cuda_graphs``, the runner) would for these options
+    (--device, --dtype, --weights, --revision, --cuda-graphs) without loading anything, so a command
+    can fail before a long dataset scan."""
     from .hub import check_weights_request
 
-    resolve_device(device)
+    torch_device = resolve_device(device)
     resolve_dtype(dtype)
+    if cuda_graphs and torch_device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device (running on {torch_device}); drop it or use --device cuda")
     check_weights_request(entry.name, entry.weights, override=weights, revision=revision)
 
 

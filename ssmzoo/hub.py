@@ -499,6 +499,9 @@ def check_weights_request(
     ``--weights``) without the network, so a command can check every model before fetching any."""
     if override:
         if not _is_remote(override):
+            if not local_weights:
+                raise WeightsOptionError(f"--weights {override}: a local file needs no download; this option takes "
+                                         "hf-hub:org/repo[/file][@rev]")
             _resolve_local(override)
             return
         ref = parse_hub_ref(override)

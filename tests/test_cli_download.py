@@ -66,6 +66,18 @@ def test_download_checks_every_name_before_fetching_any(cli, hub, mini_files):
     assert "--weights hf-hub:" in lines[0] and "--weights PATH" in lines[0] and "classify, eval or robustness" in lines[0]
 
 
+def test_download_weights_must_name_a_hub_file(cli, hub, mini_files):
+    # a local checkpoint has nothing to download: reporting it as fetched would mislead
+    manifest, checkpoint = mini_files
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", checkpoint)
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 2 and len(lines) == 1 and res.stdout == "", res.stderr
+    assert lines[0].startswith(f"error: --weights {checkpoint}: a local file needs no download") and "hf-hub:" in lines[0]
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "groupmamba_mini", "--weights", "hf-hub:a/b")
+    assert res.code == 2 and res.stderr.count("error:") == 1 and "give it with one MODEL, not 2" in res.stderr
+    assert hub.downloads() == 0
+
+
 def test_missing_repo_is_one_line_error(cli, hub, mini_files):
     manifest, _ = mini_files
     res = cli("--manifest", manifest, "download", "groupmamba_mini")
