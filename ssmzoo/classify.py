@@ -52,7 +52,8 @@ def media_kind(path: str | Path) -> str:
 
 
 def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
-    """Files, directories (their media files, recursively, sorted) and globs, in the order given.
+    """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
+    as ``ls`` and glob do) and globs, in the order given.
 
     Returns (path, error) pairs: a spec that names nothing becomes one entry with its error, so it is
     reported with the others instead of stopping the run.
@@ -61,7 +62,8 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES)
+            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
+                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
             if not files:
                 found.append((spec, f"{spec}: directory holds no image or video files"))
             found.extend((str(p), None) for p in files)

@@ -17,7 +17,7 @@ from rich.table import Table
 from typer.core import TyperCommand
 
 from . import __version__
-from .errors import SsmzooError, UsageError
+from .errors import ManifestFileError, SsmzooError, UsageError
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
 ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -48,8 +48,9 @@ class Command(TyperCommand):
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except UsageError as exc:
-            raise ClickUsageError(str(exc), ctx=ctx) from None
+        except UsageError as exc:  # a bad --manifest is an option of ssmzoo itself, not of the command
+            where = ctx.parent if isinstance(exc, ManifestFileError) and ctx.parent is not None else ctx
+            raise ClickUsageError(str(exc), ctx=where) from None
 
     def format_options(self, ctx, formatter) -> None:  # typer's layout, less the type after an argument
         arguments, options = [], []
@@ -259,7 +260,7 @@ def _parse_views(views: Optional[str]) -> Optional[tuple[int, int]]:
 
 @app.command("classify", cls=Command)
 def classify_cmd(
-    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image/video files, directories or glob patterns."),
+    inputs: List[str] = typer.Argument(..., metavar="INPUT", help="Image/video files, directories (searched recursively; hidden entries skipped) or glob patterns."),
     model: str = typer.Option(
         "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(

@@ -30,6 +30,10 @@ class ManifestOptionError(ManifestError, UsageError):
     """The command line names a model or manifest file that does not exist."""
 
 
+class ManifestFileError(ManifestOptionError):
+    """``--manifest`` (an option of ``ssmzoo`` itself, not of the command) names a file that cannot be read."""
+
+
 class WeightsError(SsmzooError):
     """Weights cannot be found, fetched, verified or loaded."""
 

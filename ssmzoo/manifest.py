@@ -16,7 +16,7 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from .errors import ManifestError, ManifestOptionError
+from .errors import ManifestError, ManifestFileError, ManifestOptionError
 
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
@@ -246,7 +246,10 @@ def parse_manifest(text: str, source: str = "<manifest>") -> dict[str, ModelEntr
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ManifestError(f"{source}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ManifestError(f"{source}{where}: not valid YAML: {problem}") from None
     if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), Mapping):
         raise ManifestError(f"{source}: expected a top-level 'models:' mapping")
     entries = {}
@@ -271,9 +274,9 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
         try:
             text = path.read_text(encoding="utf-8")
         except OSError as exc:
-            raise ManifestOptionError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+            raise ManifestFileError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
-            raise ManifestOptionError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
+            raise ManifestFileError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
         entries.update(parse_manifest(text, str(path)))
     return entries
 

@@ -38,6 +38,17 @@ def test_ranks_line_up_and_names_print_as_they_are(cli, mini_files, example_imag
     assert ranks[0] == "   1. " and ranks[8] == "   9. " and ranks[9] == "  10. " and ranks[11] == "  12. ", ranks
 
 
+def test_a_directory_input_is_searched_recursively_without_hidden_folders(tmp_path):
+    from ssmzoo.classify import expand_inputs
+
+    for rel in ("b.jpg", "sub/a.png", ".cache/c.jpg", "sub/.d.jpg", "sub/notes.txt"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    assert expand_inputs([str(tmp_path)]) == [(str(tmp_path / "b.jpg"), None), (str(tmp_path / "sub/a.png"), None)]
+    # a hidden folder named on the command line is searched
+    assert expand_inputs([str(tmp_path / ".cache")]) == [(str(tmp_path / ".cache/c.jpg"), None)]
+
+
 def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
@@ -122,6 +133,14 @@ def test_a_manifest_that_is_not_text_is_a_usage_error(cli, example_images):
     assert res.code == 2 and "Traceback" not in res.stderr
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "coffee.jpg: cannot read manifest: not a UTF-8 text (YAML) file" in lines[0], res.stderr
+    assert lines[0].endswith("(see `ssmzoo --help`)")  # --manifest is ssmzoo's option, not the command's
+
+
+def test_a_manifest_that_is_not_yaml_names_the_line_and_column(cli, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("models:\n  foo: [1, 2\n  bar: 3\n")
+    res = cli("--manifest", bad, "models")
+    assert res.code == 1 and res.stderr.strip() == f"error: {bad}:3:6: not valid YAML: expected ',' or ']', but got ':'"
 
 
 def test_a_damaged_checkpoint_is_a_failed_run_not_a_usage_error(cli, mini_files, example_images, tmp_path):
