@@ -157,6 +157,12 @@ def resolve_dtype(dtype: str) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def check_cuda_graphs(cuda_graphs: bool, device: torch.device) -> None:
+    """--cuda-graphs asked for on a device that has none: a usage error before anything runs."""
+    if cuda_graphs and device.type != "cuda":
+        raise UsageError(f"--cuda-graphs needs a CUDA device (running on {device}); drop it or use --device cuda")
+
+
 def check_load_options(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,
                        device: str = "auto", dtype: str = "fp32", cuda_graphs: Optional[bool] = None) -> None:
     """Raises the usage error ``load_model`` (or, for ``cuda_graphs``, the runner) would for these options
@@ -166,8 +172,7 @@ def check_load_options(entry: ModelEntry, *, weights: Optional[str] = None, revi
 
     torch_device = resolve_device(device)
     resolve_dtype(dtype)
-    if cuda_graphs and torch_device.type != "cuda":
-        raise UsageError(f"--cuda-graphs needs a CUDA device (running on {torch_device}); drop it or use --device cuda")
+    check_cuda_graphs(bool(cuda_graphs), torch_device)
     check_weights_request(entry.name, entry.weights, override=weights, revision=revision)
 
 

@@ -283,9 +283,8 @@ def scan_backend(device: torch.device | str | None = None) -> str:
     return "torch"
 
 
-@torch.library.custom_op("ssmzoo::selective_scan_chunked", mutates_args=())
-def selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
-                              z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+def _selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                               z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
     """``selective_scan_chunked`` as one opaque node for torch.compile. Traced, its chunk length
     (chosen from the inputs' largest decay, an ``.item()``) breaks the graph in every layer, and
     the wide-state path's loop over positions would be unrolled."""
@@ -293,9 +292,15 @@ def selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
                                   delta_softplus=delta_softplus).contiguous()
 
 
-@selective_scan_chunked_op.register_fake
-def _selective_scan_chunked_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
-    return u.new_empty(u.shape)
+# torch.library.custom_op exists from torch 2.4; on older releases compile traces the scan as it is
+selective_scan_chunked_op: Optional[Callable[..., Tensor]] = None
+if hasattr(torch.library, "custom_op"):
+    selective_scan_chunked_op = torch.library.custom_op("ssmzoo::selective_scan_chunked", mutates_args=())(
+        _selective_scan_chunked_op)
+
+    @selective_scan_chunked_op.register_fake
+    def _selective_scan_chunked_fake(u, delta, A, B, C, D, z, delta_bias, delta_softplus):
+        return u.new_empty(u.shape)
 
 
 def _records_autograd(*tensors: Optional[Tensor]) -> bool:
@@ -309,7 +314,7 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
     While torch.compile traces, the PyTorch path is the opaque operator ``selective_scan_chunked_op``
     (it has no backward: a scan that autograd records is traced as plain PyTorch)."""
     backend = scan_backend(u.device)
-    if (backend == "torch" and torch.compiler.is_compiling()
+    if (backend == "torch" and selective_scan_chunked_op is not None and torch.compiler.is_compiling()
             and not _records_autograd(u, delta, A, B, C, D, z, delta_bias)):
         return selective_scan_chunked_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
     fn = _BACKENDS[backend]
