@@ -272,6 +272,16 @@ def default_workers(dist: Optional[DistContext] = None) -> int:
     return max(0, min(32, per_process - 2 if per_process > 4 else per_process))
 
 
+def loader_workers(batch_size: int, workers: Optional[int], dist: Optional[DistContext] = None) -> int:
+    """--batch-size and --workers of a dataset run checked (usage errors), and the workers to use."""
+    if batch_size < 1:
+        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
+    workers = default_workers(dist) if workers is None else workers
+    if workers < 0:
+        raise UsageError(f"--workers {workers}: expected 0 or more")
+    return workers
+
+
 # --------------------------------------------------------------------------------------------
 # The loop
 # --------------------------------------------------------------------------------------------
@@ -340,11 +350,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     dist = dist or DistContext()
     entry = loaded.entry
     check_compatible(entry, data)
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
-    workers = default_workers(dist) if workers is None else workers
-    if workers < 0:
-        raise UsageError(f"--workers {workers}: expected 0 or more")
+    workers = loader_workers(batch_size, workers, dist)
 
     if data.kind == "image":
         items: torch.utils.data.Dataset = ImageItems(data.samples, entry, image_hook, hook_seed, data.root)

@@ -510,10 +510,9 @@ def check_weights_request(
                 f"--weights {override!r} names revision {ref.revision!r} but --revision is {revision!r}; give only one"
             )
     elif source is None:
-        if local_weights:
-            raise WeightsOptionError(f"model {model_name!r} has no published weights; {_WEIGHTS_HINT}")
-        raise WeightsOptionError(f"model {model_name!r} has no published weights, so there is nothing to download; "
-                                 f"{_DOWNLOAD_WEIGHTS_HINT}")
+        nothing = "" if local_weights else ", so there is nothing to download"
+        raise WeightsOptionError(f"model {model_name!r} has no published weights{nothing}; "
+                                 f"{_weights_hint(local_weights)}")
 
 
 def resolve_weights(

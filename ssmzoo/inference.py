@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .errors import SsmzooError, UsageError
-from .factory import LoadedModel, autocast, compile_model
+from .factory import LoadedModel, autocast, check_cuda_graphs, compile_model
 
 T = TypeVar("T")
 TOP_K = 5
@@ -100,8 +100,7 @@ class BatchRunner:
             raise UsageError(f"--batch-size {rows}: expected a positive number")
         self.loaded, self.rows, self.preprocess = loaded, rows, preprocess
         self.cuda = loaded.device.type == "cuda"
-        if cuda_graphs and not self.cuda:
-            raise UsageError(f"--cuda-graphs needs a CUDA device (the model is on {loaded.device})")
+        check_cuda_graphs(bool(cuda_graphs), loaded.device)
         self.graphs_required = bool(cuda_graphs)
         self.cuda_graphs = self.cuda if cuda_graphs is None else cuda_graphs
         self.compiled = compile

@@ -537,7 +537,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     about that many variants, so memory in flight is what ``ssmzoo eval`` uses. ``cuda_graphs`` and
     ``compile`` as in ``evaluate``.
     """
-    from .evaluate import (BatchTimer, _device_name, check_compatible, default_workers,
+    from .evaluate import (BatchTimer, _device_name, check_compatible, loader_workers,
                            describe_video_protocol, image_protocol, video_protocol)
     from .inference import BatchRunner, Pipeline
 
@@ -551,11 +551,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
         check_compatible(m.entry, data)
     if data.kind == "video" and any(c.kind == "corruption" for c in conditions):
         raise SweepError("corruptions are defined on images; video models take --jpeg-quality only")
-    if batch_size < 1:
-        raise UsageError(f"--batch-size {batch_size}: expected a positive number")
-    workers = default_workers(dist) if workers is None else workers
-    if workers < 0:
-        raise UsageError(f"--workers {workers}: expected 0 or more")
+    workers = loader_workers(batch_size, workers, dist)
 
     labels = _model_labels(models)
     runs: list[ModelRun] = []
