@@ -137,6 +137,7 @@ def main() -> None:
     ap.add_argument("--config", default=None, help="config dict (Python/JSON literal) for both layouts")
     ap.add_argument("--layout", default=None, choices=["bchw", "bhwc"])
     ap.add_argument("--shape", default="64,56", help="C,H[,W] (default stage 1: 64,56)")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"], help="operand dtype")
     ap.add_argument("--ttgir", action="store_true", help="print the TTGIR of each kernel")
     ap.add_argument("--sass", default=None, metavar="FILE", help="write each kernel's SASS to FILE.<layout>")
     ap.add_argument("--lookback", action="store_true", help="the look-back kernel (ssmzoo/ops/triton_lookback.py)")
@@ -152,12 +153,12 @@ def main() -> None:
             continue
         if (args.plane or args.strips) and name == "bhwc":
             continue
-        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc"), config, args.lookback, args.plane,
+        _, kargs, kwargs = capture_launch(group_inputs(2, C, H, W, name == "bhwc", getattr(torch, args.dtype)), config, args.lookback, args.plane,
                                           args.strips)
         kernel = (tst._group4_strips_kernel if args.strips else tpl._plane_kernel if args.plane
                   else tlb._group4_lookback_kernel if args.lookback else ts._group4_kernel)
         c = compile_kernel = compile_launch(kernel, kargs, kwargs)
-        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG", "KC", "RUN", "EVEN", "EVENR", "WC")
+        cfg = {k: kwargs[k] for k in ("BD", "BL", "V", "TRANS", "ALIGN", "HP", "CB", "BDC", "COLS", "PREF", "ROWS", "SEG", "KC", "RUN", "RUN2", "RUN3", "QR", "EVEN", "EVENR", "WC")
                if k in kwargs}
         cfg["num_warps"] = kwargs["num_warps"]
         print(f"{name} C{C} {H}x{W} {json.dumps(cfg)}\n    {stats(compile_kernel)}", flush=True)

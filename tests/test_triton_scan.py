@@ -189,6 +189,16 @@ INTERP_CASES = [
     group_case(1, 4, 6, 12, dtype="bfloat16", config=dict(COLS=2, BD=1, BDC=1, RUN=2)),
     group_case(1, 3, 5, 6, sliced=True, config=dict(COLS=2, BD=1, BDC=1)),
     group_case(1, 2, 13, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=4, PREF=True)),  # next block loaded ahead
+    # ... with runs whose length is not a power of 2, scanned as parts of 4 + 2 + 1, 2 + 1, 4 + 2 rows
+    # (RUN=7: 56x56 as 8 runs of 7, no padding rows): runs dividing H (14 = 2 x 7; 9 = 3 x 3) and not
+    # (13 rows in runs of 7, 5: part of the last run and whole runs past H are padding), one run per
+    # column, columns cut by W, the next block and C loaded ahead, 16-bit inputs
+    group_case(1, 2, 14, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=7, CB=4)),
+    group_case(1, 2, 9, 6, config=dict(COLS=2, BD=1, BDC=1, RUN=3, CB=8, PREF=1)),
+    group_case(1, 3, 13, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=7, PREF=2)),
+    group_case(1, 2, 13, 5, config=dict(COLS=2, BD=1, BDC=1, RUN=5, CB=2, PREF=1)),
+    group_case(1, 2, 7, 6, config=dict(COLS=2, BD=1, BDC=1, RUN=7, PREF=2)),
+    group_case(1, 3, 12, 10, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=6, KR=4, PREF=1)),
     # ... and its row runs (ROWS=2: blocks of whole rows as 4-element vectors, reversed groups read
     # from the bottom right): blocks of rows dividing H and not, rows not a multiple of 4 (no vector
     # loads), one row, one column, 16-bit inputs, a sliced map (the row sweep runs instead)
@@ -595,9 +605,17 @@ GPU_CASES = [
     group_case(8, 16, 56, 56, config=dict(COLS=2, PREF=True)),
     group_case(8, 16, 56, 56, config=dict(ROWS=2)),
     group_case(8, 24, 56, 56),  # the defaults: rows of 64 (ROWW) at 56x56, C prefetched (PREF 2) at 28x28,
-    group_case(16, 48, 28, 28),  # the left-over rows first (RTAIL, fp32)
+    group_case(16, 48, 28, 28),  # the left-over rows first (RTAIL, fp32), column runs of 7 rows
     group_case(8, 16, 56, 56, config=dict(RTAIL=0)),  # ... and without that, the last block part padding
     group_case(8, 16, 56, 56, config=dict(PREF=2)),
+    # column runs: of 8 rows, the last run padding (the default up to session 31: it is 7 rows, as
+    # parts of 4 + 2 + 1, since, also in bf16), of 14 (8 + 4 + 2), and of 7 with 16-bit 28x28's
+    # 4-column blocks
+    group_case(8, 16, 56, 56, config=dict(RUN=8)),
+    group_case(8, 24, 56, 56, dtype="bfloat16"),
+    group_case(8, 16, 56, 56, dtype="bfloat16", config=dict(RUN=14)),
+    group_case(16, 48, 28, 28, config=dict(RUN=4)),
+    group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(RUN=7)),
     group_case(16, 48, 28, 28, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1)),
     group_case(4, 24, 13, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1)),
 ]
@@ -673,6 +691,25 @@ def test_row_runs_scan_a_plane_in_rows_of_a_power_of_2_where_that_divides_it(mon
     with pytest.raises(ValueError, match="ROWW must divide"):
         ts.group_scan_4dir_triton(x, x, -torch.ones(4, 2, 1), x[:, :, :1], x[:, :, :1],
                                   config=dict(ROWS=2, BD=1, BDC=1, ROWW=4))
+
+
+def test_column_runs_cover_maps_of_7_times_a_power_of_2_without_padding_rows():
+    # 56 = 8 runs of 7 rows and 28 = 4 x 7, each run scanned as power-of-2 parts; other heights keep
+    # power-of-2 runs; a run length needing more than three parts is refused before launch
+    from ssmzoo.ops.triton_scan import _group_config, _run_length, _run_parts
+
+    assert [_run_length(h, odd=True) for h in (56, 28, 112, 64, 48, 13)] == [7, 7, 7, 16, 16, 8]
+    assert [_run_parts(r) for r in (7, 14, 8, 3, 5)] == [(4, 2, 1), (8, 4, 2), (8, 0, 0), (2, 1, 0), (4, 1, 0)]
+    with pytest.raises(ValueError, match="at most 3 powers of 2"):
+        _run_parts(15)
+
+    def default_run(H, dtype):
+        u = torch.empty(128, 4, 16, H, H, dtype=dtype)
+        return _group_config(u, (u,), True, None)["RUN"]
+
+    assert default_run(56, torch.float32) == default_run(56, torch.bfloat16) == 7
+    assert default_run(28, torch.float32) == 7
+    assert default_run(28, torch.bfloat16) == 4  # 16-bit 28x28: 4-column blocks, power-of-2 runs
 
 
 def test_run_tiles_follow_this_tritons_rule_for_ordering_strided_axes():

@@ -561,11 +561,57 @@ def _col_block(i, nblocks, H, W: tl.constexpr, CB: tl.constexpr, REV: tl.constex
 
 
 @triton.jit
+def _col_part(H, W: tl.constexpr, Q: tl.constexpr, P: tl.constexpr, CB: tl.constexpr, RL: tl.constexpr,
+              OFF: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr):
+    """Offsets (from a block's base) and row mask of one part of the column runs: rows OFF .. OFF + P - 1
+    of each run of RL rows (row h = q * RL + OFF + p; REV counts rows from the bottom)."""
+    q3 = tl.arange(0, Q)[:, None, None]
+    p3 = tl.arange(0, P)[None, :, None]
+    k3 = tl.arange(0, CB)[None, None, :]
+    h = q3 * RL + OFF + p3
+    hw = h * W + k3
+    if EVEN:
+        hmask = q3 < H // RL
+    else:
+        hmask = h < H
+    if REV:
+        hw = k3 - h * W
+    return hw, hmask
+
+
+@triton.jit
+def _f32(u, dt, bv, cv, WITH_C: tl.constexpr):
+    """A loaded block's tiles in float32 (C as it is unless WITH_C: a placeholder, or loaded later)."""
+    if WITH_C:
+        cv = cv.to(tl.float32)
+    return u.to(tl.float32), dt.to(tl.float32), bv.to(tl.float32), cv
+
+
+@triton.jit
+def _col_part_scan(u, dt, bv, A2, Dv, bias, step_mask, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr,
+                   SOFTPLUS: tl.constexpr, LIBDEVICE: tl.constexpr):
+    """``_runs_from_zero`` on a (Q, P, CB) part (float32), plus the part's totals (its last row's Ap and
+    hl, (Q, CB)): the runs' registers, no shuffles."""
+    Ap, hl, y = _runs_from_zero(u, dt, bv, A2, Dv, bias, step_mask, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
+    P: tl.constexpr = u.shape[1]
+    last = tl.arange(0, P)[None, :, None] == P - 1
+    return Ap, hl, y, tl.sum(tl.where(last, Ap, 0.0), axis=1), tl.sum(tl.where(last, hl, 0.0), axis=1)
+
+
+@triton.jit
+def _col_part_store(y_ptr, base, hw, valid, y, hl, Ap, cin, cv):
+    """A part's output: the skip term y plus C times the state, h = hl + Ap * (state entering the part,
+    (Q, CB))."""
+    y += (hl + Ap * cin[:, None, :]) * cv
+    _store01(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), valid)
+
+
+@triton.jit
 def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
                     R: tl.constexpr, Q: tl.constexpr, CB: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
                     PREF: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    LIBDEVICE: tl.constexpr):
+                    LIBDEVICE: tl.constexpr, R2: tl.constexpr = 0, R3: tl.constexpr = 0):
     """Column-major scan of one channel's contiguous H x W plane (one state; the pointers are the
     planes' starts) on (Q, R, CB) tiles: row h = q * R + r of column w0 + k. Loaded along the
     columns (k, the stride-1 axis, gets the lanes, then q), the R rows of a run sit in one thread,
@@ -573,8 +619,11 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     state hl and the product Ap of their a's; (2) the run totals are scanned along q (the column's
     runs) and the column totals across k (``_combine_x``: exclusive prefixes), from the carried
     state S; (3) h = hl + Ap * (state entering the run). Shuffles only on the totals.
-    EVEN (R divides H): whole runs are valid or padding, so a thread's masks are one per run.
-    REV walks the rows from the bottom (h = H - 1 - (q * R + r)) so that the scans along r and q
+    Runs of a length RL that is not a power of 2 (56 = 8 runs of 7 rows: no padding rows) are up to
+    three power-of-2 parts of R, R2 and R3 rows (7 = 4 + 2 + 1), each its own (Q, part, CB) tile; a
+    part's state entering is its run's entering state through the parts before it, a (Q, CB) step.
+    EVEN (RL divides H): whole runs are valid or padding, so a thread's masks are one per run.
+    REV walks the rows from the bottom (h = H - 1 - (q * RL + r)) so that the scans along r and q
     run forwards (a reversed ``associative_scan`` costs butterfly shuffles even along a thread's own
     registers); only the scan across the k columns, ascending in memory, is reversed. W is a
     constexpr so that the rows of a run are immediate offsets from one address; the caller keeps
@@ -582,21 +631,18 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     to the compiler, which would otherwise put vector loads along k and the runs across lanes.
     PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too (C's
     load otherwise waits until the scan is done: the compiler sinks it to its use)."""
+    RL: tl.constexpr = R + R2 + R3
     A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
-    q3 = tl.arange(0, Q)[:, None, None]
-    r3 = tl.arange(0, R)[None, :, None]
     k3 = tl.arange(0, CB)[None, None, :]
-    hw = (q3 * R + r3) * W + k3                                              # offsets of the first block
-    if EVEN:
-        hmask = q3 < H // R
-    else:
-        hmask = q3 * R + r3 < H
+    hw, hmask = _col_part(H, W, Q, R, CB, RL, 0, EVEN, REV)
+    if R2 > 0:
+        hw2, hmask2 = _col_part(H, W, Q, R2, CB, RL, R, EVEN, REV)
+    if R3 > 0:
+        hw3, hmask3 = _col_part(H, W, Q, R3, CB, RL, R + R2, EVEN, REV)
     if REV:
-        hw = k3 - (q3 * R + r3) * W                                          # rows from the bottom
         last_k = 0
     else:
         last_k = CB - 1
-    last_r = R - 1
     last_q = Q - 1
     q2 = tl.arange(0, Q)[:, None]
     k1 = tl.arange(0, CB)
@@ -605,25 +651,52 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     if PREF:
         base, valid = _col_block(0, nblocks, H, W, CB, REV, hmask, k3)
         u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw, valid, PREF == 2)
+        if R2 > 0:
+            base_p, valid2 = _col_block(0, nblocks, H, W, CB, REV, hmask2, k3)
+            u2_in, dt2_in, bv2_in, cv2_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw2, valid2, PREF == 2)
+        if R3 > 0:
+            base_p, valid3 = _col_block(0, nblocks, H, W, CB, REV, hmask3, k3)
+            u3_in, dt3_in, bv3_in, cv3_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw3, valid3, PREF == 2)
     i = 0
     while i < nblocks:
         base, valid = _col_block(i, nblocks, H, W, CB, REV, hmask, k3)
+        if R2 > 0:
+            base_p, valid2 = _col_block(i, nblocks, H, W, CB, REV, hmask2, k3)
+        if R3 > 0:
+            base_p, valid3 = _col_block(i, nblocks, H, W, CB, REV, hmask3, k3)
         if PREF:
-            u = u_in.to(tl.float32)
-            dt = dt_in.to(tl.float32)
-            bv = bv_in.to(tl.float32)
-            if PREF == 2:
-                cv = cv_in.to(tl.float32)
+            u, dt, bv, cv = _f32(u_in, dt_in, bv_in, cv_in, PREF == 2)
+            if R2 > 0:
+                u2, dt2, bv2, cv2 = _f32(u2_in, dt2_in, bv2_in, cv2_in, PREF == 2)
+            if R3 > 0:
+                u3, dt3, bv3, cv3 = _f32(u3_in, dt3_in, bv3_in, cv3_in, PREF == 2)
             base_n, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask, k3)
             u_in, dt_in, bv_in, cv_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, hw, valid_n, PREF == 2)
+            if R2 > 0:
+                base_p, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask2, k3)
+                u2_in, dt2_in, bv2_in, cv2_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, hw2, valid_n,
+                                                            PREF == 2)
+            if R3 > 0:
+                base_p, valid_n = _col_block(i + 1, nblocks, H, W, CB, REV, hmask3, k3)
+                u3_in, dt3_in, bv3_in, cv3_in = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base_n, hw3, valid_n,
+                                                            PREF == 2)
         else:
-            u, dt, bv, _ = _load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw, valid, False)
-            u = u.to(tl.float32)
-            dt = dt.to(tl.float32)
-            bv = bv.to(tl.float32)
-        Ap, hl, y = _runs_from_zero(u, dt, bv, A2, Dv, bias, valid, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
-        at = tl.sum(tl.where(r3 == last_r, Ap, 0.0), axis=1)                 # (Q, CB) run totals
-        bt = tl.sum(tl.where(r3 == last_r, hl, 0.0), axis=1)
+            u, dt, bv, cv = _f32(*_load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw, valid, False), False)
+            if R2 > 0:
+                u2, dt2, bv2, cv2 = _f32(*_load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw2, valid2, False), False)
+            if R3 > 0:
+                u3, dt3, bv3, cv3 = _f32(*_load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw3, valid3, False), False)
+        Ap, hl, y, at, bt = _col_part_scan(u, dt, bv, A2, Dv, bias, valid, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
+        if R2 > 0:  # the runs' totals through each part: (at, bt) composed with the next part's
+            Ap2, hl2, y2, at2, bt2 = _col_part_scan(u2, dt2, bv2, A2, Dv, bias, valid2, HAS_D, HAS_BIAS,
+                                                    SOFTPLUS, LIBDEVICE)
+            a_in2, b_in2 = at, bt                                            # entering part 2, from the run's
+            at, bt = at * at2, at2 * bt + bt2
+        if R3 > 0:
+            Ap3, hl3, y3, at3, bt3 = _col_part_scan(u3, dt3, bv3, A2, Dv, bias, valid3, HAS_D, HAS_BIAS,
+                                                    SOFTPLUS, LIBDEVICE)
+            a_in3, b_in3 = at, bt
+            at, bt = at * at3, at3 * bt + bt3
         ai, bi, ea, eb = tl.associative_scan((at, bt, tl.full(at.shape, 1.0, tl.float32), tl.zeros_like(bt)),
                                              axis=0, combine_fn=_combine_x)
         ac = tl.sum(tl.where(q2 == last_q, ai, 0.0), axis=0)                 # (CB,) column totals
@@ -633,10 +706,17 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         cin_col = eac * S + ebc                                              # state entering column k
         S = tl.sum(tl.where(k1 == last_k, ac * cin_col + bc, 0.0), axis=0)
         cin = ea * cin_col[None, :] + eb                                     # state entering run (q, k)
-        if PREF < 2:
+        if PREF < 2:  # every part's C before any store, which the compiler may not move loads across
             cv = _load01(c_ptr + base + hw, valid).to(tl.float32)
-        y += (hl + Ap * cin[:, None, :]) * cv
-        _store01(y_ptr + base + hw, y.to(y_ptr.dtype.element_ty), valid)
+            if R2 > 0:
+                cv2 = _load01(c_ptr + base + hw2, valid2).to(tl.float32)
+            if R3 > 0:
+                cv3 = _load01(c_ptr + base + hw3, valid3).to(tl.float32)
+        _col_part_store(y_ptr, base, hw, valid, y, hl, Ap, cin, cv)
+        if R2 > 0:
+            _col_part_store(y_ptr, base, hw2, valid2, y2, hl2, Ap2, a_in2 * cin + b_in2, cv2)
+        if R3 > 0:
+            _col_part_store(y_ptr, base, hw3, valid3, y3, hl3, Ap3, a_in3 * cin + b_in3, cv3)
         i += 1
 
 
@@ -875,7 +955,8 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
                    COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
-                   ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
+                   ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, RUN2: tl.constexpr, RUN3: tl.constexpr,
+                   QR: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
                    TR: tl.constexpr, KTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
@@ -937,11 +1018,13 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                     if g == 1:
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
-                                        H, WC, RUN, HP // RUN, CB, EVEN, False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                        H, WC, RUN, QR, CB, EVEN, False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
+                                        RUN2, RUN3)
                     else:
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
-                                        H, WC, RUN, HP // RUN, CB, EVEN, True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False)
+                                        H, WC, RUN, QR, CB, EVEN, True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
+                                        RUN2, RUN3)
             elif COLS == 1:  # two-level scan on the natural tile (default)
                 if g == 1:
                     _sweep_cols2(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h,
@@ -1148,13 +1231,25 @@ def _flat_ok(t: Tensor, H: int, W: int) -> bool:
     return H == 1 or t.stride(-2) == W * t.stride(-1)
 
 
-def _run_length(H: int) -> int:
+def _run_length(H: int, odd: bool = False) -> int:
     """Rows per thread in the column-run sweep: the largest power of 2 up to 16 that divides H (then
-    whole runs are valid or padding), else 8."""
+    whole runs are valid or padding), else 8. With ``odd``, 7 where H is 7 times a power of 2: then
+    the runs cover H exactly (the sweep scans a run of 7 as parts of 4, 2 and 1 rows)."""
+    if odd and H % 7 == 0 and _pow2(H // 7) == H // 7:
+        return 7
     run = 16
     while run > 1 and H % run:
         run //= 2
     return run if run > 1 else min(8, _pow2(H))
+
+
+def _run_parts(run: int) -> tuple[int, int, int]:
+    """A column run of ``run`` rows as up to three power-of-2 parts, largest first (7 -> 4, 2, 1; 0 for
+    a part not there): the column-run sweep scans each part as its own tile."""
+    parts = [1 << b for b in range(int(run).bit_length() - 1, -1, -1) if run >> b & 1]
+    if run < 1 or len(parts) > 3:
+        raise ValueError(f"RUN (rows per column run) must be a sum of at most 3 powers of 2, got {run}")
+    return tuple(parts + [0] * (3 - len(parts)))
 
 
 def _row_width(W: int) -> int:
@@ -1194,11 +1289,15 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
             # over by the blocks (56x56: 49 = 12 x 4 + 1; 28x28: 28 = 3 x 8 + 4) are a block of their own
             # scanned first (RTAIL), so no block carries padding rows: C64 137.7 -> 137.1 us, C96 195.8 ->
             # 195.2, 28x28 C128 64.3 -> 63.8; in bf16 56x56 it was 1-2% slower (s31_run1.txt)
+            # Column runs of 7 rows where H is 7 times a power of 2 (56 = 8 x 7, 28 = 4 x 7; parts of 4 + 2 + 1
+            # rows) instead of a power of 2 (64 rows for 56, 32 for 28): no padding rows. bf16 56x56 C64
+            # 104.0 -> 95.3 us, C96 148.4 -> 135.0; fp32 C64 137.0 -> 136.5, C96 195.6 -> 196.2, 28x28 C128
+            # 63.9 -> 63.5, C192 93.4 -> 92.6 (s32_run2.txt)
             cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2,
                        KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W),
-                       RTAIL=u.element_size() == 4)
+                       RTAIL=u.element_size() == 4, RUN=_run_length(H, odd=True))
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
-                cfg.update(ROWS=0, CB=4)            # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
+                cfg.update(ROWS=0, CB=4, RUN=_run_length(H))  # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
             cfg = dict(BD=4, BL=32 * vec, V=1, num_warps=4, CB=min(_pow2(W), 8), BDC=2, TRANS=False, PREF=True)
     else:  # channels-last (the models' layout): channel-major tiles (lanes along the channels), the
@@ -1302,14 +1401,15 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         raise ValueError(f"ROWW must divide H * W, got {row_w} for {H}x{W}")
     n_rows = H * W // row_w
     tail_rows = n_rows % cfg["KR"] if cfg["RTAIL"] else 0  # scanned as one block of their own first
+    run_parts = _run_parts(cfg["RUN"])
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
         A_, D_, bias_, dim_g, H, W, 0,
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
-        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=cfg["RUN"],
-        EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=(n_rows - tail_rows) % cfg["KR"] == 0,
+        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=run_parts[0],
+        RUN2=run_parts[1], RUN3=run_parts[2], QR=_pow2(-(-H // cfg["RUN"])), EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=(n_rows - tail_rows) % cfg["KR"] == 0,
         WR=row_w if runs else 0, TR=tail_rows, KTR=_pow2(tail_rows), CHANNELS_LAST=_channels_contiguous(u),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
         SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"))
