@@ -71,7 +71,7 @@ def test_the_wrapper_still_shows_the_compiled_module():
 
 def test_groupmamba_settings_are_inductor_settings_of_this_torch():
     """A misspelt or retired setting would only fail at the first compiled call, on the GPU."""
-    model = gm.GroupMamba(embed_dims=(8, 16, 24, 32), depths=(1, 1, 1, 1), stem_hidden_dim=8)
+    model = gm.GroupMamba(embed_dims=(16, 32, 48, 64), depths=(1, 1, 1, 1), stem_hidden_dim=8)
     assert model.inductor_options["cuda"]
     for settings in model.inductor_options.values():
         for name, value in settings.items():
