@@ -582,9 +582,12 @@ def _col_part(H, W: tl.constexpr, Q: tl.constexpr, P: tl.constexpr, CB: tl.const
 @triton.jit
 def _f32(u, dt, bv, cv, WITH_C: tl.constexpr):
     """A loaded block's tiles in float32 (C as it is unless WITH_C: a placeholder, or loaded later)."""
+    u = u.to(tl.float32)
+    dt = dt.to(tl.float32)
+    bv = bv.to(tl.float32)
     if WITH_C:
         cv = cv.to(tl.float32)
-    return u.to(tl.float32), dt.to(tl.float32), bv.to(tl.float32), cv
+    return u, dt, bv, cv
 
 
 @triton.jit
