@@ -51,6 +51,27 @@ def media_kind(path: str | Path) -> str:
     return "video" if Path(path).suffix.lower() in VIDEO_SUFFIXES else "image"
 
 
+def content_kind(path: str | Path) -> Optional[str]:
+    """"image" or "video" by what the file holds (Pillow reads its header, or ffmpeg finds a video
+    stream), None for neither: a file named like the other kind is judged by this."""
+    import warnings
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path):
+                return "image"
+    except Image.DecompressionBombError:
+        return "image"
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        pass
+    from .video import is_video_file
+
+    return "video" if is_video_file(path) else None
+
+
 def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
     as ``ls`` and glob do) and globs, in the order given.
@@ -118,6 +139,33 @@ class Classifier:
         notes = list(clips.notes) + [f"{views} view{'s' if views != 1 else ''} averaged"] if views > 1 else list(clips.notes)
         return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)
 
+    def _kind_by_content(self, path: str) -> str:
+        """The kind of an input whose name says it is not the model's kind: a renamed file of the
+        model's kind runs, anything else is refused naming what the file really holds."""
+        kind = content_kind(path)
+        if kind == self._model_kind:
+            return kind
+        if kind is None:
+            raise InputError(f"{path}: not an image or video file ssmzoo can read")
+        raise self._wrong_kind(path, kind)
+
+    @property
+    def _model_kind(self) -> str:
+        return "video" if self.entry.is_video else "image"
+
+    def _wrong_kind(self, path: str, kind: str) -> InputError:
+        article = {"image": "an image", "video": "a video"}
+        return InputError(f"{path}: is {article[kind]}, but {self.entry.name} is {article[self._model_kind]} model")
+
+    def _load_image(self, path: str):
+        """The image, or the reason it cannot be one (a video named like an image says so)."""
+        try:
+            return load_image(path, self.entry.data.input_size[-1])
+        except InputError:
+            if content_kind(path) == "video":
+                raise self._wrong_kind(path, "video") from None
+            raise
+
     def run(self, inputs: list[tuple[str, Optional[str]]]) -> Iterator[ClassifyResult]:
         """Yields one result per input, in input order; a failing input yields a result with ``error``."""
         pending: list[tuple[str, torch.Tensor]] = []
@@ -135,12 +183,10 @@ class Classifier:
             try:
                 if error:
                     raise InputError(error)
-                if kind == "video" and not self.entry.is_video:
-                    raise InputError(f"{path}: is a video, but {self.entry.name} is an image model")
-                if kind == "image" and self.entry.is_video:
-                    raise InputError(f"{path}: is an image, but {self.entry.name} is a video model")
+                if (kind == "video") != self.entry.is_video:
+                    kind = self._kind_by_content(path)
                 if kind == "image":
-                    tensor = self.transform(load_image(path, self.entry.data.input_size[-1]))
+                    tensor = self.transform(self._load_image(path))
                     slots.setdefault(path, []).append(i)
                     pending.append((path, tensor))
                     if len(pending) >= self.batch_size:

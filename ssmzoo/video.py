@@ -222,6 +222,16 @@ def _looks_like_iso_media(p: Path) -> bool:
     return len(head) >= 8 and head[4:8] == b"ftyp"
 
 
+def is_video_file(path: str | os.PathLike) -> bool:
+    """Does ffmpeg open the file as a video (a video stream, not a still image), whatever its name?"""
+    try:
+        container, _, _ = _open(path)
+    except InputError:
+        return False
+    container.close()
+    return True
+
+
 def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
     """Open a container and its first video stream, turning every failure into InputError."""
     av = _av()

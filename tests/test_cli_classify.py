@@ -237,6 +237,35 @@ def test_video_and_image_inputs_mixed(cli, mini_files, mini_video_checkpoint, ex
     assert "is a video, but groupmamba_mini is an image model" in rows[1]["error"]
 
 
+def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_checkpoint, example_images, tmp_path):
+    # the name decides only while it agrees with the model; otherwise the content does
+    import shutil
+
+    from video_fixtures import write_mp4
+
+    manifest, image_checkpoint = mini_files
+    clip_as_jpg = tmp_path / "clip.jpg"
+    write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72)).rename(clip_as_jpg)
+    photo_as_mp4 = tmp_path / "photo.mp4"
+    shutil.copy(example_images / "coffee.jpg", photo_as_mp4)
+    notes = tmp_path / "notes.md"
+    notes.write_text("# not media\n")
+
+    res = cli("--manifest", manifest, "classify", clip_as_jpg, notes, photo_as_mp4, "--model", "videomamba_mini_k400",
+              "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.code == 1 and "Traceback" not in res.stderr
+    assert rows[0]["error"] is None and rows[0]["kind"] == "video" and rows[0]["top"]
+    assert rows[1]["error"] == f"{notes}: not an image or video file ssmzoo can read"
+    assert rows[2]["error"] == f"{photo_as_mp4}: is a still image (jpeg_pipe), not a video"
+
+    res = cli("--manifest", manifest, "classify", photo_as_mp4, clip_as_jpg, "--model", "groupmamba_mini",
+              "--weights", image_checkpoint, "--json")
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert rows[0]["error"] is None and rows[0]["kind"] == "image" and rows[0]["top"]
+    assert rows[1]["error"] == f"{clip_as_jpg}: is a video, but groupmamba_mini is an image model"
+
+
 def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
