@@ -501,10 +501,10 @@ def benchmark_cmd(
     if as_json:
         _json_print(report.to_dict())
     else:
-        if report.results:
+        if report.results:  # the notes explain the table: none without one
             out.print(results_table(report))
-        for note in report.notes:
-            out.print(f"[dim]note: {note}[/]")
+            for note in report.notes:
+                out.print(f"[dim]note: {note}[/]")
     for message in report.errors:
         err.print(f"error: {message}", markup=False)
     if report.errors:

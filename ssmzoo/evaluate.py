@@ -125,6 +125,13 @@ class EvalResult:
         return self.reported_top1 is not None and REPORTED_ON.get(self.label_set) == self.dataset
 
     @property
+    def reported_caveat(self) -> Optional[str]:
+        """Why there is no diff to the paper's top-1 although the model has one."""
+        if self.reported_top1 is None or self.comparable:
+            return None
+        return f"the paper's top-1 was measured on {REPORTED_ON.get(self.label_set)}, not on this dataset"
+
+    @property
     def top1_diff(self) -> Optional[float]:
         return None if not self.comparable or self.top1 is None else self.top1 - self.reported_top1
 
@@ -150,7 +157,7 @@ class EvalResult:
             "total": self.total, "n": self.n, "evaluated": self.evaluated, "skipped": len(self.failed),
             "top1": r(self.top1), "top5": r(self.top5), "top1_stderr": r(self.top1_stderr),
             "reported_top1": self.reported_top1, "top1_diff": r(self.top1_diff),
-            "reported_source": self.reported_source,
+            "reported_source": self.reported_source, "reported_caveat": self.reported_caveat,
             "items_per_s": r(self.items_per_s, 2), "views_per_s": r(self.views_per_s, 2),
             "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
@@ -466,7 +473,7 @@ def summary_table(result: EvalResult):
 
     unit = "img/s" if result.kind == "image" else "clips/s"
     table = Table(title=f"ssmzoo eval: {result.model} on {result.dataset}", title_justify="left")
-    for col in ("model", "dataset", "N", "top-1", "top-5", "paper top-1", "diff", unit, "device", "dtype"):
+    for col in ("model", "dataset", "evaluated", "top-1", "top-5", "paper top-1", "diff", unit, "device", "dtype"):
         table.add_column(col, justify="left" if col in ("model", "dataset", "device", "dtype") else "right", overflow="fold")
     top1 = _fmt(result.top1)
     if result.top1_stderr is not None and result.top1 is not None:
@@ -482,8 +489,8 @@ def summary_table(result: EvalResult):
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
              f" ({result.workers} workers, batch {result.batch_size}, {result.execution}"
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
-    if result.reported_top1 is not None and not result.comparable:
-        lines.append(f"the paper's top-1 was measured on {REPORTED_ON.get(result.label_set)}, not on this dataset")
+    if result.reported_caveat:
+        lines.append(result.reported_caveat)
     lines.append(f"weights: {result.weights}")
     lines += [f"note: {n}" for n in result.notes]
     table.caption = "\n".join(lines)

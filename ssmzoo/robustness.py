@@ -396,6 +396,11 @@ class RobustnessReport:
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def evaluations_per_s(self) -> Optional[float]:
+        """Items times conditions times models per second of wall time (the run's throughput)."""
+        return self.n * len(self.conditions) * len(self.models) / self.wall_s if self.wall_s > 0 else None
+
     def cell(self, model: str, condition: Condition | str) -> Cell:
         key = condition if isinstance(condition, str) else condition.key
         return self.cells[(model, key)]
@@ -478,7 +483,7 @@ class RobustnessReport:
             "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
             "corruption_errors": summaries, "mce": mces,
             "skipped_items": [{"path": p, "error": e} for p, e in self.skipped],
-            "passes": self.passes, "wall_s": r(self.wall_s, 3),
+            "passes": self.passes, "wall_s": r(self.wall_s, 3), "evaluations_per_s": r(self.evaluations_per_s, 2),
             "data_wait_fraction": r(self.data_wait_s / self.busy_s if self.busy_s > 0 else None),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
             "batch_size": self.batch_size, "seed": self.seed, "execution": self.execution, "notes": list(self.notes),
@@ -738,7 +743,7 @@ def results_table(report: RobustnessReport):
             cells.append("" if cond.kind == "clean" else _fmt(report.drop(m.label, cond), "+.2f"))
         table.add_row(cond.label, *cells)
     skipped = len(report.skipped)
-    per = report.wall_s and report.n * len(report.conditions) * len(report.models) / report.wall_s
+    per = report.evaluations_per_s or 0.0
     wait = report.data_wait_s / report.busy_s if report.busy_s > 0 else None
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),

@@ -145,7 +145,7 @@ def test_imagenet_tree_metrics_per_sample_and_skips(cli, eval_env, imagenet_tree
     assert (summary["n"], summary["evaluated"], summary["skipped"], summary["total"]) == (12, 9, 3, 12)
     assert summary["top1"] == pytest.approx(100 * 3 / 9, abs=1e-3)
     assert summary["top5"] == pytest.approx(100 * 6 / 9, abs=1e-3)
-    assert summary["top1_diff"] == pytest.approx(100 * 3 / 9 - 50.0, abs=1e-3)
+    assert summary["top1_diff"] == pytest.approx(100 * 3 / 9 - 50.0, abs=1e-3) and summary["reported_caveat"] is None
     assert summary["data_dir"] == str(root / "val") and summary["workers"] == 2
     assert 0.0 <= summary["data_wait_fraction"] <= 1.0 and summary["items_per_s"] > 0
     assert summary["protocol"] == "resize 109 bicubic, center crop 96"
@@ -275,6 +275,7 @@ def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tm
     assert {Path(r["path"]).parent.name: r["label"] for r in rows} == spellings
     summary = json.loads(res.stdout)
     assert summary["top1_diff"] is None and summary["reported_top1"] == 50.0  # not the paper's dataset
+    assert summary["reported_caveat"] == "the paper's top-1 was measured on imagenet, not on this dataset"
 
     for odd in ("crane", "vacation photos", "17", "misc"):
         (root / odd).mkdir()
