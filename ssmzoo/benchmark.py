@@ -45,6 +45,7 @@ from .factory import (InductorSettings, autocast, build_model, check_cuda_graphs
                       resolve_dtype)
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
+from .text import count
 
 WEIGHTS_NOTE = "random weights (speed does not depend on weight values); random inputs already on the device"
 FLOPS_NOTE = ("GFLOPs per image/clip: matmul/conv/attention from FlopCounterMode (2 per multiply-add) plus the "
@@ -675,7 +676,7 @@ def results_table(report: BenchReport):
     extras = [name for name, on in (("compile", cfg["compile"]), ("channels_last", cfg["channels_last"]),
                                     ("cuda graphs", cfg["cuda_graphs"])) if on]
     title = (f"ssmzoo benchmark: {env.get('device_name', env['device'])}, {cfg['dtype']}, batch {cfg['batch_size']}"
-             f"{', ' + ', '.join(extras) if extras else ''}; {cfg['warmup']} warm-up + {cfg['iters']} timed iterations")
+             f"{', ' + ', '.join(extras) if extras else ''}; {cfg['warmup']} warm-up + {count(cfg['iters'], 'timed iteration')}")
     table = Table(title=title, title_justify="left")
     for col in ("model", "input", "throughput", "ssmzoo/peer", "(by median)", "ms/batch (median)", "ms/batch (p90)",
                 "peak mem (MiB)", "params (M)", "GFLOPs"):

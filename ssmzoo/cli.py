@@ -18,6 +18,7 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
+from .text import count
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
 ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -577,7 +578,7 @@ def robustness_cmd(
         raise UsageError("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)")
     models = list(model or ["groupmamba_tiny"])
     if weights and len(weights) != len(models):
-        raise UsageError(f"--weights was given {len(weights)} times for {len(models)} --model: give one per model, "
+        raise UsageError(f"--weights was given {count(len(weights), 'time')} for {len(models)} --model: give one per model, "
                          "in order")
     parsed_views = _parse_views(views)
     _check_output("--output", output, (".json", ".csv"))
@@ -617,7 +618,7 @@ def robustness_cmd(
                                                             dtype=dtype, progress=ctx.is_main,
                                                             on_resolved=resolved(entry.name))))
         unit = "img" if data.kind == "image" else "videos"
-        label = f"{len(conditions)} conditions x {len(loaded)} models on {dataset}" + (
+        label = f"{count(len(conditions), 'condition')} x {count(len(loaded), 'model')} on {dataset}" + (
             f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")
         bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
         with bar as update:

@@ -39,6 +39,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
+from .text import count
 
 DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
@@ -210,7 +211,7 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
         samples.extend(Sample(str(p), label) for p in files)
     if not samples:
         raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    notes = [f"{ignored} non-image files ignored"] if ignored else []
+    notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
     return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
 

@@ -49,6 +49,7 @@ from .distributed import DistContext
 from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
+from .text import count
 
 DEFAULT_STEP = 10
 
@@ -690,9 +691,9 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
         passes_per_group[key] = passes_per_group.get(key, 0) + 1
     detail = ("each video decoded once per condition" if data.kind == "video" else
               "each image decoded once per resize/crop group")
-    passes = f"{len(plans)} pass" + ("es" if len(plans) != 1 else "")
-    notes.append(f"{len(conditions)} conditions x {len(models)} models in {passes} over the data "
-                 f"({len(groups)} resize/crop group{'s' if len(groups) != 1 else ''}; {detail})")
+    notes.append(f"{count(len(conditions), 'condition')} x {count(len(models), 'model')} in "
+                 f"{count(len(plans), 'pass', 'passes')} over the data "
+                 f"({count(len(groups), 'resize/crop group')}; {detail})")
     first = models[0]
     return RobustnessReport(
         dataset=data.name, data_dir=data.root, kind=data.kind, label_set=data.label_set, n=n, total=data.total,

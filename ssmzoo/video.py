@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ssmzoo.errors import InputError
+from ssmzoo.text import count
 
 __all__ = [
     "SAMPLING_MODES",
@@ -633,7 +634,7 @@ def load_video_views(path: str | os.PathLike, protocol: VideoProtocol, mean: Seq
         path, wanted, convert, max_sequential_frames=max_sequential_frames, info=info,
     )
     if any(len(set(clip)) < len(clip) for clip in clip_indices):
-        notes.insert(0, f"repeated frames: video has {info.num_frames} frames, "
+        notes.insert(0, f"repeated frames: video has {count(info.num_frames, 'frame')}, "
                         f"model samples {protocol.num_frames} per clip")
 
     shapes = {frames[i].shape for i in wanted}
