@@ -149,9 +149,10 @@ def models_cmd(
     if as_json:
         _json_print(rows)
         return
-    table = Table(title="ssmzoo models", show_lines=False)
+    table = Table(title="ssmzoo models", show_lines=False, caption="reported: the paper's figures (blank where it "
+                  "gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
     for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
-                      ("params (M)", "right"), ("top-1 (reported)", "right"), ("weights", "left")]:
+                      ("params M (reported)", "right"), ("top-1 (reported)", "right"), ("weights", "left")]:
         table.add_column(col, justify=just, overflow="fold")
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
