@@ -451,8 +451,11 @@ def progress_bar(console, description: str, unit: str):
 
     @contextlib.contextmanager
     def bar() -> Iterator[Callable[[int, int], None]]:
+        if not console.is_terminal:  # a log or a pipe: no bar, and no blank line where it would have been
+            yield lambda done, total: None
+            return
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                            TimeElapsedColumn(), Eta(), console=console, transient=not console.is_terminal)
+                            TimeElapsedColumn(), Eta(), console=console)
         with progress:
             task = progress.add_task(description, total=None)
 
