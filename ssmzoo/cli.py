@@ -85,6 +85,9 @@ def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) 
         raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a directory")
+    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():

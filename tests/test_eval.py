@@ -375,7 +375,10 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.txt"), "--output"),
         # checked before the run, not when the results are written at its end
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "videos.json"), "is a directory"),
-        (("--dataset", "imagenet", "--data-dir", tmp_path, "--per-sample", lst / "x.csv"), "cannot write"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--per-sample", lst / "x.csv"),
+         f"{lst} is a file, not a folder"),
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--per-sample", lst / "sub" / "x.csv"),
+         f"{lst} is a file, not a folder"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--output", tmp_path / "r.csv", "--per-sample",
           tmp_path / "r.csv"), "both name"),
     ]
