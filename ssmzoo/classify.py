@@ -142,6 +142,8 @@ class Classifier:
     def _kind_by_content(self, path: str) -> str:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the
         model's kind runs, anything else is refused naming what the file really holds."""
+        if not Path(path).exists():  # e.g. a dangling link
+            raise InputError(f"{path}: no such file")
         kind = content_kind(path)
         if kind == self._model_kind:
             return kind

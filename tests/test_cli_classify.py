@@ -253,13 +253,17 @@ def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_che
     notes = tmp_path / "notes.md"
     notes.write_text("# not media\n")
 
-    res = cli("--manifest", manifest, "classify", clip_as_jpg, notes, photo_as_mp4, "--model", "videomamba_mini_k400",
-              "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
+    dangling = tmp_path / "gone.jpg"
+    dangling.symlink_to(tmp_path / "nowhere.jpg")
+
+    res = cli("--manifest", manifest, "classify", clip_as_jpg, notes, photo_as_mp4, dangling, "--model",
+              "videomamba_mini_k400", "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert res.code == 1 and "Traceback" not in res.stderr
     assert rows[0]["error"] is None and rows[0]["kind"] == "video" and rows[0]["top"]
     assert rows[1]["error"] == f"{notes}: not an image or video file ssmzoo can read"
     assert rows[2]["error"] == f"{photo_as_mp4}: is a still image (jpeg_pipe), not a video"
+    assert rows[3]["error"] == f"{dangling}: no such file"
 
     res = cli("--manifest", manifest, "classify", photo_as_mp4, clip_as_jpg, "--model", "groupmamba_mini",
               "--weights", image_checkpoint, "--json")
