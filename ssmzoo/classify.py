@@ -91,13 +91,26 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
         elif path.exists() or os.path.lexists(spec):
             found.append((spec, None))
         elif glob.has_magic(spec):
-            matches = sorted(m for m in glob.glob(spec, recursive=True) if Path(m).is_file())
+            matches = _once_each(sorted(m for m in glob.glob(spec, recursive=True) if Path(m).is_file()))
             if not matches:
                 found.append((spec, f"{spec}: no file matches this pattern"))
             found.extend((m, None) for m in matches)
         else:
             found.append((spec, f"{spec}: no such file or directory"))
     return found
+
+
+def _once_each(paths: list[str]) -> list[str]:
+    """The first (shortest, in sorted order) of the paths that reach one file: a ``**`` glob follows
+    links to folders, and a link back up the tree (a cycle) reaches the same files again and again."""
+    seen: set[str] = set()
+    kept = []
+    for p in sorted(paths, key=lambda p: (p.count(os.sep), p)):
+        real = os.path.realpath(p)
+        if real not in seen:
+            seen.add(real)
+            kept.append(p)
+    return sorted(kept)
 
 
 def _top_k(probs: torch.Tensor, k: int, label_set: str) -> list[Label]:

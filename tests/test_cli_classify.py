@@ -49,6 +49,18 @@ def test_a_directory_input_is_searched_recursively_without_hidden_folders(tmp_pa
     assert expand_inputs([str(tmp_path / ".cache")]) == [(str(tmp_path / ".cache/c.jpg"), None)]
 
 
+def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):
+    from ssmzoo.classify import expand_inputs
+
+    (tmp_path / "loop/a").mkdir(parents=True)
+    (tmp_path / "loop/a/x.jpg").write_bytes(b"x")
+    (tmp_path / "loop/y.jpg").write_bytes(b"y")
+    (tmp_path / "loop/a/up").symlink_to(tmp_path / "loop")  # loop/a/up/a/up/... all reach the same files
+    assert expand_inputs([str(tmp_path / "loop/**/*.jpg")]) == [
+        (str(tmp_path / "loop/a/x.jpg"), None), (str(tmp_path / "loop/y.jpg"), None)]
+    assert expand_inputs([str(tmp_path / "loop")]) == expand_inputs([str(tmp_path / "loop/**/*.jpg")])
+
+
 def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
