@@ -388,10 +388,13 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         else:
             classes[folder] = label
     if unmatched:
+        # a split folder (train/, val/) whose subfolders are the classes: point at it
+        splits = [f for f in unmatched if any(resolver(sub) is not None for sub in _subdirs(data_dir / f)[:50])]
+        hint = (f"; {_few(splits)} holds class folders: pass --data-dir {data_dir / splits[0]}" if splits else
+                "; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
         raise DatasetError(
             f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {label_set} class of "
-            f"{model_name}: {_few(unmatched)}; rename them or pass --class-map FILE ('folder label' lines, "
-            "label = class index, id or name)")
+            f"{model_name}: {_few(unmatched)}{hint}")
     stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if stray:

@@ -295,6 +295,10 @@ def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tm
     labels = {Path(r["path"]).parent.name: r["label"] for r in map(json.loads, out.read_text().splitlines())}
     assert labels == {**spellings, "crane": 517, "vacation photos": 978, "17": 17, "misc": 999}
 
+    # one level too high (the folder holds a split whose subfolders are the classes): says where to point
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", tmp_path)
+    assert res.code == 1 and res.stderr.strip().endswith(f"'folder' holds class folders: pass --data-dir {root}")
+
 
 def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cli, eval_env, tmp_path):
     """Not silently skipped: a --class-map line naming no folder of the data dir (a typo, a renamed
