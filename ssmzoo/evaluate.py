@@ -85,6 +85,7 @@ class EvalResult:
     reported_top1: Optional[float] = None
     reported_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
 
     @property
     def n(self) -> int:
@@ -162,7 +163,7 @@ class EvalResult:
             "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
             "workers": self.workers, "batch_size": self.batch_size, "execution": self.execution, "notes": list(self.notes),
-            "skipped_items": [{"path": s.path, "error": s.error} for s in self.failed],
+            "warnings": list(self.warnings), "skipped_items": [{"path": s.path, "error": s.error} for s in self.failed],
         }
 
     def sample_rows(self) -> Iterator[dict[str, Any]]:
@@ -187,6 +188,7 @@ class EvalResult:
             _write(path, json.dumps(summary, indent=2) + "\n")
         elif suffix == ".csv":
             summary["notes"] = " | ".join(summary["notes"])
+            summary["warnings"] = " | ".join(summary["warnings"])
             summary["skipped_items"] = " | ".join(f"{d['error']}" for d in summary["skipped_items"])
             _write_csv(path, list(summary), [summary])
         else:
@@ -418,7 +420,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         busy_s=sum(w for _, w, _ in gathered), device=_device_name(loaded.device, dist.world_size),
         dtype=next((k for k, v in DTYPES.items() if v == loaded.dtype), str(loaded.dtype)),
         world_size=dist.world_size, workers=workers, batch_size=batch_size, execution=runner.mode,
-        reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes)
+        reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes,
+        warnings=list(data.warnings))
 
 
 # --------------------------------------------------------------------------------------------

@@ -396,6 +396,7 @@ class RobustnessReport:
     seed: int = 0
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
 
     @property
     def evaluations_per_s(self) -> Optional[float]:
@@ -488,6 +489,7 @@ class RobustnessReport:
             "data_wait_fraction": r(self.data_wait_s / self.busy_s if self.busy_s > 0 else None),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
             "batch_size": self.batch_size, "seed": self.seed, "execution": self.execution, "notes": list(self.notes),
+            "warnings": list(self.warnings),
         }
 
     def write(self, path: str | Path) -> None:
@@ -703,7 +705,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
         busy_s=sum(w for *_, w, _ in gathered), device=_device_name(first.device, dist.world_size),
         dtype=next((k for k, v in DTYPES.items() if v == first.dtype), str(first.dtype)),
         world_size=dist.world_size, workers=workers, batch_size=batch_size, seed=seed,
-        execution=runners[0].mode, notes=notes + [n for r in runners for n in r.notes])
+        execution=runners[0].mode, notes=notes + [n for r in runners for n in r.notes], warnings=list(data.warnings))
 
 
 # --------------------------------------------------------------------------------------------

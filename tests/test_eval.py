@@ -316,12 +316,15 @@ def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cl
     res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", class_map,
                 "--workers", "0", "--json")
     assert res.code == 0, res.stderr
-    assert json.loads(res.stdout)["n"] == 2
+    summary = json.loads(res.stdout)
+    assert summary["n"] == 2
     assert [line for line in res.stderr.splitlines() if line.startswith("warning: ")] == [
         f"warning: --class-map {class_map}:4: names no folder 'sharcs' in {root}; ignored",
         f"warning: {root / 'Egyptian cat'}: class folder holds no image files; skipped",
         f"warning: {root / 'goldfish'}: class folder holds no image files; skipped",
     ]
+    assert ["warning: " + w for w in summary["warnings"]] == [  # ... and the same in the results
+        line for line in res.stderr.splitlines() if line.startswith("warning: ")]
 
     entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
     csv_map = tmp_path / "map.csv"  # a header row is no stale line

@@ -224,6 +224,7 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
     assert report["n"] == 8 and [s["path"] for s in report["skipped_items"]] == [str(env["broken"])]
     assert report["passes"] == 1  # one decode per image serves all 19 conditions and both models
     assert report["evaluations_per_s"] == pytest.approx(8 * 19 * 2 / report["wall_s"], rel=0.01)
+    assert report["warnings"] == []  # the dataset scan's warning lines, as eval's results carry them
     rows = {(r["model"], r["key"]): r for r in report["results"]}
     assert len(rows) == 2 * 19 and all(r["evaluated"] == 7 and r["skipped"] == 1 for r in rows.values())
 
