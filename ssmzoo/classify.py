@@ -14,6 +14,7 @@ from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import IMAGE_SUFFIXES, eval_transform, load_image
 from .labels import class_ids, class_names
+from .text import count
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
 MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
@@ -91,7 +92,7 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
         elif path.exists() or os.path.lexists(spec):
             found.append((spec, None))
         elif glob.has_magic(spec):
-            matches = _once_each(sorted(m for m in glob.glob(spec, recursive=True) if Path(m).is_file()))
+            matches = _once_each([m for m in glob.glob(spec, recursive=True) if Path(m).is_file()])
             if not matches:
                 found.append((spec, f"{spec}: no file matches this pattern"))
             found.extend((m, None) for m in matches)
@@ -101,8 +102,8 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
 
 
 def _once_each(paths: list[str]) -> list[str]:
-    """The first (shortest, in sorted order) of the paths that reach one file: a ``**`` glob follows
-    links to folders, and a link back up the tree (a cycle) reaches the same files again and again."""
+    """Sorted, the first (shortest, then in sorted order) of the paths that reach one file: a ``**`` glob
+    follows links to folders, and a link back up the tree (a cycle) reaches the same files again and again."""
     seen: set[str] = set()
     kept = []
     for p in sorted(paths, key=lambda p: (p.count(os.sep), p)):
@@ -149,7 +150,7 @@ class Classifier:
         clips = load_video_views(path, protocol, self.entry.data.mean, self.entry.data.std, views=self.views)
         probs = self._probabilities(clips.tensor).mean(dim=0)
         views = clips.tensor.shape[0]
-        notes = list(clips.notes) + [f"{views} view{'s' if views != 1 else ''} averaged"] if views > 1 else list(clips.notes)
+        notes = list(clips.notes) + [f"{count(views, 'view')} averaged"] if views > 1 else list(clips.notes)
         return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)
 
     def _kind_by_content(self, path: str) -> str:

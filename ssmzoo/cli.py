@@ -317,7 +317,7 @@ def classify_cmd(
             for note in result.notes:
                 out.print(f"  [dim]note: {escape(note)}[/]")
     if failed:
-        err.print(f"{failed} of {len(items)} input{'s' if len(items) != 1 else ''} failed", markup=False)
+        err.print(f"{failed} of {count(len(items), 'input')} failed", markup=False)
         raise typer.Exit(1)
 
 

@@ -62,7 +62,7 @@ def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
 
 def jpeg_frame(frame: np.ndarray, quality: int) -> np.ndarray:
     """``jpeg_reencode`` for an H x W x 3 uint8 video frame."""
-    return np.array(jpeg_reencode(Image.fromarray(np.ascontiguousarray(frame)), quality))  # writable: torch.from_numpy warns on read-only arrays
+    return np.asarray(jpeg_reencode(Image.fromarray(np.ascontiguousarray(frame)), quality))
 
 
 def psnr(a: Image.Image | np.ndarray, b: Image.Image | np.ndarray) -> float:

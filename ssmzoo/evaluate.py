@@ -32,6 +32,7 @@ from .factory import DTYPES, LoadedModel
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
+from .text import count
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
@@ -257,12 +258,8 @@ def video_protocol(loaded: LoadedModel, views: Optional[tuple[int, int]] = None)
         raise SsmzooError(f"model '{entry.name}': video protocol: {exc}") from None
 
 
-def _count(n: int, noun: str) -> str:
-    return f"{n} {noun}" + ("" if n == 1 else "s")
-
-
 def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
-    views = f"{_count(protocol.clips, 'clip')} x {_count(protocol.crops, 'crop')}"
+    views = f"{count(protocol.clips, 'clip')} x {count(protocol.crops, 'crop')}"
     if (protocol.clips, protocol.crops) != tuple(paper_views):
         views += f" (--views; the paper's protocol is {paper_views[0]}x{paper_views[1]})"
     return (f"{protocol.num_frames} frames, {protocol.sampling} sampling, {views}, "

@@ -399,6 +399,10 @@ class RobustnessReport:
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
 
     @property
+    def data_wait_fraction(self) -> Optional[float]:
+        return self.data_wait_s / self.busy_s if self.busy_s > 0 else None
+
+    @property
     def evaluations_per_s(self) -> Optional[float]:
         """Items times conditions times models per second of wall time (the run's throughput)."""
         return self.n * len(self.conditions) * len(self.models) / self.wall_s if self.wall_s > 0 else None
@@ -486,7 +490,7 @@ class RobustnessReport:
             "corruption_errors": summaries, "mce": mces,
             "skipped_items": [{"path": p, "error": e} for p, e in self.skipped],
             "passes": self.passes, "wall_s": r(self.wall_s, 3), "evaluations_per_s": r(self.evaluations_per_s, 2),
-            "data_wait_fraction": r(self.data_wait_s / self.busy_s if self.busy_s > 0 else None),
+            "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
             "batch_size": self.batch_size, "seed": self.seed, "execution": self.execution, "notes": list(self.notes),
             "warnings": list(self.warnings),
@@ -747,7 +751,7 @@ def results_table(report: RobustnessReport):
         table.add_row(cond.label, *cells)
     skipped = len(report.skipped)
     per = report.evaluations_per_s or 0.0
-    wait = report.data_wait_s / report.busy_s if report.busy_s > 0 else None
+    wait = report.data_wait_fraction
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
              f"{report.n - skipped} of {report.n} items readable, {skipped} skipped; "

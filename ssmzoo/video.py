@@ -569,7 +569,7 @@ def _resize_short_side(frame: np.ndarray, short_side: int) -> np.ndarray:
     if min(h, w) == short_side:
         return frame
     oh, ow = _resized_size(h, w, short_side)
-    t = torch.from_numpy(np.require(frame, requirements=("C", "W"))).permute(2, 0, 1)[None].float()  # a hook may return a read-only frame
+    t = torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
     t = F.interpolate(t, size=(oh, ow), mode="bilinear", align_corners=False, antialias=False)
     return t[0].round_().clamp_(0, 255).to(torch.uint8).permute(1, 2, 0).numpy()
 
@@ -627,7 +627,7 @@ def load_video_views(path: str | os.PathLike, protocol: VideoProtocol, mean: Seq
 
     def convert(frame: np.ndarray) -> np.ndarray:
         if frame_hook is not None:
-            frame = np.ascontiguousarray(frame_hook(frame))
+            frame = np.require(frame_hook(frame), requirements=("C", "W"))  # a hook may return read-only memory
         return _resize_short_side(frame, protocol.short_side)
 
     frames, info, notes = _decode(
