@@ -27,6 +27,7 @@ from .errors import WeightsError, WeightsOptionError
 
 __all__ = [
     "LoadedCheckpoint",
+    "Conversion",
     "WRAPPER_KEYS",
     "read_checkpoint",
     "load_state_dict",
@@ -323,9 +324,29 @@ def _umask() -> int:
     return mask
 
 
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert_to_safetensors` wrote, and where in the source it found the weights."""
+
+    source: Path
+    output: Path
+    tensors: int
+    tensor_bytes: int  # the tensors' data, summed
+    file_bytes: int  # the written file (data plus the safetensors header)
+    source_format: str  # "pth" | "safetensors", from the file's content
+    key_path: tuple[str, ...]  # wrapper keys walked through, e.g. ("model",); () when flat
+    stripped_prefix: Optional[str]  # "module." if DDP prefixes were removed
+
+    def to_dict(self) -> dict:
+        return {"source": str(self.source), "output": str(self.output), "tensors": self.tensors,
+                "tensor_bytes": self.tensor_bytes, "file_bytes": self.file_bytes,
+                "source_format": self.source_format, "key_path": list(self.key_path),
+                "stripped_prefix": self.stripped_prefix}
+
+
 def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Optional[str] = None,
-                           check: Optional[Callable[[dict[str, Tensor]], None]] = None) -> int:
-    """Write the checkpoint at ``src`` as a flat safetensors file at ``dst``; returns the tensor count.
+                           check: Optional[Callable[[dict[str, Tensor]], None]] = None) -> Conversion:
+    """Write the checkpoint at ``src`` as a flat safetensors file at ``dst``; returns what was written.
 
     Tensors that share storage (tied weights) or are views are copied so safetensors accepts them,
     and every key stays present, so a strict load of the result works like a load of ``src``.
@@ -335,7 +356,8 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Opti
     """
     from safetensors.torch import save_file
 
-    sd = load_state_dict(src, state_dict_key=state_dict_key)
+    loaded = read_checkpoint(src, state_dict_key=state_dict_key)
+    sd = loaded.state_dict
     if check is not None:
         check(sd)
     out: dict[str, Tensor] = {}
@@ -359,7 +381,10 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Opti
         save_file(out, str(tmp), metadata={"format": "pt"})
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, dst)
+        file_bytes = dst.stat().st_size
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise WeightsError(f"cannot write {dst}: {e.strerror or e}") from None
-    return len(out)
+    return Conversion(source=Path(src), output=dst, tensors=len(out),
+                      tensor_bytes=sum(t.numel() * t.element_size() for t in out.values()), file_bytes=file_bytes,
+                      source_format=loaded.format, key_path=loaded.key_path, stripped_prefix=loaded.stripped_prefix)

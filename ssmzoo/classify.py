@@ -15,9 +15,9 @@ from .factory import LoadedModel, autocast
 from .images import IMAGE_SUFFIXES, eval_transform, load_image
 from .labels import class_ids, class_names
 from .text import count
+from .video import VIDEO_SUFFIXES
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp"}
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | VIDEO_SUFFIXES
+MEDIA_SUFFIXES = IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)
 
 
 @dataclass

@@ -191,26 +191,35 @@ def download_cmd(
         None, "--revision", metavar="REV", help="Hub branch, tag or commit (default: manifest's)."),
     weights: Optional[str] = typer.Option(
         None, "--weights", metavar="HF-HUB-REF", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
+    as_json: bool = typer.Option(
+        False, "--json", help="One JSON array, an object per model (a failed one has its error), instead of lines."),
 ) -> None:
-    """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE)."""
-    from .hub import check_weights_request, resolve_weights
+    """Fetch published weights (cached by huggingface_hub; honours HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE).
+    Exit code 1 if any model failed (the others are still fetched)."""
+    from .hub import check_weights_request, download_record, resolve_weights
 
     entries = [_entry(name) for name in models]  # every name checked before anything is fetched
     if weights and len(models) > 1:
         raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
     for entry in entries:
         check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
-    failed = 0
+    failed, records = 0, []
     for name, entry in zip(models, entries):
         try:
             resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=True,
                                        local_weights=False)
-            if resolved.note:
-                err.print(f"{name}: {resolved.note}", markup=False)
-            print(f"{name}: {resolved.path}  ({resolved.origin})")
         except SsmzooError as exc:
             failed += 1
             err.print(f"error: {exc}", markup=False)
+            records.append(download_record(name, error=str(exc)))
+            continue
+        if resolved.note:
+            err.print(f"{name}: {resolved.note}", markup=False)
+        records.append(download_record(name, resolved))
+        if not as_json:
+            print(f"{name}: {resolved.path}  ({resolved.origin})")
+    if as_json:
+        _json_print(records)
     if failed:
         raise typer.Exit(1)
 
@@ -223,6 +232,7 @@ def convert_cmd(
         None, "--state-dict-key", metavar="KEY", help="Key holding the weights (default: auto)."),
     model: Optional[str] = typer.Option(
         None, "--model", metavar="NAME", help="Also check that the weights load strictly into this model."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a line."),
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
     from .checkpoint import convert_to_safetensors, load_into_model
@@ -233,9 +243,12 @@ def convert_cmd(
 
     def strict_load(sd):  # before the file is written: a failed check writes nothing
         load_into_model(built, adapt_state_dict(dict(sd), built), model_name=model)
-    count = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
-                                   check=strict_load if model else None)
-    print(f"{output}: {count} tensors" + (f", loads strictly into {model}" if model else ""))
+    written = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
+                                     check=strict_load if model else None)
+    if as_json:
+        _json_print({**written.to_dict(), "loads_strictly_into": model})
+    else:
+        print(f"{output}: {written.tensors} tensors" + (f", loads strictly into {model}" if model else ""))
 
 
 def _report_weights(model: str, resolved) -> None:

@@ -40,9 +40,9 @@ from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
 from .text import count
+from .video import VIDEO_SUFFIXES
 
 DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
 # The datasets that read each file option (build_dataset warns where one is given to another).
 OPTION_DATASETS = {"--labels": ("imagenet",), "--class-map": ("imagefolder",), "--list": tuple(VIDEO_DATASET_LABELS)}

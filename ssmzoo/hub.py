@@ -29,6 +29,7 @@ __all__ = [
     "WEIGHT_EXTENSIONS",
     "HubRef",
     "ResolvedWeights",
+    "download_record",
     "parse_hub_ref",
     "resolve_weights",
     "check_weights_request",
@@ -45,6 +46,7 @@ WEIGHT_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin")
 # A local --weights file may also carry these older names; its content decides how it is read.
 _LOCAL_EXTENSIONS = WEIGHT_EXTENSIONS + (".ckpt", ".pth.tar")
 _SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+_CHECKED_AGAINST = {"manifest": "the manifest's sha256", "hub": "the Hub's sha256"}
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _WEIGHTS_HINT = "pass --weights PATH (a .pth/.pt/.bin/.safetensors file) or --weights hf-hub:ORG/REPO[/FILE][@REVISION]"
 # `download` only fills the Hub cache: its --weights takes a Hub reference, and a local file is of no use to it.
@@ -79,6 +81,30 @@ class ResolvedWeights:
     format: str = "auto"
     commit: Optional[str] = None  # Hub commit the file was taken from, when known
     note: Optional[str] = None  # e.g. which file was picked from the repo listing; for the CLI to print
+    repo_id: Optional[str] = None  # Hub repo (None for a local file)
+    revision: Optional[str] = None  # Hub revision asked for: branch, tag or commit (None for a local file)
+    size: Optional[int] = None  # bytes on disk
+    checked_sha256: Optional[str] = None  # the sha256 the file was found to have, where it was checked
+    checked_against: Optional[str] = None  # "manifest" or "hub" (an LFS file's published sha256), or None
+    cached: Optional[bool] = None  # Hub files: already in the local cache (nothing was downloaded)
+
+    def to_dict(self) -> dict:
+        """The record ``ssmzoo download --json`` prints (Hub fields are None for a local file)."""
+        return {
+            "origin": self.origin, "repo_id": self.repo_id, "revision": self.revision, "commit": self.commit,
+            "filename": self.filename, "path": str(self.path), "size": self.size,
+            "sha256": self.checked_sha256, "sha256_checked_against": self.checked_against,
+            "already_cached": self.cached, "note": self.note,
+        }
+
+
+def download_record(model: str, resolved: Optional[ResolvedWeights] = None, error: Optional[str] = None) -> dict:
+    """One model's entry in ``ssmzoo download --json``: its weights, or (every weights field None) the error."""
+    fields = resolved.to_dict() if resolved is not None else dict.fromkeys(_RECORD_FIELDS)
+    return {"model": model, **fields, "error": error}
+
+
+_RECORD_FIELDS = tuple(ResolvedWeights(Path(), "", "").to_dict())  # a failed entry has the same keys
 
 
 @dataclass(frozen=True)
@@ -377,6 +403,30 @@ def _probe_endpoint(endpoint: str, timeout: float = 3.0) -> Optional[str]:
     return None
 
 
+@dataclass(frozen=True)
+class _Fetched:
+    path: Path
+    filename: str
+    commit: Optional[str]
+    note: Optional[str]
+    checked_sha256: Optional[str]
+    checked_against: Optional[str]
+    cached: bool
+
+
+def _cache_state(cache_dir: Path, repo_id: str, filename: str) -> tuple[set[str], set[Path]]:
+    """(blob names, snapshot files named ``filename``) of a repo in the cache: what a download would reuse."""
+    repo_dir = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    blobs, snapshots = repo_dir / "blobs", repo_dir / "snapshots"
+    try:
+        names = {p.name for p in blobs.iterdir()} if blobs.is_dir() else set()
+        commits = list(snapshots.iterdir()) if snapshots.is_dir() else []
+        pointers = {d / filename for d in commits if (d / filename).exists()}
+    except OSError:
+        return set(), set()
+    return names, pointers
+
+
 def _fetch_from_hub(
     model_name: str,
     repo_id: str,
@@ -386,8 +436,8 @@ def _fetch_from_hub(
     sha256: Optional[str],
     progress: bool,
     local_weights: bool = True,
-) -> tuple[Path, str, Optional[str], Optional[str]]:
-    """Download (or find in the cache) one file; returns (path, filename, commit, note)."""
+) -> _Fetched:
+    """Download (or find in the cache) one file and check its sha256 where one is known."""
     from huggingface_hub import HfApi, hf_hub_download
 
     endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
@@ -431,6 +481,7 @@ def _fetch_from_hub(
                                                      local_weights=local_weights)
             except WeightsError as exc:
                 raise WeightsError(f"model {model_name!r}: {exc}") from None
+        blobs_before, pointers_before = _cache_state(cache_dir, repo_id, filename)
         try:
             local = hf_hub_download(
                 repo_id,
@@ -444,6 +495,8 @@ def _fetch_from_hub(
             raise fail(exc, filename) from exc
 
     path = Path(local)
+    # hf_hub_download reuses a blob (or snapshot file) that is already there instead of downloading it
+    cached = local_only or path in pointers_before or path.resolve().name in blobs_before
     # Cache layout: .../snapshots/<commit>/<filename>
     snapshot = path.parents[len(Path(filename).parts) - 1]
     commit = snapshot.name if snapshot.parent.name == "snapshots" else None
@@ -451,8 +504,8 @@ def _fetch_from_hub(
     # The manifest's checksum pins the content; without one, an LFS blob is named by its sha256 on
     # the Hub, which still catches a corrupted or tampered cache entry.
     blob_name = path.resolve().name
-    expected, against = (sha256.lower(), "the manifest's sha256") if sha256 else (
-        (blob_name, "the Hub's sha256") if _SHA256_RE.match(blob_name) else (None, "")
+    expected, against = (sha256.lower(), "manifest") if sha256 else (
+        (blob_name, "hub") if _SHA256_RE.match(blob_name) else (None, None)
     )
     if expected:
         got = sha256_file(path)
@@ -465,10 +518,10 @@ def _fetch_from_hub(
             if sha256:
                 fate += "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest"
             raise WeightsError(
-                f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against {against}: "
-                f"expected {expected}, got {got}; {fate}"
+                f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against "
+                f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
-    return path, filename, commit, note
+    return _Fetched(path, filename, commit, note, expected, against, cached)
 
 
 def _resolve_local(override: str) -> ResolvedWeights:
@@ -483,7 +536,7 @@ def _resolve_local(override: str) -> ResolvedWeights:
     if not path.name.lower().endswith(_LOCAL_EXTENSIONS):
         raise WeightsOptionError(f"--weights {path}: unsupported file type (expected {', '.join(_LOCAL_EXTENSIONS)})")
     path = path.resolve()
-    return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name)
+    return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name, size=path.stat().st_size)
 
 
 def check_weights_request(
@@ -555,18 +608,28 @@ def resolve_weights(
         and rev == source.revision
     )
     sha256 = source.sha256 if pinned else None
-    path, filename, commit, note = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress,
-                                                   local_weights)
+    fetched = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress, local_weights)
+    filename = fetched.filename
     same_file = source is not None and same_repo and (source.filename in (None, filename))
+    try:
+        size = fetched.path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"model {model_name!r}: cannot read {fetched.path}: {exc.strerror or exc}") from None
     return ResolvedWeights(
-        path=path,
+        path=fetched.path,
         origin=f"{HUB_PREFIX}{repo_id}@{rev}/{filename}",
         filename=filename,
         sha256=sha256,
         state_dict_key=source.state_dict_key if same_file else None,
         format=source.format if same_file else "auto",
-        commit=commit,
-        note=note,
+        commit=fetched.commit,
+        note=fetched.note,
+        repo_id=repo_id,
+        revision=rev,
+        size=size,
+        checked_sha256=fetched.checked_sha256,
+        checked_against=fetched.checked_against,
+        cached=fetched.cached,
     )
 
 

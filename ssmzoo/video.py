@@ -38,6 +38,7 @@ from ssmzoo.errors import InputError
 from ssmzoo.text import count
 
 __all__ = [
+    "VIDEO_SUFFIXES",
     "SAMPLING_MODES",
     "VideoProtocol",
     "VideoInfo",
@@ -49,6 +50,9 @@ __all__ = [
     "load_class_names",
 ]
 
+# File names that mark a video (a tuple: where a list names a file without its suffix, they are tried in
+# this order). ``images.IMAGE_SUFFIXES`` is the images' counterpart.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 SAMPLING_MODES = ("sparse", "segment", "dense")
 
 # Videos up to this many frames are decoded front to back (exact frame ordinals, cheap for short

@@ -290,8 +290,11 @@ def test_convert_round_trip_with_shared_and_strided_tensors(tmp_path):
         "steps": torch.tensor(7),
     }
     torch.save({"model_ema": {"module." + k: v for k, v in {**sd, **extra}.items()}, "epoch": 1}, tmp_path / "src.pth")
-    n = convert_to_safetensors(tmp_path / "src.pth", tmp_path / "out" / "dst.safetensors")
-    assert n == len(sd) + len(extra)
+    written = convert_to_safetensors(tmp_path / "src.pth", tmp_path / "out" / "dst.safetensors")
+    assert written.tensors == len(sd) + len(extra)
+    assert written.tensor_bytes == sum(t.numel() * t.element_size() for t in {**sd, **extra}.values())
+    assert written.key_path == ("model_ema",) and written.stripped_prefix == "module."
+    assert written.file_bytes == (tmp_path / "out" / "dst.safetensors").stat().st_size
     assert sniff_format(tmp_path / "out" / "dst.safetensors") == "safetensors"
     back = load_state_dict(tmp_path / "out" / "dst.safetensors")
     want = {k: v.contiguous() for k, v in {**sd, **extra}.items()}

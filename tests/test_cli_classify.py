@@ -210,6 +210,48 @@ def _umask() -> int:
     return mask
 
 
+def test_convert_json_says_what_was_written_and_where_the_weights_were(cli, mini_files, tmp_path):
+    manifest, checkpoint = mini_files  # {"model": {"module." + key: tensor}, "epoch": 3}
+    source = torch.load(checkpoint, weights_only=True)["model"]
+    out = tmp_path / "mini.safetensors"
+    res = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout) == {
+        "source": str(checkpoint),
+        "output": str(out),
+        "tensors": len(source),
+        "tensor_bytes": sum(t.numel() * t.element_size() for t in source.values()),
+        "file_bytes": out.stat().st_size,  # the data plus the safetensors header
+        "source_format": "pth",
+        "key_path": ["model"],  # the weights were found under "model"...
+        "stripped_prefix": "module.",  # ...with DDP's prefix, which was removed
+        "loads_strictly_into": "groupmamba_mini",
+    }
+    assert res.stderr == ""
+
+    again = json.loads(cli("convert", out, tmp_path / "copy.safetensors", "--json").stdout)  # no --model: no check
+    assert again["source_format"] == "safetensors" and again["key_path"] == [] and again["stripped_prefix"] is None
+    assert again["loads_strictly_into"] is None and again["tensors"] == len(source)
+    assert again["tensor_bytes"] == json.loads(res.stdout)["tensor_bytes"]
+
+
+def test_convert_json_failures_are_the_usual_one_line_errors(cli, mini_files, tmp_path):
+    manifest, checkpoint = mini_files
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    for args, code, message in [
+        ((tmp_path / "none.pth", tmp_path / "x.safetensors"), 2, "weights file not found"),
+        ((checkpoint, tmp_path / "x.pth"), 2, "expected a .safetensors file name"),
+        ((checkpoint, blocked / "x.safetensors"), 2, "is a file, not a folder"),
+        ((checkpoint, tmp_path / "x.safetensors", "--model", "stablemamba_tiny_in1k"), 1, "do not fit"),
+    ]:
+        res = cli("--manifest", manifest, "convert", *args, "--json")
+        lines = res.stderr.strip().splitlines()
+        assert res.code == code and res.stdout == "" and len(lines) == 1, (args, res.stderr)
+        assert lines[0].startswith("error:") and message in lines[0], (args, lines)
+    assert not (tmp_path / "x.safetensors").exists()
+
+
 def test_convert_checks_before_it_writes(cli, mini_files, tmp_path):
     manifest, checkpoint = mini_files
     out = tmp_path / "wrong.safetensors"

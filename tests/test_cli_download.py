@@ -1,10 +1,12 @@
 """First use of a model downloads its weights from the Hub (a real local server), later uses hit the cache."""
 
+import hashlib
 import json
 import re
 
 import pytest
 
+from conftest import MINI_MANIFEST
 from hub_server import FakeHub
 
 
@@ -112,3 +114,75 @@ def test_every_command_explains_itself(cli, command):
     # every option and argument reads as a plain metavar (N, FILE, START..END), never typer's type placeholders
     assert "<list[" not in res.stdout and "range>" not in res.stdout
     assert not re.search(r"<(str|int|float|path|bool)>", res.stdout, re.IGNORECASE), res.stdout
+
+
+def test_download_json_says_what_was_fetched_and_what_the_cache_already_had(cli, hub, mini_files):
+    manifest, checkpoint = mini_files
+    data = checkpoint.read_bytes()
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", data)
+
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    [record] = json.loads(res.stdout)  # one document: an array, one object per model
+    assert record == {
+        "model": "groupmamba_mini",
+        "origin": "hf-hub:ssmzoo-test/groupmamba-mini@main/groupmamba_mini.pth",
+        "repo_id": "ssmzoo-test/groupmamba-mini",
+        "revision": "main",
+        "commit": hub.commit("ssmzoo-test/groupmamba-mini"),
+        "filename": "groupmamba_mini.pth",
+        "path": record["path"],
+        "size": len(data),
+        "sha256": hashlib.sha256(data).hexdigest(),  # the Hub publishes an LFS file's sha256; it was checked
+        "sha256_checked_against": "hub",
+        "already_cached": False,
+        "note": None,
+        "error": None,
+    }
+    assert open(record["path"], "rb").read() == data and hub.downloads() == 1
+
+    hub.reset_log()
+    again = json.loads(cli("--manifest", manifest, "download", "groupmamba_mini", "--json").stdout)
+    assert again == [{**record, "already_cached": True}] and hub.downloads() == 0
+
+
+def test_download_json_of_a_small_git_file_claims_no_checksum(cli, hub, mini_files):
+    # a file stored in git, not LFS, has no sha256 on the Hub, and the manifest pins none: nothing was checked
+    manifest, checkpoint = mini_files
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes(), lfs=False)
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    [record] = json.loads(res.stdout)
+    assert record["sha256"] is None and record["sha256_checked_against"] is None
+    assert record["size"] == checkpoint.stat().st_size and record["already_cached"] is False
+
+
+def test_one_failed_model_does_not_stop_the_others(cli, hub, mini_files, tmp_path):
+    """Each model is fetched in turn: a failure is reported (one error line; in --json its entry's error,
+    every other field null) and the exit code is 1, but the models after it are still fetched."""
+    manifest, checkpoint = mini_files
+    hub.add_file("ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth", checkpoint.read_bytes())
+    missing = tmp_path / "missing.yaml"  # a second model, whose repo the Hub does not have
+    missing.write_text(MINI_MANIFEST.split("  videomamba_mini_k400:")[0]
+                       .replace("groupmamba_mini:", "groupmamba_gone:").replace("groupmamba-mini", "groupmamba-gone"))
+
+    res = cli("--manifest", manifest, "--manifest", missing, "download", "groupmamba_gone", "groupmamba_mini")
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.code == 1 and len(errors) == 1 and "ssmzoo-test/groupmamba-gone" in errors[0]
+    assert res.stdout.startswith("groupmamba_mini: ") and len(res.stdout.splitlines()) == 1
+
+    res = cli("--manifest", manifest, "--manifest", missing, "download", "groupmamba_gone", "groupmamba_mini",
+              "--json")
+    assert res.code == 1 and "Traceback" not in res.stderr
+    gone, mini = json.loads(res.stdout)
+    assert gone["model"] == "groupmamba_gone" and gone["error"] == errors[0].removeprefix("error: ")
+    assert set(gone) == set(mini) and all(gone[k] is None for k in gone if k not in ("model", "error"))
+    assert mini["error"] is None and mini["already_cached"] is True and mini["size"] == checkpoint.stat().st_size
+
+
+def test_download_json_usage_errors_print_no_json(cli, hub, mini_files):
+    # a name that is not in the zoo fails before anything is fetched: one line, exit code 2, nothing on stdout
+    manifest, _ = mini_files
+    res = cli("--manifest", manifest, "download", "groupmamba_minni", "--json")
+    assert res.code == 2 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
+    assert "groupmamba_minni" in res.stderr and hub.downloads() == 0

@@ -411,6 +411,21 @@ def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_pa
     assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
 
 
+def test_a_list_line_without_a_suffix_finds_the_video_by_classifys_suffixes(tmp_path):
+    """A list may name a clip without its suffix: the video suffixes (the ones classify knows videos by)
+    are tried in order, and the first that names a file is taken."""
+    from ssmzoo.classify import media_kind
+    from ssmzoo.datasets import video_list_dataset
+
+    for name in ("a.webm", "a.mkv", "b.3gp"):
+        (tmp_path / name).write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("a 3\nb 4\n")
+    paths = [Path(s.path) for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples]
+    assert [p.name for p in paths] == ["a.mkv", "b.3gp"]  # .mkv comes before .webm
+    assert [media_kind(p) for p in paths] == ["video", "video"]
+
+
 def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", imagenet_tree[0], "--device", "cpu",
                 "--cuda-graphs")
