@@ -652,6 +652,28 @@ def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_group_kernel_times_each_program_without_changing_its_result():
+    """TIMES (benchmarks/scan_timeline.py): every program writes when it started and ended and on which SM."""
+    from ssmzoo.ops import triton_scan as ts
+
+    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
+    b, d, H, W = 3, 16, 56, 56
+    u, delta, Bm, Cm = (torch.randn(b, 4, c, H, W, generator=gen).cuda() for c in (d, d, 1, 1))
+    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
+    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    times = torch.zeros(3 * d * 4 * b, dtype=torch.int64, device="cuda")
+    timed = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(TIMES=times))
+    assert torch.equal(timed, ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True))
+    start, end, sm = times.view(-1, 3).cpu().unbind(1)
+    assert (start > 0).all() and (end >= start).all()
+    assert (end - start).max() < 10**8  # ns: each program took under 0.1 s
+    assert ((sm >= 0) & (sm < torch.cuda.get_device_properties(0).multi_processor_count)).all()
+    with pytest.raises(ValueError, match="3 int64 per program"):
+        ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(TIMES=times[:-1]))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_strip_kernel_gives_the_same_bits_on_every_call():
     """The strip kernel folds its predecessors' aggregates in a fixed order, whichever finished first."""
     from ssmzoo.ops import triton_scan as ts

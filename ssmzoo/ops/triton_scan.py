@@ -33,6 +33,7 @@ Floors, timings per version and what still limits speed: docs/scan_notes.md.
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Optional
 
@@ -953,7 +954,7 @@ def _bimamba_kernel(u_ptr, su_b, su_c, su_l, dt_ptr, sdt_b, sdt_c, sdt_l,
 def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sdt_c, sdt_h, sdt_w,
                    b_ptr, sb_b, sb_g, sb_n, sb_h, sb_w, c_ptr, sc_b, sc_g, sc_n, sc_h, sc_w,
                    y_ptr, sy_b, sy_g, sy_c, sy_h, sy_w,
-                   A_ptr, D_ptr, bias_ptr, dim_g, H, W, zero,
+                   A_ptr, D_ptr, bias_ptr, dim_g, H, W, zero, times_ptr,
                    NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
                    V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
@@ -961,8 +962,15 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, RUN2: tl.constexpr, RUN3: tl.constexpr,
                    QR: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
-                   TR: tl.constexpr, KTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr):
-    """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch)."""
+                   TR: tl.constexpr, KTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
+                   TIMES: tl.constexpr = False):
+    """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch).
+
+    TIMES: each program writes its start and end (%globaltimer, ns) and its SM to
+    times_ptr[program, 0:3], program = (batch entry * 4 + group) * channel blocks + channel block: a
+    diagnostic of how the launch fills the SMs (docs/scan_notes.md, "Session 33")."""
+    if TIMES:
+        t_start = _globaltimer()
     pid_d = tl.program_id(0)
     g = tl.program_id(1)
     bb = tl.program_id(2).to(tl.int64)
@@ -1045,6 +1053,23 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                 _sweep_cols(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h, sb_w,
                             c0, sc_n, sc_h, sc_w, y_ptr, yo, sy_c, sy_h, sy_w, A0, D0, bias0, cj, cj < dim_g,
                             H, W, NSTATE, NP, HP, CB, True, HAS_D, HAS_BIAS, SOFTPLUS, CHANNELS_LAST)
+
+    if TIMES:
+        lin = pid_d + tl.num_programs(0) * (g + 4 * tl.program_id(2))
+        tl.store(times_ptr + 3 * lin, t_start)
+        tl.store(times_ptr + 3 * lin + 1, _globaltimer())
+        tl.store(times_ptr + 3 * lin + 2, _smid())
+
+
+@triton.jit
+def _globaltimer():
+    return tl.inline_asm_elementwise("mov.u64 $0, %globaltimer;", "=l", [], dtype=tl.int64, is_pure=False, pack=1)
+
+
+@triton.jit
+def _smid():
+    return tl.inline_asm_elementwise("mov.u32 $0, %smid;", "=r", [], dtype=tl.int32, is_pure=False,
+                                     pack=1).to(tl.int64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1405,10 +1430,13 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     n_rows = H * W // row_w
     tail_rows = n_rows % cfg["KR"] if cfg["RTAIL"] else 0  # scanned as one block of their own first
     run_parts = _run_parts(cfg["RUN"])
+    times = cfg.get("TIMES")  # a diagnostic: an int64 tensor of 3 per program (see _group4_kernel)
     grid = (triton.cdiv(dim_g, cfg["BD"]), 4, batch)
+    if times is not None and times.numel() < 3 * math.prod(grid):
+        raise ValueError(f"TIMES needs 3 int64 per program, {3 * math.prod(grid)} in all")
     _group4_kernel[grid](
         u, *u.stride(), delta, *delta.stride(), B, *B.stride(), C, *C.stride(), y, *y.stride(),
-        A_, D_, bias_, dim_g, H, W, 0,
+        A_, D_, bias_, dim_g, H, W, 0, y if times is None else times, TIMES=times is not None,
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
         COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=run_parts[0],
