@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import io
+import json
 import logging
 import os
 import pickle
+import pickletools
 import re
 import struct
 import warnings
@@ -24,6 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import WeightsError, WeightsOptionError
+from .text import count
 
 __all__ = [
     "LoadedCheckpoint",
@@ -35,6 +39,7 @@ __all__ = [
     "convert_to_safetensors",
     "sha256_file",
     "sniff_format",
+    "checkpoint_problem",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,12 +86,98 @@ def sniff_format(path: PathLike) -> Optional[str]:
     return None
 
 
-def _describe_garbage(path: Path) -> str:
-    """A hint about what a non-checkpoint file actually is (error pages and LFS pointers are common)."""
+def checkpoint_problem(path: PathLike) -> Optional[str]:
+    """Why the file cannot be a checkpoint, judged from its headers alone; None when it looks like one.
+
+    Cheap enough to run on every download (a few KiB read, or a zip's central directory, whatever the
+    file's size), so that an error page, an empty or cut-off file is caught when it is fetched rather
+    than when a model first loads it. Not a load: a file that passes may still fail to load (a legacy
+    pickle's data is not checked; a zip's records are only listed) or hold other weights.
+    """
+    p = Path(path)
+    size = p.stat().st_size
+    if size == 0:
+        return "it is empty"
+    kind = sniff_format(p)
+    if kind is None:
+        return _describe_garbage(p, lfs_hint=False)
+    if kind == "safetensors":
+        return _safetensors_problem(p, size)
+    with open(p, "rb") as f:
+        head = f.read(64)
+    if head.startswith(b"PK"):
+        return _torch_zip_problem(p)
+    return _legacy_pickle_problem(head)
+
+
+def _safetensors_problem(path: Path, size: int) -> Optional[str]:
+    """The header must parse, and the last tensor's data must end exactly where the file does."""
+    with open(path, "rb") as f:
+        (header_len,) = struct.unpack("<Q", f.read(8))
+        if 8 + header_len > size:
+            return (f"it is a truncated safetensors file (its header alone should take {8 + header_len} bytes, "
+                    f"the file has {size})")
+        raw = f.read(header_len)
+    try:
+        header = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as e:
+        return f"its safetensors header is not valid JSON ({_one_line(str(e), 80)})"
+    if not isinstance(header, dict):
+        return f"its safetensors header is a JSON {type(header).__name__}, not an object"
+    end = 0
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) for o in offsets)
+                and 0 <= offsets[0] <= offsets[1]):
+            return f"its safetensors header gives tensor {name!r} no valid data_offsets"
+        end = max(end, offsets[1])
+    expected = 8 + header_len + end
+    if size < expected:
+        return f"it is a truncated safetensors file (its tensors end at byte {expected}, the file has {size})"
+    if size > expected:
+        return f"it is a damaged safetensors file ({size - expected} bytes after the last tensor's data)"
+    return None
+
+
+def _torch_zip_problem(path: Path) -> Optional[str]:
+    """torch.save's zip format: a readable central directory (at the file's end, so a cut-off file
+    has none) that lists the pickled object, ``<archive>/data.pkl``."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError) as e:
+        reason = _one_line(str(e), 80) or type(e).__name__
+        return f"it is a truncated or damaged PyTorch zip checkpoint (its zip directory cannot be read: {reason})"
+    if not any(name.endswith("/data.pkl") for name in names):
+        return f"it is a zip archive ({count(len(names), 'file')}) without a data.pkl, not a PyTorch checkpoint"
+    return None
+
+
+def _legacy_pickle_problem(head: bytes) -> Optional[str]:
+    """torch.save's legacy format opens with a pickle of torch's magic number; read its opcodes
+    without running them (which a pickle could do) and compare."""
+    try:
+        for op, arg, _ in pickletools.genops(io.BytesIO(head)):
+            if op.name == "STOP":
+                return "it is a pickle, but not a PyTorch checkpoint (it does not open with torch.save's magic number)"
+            if arg == torch.serialization.MAGIC_NUMBER:
+                return None
+    except ValueError:  # an unknown opcode, or the opcodes run off the end of the file
+        pass
+    return "it starts with a pickle opcode but is not a PyTorch checkpoint, or is cut off"
+
+
+def _describe_garbage(path: Path, lfs_hint: bool = True) -> str:
+    """A hint about what a non-checkpoint file actually is (error pages and LFS pointers are common).
+    ``lfs_hint``: suggest `git lfs pull` for a pointer (of no use for a file fetched from the Hub)."""
     with open(path, "rb") as f:
         head = f.read(256)
     text = head.lstrip().lower()
     if text.startswith(b"version https://git-lfs"):
+        if not lfs_hint:
+            return "it is a Git LFS pointer, not the weights"
         return "it is a Git LFS pointer, not the weights (fetch the real file, e.g. with `git lfs pull`)"
     if text.startswith((b"<!doctype html", b"<html")):
         return "it is an HTML page (an error or login page saved instead of the weights)"

@@ -10,6 +10,7 @@ model and the file, gives the cause and says what to do.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fnmatch
 import os
 import re
@@ -20,9 +21,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
-from .checkpoint import sha256_file
+from .checkpoint import checkpoint_problem, sha256_file
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
+from .text import count
 
 __all__ = [
     "HUB_PREFIX",
@@ -143,11 +145,16 @@ def hub_cache_dir() -> Path:
         raw = env["HF_HUB_CACHE"]
     elif env.get("HUGGINGFACE_HUB_CACHE"):
         raw = env["HUGGINGFACE_HUB_CACHE"]
-    elif env.get("HF_HOME"):
-        raw = os.path.join(env["HF_HOME"], "hub")
     else:
-        xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-        raw = os.path.join(xdg, "huggingface", "hub")
+        return _hf_home_dir() / "hub"
+    return Path(os.path.expandvars(os.path.expanduser(raw)))
+
+
+def _hf_home_dir() -> Path:
+    """huggingface_hub's home (HF_HOME): the cache's default parent, and where it reads the token from."""
+    env = os.environ
+    xdg = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    raw = env.get("HF_HOME") or os.path.join(xdg, "huggingface")
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
@@ -274,11 +281,99 @@ def _short(exc: BaseException, limit: int = 160) -> str:
 
 
 def _root_cause(exc: BaseException) -> BaseException:
-    seen = set()
-    while (exc.__cause__ or exc.__context__) is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
-    return exc
+    *_, last = _chain(exc)
+    return last
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception, then what it was raised from or while handling, outermost first."""
+    seen: set[int] = set()
+    current: Optional[BaseException] = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+# How using a folder fails; the last three carry no file name when a write raises them.
+_FOLDER_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EEXIST, errno.ENOSPC, errno.EDQUOT}
+_UNNAMED_FOLDER_ERRNOS = {errno.EROFS, errno.ENOSPC, errno.EDQUOT}
+
+
+@dataclass(frozen=True)
+class _HfFolder:
+    path: Path
+    variable: str  # the environment variable that names it: "HF_HUB_CACHE" or "HF_HOME"
+
+
+def _related(path: str, folder: Path) -> bool:
+    """Whether ``path`` is ``folder``, inside it, or one of the folders above it (created on the way)."""
+    p, f = os.path.abspath(path), os.path.abspath(folder)
+    return p == f or p.startswith(f + os.sep) or f.startswith(p.rstrip(os.sep) + os.sep)
+
+
+def _unusable_hf_folder(exc: BaseException, cache_dir: Path) -> Optional[_HfFolder]:
+    """The Hugging Face folder an OSError is about: huggingface_hub creates the cache's folders, lock
+    files and blobs, and reads the token from its home. Told by errno and, where the exception names
+    one, its file: a refused connection is an OSError too, and must stay a network error."""
+    if not isinstance(exc, OSError) or exc.errno not in _FOLDER_ERRNOS:
+        return None
+    cache = _HfFolder(cache_dir, "HF_HUB_CACHE")
+    name = _filename(exc)
+    if name is None:
+        return cache if exc.errno in _UNNAMED_FOLDER_ERRNOS else None  # a download writes nowhere else
+    if _related(name, cache_dir):
+        return cache
+    home = _hf_home_dir()
+    return _HfFolder(home, "HF_HOME") if _related(name, home) else None
+
+
+def _filename(exc: OSError) -> Optional[str]:
+    """The path an OSError names, if it names one (not a file descriptor)."""
+    name = exc.filename
+    return os.fsdecode(name) if isinstance(name, (str, bytes, os.PathLike)) else None
+
+
+def _folder_failure(exc: BaseException, cache_dir: Path) -> Optional[tuple[OSError, _HfFolder]]:
+    """The first exception in ``exc``'s chain that is about a Hugging Face folder, and that folder."""
+    for link in _chain(exc):
+        folder = _unusable_hf_folder(link, cache_dir)
+        if folder is not None:
+            return link, folder  # type: ignore[return-value]
+    return None
+
+
+def _file_in_the_way(path: Path) -> Optional[Path]:
+    """The nearest existing path at or above ``path``, when it is a file rather than a folder."""
+    for candidate in (path, *path.parents):
+        if os.path.lexists(candidate):
+            return None if candidate.is_dir() else candidate
+    return None
+
+
+def _unusable_folder_message(exc: OSError, folder: _HfFolder, purpose: str, verb: str = "write") -> str:
+    """One line naming the folder, why it cannot be used (to ``purpose``, e.g. "download ORG/REPO@REV/FILE"),
+    and what to do instead."""
+    name = _filename(exc)
+    filename = Path(name) if name is not None else None
+    reason = exc.strerror or type(exc).__name__
+    if folder.variable == "HF_HUB_CACHE":
+        head = f"cannot {verb} the Hugging Face cache folder {folder.path}"
+    else:  # the token is read from there, and the cache is made there unless HF_HUB_CACHE says otherwise
+        head = f"cannot use the Hugging Face home folder {folder.path} (HF_HOME)"
+    elsewhere = f"set {folder.variable} to a writable folder"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"{head} ({reason}) to {purpose}; free space there, or set {folder.variable} to a folder on "
+                "a disk with room")
+    in_the_way = None
+    if filename is not None and exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        in_the_way = _file_in_the_way(filename)
+    if in_the_way is not None:
+        inside = os.path.abspath(in_the_way).startswith(os.path.abspath(folder.path) + os.sep)
+        action = f"remove it or {elsewhere}" if inside else elsewhere  # a stray file inside the cache
+        return f"{head} to {purpose}: {in_the_way} is a file, not a folder; {action}"
+    named = filename is not None and os.path.abspath(filename) != os.path.abspath(folder.path)
+    return f"{head} ({reason}{f': {filename}' if named else ''}) to {purpose}; {elsewhere}"
 
 
 def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, reason: str,
@@ -304,6 +399,15 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
     http_err = getattr(hf_utils, "HfHubHTTPError", ())
     validation = getattr(hf_utils, "HFValidationError", ())
 
+    failure = None if isinstance(exc, http_err) else _folder_failure(exc, cache_dir)
+    if failure is not None:
+        failed, folder = failure
+        # huggingface_hub notes a 404 in the cache too: when that write fails, the Hub's answer is the news
+        answer = next((e for e in _chain(failed) if isinstance(e, http_err)), None)
+        if answer is None:
+            purpose = f"download {what}" if filename else f"list the files of {what}"
+            return WeightsError(head + _unusable_folder_message(failed, folder, purpose))
+        exc = answer  # type: ignore[assignment]
     if isinstance(exc, local_nf):
         if offline:
             return WeightsError(
@@ -456,7 +560,15 @@ def _fetch_from_hub(
     with _hub_call(local_only, progress):
         if filename is None:
             where = f"{repo_id}@{revision}"
-            _, cached = _cached_files(cache_dir, repo_id, revision)
+            try:
+                _, cached = _cached_files(cache_dir, repo_id, revision)
+            except OSError as exc:
+                failure = _folder_failure(exc, cache_dir)
+                if failure is None:
+                    raise WeightsError(f"model {model_name!r}: cannot read the Hugging Face cache folder {cache_dir} "
+                                       f"({exc.strerror or exc})") from None
+                message = _unusable_folder_message(*failure, f"list the files of {where}", verb="read")
+                raise WeightsError(f"model {model_name!r}: {message}") from None
             if local_only:
                 if not cached and offline:
                     raise WeightsError(
@@ -521,7 +633,29 @@ def _fetch_from_hub(
                 f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against "
                 f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
+    _check_layout(model_name, f"{repo_id}@{revision}/{filename}", path, cached=cached, checksummed=bool(expected))
     return _Fetched(path, filename, commit, note, expected, against, cached)
+
+
+def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, checksummed: bool) -> None:
+    """Raise when the file cannot be a checkpoint (an error page, a cut-off file), so that `download`
+    says so now rather than a model's first load later. The file stays: the cache is huggingface_hub's,
+    and a file whose sha256 is the Hub's would only be fetched again as it is."""
+    try:
+        problem = checkpoint_problem(path)
+        size = path.stat().st_size
+    except OSError as exc:
+        raise WeightsError(f"model {model_name!r}: cannot read {path}: {exc.strerror or exc}") from None
+    if problem is None:
+        return
+    which = "the cached copy of" if cached else "downloaded"
+    fate = f"it stays in the cache at {path}"
+    if cached and not checksummed:  # never compared with the Hub's: the damage may be local
+        fate += " (if only that copy is damaged, delete it and run again)"
+    raise WeightsError(
+        f"model {model_name!r}: {which} {what} ({count(size, 'byte')}) is not a checkpoint: {problem}; "
+        f"the Hub file may be broken: pin another --revision or report it to the repo's owners; {fate}"
+    )
 
 
 def _resolve_local(override: str) -> ResolvedWeights:
@@ -639,7 +773,10 @@ def is_cached(source: WeightsSource, *, revision: Optional[str] = None) -> bool:
     cache_dir = hub_cache_dir()
     filename = source.filename
     if filename is None:
-        _, files = _cached_files(cache_dir, source.repo_id, rev)
+        try:
+            _, files = _cached_files(cache_dir, source.repo_id, rev)
+        except OSError:  # an unreadable cache holds nothing usable
+            return False
         try:
             filename, _ = choose_weights_file(files, source.filename_pattern, source.repo_id, source.repo_id)
         except WeightsError:

@@ -1,13 +1,23 @@
 """First use of a model downloads its weights from the Hub (a real local server), later uses hit the cache."""
 
+import contextlib
 import hashlib
+import io
 import json
+import os
+import pickle
 import re
+import zipfile
+from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save as st_save
 
 from conftest import MINI_MANIFEST
 from hub_server import FakeHub
+
+REPO, FILE = "ssmzoo-test/groupmamba-mini", "groupmamba_mini.pth"  # the mini manifest's weights
 
 
 @pytest.fixture()
@@ -186,3 +196,181 @@ def test_download_json_usage_errors_print_no_json(cli, hub, mini_files):
     res = cli("--manifest", manifest, "download", "groupmamba_minni", "--json")
     assert res.code == 2 and res.stdout == "" and len(res.stderr.strip().splitlines()) == 1
     assert "groupmamba_minni" in res.stderr and hub.downloads() == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# A cache folder that cannot be written: the message names the folder, not the network
+
+
+@contextlib.contextmanager
+def read_only(folder: Path):
+    """``folder`` and every folder in it made read-only (0o500) for the block; skips the test where
+    this process writes there anyway (root, whom the permission bits do not stop)."""
+    folders = [folder, *(p for p in folder.rglob("*") if p.is_dir())]
+    for f in folders:
+        f.chmod(0o500)
+    try:
+        probe = folder / "probe"
+        try:
+            probe.touch()
+        except PermissionError:
+            pass
+        else:
+            probe.unlink()
+            pytest.skip(f"this process (euid {os.geteuid()}) writes into read-only folders")
+        yield folder
+    finally:
+        for f in folders:
+            f.chmod(0o700)
+
+
+def test_a_read_only_cache_is_named_with_what_to_do(cli, hub, mini_files, tmp_path, monkeypatch):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    cache = tmp_path / "read_only_cache"
+    cache.mkdir()
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    with read_only(cache):
+        res = cli("--manifest", manifest, "download", "groupmamba_mini")
+        as_json = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    message = (f"model 'groupmamba_mini': cannot write the Hugging Face cache folder {cache} (Permission denied: "
+               f"{cache / 'models--ssmzoo-test--groupmamba-mini'}) to download {REPO}@main/{FILE}; set HF_HUB_CACHE "
+               "to a writable folder")
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    assert as_json.code == 1 and json.loads(as_json.stdout)[0]["error"] == message
+    assert hub.downloads() == 0
+
+
+def test_a_read_only_cache_still_serves_what_it_has(cli, hub, mini_files, tmp_path, monkeypatch):
+    # a shared, read-only cache filled by someone else: nothing needs writing, so nothing fails
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "shared_cache"))
+    assert cli("--manifest", manifest, "download", "groupmamba_mini").code == 0
+    with read_only(tmp_path / "shared_cache"):
+        res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)[0]["already_cached"] is True
+
+
+@pytest.mark.parametrize("variable", ["HF_HUB_CACHE", "HF_HOME"])
+def test_a_cache_path_under_a_file_names_the_file_in_the_way(cli, hub, mini_files, tmp_path, monkeypatch, variable):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("a file where a folder was meant")
+    monkeypatch.setenv(variable, str(a_file / "hf"))
+    if variable == "HF_HOME":
+        monkeypatch.delenv("HF_HUB_CACHE")
+    cache = a_file / "hf" if variable == "HF_HUB_CACHE" else a_file / "hf" / "hub"
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert (res.code, res.stdout) == (1, "")
+    assert res.stderr == (f"error: model 'groupmamba_mini': cannot write the Hugging Face cache folder {cache} to "
+                          f"download {REPO}@main/{FILE}: {a_file} is a file, not a folder; set HF_HUB_CACHE to a "
+                          "writable folder\n")
+
+
+def test_a_file_inside_the_cache_where_a_folder_belongs(cli, hub, mini_files, tmp_path, monkeypatch):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    cache = Path(os.environ["HF_HUB_CACHE"])
+    cache.mkdir(parents=True, exist_ok=True)
+    (cache / "models--ssmzoo-test--groupmamba-mini").write_text("stray")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    [line] = res.stderr.splitlines()
+    assert res.code == 1 and line.endswith(f": {cache / 'models--ssmzoo-test--groupmamba-mini'} is a file, not a "
+                                           "folder; remove it or set HF_HUB_CACHE to a writable folder")
+
+
+def test_a_missing_file_is_reported_as_missing_even_when_the_cache_cannot_be_written(cli, hub, mini_files, tmp_path,
+                                                                                      monkeypatch):
+    # huggingface_hub notes the Hub's 404 in the cache; that write failing must not hide the 404
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    (tmp_path / "notes.txt").write_text("")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "notes.txt" / "hub"))
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", f"hf-hub:{REPO}/other.pth")
+    [line] = res.stderr.splitlines()
+    assert res.code == 1 and f"file 'other.pth' not found in {REPO}@main" in line and "cache" not in line
+
+
+def test_classify_reports_an_unwritable_cache_the_same_way(cli, hub, mini_files, example_images, tmp_path,
+                                                           monkeypatch):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    (tmp_path / "notes.txt").write_text("")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "notes.txt" / "hub"))
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert res.code == 1 and "Traceback" not in res.stderr and len(errors) == 1
+    assert f"cannot write the Hugging Face cache folder {tmp_path / 'notes.txt' / 'hub'}" in errors[0]
+    assert "network" not in errors[0]
+
+
+# ---------------------------------------------------------------------------------------------
+# A Hub file that is not a checkpoint: reported when downloaded, not when a model first loads it
+
+
+def torch_zip(names: list[str]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"payload")
+    return buf.getvalue()
+
+
+SAFETENSORS = st_save({"stem.weight": torch.zeros(64, 3, 3, 3)})
+NOT_CHECKPOINTS = {
+    "one byte": ("w.pth", b"x", "it is neither a safetensors file nor a PyTorch checkpoint"),
+    "an error page": ("w.pth", b"<!DOCTYPE html><html><body>502 Bad Gateway</body></html>",
+                      "it is an HTML page (an error or login page saved instead of the weights)"),
+    "a cut-off safetensors file": ("w.safetensors", SAFETENSORS[:-1000],
+                                   f"it is a truncated safetensors file (its tensors end at byte {len(SAFETENSORS)}, "
+                                   f"the file has {len(SAFETENSORS) - 1000})"),
+    "a zip of other things": ("w.pth", torch_zip(["photo.jpg"]),
+                              "it is a zip archive (1 file) without a data.pkl, not a PyTorch checkpoint"),
+    "a pickle torch.save did not write": ("w.bin", pickle.dumps({"w": [1.0]}, protocol=2),
+                                          "it is a pickle, but not a PyTorch checkpoint (it does not open with "
+                                          "torch.save's magic number)"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_CHECKPOINTS)
+def test_download_refuses_a_hub_file_that_is_not_a_checkpoint(cli, hub, mini_files, case):
+    """The file stays where huggingface_hub put it (the cache is its), and the message says where."""
+    manifest, _ = mini_files
+    name, data, reason = NOT_CHECKPOINTS[case]
+    hub.add_file("ssmzoo-test/broken", name, data)
+    weights = f"hf-hub:ssmzoo-test/broken/{name}"
+    cached = Path(os.environ["HF_HUB_CACHE"]) / "models--ssmzoo-test--broken" / "snapshots" / hub.commit(
+        "ssmzoo-test/broken") / name
+
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", weights)
+    assert (res.code, res.stdout) == (1, "")
+    assert res.stderr == (f"error: model 'groupmamba_mini': downloaded ssmzoo-test/broken@main/{name} ({len(data)} "
+                          f"byte{'s' * (len(data) != 1)}) is not a checkpoint: {reason}; the Hub file may be broken: "
+                          f"pin another --revision or report it to the repo's owners; it stays in the cache at "
+                          f"{cached}\n")
+    assert cached.read_bytes() == data
+
+    hub.reset_log()  # asked again, the copy in the cache is judged the same way, and nothing is fetched
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", weights)
+    assert res.code == 1 and res.stderr.startswith("error: model 'groupmamba_mini': the cached copy of ")
+    assert reason in res.stderr and hub.downloads() == 0
+
+
+def test_a_broken_hub_file_fails_its_model_only(cli, hub, mini_files, tmp_path):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    hub.add_file("ssmzoo-test/groupmamba-broken", FILE, b"<html>Service Unavailable</html>")
+    broken = tmp_path / "broken.yaml"
+    entry = MINI_MANIFEST.split("  videomamba_mini_k400:")[0].replace("groupmamba_mini:", "groupmamba_broken:")
+    broken.write_text(entry.replace("groupmamba-mini", "groupmamba-broken"))
+
+    res = cli("--manifest", manifest, "--manifest", broken, "download", "groupmamba_broken", "groupmamba_mini",
+              "--json")
+    assert res.code == 1 and "Traceback" not in res.stderr
+    failed, fetched = json.loads(res.stdout)
+    assert failed["model"] == "groupmamba_broken" and "is not a checkpoint: it is an HTML page" in failed["error"]
+    assert failed["path"] is None and failed["error"] in res.stderr
+    assert fetched["error"] is None and fetched["size"] == checkpoint.stat().st_size

@@ -22,7 +22,9 @@ from hub_server import FakeHub  # noqa: E402
 
 from ssmzoo.checkpoint import load_state_dict  # noqa: E402
 from ssmzoo.errors import WeightsError  # noqa: E402
-from ssmzoo.hub import ResolvedWeights, hub_cache_dir, is_cached, parse_hub_ref, resolve_weights  # noqa: E402
+from ssmzoo.hub import (  # noqa: E402
+    WEIGHT_EXTENSIONS, ResolvedWeights, hub_cache_dir, is_cached, parse_hub_ref, resolve_weights,
+)
 from ssmzoo.manifest import WeightsSource  # noqa: E402
 
 REPO = "ssmzoo-test/TinyNet"
@@ -259,12 +261,76 @@ def test_dropped_connection_is_resumed_with_range(hub):
     assert 0 < start < len(data) // 2
 
 
-def test_served_file_that_is_not_a_checkpoint(hub):
+def test_served_file_that_is_not_a_checkpoint(hub, cache):
+    # found when fetched (for download, classify and eval alike), not when a model first loads it
     hub.add_file(REPO, "tiny.pth", b"<!DOCTYPE html><html>rate limited</html>")
-    rw = resolve_weights("tiny", WeightsSource(repo_id=REPO, filename="tiny.pth"), progress=False)
     with pytest.raises(WeightsError) as err:
-        load_state_dict(rw.path)
-    assert "HTML" in one_line(err) and str(rw.path) in str(err.value)
+        resolve_weights("tiny", WeightsSource(repo_id=REPO, filename="tiny.pth"), progress=False)
+    msg = one_line(err)
+    assert "'tiny'" in msg and "HTML" in msg and "--revision" in msg
+    kept = cache / f"models--{REPO.replace('/', '--')}" / "snapshots" / hub.commit(REPO) / "tiny.pth"
+    assert msg.endswith(f"it stays in the cache at {kept}") and kept.is_file()  # huggingface_hub's cache, left as is
+
+
+def legacy_pth_bytes(obj, protocol: int = 2) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("name,data", [
+    ("zip.pth", pth_bytes({"model": state_dict(80)})),
+    ("legacy.pth", legacy_pth_bytes(state_dict(80))),
+    ("legacy5.pt", legacy_pth_bytes(state_dict(80), protocol=5)),
+    ("pytorch_model.bin", pth_bytes(state_dict(80))),
+    ("model.safetensors", st_save(state_dict(80), metadata={"format": "pt"})),
+    ("safetensors.bin", st_save(state_dict(80))),  # the content decides, not the name
+], ids=lambda value: value if isinstance(value, str) else "")
+def test_every_kind_of_checkpoint_passes_the_check_after_download(hub, name, data):
+    hub.add_file(REPO, name, data)
+    rw = resolve_weights("tiny", WeightsSource(repo_id=REPO, filename=name), progress=False)
+    assert rw.path.read_bytes() == data
+
+
+SAFETENSORS = st_save(state_dict(81))
+ZIP_PTH = pth_bytes(state_dict(81))
+
+
+@pytest.mark.parametrize("name,data,reason", [
+    ("empty.pth", b"", "it is empty;"),
+    ("pointer.pth", b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 9\n",
+     "it is a Git LFS pointer, not the weights;"),  # (no `git lfs pull` advice: of no use for a Hub download)
+    ("cut.pth", ZIP_PTH[:-200], "it is a truncated or damaged PyTorch zip checkpoint (its zip directory cannot"),
+    ("cut_legacy.pth", legacy_pth_bytes(state_dict(81))[:5], "starts with a pickle opcode but is not a PyTorch "
+                                                             "checkpoint, or is cut off"),
+    ("cut_header.safetensors", SAFETENSORS[:40], "it is a truncated safetensors file (its header alone should take"),
+    ("long.safetensors", SAFETENSORS + b"\0" * 7, "it is a damaged safetensors file (7 bytes after the last tensor's"),
+    ("bad_json.safetensors", (8).to_bytes(8, "little") + b"{'a': 1}", "its safetensors header is not valid JSON"),
+    ("no_offsets.safetensors", (16).to_bytes(8, "little") + b'{"w": {"a": 1}} ',
+     "its safetensors header gives tensor 'w' no valid data_offsets"),
+], ids=lambda value: value if isinstance(value, str) and value.endswith(WEIGHT_EXTENSIONS) else "")
+def test_download_that_is_not_a_checkpoint_is_an_error(hub, name, data, reason):
+    hub.add_file(REPO, name, data)
+    with pytest.raises(WeightsError) as err:
+        resolve_weights("tiny", WeightsSource(repo_id=REPO, filename=name), progress=False)
+    msg = one_line(err)
+    assert f"downloaded {REPO}@main/{name} ({len(data)} bytes) is not a checkpoint: " in msg
+    assert reason in msg, msg
+
+
+def test_a_damaged_cached_copy_without_a_checksum_may_be_deleted_and_fetched_again(hub, cache):
+    # a file stored in git (no sha256 on the Hub) that is damaged in the cache, not on the Hub
+    data = pth_bytes(state_dict(82))
+    hub.add_file(REPO, "tiny.pth", data, lfs=False)
+    src = WeightsSource(repo_id=REPO, filename="tiny.pth")
+    rw = resolve_weights("tiny", src, progress=False)
+    rw.path.resolve().write_bytes(data[:100])
+    with pytest.raises(WeightsError) as err:
+        resolve_weights("tiny", src, progress=False)
+    msg = one_line(err)
+    assert "the cached copy of" in msg and "(if only that copy is damaged, delete it and run again)" in msg
+    rw.path.resolve().unlink()
+    assert same(load_state_dict(resolve_weights("tiny", src, progress=False).path), state_dict(82))
 
 
 def test_sha256_mismatch_deletes_cached_file(hub, cache):
