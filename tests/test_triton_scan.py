@@ -631,6 +631,19 @@ def test_gpu_kernel_matches_float64_reference(case):
     _check(result, case)
 
 
+def _gpu_group_operands(b: int, d: int, H: int, W: int, channels_last: bool = False) -> tuple:
+    """Fresh random (u, delta, A, B, C, D, delta_bias) of a 4-group scan on the GPU, d_state 1."""
+    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
+
+    def amap(c: int) -> torch.Tensor:
+        if channels_last:
+            return torch.randn(b, H, W, 4, c, generator=gen).cuda().permute(0, 3, 4, 1, 2)
+        return torch.randn(b, 4, c, H, W, generator=gen).cuda()
+    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
+    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    return amap(d), amap(d), A, amap(1), amap(1), D, bias
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
@@ -638,12 +651,7 @@ def test_gpu_group_scan_default_gives_the_same_bits_on_every_call():
     from ssmzoo.ops import triton_scan as ts
     from ssmzoo.ops.triton_lookback import lookback_default
 
-    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
-    b, d, H, W = 64, 16, 56, 56
-    u, delta = (torch.randn(b, H, W, 4, d, generator=gen).cuda().permute(0, 3, 4, 1, 2) for _ in range(2))
-    Bm, Cm = (torch.randn(b, H, W, 4, 1, generator=gen).cuda().permute(0, 3, 4, 1, 2) for _ in range(2))
-    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
-    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    u, delta, A, Bm, Cm, D, bias = _gpu_group_operands(64, 16, 56, 56, channels_last=True)
     assert lookback_default(u, 1)
     first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True)
     for _ in range(20):
@@ -656,11 +664,8 @@ def test_gpu_group_kernel_times_each_program_without_changing_its_result():
     """TIMES (benchmarks/scan_timeline.py): every program writes when it started and ended and on which SM."""
     from ssmzoo.ops import triton_scan as ts
 
-    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
-    b, d, H, W = 3, 16, 56, 56
-    u, delta, Bm, Cm = (torch.randn(b, 4, c, H, W, generator=gen).cuda() for c in (d, d, 1, 1))
-    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
-    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    b, d = 3, 16
+    u, delta, A, Bm, Cm, D, bias = _gpu_group_operands(b, d, 56, 56)
     times = torch.zeros(3 * d * 4 * b, dtype=torch.int64, device="cuda")
     timed = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(TIMES=times))
     assert torch.equal(timed, ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True))
@@ -678,11 +683,7 @@ def test_gpu_strip_kernel_gives_the_same_bits_on_every_call():
     """The strip kernel folds its predecessors' aggregates in a fixed order, whichever finished first."""
     from ssmzoo.ops import triton_scan as ts
 
-    gen = torch.Generator().manual_seed(torch.randint(0, 2**31 - 1, ()).item())
-    b, d, H, W = 32, 16, 56, 56
-    u, delta, Bm, Cm = (torch.randn(b, 4, c, H, W, generator=gen).cuda() for c in (d, d, 1, 1))
-    A = -torch.rand(4, d, 1, generator=gen).cuda() - 0.1
-    D, bias = torch.randn(4, d, generator=gen).cuda(), 0.1 * torch.randn(4, d, generator=gen).cuda()
+    u, delta, A, Bm, Cm, D, bias = _gpu_group_operands(32, 16, 56, 56)
     first = ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(STRIPS=1))
     for _ in range(20):
         assert torch.equal(ts.group_scan_4dir_triton(u, delta, A, Bm, Cm, D, bias, True, config=dict(STRIPS=1)), first)
