@@ -36,6 +36,7 @@ __all__ = [
     "resolve_weights",
     "check_weights_request",
     "is_cached",
+    "cached_weights_file",
     "hub_endpoint",
     "hub_offline",
     "hub_cache_dir",
@@ -769,6 +770,11 @@ def resolve_weights(
 
 def is_cached(source: WeightsSource, *, revision: Optional[str] = None) -> bool:
     """Whether the source's file is already in the local Hub cache (no network)."""
+    return cached_weights_file(source, revision=revision) is not None
+
+
+def cached_weights_file(source: WeightsSource, *, revision: Optional[str] = None) -> Optional[Path]:
+    """The source's file in the local Hub cache, or None where it is not there (no network)."""
     rev = revision or source.revision
     cache_dir = hub_cache_dir()
     filename = source.filename
@@ -776,15 +782,15 @@ def is_cached(source: WeightsSource, *, revision: Optional[str] = None) -> bool:
         try:
             _, files = _cached_files(cache_dir, source.repo_id, rev)
         except OSError:  # an unreadable cache holds nothing usable
-            return False
+            return None
         try:
             filename, _ = choose_weights_file(files, source.filename_pattern, source.repo_id, source.repo_id)
         except WeightsError:
-            return False
+            return None
     from huggingface_hub import try_to_load_from_cache
 
     try:
         found = try_to_load_from_cache(source.repo_id, filename, cache_dir=str(cache_dir), revision=rev)
     except Exception:  # noqa: BLE001 - a malformed name simply is not cached
-        return False
-    return isinstance(found, str) and os.path.isfile(found)
+        return None
+    return Path(found) if isinstance(found, str) and os.path.isfile(found) else None

@@ -9,12 +9,20 @@ from .manifest import ModelEntry
 
 
 def weights_status(entry: ModelEntry) -> str:
-    """'cached', 'hub' (published, not downloaded yet) or 'none' (no published weights)."""
+    """'cached', 'damaged' (cached, but not a checkpoint: `ssmzoo download` says why), 'hub'
+    (published, not downloaded yet) or 'none' (no published weights)."""
     if entry.weights is None:
         return "none"
-    from .hub import is_cached
+    from .checkpoint import checkpoint_problem
+    from .hub import cached_weights_file
 
-    return "cached" if is_cached(entry.weights) else "hub"
+    path = cached_weights_file(entry.weights)
+    if path is None:
+        return "hub"
+    try:
+        return "damaged" if checkpoint_problem(path) else "cached"
+    except OSError:  # unreadable: of no use either
+        return "damaged"
 
 
 def model_rows(entries: Mapping[str, ModelEntry]) -> list[dict[str, Any]]:

@@ -374,3 +374,17 @@ def test_a_broken_hub_file_fails_its_model_only(cli, hub, mini_files, tmp_path):
     assert failed["model"] == "groupmamba_broken" and "is not a checkpoint: it is an HTML page" in failed["error"]
     assert failed["path"] is None and failed["error"] in res.stderr
     assert fetched["error"] is None and fetched["size"] == checkpoint.stat().st_size
+
+
+def test_models_lists_a_broken_cached_file_as_damaged(cli, hub, mini_files, tmp_path):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    hub.add_file("ssmzoo-test/groupmamba-broken", FILE, b"<html>Service Unavailable</html>")
+    broken = tmp_path / "broken.yaml"
+    entry = MINI_MANIFEST.split("  videomamba_mini_k400:")[0].replace("groupmamba_mini:", "groupmamba_broken:")
+    broken.write_text(entry.replace("groupmamba-mini", "groupmamba-broken"))
+    assert cli("--manifest", manifest, "--manifest", broken, "download", "groupmamba_broken", "groupmamba_mini").code == 1
+
+    listed = {r["name"]: r["weights"] for r in json.loads(
+        cli("--manifest", manifest, "--manifest", broken, "models", "--json").stdout)}
+    assert listed["groupmamba_broken"] == "damaged" and listed["groupmamba_mini"] == "cached"
