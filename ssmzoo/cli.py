@@ -236,13 +236,17 @@ def convert_cmd(
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
     from .checkpoint import convert_to_safetensors, load_into_model
+    from .errors import WeightsError
     from .factory import adapt_state_dict, build_model
 
     _check_output("output", output, (".safetensors",))
     built = build_model(_entry(model)) if model else None  # an unknown model fails before anything is read
 
     def strict_load(sd):  # before the file is written: a failed check writes nothing
-        load_into_model(built, adapt_state_dict(dict(sd), built), model_name=model)
+        try:
+            load_into_model(built, adapt_state_dict(dict(sd), built), model_name=model)
+        except WeightsError as exc:
+            raise WeightsError(f"{checkpoint}: {exc}") from None
     written = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
                                      check=strict_load if model else None)
     if as_json:

@@ -386,7 +386,9 @@ def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, rea
 
 
 def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filename: Optional[str],
-               endpoint: str, offline: bool, cache_dir: Path, local_weights: bool = True) -> WeightsError:
+               endpoint: str, offline: bool, cache_dir: Path, local_weights: bool = True,
+               file_from_weights: bool = False) -> WeightsError:
+    """One line for a failed Hub call (``file_from_weights``: the file name came from --weights)."""
     from huggingface_hub import utils as hf_utils
 
     what = f"{repo_id}@{revision}" + (f"/{filename}" if filename else "")
@@ -433,8 +435,10 @@ def _hub_error(exc: Exception, *, model: str, repo_id: str, revision: str, filen
         )
     if isinstance(exc, entry_nf):
         return WeightsError(
-            f"{head}file {filename!r} not found in {repo_id}@{revision} on {endpoint}; check filename in the "
-            f"manifest or pass --weights hf-hub:{repo_id}/FILE"
+            f"{head}file {filename!r} not found in {repo_id}@{revision} on {endpoint}; "
+            + ("check the file name in --weights (or leave it out to pick the repo's weights file)"
+               if file_from_weights else
+               f"check filename in the manifest or pass --weights hf-hub:{repo_id}/FILE")
         )
     if isinstance(exc, validation):
         return WeightsError(f"{head}invalid Hub reference {what!r} ({_short(exc)})")
@@ -541,8 +545,11 @@ def _fetch_from_hub(
     sha256: Optional[str],
     progress: bool,
     local_weights: bool = True,
+    refetch: bool = True,
+    file_from_weights: bool = False,
 ) -> _Fetched:
-    """Download (or find in the cache) one file and check its sha256 where one is known."""
+    """Download (or find in the cache) one file and check its sha256 where one is known. A damaged
+    cached copy is deleted and, where the Hub can be reached (and ``refetch``), fetched once afresh."""
     from huggingface_hub import HfApi, hf_hub_download
 
     endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
@@ -556,7 +563,8 @@ def _fetch_from_hub(
             what = f"{repo_id}@{revision}" + (f"/{name}" if name else "")
             return _unreachable_error(f"model {model_name!r}: ", endpoint, what, cache_dir, probe_failure, local_copy)
         return _hub_error(exc, model=model_name, repo_id=repo_id, revision=revision, filename=name,
-                          endpoint=endpoint, offline=offline, cache_dir=cache_dir, local_weights=local_weights)
+                          endpoint=endpoint, offline=offline, cache_dir=cache_dir, local_weights=local_weights,
+                          file_from_weights=file_from_weights)
 
     with _hub_call(local_only, progress):
         if filename is None:
@@ -623,15 +631,31 @@ def _fetch_from_hub(
     if expected:
         got = sha256_file(path)
         if got != expected:
+            what = f"{repo_id}@{revision}/{filename}"
+            if got == blob_name:  # the file is intact (an LFS blob is named by its sha256): the pin differs
+                raise WeightsError(
+                    f"model {model_name!r}: {what} on the Hub (sha256 {got}) is not the file the manifest pins "
+                    f"(sha256 {expected}): the Hub file changed; pin the revision that has it (--revision) or "
+                    f"update sha256 in the manifest; the file stays in the cache at {path}"
+                )
             removed = _delete_cached(path)
-            if removed:
-                fate = "the cached file was deleted, run again to download it afresh"
-            else:
+            if removed and cached and refetch and not local_only:  # a damaged copy: fetch it afresh, once
+                return _fetch_from_hub(model_name, repo_id, filename, None, revision, sha256, progress,
+                                       local_weights, refetch=False, file_from_weights=file_from_weights)
+            if not removed:
                 fate = f"remove {path.resolve()} and run again"
+            elif offline:
+                fate = "the cached file was deleted; unset HF_HUB_OFFLINE and run again to download it afresh"
+            elif local_only:
+                fate = f"the cached file was deleted; run again when {endpoint} can be reached to download it afresh"
+            elif cached:
+                fate = "the cached file was deleted, and so was the copy fetched afresh; run again"
+            else:
+                fate = "the downloaded file was deleted; run again to download it afresh"
             if sha256:
                 fate += "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest"
             raise WeightsError(
-                f"model {model_name!r}: sha256 mismatch for {repo_id}@{revision}/{filename} against "
+                f"model {model_name!r}: sha256 mismatch for {what} against "
                 f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
     _check_layout(model_name, f"{repo_id}@{revision}/{filename}", path, cached=cached, checksummed=bool(expected))
@@ -743,7 +767,8 @@ def resolve_weights(
         and rev == source.revision
     )
     sha256 = source.sha256 if pinned else None
-    fetched = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress, local_weights)
+    fetched = _fetch_from_hub(model_name, repo_id, filename, pattern, rev, sha256, progress, local_weights,
+                              file_from_weights=bool(override and ref.filename))
     filename = fetched.filename
     same_file = source is not None and same_repo and (source.filename in (None, filename))
     try:

@@ -257,7 +257,7 @@ def test_convert_checks_before_it_writes(cli, mini_files, tmp_path):
     out = tmp_path / "wrong.safetensors"
     res = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "stablemamba_tiny_in1k")
     assert res.code == 1 and "Traceback" not in res.stderr and res.stderr.startswith("error:")  # weights do not fit
-    assert "do not fit" in res.stderr
+    assert "do not fit" in res.stderr and res.stderr.startswith(f"error: {checkpoint}: ")  # names the file
     res2 = cli("--manifest", manifest, "convert", checkpoint, out, "--model", "no_such_model")
     assert res2.code == 2 and "no_such_model" in res2.stderr
     assert not out.exists() and not list(tmp_path.glob("wrong*"))  # nothing written, no temp file left

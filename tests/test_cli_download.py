@@ -90,6 +90,14 @@ def test_download_weights_must_name_a_hub_file(cli, hub, mini_files):
     assert hub.downloads() == 0
 
 
+def test_a_missing_file_says_where_its_name_came_from(cli, hub, mini_files):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", f"hf-hub:{REPO}/nope.pth")
+    assert res.code == 1 and f"file 'nope.pth' not found in {REPO}@main" in res.stderr
+    assert "check the file name in --weights" in res.stderr and "manifest" not in res.stderr
+
+
 def test_missing_repo_is_one_line_error(cli, hub, mini_files):
     manifest, _ = mini_files
     res = cli("--manifest", manifest, "download", "groupmamba_mini")

@@ -333,26 +333,52 @@ def test_a_damaged_cached_copy_without_a_checksum_may_be_deleted_and_fetched_aga
     assert same(load_state_dict(resolve_weights("tiny", src, progress=False).path), state_dict(82))
 
 
-def test_sha256_mismatch_deletes_cached_file(hub, cache):
+def test_a_manifest_pin_that_the_hub_file_does_not_match_leaves_the_intact_file_in_the_cache(hub, cache):
     data = pth_bytes(state_dict(30))
-    hub.add_file(REPO, "tiny.pth", data)
+    hub.add_file(REPO, "tiny.pth", data)  # LFS: the blob is named by its sha256, so the file is known intact
     wrong = hashlib.sha256(b"the published file").hexdigest()
     src = WeightsSource(repo_id=REPO, filename="tiny.pth", sha256=wrong)
     with pytest.raises(WeightsError) as err:
         resolve_weights("tiny", src, progress=False)
     msg = one_line(err)
-    assert "sha256 mismatch" in msg and wrong in msg and hashlib.sha256(data).hexdigest() in msg
-    assert "deleted" in msg and "'tiny'" in msg
-    assert blobs(cache) == [] and not is_cached(src)
-    with pytest.raises(WeightsError):  # refused again, after a fresh download
-        resolve_weights("tiny", src, progress=False)
-    assert hub.downloads() == 2
+    assert f"(sha256 {hashlib.sha256(data).hexdigest()}) is not the file the manifest pins (sha256 {wrong})" in msg
+    assert "the Hub file changed" in msg and "stays in the cache" in msg and "'tiny'" in msg
+    assert len(blobs(cache)) == 1  # another model naming the same file without the pin still has it
+    unpinned = WeightsSource(repo_id=REPO, filename="tiny.pth")
+    assert same(load_state_dict(resolve_weights("tiny", unpinned, progress=False).path), state_dict(30))
+    assert hub.downloads() == 1
     good = WeightsSource(repo_id=REPO, filename="tiny.pth", sha256=hashlib.sha256(data).hexdigest().upper())
     rw = resolve_weights("tiny", good, progress=False)
     assert rw.sha256 == good.sha256 and same(load_state_dict(rw.path, sha256=rw.sha256), state_dict(30))
     # The manifest's checksum belongs to its revision: another revision is not checked against it.
     hub.add_file(REPO, "tiny.pth", pth_bytes(state_dict(31)), revision="v2")
     assert resolve_weights("tiny", good, revision="v2", progress=False).sha256 is None
+
+
+def test_a_damaged_cached_copy_is_deleted_and_fetched_afresh_in_the_same_run(hub, cache):
+    data = pth_bytes(state_dict(33))
+    hub.add_file(REPO, "tiny.pth", data)
+    src = WeightsSource(repo_id=REPO, filename="tiny.pth", sha256=hashlib.sha256(data).hexdigest())
+    blob = resolve_weights("tiny", src, progress=False).path.resolve()
+    blob.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # one bit flipped on disk
+    rw = resolve_weights("tiny", src, progress=False)
+    assert hub.downloads() == 2 and same(load_state_dict(rw.path, sha256=rw.sha256), state_dict(33))
+    assert not rw.cached
+
+
+def test_offline_a_damaged_cached_copy_is_deleted_with_what_to_do(hub, cache, monkeypatch):
+    data = pth_bytes(state_dict(34))
+    hub.add_file(REPO, "tiny.pth", data)
+    src = WeightsSource(repo_id=REPO, filename="tiny.pth")
+    resolve_weights("tiny", src, progress=False).path.resolve().write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(WeightsError) as err:
+        resolve_weights("tiny", src, progress=False)
+    msg = one_line(err)
+    assert "sha256 mismatch" in msg and "unset HF_HUB_OFFLINE and run again to download it afresh" in msg
+    assert blobs(cache) == []
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert same(load_state_dict(resolve_weights("tiny", src, progress=False).path), state_dict(34))
 
 
 def test_hub_checksum_catches_corruption_without_manifest_sha(hub, cache):
