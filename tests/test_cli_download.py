@@ -367,14 +367,21 @@ def test_download_refuses_a_hub_file_that_is_not_a_checkpoint(cli, hub, mini_fil
     assert reason in res.stderr and hub.downloads() == 0
 
 
-def test_a_broken_hub_file_fails_its_model_only(cli, hub, mini_files, tmp_path):
+@pytest.fixture()
+def broken_beside_good(hub, mini_files, tmp_path):
+    """(manifest, second manifest, checkpoint): groupmamba_mini's weights on the Hub, and a model
+    groupmamba_broken (the second manifest) whose Hub file is an error page."""
     manifest, checkpoint = mini_files
     hub.add_file(REPO, FILE, checkpoint.read_bytes())
     hub.add_file("ssmzoo-test/groupmamba-broken", FILE, b"<html>Service Unavailable</html>")
     broken = tmp_path / "broken.yaml"
     entry = MINI_MANIFEST.split("  videomamba_mini_k400:")[0].replace("groupmamba_mini:", "groupmamba_broken:")
     broken.write_text(entry.replace("groupmamba-mini", "groupmamba-broken"))
+    return manifest, broken, checkpoint
 
+
+def test_a_broken_hub_file_fails_its_model_only(cli, broken_beside_good):
+    manifest, broken, checkpoint = broken_beside_good
     res = cli("--manifest", manifest, "--manifest", broken, "download", "groupmamba_broken", "groupmamba_mini",
               "--json")
     assert res.code == 1 and "Traceback" not in res.stderr
@@ -384,13 +391,8 @@ def test_a_broken_hub_file_fails_its_model_only(cli, hub, mini_files, tmp_path):
     assert fetched["error"] is None and fetched["size"] == checkpoint.stat().st_size
 
 
-def test_models_lists_a_broken_cached_file_as_damaged(cli, hub, mini_files, tmp_path):
-    manifest, checkpoint = mini_files
-    hub.add_file(REPO, FILE, checkpoint.read_bytes())
-    hub.add_file("ssmzoo-test/groupmamba-broken", FILE, b"<html>Service Unavailable</html>")
-    broken = tmp_path / "broken.yaml"
-    entry = MINI_MANIFEST.split("  videomamba_mini_k400:")[0].replace("groupmamba_mini:", "groupmamba_broken:")
-    broken.write_text(entry.replace("groupmamba-mini", "groupmamba-broken"))
+def test_models_lists_a_broken_cached_file_as_damaged(cli, broken_beside_good):
+    manifest, broken, _ = broken_beside_good
     assert cli("--manifest", manifest, "--manifest", broken, "download", "groupmamba_broken", "groupmamba_mini").code == 1
 
     listed = {r["name"]: r["weights"] for r in json.loads(
