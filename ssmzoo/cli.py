@@ -217,7 +217,7 @@ def download_cmd(
             err.print(f"{name}: {resolved.note}", markup=False)
         records.append(download_record(name, resolved))
         if not as_json:
-            print(f"{name}: {resolved.path}  ({resolved.origin})")
+            print(f"{name}: {resolved.path}  ({resolved.origin}{', already cached' if resolved.cached else ''})")
     if as_json:
         _json_print(records)
     if failed:

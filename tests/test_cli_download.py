@@ -39,6 +39,9 @@ def test_download_then_classify_from_cache_offline(cli, hub, mini_files, example
     res = cli("--manifest", manifest, "download", "groupmamba_mini")
     assert res.code == 0, res.stderr
     assert "hf-hub:ssmzoo-test/groupmamba-mini" in res.stdout and hub.downloads() == 1
+    assert "already cached" not in res.stdout
+    again = cli("--manifest", manifest, "download", "groupmamba_mini")  # the line says nothing was fetched
+    assert again.code == 0 and again.stdout.rstrip().endswith(", already cached)") and hub.downloads() == 1
 
     listed = {r["name"]: r for r in json.loads(cli("--manifest", manifest, "models", "--json").stdout)}
     assert listed["groupmamba_mini"]["weights"] == "cached"
