@@ -18,6 +18,7 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
+from .paths import file_in_the_way
 from .text import count
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
@@ -85,7 +86,7 @@ def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) 
         raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
     if path.is_dir():
         raise UsageError(f"{option} {path}: is a directory")
-    blocking = next((p for p in reversed(path.parents) if p.exists() and not p.is_dir()), None)
+    blocking = file_in_the_way(path.parent)
     if blocking is not None:
         raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
     try:

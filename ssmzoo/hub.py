@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from .checkpoint import checkpoint_problem, sha256_file
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
+from .paths import file_in_the_way
 from .text import count
 
 __all__ = [
@@ -344,14 +345,6 @@ def _folder_failure(exc: BaseException, cache_dir: Path) -> Optional[tuple[OSErr
     return None
 
 
-def _file_in_the_way(path: Path) -> Optional[Path]:
-    """The nearest existing path at or above ``path``, when it is a file rather than a folder."""
-    for candidate in (path, *path.parents):
-        if os.path.lexists(candidate):
-            return None if candidate.is_dir() else candidate
-    return None
-
-
 def _unusable_folder_message(exc: OSError, folder: _HfFolder, purpose: str, verb: str = "write") -> str:
     """One line naming the folder, why it cannot be used (to ``purpose``, e.g. "download ORG/REPO@REV/FILE"),
     and what to do instead."""
@@ -368,7 +361,7 @@ def _unusable_folder_message(exc: OSError, folder: _HfFolder, purpose: str, verb
                 "a disk with room")
     in_the_way = None
     if filename is not None and exc.errno in (errno.ENOTDIR, errno.EEXIST):
-        in_the_way = _file_in_the_way(filename)
+        in_the_way = file_in_the_way(filename)
     if in_the_way is not None:
         inside = os.path.abspath(in_the_way).startswith(os.path.abspath(folder.path) + os.sep)
         action = f"remove it or {elsewhere}" if inside else elsewhere  # a stray file inside the cache
@@ -521,6 +514,7 @@ class _Fetched:
     checked_sha256: Optional[str]
     checked_against: Optional[str]
     cached: bool
+    size: int  # bytes
 
 
 def _cache_state(cache_dir: Path, repo_id: str, filename: str) -> tuple[set[str], set[Path]]:
@@ -616,22 +610,22 @@ def _fetch_from_hub(
             raise fail(exc, filename) from exc
 
     path = Path(local)
+    blob_name = path.resolve().name
     # hf_hub_download reuses a blob (or snapshot file) that is already there instead of downloading it
-    cached = local_only or path in pointers_before or path.resolve().name in blobs_before
+    cached = local_only or path in pointers_before or blob_name in blobs_before
     # Cache layout: .../snapshots/<commit>/<filename>
     snapshot = path.parents[len(Path(filename).parts) - 1]
     commit = snapshot.name if snapshot.parent.name == "snapshots" else None
 
     # The manifest's checksum pins the content; without one, an LFS blob is named by its sha256 on
     # the Hub, which still catches a corrupted or tampered cache entry.
-    blob_name = path.resolve().name
+    what = f"{repo_id}@{revision}/{filename}"
     expected, against = (sha256.lower(), "manifest") if sha256 else (
         (blob_name, "hub") if _SHA256_RE.match(blob_name) else (None, None)
     )
     if expected:
         got = sha256_file(path)
         if got != expected:
-            what = f"{repo_id}@{revision}/{filename}"
             if got == blob_name:  # the file is intact (an LFS blob is named by its sha256): the pin differs
                 raise WeightsError(
                     f"model {model_name!r}: {what} on the Hub (sha256 {got}) is not the file the manifest pins "
@@ -648,9 +642,7 @@ def _fetch_from_hub(
                 fate = "the cached file was deleted; unset HF_HUB_OFFLINE and run again to download it afresh"
             elif local_only:
                 fate = f"the cached file was deleted; run again when {endpoint} can be reached to download it afresh"
-            elif cached:
-                fate = "the cached file was deleted, and so was the copy fetched afresh; run again"
-            else:
+            else:  # a fresh download (a damaged cached copy was fetched afresh above)
                 fate = "the downloaded file was deleted; run again to download it afresh"
             if sha256:
                 fate += "; if it repeats, the Hub file changed: pin a revision or update sha256 in the manifest"
@@ -658,21 +650,21 @@ def _fetch_from_hub(
                 f"model {model_name!r}: sha256 mismatch for {what} against "
                 f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
-    _check_layout(model_name, f"{repo_id}@{revision}/{filename}", path, cached=cached, checksummed=bool(expected))
-    return _Fetched(path, filename, commit, note, expected, against, cached)
+    size = _check_layout(model_name, what, path, cached=cached, checksummed=bool(expected))
+    return _Fetched(path, filename, commit, note, expected, against, cached, size)
 
 
-def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, checksummed: bool) -> None:
-    """Raise when the file cannot be a checkpoint (an error page, a cut-off file), so that `download`
-    says so now rather than a model's first load later. The file stays: the cache is huggingface_hub's,
-    and a file whose sha256 is the Hub's would only be fetched again as it is."""
+def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, checksummed: bool) -> int:
+    """The file's size; raises when the file cannot be a checkpoint (an error page, a cut-off file), so
+    that `download` says so now rather than a model's first load later. The file stays: the cache is
+    huggingface_hub's, and a file whose sha256 is the Hub's would only be fetched again as it is."""
     try:
         problem = checkpoint_problem(path)
         size = path.stat().st_size
     except OSError as exc:
         raise WeightsError(f"model {model_name!r}: cannot read {path}: {exc.strerror or exc}") from None
     if problem is None:
-        return
+        return size
     which = "the cached copy of" if cached else "downloaded"
     fate = f"it stays in the cache at {path}"
     if cached and not checksummed:  # never compared with the Hub's: the damage may be local
@@ -771,10 +763,6 @@ def resolve_weights(
                               file_from_weights=bool(override and ref.filename))
     filename = fetched.filename
     same_file = source is not None and same_repo and (source.filename in (None, filename))
-    try:
-        size = fetched.path.stat().st_size
-    except OSError as exc:
-        raise WeightsError(f"model {model_name!r}: cannot read {fetched.path}: {exc.strerror or exc}") from None
     return ResolvedWeights(
         path=fetched.path,
         origin=f"{HUB_PREFIX}{repo_id}@{rev}/{filename}",
@@ -786,7 +774,7 @@ def resolve_weights(
         note=fetched.note,
         repo_id=repo_id,
         revision=rev,
-        size=size,
+        size=fetched.size,
         checked_sha256=fetched.checked_sha256,
         checked_against=fetched.checked_against,
         cached=fetched.cached,
