@@ -72,6 +72,19 @@ def sha256_file(path: PathLike) -> str:
     return _sha_memo[key]
 
 
+def _readable_size(p: Path) -> int:
+    """The size of a weights file that can be opened; otherwise one line naming it and the cause."""
+    try:
+        if not p.exists():
+            raise WeightsOptionError(f"weights file not found: {p}")
+        if not p.is_file():
+            raise WeightsOptionError(f"weights path is not a file: {p}")
+        with open(p, "rb"):
+            return p.stat().st_size
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {p}: {e.strerror or e}") from None
+
+
 def sniff_format(path: PathLike) -> Optional[str]:
     """'safetensors', 'pth' (zip or legacy pickle) or None, from the file's first bytes, not its name."""
     with open(path, "rb") as f:
@@ -309,11 +322,7 @@ def read_checkpoint(
 ) -> LoadedCheckpoint:
     """Read, verify and flatten a checkpoint; see :func:`load_state_dict`."""
     p = Path(path)
-    if not p.exists():
-        raise WeightsOptionError(f"weights file not found: {p}")
-    if not p.is_file():
-        raise WeightsOptionError(f"weights path is not a file: {p}")
-    size = p.stat().st_size
+    size = _readable_size(p)
     if size == 0:
         raise WeightsError(
             f"weights file {p} is empty (0 bytes), probably an interrupted download; {REDO}"

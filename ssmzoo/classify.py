@@ -77,28 +77,55 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
     as ``ls`` and glob do) and globs, in the order given.
 
-    Returns (path, error) pairs: a spec that names nothing becomes one entry with its error, so it is
-    reported with the others instead of stopping the run.
+    Returns (path, error) pairs: a spec that names nothing, a folder that cannot be read and a broken
+    link become entries with their error, so they are reported with the others instead of stopping
+    the run or vanishing from it.
     """
     found: list[tuple[str, Optional[str]]] = []
     for spec in specs:
         path = Path(spec)
-        if path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MEDIA_SUFFIXES
-                           and not any(part.startswith(".") for part in p.relative_to(path).parts))
-            if not files:
-                found.append((spec, f"{spec}: directory holds no image or video files"))
-            found.extend((str(p), None) for p in files)
-        elif path.exists() or os.path.lexists(spec):
-            found.append((spec, None))
-        elif glob.has_magic(spec):
-            matches = _once_each([m for m in glob.glob(spec, recursive=True) if Path(m).is_file()])
-            if not matches:
-                found.append((spec, f"{spec}: no file matches this pattern"))
-            found.extend((m, None) for m in matches)
-        else:
-            found.append((spec, f"{spec}: no such file or directory"))
+        try:
+            if path.is_dir():
+                found.extend(_folder_entries(spec))
+            elif path.exists() or os.path.lexists(spec):
+                found.append((spec, None))
+            elif glob.has_magic(spec):
+                matches = _once_each([m for m in glob.glob(spec, recursive=True) if Path(m).is_file()])
+                if not matches:
+                    found.append((spec, f"{spec}: no file matches this pattern"))
+                found.extend((m, None) for m in matches)
+            else:
+                found.append((spec, f"{spec}: no such file or directory"))
+        except OSError as exc:  # a folder on the way that cannot be searched
+            found.append((spec, f"{spec}: cannot read it ({exc.strerror or exc})"))
     return found
+
+
+def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
+    """A folder's media files (by suffix) as ``expand_inputs`` entries, and an error entry for each
+    subfolder that cannot be read and each link to nothing, which would otherwise drop out unseen."""
+    root = Path(spec)
+    files: list[Path] = []
+    problems: list[tuple[str, Optional[str]]] = []
+
+    def unreadable(exc: OSError) -> None:
+        name = exc.filename or spec
+        problems.append((str(name), f"{name}: cannot read this folder ({exc.strerror or exc})"))
+
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
+        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
+        for name in names:
+            p = Path(folder, name)
+            if name.startswith(".") or p.suffix.lower() not in MEDIA_SUFFIXES:
+                continue
+            if p.is_file():
+                files.append(p)
+            elif p.is_symlink() and not p.exists():
+                problems.append((str(p), f"{p}: broken link (its target {os.readlink(p)} does not exist)"))
+    entries = sorted([(str(p), None) for p in files] + problems, key=lambda entry: Path(entry[0]))
+    if not files and not problems:
+        return [(spec, f"{spec}: directory holds no image or video files")]
+    return entries
 
 
 def _once_each(paths: list[str]) -> list[str]:
@@ -121,7 +148,7 @@ def _top_k(probs: torch.Tensor, k: int, label_set: str) -> list[Label]:
 
 
 class Classifier:
-    """Runs one loaded model over files; images are batched, videos run one file (all views) at a time."""
+    """Runs one loaded model over files; images are batched, a video's views are batched within the video."""
 
     def __init__(self, loaded: LoadedModel, top_k: int = 5, batch_size: int = 32,
                  views: Optional[tuple[int, int]] = None):
@@ -148,7 +175,8 @@ class Classifier:
 
         protocol = VideoProtocol(**asdict(self.entry.video))
         clips = load_video_views(path, protocol, self.entry.data.mean, self.entry.data.std, views=self.views)
-        probs = self._probabilities(clips.tensor).mean(dim=0)
+        # Views go through the model batch_size at a time: a long protocol (or --views) costs time, not memory.
+        probs = torch.cat([self._probabilities(part) for part in clips.tensor.split(self.batch_size)]).mean(dim=0)
         views = clips.tensor.shape[0]
         notes = list(clips.notes) + [f"{count(views, 'view')} averaged"] if views > 1 else list(clips.notes)
         return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)

@@ -294,7 +294,7 @@ def classify_cmd(
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option(
         "fp32", "--dtype", metavar="DTYPE", help="fp32, fp16 or bf16 (autocast; the scan accumulates in fp32)."),
-    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, metavar="N", help="Images per forward pass."),
+    batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, metavar="N", help="Images, or a video's views, per forward pass."),
     views: Optional[str] = typer.Option(
         None, "--views", metavar="CLIPSxCROPS", help="Video views CLIPSxCROPS (default: the model's protocol)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),

@@ -183,10 +183,15 @@ def _few(items: Sequence[str], k: int = 5) -> str:
     return shown + (f" and {len(items) - k} more" if len(items) > k else "")
 
 
-def _image_files(folder: Path) -> tuple[list[Path], int]:
-    """Image files below ``folder`` (recursive, sorted), and how many other files were ignored."""
-    files, ignored = [], 0
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+def _image_files(folder: Path) -> tuple[list[Path], int, list[str]]:
+    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and the
+    folders that could not be read (their images are missing from the dataset: the user must hear of it)."""
+    files, ignored, unreadable = [], 0, []
+
+    def refused(exc: OSError) -> None:
+        unreadable.append(f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped")
+
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=refused):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in filenames:
             if name.startswith("."):
@@ -195,7 +200,7 @@ def _image_files(folder: Path) -> tuple[list[Path], int]:
                 files.append(Path(dirpath) / name)
             else:
                 ignored += 1
-    return sorted(files), ignored
+    return sorted(files), ignored, unreadable
 
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
@@ -203,13 +208,19 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
     samples: list[Sample] = []
     warned = list(warnings)
     ignored = 0
+    refused: list[str] = []
     for folder, label in sorted(classes.items()):
-        files, skipped = _image_files(root / folder)
+        files, skipped, unreadable = _image_files(root / folder)
         ignored += skipped
-        if not files:  # a class that silently scores nothing would look like a smaller dataset
+        refused.extend(unreadable)
+        warned.extend(unreadable)
+        if not files and not unreadable:  # a class that silently scores nothing would look like a smaller dataset
             warned.append(f"{root / folder}: class folder holds no image files; skipped")
         samples.extend(Sample(str(p), label) for p in files)
     if not samples:
+        if refused:
+            raise DatasetError(f"{root}: no image file could be read: {refused[0]}" + (
+                f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
     return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)

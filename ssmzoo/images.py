@@ -40,12 +40,15 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
     """Opens an image as RGB or raises InputError with one line naming the file and the cause."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(f"{path}: no such file")
-    if path.is_dir():
-        raise InputError(f"{path}: is a directory")
-    if path.stat().st_size == 0:
-        raise InputError(f"{path}: empty file (0 bytes)")
+    try:
+        if not path.exists():
+            raise InputError(f"{path}: no such file")
+        if path.is_dir():
+            raise InputError(f"{path}: is a directory")
+        if path.stat().st_size == 0:
+            raise InputError(f"{path}: empty file (0 bytes)")
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
     Image.MAX_IMAGE_PIXELS = max(Image.MAX_IMAGE_PIXELS or 0, MAX_PIXELS)
     try:
         with warnings.catch_warnings():
@@ -58,7 +61,11 @@ def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: image too large ({exc})") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except OSError as exc:
+        if exc.errno is not None:  # the system refused (permissions, I/O): Pillow's own errors carry no errno
+            raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+        raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
+    except (SyntaxError, ValueError) as exc:
         raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
     return _to_rgb(img)
 

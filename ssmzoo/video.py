@@ -648,8 +648,13 @@ def load_video_views(path: str | os.PathLike, protocol: VideoProtocol, mean: Seq
     crop = protocol.crop_size
     scale = (1.0 / 255.0) / std_t
     shift = mean_t / std_t
-    out = torch.empty(protocol.clips * protocol.crops, 3, protocol.num_frames, crop, crop,
-                      dtype=torch.float32)
+    n_views = protocol.clips * protocol.crops
+    try:
+        out = torch.empty(n_views, 3, protocol.num_frames, crop, crop, dtype=torch.float32)
+    except RuntimeError:  # the allocator's refusal: too many views for this machine's memory
+        size = n_views * 3 * protocol.num_frames * crop * crop * 4
+        raise InputError(f"{path}: {protocol.clips}x{protocol.crops} views of {protocol.num_frames} frames need "
+                         f"{size / 2**30:.1f} GiB of memory, more than can be allocated; ask for fewer --views") from None
     for c, clip in enumerate(clip_indices):
         # (T, H, W, 3) uint8 -> (3, T, H, W) normalised float32
         buf = torch.from_numpy(np.stack([frames[i] for i in clip])).permute(3, 0, 1, 2).float()

@@ -334,6 +334,32 @@ def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
         "error: --views '4by3': expected CLIPSxCROPS, e.g. 4x3 or 1x1 (see `ssmzoo classify --help`)")
 
 
+def test_a_videos_views_go_through_the_model_batch_size_at_a_time(cli, mini_files, mini_video_checkpoint, tmp_path):
+    from video_fixtures import write_mp4
+
+    clip = write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72))
+    runs = [cli("--manifest", mini_files[0], "classify", clip, "--model", "videomamba_mini_k400", "--weights",
+                mini_video_checkpoint, "--json", "--views", "3x3", "--top-k", "3", "--batch-size", size)
+            for size in ("2", "9")]
+    assert [r.code for r in runs] == [0, 0]
+    small, whole = (json.loads(r.stdout) for r in runs)
+    assert small["notes"] == ["9 views averaged"]
+    assert [t["index"] for t in small["top"]] == [t["index"] for t in whole["top"]]
+    for a, b in zip(small["top"], whole["top"]):
+        assert a["probability"] == pytest.approx(b["probability"], rel=1e-4)
+
+
+def test_more_views_than_memory_holds_fail_that_video_in_one_line(cli, mini_files, mini_video_checkpoint, tmp_path):
+    from video_fixtures import write_mp4
+
+    clip = write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72))
+    res = cli("--manifest", mini_files[0], "classify", clip, "--model", "videomamba_mini_k400", "--weights",
+              mini_video_checkpoint, "--views", "100000x10000")
+    assert res.code == 1
+    assert f"error: {clip}: 100000x10000 views of 4 frames need 183105.5 GiB of memory, more than can be " \
+           "allocated; ask for fewer --views" in res.stderr.splitlines()
+
+
 def test_stablemamba_without_weights_says_how_to_pass_a_checkpoint(cli, example_images, tmp_path):
     res = cli("classify", example_images / "coffee.jpg", "--model", "stablemamba_tiny_in1k")
     assert res.code == 2  # the model needs an option the user left out

@@ -1,0 +1,126 @@
+"""Files and folders the user cannot read: each is named with its cause, the rest is still processed.
+
+Permission bits do not stop root, so where the tests run as root the CLI runs in a child process whose
+capabilities to override them are dropped (util-linux's ``setpriv``), as an ordinary user's would be.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+WITHOUT_OVERRIDE = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def _as_ordinary_user() -> list[str]:
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv: permission bits cannot be made to apply")
+    return [setpriv, *WITHOUT_OVERRIDE]
+
+
+def ssmzoo(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """``ssmzoo ARGS`` in a child process that permission bits apply to."""
+    command = [*_as_ordinary_user(), sys.executable, "-m", "ssmzoo", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600)
+
+
+@pytest.fixture()
+def locked(tmp_path):
+    """chmod 000 on the paths given, undone at the end so pytest can clean up."""
+    paths: list[Path] = []
+
+    def lock(*targets: Path) -> None:
+        for target in targets:
+            target.chmod(0)
+            paths.append(target)
+
+    yield lock
+    for target in paths:
+        target.chmod(0o755)
+
+
+def test_classify_names_each_unreadable_input_and_classifies_the_rest(mini_files, example_images, locked):
+    manifest, checkpoint = mini_files
+    folder = example_images
+    (folder / "sub/locked").mkdir(parents=True)
+    shutil.copy(folder / "coffee.jpg", folder / "sub/locked/inside.jpg")
+    shutil.copy(folder / "coffee.jpg", folder / "noperm.jpg")
+    (folder / "sub/gone.jpg").symlink_to(folder / "deleted.jpg")  # a link to nothing
+    locked(folder / "sub/locked", folder / "noperm.jpg")
+
+    res = ssmzoo("--manifest", manifest, "classify", "images", "images/sub/locked/inside.jpg",
+                 "--model", "groupmamba_mini", "--weights", checkpoint, "--json", cwd=folder.parent)
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    rows = {r["input"]: r for r in map(json.loads, res.stdout.splitlines())}
+    assert [name for name, r in rows.items() if r["error"] is None] == [
+        "images/astronaut.jpg", "images/chelsea.jpg", "images/coffee.jpg", "images/rocket.jpg"]
+    assert rows["images/noperm.jpg"]["error"] == "images/noperm.jpg: cannot read it (Permission denied)"
+    assert rows["images/sub/locked"]["error"] == "images/sub/locked: cannot read this folder (Permission denied)"
+    assert rows["images/sub/locked/inside.jpg"]["error"] == (
+        "images/sub/locked/inside.jpg: cannot read it (Permission denied)")
+    assert rows["images/sub/gone.jpg"]["error"].startswith("images/sub/gone.jpg: broken link")
+    assert "4 of 8 inputs failed" in res.stderr
+
+
+def test_an_unreadable_folder_given_as_input_is_not_called_empty(mini_files, example_images, locked):
+    manifest, checkpoint = mini_files
+    locked(example_images)
+    res = ssmzoo("--manifest", manifest, "classify", "images", "--model", "groupmamba_mini", "--weights", checkpoint,
+                 cwd=example_images.parent)
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == ["error: images: cannot read this folder (Permission denied)",
+                                       "1 of 1 input failed"]
+
+
+def test_unreadable_weights_are_one_line_error(mini_files, example_images, tmp_path, locked):
+    manifest, checkpoint = mini_files
+    mine = tmp_path / "mine.pth"
+    shutil.copy(checkpoint, mine)
+    locked(mine)
+    res = ssmzoo("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+                 "--weights", mine, cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert res.stderr.splitlines()[-1] == f"error: cannot read weights file {mine}: Permission denied"
+    assert "Traceback" not in res.stderr
+
+
+def test_eval_warns_of_a_class_folder_it_cannot_read(mini_files, example_images, tmp_path, locked):
+    manifest, checkpoint = mini_files
+    data = tmp_path / "val"
+    for synset, photo in [("n01440764", "coffee.jpg"), ("n01443537", "chelsea.jpg"), ("n01484850", "rocket.jpg")]:
+        (data / synset).mkdir(parents=True)
+        shutil.copy(example_images / photo, data / synset / photo)
+    locked(data / "n01443537")
+    res = ssmzoo("--manifest", manifest, "eval", "-d", "imagenet", "--data-dir", data, "--model", "groupmamba_mini",
+                 "--weights", checkpoint, "--workers", "0", "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    warning = f"{data / 'n01443537'}: cannot read this folder (Permission denied); skipped"
+    assert f"warning: {warning}" in res.stderr.splitlines()
+    report = json.loads(res.stdout)
+    assert report["warnings"] == [warning]  # the JSON alone says the figure lacks a class
+    assert report["evaluated"] == 2
+
+
+def test_eval_of_only_unreadable_class_folders_fails_naming_one(mini_files, example_images, tmp_path, locked):
+    manifest, checkpoint = mini_files
+    data = tmp_path / "val"
+    (data / "n01440764").mkdir(parents=True)
+    shutil.copy(example_images / "coffee.jpg", data / "n01440764/coffee.jpg")
+    locked(data / "n01440764")
+    res = ssmzoo("--manifest", manifest, "eval", "-d", "imagenet", "--data-dir", data, "--model", "groupmamba_mini",
+                 "--weights", checkpoint, "--workers", "0", cwd=tmp_path)
+    assert res.returncode == 1
+    assert res.stderr.splitlines()[-1] == (
+        f"error: {data}: no image file could be read: {data / 'n01440764'}: cannot read this folder "
+        "(Permission denied); skipped")
