@@ -27,6 +27,12 @@ ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "U
 app = typer.Typer(
     name="ssmzoo",
     help="Run, evaluate and stress-test vision state-space models (GroupMamba, VideoMamba, StableMamba).",
+    epilog="\b\nEnvironment:\n"
+           "  SSMZOO_MANIFEST  extra manifest files, ':'-separated (as --manifest)\n"
+           "  SSMZOO_SCAN      force the selective-scan backend: torch or triton (default: triton on CUDA, torch\n"
+           "                   elsewhere; `ssmzoo info MODEL` shows which runs)\n"
+           "  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN  where and how weights are fetched\n"
+           "                   (huggingface_hub's own variables)",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -367,8 +373,8 @@ def eval_cmd(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/* or a flat folder with "
-        "--labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
+        None, "--data-dir", metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/*, a flat folder of "
+        "<synset>_*.JPEG files, or a flat folder with --labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
         "list's folder)."),
     model: str = typer.Option(
         "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
@@ -691,6 +697,10 @@ def run(argv: Optional[List[str]] = None) -> None:
             exc.show()
             sys.exit(exc.exit_code)
         where = exc.ctx.command_path if exc.ctx is not None else "ssmzoo"
+        if getattr(exc, "option_name", None) == "--manifest" and where != "ssmzoo":
+            print(f"error: --manifest is an option of ssmzoo itself: put it before the command, as in "
+                  f"`ssmzoo --manifest FILE {where.split()[-1]} ...` (or set $SSMZOO_MANIFEST)", file=sys.stderr)
+            sys.exit(exc.exit_code)
         print(f"error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:

@@ -47,6 +47,7 @@ VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
 # The datasets that read each file option (build_dataset warns where one is given to another).
 OPTION_DATASETS = {"--labels": ("imagenet",), "--class-map": ("imagefolder",), "--list": tuple(VIDEO_DATASET_LABELS)}
 SYNSET = re.compile(r"^n\d{8}$")
+SYNSET_PREFIX = re.compile(r"^(n\d{8})_")  # ImageNet's training file names: n01440764_10026.JPEG
 
 ImageHook = Callable[[Image.Image], Image.Image]
 
@@ -254,10 +255,15 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     folders = _subdirs(root)
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
-        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir() if p.is_file())
+        images = sorted(p for p in root.iterdir()
+                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        by_name = _synset_named(images, label_set)
+        if by_name is not None:
+            return by_name
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
-        if has_images:  # (an option missing: a usage error)
-            raise DatasetOptionError(message + "a flat folder of images needs --labels FILE ('filename label' lines)")
+        if images:  # (an option missing: a usage error)
+            raise DatasetOptionError(message + "a flat folder of images needs --labels FILE ('filename label' lines) "
+                                     "or file names that begin with their synset (n01440764_10026.JPEG)")
         raise DatasetError(message + "expected val/<synset>/*.JPEG or <synset>/*.JPEG")
     resolver = LabelResolver(label_set, allow_names=False)
     unknown = [f for f in synsets if f not in resolver.id_index]
@@ -268,6 +274,22 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     if others:
         data.notes.append(f"ignored {len(others)} folders that are not synsets: {_few(others, 3)}")
     return data
+
+
+def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
+    """Flat images named as ImageNet's training files are (``n01440764_10026.JPEG``), each labelled by
+    the synset its name begins with; None unless every image's name begins with one."""
+    prefixes = [SYNSET_PREFIX.match(p.name) for p in images]
+    if not images or not all(prefixes):
+        return None
+    resolver = LabelResolver(label_set, allow_names=False)
+    unknown = sorted({m.group(1) for m in prefixes if m.group(1) not in resolver.id_index})
+    if unknown:
+        raise DatasetError(f"{images[0].parent}: {len(unknown)} file-name synsets are not ImageNet-1k classes: "
+                           f"{_few(unknown)}")
+    samples = [Sample(str(p), resolver.id_index[m.group(1)]) for p, m in zip(images, prefixes)]
+    return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
+                    ["labels from the synset each file name begins with"])
 
 
 def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:

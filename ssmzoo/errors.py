@@ -44,3 +44,7 @@ class WeightsOptionError(WeightsError, UsageError):
 
 class InputError(SsmzooError):
     """One input file (image or video) cannot be used; the message names the file and the cause."""
+
+
+class ScanBackendError(SsmzooError, ValueError):
+    """``SSMZOO_SCAN`` names a scan backend that does not exist or cannot run on this machine or device."""

@@ -66,7 +66,6 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
     from timm.data import resolve_data_config
 
     from .factory import build_model
-    from .ops import scan_backend
 
     model = build_model(entry)
     params = count_parameters(model)
@@ -89,18 +88,35 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "weights_status": weights_status(entry),
         "license": dict(entry.license) or None,
         "paper": dict(entry.paper) or None,
-        "scan_backend_cpu": scan_backend("cpu"),
+        "scan_backend_cpu": _backend_text("cpu"),
+        "scan_backend_cuda": _backend_text("cuda"),
         "notes": entry.notes or None,
         "manifest": entry.source_file,
     }
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            info["scan_backend_cuda"] = scan_backend("cuda")
-    except Exception:  # pragma: no cover - informational only
-        pass
     return info
+
+
+def _backend_text(device: str) -> str:
+    """Which scan backend runs on ``device`` here, and why, for ``info``; a forced backend that cannot
+    run is shown with its reason rather than stopping the command."""
+    import os
+
+    import torch
+
+    from .errors import ScanBackendError
+    from .ops import scan_backend
+
+    if device == "cuda" and not torch.cuda.is_available():
+        from .ops.selective_scan import _triton_importable
+
+        return "none: no CUDA device here (on one: " + (
+            "triton)" if _triton_importable() else "torch; install triton for the Triton scan)")
+    try:
+        backend = scan_backend(device)
+    except ScanBackendError as exc:
+        return f"cannot run: {exc}"
+    forced = os.environ.get("SSMZOO_SCAN", "").strip()
+    return f"{backend} (forced by SSMZOO_SCAN)" if forced else backend
 
 
 def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:

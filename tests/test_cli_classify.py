@@ -140,6 +140,14 @@ def test_a_bad_option_value_is_a_usage_error_whoever_checks_it(cli, mini_files, 
     assert lines[0].endswith("(see `ssmzoo classify --help`)")
 
 
+def test_manifest_after_the_command_says_where_it_goes(cli, mini_files):
+    res = cli("models", "--manifest", mini_files[0])
+    assert res.code == 2
+    assert res.stderr.strip() == ("error: --manifest is an option of ssmzoo itself: put it before the command, as in "
+                                  "`ssmzoo --manifest FILE models ...` (or set $SSMZOO_MANIFEST)")
+    assert "groupmamba_mini" in cli("--manifest", mini_files[0], "models").stdout
+
+
 def test_a_manifest_that_is_not_text_is_a_usage_error(cli, example_images):
     res = cli("--manifest", example_images / "coffee.jpg", "models")
     assert res.code == 2 and "Traceback" not in res.stderr
@@ -358,6 +366,24 @@ def test_more_views_than_memory_holds_fail_that_video_in_one_line(cli, mini_file
     assert res.code == 1
     assert f"error: {clip}: 100000x10000 views of 4 frames need 183105.5 GiB of memory, more than can be " \
            "allocated; ask for fewer --views" in res.stderr.splitlines()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA device")
+def test_a_scan_backend_forced_where_it_cannot_run_is_one_line(cli, mini_files, example_images, monkeypatch):
+    manifest, checkpoint = mini_files
+    for value, message in [("bogus", "SSMZOO_SCAN='bogus': expected torch or triton"),
+                           ("triton", "SSMZOO_SCAN=triton: the Triton scan needs")]:
+        monkeypatch.setenv("SSMZOO_SCAN", value)
+        res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+                  "--weights", checkpoint)
+        assert res.code == 1 and res.stdout == ""
+        assert res.stderr.splitlines()[-1].startswith(f"error: {message}"), res.stderr
+        info = json.loads(cli("info", "groupmamba_tiny", "--json").stdout)  # info shows why instead of failing
+        assert info["scan_backend_cpu"].startswith(f"cannot run: {message}")
+    monkeypatch.setenv("SSMZOO_SCAN", "torch")
+    info = json.loads(cli("info", "groupmamba_tiny", "--json").stdout)
+    assert info["scan_backend_cpu"] == "torch (forced by SSMZOO_SCAN)"
+    assert info["scan_backend_cuda"].startswith("none: no CUDA device here")
 
 
 def test_stablemamba_without_weights_says_how_to_pass_a_checkpoint(cli, example_images, tmp_path):

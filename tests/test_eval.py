@@ -260,6 +260,32 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     assert res.code == 2 and "--labels" in res.stderr and "Traceback" not in res.stderr
 
 
+def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(cli, eval_env, tmp_path):
+    folder = tmp_path / "train_named"
+    folder.mkdir()
+    expected = {}
+    for k, (path, label) in enumerate(zip(eval_env["paths"], eval_env["labels"])):
+        name = f"{IDS[label]}_{1000 + k}.JPEG"  # ImageNet's training naming: the synset, then a number
+        shutil.copy(path, folder / name)
+        expected[name] = label
+    (folder / "README.md").write_text("not an image: ignored")
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--workers", "0", "--json",
+                "--per-sample", out)
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["evaluated"] == 9 and "labels from the synset each file name begins with" in summary["notes"]
+    rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
+    assert {k: rows[k]["label"] for k in expected} == expected
+
+    (folder / "holiday.JPEG").write_bytes((folder / next(iter(expected))).read_bytes())  # one name without
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
+    assert res.code == 2 and "begin with their synset" in res.stderr.splitlines()[-1]
+    (folder / "holiday.JPEG").rename(folder / "n99999999_1.JPEG")  # a synset that is not an ImageNet-1k class
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
+    assert res.code == 1 and "file-name synsets are not ImageNet-1k classes: 'n99999999'" in res.stderr
+
+
 def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tmp_path):
     root = tmp_path / "folder"
     spellings = {"Tabby_Cat": 281, "great-white shark": 2, "n01443537": 1, "GOLDFISH": 1, "Egyptian cat": 285}

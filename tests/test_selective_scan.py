@@ -82,7 +82,10 @@ def test_dispatch_uses_torch_on_cpu_and_honours_override(monkeypatch):
     x = random_scan_inputs(1, 4, 9, 2)
     assert rel_err(selective_scan(**x), selective_scan_ref(**x)) < 1e-5
     monkeypatch.setenv("SSMZOO_SCAN", "cuda-magic")
-    with pytest.raises(ValueError, match="SSMZOO_SCAN"):
+    with pytest.raises(ValueError, match="SSMZOO_SCAN='cuda-magic': expected torch or triton"):
+        scan_backend("cpu")
+    monkeypatch.setenv("SSMZOO_SCAN", "triton")  # forced onto CPU tensors: said before any kernel launch
+    with pytest.raises(ValueError, match="SSMZOO_SCAN=triton: the Triton scan (needs|runs on CUDA tensors)"):
         scan_backend("cpu")
 
 

@@ -26,6 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ssmzoo.errors import ScanBackendError
+
 __all__ = [
     "selective_scan",
     "selective_scan_ref",
@@ -269,18 +271,37 @@ def available_backends() -> list[str]:
 
 
 def scan_backend(device: torch.device | str | None = None) -> str:
-    """Which backend runs on ``device``: ``SSMZOO_SCAN`` wins, else Triton on CUDA when importable."""
+    """Which backend runs on ``device``: ``SSMZOO_SCAN`` wins, else Triton on CUDA when importable.
+
+    A forced backend that cannot run here is a ``ScanBackendError`` naming what is missing, not a
+    failure deep inside a kernel launch."""
     forced = os.environ.get("SSMZOO_SCAN", "").strip().lower()
-    if forced:
-        if forced == "triton" and not _triton_ready():
-            raise RuntimeError("SSMZOO_SCAN=triton but Triton or a CUDA device is not available")
-        if forced not in _BACKENDS and forced != "triton":
-            raise ValueError(f"SSMZOO_SCAN={forced!r}: expected one of torch, triton")
-        return forced
     device = torch.device(device) if device is not None else None
+    if forced:
+        known = sorted(set(_BACKENDS) | {"triton"})
+        if forced not in known:
+            raise ScanBackendError(f"SSMZOO_SCAN={forced!r}: expected {' or '.join(known)} (or unset it: Triton "
+                                   "on CUDA devices, PyTorch elsewhere)")
+        if forced == "triton":
+            if not _triton_ready():
+                missing = "a CUDA device" if _triton_importable() else "the triton package and a CUDA device"
+                raise ScanBackendError(f"SSMZOO_SCAN=triton: the Triton scan needs {missing}, which this machine "
+                                       "lacks; unset SSMZOO_SCAN or set it to torch")
+            if device is not None and device.type != "cuda":
+                raise ScanBackendError(f"SSMZOO_SCAN=triton: the Triton scan runs on CUDA tensors, not "
+                                       f"{device.type}; unset SSMZOO_SCAN or run on a CUDA device")
+        return forced
     if device is not None and device.type == "cuda" and _triton_ready():
         return "triton"
     return "torch"
+
+
+def _triton_importable() -> bool:
+    try:
+        import triton  # noqa: F401
+    except Exception:
+        return False
+    return True
 
 
 def _selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
