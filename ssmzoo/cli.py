@@ -303,7 +303,8 @@ def classify_cmd(
     batch_size: int = typer.Option(16, "--batch-size", "-b", min=1, metavar="N", help="Images, or a video's views, per forward pass."),
     views: Optional[str] = typer.Option(
         None, "--views", metavar="CLIPSxCROPS", help="Video views CLIPSxCROPS (default: the model's protocol)."),
-    as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per input, one per line (JSON Lines), "
+                                 "each naming the model and weights."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
     from .classify import Classifier, ClassifyResult, expand_inputs
@@ -319,11 +320,17 @@ def classify_cmd(
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
     items = expand_inputs(inputs)
+    origin: dict[str, Optional[str]] = {"weights": None}  # each --json line says what produced it
+
+    def resolved(weights_found) -> None:
+        origin["weights"] = weights_found.origin
+        _report_weights(entry.name, weights_found)
+
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
     else:
         loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
-                            on_resolved=lambda r: _report_weights(entry.name, r))
+                            on_resolved=resolved)
         results = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items)
     failed = 0
     for result in results:
@@ -331,7 +338,7 @@ def classify_cmd(
             failed += 1
             err.print(f"error: {result.error}", markup=False)
         if as_json:
-            _json_print(result.to_dict())
+            _json_print({**result.to_dict(), "model": entry.name, "weights": origin["weights"]})
         elif result.ok:
             out.print(f"[bold]{escape(result.input)}[/]")
             width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
@@ -559,9 +566,10 @@ def robustness_cmd(
         "by default) or a list, e.g. 10..90, 10..90:20, 10,30,50. Each image is re-encoded in memory (Pillow, "
         "4:2:0) before resize/crop."),
     corruption: Optional[str] = typer.Option(
-        None, "--corruption", "-c", metavar="NAMES", help="ImageNet-C corruptions, comma separated, 'imagenet-c' or "
-        "'all': gaussian_noise, shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, "
-        "jpeg_compression, speckle_noise, gaussian_blur, saturate. Applied to the model-size crop."),
+        None, "--corruption", "-c", metavar="NAMES", help="ImageNet-C corruptions, comma separated: gaussian_noise, "
+        "shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, jpeg_compression (the 8 of "
+        "ImageNet-C's 15 implemented here: 'imagenet-c' runs them), speckle_noise, gaussian_blur, saturate "
+        "(ImageNet-C's extra ones: 'all' adds them). Applied to the model-size crop."),
     severity: Optional[str] = typer.Option(
         None, "--severity", "-s", metavar="START..END",
         help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),

@@ -100,7 +100,9 @@ def build_model(entry: ModelEntry) -> nn.Module:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            raise SsmzooError(f"model '{entry.name}': architecture '{entry.architecture}' is not registered") from None
+            known = ", ".join(timm.list_models(["groupmamba_*", "videomamba_*", "stablemamba_*"]))
+            raise SsmzooError(f"model '{entry.name}' ({entry.source_file}): architecture '{entry.architecture}' is "
+                              f"not registered; ssmzoo's architectures: {known}") from None
         raise
     except TypeError as exc:
         raise SsmzooError(f"model '{entry.name}': bad arch_args for '{entry.architecture}': {exc}") from None

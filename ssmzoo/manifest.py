@@ -17,10 +17,12 @@ from typing import Any, Mapping, Optional
 import yaml
 
 from .errors import ManifestError, ManifestFileError, ManifestOptionError
+from .labels import NUM_CLASSES
 
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
 LABEL_SETS = ("imagenet-1k", "kinetics-400", "ssv2")
+FAMILIES = ("groupmamba", "videomamba", "stablemamba")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 FORMATS = ("auto", "pth", "safetensors")
 SAMPLINGS = ("sparse", "segment", "dense")  # see ssmzoo.video.sample_frame_indices
@@ -223,14 +225,20 @@ def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
             and not reported.source:
         r.fail("source", "reported figures need a source")
 
+    labels = top.get("labels", str, choices=LABEL_SETS)
+    arch_args = dict(top.get("arch_args", dict, {}))
+    if "num_classes" in arch_args and arch_args["num_classes"] != NUM_CLASSES[labels]:
+        # a head of another size would be given names of this label set: wrong labels, silently
+        top.fail("arch_args", f"num_classes {arch_args['num_classes']!r} does not match labels {labels!r} "
+                              f"({NUM_CLASSES[labels]} classes); the head's size comes from labels, so leave it out")
     return ModelEntry(
         name=name,
-        family=top.get("family", str),
+        family=top.get("family", str, choices=FAMILIES),
         architecture=top.get("architecture", str),
         task=task,
-        labels=top.get("labels", str, choices=LABEL_SETS),
+        labels=labels,
         data=data,
-        arch_args=dict(top.get("arch_args", dict, {})),
+        arch_args=arch_args,
         video=video,
         weights=weights,
         license=dict(top.get("license", dict, {})),
@@ -284,6 +292,9 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
 def get_entry(entries: Mapping[str, ModelEntry], name: str) -> ModelEntry:
     if name in entries:
         return entries[name]
+    folded = [key for key in entries if key.lower() == name.lower()]
+    if len(folded) == 1:  # GroupMamba_Tiny: the names differ only in case, so there is no doubt which
+        return entries[folded[0]]
     import difflib
 
     close = difflib.get_close_matches(name, list(entries), n=3)

@@ -104,6 +104,9 @@ def parse_severities(text: Optional[str]) -> list[int]:
     return list(SEVERITIES) if text is None else parse_int_values(text, "--severity", 1, 5, default_step=1)
 
 
+_IMPLEMENTED_BENCHMARK = [n for n in CORRUPTIONS if n in IMAGENET_C_BENCHMARK]
+
+
 def parse_corruptions(text: str) -> list[str]:
     """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``."""
     names: list[str] = []
@@ -113,13 +116,20 @@ def parse_corruptions(text: str) -> list[str]:
         if word == "all":
             names += list(CORRUPTIONS)
         elif word == "imagenet_c":
-            names += [n for n in CORRUPTIONS if n in IMAGENET_C_BENCHMARK]
+            names += _IMPLEMENTED_BENCHMARK
         elif word in CORRUPTIONS:
             names.append(word)
+        elif word in IMAGENET_C_BENCHMARK:  # a real ImageNet-C corruption that ssmzoo does not implement
+            raise SweepError(f"--corruption {text!r}: {word!r} is an ImageNet-C corruption ssmzoo does not implement "
+                             f"(it needs image assets or code not ported yet); implemented: {', '.join(CORRUPTIONS)}")
         else:
-            known = ", ".join(CORRUPTIONS)
-            raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; available: {known} "
-                             "(or 'imagenet-c', 'all')")
+            import difflib
+
+            close = difflib.get_close_matches(word, [*CORRUPTIONS, "imagenet_c", "all"], n=3)
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; {hint}available: "
+                             f"{', '.join(CORRUPTIONS)} (or 'imagenet-c': the {len(_IMPLEMENTED_BENCHMARK)} of "
+                             f"ImageNet-C's {len(IMAGENET_C_BENCHMARK)} implemented here; 'all': those and the extra ones)")
     if not names:
         raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
     return list(dict.fromkeys(names))

@@ -68,6 +68,7 @@ def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_imag
     assert res.code == 0, res.stderr
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert [r["input"].rsplit("/", 1)[-1] for r in rows] == ["astronaut.jpg", "chelsea.jpg", "coffee.jpg", "rocket.jpg"]
+    assert {(r["model"], r["weights"]) for r in rows} == {("groupmamba_mini", f"local:{checkpoint}")}
 
     entry = load_manifest([manifest])["groupmamba_mini"]
     loaded = load_model(entry, weights=str(checkpoint), device="cpu")

@@ -47,6 +47,10 @@ def test_every_reported_figure_has_a_source():
     (("filename: m.safetensors", "sha256: abc"), "weights.sha256"),
     (("    family: groupmamba\n", ""), "family"),
     (("family: groupmamba", "family: groupmamba\n    colour: blue"), "colour"),
+    (("family: groupmamba", "family: resnet"), "family"),  # a family ssmzoo does not build
+    # a 10-class head named with ImageNet's 1000 labels would print wrong names without a word
+    (("architecture: groupmamba_tiny", "architecture: groupmamba_tiny\n    arch_args: {num_classes: 10}"),
+     "arch_args"),
 ])
 def test_malformed_entry_names_model_and_field(edit, field):
     text = GOOD.replace(*edit)
@@ -75,3 +79,22 @@ def test_user_manifest_adds_models_by_argument_and_environment(tmp_path, monkeyp
 def test_unknown_model_suggests_close_names():
     with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
         get_entry(load_manifest(), "groupmamba_tiyn")
+
+
+def test_an_unregistered_architecture_names_the_file_and_the_choices(tmp_path):
+    from ssmzoo.errors import SsmzooError
+    from ssmzoo.factory import build_model
+
+    entry = parse_manifest(GOOD.replace("architecture: groupmamba_tiny", "architecture: groupmamba_huge"), "user.yaml")
+    with pytest.raises(SsmzooError) as info:
+        build_model(entry["my_model"])
+    message = str(info.value)
+    assert message.startswith("model 'my_model' (user.yaml): architecture 'groupmamba_huge' is not registered")
+    assert "groupmamba_tiny" in message and "videomamba_small_video" in message
+
+
+def test_a_model_name_in_another_case_finds_the_model():
+    entries = load_manifest()
+    assert get_entry(entries, "GroupMamba_Tiny") is entries["groupmamba_tiny"]
+    with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
+        get_entry(entries, "groupmamba_tiy")

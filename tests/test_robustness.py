@@ -93,8 +93,12 @@ def test_parse_severities_and_corruptions():
     assert parse_corruptions("contrast, Gaussian-Noise,contrast") == ["contrast", "gaussian_noise"]
     assert set(parse_corruptions("imagenet-c")) == {n for n in parse_corruptions("all") if n in ALEXNET_ERRORS}
     assert len(parse_corruptions("all")) == 11
-    with pytest.raises(SweepError, match="unknown corruption 'fog'"):
+    with pytest.raises(SweepError, match="'fog' is an ImageNet-C corruption ssmzoo does not implement"):
         parse_corruptions("contrast,fog")
+    with pytest.raises(SweepError, match="unknown corruption 'gaussian_nosie'; did you mean gaussian_noise"):
+        parse_corruptions("gaussian_nosie")
+    with pytest.raises(SweepError, match="unknown corruption 'rain'; available: gaussian_noise"):
+        parse_corruptions("rain")
 
 
 def test_conditions_order_and_keys():
@@ -345,7 +349,8 @@ def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
     (("--jpeg-quality", "90..10"), "empty"),
     (("--jpeg-quality", "0..120"), "values must be in 1..100"),
     (("--jpeg-quality", "abc"), "START..END"),
-    (("--corruption", "fog"), "unknown corruption"),
+    (("--corruption", "fog"), "ImageNet-C corruption ssmzoo does not implement"),
+    (("--corruption", "frosty"), "unknown corruption"),
     (("--corruption", "contrast", "--severity", "0..9"), "--severity"),
     (("--jpeg-quality", "50", "--severity", "1"), "--severity applies to --corruption"),
     ((), "nothing to sweep"),
