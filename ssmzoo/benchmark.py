@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SsmzooError, UsageError
-from .factory import (InductorSettings, autocast, build_model, check_cuda_graphs, compile_model, resolve_device,
+from .factory import (CPU_HALF_NOTE, InductorSettings, autocast, build_model, check_cuda_graphs, compile_model, resolve_device,
                       resolve_dtype)
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
@@ -609,6 +609,11 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
     config.update(warmup=warmup, iters=iters, peer_names=list(cfg.peer_names))
     with _settings(cfg, device):
         report = BenchReport(config=config, environment=_environment(device), notes=[WEIGHTS_NOTE, FLOPS_NOTE])
+        if not cuda and dtype != torch.float32:
+            report.notes.append(CPU_HALF_NOTE.format(dtype=cfg.dtype))
+        if warmup == 0:
+            report.notes.append("--warmup 0: the first timed iteration carries one-time costs (allocation, "
+                                "kernel selection), so the median is the figure to read")
         bench = _Bench(cfg, device, dtype, warmup, iters)
         for entry in entries:
             try:
@@ -669,6 +674,13 @@ def run_scan_op(args: Sequence[str] = ()) -> None:
 # Table
 # ---------------------------------------------------------------------------------------------
 
+def _figure(value: float, places: int) -> str:
+    """``places`` decimals, or three significant figures where those decimals would show a small value as 0."""
+    if value != 0 and abs(value) < 10 ** (1 - places):
+        return f"{value:.3g}"
+    return f"{value:,.{places}f}"
+
+
 def results_table(report: BenchReport):
     from rich.table import Table
 
@@ -685,9 +697,9 @@ def results_table(report: BenchReport):
         shape = "x".join(str(v) for v in r.input_shape)
         table.add_row(
             r.name if r.kind == "ssmzoo" else f"  vs {r.name}", shape,
-            f"{r.samples_per_s:,.1f} {r.unit}/s", "" if r.ratio is None else f"{r.ratio:.2f}x",
-            "" if r.ratio_median is None else f"{r.ratio_median:.2f}x",
-            f"{r.latency_ms_median:.2f}", f"{r.latency_ms_p90:.2f}",
+            f"{_figure(r.samples_per_s, 1)} {r.unit}/s", "" if r.ratio is None else f"{_figure(r.ratio, 2)}x",
+            "" if r.ratio_median is None else f"{_figure(r.ratio_median, 2)}x",
+            f"{_figure(r.latency_ms_median, 2)}", f"{_figure(r.latency_ms_p90, 2)}",
             "" if r.peak_mem_mib is None else f"{r.peak_mem_mib:,.0f}", f"{r.params / 1e6:.1f}",
             "" if r.gflops is None else f"{r.gflops:.2f}",
             style="bold" if r.kind == "ssmzoo" else None)

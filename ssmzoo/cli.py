@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -59,6 +60,9 @@ class Command(TyperCommand):
         except UsageError as exc:  # a bad --manifest is an option of ssmzoo itself, not of the command
             where = ctx.parent if isinstance(exc, ManifestFileError) and ctx.parent is not None else ctx
             raise ClickUsageError(str(exc), ctx=where) from None
+
+    def collect_usage_pieces(self, ctx) -> list[str]:  # `info [OPTIONS] MODEL`, not typer's `{MODEL}`
+        return [re.sub(r"\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
 
     def format_options(self, ctx, formatter) -> None:  # typer's layout, less the type after an argument
         arguments, options = [], []
@@ -150,20 +154,28 @@ def main(
 
 @app.command("models", cls=Command)
 def models_cmd(
+    patterns: Optional[List[str]] = typer.Argument(
+        None, metavar="PATTERN", help="Only models whose name, family or task matches: a glob (videomamba_*_k400*) "
+        "or a part of the name (tiny, video)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table."),
 ) -> None:
     """List the zoo: name, family, task, reported figures and whether weights are cached."""
-    from .zoo import model_rows
+    from .zoo import matching_entries, model_rows
 
-    rows = model_rows(_entries())
+    entries = _entries()
+    chosen = matching_entries(entries, patterns or [])
+    if not chosen:
+        raise UsageError(f"no model matches {' '.join(map(repr, patterns or []))}; `ssmzoo models` lists all "
+                         f"{len(entries)}")
+    rows = model_rows(chosen)
     if as_json:
         _json_print(rows)
         return
-    table = Table(title="ssmzoo models", show_lines=False, caption="reported: the paper's figures (blank where it "
-                  "gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
+    table = Table(title="ssmzoo models", show_lines=False, caption="params M, top-1: the paper's figures (blank "
+                  "where it gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
     for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
-                      ("params M (reported)", "right"), ("top-1 (reported)", "right"), ("weights", "left")]:
-        table.add_column(col, justify=just, overflow="fold")
+                      ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
+        table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("model", "family"))  # whole, to copy
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
                       "" if r["params_m"] is None else f"{r['params_m']:g}",
@@ -307,9 +319,8 @@ def classify_cmd(
                                  "each naming the model and weights."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
-    from .classify import Classifier, ClassifyResult, expand_inputs
-    from .factory import load_model
-
+    from .classify import Classifier, ClassifyResult, expand_inputs, media_kind
+    from .factory import cpu_half_note, load_model
     from .labels import class_names
 
     parsed_views = _parse_views(views)
@@ -331,6 +342,14 @@ def classify_cmd(
     else:
         loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
                             on_resolved=resolved)
+        clips, crops = parsed_views or ((entry.video.clips, entry.video.crops) if entry.video else (1, 1))
+        slow_video = (loaded.device.type == "cpu" and entry.is_video and clips * crops > 1
+                      and any(media_kind(path) == "video" for path, error in items if not error))
+        for note in (cpu_half_note(loaded),
+                     f"{clips}x{crops} = {clips * crops} views per video, each a forward pass of the model on the "
+                     "CPU; --views 1x1 for a quick look" if slow_video else None):
+            if note:
+                err.print(f"note: {note}", markup=False, style="dim")
         results = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items)
     failed = 0
     for result in results:

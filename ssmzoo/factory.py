@@ -15,6 +15,16 @@ from .labels import NUM_CLASSES
 from .manifest import ModelEntry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# Autocast in fp16/bf16 on a CPU runs slowly wherever the CPU lacks native half-precision matmuls (most do).
+CPU_HALF_NOTE = ("--dtype {dtype} on the CPU: half precision is emulated on most CPUs and runs slower than fp32; "
+                 "it is for checking numerics, not for speed")
+
+
+def cpu_half_note(loaded: "LoadedModel") -> Optional[str]:
+    """The note for a half-precision run on the CPU, else None."""
+    if loaded.device.type != "cpu" or loaded.dtype == torch.float32:
+        return None
+    return CPU_HALF_NOTE.format(dtype=next(k for k, v in DTYPES.items() if v == loaded.dtype))
 
 
 def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):

@@ -25,6 +25,21 @@ def weights_status(entry: ModelEntry) -> str:
         return "damaged"
 
 
+def matching_entries(entries: Mapping[str, ModelEntry], patterns: list[str]) -> dict[str, ModelEntry]:
+    """The entries any pattern matches (all for none): a glob against the name, or a part of the name,
+    family or task, case-insensitively."""
+    import fnmatch
+
+    def matches(entry: ModelEntry, pattern: str) -> bool:
+        pattern = pattern.lower()
+        fields = (entry.name.lower(), entry.family.lower(), entry.task.lower())
+        if any(c in pattern for c in "*?["):
+            return fnmatch.fnmatchcase(fields[0], pattern)
+        return any(pattern in f for f in fields)
+
+    return {name: e for name, e in entries.items() if not patterns or any(matches(e, p) for p in patterns)}
+
+
 def model_rows(entries: Mapping[str, ModelEntry]) -> list[dict[str, Any]]:
     return [
         {

@@ -291,3 +291,21 @@ def test_input_smaller_than_one_patch_fails_that_model_in_one_line(cli, mini_fil
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")
 def test_scan_op_without_cuda_is_one_line(cli):
     _one_line_error(cli("benchmark", "--op", "scan"), "--op scan")
+
+
+def test_half_precision_on_the_cpu_and_no_warmup_are_noted(cli, mini_files):
+    report = _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "--device", "cpu",
+                       "--batch-size", "1", "--warmup", "0", "--iters", "2", "--img-size", "64", "--dtype", "bf16",
+                       "--json"))
+    assert any(n.startswith("--dtype bf16 on the CPU: half precision is emulated") for n in report["notes"])
+    assert any(n.startswith("--warmup 0: the first timed iteration") for n in report["notes"])
+    plain = _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64",
+                      "--json"))
+    assert not any("half precision" in n or "--warmup 0" in n for n in plain["notes"])
+
+
+def test_small_figures_keep_three_significant_digits():
+    from ssmzoo.benchmark import _figure
+
+    assert [_figure(v, 2) for v in (0.005, 0.0123, 0.5, 1.234, 1234.5)] == ["0.005", "0.0123", "0.50", "1.23", "1,234.50"]
+    assert [_figure(v, 1) for v in (0.038, 0.04, 12.34, 0.0)] == ["0.038", "0.04", "12.3", "0.0"]

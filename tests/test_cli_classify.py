@@ -182,7 +182,22 @@ def test_models_lists_the_zoo(cli):
     assert rows["groupmamba_tiny"]["top1"] == 83.3 and rows["groupmamba_tiny"]["weights"] == "hub"
     table = cli("models").stdout
     assert table.count("groupmamba_") >= 3
-    assert "(reported)" in table and "`ssmzoo info MODEL` counts" in table  # blanks are figures no paper gives
+    assert "the paper's figures" in table and "`ssmzoo info MODEL` counts" in table  # blanks: figures no paper gives
+
+
+def test_models_filters_by_glob_or_part_of_name_family_or_task(cli):
+    def names(*patterns):
+        res = cli("models", *patterns, "--json")
+        assert res.code == 0, res.stderr
+        return [r["name"] for r in json.loads(res.stdout)]
+
+    assert names("groupmamba_*") == ["groupmamba_tiny", "groupmamba_small", "groupmamba_base"]
+    assert names("GroupMamba") == names("groupmamba_*")  # the family, in any case
+    assert set(names("groupmamba_t*", "groupmamba_b*")) == {"groupmamba_tiny", "groupmamba_base"}
+    video = names("video-classification")
+    assert video and all("k400" in n or "ssv2" in n or "video" in n for n in video) and "groupmamba_tiny" not in video
+    res = cli("models", "resnet*")
+    assert res.code == 2 and res.stderr.startswith("error: no model matches 'resnet*'; `ssmzoo models` lists all")
 
 
 def test_info_counts_parameters_of_the_built_model(cli):
@@ -291,9 +306,11 @@ def test_video_and_image_inputs_mixed(cli, mini_files, mini_video_checkpoint, ex
     from ssmzoo.labels import class_names
     assert rows["clip.mp4"]["top"][0]["label"] == class_names("kinetics-400")[rows["clip.mp4"]["top"][0]["index"]]
 
+    assert "note: 2x3 = 6 views per video, each a forward pass of the model on the CPU" in res.stderr
     single = cli("--manifest", manifest, "classify", clip, "--model", "videomamba_mini_k400",
                  "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
     assert single.code == 0 and json.loads(single.stdout)["notes"] == []
+    assert "views per video" not in single.stderr
 
     res = cli("--manifest", manifest, "classify", photo, clip, "--model", "groupmamba_mini",
               "--weights", image_checkpoint, "--json")
