@@ -342,3 +342,28 @@ def test_compiled_gemm_inputs_are_widened_by_their_producers(autocast: bool, mon
         widths[align] = gemm_widths("\n".join(code), rows=x.shape[0] * x.shape[1])
     assert widths[True] and all(k % 8 == 0 for k in widths[True]), widths
     assert 348 in widths[False]  # what the test would catch
+
+
+def test_features_only_gives_each_stage_as_nchw_maps_on_odd_shapes():
+    """timm's feature API: ``features_only=True`` wraps the model (timm's getter) and returns each stage's
+    map, the same tensors the classifier computes; out_indices prunes the stages after the last one."""
+    import timm
+
+    small = dict(stem_hidden_dim=16, embed_dims=[32, 64, 96, 128], mlp_ratios=[8, 8, 4, 4], depths=[1, 2, 2, 1])
+    torch.manual_seed(0)
+    full = timm.create_model("groupmamba_tiny", **small).eval()
+    features = timm.create_model("groupmamba_tiny", features_only=True, **small).eval()
+    assert features.feature_info.channels() == [32, 64, 96, 128]
+    assert features.feature_info.reduction() == [4, 8, 16, 32]
+    features.model.load_state_dict({k: v for k, v in full.state_dict().items() if k in features.model.state_dict()})
+    x = torch.randn(2, 3, 96, 160)  # non-square
+    with torch.no_grad():
+        maps = features(x)
+        assert [tuple(m.shape) for m in maps] == [(2, 32, 24, 40), (2, 64, 12, 20), (2, 96, 6, 10), (2, 128, 3, 5)]
+        assert torch.allclose(maps[-1].flatten(2).transpose(1, 2), full.forward_stages(x), atol=1e-6)
+        pooled, maps_again = full.forward_intermediates(x)
+        assert torch.allclose(full.forward_head(pooled), full(x), atol=1e-6)
+        assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(maps, maps_again))
+    middle = timm.create_model("groupmamba_tiny", features_only=True, out_indices=(1, 2), **small)
+    assert middle.feature_info.channels() == [64, 96]
+    assert not any(name.startswith(("block4", "post_network", "head")) for name, _ in middle.model.named_parameters())

@@ -34,6 +34,7 @@ from torch import Tensor
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models._features import feature_take_indices
 
 from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
@@ -939,6 +940,49 @@ class GroupMamba(nn.Module):
                     x = x.contiguous()
         return x
 
+    def forward_intermediates(self, x: Tensor, indices: Optional[int | list[int]] = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[Tensor] | tuple[Tensor, list[Tensor]]:
+        """timm's feature API (``features_only=True``): each stage's map as (B, C, H, W). Stages 1-3 give
+        what the next stage reads (after their LayerNorm); stage 4 its raw tokens, or LayerNorm'd with ``norm``."""
+        if output_fmt != "NCHW":
+            raise ValueError(f"output_fmt {output_fmt!r}: GroupMamba gives NCHW feature maps")
+        take, last = feature_take_indices(self.num_stages, indices)
+        intermediates: list[Tensor] = []
+        batch = x.shape[0]
+        for i in range(last + 1 if stop_early or intermediates_only else self.num_stages):
+            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+            for blk in getattr(self, f"block{i + 1}"):
+                x = blk(x, H, W)
+            final = i == self.num_stages - 1
+            if not final:
+                x = getattr(self, f"norm{i + 1}")(x)
+                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2)
+                if not (x.is_cuda and DOWNSAMPLE_CHANNELS_LAST):
+                    x = x.contiguous()
+            if i in take:
+                feature = getattr(self, f"norm{i + 1}")(x) if final and norm else x
+                intermediates.append(feature.reshape(batch, H, W, -1).permute(0, 3, 1, 2).contiguous()
+                                     if final else feature)
+        if intermediates_only:
+            return intermediates
+        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+        for blk in self.post_network:
+            x = blk(x)
+        return getattr(self, f"norm{self.num_stages}")(x[:, 0]), intermediates
+
+    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drops the stages after the last feature taken (and the class-token network and heads)."""
+        take, last = feature_take_indices(self.num_stages, indices)
+        for i in range(last + 1, self.num_stages):
+            for name in (f"patch_embed{i + 1}", f"block{i + 1}", f"norm{i + 1}"):
+                setattr(self, name, nn.Identity())
+        if prune_head:
+            self.post_network = nn.ModuleList()
+            self.reset_classifier(0)
+        return take
+
     def forward_features(self, x: Tensor) -> Tensor:
         """Image -> normalised class-token feature (B, num_features), the input of the heads."""
         x = self.forward_stages(x)
@@ -1017,6 +1061,7 @@ def _create_groupmamba(variant: str, pretrained: bool = False, **kwargs: Any) ->
     return build_model_with_cfg(
         GroupMamba, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
         **kwargs,
     )
 
