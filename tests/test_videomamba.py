@@ -68,6 +68,12 @@ def test_pretrained_flag_refuses_silent_random_weights() -> None:
         timm.create_model("videomamba_tiny", pretrained=True, depth=1, embed_dim=32)
 
 
+def test_features_only_is_refused_in_words_not_deep_inside_timm() -> None:
+    for name in ("videomamba_tiny", "stablemamba_tiny_video"):
+        with pytest.raises(ValueError, match=f"{name}: features_only is not supported yet"):
+            timm.create_model(name, features_only=True, depth=1, embed_dim=32)
+
+
 # -- parity with the authors' implementation ----------------------------------------------------------
 
 @pytest.mark.parametrize("kind", ["image", "video"])

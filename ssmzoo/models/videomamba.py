@@ -510,6 +510,9 @@ def create_model_with_cfg(cls: type, variant: str, pretrained: bool, defaults: D
     if pretrained:
         raise ValueError(f"{variant}: timm-side pretrained loading is not wired; load weights with "
                          "ssmzoo's weights manifest (the checkpoints go through checkpoint_filter_fn)")
+    if kwargs.get("features_only"):  # timm would fail deep inside, on the missing feature_info
+        raise ValueError(f"{variant}: features_only is not supported yet (GroupMamba has it); use "
+                         "forward_features for the pooled feature")
     args = dict(defaults)
     args.update(kwargs)
     return build_model_with_cfg(cls, variant, pretrained=False, pretrained_filter_fn=checkpoint_filter_fn,
