@@ -14,6 +14,7 @@ from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import IMAGE_SUFFIXES, eval_transform, load_image
 from .labels import class_ids, class_names
+from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -104,28 +105,18 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
 def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
     """A folder's media files (by suffix) as ``expand_inputs`` entries, and an error entry for each
     subfolder that cannot be read and each link to nothing, which would otherwise drop out unseen."""
-    root = Path(spec)
-    files: list[Path] = []
-    problems: list[tuple[str, Optional[str]]] = []
-
-    def unreadable(exc: OSError) -> None:
-        name = exc.filename or spec
-        problems.append((str(name), f"{name}: cannot read this folder ({exc.strerror or exc})"))
-
-    for folder, subfolders, names in os.walk(root, onerror=unreadable):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
-        for name in names:
-            p = Path(folder, name)
-            if name.startswith(".") or p.suffix.lower() not in MEDIA_SUFFIXES:
-                continue
-            if p.is_file():
-                files.append(p)
-            elif p.is_symlink() and not p.exists():
-                problems.append((str(p), f"{p}: broken link (its target {os.readlink(p)} does not exist)"))
-    entries = sorted([(str(p), None) for p in files] + problems, key=lambda entry: Path(entry[0]))
-    if not files and not problems:
+    listed, _, unreadable = files_below(Path(spec), MEDIA_SUFFIXES, follow_links=False)
+    entries: list[tuple[str, Optional[str]]] = [
+        (str(exc.filename or spec), f"{exc.filename or spec}: cannot read this folder ({exc.strerror or exc})")
+        for exc in unreadable]
+    for p in listed:
+        if p.is_file():
+            entries.append((str(p), None))
+        elif p.is_symlink() and not p.exists():
+            entries.append((str(p), f"{p}: broken link (its target {os.readlink(p)} does not exist)"))
+    if not entries:
         return [(spec, f"{spec}: directory holds no image or video files")]
-    return entries
+    return sorted(entries, key=lambda entry: Path(entry[0]))
 
 
 def _once_each(paths: list[str]) -> list[str]:

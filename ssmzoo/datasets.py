@@ -39,6 +39,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names
 from .manifest import ModelEntry
+from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -185,23 +186,11 @@ def _few(items: Sequence[str], k: int = 5) -> str:
 
 
 def _image_files(folder: Path) -> tuple[list[Path], int, list[str]]:
-    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and the
-    folders that could not be read (their images are missing from the dataset: the user must hear of it)."""
-    files, ignored, unreadable = [], 0, []
-
-    def refused(exc: OSError) -> None:
-        unreadable.append(f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped")
-
-    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True, onerror=refused):
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        for name in filenames:
-            if name.startswith("."):
-                continue
-            if Path(name).suffix.lower() in IMAGE_SUFFIXES:
-                files.append(Path(dirpath) / name)
-            else:
-                ignored += 1
-    return sorted(files), ignored, unreadable
+    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and a
+    warning for each folder that could not be read (its images are missing: the user must hear of it)."""
+    files, ignored, unreadable = files_below(folder, IMAGE_SUFFIXES, follow_links=True)
+    return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
+                            for exc in unreadable]
 
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
