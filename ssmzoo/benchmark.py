@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SsmzooError, UsageError
-from .factory import (CPU_HALF_NOTE, InductorSettings, autocast, build_model, check_cuda_graphs, compile_model, resolve_device,
-                      resolve_dtype)
+from .factory import (InductorSettings, autocast, build_model, check_cuda_graphs, compile_model, cpu_half_note,
+                      resolve_device, resolve_dtype)
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
 from .text import count
@@ -609,8 +609,9 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
     config.update(warmup=warmup, iters=iters, peer_names=list(cfg.peer_names))
     with _settings(cfg, device):
         report = BenchReport(config=config, environment=_environment(device), notes=[WEIGHTS_NOTE, FLOPS_NOTE])
-        if not cuda and dtype != torch.float32:
-            report.notes.append(CPU_HALF_NOTE.format(dtype=cfg.dtype))
+        half_note = cpu_half_note(device, dtype)
+        if half_note:
+            report.notes.append(half_note)
         if warmup == 0:
             report.notes.append("--warmup 0: the first timed iteration carries one-time costs (allocation, "
                                 "kernel selection), so the median is the figure to read")

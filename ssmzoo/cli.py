@@ -331,21 +331,17 @@ def classify_cmd(
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
     items = expand_inputs(inputs)
-    origin: dict[str, Optional[str]] = {"weights": None}  # each --json line says what produced it
-
-    def resolved(weights_found) -> None:
-        origin["weights"] = weights_found.origin
-        _report_weights(entry.name, weights_found)
-
+    weights_origin = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
     else:
         loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
-                            on_resolved=resolved)
+                            on_resolved=lambda r: _report_weights(entry.name, r))
+        weights_origin = loaded.weights_origin
         clips, crops = parsed_views or ((entry.video.clips, entry.video.crops) if entry.video else (1, 1))
         slow_video = (loaded.device.type == "cpu" and entry.is_video and clips * crops > 1
                       and any(media_kind(path) == "video" for path, error in items if not error))
-        for note in (cpu_half_note(loaded),
+        for note in (cpu_half_note(loaded.device, loaded.dtype),
                      f"{clips}x{crops} = {clips * crops} views per video, each a forward pass of the model on the "
                      "CPU; --views 1x1 for a quick look" if slow_video else None):
             if note:
@@ -357,7 +353,7 @@ def classify_cmd(
             failed += 1
             err.print(f"error: {result.error}", markup=False)
         if as_json:
-            _json_print({**result.to_dict(), "model": entry.name, "weights": origin["weights"]})
+            _json_print({**result.to_dict(), "model": entry.name, "weights": weights_origin})
         elif result.ok:
             out.print(f"[bold]{escape(result.input)}[/]")
             width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."

@@ -12,7 +12,7 @@ from torch import nn
 
 from .errors import SsmzooError, UsageError
 from .labels import NUM_CLASSES
-from .manifest import ModelEntry
+from .manifest import FAMILIES, ModelEntry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Autocast in fp16/bf16 on a CPU runs slowly wherever the CPU lacks native half-precision matmuls (most do).
@@ -20,11 +20,11 @@ CPU_HALF_NOTE = ("--dtype {dtype} on the CPU: half precision is emulated on most
                  "it is for checking numerics, not for speed")
 
 
-def cpu_half_note(loaded: "LoadedModel") -> Optional[str]:
+def cpu_half_note(device: torch.device, dtype: torch.dtype) -> Optional[str]:
     """The note for a half-precision run on the CPU, else None."""
-    if loaded.device.type != "cpu" or loaded.dtype == torch.float32:
+    if device.type != "cpu" or dtype == torch.float32:
         return None
-    return CPU_HALF_NOTE.format(dtype=next(k for k, v in DTYPES.items() if v == loaded.dtype))
+    return CPU_HALF_NOTE.format(dtype=next(k for k, v in DTYPES.items() if v == dtype))
 
 
 def compile_model(model: nn.Module, mode: Optional[str] = None, **kwargs):
@@ -110,7 +110,7 @@ def build_model(entry: ModelEntry) -> nn.Module:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
-            known = ", ".join(timm.list_models(["groupmamba_*", "videomamba_*", "stablemamba_*"]))
+            known = ", ".join(timm.list_models([f"{family}_*" for family in FAMILIES]))
             raise SsmzooError(f"model '{entry.name}' ({entry.source_file}): architecture '{entry.architecture}' is "
                               f"not registered; ssmzoo's architectures: {known}") from None
         raise

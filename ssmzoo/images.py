@@ -61,11 +61,9 @@ def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
         raise InputError(f"{path}: image too large ({exc})") from None
-    except OSError as exc:
-        if exc.errno is not None:  # the system refused (permissions, I/O): Pillow's own errors carry no errno
-            raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-        raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
-    except (SyntaxError, ValueError) as exc:
+    except (OSError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:  # the system refused (permissions, I/O):
+            raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None  # Pillow's carry no errno
         raise InputError(f"{path}: truncated or corrupt image ({exc})") from None
     return _to_rgb(img)
 

@@ -112,7 +112,7 @@ class BatchRunner:
         self._slots = [_Slot(), _Slot()] if self.cuda else []
         self._next_slot = 0
         self._copy_stream = torch.cuda.Stream(loaded.device) if self.cuda else None
-        self.notes: list[str] = [note for note in (cpu_half_note(loaded),) if note]
+        self.notes: list[str] = [note for note in (cpu_half_note(loaded.device, loaded.dtype),) if note]
 
     # -- the model on one chunk ------------------------------------------------------------------
     def _autocast(self, for_capture: bool = False):

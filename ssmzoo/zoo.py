@@ -114,24 +114,19 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
 def _backend_text(device: str) -> str:
     """Which scan backend runs on ``device`` here, and why, for ``info``; a forced backend that cannot
     run is shown with its reason rather than stopping the command."""
-    import os
-
     import torch
 
     from .errors import ScanBackendError
-    from .ops import scan_backend
+    from .ops.selective_scan import forced_scan_backend, scan_backend, triton_installed
 
     if device == "cuda" and not torch.cuda.is_available():
-        from .ops.selective_scan import _triton_importable
-
         return "none: no CUDA device here (on one: " + (
-            "triton)" if _triton_importable() else "torch; install triton for the Triton scan)")
+            "triton)" if triton_installed() else "torch; install triton for the Triton scan)")
     try:
         backend = scan_backend(device)
     except ScanBackendError as exc:
         return f"cannot run: {exc}"
-    forced = os.environ.get("SSMZOO_SCAN", "").strip()
-    return f"{backend} (forced by SSMZOO_SCAN)" if forced else backend
+    return f"{backend} (forced by SSMZOO_SCAN)" if forced_scan_backend() else backend
 
 
 def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:

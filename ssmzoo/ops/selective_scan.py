@@ -275,16 +275,16 @@ def scan_backend(device: torch.device | str | None = None) -> str:
 
     A forced backend that cannot run here is a ``ScanBackendError`` naming what is missing, not a
     failure deep inside a kernel launch."""
-    forced = os.environ.get("SSMZOO_SCAN", "").strip().lower()
+    forced = forced_scan_backend()
     device = torch.device(device) if device is not None else None
     if forced:
-        known = sorted(set(_BACKENDS) | {"triton"})
-        if forced not in known:
-            raise ScanBackendError(f"SSMZOO_SCAN={forced!r}: expected {' or '.join(known)} (or unset it: Triton "
-                                   "on CUDA devices, PyTorch elsewhere)")
+        if forced not in _BACKENDS and forced != "triton":
+            known = " or ".join(sorted(set(_BACKENDS) | {"triton"}))
+            raise ScanBackendError(f"SSMZOO_SCAN={forced!r}: expected {known} (or unset it: Triton on CUDA devices, "
+                                   "PyTorch elsewhere)")
         if forced == "triton":
             if not _triton_ready():
-                missing = "a CUDA device" if _triton_importable() else "the triton package and a CUDA device"
+                missing = "a CUDA device" if triton_installed() else "the triton package and a CUDA device"
                 raise ScanBackendError(f"SSMZOO_SCAN=triton: the Triton scan needs {missing}, which this machine "
                                        "lacks; unset SSMZOO_SCAN or set it to torch")
             if device is not None and device.type != "cuda":
@@ -296,7 +296,12 @@ def scan_backend(device: torch.device | str | None = None) -> str:
     return "torch"
 
 
-def _triton_importable() -> bool:
+def forced_scan_backend() -> Optional[str]:
+    """The backend ``SSMZOO_SCAN`` names (lower-cased), or None where it is unset."""
+    return os.environ.get("SSMZOO_SCAN", "").strip().lower() or None
+
+
+def triton_installed() -> bool:
     try:
         import triton  # noqa: F401
     except Exception:
