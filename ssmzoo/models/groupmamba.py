@@ -926,18 +926,23 @@ class GroupMamba(nn.Module):
         if self.dist:
             self.dist_head = make()
 
+    def _stage(self, i: int, x: Tensor) -> tuple[Tensor, int, int]:
+        """Stage ``i + 1`` on the image or the previous stage's map: its tokens (B, H*W, C) for the last
+        stage, else the (B, C, H, W) map the next stage reads (after the stage's LayerNorm)."""
+        x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+        for blk in getattr(self, f"block{i + 1}"):
+            x = blk(x, H, W)
+        if i != self.num_stages - 1:
+            x = getattr(self, f"norm{i + 1}")(x)
+            x = x.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
+            if not (x.is_cuda and DOWNSAMPLE_CHANNELS_LAST):
+                x = x.contiguous()
+        return x, H, W
+
     def forward_stages(self, x: Tensor) -> Tensor:
         """Image -> stage-4 tokens (B, H/32 * W/32, C), before the class-token network."""
-        batch = x.shape[0]
         for i in range(self.num_stages):
-            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
-            for blk in getattr(self, f"block{i + 1}"):
-                x = blk(x, H, W)
-            if i != self.num_stages - 1:
-                x = getattr(self, f"norm{i + 1}")(x)
-                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
-                if not (x.is_cuda and DOWNSAMPLE_CHANNELS_LAST):
-                    x = x.contiguous()
+            x, _, _ = self._stage(i, x)
         return x
 
     def forward_intermediates(self, x: Tensor, indices: Optional[int | list[int]] = None, norm: bool = False,
@@ -949,27 +954,17 @@ class GroupMamba(nn.Module):
             raise ValueError(f"output_fmt {output_fmt!r}: GroupMamba gives NCHW feature maps")
         take, last = feature_take_indices(self.num_stages, indices)
         intermediates: list[Tensor] = []
-        batch = x.shape[0]
         for i in range(last + 1 if stop_early or intermediates_only else self.num_stages):
-            x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
-            for blk in getattr(self, f"block{i + 1}"):
-                x = blk(x, H, W)
-            final = i == self.num_stages - 1
-            if not final:
-                x = getattr(self, f"norm{i + 1}")(x)
-                x = x.reshape(batch, H, W, -1).permute(0, 3, 1, 2)
-                if not (x.is_cuda and DOWNSAMPLE_CHANNELS_LAST):
-                    x = x.contiguous()
+            x, H, W = self._stage(i, x)
             if i in take:
-                feature = getattr(self, f"norm{i + 1}")(x) if final and norm else x
-                intermediates.append(feature.reshape(batch, H, W, -1).permute(0, 3, 1, 2).contiguous()
-                                     if final else feature)
+                if i != self.num_stages - 1:
+                    intermediates.append(x)
+                else:  # tokens: as a map, LayerNorm'd where asked
+                    tokens = getattr(self, f"norm{i + 1}")(x) if norm else x
+                    intermediates.append(tokens.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2).contiguous())
         if intermediates_only:
             return intermediates
-        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
-        for blk in self.post_network:
-            x = blk(x)
-        return getattr(self, f"norm{self.num_stages}")(x[:, 0]), intermediates
+        return self._class_token_feature(x), intermediates
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:
@@ -983,13 +978,16 @@ class GroupMamba(nn.Module):
             self.reset_classifier(0)
         return take
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Image -> normalised class-token feature (B, num_features), the input of the heads."""
-        x = self.forward_stages(x)
-        x = torch.cat([x.mean(dim=1, keepdim=True), x], dim=1)
+    def _class_token_feature(self, tokens: Tensor) -> Tensor:
+        """Stage-4 tokens -> the normalised class-token feature (B, num_features)."""
+        x = torch.cat([tokens.mean(dim=1, keepdim=True), tokens], dim=1)
         for blk in self.post_network:
             x = blk(x)
         return getattr(self, f"norm{self.num_stages}")(x[:, 0])
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Image -> normalised class-token feature (B, num_features), the input of the heads."""
+        return self._class_token_feature(self.forward_stages(x))
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         x = self.head_drop(x)
