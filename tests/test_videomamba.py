@@ -68,10 +68,56 @@ def test_pretrained_flag_refuses_silent_random_weights() -> None:
         timm.create_model("videomamba_tiny", pretrained=True, depth=1, embed_dim=32)
 
 
-def test_features_only_is_refused_in_words_not_deep_inside_timm() -> None:
-    for name in ("videomamba_tiny", "stablemamba_tiny_video"):
-        with pytest.raises(ValueError, match=f"{name}: features_only is not supported yet"):
-            timm.create_model(name, features_only=True, depth=1, embed_dim=32)
+def test_features_only_gives_the_residual_stream_of_the_last_blocks_as_maps() -> None:
+    """timm's feature API, as timm's ViTs have it: ``features_only=True`` (timm's getter) gives the
+    residual stream after the last 3 blocks (or ``out_indices``) without the cls token, as
+    (B, D, H', W') maps on a non-square image; the same tensors the classifier computes."""
+    small = dict(depth=3, embed_dim=32, img_size=32, drop_path_rate=0.0)
+    torch.manual_seed(0)
+    full = timm.create_model("videomamba_tiny", **small).eval()
+    features = timm.create_model("videomamba_tiny", features_only=True, **small).eval()
+    assert features.feature_info.channels() == [32, 32, 32]
+    assert features.feature_info.reduction() == [16, 16, 16]
+    features.model.load_state_dict({k: v for k, v in full.state_dict().items() if k in features.model.state_dict()})
+    x = torch.randn(2, 3, 48, 80)  # 3 x 5 patches
+    seen = {}
+    full.layers[2].norm.register_forward_hook(lambda module, args, out: seen.update(stream=args[0]))
+    with torch.no_grad():
+        maps = features(x)
+        final = full.forward_features(x)
+    assert [tuple(m.shape) for m in maps] == [(2, 32, 3, 5)] * 3
+    # block 1's stream is what block 2 normalises; the last block's, normalised, is forward_features
+    assert torch.allclose(maps[1].flatten(2).transpose(1, 2), seen["stream"][:, 1:], atol=1e-6)
+    with torch.no_grad():
+        (last, cls), = full.forward_intermediates(x, indices=[2], norm=True, output_fmt="NLC",
+                                                   return_prefix_tokens=True, intermediates_only=True)
+        tokens, _ = full.forward_intermediates(x)
+    assert torch.allclose(last, final[:, 1:], atol=1e-6) and torch.allclose(cls, final[:, :1], atol=1e-6)
+    assert torch.equal(tokens, final)
+    first = timm.create_model("videomamba_tiny", features_only=True, out_indices=(0,), **small)
+    assert len(first.model.layers) == 1 and not any(n.startswith("head") for n, _ in first.model.named_parameters())
+    with pytest.raises(ValueError, match="output_fmt 'NHWC'"):
+        full.forward_intermediates(x, output_fmt="NHWC")
+
+
+def test_features_only_on_video_and_stablemamba_gives_time_space_maps() -> None:
+    """Video models give (B, D, T', H', W') maps; StableMamba's attention blocks take part like the
+    Mamba blocks; ``feature_cfg=dict(norm=True)`` puts each through the final norm (``norm`` itself
+    names the blocks' norm kind)."""
+    for name in ("videomamba_tiny_video", "stablemamba_tiny_video"):
+        extra = dict(num_heads=2) if name.startswith("stable") else {}
+        torch.manual_seed(0)
+        full = timm.create_model(name, depth=4, embed_dim=32, img_size=32, num_frames=4, **extra).eval()
+        features = timm.create_model(name, features_only=True, out_indices=(1, 3), depth=4, embed_dim=32,
+                                     img_size=32, num_frames=4, feature_cfg=dict(norm=True), **extra).eval()
+        features.model.load_state_dict({k: v for k, v in full.state_dict().items()
+                                        if k in features.model.state_dict()})
+        clip = torch.randn(1, 3, 4, 32, 48)
+        with torch.no_grad():
+            maps = features(clip)
+            final = full.forward_features(clip)
+        assert [tuple(m.shape) for m in maps] == [(1, 32, 4, 2, 3)] * 2, name
+        assert torch.allclose(maps[1].flatten(2).transpose(1, 2), final[:, 1:], atol=1e-5), name
 
 
 # -- parity with the authors' implementation ----------------------------------------------------------

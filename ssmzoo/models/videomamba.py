@@ -24,6 +24,7 @@ from torch import Tensor
 
 from timm.layers import DropPath, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models import build_model_with_cfg, register_model
+from timm.models._features import feature_take_indices
 
 from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.opaque import call_op
@@ -343,6 +344,7 @@ class VideoMamba(nn.Module):
         # Like the authors: block i drops the *previous* block's output with rate inter_dpr[i].
         inter_dpr = [0.0] + dpr
         self.layers = nn.ModuleList([self._make_layer(i, inter_dpr[i]) for i in range(depth)])
+        self.feature_info = [dict(num_chs=embed_dim, reduction=patch_size, module=f"layers.{i}") for i in range(depth)]
         self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
         self.norm_f = make_norm(norm, embed_dim, norm_epsilon)
         self.head_drop = nn.Dropout(fc_drop_rate) if fc_drop_rate > 0 else nn.Identity()
@@ -418,16 +420,71 @@ class VideoMamba(nn.Module):
             x = x.flatten(2).transpose(1, 2) + pos[:, 1:]
         return torch.cat([cls, x], dim=1)
 
-    def _run_layers(self, hidden: Tensor) -> Tensor:
+    def _run_layers(self, hidden: Tensor, take: Sequence[int] = (), stop: Optional[int] = None
+                    ) -> Tuple[Optional[Tensor], list[Tensor]]:
+        """The blocks on the tokens: the normalised final tokens (None when ``stop`` ends the walk
+        after block ``stop``), and the residual stream after each block in ``take`` (a block's pending
+        output added, as the next block does; drop path as in eval)."""
         residual: Optional[Tensor] = None
-        for layer in self.layers:
+        taken: list[Tensor] = []
+        for i, layer in enumerate(self.layers):
             hidden, residual = layer(hidden, residual)
+            if i in take:
+                taken.append(residual + hidden)
+            if i == stop:
+                return None, taken
         residual = hidden if residual is None else residual + self.drop_path(hidden)
-        return self.norm_f(residual.to(self.norm_f.weight.dtype))
+        return self.norm_f(residual.to(self.norm_f.weight.dtype)), taken
 
     def forward_features(self, x: Tensor) -> Tensor:
         """All normalised tokens (B, 1 + N, D); token 0 is the cls token."""
-        return self._run_layers(self.pos_drop(self._tokens(x)))
+        return self._run_layers(self.pos_drop(self._tokens(x)))[0]
+
+    def _token_grid(self, x: Tensor) -> Tuple[int, ...]:
+        """The patch grid of an input: (H', W') for images, (T', H', W') for videos."""
+        p_h, p_w = self.patch_embed.patch_size
+        grid = (x.shape[-2] // p_h, x.shape[-1] // p_w)
+        return (x.shape[2] // self.patch_embed.tubelet_size, *grid) if self.is_video else grid
+
+    def forward_intermediates(self, x: Tensor, indices: Optional[Union[int, Sequence[int]]] = None,
+                              return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
+                              output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> Union[list, Tuple[Tensor, list]]:
+        """timm's feature API (``features_only=True``, timm's ViT conventions): the residual stream
+        after each block in ``indices`` (an int n: the last n blocks), without the cls token, as maps
+        (``NCHW``: (B, D, H', W') for images, (B, D, T', H', W') for videos) or tokens (``NLC``),
+        each through the final norm with ``norm``; ``return_prefix_tokens`` pairs each with its cls
+        token (B, 1, D)."""
+        if output_fmt not in ("NCHW", "NLC"):
+            raise ValueError(f"output_fmt {output_fmt!r}: VideoMamba gives 'NCHW' maps or 'NLC' tokens")
+        take, last = feature_take_indices(len(self.layers), indices)
+        grid = self._token_grid(x)
+        final, taken = self._run_layers(self.pos_drop(self._tokens(x)), take,
+                                        stop=last if stop_early or intermediates_only else None)
+        intermediates: list = []
+        for stream in taken:
+            if norm:
+                stream = self.norm_f(stream.to(self.norm_f.weight.dtype))
+            cls, tokens = stream[:, :1], stream[:, 1:]
+            if output_fmt == "NCHW":
+                tokens = tokens.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], *grid)
+            intermediates.append((tokens, cls) if return_prefix_tokens else tokens)
+        if intermediates_only:
+            return intermediates
+        if final is None:  # stopped early: the last stream taken, normalised, stands for the output
+            final = self.norm_f(taken[-1].to(self.norm_f.weight.dtype))
+        return final, intermediates
+
+    def prune_intermediate_layers(self, indices: Union[int, Sequence[int]] = 1, prune_norm: bool = False,
+                                  prune_head: bool = True) -> list[int]:
+        """Drops the blocks after the last one taken (and the final norm and the head, where asked)."""
+        take, last = feature_take_indices(len(self.layers), indices)
+        self.layers = self.layers[:last + 1]
+        if prune_norm:
+            self.norm_f = nn.Identity()
+        if prune_head:
+            self.reset_classifier(0)
+        return take
 
     def forward_head(self, x: Tensor, pre_logits: bool = False) -> Tensor:
         x = x[:, 0] if self.global_pool == "token" else x[:, 1:].mean(dim=1)
@@ -510,13 +567,13 @@ def create_model_with_cfg(cls: type, variant: str, pretrained: bool, defaults: D
     if pretrained:
         raise ValueError(f"{variant}: timm-side pretrained loading is not wired; load weights with "
                          "ssmzoo's weights manifest (the checkpoints go through checkpoint_filter_fn)")
-    if kwargs.get("features_only"):  # timm would fail deep inside, on the missing feature_info
-        raise ValueError(f"{variant}: features_only is not supported yet (GroupMamba has it); use "
-                         "forward_features for the pooled feature")
     args = dict(defaults)
     args.update(kwargs)
+    # features_only: timm's getter over forward_intermediates; by default the last 3 blocks, as timm's
+    # ViTs; feature_cfg=dict(norm=True, output_fmt="NLC") reaches the getter (``norm`` is the blocks')
+    feature_cfg = dict(feature_cls="getter", out_indices=3, **args.pop("feature_cfg", None) or {})
     return build_model_with_cfg(cls, variant, pretrained=False, pretrained_filter_fn=checkpoint_filter_fn,
-                                **args)
+                                feature_cfg=feature_cfg, **args)
 
 
 def _image(size: str, pretrained: bool, **kwargs: Any) -> VideoMamba:
