@@ -65,7 +65,9 @@ class SweepError(UsageError):
 
 def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP) -> list[int]:
     """``START..END[:STEP]`` (END included when the steps reach it), ``A,B,C`` or a mix (``10..30,50``):
-    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise."""
+    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise. A range
+    whose STEP is larger than END - START is refused rather than run as START alone (``10..90:200``
+    asks for a sweep, not for one quality)."""
     example = "10..90:20 or 10,30,50" if hi >= 90 else f"{lo}..{hi} or {lo},{hi}"
     hint = f"expected START..END[:STEP] or a comma-separated list of integers in {lo}..{hi}, e.g. {example}"
     values: set[int] = set()
@@ -82,9 +84,13 @@ def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int
             if start > end:
                 raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
                                  f"write {end}..{start}")
-            chunk = list(range(start, end + 1, step))
-            if not lo <= end <= hi:  # also where the steps stop short of it (10..101 -> 10, 20, ..., 100)
+            if not (lo <= start and end <= hi):  # also where the steps stop short of END (10..101 -> 10, ..., 100)
                 raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+            if start < end and step > end - start:  # the range would shrink to START alone, unseen
+                raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
+                                 f"which would give {start} alone; use a step of at most {end - start} "
+                                 f"({start}..{end}:{end - start} gives {start} and {end}) or a list ({start},{end})")
+            chunk = list(range(start, end + 1, step))
         elif re.fullmatch(r"-?\d+", part):
             chunk = [int(part)]
         else:
