@@ -319,7 +319,7 @@ def classify_cmd(
                                  "each naming the model and weights."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
-    from .classify import Classifier, ClassifyResult, expand_inputs, media_kind
+    from .classify import Classifier, ClassifyResult, drop_duplicates, duplicates_note, expand_inputs, media_kind
     from .factory import cpu_half_note, load_model
     from .labels import class_names
 
@@ -330,7 +330,9 @@ def classify_cmd(
     if top_k > n_classes:
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
-    items = expand_inputs(inputs)
+    items, repeated = drop_duplicates(expand_inputs(inputs))
+    if repeated:
+        err.print(f"note: {duplicates_note(repeated)}", markup=False, style="dim")
     weights_origin = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
