@@ -373,8 +373,9 @@ def classify_cmd(
 def _eval_option(name: str):
     """An option ``eval`` and ``robustness`` share, defined once (a fresh OptionInfo per use)."""
     specs = {
-        "limit": ((None, "--limit"), dict(min=1, metavar="N", help="Evaluate N items: round-robin over classes in "
-                                          "file order (deterministic).")),
+        "limit": ((None, "--limit"), dict(min=1, metavar="N", help="Take N items: round-robin over classes in "
+                                          "file order (deterministic); unreadable ones among them are skipped, "
+                                          "not replaced.")),
         "batch_size": ((64, "--batch-size", "-b"), dict(min=1, metavar="N",
                                                          help="Images, or video clips (views), per forward pass.")),
         "workers": ((None, "--workers"), dict(min=0, metavar="N", help="DataLoader workers (default: CPUs per process "

@@ -297,7 +297,7 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
 
     # --- the table, the CE table and the terminal charts
     text = res.stdout
-    for needle in ("ssmzoo robustness on imagenet (8 images)", "groupmamba_mini_b", "JPEG q10", "contrast 5",
+    for needle in ("ssmzoo robustness on imagenet (7 of 8 images readable)", "groupmamba_mini_b", "JPEG q10", "contrast 5",
                    "drop", "ImageNet-C corruption error", "mCE", "no CE for saturate", "7 of 8 items readable",
                    "top-1 (%) against JPEG quality", "top-1 (%) against severity", "in 1 pass "):
         assert needle in text, needle
@@ -324,6 +324,29 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
     assert res7.code == 0, res7.stderr
     r7 = {(r["model"], r["key"]): r for r in json.loads(res7.stdout)["results"]}
     assert r7[(env["names"][0], "contrast_s2")]["top1"] == rows[(env["names"][0], "contrast_s2")]["top1"]
+
+
+def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, tmp_path):
+    # --limit picks its items before any is read; the unreadable ones among them are skipped, not replaced,
+    # and the title, the note and --json say how many of the N were read
+    env = sweep_env
+    data = tmp_path / "imagenet"
+    shutil.copytree(env["data"], data)
+    cut = sorted((data / "val").iterdir())[0] / "aa_cut.JPEG"  # its class's first file: --limit takes it
+    cut.write_bytes((EXAMPLES / "coffee.jpg").read_bytes()[:1500])
+    args = ["--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", data,
+            "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "8",
+            "--workers", "0", "--device", "cpu"]
+    res = cli(*args, "--json")
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert (report["limit"], report["n"], report["readable"], report["skipped"], report["total"]) == (8, 8, 7, 1, 9)
+    assert [Path(s["path"]).name for s in report["skipped_items"]] == ["aa_cut.JPEG"]  # (zz_broken: not taken)
+    assert all((r["n"], r["evaluated"]) == (8, 7) for r in report["results"])
+    assert ("--limit 8: 8 of 9 items (class-stratified, deterministic); 1 unreadable item among them skipped, "
+            "not replaced, so 7 evaluated") in report["notes"]
+    table = cli(*args, "--no-chart").stdout
+    assert "ssmzoo robustness on imagenet (7 of 8 images readable)" in table and "7 of 8 items readable" in table
 
 
 def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
