@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,7 +18,7 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
-from .paths import file_in_the_way
+from .paths import check_output_path
 from .text import count
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
@@ -85,30 +84,6 @@ def fail(message: str) -> None:
     """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead)."""
     err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
-
-
-def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
-    """Fails now, not after a long run, where ``path`` has the wrong suffix or cannot be written (its
-    folder is created, and a scratch file made and removed there; every process may check at once)."""
-    if path is None:
-        return
-    if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a directory")
-    blocking = file_in_the_way(path.parent)
-    if blocking is not None:
-        raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            with open(path, "a"):
-                pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
-                pass
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _entries():
@@ -258,7 +233,7 @@ def convert_cmd(
     from .errors import WeightsError
     from .factory import adapt_state_dict, build_model
 
-    _check_output("output", output, (".safetensors",))
+    check_output_path("output", output, (".safetensors",))
     built = build_model(_entry(model)) if model else None  # an unknown model fails before anything is read
 
     def strict_load(sd):  # before the file is written: a failed check writes nothing
@@ -438,8 +413,8 @@ def eval_cmd(
     from .factory import check_load_options, load_model
 
     parsed_views = _parse_views(views)
-    _check_output("--output", output, (".json", ".csv"))
-    _check_output("--per-sample", per_sample, (".csv", ".jsonl"))
+    check_output_path("--output", output, (".json", ".csv"))
+    check_output_path("--per-sample", per_sample, (".csv", ".jsonl"))
     if output is not None and per_sample is not None and output.resolve() == per_sample.resolve():
         raise UsageError(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
     ctx, device = init_from_env(device)
@@ -635,10 +610,10 @@ def robustness_cmd(
         raise UsageError(f"--weights was given {count(len(weights), 'time')} for {len(models)} --model: give one per model, "
                          "in order")
     parsed_views = _parse_views(views)
-    _check_output("--output", output, (".json", ".csv"))
+    check_output_path("--output", output, (".json", ".csv"))
     if plot is not None:
         check_plot_target(plot)
-        _check_output("--plot", plot, PLOT_SUFFIXES)
+        check_output_path("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
     if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
         raise UsageError("the --model entries must predict the same labels from the same kind of input: "
