@@ -32,7 +32,9 @@ app = typer.Typer(
            "  SSMZOO_SCAN      force the selective-scan backend: torch or triton (default: triton on CUDA, torch\n"
            "                   elsewhere; `ssmzoo info MODEL` shows which runs)\n"
            "  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN  where and how weights are fetched\n"
-           "                   (huggingface_hub's own variables)",
+           "                   (huggingface_hub's own variables)\n"
+           "  HF_HUB_VERBOSITY huggingface_hub's own messages as they come (default: after a fetch that worked,\n"
+           "                   one line each; none before a failed fetch's error)",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -209,6 +211,7 @@ def download_cmd(
             continue
         if resolved.note:
             err.print(f"{name}: {resolved.note}", markup=False)
+        _hub_notes(name, resolved)
         records.append(download_record(name, resolved))
         if not as_json:
             print(f"{name}: {resolved.path}  ({resolved.origin}{', already cached' if resolved.cached else ''})")
@@ -249,10 +252,18 @@ def convert_cmd(
         print(f"{output}: {written.tensors} tensors" + (f", loads strictly into {model}" if model else ""))
 
 
+def _hub_notes(model: str, resolved) -> None:
+    """What huggingface_hub logged or warned while fetching the weights (e.g. a resumed download), one
+    line each on stderr, after the fetch rather than interleaved with it."""
+    for line in resolved.hub_messages:
+        err.print(f"{model}: huggingface_hub: {line}", markup=False, style="dim")
+
+
 def _report_weights(model: str, resolved) -> None:
     """Says on stderr which checkpoint is in use (and which file was picked from a repo listing)."""
     if resolved.note:
         err.print(f"{model}: {resolved.note}", markup=False, style="dim")
+    _hub_notes(model, resolved)
     err.print(f"{model}: weights {resolved.origin}", markup=False, style="dim")
 
 
@@ -421,6 +432,7 @@ def eval_cmd(
 
     def resolved(r) -> None:
         if ctx.is_main:
+            _hub_notes(model, r)
             err.print(f"{model}: weights {r.origin}", markup=False, style="dim")
 
     try:
@@ -629,6 +641,7 @@ def robustness_cmd(
     def resolved(name: str):
         def say(r) -> None:
             if ctx.is_main:
+                _hub_notes(name, r)
                 err.print(f"{name}: weights {r.origin}", markup=False, style="dim")
         return say
 

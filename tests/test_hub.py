@@ -260,6 +260,10 @@ def test_dropped_connection_is_resumed_with_range(hub):
     assert ranged[0] is None and len(ranged) == 2
     start = int(ranged[1].removeprefix("bytes=").removesuffix("-"))
     assert 0 < start < len(data) // 2
+    # huggingface_hub's own line about it is kept for the caller to print after the fetch, not printed
+    (said,) = rw.hub_messages
+    assert said.startswith(f"Error while downloading from {hub.cdn}/cdn/") and said.endswith(
+        "; Trying to resume download...")
 
 
 def test_served_file_that_is_not_a_checkpoint(hub, cache):
