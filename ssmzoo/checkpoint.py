@@ -105,7 +105,7 @@ def checkpoint_problem(path: PathLike) -> Optional[str]:
     Cheap enough to run on every download (a few KiB read, or a zip's central directory, whatever the
     file's size), so that an error page, an empty or cut-off file is caught when it is fetched rather
     than when a model first loads it. Not a load: a file that passes may still fail to load (a legacy
-    pickle's data is not checked; a zip's records are only listed) or hold other weights.
+    pickle's tensor bytes are only measured; a zip's records are only listed) or hold other weights.
     """
     p = Path(path)
     size = p.stat().st_size
@@ -120,7 +120,7 @@ def checkpoint_problem(path: PathLike) -> Optional[str]:
         head = f.read(64)
     if head.startswith(b"PK"):
         return _torch_zip_problem(p)
-    return _legacy_pickle_problem(head)
+    return _legacy_pickle_problem(p, size)
 
 
 def _safetensors_problem(path: Path, size: int) -> Optional[str]:
@@ -168,18 +168,133 @@ def _torch_zip_problem(path: Path) -> Optional[str]:
     return None
 
 
-def _legacy_pickle_problem(head: bytes) -> Optional[str]:
-    """torch.save's legacy format opens with a pickle of torch's magic number; read its opcodes
-    without running them (which a pickle could do) and compare."""
-    try:
-        for op, arg, _ in pickletools.genops(io.BytesIO(head)):
-            if op.name == "STOP":
-                return "it is a pickle, but not a PyTorch checkpoint (it does not open with torch.save's magic number)"
-            if arg == torch.serialization.MAGIC_NUMBER:
-                return None
-    except ValueError:  # an unknown opcode, or the opcodes run off the end of the file
+# Bytes per element of the storage types torch.save's legacy format names (``torch.FloatStorage`` ...).
+_LEGACY_ELEMENT_SIZES = {
+    "DoubleStorage": 8, "FloatStorage": 4, "HalfStorage": 2, "BFloat16Storage": 2, "LongStorage": 8,
+    "IntStorage": 4, "ShortStorage": 2, "CharStorage": 1, "ByteStorage": 1, "BoolStorage": 1,
+    "ComplexDoubleStorage": 16, "ComplexFloatStorage": 8, "QInt8Storage": 1, "QUInt8Storage": 1,
+    "QInt32Storage": 4, "QUInt4x2Storage": 1, "QUInt2x4Storage": 1, "UntypedStorage": 1,
+}
+
+
+class _StandIn:
+    """What every class a pickle names becomes while its layout is checked: it takes any arguments and
+    state and does nothing, so no code the pickle names is imported or run."""
+
+    _name = ""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         pass
-    return "it starts with a pickle opcode but is not a PyTorch checkpoint, or is cut off"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_StandIn":  # e.g. what getattr(cls, "method") gave
+        return _StandIn()
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+
+class _BoundedReader:
+    """A file seen by the unpickler: a read past the end returns what is there and notes it (a cut-off
+    file, told apart from a damaged one), and a length field read from garbage allocates nothing."""
+
+    def __init__(self, f: Any, size: int) -> None:
+        self.f, self.size, self.pos, self.hit_end = f, size, f.tell(), False
+
+    def read(self, n: int = -1) -> bytes:
+        left = self.size - self.pos
+        if n is None or n < 0 or n > left:
+            self.hit_end = self.hit_end or (n is not None and n > left)
+            n = left
+        data = self.f.read(n)
+        self.pos += len(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def readline(self) -> bytes:
+        line = self.f.readline(self.size - self.pos)
+        self.pos += len(line)
+        if not line.endswith(b"\n"):
+            self.hit_end = True
+        return line
+
+
+class _LayoutUnpickler(pickle.Unpickler):
+    """Unpickles with stand-ins for every class (nothing is imported or called) and records the storages
+    the pickled object refers to: (key, storage type name, number of elements)."""
+
+    def __init__(self, file: Any) -> None:
+        super().__init__(file)
+        self.storages: dict[str, tuple[str, Any]] = {}
+
+    def find_class(self, module: str, name: str) -> type:
+        return type(name, (_StandIn,), {"_name": name})
+
+    def persistent_load(self, pid: Any) -> Any:
+        if isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage":  # the first mention is what was saved
+            self.storages.setdefault(str(pid[2]), (getattr(pid[1], "_name", ""), pid[4]))
+        return _StandIn()
+
+
+def _legacy_pickle_problem(path: Path, size: int) -> Optional[str]:
+    """torch.save's legacy format: five pickles (its magic number, protocol version, system info, the
+    object, the sorted list of storage keys), then each storage's element count (8 bytes) and data. The
+    pickles are read with stand-ins for every class they name (nothing of them runs), and the storages'
+    records are walked to their end, so a file cut off anywhere (even right after the magic number) is
+    caught, reading the pickles and 8 bytes per storage, never the tensor data."""
+    with open(path, "rb") as f:
+        reader = _BoundedReader(f, size)
+        parts = ("magic number", "protocol version", "system information", "pickled object", "storage list")
+        values: list[Any] = []
+        for part in parts:
+            unpickler = _LayoutUnpickler(reader)
+            try:
+                values.append(unpickler.load())
+            except Exception as e:  # noqa: BLE001 - garbage makes the unpickler raise all kinds of errors
+                if not values:  # (the first pickle: the earlier message, also for a file cut off inside it)
+                    return "it starts with a pickle opcode but is not a PyTorch checkpoint, or is cut off"
+                if reader.hit_end or reader.pos >= size:
+                    return f"it is a truncated PyTorch checkpoint (legacy format: it ends inside its {part})"
+                return (f"it is a damaged PyTorch checkpoint (legacy format: its {part} cannot be read: "
+                        f"{_one_line(str(e), 80) or type(e).__name__})")
+            if part == "magic number" and values[0] != torch.serialization.MAGIC_NUMBER:
+                return "it is a pickle, but not a PyTorch checkpoint (it does not open with torch.save's magic number)"
+            if part == "pickled object":
+                storages = unpickler.storages
+        sys_info, keys = values[2], values[4]
+        if not (isinstance(keys, list) and all(isinstance(k, str) for k in keys)):
+            return "it is a damaged PyTorch checkpoint (legacy format: its storage list is not a list of keys)"
+        order = "little" if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) else "big"
+        offset = reader.pos
+        for key in keys:
+            kind, numel = storages.get(key, ("", None))
+            element_size = _LEGACY_ELEMENT_SIZES.get(kind)
+            if element_size is None:  # a storage type this check does not know: nothing more to say
+                return None
+            if offset + 8 > size:
+                return "it is a truncated PyTorch checkpoint (legacy format: it ends inside its tensor data)"
+            f.seek(offset)
+            recorded = int.from_bytes(f.read(8), order)
+            if isinstance(numel, int) and recorded != numel:
+                return (f"it is a damaged PyTorch checkpoint (legacy format: storage {key!r} records {recorded} "
+                        f"elements where its pickle says {numel})")
+            offset += 8 + recorded * element_size
+        if offset > size:
+            return (f"it is a truncated PyTorch checkpoint (legacy format: its tensor data end at byte {offset}, "
+                    f"the file has {size})")
+    return None
 
 
 def _describe_garbage(path: Path, lfs_hint: bool = True) -> str:

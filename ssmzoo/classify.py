@@ -102,6 +102,38 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
     return found
 
 
+def drop_duplicates(items: list[tuple[str, Optional[str]]]
+                    ) -> tuple[list[tuple[str, Optional[str]]], list[tuple[str, str]]]:
+    """``expand_inputs``' entries with each file kept once, at its first occurrence, and the (dropped
+    path, kept path) pairs: a file named twice, given directly and through its folder or a glob, or
+    spelt two ways (``a.jpg``, ``./a.jpg``, a link to it) would otherwise be classified twice. Files are
+    the same when the system says so (device and inode, as ``os.path.samefile``); an entry that cannot
+    be looked up (a missing file, a pattern that matched nothing) by its resolved path."""
+    kept: list[tuple[str, Optional[str]]] = []
+    dropped: list[tuple[str, str]] = []
+    first: dict[tuple, str] = {}
+    for path, error in items:
+        try:
+            st = os.stat(path)
+            key: tuple = ("file", st.st_dev, st.st_ino)
+        except (OSError, ValueError):
+            key = ("path", os.path.realpath(path))
+        if key in first:
+            dropped.append((path, first[key]))
+            continue
+        first[key] = path
+        kept.append((path, error))
+    return kept, dropped
+
+
+def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
+    """One line saying how many inputs repeated another, with the first few of them."""
+    pairs = [f"{path} = {kept}" if path != kept else path for path, kept in dropped[:shown]]
+    more = f" and {len(dropped) - shown} more" if len(dropped) > shown else ""
+    return (f"skipped {count(len(dropped), 'input')} naming a file already given: {', '.join(pairs)}{more} "
+            "(each file is classified once)")
+
+
 def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
     """A folder's media files (by suffix) as ``expand_inputs`` entries, and an error entry for each
     subfolder that cannot be read and each link to nothing, which would otherwise drop out unseen."""

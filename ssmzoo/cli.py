@@ -7,7 +7,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 from pathlib import Path
 from typing import List, Optional
 
@@ -19,7 +18,7 @@ from typer.core import TyperCommand
 
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
-from .paths import file_in_the_way
+from .paths import check_output_path
 from .text import count
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
@@ -33,7 +32,9 @@ app = typer.Typer(
            "  SSMZOO_SCAN      force the selective-scan backend: torch or triton (default: triton on CUDA, torch\n"
            "                   elsewhere; `ssmzoo info MODEL` shows which runs)\n"
            "  HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN  where and how weights are fetched\n"
-           "                   (huggingface_hub's own variables)",
+           "                   (huggingface_hub's own variables)\n"
+           "  HF_HUB_VERBOSITY huggingface_hub's own messages as they come (default: after a fetch that worked,\n"
+           "                   one line each; none before a failed fetch's error)",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -85,30 +86,6 @@ def fail(message: str) -> None:
     """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead)."""
     err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
-
-
-def _check_output(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
-    """Fails now, not after a long run, where ``path`` has the wrong suffix or cannot be written (its
-    folder is created, and a scratch file made and removed there; every process may check at once)."""
-    if path is None:
-        return
-    if path.suffix.lower() not in suffixes:
-        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
-    if path.is_dir():
-        raise UsageError(f"{option} {path}: is a directory")
-    blocking = file_in_the_way(path.parent)
-    if blocking is not None:
-        raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.exists():
-            with open(path, "a"):
-                pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
-                pass
-    except OSError as exc:
-        raise UsageError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 def _entries():
@@ -234,6 +211,7 @@ def download_cmd(
             continue
         if resolved.note:
             err.print(f"{name}: {resolved.note}", markup=False)
+        _hub_notes(name, resolved)
         records.append(download_record(name, resolved))
         if not as_json:
             print(f"{name}: {resolved.path}  ({resolved.origin}{', already cached' if resolved.cached else ''})")
@@ -258,7 +236,7 @@ def convert_cmd(
     from .errors import WeightsError
     from .factory import adapt_state_dict, build_model
 
-    _check_output("output", output, (".safetensors",))
+    check_output_path("output", output, (".safetensors",))
     built = build_model(_entry(model)) if model else None  # an unknown model fails before anything is read
 
     def strict_load(sd):  # before the file is written: a failed check writes nothing
@@ -274,10 +252,18 @@ def convert_cmd(
         print(f"{output}: {written.tensors} tensors" + (f", loads strictly into {model}" if model else ""))
 
 
+def _hub_notes(model: str, resolved) -> None:
+    """What huggingface_hub logged or warned while fetching the weights (e.g. a resumed download), one
+    line each on stderr, after the fetch rather than interleaved with it."""
+    for line in resolved.hub_messages:
+        err.print(f"{model}: huggingface_hub: {line}", markup=False, style="dim")
+
+
 def _report_weights(model: str, resolved) -> None:
     """Says on stderr which checkpoint is in use (and which file was picked from a repo listing)."""
     if resolved.note:
         err.print(f"{model}: {resolved.note}", markup=False, style="dim")
+    _hub_notes(model, resolved)
     err.print(f"{model}: weights {resolved.origin}", markup=False, style="dim")
 
 
@@ -319,7 +305,7 @@ def classify_cmd(
                                  "each naming the model and weights."),
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
-    from .classify import Classifier, ClassifyResult, expand_inputs, media_kind
+    from .classify import Classifier, ClassifyResult, drop_duplicates, duplicates_note, expand_inputs, media_kind
     from .factory import cpu_half_note, load_model
     from .labels import class_names
 
@@ -330,7 +316,9 @@ def classify_cmd(
     if top_k > n_classes:
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
-    items = expand_inputs(inputs)
+    items, repeated = drop_duplicates(expand_inputs(inputs))
+    if repeated:
+        err.print(f"note: {duplicates_note(repeated)}", markup=False, style="dim")
     weights_origin = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
@@ -371,8 +359,9 @@ def classify_cmd(
 def _eval_option(name: str):
     """An option ``eval`` and ``robustness`` share, defined once (a fresh OptionInfo per use)."""
     specs = {
-        "limit": ((None, "--limit"), dict(min=1, metavar="N", help="Evaluate N items: round-robin over classes in "
-                                          "file order (deterministic).")),
+        "limit": ((None, "--limit"), dict(min=1, metavar="N", help="Take N items: round-robin over classes in "
+                                          "file order (deterministic); unreadable ones among them are skipped, "
+                                          "not replaced.")),
         "batch_size": ((64, "--batch-size", "-b"), dict(min=1, metavar="N",
                                                          help="Images, or video clips (views), per forward pass.")),
         "workers": ((None, "--workers"), dict(min=0, metavar="N", help="DataLoader workers (default: CPUs per process "
@@ -435,14 +424,15 @@ def eval_cmd(
     from .factory import check_load_options, load_model
 
     parsed_views = _parse_views(views)
-    _check_output("--output", output, (".json", ".csv"))
-    _check_output("--per-sample", per_sample, (".csv", ".jsonl"))
+    check_output_path("--output", output, (".json", ".csv"))
+    check_output_path("--per-sample", per_sample, (".csv", ".jsonl"))
     if output is not None and per_sample is not None and output.resolve() == per_sample.resolve():
         raise UsageError(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
     ctx, device = init_from_env(device)
 
     def resolved(r) -> None:
         if ctx.is_main:
+            _hub_notes(model, r)
             err.print(f"{model}: weights {r.origin}", markup=False, style="dim")
 
     try:
@@ -632,10 +622,10 @@ def robustness_cmd(
         raise UsageError(f"--weights was given {count(len(weights), 'time')} for {len(models)} --model: give one per model, "
                          "in order")
     parsed_views = _parse_views(views)
-    _check_output("--output", output, (".json", ".csv"))
+    check_output_path("--output", output, (".json", ".csv"))
     if plot is not None:
         check_plot_target(plot)
-        _check_output("--plot", plot, PLOT_SUFFIXES)
+        check_output_path("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
     if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
         raise UsageError("the --model entries must predict the same labels from the same kind of input: "
@@ -651,6 +641,7 @@ def robustness_cmd(
     def resolved(name: str):
         def say(r) -> None:
             if ctx.is_main:
+                _hub_notes(name, r)
                 err.print(f"{name}: weights {r.origin}", markup=False, style="dim")
         return say
 

@@ -82,6 +82,9 @@ class EvalData:
     # What was left out that the user may not expect (an empty class folder, a --class-map line naming no
     # folder): the CLI prints each on stderr before the run, so a typo does not pass for a smaller dataset.
     warnings: list[str] = field(default_factory=list)
+    # --limit where it took a subset (None otherwise): the subset is chosen before any file is read, so
+    # an unreadable file in it is skipped, not replaced, and the summaries say how many were evaluated.
+    limited_to: Optional[int] = None
 
     def __post_init__(self) -> None:
         self.total = self.total or len(self.samples)
@@ -100,7 +103,19 @@ class EvalData:
         if n < 1:
             raise DatasetOptionError(f"--limit {n}: expected a positive number")
         return replace(self, samples=stratified_subset(self.samples, n), notes=list(self.notes), total=self.total,
-                       warnings=list(self.warnings))
+                       warnings=list(self.warnings), limited_to=n)
+
+    def limit_note(self, unreadable: int) -> Optional[str]:
+        """What --limit took, and what became of it: the subset is fixed before reading (workers read the
+        files, ranks get their shards up front; the same files for every run and model), so ``unreadable``
+        files in it are skipped, not replaced by others, and fewer than N items are evaluated."""
+        if self.limited_to is None:
+            return None
+        note = f"--limit {self.limited_to}: {len(self)} of {self.total} items (class-stratified, deterministic)"
+        if unreadable:
+            note += (f"; {count(unreadable, 'unreadable item')} among them skipped, not replaced, so "
+                     f"{len(self) - unreadable} evaluated")
+        return note
 
 
 def stratified_subset(samples: Sequence[Sample], n: int) -> list[Sample]:

@@ -3,8 +3,9 @@
 Two kinds, told apart by the exit code: a :class:`UsageError` says the command line itself is wrong
 (exit code 2, as for click's own checks), any other :class:`SsmzooError` that the run failed (exit
 code 1). The line between them: what the command line says, and whether the paths it names exist and
-are of the right kind, is usage; what is inside those files and folders, or what happens while
-running (network, decoding, a damaged checkpoint), is a run-time failure.
+are of the right kind, is usage; what is inside those files and folders, whether the system lets
+them be read or written (permissions, a read-only or full disk), or what happens while running
+(network, decoding, a damaged checkpoint), is a run-time failure.
 """
 
 
@@ -40,6 +41,11 @@ class WeightsError(SsmzooError):
 
 class WeightsOptionError(WeightsError, UsageError):
     """``--weights`` (or a checkpoint argument) cannot be used as typed, or is needed and missing."""
+
+
+class OutputError(SsmzooError):
+    """An output file the command line names cannot be written there (no permission, a read-only or full
+    disk): the path is usable as typed, the file system refuses it, so the run fails (exit code 1)."""
 
 
 class InputError(SsmzooError):

@@ -83,6 +83,7 @@ class EvalResult:
     workers: int = 0
     batch_size: int = 0
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
+    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``evaluated`` were read)
     reported_top1: Optional[float] = None
     reported_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
@@ -156,7 +157,8 @@ class EvalResult:
         return {
             "model": self.model, "weights": self.weights, "dataset": self.dataset, "data_dir": self.data_dir,
             "kind": self.kind, "label_set": self.label_set, "protocol": self.protocol, "views": self.views,
-            "total": self.total, "n": self.n, "evaluated": self.evaluated, "skipped": len(self.failed),
+            "total": self.total, "limit": self.limit, "n": self.n, "evaluated": self.evaluated,
+            "skipped": len(self.failed),
             "top1": r(self.top1), "top5": r(self.top5), "top1_stderr": r(self.top1_stderr),
             "reported_top1": self.reported_top1, "top1_diff": r(self.top1_diff),
             "reported_source": self.reported_source, "reported_caveat": self.reported_caveat,
@@ -408,8 +410,9 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     if [r.index for r in merged] != list(range(len(data))):  # sharding must cover each item exactly once
         raise RuntimeError(f"evaluation covered {len(merged)} results for {len(data)} items")
     notes = list(data.notes)
-    if len(data) < data.total:
-        notes.append(f"--limit: {len(data)} of {data.total} items (class-stratified, deterministic)")
+    limited = data.limit_note(sum(1 for r in merged if not r.ok))
+    if limited:
+        notes.append(limited)
     return EvalResult(
         model=entry.name, weights=loaded.weights_origin, dataset=data.name, data_dir=data.root, kind=data.kind,
         label_set=data.label_set, protocol=protocol, views=per_item, total=data.total, samples=merged,
@@ -417,6 +420,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         busy_s=sum(w for _, w, _ in gathered), device=_device_name(loaded.device, dist.world_size),
         dtype=next((k for k, v in DTYPES.items() if v == loaded.dtype), str(loaded.dtype)),
         world_size=dist.world_size, workers=workers, batch_size=batch_size, execution=runner.mode,
+        limit=data.limited_to,
         reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes,
         warnings=list(data.warnings))
 

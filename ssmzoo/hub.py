@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fnmatch
+import logging
 import os
 import re
 import socket
@@ -91,6 +92,9 @@ class ResolvedWeights:
     checked_sha256: Optional[str] = None  # the sha256 the file was found to have, where it was checked
     checked_against: Optional[str] = None  # "manifest" or "hub" (an LFS file's published sha256), or None
     cached: Optional[bool] = None  # Hub files: already in the local cache (nothing was downloaded)
+    # What huggingface_hub logged or warned while fetching (e.g. a download resumed), one line each, for
+    # the CLI to print as notes; kept out of the way of the error line when the fetch fails.
+    hub_messages: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         """The record ``ssmzoo download --json`` prints (Hub fields are None for a local file)."""
@@ -160,9 +164,49 @@ def _hf_home_dir() -> Path:
     return Path(os.path.expandvars(os.path.expanduser(raw)))
 
 
+class _Collect(logging.Handler):
+    """Keeps each record huggingface_hub logs as one line instead of printing it."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.WARNING)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(_one_line(record.getMessage()))
+
+
+def _one_line(message: str) -> str:
+    return "; ".join(" ".join(line.split()) for line in message.splitlines() if line.strip())
+
+
 @contextlib.contextmanager
-def _hub_call(offline: bool, progress: bool) -> Iterator[None]:
-    """Make huggingface_hub's import-time offline flag follow the environment, and mute its bar if asked."""
+def _hub_messages(lines: list[str]) -> Iterator[None]:
+    """huggingface_hub's own log records (its logger, e.g. "Trying to resume download...", "Retrying in
+    1s") and warnings (e.g. no symlinks in the cache folder) during a call, collected in ``lines`` rather
+    than printed: printed as they come they stand before, and bury, the one-line error a failed fetch
+    ends with. The caller prints them as notes after a fetch that worked (its error says what failed).
+    Left alone where HF_HUB_VERBOSITY is set: the user asked for the library's own output. Warnings
+    keep the filters in force (a filtered-out warning is not collected)."""
+    if os.environ.get("HF_HUB_VERBOSITY"):
+        yield
+        return
+    hub_logger = logging.getLogger("huggingface_hub")
+    saved = hub_logger.handlers[:], hub_logger.propagate
+    hub_logger.handlers, hub_logger.propagate = [_Collect(lines)], False
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            yield
+    finally:
+        hub_logger.handlers, hub_logger.propagate = saved
+        lines.extend(_one_line(str(w.message)) for w in caught)
+
+
+@contextlib.contextmanager
+def _hub_call(offline: bool, progress: bool) -> Iterator[list[str]]:
+    """Make huggingface_hub's import-time offline flag follow the environment, mute its bar if asked, and
+    collect what it logs or warns (see ``_hub_messages``) in the list it yields."""
     from huggingface_hub import constants
     from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
 
@@ -174,8 +218,10 @@ def _hub_call(offline: bool, progress: bool) -> Iterator[None]:
             warnings.simplefilter("ignore")
             disable_progress_bars()
         muted = True
+    lines: list[str] = []
     try:
-        yield
+        with _hub_messages(lines):
+            yield lines
     finally:
         constants.HF_HUB_OFFLINE = saved
         if muted:
@@ -515,6 +561,7 @@ class _Fetched:
     checked_against: Optional[str]
     cached: bool
     size: int  # bytes
+    hub_messages: tuple[str, ...] = ()  # what huggingface_hub logged or warned, one line each
 
 
 def _cache_state(cache_dir: Path, repo_id: str, filename: str) -> tuple[set[str], set[Path]]:
@@ -560,7 +607,7 @@ def _fetch_from_hub(
                           endpoint=endpoint, offline=offline, cache_dir=cache_dir, local_weights=local_weights,
                           file_from_weights=file_from_weights)
 
-    with _hub_call(local_only, progress):
+    with _hub_call(local_only, progress) as hub_said:
         if filename is None:
             where = f"{repo_id}@{revision}"
             try:
@@ -651,7 +698,15 @@ def _fetch_from_hub(
                 f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
     size = _check_layout(model_name, what, path, cached=cached, checksummed=bool(expected))
-    return _Fetched(path, filename, commit, note, expected, against, cached, size)
+    return _Fetched(path, filename, commit, note, expected, against, cached, size, _counted(hub_said))
+
+
+def _counted(lines: list[str]) -> tuple[str, ...]:
+    """Each distinct line once, in order, with how often it came where it repeated (retries)."""
+    counts: dict[str, int] = {}
+    for line in lines:
+        counts[line] = counts.get(line, 0) + 1
+    return tuple(line + (f" ({n} times)" if n > 1 else "") for line, n in counts.items())
 
 
 def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, checksummed: bool) -> int:
@@ -778,6 +833,7 @@ def resolve_weights(
         checked_sha256=fetched.checked_sha256,
         checked_against=fetched.checked_against,
         cached=fetched.cached,
+        hub_messages=fetched.hub_messages,
     )
 
 

@@ -3,9 +3,13 @@ errors), and the files a folder holds (``classify DIR`` and the datasets' class 
 
 from __future__ import annotations
 
+import errno
 import os
+import tempfile
 from pathlib import Path
 from typing import Collection, Optional
+
+from .errors import OutputError, UsageError
 
 
 def file_in_the_way(path: Path) -> Optional[Path]:
@@ -15,6 +19,39 @@ def file_in_the_way(path: Path) -> Optional[Path]:
         if os.path.lexists(candidate):
             return None if candidate.is_dir() else candidate
     return None
+
+
+def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
+    """Fails now, not after a long run, where ``path`` cannot be written (its folder is created, and a
+    scratch file made and removed there; every process may check at once). A wrong suffix, a folder, or
+    a file where a folder must be is a :class:`UsageError` (the path as typed); a folder or file the
+    system will not let us write (permissions, a read-only or full disk) an :class:`OutputError`, exit
+    code 1, naming the path and the cause."""
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        raise UsageError(f"{option} {path}: expected a {' or '.join(suffixes)} file name")
+    try:
+        if path.is_dir():
+            raise UsageError(f"{option} {path}: is a directory")
+        blocking = file_in_the_way(path.parent)
+        if blocking is not None:
+            raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.exists():
+            with open(path, "a"):
+                pass
+        else:
+            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
+                pass
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.ENAMETOOLONG, errno.EINVAL):  # no file system would take the name as typed
+            raise UsageError(f"{option} {path}: cannot write it ({reason})") from None
+        if os.path.lexists(path):
+            raise OutputError(f"{option} {path}: cannot write it ({reason})") from None
+        folder = next((p for p in path.parents if os.path.isdir(p)), path.parent)
+        raise OutputError(f"{option} {path}: cannot create it in {folder} ({reason})") from None
 
 
 def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool) -> tuple[list[Path], int, list[OSError]]:

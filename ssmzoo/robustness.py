@@ -65,7 +65,9 @@ class SweepError(UsageError):
 
 def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP) -> list[int]:
     """``START..END[:STEP]`` (END included when the steps reach it), ``A,B,C`` or a mix (``10..30,50``):
-    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise."""
+    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise. A range
+    whose STEP is larger than END - START is refused rather than run as START alone (``10..90:200``
+    asks for a sweep, not for one quality)."""
     example = "10..90:20 or 10,30,50" if hi >= 90 else f"{lo}..{hi} or {lo},{hi}"
     hint = f"expected START..END[:STEP] or a comma-separated list of integers in {lo}..{hi}, e.g. {example}"
     values: set[int] = set()
@@ -82,9 +84,13 @@ def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int
             if start > end:
                 raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
                                  f"write {end}..{start}")
-            chunk = list(range(start, end + 1, step))
-            if not lo <= end <= hi:  # also where the steps stop short of it (10..101 -> 10, 20, ..., 100)
+            if not (lo <= start and end <= hi):  # also where the steps stop short of END (10..101 -> 10, ..., 100)
                 raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+            if start < end and step > end - start:  # the range would shrink to START alone, unseen
+                raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
+                                 f"which would give {start} alone; use a step of at most {end - start} "
+                                 f"({start}..{end}:{end - start} gives {start} and {end}) or a list ({start},{end})")
+            chunk = list(range(start, end + 1, step))
         elif re.fullmatch(r"-?\d+", part):
             chunk = [int(part)]
         else:
@@ -407,6 +413,18 @@ class RobustnessReport:
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
+    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``readable`` were read)
+
+    @property
+    def readable(self) -> int:
+        """Items some condition could read: at most ``n``, as --limit's unreadable files are not replaced."""
+        return self.n - len(self.skipped)
+
+    @property
+    def items_title(self) -> str:
+        """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
+        unit = "images" if self.kind == "image" else "videos"
+        return f"{self.readable} of {self.n} {unit} readable" if self.skipped else f"{self.n} {unit}"
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
@@ -494,7 +512,8 @@ class RobustnessReport:
                 mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK)}
         return {
             "command": "robustness", "dataset": self.dataset, "data_dir": self.data_dir, "kind": self.kind,
-            "label_set": self.label_set, "n": self.n, "total": self.total,
+            "label_set": self.label_set, "total": self.total, "limit": self.limit, "n": self.n,
+            "readable": self.readable, "skipped": len(self.skipped),
             "models": [vars(m).copy() for m in self.models],
             "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
             "corruption_errors": summaries, "mce": mces,
@@ -692,8 +711,9 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
                                     [(paths[i], e) for i, e in sorted(errors[(label, ckey)].items())])
 
     notes = list(data.notes)
-    if len(data) < data.total:
-        notes.append(f"--limit: {len(data)} of {data.total} items (class-stratified, deterministic)")
+    limited = data.limit_note(len(load_errors))
+    if limited:
+        notes.append(limited)
     if any(c.kind == "jpeg" for c in conditions):
         where = ("every decoded frame, before the short-side resize" if data.kind == "video" else
                  "the original decoded image, before the model's resize and crop")
@@ -713,7 +733,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     first = models[0]
     return RobustnessReport(
         dataset=data.name, data_dir=data.root, kind=data.kind, label_set=data.label_set, n=n, total=data.total,
-        models=runs, conditions=conditions, cells=cells,
+        limit=data.limited_to, models=runs, conditions=conditions, cells=cells,
         skipped=[(paths[i], e) for i, e in sorted(load_errors.items())], passes=len(plans),
         wall_s=max(w for *_, w, _ in gathered), data_wait_s=sum(d for *_, d in gathered),
         busy_s=sum(w for *_, w, _ in gathered), device=_device_name(first.device, dist.world_size),
@@ -739,8 +759,7 @@ def results_table(report: RobustnessReport):
     """One row per condition, a (top-1, drop) column pair per model; the best top-1 of a row in bold green."""
     from rich.table import Table
 
-    unit = "images" if report.kind == "image" else "videos"
-    table = Table(title=f"ssmzoo robustness on {report.dataset} ({report.n} {unit})", title_justify="left")
+    table = Table(title=f"ssmzoo robustness on {report.dataset} ({report.items_title})", title_justify="left")
     table.add_column("condition", justify="left", overflow="fold")
     for m in report.models:
         table.add_column(f"{m.label}\ntop-1", justify="right", overflow="fold")
@@ -978,7 +997,7 @@ def save_plot(report: RobustnessReport, path: str | Path) -> None:
         ax.set_ylabel("top-1 (%)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"ssmzoo robustness: {report.dataset}, {report.n} items")
+    fig.suptitle(f"ssmzoo robustness: {report.dataset}, {report.items_title}")
     fig.tight_layout()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

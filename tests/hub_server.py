@@ -48,6 +48,7 @@ class HubFile:
     #            HEAD announced (a truncating proxy): huggingface_hub's size check must fire.
     #   "drop_once": the first GET announces the full length, sends half and closes the
     #            connection; later GETs (huggingface_hub resumes with a Range request) behave.
+    #   "drop_always": as "drop_once", on every GET: the transfer never completes.
     #   "wrong_sha": the announced sha256 (X-Linked-Etag) is not the content's.
     fault: Optional[str] = None
     gets: int = 0
@@ -312,7 +313,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             status = 206
         else:
             body, status = data, 200
-        if hub_file.fault == "drop_once" and hub_file.gets == 1:
+        if hub_file.fault == "drop_always" or (hub_file.fault == "drop_once" and hub_file.gets == 1):
             # Announce everything, send half, hang up: the client sees a broken transfer.
             self.send_response(status)
             for key, value in headers.items():

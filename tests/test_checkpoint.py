@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from torch import nn
 
 from ssmzoo import checkpoint as ckpt_mod
 from ssmzoo.checkpoint import (
+    checkpoint_problem,
     convert_to_safetensors,
     load_into_model,
     load_state_dict,
@@ -202,6 +204,44 @@ def test_empty_truncated_and_garbage_files(tmp_path):
             load_state_dict(tmp_path / name)
         msg = one_line(err)
         assert name in msg and needle in msg, msg
+
+
+@pytest.mark.parametrize("protocol", [2, 5])
+def test_a_legacy_pickle_cut_off_anywhere_fails_the_layout_check(tmp_path, protocol):
+    # The check every download runs (without loading the file): a legacy torch.save cut right after its
+    # magic number, inside any of its pickles or inside the tensor data is truncated, the whole file is not.
+    buf = io.BytesIO()
+    weights = {"w": torch.randn(3, 2), "half": torch.zeros(5, dtype=torch.bfloat16), "t": torch.ones(3, 2).t(),
+               "step": torch.tensor(7)}
+    torch.save({"model": weights, "epoch": 3}, buf, _use_new_zipfile_serialization=False, pickle_protocol=protocol)
+    data = buf.getvalue()
+    path = tmp_path / "legacy.pth"
+    path.write_bytes(data)
+    assert checkpoint_problem(path) is None
+    after_magic = len(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=protocol))
+    assert data[:after_magic] == pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=protocol)
+    path.write_bytes(data[:after_magic])
+    assert checkpoint_problem(path) == (
+        "it is a truncated PyTorch checkpoint (legacy format: it ends inside its protocol version)")
+    path.write_bytes(data[:-1])
+    assert checkpoint_problem(path) == (f"it is a truncated PyTorch checkpoint (legacy format: its tensor data end "
+                                        f"at byte {len(data)}, the file has {len(data) - 1})")
+    for n in range(after_magic, len(data)) if protocol == 2 else (after_magic + 1, len(data) // 2, len(data) - 9):
+        path.write_bytes(data[:n])
+        problem = checkpoint_problem(path)
+        assert problem is not None and problem.startswith("it is a truncated PyTorch checkpoint"), (n, problem)
+    path.write_bytes(data[:after_magic])
+    with pytest.raises(WeightsError, match="legacy.pth is truncated"):  # as loading it says
+        load_state_dict(path)
+
+
+def test_the_layout_check_runs_nothing_a_legacy_pickle_names(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pth"
+    torch.save({"model": fresh_state_dict(), "payload": ExecutesOnLoad(str(marker))}, path,
+               _use_new_zipfile_serialization=False)
+    assert checkpoint_problem(path) is None  # a well-formed file: loading it is what refuses the payload
+    assert not marker.exists(), "the pickle's code ran"
 
 
 def test_noise_that_starts_like_a_pickle_is_reported(tmp_path):

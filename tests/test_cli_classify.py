@@ -61,6 +61,26 @@ def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):
     assert expand_inputs([str(tmp_path / "loop")]) == expand_inputs([str(tmp_path / "loop/**/*.jpg")])
 
 
+def test_a_file_named_twice_is_classified_once(cli, mini_files, example_images, monkeypatch):
+    # twice, directly and through its folder or a glob, spelt ./x or x/../x, or through a link: one result
+    # per file, in the order of first mention; one note on stderr says what was skipped, stdout stays JSON Lines
+    manifest, checkpoint = mini_files
+    monkeypatch.chdir(example_images.parent)
+    (example_images.parent / "alias.jpg").symlink_to(example_images / "chelsea.jpg")
+    res = cli("--manifest", manifest, "classify", "images/coffee.jpg", "images/coffee.jpg", "images",
+              "./images/coffee.jpg", "images/../images/rocket.jpg", "images/*.jpg", "alias.jpg", "nothing.jpg",
+              "nothing.jpg", "--model", "groupmamba_mini", "--weights", checkpoint, "--json")
+    assert res.code == 1  # nothing.jpg does not exist
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["input"] for r in rows] == ["images/coffee.jpg", "images/astronaut.jpg", "images/chelsea.jpg",
+                                          "images/rocket.jpg", "nothing.jpg"]
+    notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
+    assert notes == ["note: skipped 10 inputs naming a file already given: images/coffee.jpg, images/coffee.jpg, "
+                     "./images/coffee.jpg = images/coffee.jpg and 7 more (each file is classified once)"]
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: nothing.jpg: no such file or directory"] and "1 of 5 inputs failed" in res.stderr
+
+
 def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",

@@ -7,6 +7,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -401,3 +403,27 @@ def test_models_lists_a_broken_cached_file_as_damaged(cli, broken_beside_good):
     listed = {r["name"]: r["weights"] for r in json.loads(
         cli("--manifest", manifest, "--manifest", broken, "models", "--json").stdout)}
     assert listed["groupmamba_broken"] == "damaged" and listed["groupmamba_mini"] == "cached"
+
+
+def test_huggingface_hubs_own_messages_never_bury_the_error_line(hub, mini_files, tmp_path):
+    """huggingface_hub logs each broken transfer as it retries ("Trying to resume download...", at last
+    "Max retries exceeded."): printed as they came, those lines stood before, and buried, the one-line
+    error. Now a fetch that failed ends with its error alone, and one that was resumed and worked gets
+    the library's message as one note line. (A child process: the library's log handler writes to the
+    real stderr, which an in-process capture does not see.)"""
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes(), fault="drop_once")  # resumed once, then fine
+    hub.add_file("ssmzoo-test/groupmamba-flaky", FILE, checkpoint.read_bytes() + b"\0", fault="drop_always")
+    flaky = tmp_path / "flaky.yaml"
+    entry = MINI_MANIFEST.split("  videomamba_mini_k400:")[0].replace("groupmamba_mini:", "groupmamba_flaky:")
+    flaky.write_text(entry.replace("groupmamba-mini", "groupmamba-flaky"))
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_VERBOSITY"}
+    res = subprocess.run([sys.executable, "-m", "ssmzoo", "--manifest", manifest, "--manifest", flaky, "download",
+                          "groupmamba_mini", "groupmamba_flaky"], capture_output=True, text=True, env=env, timeout=300)
+    assert res.returncode == 1
+    assert res.stdout.startswith("groupmamba_mini: ") and len(res.stdout.splitlines()) == 1
+    note, error = res.stderr.splitlines()
+    assert note.startswith(f"groupmamba_mini: huggingface_hub: Error while downloading from {hub.cdn}/cdn/")
+    assert note.endswith("; Trying to resume download...")
+    assert error.startswith("error: model 'groupmamba_flaky': download of ssmzoo-test/groupmamba-flaky@main/"
+                            f"{FILE} from {hub.endpoint} failed (RemoteProtocolError: peer closed connection")

@@ -210,6 +210,26 @@ def test_limit_is_class_stratified_and_deterministic(cli, eval_env, imagenet_tre
     assert runs[0] == firsts
 
 
+def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, eval_env, imagenet_tree):
+    # --limit picks its items before any is read (the same files for every run and model); an unreadable
+    # one among them is skipped, not replaced, and the table, the note and --json say how many were evaluated
+    root, _, bad = imagenet_tree
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--limit", "11", "--workers", "0",
+                "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert (summary["limit"], summary["n"], summary["evaluated"], summary["skipped"], summary["total"]) == (11, 11, 9, 2, 12)
+    assert {Path(s["path"]).name for s in summary["skipped_items"]} == {"zz_empty.JPEG", "zz_text.JPEG"}
+    assert ("--limit 11: 11 of 12 items (class-stratified, deterministic); 2 unreadable items among them skipped, "
+            "not replaced, so 9 evaluated") in summary["notes"]
+    table = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--limit", "11", "--workers", "0").stdout
+    assert "9 of 11 items evaluated, 2 unreadable skipped" in table
+    assert "note: --limit 11: 11 of 12 items (class-stratified, deterministic); 2 unreadable items among them" in table
+    # without --limit there is no limit to speak of
+    assert json.loads(_eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--workers", "0",
+                            "--json").stdout)["limit"] is None
+
+
 def test_stratified_subset_round_robin():
     samples = [Sample(f"{c}/{i}", c) for c, count in ((0, 5), (1, 1), (2, 3)) for i in range(count)]
     picked = stratified_subset(samples, 6)

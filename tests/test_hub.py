@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import pickle
 import socket
 import sys
 from pathlib import Path
@@ -259,6 +260,10 @@ def test_dropped_connection_is_resumed_with_range(hub):
     assert ranged[0] is None and len(ranged) == 2
     start = int(ranged[1].removeprefix("bytes=").removesuffix("-"))
     assert 0 < start < len(data) // 2
+    # huggingface_hub's own line about it is kept for the caller to print after the fetch, not printed
+    (said,) = rw.hub_messages
+    assert said.startswith(f"Error while downloading from {hub.cdn}/cdn/") and said.endswith(
+        "; Trying to resume download...")
 
 
 def test_served_file_that_is_not_a_checkpoint(hub, cache):
@@ -294,6 +299,7 @@ def test_every_kind_of_checkpoint_passes_the_check_after_download(hub, name, dat
 
 SAFETENSORS = st_save(state_dict(81))
 ZIP_PTH = pth_bytes(state_dict(81))
+LEGACY_PTH = legacy_pth_bytes(state_dict(81))
 
 
 @pytest.mark.parametrize("name,data,reason", [
@@ -303,6 +309,11 @@ ZIP_PTH = pth_bytes(state_dict(81))
     ("cut.pth", ZIP_PTH[:-200], "it is a truncated or damaged PyTorch zip checkpoint (its zip directory cannot"),
     ("cut_legacy.pth", legacy_pth_bytes(state_dict(81))[:5], "starts with a pickle opcode but is not a PyTorch "
                                                              "checkpoint, or is cut off"),
+    # cut right after torch.save's magic number, and inside the tensor data: truncated, not a checkpoint
+    ("magic_only.pth", LEGACY_PTH[:len(pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2))],
+     "it is a truncated PyTorch checkpoint (legacy format: it ends inside its protocol version);"),
+    ("cut_data_legacy.pth", LEGACY_PTH[:-10], f"it is a truncated PyTorch checkpoint (legacy format: its tensor data "
+                                              f"end at byte {len(LEGACY_PTH)}, the file has {len(LEGACY_PTH) - 10});"),
     ("cut_header.safetensors", SAFETENSORS[:40], "it is a truncated safetensors file (its header alone should take"),
     ("long.safetensors", SAFETENSORS + b"\0" * 7, "it is a damaged safetensors file (7 bytes after the last tensor's"),
     ("bad_json.safetensors", (8).to_bytes(8, "little") + b"{'a': 1}", "its safetensors header is not valid JSON"),

@@ -67,6 +67,8 @@ SECOND = """
     ("95..100:2", [95, 97, 99]),
     ("1..100:99", [1, 100]),
     ("30,10,30", [10, 30]),
+    ("10..90:80", [10, 90]),  # the largest step that still reaches past START
+    ("50..50:10", [50]),  # one value asked for, one value given
 ])
 def test_parse_qualities(text, expected):
     assert parse_qualities(text) == expected
@@ -76,6 +78,11 @@ def test_parse_qualities(text, expected):
     ("90..10", "empty"), ("0..120", "1..100"), ("abc", "START..END"), ("", "START..END"), ("10..90:0", "step"),
     ("101", "1..100"), ("-5", "1..100"), ("10..", "START..END"), ("10,,20", "START..END"), ("10-90", "START..END"),
     ("10..101", "1..100"), ("95..200:50", "1..100"),  # an END out of range, also where the steps stop short of it
+    ("0..90:200", "1..100"),  # a START out of range is named before the step
+    # a step that leaves START alone: a sweep asked for, one quality would run
+    ("10..90:200", "the step 200 is larger than the range 10..90, which would give 10 alone"),
+    ("10..90:81", "use a step of at most 80 (10..90:80 gives 10 and 90) or a list (10,90)"),
+    ("10..90:-5", "step"), (":-5", "START..END"),
 ])
 def test_parse_qualities_rejects(text, message):
     with pytest.raises(SweepError) as info:
@@ -87,7 +94,7 @@ def test_parse_severities_and_corruptions():
     assert parse_severities(None) == [1, 2, 3, 4, 5]
     assert parse_severities("1..5") == [1, 2, 3, 4, 5] and parse_severities("2,4") == [2, 4]
     assert parse_severities("1..5:2") == [1, 3, 5]
-    for bad in ("0..5", "6", "5..1", "x"):
+    for bad in ("0..5", "6", "5..1", "x", "1..5:9"):
         with pytest.raises(SweepError, match="--severity"):
             parse_severities(bad)
     assert parse_corruptions("contrast, Gaussian-Noise,contrast") == ["contrast", "gaussian_noise"]
@@ -290,7 +297,7 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
 
     # --- the table, the CE table and the terminal charts
     text = res.stdout
-    for needle in ("ssmzoo robustness on imagenet (8 images)", "groupmamba_mini_b", "JPEG q10", "contrast 5",
+    for needle in ("ssmzoo robustness on imagenet (7 of 8 images readable)", "groupmamba_mini_b", "JPEG q10", "contrast 5",
                    "drop", "ImageNet-C corruption error", "mCE", "no CE for saturate", "7 of 8 items readable",
                    "top-1 (%) against JPEG quality", "top-1 (%) against severity", "in 1 pass "):
         assert needle in text, needle
@@ -317,6 +324,29 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
     assert res7.code == 0, res7.stderr
     r7 = {(r["model"], r["key"]): r for r in json.loads(res7.stdout)["results"]}
     assert r7[(env["names"][0], "contrast_s2")]["top1"] == rows[(env["names"][0], "contrast_s2")]["top1"]
+
+
+def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, tmp_path):
+    # --limit picks its items before any is read; the unreadable ones among them are skipped, not replaced,
+    # and the title, the note and --json say how many of the N were read
+    env = sweep_env
+    data = tmp_path / "imagenet"
+    shutil.copytree(env["data"], data)
+    cut = sorted((data / "val").iterdir())[0] / "aa_cut.JPEG"  # its class's first file: --limit takes it
+    cut.write_bytes((EXAMPLES / "coffee.jpg").read_bytes()[:1500])
+    args = ["--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", data,
+            "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "8",
+            "--workers", "0", "--device", "cpu"]
+    res = cli(*args, "--json")
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert (report["limit"], report["n"], report["readable"], report["skipped"], report["total"]) == (8, 8, 7, 1, 9)
+    assert [Path(s["path"]).name for s in report["skipped_items"]] == ["aa_cut.JPEG"]  # (zz_broken: not taken)
+    assert all((r["n"], r["evaluated"]) == (8, 7) for r in report["results"])
+    assert ("--limit 8: 8 of 9 items (class-stratified, deterministic); 1 unreadable item among them skipped, "
+            "not replaced, so 7 evaluated") in report["notes"]
+    table = cli(*args, "--no-chart").stdout
+    assert "ssmzoo robustness on imagenet (7 of 8 images readable)" in table and "7 of 8 items readable" in table
 
 
 def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
@@ -349,6 +379,8 @@ def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
     (("--jpeg-quality", "90..10"), "empty"),
     (("--jpeg-quality", "0..120"), "values must be in 1..100"),
     (("--jpeg-quality", "abc"), "START..END"),
+    (("--jpeg-quality", "10..90:200"), "--jpeg-quality '10..90:200': the step 200 is larger than the range 10..90"),
+    (("--corruption", "contrast", "--severity", "1..5:9"), "--severity '1..5:9': the step 9 is larger"),
     (("--corruption", "fog"), "ImageNet-C corruption ssmzoo does not implement"),
     (("--corruption", "frosty"), "unknown corruption"),
     (("--corruption", "contrast", "--severity", "0..9"), "--severity"),

@@ -124,3 +124,36 @@ def test_eval_of_only_unreadable_class_folders_fails_naming_one(mini_files, exam
     assert res.stderr.splitlines()[-1] == (
         f"error: {data}: no image file could be read: {data / 'n01440764'}: cannot read this folder "
         "(Permission denied); skipped")
+
+
+@pytest.mark.parametrize("mode", [0o555, 0o000], ids=["read-only folder", "locked folder"])
+def test_convert_into_a_folder_it_cannot_write_is_a_failed_run_not_a_usage_error(mini_files, tmp_path, mode):
+    # the path is fine as typed; the file system refuses it: exit code 1, one line naming the path and the cause
+    _, checkpoint = mini_files
+    folder = tmp_path / "out"
+    folder.mkdir()
+    folder.chmod(mode)
+    try:
+        for target in (folder / "w.safetensors", folder / "new" / "w.safetensors"):
+            res = ssmzoo("convert", checkpoint, target, cwd=tmp_path)
+            assert (res.returncode, res.stdout) == (1, ""), res.stderr
+            assert res.stderr.splitlines() == [
+                f"error: output {target}: cannot create it in {folder} (Permission denied)"]
+    finally:
+        folder.chmod(0o755)
+    assert list(folder.iterdir()) == []
+
+
+def test_eval_output_that_cannot_be_written_fails_before_the_run(mini_files, example_images, tmp_path):
+    # an existing --output file that may be read, not written: exit code 1 at once, before any model is loaded
+    manifest, checkpoint = mini_files
+    data = tmp_path / "val" / "n01440764"
+    data.mkdir(parents=True)
+    shutil.copy(example_images / "coffee.jpg", data / "coffee.jpg")
+    summary = tmp_path / "summary.json"
+    summary.write_text("{}")
+    summary.chmod(0o444)
+    res = ssmzoo("--manifest", manifest, "eval", "-d", "imagenet", "--data-dir", tmp_path / "val", "--model",
+                 "groupmamba_mini", "--weights", checkpoint, "--workers", "0", "--output", summary, cwd=tmp_path)
+    assert (res.returncode, res.stdout) == (1, ""), res.stderr
+    assert res.stderr.splitlines() == [f"error: --output {summary}: cannot write it (Permission denied)"]
