@@ -173,11 +173,11 @@ def models_cmd(
         return
     table = Table(title="ssmzoo models", show_lines=False, caption="params M, top-1: the paper's figures (blank "
                   "where it gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
-    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
+    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("classes", "right"), ("frames", "right"),
                       ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("model", "family"))  # whole, to copy
     for r in rows:
-        table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
+        table.add_row(r["name"], r["family"], r["task"], str(r["num_classes"]), str(r["frames"] or ""),
                       "" if r["params_m"] is None else f"{r['params_m']:g}",
                       "" if r["top1"] is None else f"{r['top1']:.1f}", r["weights"])
     out.print(table)
@@ -321,12 +321,11 @@ def classify_cmd(
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
     from .classify import Classifier, ClassifyResult, expand_inputs, media_kind
     from .factory import cpu_half_note, load_model
-    from .labels import class_names
 
     parsed_views = _parse_views(views)
     entry = _entry(model)
     _note_ignored_views(views, entry)
-    n_classes = len(class_names(entry.labels))
+    n_classes = entry.num_classes
     if top_k > n_classes:
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
@@ -616,6 +615,7 @@ def robustness_cmd(
     from .distributed import init_from_env
     from .evaluate import progress_bar
     from .factory import check_load_options, load_model
+    from .labels import describe, same_classes
     from .robustness import (PLOT_SUFFIXES, SweepError, build_conditions, ce_table, charts, check_plot_target,
                              parse_corruptions, parse_qualities, parse_severities, results_table, run_robustness,
                              save_plot)
@@ -637,9 +637,9 @@ def robustness_cmd(
         check_plot_target(plot)
         _check_output("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
-    if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
+    if not all(same_classes(e.labels, entries[0].labels) for e in entries) or len({e.is_video for e in entries}) > 1:
         raise UsageError("the --model entries must predict the same labels from the same kind of input: "
-                         + ", ".join(f"{e.name} ({e.labels})" for e in entries))
+                         + ", ".join(f"{e.name} ({describe(e.labels)})" for e in entries))
     if entries[0].is_video and corruptions:
         raise UsageError("corruptions are defined on images; video models take --jpeg-quality only (applied frame "
                          "by frame)")
