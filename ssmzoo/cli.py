@@ -173,8 +173,8 @@ def models_cmd(
         return
     table = Table(title="ssmzoo models", show_lines=False, caption="params M, top-1: the paper's figures (blank "
                   "where it gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
-    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("classes", "right"), ("frames", "right"),
-                      ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
+    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("classes", "right"),
+                      ("frames", "right"), ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("model", "family"))  # whole, to copy
     for r in rows:
         table.add_row(r["name"], r["family"], r["task"], str(r["num_classes"]), str(r["frames"] or ""),
@@ -392,7 +392,8 @@ def _eval_option(name: str):
 @app.command("eval", cls=Command)
 def eval_cmd(
     dataset: str = typer.Option(
-        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist (any "
+        "video model's 'path label' list)."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/*, a flat folder of "
         "<synset>_*.JPEG files, or a flat folder with --labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
@@ -411,7 +412,7 @@ def eval_cmd(
         help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
     list_file: Optional[Path] = typer.Option(
         None, "--list", metavar="FILE",
-        help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
+        help="kinetics400/ssv2/videolist: 'path label' lines (space separated or .csv; label: index or class name)."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),
@@ -564,7 +565,7 @@ def benchmark_cmd(
 @app.command("robustness", cls=Command)
 def robustness_cmd(
     dataset: str = typer.Option(
-        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
         "DIR/<class>/*, videos: the root of the --list paths."),
@@ -591,7 +592,7 @@ def robustness_cmd(
         None, "--labels", metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
     class_map: Optional[Path] = typer.Option(
         None, "--class-map", metavar="FILE", help="imagefolder: 'folder label' lines (or JSON)."),
-    list_file: Optional[Path] = typer.Option(None, "--list", metavar="FILE", help="kinetics400/ssv2: 'path label' lines."),
+    list_file: Optional[Path] = typer.Option(None, "--list", metavar="FILE", help="kinetics400/ssv2/videolist: 'path label' lines."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),

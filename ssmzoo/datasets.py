@@ -18,6 +18,8 @@ Layouts:
   ImageNet names where exactly one of them is a class name (a note lists each such match).
 * ``kinetics400`` / ``ssv2``: a list file of ``path label`` lines (space separated, or ``.csv``),
   label = class index or class name; paths relative to ``data_dir``.
+* ``videolist``: the same list for any video model, its labels read against the model's own classes
+  (a video model with a labels file has no other layout).
 """
 
 from __future__ import annotations
@@ -47,8 +49,9 @@ from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
 
-DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
-VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
+DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2", "videolist")
+# The label set each video dataset's list is written in (None: the model's own, whatever it is).
+VIDEO_DATASET_LABELS: dict[str, Optional[str]] = {"kinetics400": "kinetics-400", "ssv2": "ssv2", "videolist": None}
 # The datasets that read each file option (build_dataset warns where one is given to another).
 OPTION_DATASETS = {"--labels": ("imagenet",), "--class-map": ("imagefolder",), "--list": tuple(VIDEO_DATASET_LABELS)}
 SYNSET = re.compile(r"^n\d{8}$")
@@ -76,7 +79,7 @@ class Sample:
 class EvalData:
     """A labelled, ordered list of files; ``samples[i]`` is item ``i`` everywhere (shards, outputs)."""
 
-    name: str  # imagenet | imagefolder | kinetics400 | ssv2
+    name: str  # imagenet | imagefolder | kinetics400 | ssv2 | videolist
     kind: str  # image | video
     label_set: str  # the model's label set the labels index into
     root: str
@@ -474,10 +477,13 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
 
 
 def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], label_set: str) -> EvalData:
-    """A Kinetics-400 / SSv2 list: ``path label`` (or ``path num_frames label``) lines."""
+    """A Kinetics-400 / SSv2 list (or ``videolist``, any video model's): ``path label`` (or ``path
+    num_frames label``) lines."""
     expected = VIDEO_DATASET_LABELS[name]
-    if label_set != expected:
-        raise DatasetOptionError(f"--dataset {name} needs a {expected} model; this one predicts {describe(label_set)}")
+    if expected is not None and label_set != expected:
+        hint = "" if is_builtin(label_set) else ": use --dataset videolist, whose labels are its class names or indices"
+        raise DatasetOptionError(f"--dataset {name} needs a {expected} model; this one predicts "
+                                 f"{describe(label_set)}{hint}")
     root = data_dir if data_dir is not None else list_file.parent
     if not root.is_dir():
         raise _not_found("--data-dir", root, directory=True)
@@ -511,7 +517,9 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
     data = _build_dataset(name, entry, data_dir, labels_file=labels_file, class_map=class_map, list_file=list_file)
     for option, value in (("--labels", labels_file), ("--class-map", class_map), ("--list", list_file)):
         if value is not None and name not in OPTION_DATASETS[option]:
-            data.warnings.append(f"{option} {value}: read by --dataset {' or '.join(OPTION_DATASETS[option])} only; "
+            readers = OPTION_DATASETS[option]
+            either = " or ".join(filter(None, (", ".join(readers[:-1]), readers[-1])))
+            data.warnings.append(f"{option} {value}: read by --dataset {either} only; "
                                  f"ignored with --dataset {name}")
     return data
 

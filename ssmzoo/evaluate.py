@@ -38,10 +38,12 @@ from .text import count
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
 
 
-def reported_on(label_set: str) -> str:
-    """The dataset a model's reported top-1 compares with: a labels file's classes can only be read
-    as class folders, so a user's own figure for such a model is compared on imagefolder."""
-    return REPORTED_ON[label_set] if is_builtin(label_set) else "imagefolder"
+def reported_on(label_set: str, kind: str) -> str:
+    """The dataset a model's reported top-1 compares with: a labels file's classes can only be read as
+    class folders (images) or a list (videos), so a user's own figure for such a model is compared there."""
+    if is_builtin(label_set):
+        return REPORTED_ON[label_set]
+    return "imagefolder" if kind == "image" else "videolist"
 
 
 @dataclass
@@ -130,14 +132,14 @@ class EvalResult:
     @property
     def comparable(self) -> bool:
         """Whether the paper's figure was measured on this dataset (on all of it, unless --limit)."""
-        return self.reported_top1 is not None and reported_on(self.label_set) == self.dataset
+        return self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
 
     @property
     def reported_caveat(self) -> Optional[str]:
         """Why there is no diff to the paper's top-1 although the model has one."""
         if self.reported_top1 is None or self.comparable:
             return None
-        return f"the paper's top-1 was measured on {reported_on(self.label_set)}, not on this dataset"
+        return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
 
     @property
     def top1_diff(self) -> Optional[float]:

@@ -116,7 +116,8 @@ def test_json_labels_a_list_an_index_object_or_a_config(tmp_path, content):
 
 def test_num_classes_must_match_the_labels_file(tmp_path):
     (tmp_path / "classes.txt").write_text("a\nb\nc\n")
-    text = manifest(entry_yaml("m", "classes.txt").replace("depths: [1, 2, 2, 1]", "depths: [1, 2, 2, 1], num_classes: 10"))
+    text = manifest(entry_yaml("m", "classes.txt").replace("depths: [1, 2, 2, 1]",
+                                                            "depths: [1, 2, 2, 1], num_classes: 10"))
     with pytest.raises(ManifestError) as info:
         parse_manifest(text, "user.yaml", base_dir=tmp_path)
     assert str(info.value) == (f"user.yaml: model 'm', field 'arch_args': num_classes 10 does not match labels file "
@@ -177,9 +178,10 @@ def test_a_folder_or_an_unreadable_file_says_so(tmp_path):
 def test_a_name_that_is_no_label_set_and_no_file_lists_both(tmp_path):
     with pytest.raises(ManifestError) as info:
         parse_manifest(manifest(entry_yaml("m", "imagenet1k")), "user.yaml", base_dir=tmp_path)
-    assert str(info.value) == (f"user.yaml: model 'm', field 'labels': 'imagenet1k' is not one of imagenet-1k, "
-                               f"kinetics-400, ssv2, nor a labels file: {tmp_path / 'imagenet1k'} would need to end "
-                               "in .txt (one class name per line) or .json (a list of names, or an object index -> name)")
+    assert str(info.value) == (
+        f"user.yaml: model 'm', field 'labels': 'imagenet1k' is not one of imagenet-1k, kinetics-400, ssv2, nor a "
+        f"labels file: {tmp_path / 'imagenet1k'} would need to end in .txt (one class name per line) or .json (a "
+        "list of names, or an object index -> name)")
 
 
 # ----------------------------------------------------------------------------- classify, info, models
@@ -234,10 +236,12 @@ def test_a_checkpoint_whose_head_has_another_size_says_so_in_classes(cli, model_
     for key in ("head.weight", "head.bias", "dist_head.weight", "dist_head.bias"):
         state[key] = torch.cat([state[key], state[key][:1]])  # a 4th class the labels file does not name
     torch.save(state, tmp_path / "four.pth")
-    res = run(cli, model_dir, "classify", EXAMPLES / "coffee.jpg", "--model", "coffee3", "--weights", tmp_path / "four.pth")
+    res = run(cli, model_dir, "classify", EXAMPLES / "coffee.jpg", "--model", "coffee3",
+              "--weights", tmp_path / "four.pth")
     assert res.code == 1 and res.stdout == ""
     assert res.stderr.strip().splitlines()[-1].endswith(
-        f"the checkpoint's head (head) has 4 outputs, but coffee3's labels file {model_dir / 'classes.txt'} lists 3 classes")
+        f"the checkpoint's head (head) has 4 outputs, but coffee3's labels file {model_dir / 'classes.txt'} "
+        "lists 3 classes")
 
 
 # ----------------------------------------------------------------------------- eval and robustness on class folders
@@ -298,8 +302,8 @@ def test_folders_that_are_no_class_name_are_an_error_until_mapped(cli, model_dir
     assert res.code == 1 and res.stdout == ""
     folders = len([p for p in root.iterdir() if p.is_dir()])
     assert res.stderr.strip().splitlines()[-1] == (
-        f"error: {root}: 2 of {folders} class folders match no class of coffee3 (the names in {model_dir / 'classes.txt'}): "
-        "'latte', 'misc'; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
+        f"error: {root}: 2 of {folders} class folders match no class of coffee3 (the names in "
+        f"{model_dir / 'classes.txt'}): 'latte', 'misc'; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
     class_map = tmp_path / "map.txt"
     class_map.write_text("latte espresso\nmisc 2\n")  # a class name, or an index
     res = run(cli, model_dir, "eval", *args, "--class-map", class_map, "--per-sample", tmp_path / "ps.jsonl", "--json")
@@ -394,3 +398,67 @@ def test_robustness_compares_two_models_with_copies_of_one_labels_file(cli, mode
               "--jpeg-quality", "50")
     assert res.code == 2 and "must predict the same labels" in res.stderr
     assert f"coffee3_run2 (the 3 classes of {other / 'classes.txt'})" in res.stderr
+
+
+# ----------------------------------------------------------------------------- a video model with its own classes
+
+
+VIDEO_ENTRY = """
+  clips3:
+    family: videomamba
+    architecture: videomamba_tiny_video
+    arch_args: {img_size: 64, embed_dim: 64, depth: 2, num_frames: 4}
+    task: video-classification
+    labels: actions.json
+    data: {input_size: [3, 64, 64], crop_pct: 1.0, interpolation: bilinear}
+    video: {num_frames: 4, sampling: sparse, clips: 2, crops: 3, short_side: 64, crop_size: 64}
+"""
+ACTIONS = ["pour coffee", "launch rocket", "pet cat"]
+
+
+def test_a_video_model_with_its_own_classes_classifies_and_evaluates_on_a_list(cli, tmp_path):
+    """`--dataset videolist`: a Kinetics-style 'path label' list read against the model's own classes
+    (label = name or index); `--dataset kinetics400` refuses it and points there."""
+    import timm
+    from video_fixtures import write_mp4
+
+    from ssmzoo.video import VideoProtocol, load_video_views
+
+    (tmp_path / "actions.json").write_text(json.dumps({str(i): name for i, name in enumerate(ACTIONS)}))
+    (tmp_path / "clips.yaml").write_text("models:" + VIDEO_ENTRY)
+    torch.manual_seed(5)
+    model = timm.create_model("videomamba_tiny_video", img_size=64, embed_dim=64, depth=2, num_frames=4, num_classes=3)
+    with torch.no_grad():
+        model.head.weight.mul_(20)  # decisive scores
+    torch.save(model.state_dict(), tmp_path / "clips3.pth")
+    videos = [write_mp4(tmp_path / f"clip{k}.mp4", 10 + 4 * k, (64 + 16 * k, 64)) for k in range(4)]
+
+    entry = load_manifest([tmp_path / "clips.yaml"])["clips3"]
+    protocol = VideoProtocol(num_frames=4, sampling="sparse", clips=1, crops=1, short_side=64, crop_size=64)
+    with torch.no_grad():
+        top1 = [int(model.eval()(load_video_views(v, protocol, entry.data.mean, entry.data.std).tensor).argmax(-1)[0])
+                for v in videos]
+    labels = [top1[0], (top1[1] + 1) % 3, top1[2], (top1[3] + 2) % 3]  # 2 of 4 right
+    lst = tmp_path / "val.txt"
+    lst.write_text("".join(f"{v.name} {ACTIONS[lab] if k % 2 else lab}\n"  # names and indices
+                           for k, (v, lab) in enumerate(zip(videos, labels))))
+    common = ("--model", "clips3", "--weights", tmp_path / "clips3.pth", "--views", "1x1")
+
+    res = cli("--manifest", tmp_path / "clips.yaml", "classify", videos[0], *common, "--top-k", "1")
+    assert res.code == 0, res.stderr
+    assert res.stdout.splitlines()[1].endswith(f"%  {ACTIONS[top1[0]]}")
+
+    res = cli("--manifest", tmp_path / "clips.yaml", "eval", "--dataset", "videolist", "--list", lst, *common,
+              "--workers", "0", "--per-sample", tmp_path / "ps.jsonl", "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["evaluated"] == 4 and summary["top1"] == pytest.approx(50.0)
+    rows = [json.loads(line) for line in (tmp_path / "ps.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows] == labels and [r["prediction"] for r in rows] == top1
+    assert [r["label_name"] for r in rows] == [ACTIONS[lab] for lab in labels]
+
+    res = cli("--manifest", tmp_path / "clips.yaml", "eval", "--dataset", "kinetics400", "--list", lst, *common)
+    assert res.code == 2 and res.stderr.strip() == (
+        f"error: --dataset kinetics400 needs a kinetics-400 model; this one predicts the 3 classes of "
+        f"{tmp_path / 'actions.json'}: use --dataset videolist, whose labels are its class names or indices "
+        "(see `ssmzoo eval --help`)")
