@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import logging
 import os
 import pickle
-import pickletools
 import re
 import struct
 import warnings

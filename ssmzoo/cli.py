@@ -150,11 +150,11 @@ def models_cmd(
         return
     table = Table(title="ssmzoo models", show_lines=False, caption="params M, top-1: the paper's figures (blank "
                   "where it gives none; `ssmzoo info MODEL` counts the built model's parameters)", caption_justify="left")
-    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("frames", "right"),
-                      ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
+    for col, just in [("model", "left"), ("family", "left"), ("task", "left"), ("classes", "right"),
+                      ("frames", "right"), ("params M", "right"), ("top-1", "right"), ("weights", "left")]:
         table.add_column(col, justify=just, overflow="fold", no_wrap=col in ("model", "family"))  # whole, to copy
     for r in rows:
-        table.add_row(r["name"], r["family"], r["task"], str(r["frames"] or ""),
+        table.add_row(r["name"], r["family"], r["task"], str(r["num_classes"]), str(r["frames"] or ""),
                       "" if r["params_m"] is None else f"{r['params_m']:g}",
                       "" if r["top1"] is None else f"{r['top1']:.1f}", r["weights"])
     out.print(table)
@@ -307,12 +307,11 @@ def classify_cmd(
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
     from .classify import Classifier, ClassifyResult, drop_duplicates, duplicates_note, expand_inputs, media_kind
     from .factory import cpu_half_note, load_model
-    from .labels import class_names
 
     parsed_views = _parse_views(views)
     entry = _entry(model)
     _note_ignored_views(views, entry)
-    n_classes = len(class_names(entry.labels))
+    n_classes = entry.num_classes
     if top_k > n_classes:
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
@@ -382,7 +381,8 @@ def _eval_option(name: str):
 @app.command("eval", cls=Command)
 def eval_cmd(
     dataset: str = typer.Option(
-        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist (any "
+        "video model's 'path label' list)."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/*, a flat folder of "
         "<synset>_*.JPEG files, or a flat folder with --labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
@@ -401,7 +401,7 @@ def eval_cmd(
         help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
     list_file: Optional[Path] = typer.Option(
         None, "--list", metavar="FILE",
-        help="kinetics400/ssv2: 'path label' lines (space separated or .csv; label: index or class name)."),
+        help="kinetics400/ssv2/videolist: 'path label' lines (space separated or .csv; label: index or class name)."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),
@@ -555,7 +555,7 @@ def benchmark_cmd(
 @app.command("robustness", cls=Command)
 def robustness_cmd(
     dataset: str = typer.Option(
-        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400 or ssv2."),
+        ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist."),
     data_dir: Optional[Path] = typer.Option(
         None, "--data-dir", metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
         "DIR/<class>/*, videos: the root of the --list paths."),
@@ -582,7 +582,7 @@ def robustness_cmd(
         None, "--labels", metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
     class_map: Optional[Path] = typer.Option(
         None, "--class-map", metavar="FILE", help="imagefolder: 'folder label' lines (or JSON)."),
-    list_file: Optional[Path] = typer.Option(None, "--list", metavar="FILE", help="kinetics400/ssv2: 'path label' lines."),
+    list_file: Optional[Path] = typer.Option(None, "--list", metavar="FILE", help="kinetics400/ssv2/videolist: 'path label' lines."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),
@@ -606,6 +606,7 @@ def robustness_cmd(
     from .distributed import init_from_env
     from .evaluate import progress_bar
     from .factory import check_load_options, load_model
+    from .labels import describe, same_classes
     from .robustness import (PLOT_SUFFIXES, SweepError, build_conditions, ce_table, charts, check_plot_target,
                              parse_corruptions, parse_qualities, parse_severities, results_table, run_robustness,
                              save_plot)
@@ -627,9 +628,9 @@ def robustness_cmd(
         check_plot_target(plot)
         check_output_path("--plot", plot, PLOT_SUFFIXES)
     entries = [_entry(name) for name in models]
-    if len({e.labels for e in entries}) > 1 or len({e.is_video for e in entries}) > 1:
+    if not all(same_classes(e.labels, entries[0].labels) for e in entries) or len({e.is_video for e in entries}) > 1:
         raise UsageError("the --model entries must predict the same labels from the same kind of input: "
-                         + ", ".join(f"{e.name} ({e.labels})" for e in entries))
+                         + ", ".join(f"{e.name} ({describe(e.labels)})" for e in entries))
     if entries[0].is_video and corruptions:
         raise UsageError("corruptions are defined on images; video models take --jpeg-quality only (applied frame "
                          "by frame)")

@@ -12,9 +12,14 @@ Layouts:
   ``,`` separated file such as Kaggle's ``LOC_val_solution.csv`` works too: first word of the label
   field, file names without extension are matched by stem).
 * ``imagefolder``: ``DIR/<class>/*`` with class folders matched to the model's class names
-  (case, ``_``, ``-`` and spaces ignored; ImageNet synsets and synonyms too), or ``class_map``.
+  (case, ``_``, ``-`` and spaces ignored; ImageNet synsets and synonyms too), or ``class_map``. For a
+  model with a labels file this is the layout to use: each folder is the class of the same name, and
+  a folder named by an ImageNet synset (Imagenette's ``n01440764``) is matched through that synset's
+  ImageNet names where exactly one of them is a class name (a note lists each such match).
 * ``kinetics400`` / ``ssv2``: a list file of ``path label`` lines (space separated, or ``.csv``),
   label = class index or class name; paths relative to ``data_dir``.
+* ``videolist``: the same list for any video model, its labels read against the model's own classes
+  (a video model with a labels file has no other layout).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import re
 import zlib
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
 
@@ -37,14 +43,15 @@ from PIL import Image
 
 from .errors import InputError, SsmzooError, UsageError
 from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
-from .labels import class_ids, class_names
+from .labels import class_ids, class_names, describe, is_builtin
 from .manifest import ModelEntry
 from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
 
-DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2")
-VIDEO_DATASET_LABELS = {"kinetics400": "kinetics-400", "ssv2": "ssv2"}
+DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2", "videolist")
+# The label set each video dataset's list is written in (None: the model's own, whatever it is).
+VIDEO_DATASET_LABELS: dict[str, Optional[str]] = {"kinetics400": "kinetics-400", "ssv2": "ssv2", "videolist": None}
 # The datasets that read each file option (build_dataset warns where one is given to another).
 OPTION_DATASETS = {"--labels": ("imagenet",), "--class-map": ("imagefolder",), "--list": tuple(VIDEO_DATASET_LABELS)}
 SYNSET = re.compile(r"^n\d{8}$")
@@ -72,7 +79,7 @@ class Sample:
 class EvalData:
     """A labelled, ordered list of files; ``samples[i]`` is item ``i`` everywhere (shards, outputs)."""
 
-    name: str  # imagenet | imagefolder | kinetics400 | ssv2
+    name: str  # imagenet | imagefolder | kinetics400 | ssv2 | videolist
     kind: str  # image | video
     label_set: str  # the model's label set the labels index into
     root: str
@@ -178,8 +185,16 @@ class LabelResolver:
         """The class index, or None where the label is unknown or ambiguous."""
         text = text.strip()
         if re.fullmatch(r"\d+", text):
-            value = int(text)
-            return value if value < len(self.ids) else None
+            value, named = int(text), self.id_index.get(text)
+            if value >= len(self.ids):
+                return named
+            return value if named is None or named == value else None  # a labels file of numbers: which one?
+        return self.by_name(text)
+
+    def by_name(self, text: str) -> Optional[int]:
+        """The class a name or id spells (exactly, else ignoring case, '_', '-' and spaces), never read as
+        an index: how a class folder is matched, so a folder '3' of a labels file of digits is class '3'."""
+        text = text.strip()
         if text in self.id_index:
             return self.id_index[text]
         hits = self.names.get(normalize_name(text), set())
@@ -188,11 +203,34 @@ class LabelResolver:
     def why_not(self, text: str) -> str:
         text = text.strip()
         if re.fullmatch(r"\d+", text):
+            named = self.id_index.get(text)
+            if named is not None and int(text) < len(self.ids):
+                return (f"'{text}' is ambiguous: the index of class {self.ids[int(text)]!r} and the name of class "
+                        f"{named}; write the class name instead")
             return f"index {text} is out of range (0..{len(self.ids) - 1})"
         hits = self.names.get(normalize_name(text), set())
         if len(hits) > 1:
             return f"'{text}' is ambiguous ({', '.join(self.ids[i] for i in sorted(hits))})"
-        return f"'{text}' is no {self.label_set} class"
+        return f"'{text}' is no {self.label_set} class" if is_builtin(self.label_set) else \
+            f"'{text}' is not a class name in {self.label_set}"
+
+    def by_synset(self, folder: str) -> Optional[int]:
+        """For a labels file: the class an ImageNet synset folder stands for, where exactly one of the
+        synset's ImageNet names (tench, Tinca tinca) is a class name; None otherwise."""
+        if is_builtin(self.label_set) or not SYNSET.match(folder):
+            return None
+        hits = {self.by_name(s) for s in _imagenet_spellings().get(folder, ())} - {None}
+        return hits.pop() if len(hits) == 1 else None
+
+
+@lru_cache(maxsize=None)
+def _imagenet_spellings() -> dict[str, tuple[str, ...]]:
+    """ImageNet-1k synset -> its names (the short name and every synonym)."""
+    from timm.data import ImageNetInfo
+
+    info = ImageNetInfo()
+    return {synset: tuple(s.strip() for s in info.index_to_description(i).split(",") if s.strip())
+            for i, synset in enumerate(class_ids("imagenet-1k"))}
 
 
 def _few(items: Sequence[str], k: int = 5) -> str:
@@ -250,7 +288,10 @@ def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
     """ImageNet-1k validation in the ``val/<synset>/`` (or ``<synset>/``) tree, or flat with a labels file."""
     if label_set != "imagenet-1k":
-        raise DatasetOptionError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts {label_set}")
+        hint = "" if is_builtin(label_set) else (": use --dataset imagefolder, which matches class folders to "
+                                                 "those names (ImageNet synset folders through their names)")
+        raise DatasetOptionError(f"--dataset imagenet needs an ImageNet-1k model; this one predicts "
+                                 f"{describe(label_set)}{hint}")
     if not data_dir.is_dir():
         raise _not_found("--data-dir", data_dir, directory=True)
     if labels_file is not None:
@@ -412,6 +453,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
                 if name not in present and not (k == 0 and resolver(label) is None)]  # (not a header row)
     classes: dict[str, int] = {}
     unmatched: list[str] = []
+    through_synsets: list[str] = []
     for folder in folders:
         if folder in mapping:
             label = resolver(mapping[folder])
@@ -419,31 +461,44 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
                 raise DatasetError(f"--class-map {class_map}: folder {folder!r}: {resolver.why_not(mapping[folder])}")
             classes[folder] = label
             continue
-        label = None if re.fullmatch(r"\d+", folder) else resolver(folder)  # bare numbers only via --class-map
+        label = resolver.by_name(folder)  # bare numbers (not names) only via --class-map
+        if label is None:
+            label = resolver.by_synset(folder)
+            if label is not None:
+                through_synsets.append(f"{folder} -> {resolver.ids[label]}")
         if label is None:
             unmatched.append(folder)
         else:
             classes[folder] = label
     if unmatched:
         # a split folder (train/, val/) whose subfolders are the classes: point at it
-        splits = [f for f in unmatched if any(resolver(sub) is not None for sub in _subdirs(data_dir / f)[:50])]
+        splits = [f for f in unmatched if any(resolver.by_name(sub) is not None or resolver.by_synset(sub) is not None
+                                              for sub in _subdirs(data_dir / f)[:50])]
         hint = (f"; {_few(splits)} holds class folders: pass --data-dir {data_dir / splits[0]}" if splits else
                 "; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
+        classes_of = (f"{label_set} class of {model_name}" if is_builtin(label_set) else
+                      f"class of {model_name} (the names in {label_set})")
         raise DatasetError(
-            f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {label_set} class of "
-            f"{model_name}: {_few(unmatched)}{hint}")
+            f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {classes_of}: "
+            f"{_few(unmatched)}{hint}")
     stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
+    if through_synsets:
+        data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "
+                          "their ImageNet names: " + ", ".join(through_synsets))
     if stray:
         data.notes.append(f"{len(stray)} images directly in {data_dir} (outside class folders) ignored")
     return data
 
 
 def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], label_set: str) -> EvalData:
-    """A Kinetics-400 / SSv2 list: ``path label`` (or ``path num_frames label``) lines."""
+    """A Kinetics-400 / SSv2 list (or ``videolist``, any video model's): ``path label`` (or ``path
+    num_frames label``) lines."""
     expected = VIDEO_DATASET_LABELS[name]
-    if label_set != expected:
-        raise DatasetOptionError(f"--dataset {name} needs a {expected} model; this one predicts {label_set}")
+    if expected is not None and label_set != expected:
+        hint = "" if is_builtin(label_set) else ": use --dataset videolist, whose labels are its class names or indices"
+        raise DatasetOptionError(f"--dataset {name} needs a {expected} model; this one predicts "
+                                 f"{describe(label_set)}{hint}")
     root = data_dir if data_dir is not None else list_file.parent
     if not root.is_dir():
         raise _not_found("--data-dir", root, directory=True)
@@ -477,7 +532,9 @@ def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None,
     data = _build_dataset(name, entry, data_dir, labels_file=labels_file, class_map=class_map, list_file=list_file)
     for option, value in (("--labels", labels_file), ("--class-map", class_map), ("--list", list_file)):
         if value is not None and name not in OPTION_DATASETS[option]:
-            data.warnings.append(f"{option} {value}: read by --dataset {' or '.join(OPTION_DATASETS[option])} only; "
+            readers = OPTION_DATASETS[option]
+            either = " or ".join(filter(None, (", ".join(readers[:-1]), readers[-1])))
+            data.warnings.append(f"{option} {value}: read by --dataset {either} only; "
                                  f"ignored with --dataset {name}")
     return data
 

@@ -35,6 +35,12 @@ class ManifestFileError(ManifestOptionError):
     """``--manifest`` (an option of ``ssmzoo`` itself, not of the command) names a file that cannot be read."""
 
 
+class LabelsFileError(SsmzooError):
+    """A labels file (a model's class names) cannot be read or is malformed; the message names the file
+    and the cause. Named inside a manifest entry, so what it holds is a run-time failure, as the
+    manifest's own content is."""
+
+
 class WeightsError(SsmzooError):
     """Weights cannot be found, fetched, verified or loaded."""
 

@@ -30,12 +30,20 @@ from .distributed import DistContext
 from .errors import SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel
 from .inference import BatchRunner, Pipeline
-from .labels import class_ids, class_names
+from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
 from .text import count
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
+
+
+def reported_on(label_set: str, kind: str) -> str:
+    """The dataset a model's reported top-1 compares with: a labels file's classes can only be read as
+    class folders (images) or a list (videos), so a user's own figure for such a model is compared there."""
+    if is_builtin(label_set):
+        return REPORTED_ON[label_set]
+    return "imagefolder" if kind == "image" else "videolist"
 
 
 @dataclass
@@ -125,14 +133,14 @@ class EvalResult:
     @property
     def comparable(self) -> bool:
         """Whether the paper's figure was measured on this dataset (on all of it, unless --limit)."""
-        return self.reported_top1 is not None and REPORTED_ON.get(self.label_set) == self.dataset
+        return self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
 
     @property
     def reported_caveat(self) -> Optional[str]:
         """Why there is no diff to the paper's top-1 although the model has one."""
         if self.reported_top1 is None or self.comparable:
             return None
-        return f"the paper's top-1 was measured on {REPORTED_ON.get(self.label_set)}, not on this dataset"
+        return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
 
     @property
     def top1_diff(self) -> Optional[float]:
@@ -336,8 +344,9 @@ class BatchTimer:
 def check_compatible(entry: ModelEntry, data: EvalData) -> None:
     """A model can only be scored on a dataset with its label set and its kind (image or video): a
     usage error, as --dataset and --model are what the user chose."""
-    if data.label_set != entry.labels:
-        raise UsageError(f"dataset labels are {data.label_set}, but {entry.name} predicts {entry.labels}")
+    if not same_classes(data.label_set, entry.labels):
+        raise UsageError(f"dataset labels are {describe(data.label_set)}, but {entry.name} predicts "
+                         f"{describe(entry.labels)}")
     if (data.kind == "video") != entry.is_video:
         raise UsageError(f"{data.name} is {'a video' if data.kind == 'video' else 'an image'} dataset, but {entry.name} is "
                          f"{'a video' if entry.is_video else 'an image'} model")
@@ -413,6 +422,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     limited = data.limit_note(sum(1 for r in merged if not r.ok))
     if limited:
         notes.append(limited)
+    if num_classes(entry.labels) <= 5:
+        notes.append(f"top-5 takes in all {num_classes(entry.labels)} classes of {entry.name}: 100% by definition")
     return EvalResult(
         model=entry.name, weights=loaded.weights_origin, dataset=data.name, data_dir=data.root, kind=data.kind,
         label_set=data.label_set, protocol=protocol, views=per_item, total=data.total, samples=merged,

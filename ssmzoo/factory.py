@@ -10,8 +10,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 
-from .errors import SsmzooError, UsageError
-from .labels import NUM_CLASSES
+from .errors import SsmzooError, UsageError, WeightsError
+from .labels import is_builtin
 from .manifest import FAMILIES, ModelEntry
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -105,7 +105,7 @@ def build_model(entry: ModelEntry) -> nn.Module:
 
     from . import models  # noqa: F401  (registers our architectures with timm)
 
-    kwargs = {"num_classes": NUM_CLASSES[entry.labels], **entry.arch_args}
+    kwargs = {"num_classes": entry.num_classes, **entry.arch_args}
     try:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except RuntimeError as exc:
@@ -202,9 +202,30 @@ def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Op
         on_resolved(resolved)
     state_dict = load_state_dict(resolved.path, state_dict_key=resolved.state_dict_key, sha256=resolved.sha256)
     model = build_model(entry)
-    load_into_model(model, adapt_state_dict(state_dict, model), model_name=entry.name)
+    state_dict = adapt_state_dict(state_dict, model)
+    try:
+        load_into_model(model, state_dict, model_name=entry.name)
+    except WeightsError as exc:
+        hint = _head_hint(model, state_dict, entry)
+        if hint is None:
+            raise
+        raise WeightsError(f"{exc}; {hint}") from None
     model.eval().to(torch_device)
     return LoadedModel(model, entry, resolved.origin, torch_device, torch_dtype)
+
+
+def _head_hint(model: nn.Module, state_dict: dict, entry: ModelEntry) -> Optional[str]:
+    """Where a checkpoint's classifier has another number of classes than the entry's labels, says so in
+    those terms (a labels file with a line too many or too few, or the wrong labels for the weights)."""
+    heads = model.get_classifier() if hasattr(model, "get_classifier") else ()
+    head = heads[0] if isinstance(heads, tuple) else heads  # GroupMamba's (head, dist_head)
+    name = next((n for n, m in model.named_modules() if m is head and n), None)
+    weight = state_dict.get(f"{name}.weight") if name is not None else None
+    if weight is None or weight.ndim < 1 or weight.shape[0] == entry.num_classes:
+        return None
+    labels = (f"labels {entry.labels} have" if is_builtin(entry.labels) else f"labels file {entry.labels} lists")
+    return (f"the checkpoint's head ({name}) has {weight.shape[0]} outputs, but {entry.name}'s {labels} "
+            f"{entry.num_classes} classes")
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

@@ -4,6 +4,11 @@ The packaged ``weights_manifest.yaml`` is read first; a user's file (``--manifes
 ``SSMZOO_MANIFEST`` environment variable, several paths joined by ``os.pathsep``) adds entries or
 replaces entries of the same name. Every entry is validated when it is read, so a typo fails with
 the model's name and the field, not with a ``KeyError`` deep inside a run.
+
+An entry's ``labels`` is one of ssmzoo's label sets or a labels file (``ssmzoo.labels``): a relative path
+is taken from the manifest file's folder, so a model folder with its manifest, checkpoint and labels
+file works from anywhere. The file is read with the manifest, and ``ModelEntry.labels`` holds its
+absolute path.
 """
 
 from __future__ import annotations
@@ -16,12 +21,12 @@ from typing import Any, Mapping, Optional
 
 import yaml
 
-from .errors import ManifestError, ManifestFileError, ManifestOptionError
-from .labels import NUM_CLASSES
+from .errors import LabelsFileError, ManifestError, ManifestFileError, ManifestOptionError
+from .labels import BUILTIN_LABEL_SETS, LABELS_FILE_FORMATS, LABELS_FILE_SUFFIXES, num_classes, read_labels_file
 
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
-LABEL_SETS = ("imagenet-1k", "kinetics-400", "ssv2")
+LABEL_SETS = BUILTIN_LABEL_SETS  # or a labels file (see _label_set)
 FAMILIES = ("groupmamba", "videomamba", "stablemamba")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 FORMATS = ("auto", "pth", "safetensors")
@@ -93,7 +98,7 @@ class ModelEntry:
     family: str
     architecture: str
     task: str
-    labels: str
+    labels: str  # a label set's name (imagenet-1k, ...) or a labels file's absolute path
     data: DataConfig
     arch_args: Mapping[str, Any] = field(default_factory=dict)
     video: Optional[VideoConfig] = None
@@ -108,6 +113,10 @@ class ModelEntry:
     @property
     def is_video(self) -> bool:
         return self.task == "video-classification"
+
+    @property
+    def num_classes(self) -> int:
+        return num_classes(self.labels)
 
 
 class _Fields:
@@ -154,7 +163,24 @@ class _Fields:
             self.fail(extra[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
-def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
+def _label_set(top: _Fields, base_dir: Path) -> str:
+    """The entry's ``labels``: a label set's name as is, else a labels file, read now (a bad one fails
+    here, naming the model) and named by its absolute path."""
+    value = top.get("labels", str)
+    if value in LABEL_SETS:
+        return value
+    path = Path(os.path.abspath(base_dir / Path(value).expanduser()))
+    if path.suffix.lower() not in LABELS_FILE_SUFFIXES:
+        top.fail("labels", f"{value!r} is not one of {', '.join(LABEL_SETS)}, nor a labels file: {path} would "
+                           f"need to end in {LABELS_FILE_FORMATS}")
+    try:
+        read_labels_file(path)
+    except LabelsFileError as exc:
+        top.fail("labels", str(exc))
+    return str(path)
+
+
+def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry:
     top = _Fields(name, "", raw, source)
     top.unknown({"family", "architecture", "arch_args", "task", "labels", "data", "video", "weights",
                  "license", "paper", "reported", "notes", "ssmzoo_choice"})
@@ -225,12 +251,13 @@ def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
             and not reported.source:
         r.fail("source", "reported figures need a source")
 
-    labels = top.get("labels", str, choices=LABEL_SETS)
+    labels = _label_set(top, base_dir)
     arch_args = dict(top.get("arch_args", dict, {}))
-    if "num_classes" in arch_args and arch_args["num_classes"] != NUM_CLASSES[labels]:
+    if "num_classes" in arch_args and arch_args["num_classes"] != num_classes(labels):
         # a head of another size would be given names of this label set: wrong labels, silently
-        top.fail("arch_args", f"num_classes {arch_args['num_classes']!r} does not match labels {labels!r} "
-                              f"({NUM_CLASSES[labels]} classes); the head's size comes from labels, so leave it out")
+        what = f"labels {labels!r}" if labels in LABEL_SETS else f"labels file {labels}"
+        top.fail("arch_args", f"num_classes {arch_args['num_classes']!r} does not match {what} "
+                              f"({num_classes(labels)} classes); the head's size comes from labels, so leave it out")
     return ModelEntry(
         name=name,
         family=top.get("family", str, choices=FAMILIES),
@@ -250,7 +277,10 @@ def _parse_entry(name: str, raw: Any, source: str) -> ModelEntry:
     )
 
 
-def parse_manifest(text: str, source: str = "<manifest>") -> dict[str, ModelEntry]:
+def parse_manifest(text: str, source: str = "<manifest>", base_dir: Optional[Path] = None) -> dict[str, ModelEntry]:
+    """The entries of one manifest's text; ``base_dir`` (default: the current folder) is where relative
+    labels files are looked for: the manifest file's folder when it was read from one."""
+    base_dir = Path.cwd() if base_dir is None else Path(base_dir)
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -264,7 +294,7 @@ def parse_manifest(text: str, source: str = "<manifest>") -> dict[str, ModelEntr
     for name, raw in doc["models"].items():
         if not isinstance(name, str) or not name.replace("_", "").replace("-", "").replace(".", "").isalnum():
             raise ManifestError(f"{source}: model name {name!r} must be letters, digits, '_', '-' or '.'")
-        entries[name] = _parse_entry(name, raw, source)
+        entries[name] = _parse_entry(name, raw, source, base_dir)
     return entries
 
 
@@ -285,7 +315,7 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
             raise ManifestFileError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
         except UnicodeDecodeError:
             raise ManifestFileError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
-        entries.update(parse_manifest(text, str(path)))
+        entries.update(parse_manifest(text, str(path), path.parent))
     return entries
 
 

@@ -49,6 +49,7 @@ from .distributed import DistContext
 from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
+from .labels import describe, is_builtin
 from .text import count
 
 DEFAULT_STEP = 10
@@ -463,6 +464,8 @@ class RobustnessReport:
             ce, why = None, None
             if alexnet is None:
                 why = "no published AlexNet errors (an ImageNet-C 'extra' corruption)"
+            elif not is_builtin(self.label_set):  # chance level alone differs between 1000 classes and N
+                why = f"AlexNet's errors are on ImageNet-1k's classes, not on {describe(self.label_set)}"
             elif sorted(sev) != list(SEVERITIES):
                 why = "needs all 5 severities"
             elif mean is None:

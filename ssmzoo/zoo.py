@@ -47,6 +47,7 @@ def model_rows(entries: Mapping[str, ModelEntry]) -> list[dict[str, Any]]:
             "family": e.family,
             "task": "video" if e.is_video else "image",
             "labels": e.labels,
+            "num_classes": e.num_classes,
             "frames": e.video.num_frames if e.video else None,
             "params_m": e.reported.params_m,
             "top1": e.reported.top1,
@@ -72,6 +73,7 @@ INFO_LABELS = {
     "weights_status": "weights status",
     "scan_backend_cpu": "scan backend (cpu)",
     "scan_backend_cuda": "scan backend (cuda)",
+    "num_classes": "classes",
 }
 
 
@@ -92,6 +94,7 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "arch_args": dict(entry.arch_args) or None,
         "task": entry.task,
         "labels": entry.labels,
+        "num_classes": entry.num_classes,
         "params_m_counted": round(params / 1e6, 2),
         "params_m_reported": entry.reported.params_m,
         "top1_reported": entry.reported.top1,
@@ -129,10 +132,19 @@ def _backend_text(device: str) -> str:
     return f"{backend} (forced by SSMZOO_SCAN)" if forced_scan_backend() else backend
 
 
+def _first_names(label_set: str, k: int = 5) -> str:
+    from .labels import class_names
+
+    names = class_names(label_set)
+    return ", ".join(names[:k]) + (f", ... ({len(names) - k} more)" if len(names) > k else "")
+
+
 def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, text) per ``model_info`` field for the table: dicts as ``k=v, ...``, None as blank."""
     rows = []
     for key, value in info.items():
+        if key == "num_classes":  # the first names too: a labels file read in another order shows here
+            value = f"{value}: {_first_names(info['labels'])}"
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
         rows.append((INFO_LABELS.get(key, key), "" if value is None else str(value)))

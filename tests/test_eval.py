@@ -393,7 +393,7 @@ def test_a_file_option_the_dataset_does_not_read_is_warned_about_and_ignored(cli
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", tmp_path, "--list", tmp_path / "nothing.txt",
                 "--class-map", tmp_path / "nope.txt", "--workers", "0", "--json")
     assert res.code == 0, res.stderr
-    assert f"warning: --list {tmp_path / 'nothing.txt'}: read by --dataset kinetics400 or ssv2 only; ignored " \
+    assert f"warning: --list {tmp_path / 'nothing.txt'}: read by --dataset kinetics400, ssv2 or videolist only; ignored " \
            "with --dataset imagenet" in res.stderr
     assert f"warning: --class-map {tmp_path / 'nope.txt'}: read by --dataset imagefolder only" in res.stderr
     assert json.loads(res.stdout)["n"] == 1
