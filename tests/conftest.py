@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,3 +124,20 @@ def no_tf32():
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     yield
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+
+WITHOUT_OVERRIDE = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+
+
+def ssmzoo_as_ordinary_user(*args, cwd: Path) -> subprocess.CompletedProcess:
+    """``ssmzoo ARGS`` in a child process that permission bits apply to: where the tests run as root,
+    its capabilities to override them are dropped (util-linux's ``setpriv``), as an ordinary user's are."""
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        setpriv = shutil.which("setpriv")
+        if setpriv is None:
+            pytest.skip("running as root without setpriv: permission bits cannot be made to apply")
+        prefix = [setpriv, *WITHOUT_OVERRIDE]
+    command = [*prefix, sys.executable, "-m", "ssmzoo", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600)
+

@@ -8,7 +8,6 @@ against predictions computed by running the model by hand, so the expected count
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from ssmzoo.images import eval_transform, load_image
 from ssmzoo.labels import class_ids, class_names, read_labels_file
 from ssmzoo.manifest import load_manifest, parse_manifest
 
-from conftest import EXAMPLES
+from conftest import EXAMPLES, ssmzoo_as_ordinary_user
 
 ARCH = "{stem_hidden_dim: 16, embed_dims: [32, 64, 96, 128], mlp_ratios: [8, 8, 4, 4], depths: [1, 2, 2, 1]}"
 NAMES = ["tabby cat", "espresso", "space rocket"]  # "tabby cat" is an ImageNet name too: a labels file wins
@@ -165,14 +164,15 @@ def test_a_folder_or_an_unreadable_file_says_so(tmp_path):
         read_labels_file(tmp_path / "dir.txt")
     locked = tmp_path / "locked.txt"
     locked.write_text("cat\n")
+    (tmp_path / "my.yaml").write_text(manifest(entry_yaml("mine", "locked.txt")))
     locked.chmod(0)
-    try:
-        if os.access(locked, os.R_OK):
-            pytest.skip("running as root: permissions do not stop reading")
-        with pytest.raises(LabelsFileError, match=r"locked.txt: cannot read the labels file \(Permission denied\)$"):
-            read_labels_file(locked)
+    try:  # a user's process, which permission bits apply to (root's override dropped)
+        res = ssmzoo_as_ordinary_user("--manifest", tmp_path / "my.yaml", "models", cwd=tmp_path)
     finally:
         locked.chmod(0o644)
+    assert res.returncode == 1 and res.stdout == "", res
+    assert res.stderr.strip().endswith(f"{locked}: cannot read the labels file (Permission denied)"), res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
 
 
 def test_a_name_that_is_no_label_set_and_no_file_lists_both(tmp_path):

@@ -7,30 +7,17 @@ capabilities to override them are dropped (util-linux's ``setpriv``), as an ordi
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-WITHOUT_OVERRIDE = ["--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
-
-
-def _as_ordinary_user() -> list[str]:
-    if os.geteuid() != 0:
-        return []
-    setpriv = shutil.which("setpriv")
-    if setpriv is None:
-        pytest.skip("running as root without setpriv: permission bits cannot be made to apply")
-    return [setpriv, *WITHOUT_OVERRIDE]
-
+from conftest import ssmzoo_as_ordinary_user
 
 def ssmzoo(*args, cwd: Path) -> subprocess.CompletedProcess:
     """``ssmzoo ARGS`` in a child process that permission bits apply to."""
-    command = [*_as_ordinary_user(), sys.executable, "-m", "ssmzoo", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, timeout=600)
+    return ssmzoo_as_ordinary_user(*args, cwd=cwd)
 
 
 @pytest.fixture()
