@@ -91,7 +91,7 @@ def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
             elif path.exists() or os.path.lexists(spec):
                 found.append((spec, None))
             elif glob.has_magic(spec):
-                matches = _once_each([m for m in glob.glob(spec, recursive=True) if Path(m).is_file()])
+                matches = _once_each([m for m in _glob(spec) if Path(m).is_file()])
                 if not matches:
                     found.append((spec, f"{spec}: no file matches this pattern"))
                 found.extend((m, None) for m in matches)
@@ -149,6 +149,24 @@ def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
     if not entries:
         return [(spec, f"{spec}: directory holds no image or video files")]
     return sorted(entries, key=lambda entry: Path(entry[0]))
+
+
+def _glob(spec: str) -> list[str]:
+    """glob's matches, where ``**`` does not descend into links to folders (as bash's globstar): glob.glob
+    follows them, and two links back up the tree make its walk grow without end (2^depth paths)."""
+    parts = Path(spec).parts
+    if "**" not in parts:
+        return glob.glob(spec)
+    fixed = next(i for i, part in enumerate(parts) if glob.has_magic(part))
+    anchor = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = parts[fixed:]
+    hidden_ok = any(part.startswith(".") for part in rest)
+    matches = []
+    for match in anchor.glob(str(Path(*rest))):
+        relative = match.relative_to(anchor).parts
+        if hidden_ok or not any(part.startswith(".") for part in relative):  # glob leaves hidden entries out
+            matches.append(str(match))
+    return matches
 
 
 def _once_each(paths: list[str]) -> list[str]:

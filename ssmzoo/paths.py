@@ -58,11 +58,25 @@ def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool) ->
     """The files below ``root`` whose suffix (lower-cased) is in ``suffixes``, sorted; how many other
     files there are; and the error of each folder that could not be read, whose files are missing from
     the list (callers must say so). Hidden files and folders are left out, as ``ls`` and glob do. An
-    entry is listed by its name, so a link to nothing is listed too."""
+    entry is listed by its name, so a link to nothing is listed too. Following links, each folder is
+    walked once (by device and inode): a link back to a folder above (``self -> .``, ``up -> ..``) would
+    otherwise list its files again and again, or never end."""
     files: list[Path] = []
     others = 0
     unreadable: list[OSError] = []
+    walked: set[tuple[int, int]] = set()
     for folder, subfolders, names in os.walk(root, followlinks=follow_links, onerror=unreadable.append):
+        if follow_links:
+            try:
+                st = os.stat(folder)
+            except OSError as exc:
+                unreadable.append(exc)
+                subfolders[:] = []
+                continue
+            if (st.st_dev, st.st_ino) in walked:
+                subfolders[:] = []
+                continue
+            walked.add((st.st_dev, st.st_ino))
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in names:
             if name.startswith("."):

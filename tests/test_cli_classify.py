@@ -61,6 +61,22 @@ def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):
     assert expand_inputs([str(tmp_path / "loop")]) == expand_inputs([str(tmp_path / "loop/**/*.jpg")])
 
 
+def test_a_recursive_glob_ends_with_two_links_back_up_the_tree(tmp_path, monkeypatch):
+    # `**` does not descend into links to folders (as bash's globstar): with two links to an ancestor
+    # glob.glob's walk doubled at every level, and `classify '**/*.jpg'` ran for minutes, then out of memory
+    from ssmzoo.classify import expand_inputs
+
+    for sub in ("a", "b", ".hidden"):
+        (tmp_path / "loop" / sub).mkdir(parents=True)
+        (tmp_path / "loop" / sub / "up").symlink_to("..")
+    (tmp_path / "loop/a/x.jpg").write_bytes(b"x")
+    (tmp_path / "loop/.hidden/h.jpg").write_bytes(b"h")
+    monkeypatch.chdir(tmp_path / "loop")
+    assert expand_inputs(["**/*.jpg"]) == [("a/x.jpg", None)]  # hidden folders left out, as glob does
+    assert expand_inputs([".hidden/**/*.jpg"]) == [(".hidden/h.jpg", None)]
+    assert expand_inputs([str(tmp_path / "loop/**/x.jpg")]) == [(str(tmp_path / "loop/a/x.jpg"), None)]
+
+
 def test_a_file_named_twice_is_classified_once(cli, mini_files, example_images, monkeypatch):
     # twice, directly and through its folder or a glob, spelt ./x or x/../x, or through a link: one result
     # per file, in the order of first mention; one note on stderr says what was skipped, stdout stays JSON Lines

@@ -306,6 +306,28 @@ def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(c
     assert res.code == 1 and "file-name synsets are not ImageNet-1k classes: 'n99999999'" in res.stderr
 
 
+def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval_env, tmp_path):
+    """Class folders are walked through links, but each folder once: ``self -> .`` used to list the
+    folder's image 41 times over (and inflate top-1), two ``up -> ..`` links made the walk endless."""
+    root = tmp_path / "folder"
+    paths = eval_env["paths"]
+    for k, folder in enumerate(("tabby cat", "goldfish")):
+        (root / folder / "sub").mkdir(parents=True)
+        shutil.copy(paths[k], root / folder / paths[k].name)
+    (root / "tabby cat" / "self").symlink_to(".")
+    (root / "goldfish" / "sub" / "up").symlink_to("..")
+    (root / "tabby cat" / "sub").rmdir()
+    (root / "tabby cat" / "sub").mkdir()
+    (root / "tabby cat" / "sub" / "up").symlink_to("..")
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    assert json.loads(res.stdout)["evaluated"] == 2
+    assert sorted(Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()) == sorted(
+        p.name for p in paths[:2])
+
+
 def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tmp_path):
     root = tmp_path / "folder"
     spellings = {"Tabby_Cat": 281, "great-white shark": 2, "n01443537": 1, "GOLDFISH": 1, "Egyptian cat": 285}
