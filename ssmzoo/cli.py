@@ -493,9 +493,9 @@ def benchmark_cmd(
         None, "--frames", metavar="N", help="Frames per clip for video models (default: the manifest's)."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     compile_: bool = typer.Option(False, "--compile", help="torch.compile every model (peers too)."),
-    compile_mode: str = typer.Option(
-        "default", "--compile-mode", metavar="MODE",
-        help="default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."),
+    compile_mode: Optional[str] = typer.Option(
+        None, "--compile-mode", metavar="MODE",
+        help="With --compile: default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs."),
     channels_last: bool = typer.Option(False, "--channels-last", help="channels_last model and input (peers: CNNs only)."),
     cuda_graphs: bool = typer.Option(False, "--cuda-graphs", help="Capture the forward in a CUDA graph and time replays."),
     warmup: Optional[int] = typer.Option(
@@ -526,11 +526,13 @@ def benchmark_cmd(
         return
     if not model:
         raise UsageError("pass --model NAME (repeatable, or 'all') or --op scan")
+    if compile_mode is not None and not compile_:  # it would time eager models, saying nothing
+        raise UsageError(f"--compile-mode {compile_mode} applies to compiled models: add --compile")
     entries = _entries()
     names = list(entries) if "all" in model else list(dict.fromkeys(model))
     selected = [_entry(name) for name in names]
     cfg = BenchConfig(batch_size=batch_size, dtype=dtype, img_size=img_size, frames=frames, device=device,
-                      compile=compile_, compile_mode=compile_mode, channels_last=channels_last,
+                      compile=compile_, compile_mode=compile_mode or "default", channels_last=channels_last,
                       cuda_graphs=cuda_graphs, warmup=warmup, iters=iters, peers=peers,
                       peer_names=tuple(peer or ()), threads=threads)
 

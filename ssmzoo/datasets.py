@@ -478,9 +478,12 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
                 "; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
         classes_of = (f"{label_set} class of {model_name}" if is_builtin(label_set) else
                       f"class of {model_name} (the names in {label_set})")
+        ambiguous = [f for f in unmatched if len(resolver.names.get(normalize_name(f), ())) > 1]
+        why = (f" ({'; '.join(resolver.why_not(f) for f in ambiguous[:3])}: pass --class-map to choose)"
+               if ambiguous else "")
         raise DatasetError(
             f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {classes_of}: "
-            f"{_few(unmatched)}{hint}")
+            f"{_few(unmatched)}{why}{hint}")
     stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:

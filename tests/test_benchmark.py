@@ -309,3 +309,12 @@ def test_small_figures_keep_three_significant_digits():
 
     assert [_figure(v, 2) for v in (0.005, 0.0123, 0.5, 1.234, 1234.5)] == ["0.005", "0.0123", "0.50", "1.23", "1,234.50"]
     assert [_figure(v, 1) for v in (0.038, 0.04, 12.34, 0.0)] == ["0.038", "0.04", "12.3", "0.0"]
+
+
+def test_compile_mode_without_compile_is_a_usage_error(cli, mini_files):
+    # it used to time the eager model and report compile_mode max-autotune beside compile false
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "--compile-mode", "max-autotune")
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines()[-1].startswith("error: --compile-mode max-autotune applies to compiled "
+                                                          "models: add --compile")
+

@@ -354,6 +354,7 @@ def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tm
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--class-map" in lines[0]
     assert "4 of 9 class folders" in lines[0]
     assert all(repr(name) in lines[0] for name in ("crane", "vacation photos", "17", "misc"))
+    assert "'crane' is ambiguous (n02012849, n03126707)" in lines[0]  # two ImageNet classes, not none
 
     class_map = tmp_path / "map.txt"
     class_map.write_text("crane n03126707\nvacation photos seashore\n17 17\nmisc 999\n")
