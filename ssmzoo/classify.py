@@ -245,7 +245,7 @@ class Classifier:
     def _load_image(self, path: str):
         """The image, or the reason it cannot be one (a video named like an image says so)."""
         try:
-            return load_image(path, self.entry.data.input_size[-1])
+            return load_image(path, self.entry.data.input_size[-1], upright=True)
         except InputError:
             if content_kind(path) == "video":
                 raise self._wrong_kind(path, "video") from None

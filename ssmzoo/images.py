@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, SsmzooError
 from .manifest import DataConfig
@@ -37,8 +37,10 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
-    """Opens an image as RGB or raises InputError with one line naming the file and the cause."""
+def load_image(path: str | Path, min_side: int = 224, upright: bool = False) -> Image.Image:
+    """Opens an image as RGB or raises InputError with one line naming the file and the cause. With
+    ``upright``, turned as its EXIF orientation asks (a phone photo shot sideways is stored sideways);
+    the datasets keep the pixels as stored, as timm's and the authors' evaluation read them."""
     path = Path(path)
     try:
         if not path.exists():
@@ -57,6 +59,8 @@ def load_image(path: str | Path, min_side: int = 224) -> Image.Image:
             if img.format == "JPEG" and img.width * img.height > DRAFT_ABOVE_PIXELS:
                 img.draft("RGB", (min_side * 4, min_side * 4))
             img.load()
+            if upright:
+                img = ImageOps.exif_transpose(img)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:

@@ -1,5 +1,7 @@
 """Images are read whatever their mode, broken files fail with one line, and preprocessing is timm's."""
 
+import json
+
 import numpy as np
 import pytest
 import timm
@@ -100,3 +102,22 @@ def test_truncated_jpeg_fails_with_one_line(tmp_path, photo):
     with pytest.raises(InputError, match="truncated") as info:
         load_image(path)
     assert str(path) in str(info.value)
+
+
+def test_classify_turns_a_photo_upright_as_its_exif_orientation_asks(tmp_path, cli, mini_files):
+    """A phone stores a photo shot sideways as it was shot, with EXIF orientation 6 ("rotate 90° clockwise
+    to view"): classify sees it upright, as a viewer shows it; the datasets keep the stored pixels (timm's
+    and the authors' evaluation read them so)."""
+    rng = np.random.default_rng(0)
+    upright = Image.fromarray(rng.integers(0, 256, (48, 80, 3), dtype=np.uint8))
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    upright.save(tmp_path / "upright.png")
+    assert np.array_equal(np.asarray(load_image(tmp_path / "sideways.png", upright=True)), np.asarray(upright))
+    assert load_image(tmp_path / "sideways.png").size == (48, 80)  # as stored
+    res = cli("--manifest", mini_files[0], "classify", tmp_path / "upright.png", tmp_path / "sideways.png",
+              "--model", "groupmamba_mini", "--weights", mini_files[1], "--json", "-k", "3")
+    assert res.code == 0, res.stderr
+    first, second = (json.loads(line)["top"] for line in res.stdout.splitlines())
+    assert first == second
