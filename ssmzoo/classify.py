@@ -207,9 +207,18 @@ class Classifier:
             logits = self.loaded.model(batch)
         return logits.float().softmax(dim=-1).cpu()
 
+    def _result(self, path: str, kind: str, probs: torch.Tensor, notes: Optional[list[str]] = None) -> ClassifyResult:
+        """The top-k of ``probs``, or a failure where they are not finite: a NaN's top-k is class 0 at
+        "nan%", which reads like an answer (and is not valid JSON)."""
+        if not bool(torch.isfinite(probs).all()):
+            dtype = str(self.loaded.dtype).removeprefix("torch.")
+            return ClassifyResult.failed(path, f"{path}: {self.entry.name}'s output for it is not finite (NaN or inf): "
+                                               f"its weights are broken, or its activations overflow in {dtype}")
+        return ClassifyResult(path, kind, _top_k(probs, self.top_k, self.entry.labels), notes or [])
+
     def _image_results(self, items: list[tuple[str, torch.Tensor]]) -> list[ClassifyResult]:
         probs = self._probabilities(torch.stack([t for _, t in items]))
-        return [ClassifyResult(p, "image", _top_k(pr, self.top_k, self.entry.labels)) for (p, _), pr in zip(items, probs)]
+        return [self._result(p, "image", pr) for (p, _), pr in zip(items, probs)]
 
     def _video_result(self, path: str) -> ClassifyResult:
         from .video import VideoProtocol, load_video_views
@@ -220,7 +229,7 @@ class Classifier:
         probs = torch.cat([self._probabilities(part) for part in clips.tensor.split(self.batch_size)]).mean(dim=0)
         views = clips.tensor.shape[0]
         notes = list(clips.notes) + [f"{count(views, 'view')} averaged"] if views > 1 else list(clips.notes)
-        return ClassifyResult(path, "video", _top_k(probs, self.top_k, self.entry.labels), notes)
+        return self._result(path, "video", probs, notes)
 
     def _kind_by_content(self, path: str) -> str:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the

@@ -97,6 +97,23 @@ def test_a_file_named_twice_is_classified_once(cli, mini_files, example_images, 
     assert errors == ["error: nothing.jpg: no such file or directory"] and "1 of 5 inputs failed" in res.stderr
 
 
+def test_a_model_whose_output_is_nan_fails_each_input_in_words(cli, mini_files, example_images, tmp_path):
+    # NaN scores used to print "1.    nan%  tench" (topk of NaNs is class 0), "probability": NaN in --json
+    # (not JSON), and exit 0
+    manifest, checkpoint = mini_files
+    state = torch.load(checkpoint, weights_only=True)
+    state["model"]["module.head.bias"][:] = float("nan")
+    broken = tmp_path / "nan.pth"
+    torch.save(state, broken)
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", example_images / "rocket.jpg",
+              "--model", "groupmamba_mini", "--weights", broken, "--json")
+    assert res.code == 1
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) for line in res.stdout.splitlines()]
+    assert len(rows) == 2 and all(r["top"] == [] for r in rows)
+    assert rows[0]["error"] == (f"{example_images / 'coffee.jpg'}: groupmamba_mini's output for it is not finite "
+                                "(NaN or inf): its weights are broken, or its activations overflow in float32")
+
+
 def test_json_output_matches_the_model_run_by_hand(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
