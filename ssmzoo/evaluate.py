@@ -185,7 +185,8 @@ class EvalResult:
                 "label_name": names[s.label], "prediction": s.prediction,
                 "prediction_id": None if s.prediction is None else ids[s.prediction],
                 "prediction_name": None if s.prediction is None else names[s.prediction],
-                "probability": None if s.probability is None else round(s.probability, 6),
+                "probability": None if s.probability is None or not math.isfinite(s.probability)
+                else round(s.probability, 6),  # (NaN is not JSON)
                 "top5": s.top5, "correct": s.correct, "correct5": s.correct5, "error": s.error,
                 "notes": list(s.notes),
             }
@@ -422,6 +423,11 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     limited = data.limit_note(sum(1 for r in merged if not r.ok))
     if limited:
         notes.append(limited)
+    not_finite = sum(1 for r in merged if r.probability is not None and not math.isfinite(r.probability))
+    if not_finite:  # a NaN's top-k is an arbitrary class: the accuracy would read like a real one
+        notes.append(f"{count(not_finite, 'item')} got a model output that is not finite (NaN or inf), so "
+                     f"their predictions mean nothing: {entry.name}'s weights are broken, or its activations "
+                     f"overflow in {str(loaded.dtype).removeprefix('torch.')}")
     if num_classes(entry.labels) <= 5:
         notes.append(f"top-5 takes in all {num_classes(entry.labels)} classes of {entry.name}: 100% by definition")
     return EvalResult(

@@ -328,6 +328,29 @@ def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval
         p.name for p in paths[:2])
 
 
+def test_nan_model_outputs_are_said_and_not_written_as_json_nan(cli, eval_env, tmp_path):
+    # a checkpoint with a NaN head used to give a plain top-1 (a NaN's top-k is an arbitrary class), and
+    # "probability": NaN in the per-sample JSON Lines, which is not JSON
+    state = torch.load(eval_env["checkpoint"], weights_only=True)
+    state["model"]["module.head.bias"][:] = float("nan")
+    broken = tmp_path / "nan.pth"
+    torch.save(state, broken)
+    root = tmp_path / "folder"
+    for k, folder in enumerate(("tabby cat", "goldfish")):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(eval_env["paths"][k], root / folder)
+    out = tmp_path / "ps.jsonl"
+    res = cli("--manifest", eval_env["manifest"], "eval", "--model", "groupmamba_evalmini", "--weights", broken,
+              "--device", "cpu", "--dataset", "imagefolder", "--data-dir", root, "--workers", "0",
+              "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    notes = json.loads(res.stdout)["notes"]
+    assert any(n.startswith("2 items got a model output that is not finite (NaN or inf), so their predictions "
+                            "mean nothing") for n in notes), notes
+    rows = [json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON")) for line in out.read_text().splitlines()]
+    assert [r["probability"] for r in rows] == [None, None]
+
+
 def test_imagefolder_matches_class_names_and_reports_unmatched(cli, eval_env, tmp_path):
     root = tmp_path / "folder"
     spellings = {"Tabby_Cat": 281, "great-white shark": 2, "n01443537": 1, "GOLDFISH": 1, "Egyptian cat": 285}
