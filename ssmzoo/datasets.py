@@ -371,13 +371,15 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
     seen: set[str] = set()
+    header: Optional[str] = None
     for k, (n, name, label_text) in enumerate(_label_lines(labels_file)):
         word = label_text.split()[0]
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
         if label is None:
-            if k == 0 and listed is None:  # a header row (ImageId,PredictionString): names no image
-                continue
+            if k == 0 and listed is None and Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                header = f"{labels_file}:{n}: first line taken as a header and skipped ({name} {label_text})"
+                continue  # a header row (ImageId,PredictionString): names no image
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
         path = listed or data_dir / name
@@ -391,7 +393,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     unlabelled = sum(1 for p in files.values() if p.suffix.lower() in IMAGE_SUFFIXES and str(p) not in seen)
     notes = [f"{unlabelled} images in {data_dir} have no line in {labels_file.name} and were not evaluated"] \
         if unlabelled else []
-    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes)
+    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes + ([header] if header else []))
 
 
 def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str, str, str]]:
@@ -507,6 +509,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         raise _not_found("--data-dir", root, directory=True)
     resolver = LabelResolver(label_set)
     samples: list[Sample] = []
+    header: Optional[str] = None
     for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
         parts = label_text.split()
         if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
@@ -518,13 +521,14 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
                          if path.with_name(path.name + s).exists()), path)
         label = resolver(label_text)
         if label is None:
-            if k == 0 and not path.exists():  # a header row (after any comments): names no file
-                continue
+            if k == 0 and not path.exists() and Path(path_text).suffix.lower() not in VIDEO_SUFFIXES:
+                header = f"{list_file}:{n}: first line taken as a header and skipped ({path_text} {label_text})"
+                continue  # a header row (after any comments): names no file
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{list_file}: no 'path label' lines")
-    return EvalData(name, "video", label_set, str(root), samples)
+    return EvalData(name, "video", label_set, str(root), samples, [header] if header else [])
 
 
 def build_dataset(name: str, entry: ModelEntry, data_dir: Optional[Path] = None, *,

@@ -500,7 +500,13 @@ def test_a_video_lists_first_line_is_a_header_only_where_it_names_no_file(tmp_pa
     lst.write_text("path label\na.mp4 3\n")
     assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
     lst.write_text("# my clips\npath label\na.mp4 3\n")  # a header after comment lines
-    assert [s.label for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples] == [3]
+    data = video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    assert [s.label for s in data.samples] == [3]
+    assert data.notes == [f"{lst}:2: first line taken as a header and skipped (path label)"]  # said, not silent
+    # a first line naming a video that is missing is data, not a header: it used to vanish, unsaid
+    lst.write_text("clips/missing.mp4 abseilling\na.mp4 3\n")
+    with pytest.raises(DatasetError, match=r"list\.txt:1: 'abseilling' is no kinetics-400 class"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
 
 
 def test_a_list_line_without_a_suffix_finds_the_video_by_classifys_suffixes(tmp_path):
