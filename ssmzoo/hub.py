@@ -761,6 +761,9 @@ def check_weights_request(
             if not local_weights:
                 raise WeightsOptionError(f"--weights {override}: a local file needs no download; this option takes "
                                          "hf-hub:org/repo[/file][@rev]")
+            if revision:  # it would be ignored, unsaid
+                raise WeightsOptionError(f"--revision {revision} picks a version of Hub weights; --weights {override} "
+                                         "is a local file: drop one of them")
             _resolve_local(override)
             return
         ref = parse_hub_ref(override)

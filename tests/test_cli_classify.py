@@ -509,3 +509,15 @@ def test_unreachable_hub_without_cache_is_one_line_error(cli, example_images):
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "cannot reach http://127.0.0.1:9" in lines[0] and "--weights" in lines[0]
     assert "Retry" not in res.stderr
+
+
+def test_revision_with_a_local_checkpoint_is_a_usage_error(cli, mini_files, example_images):
+    # --revision picks a Hub version; with a local --weights it used to be ignored without a word
+    manifest, checkpoint = mini_files
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini",
+              "--weights", checkpoint, "--revision", "v2")
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr.strip().splitlines()[-1] == (
+        f"error: --revision v2 picks a version of Hub weights; --weights {checkpoint} is a local file: drop one of "
+        "them (see `ssmzoo classify --help`)")
+
