@@ -170,8 +170,9 @@ def _glob(spec: str) -> list[str]:
 
 
 def _once_each(paths: list[str]) -> list[str]:
-    """Sorted, the first (shortest, then in sorted order) of the paths that reach one file: a ``**`` glob
-    follows links to folders, and a link back up the tree (a cycle) reaches the same files again and again."""
+    """Sorted, the first (shortest, then in sorted order) of the paths that reach one file: a pattern can
+    match one file under two names where a link to a folder sits among the folders it matches
+    (``*/x.jpg``; ``**`` itself does not descend into such links, see ``_glob``)."""
     seen: set[str] = set()
     kept = []
     for p in sorted(paths, key=lambda p: (p.count(os.sep), p)):
