@@ -229,6 +229,10 @@ def convert_cmd(
         None, "--state-dict-key", metavar="KEY", help="Key holding the weights (default: auto)."),
     model: Optional[str] = typer.Option(
         None, "--model", metavar="NAME", help="Also check that the weights load strictly into this model."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint", help="Unpickle CHECKPOINT whatever it holds (e.g. numpy arrays, config "
+        "classes), running the code it names: only for a local file you trust, never one from the Hub. Without "
+        "it, pickles holding more than tensors, numbers and argparse.Namespace are refused."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a line."),
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
@@ -245,7 +249,7 @@ def convert_cmd(
         except WeightsError as exc:
             raise WeightsError(f"{checkpoint}: {exc}") from None
     written = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
-                                     check=strict_load if model else None)
+                                     check=strict_load if model else None, trust=trust_checkpoint)
     if as_json:
         _json_print({**written.to_dict(), "loads_strictly_into": model})
     else:

@@ -427,3 +427,38 @@ def test_huggingface_hubs_own_messages_never_bury_the_error_line(hub, mini_files
     assert note.endswith("; Trying to resume download...")
     assert error.startswith("error: model 'groupmamba_flaky': download of ssmzoo-test/groupmamba-flaky@main/"
                             f"{FILE} from {hub.endpoint} failed (RemoteProtocolError: peer closed connection")
+
+
+# ---------------------------------------------------------------------------------------------
+# Pickles from the Hub are never trusted
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_a_downloaded_pickle_is_never_trusted(cli, hub, mini_files, example_images, tmp_path):
+    import numpy as np
+
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    hub.add_file(REPO, FILE, _saved({"model": weights, "rng_state": np.arange(3)}))
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    cached = json.loads(res.stdout)[0]["path"]
+
+    res = cli("convert", cached, tmp_path / "w.safetensors", "--trust-checkpoint")
+    assert res.code == 2 and res.stdout == "" and not (tmp_path / "w.safetensors").exists()
+    assert res.stderr.splitlines() == [
+        f"error: --trust-checkpoint {cached}: it is in the Hugging Face cache ({os.environ['HF_HUB_CACHE']}), "
+        "fetched from the network; ssmzoo unpickles such files only with torch.load(weights_only=True). The option "
+        "is for a local file you trust (see `ssmzoo convert --help`)"]
+
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    assert res.code == 1 and res.stderr.splitlines()[-1].startswith("error: ")
+    error = res.stderr.splitlines()[-1]
+    assert "multiarray._reconstruct)" in error and "--trust-checkpoint" not in error  # (numpy._core in numpy 2)
+    assert error.endswith("it was fetched from the Hub, so ssmzoo never unpickles it otherwise: ask the repo's "
+                          "owners for a safetensors copy, or pass --weights with another file")
