@@ -21,7 +21,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,7 @@ from .text import count
 __all__ = [
     "LoadedCheckpoint",
     "Conversion",
+    "state_dict_key_text",
     "WRAPPER_KEYS",
     "read_checkpoint",
     "load_state_dict",
@@ -322,6 +323,12 @@ class LoadedCheckpoint:
     format: str  # "safetensors" | "pth"
     key_path: tuple[str, ...]  # wrapper keys walked through, e.g. ("model_ema",); () when flat
     stripped_prefix: Optional[str]  # "module." if DDP prefixes were removed
+
+
+def state_dict_key_text(key_path: Sequence[str]) -> str:
+    """A key path as ``state_dict_key`` (manifest) and ``--state-dict-key`` (convert) take it, e.g.
+    ``model_ema``, so that messages name what a user would type to pick another entry of the file."""
+    return ".".join(key_path)
 
 
 def _is_tensor_dict(obj: Any) -> bool:

@@ -312,6 +312,29 @@ def test_convert_json_says_what_was_written_and_where_the_weights_were(cli, mini
     assert again["tensor_bytes"] == json.loads(res.stdout)["tensor_bytes"]
 
 
+def test_the_weights_line_and_json_name_the_state_dict_the_checkpoint_supplied(cli, mini_files, example_images,
+                                                                             tmp_path):
+    # A training checkpoint often holds both the weights and their EMA; which one ran was said by
+    # `convert --json` alone. The weights line says it once, and each --json line carries it.
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    both, flat = tmp_path / "both.pth", tmp_path / "flat.pth"
+    torch.save({"model": weights, "model_ema": weights, "epoch": 3}, both)
+    torch.save(weights, flat)
+    args = ("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    for path, key_path, line in [
+        (both, ["model_ema"], f"groupmamba_mini: weights local:{both} (state dict under 'model_ema')"),
+        (checkpoint, ["model"], f"groupmamba_mini: weights local:{checkpoint} (state dict under 'model')"),
+        (flat, [], f"groupmamba_mini: weights local:{flat}"),  # nothing to choose from: the line as it was
+    ]:
+        res = cli(*args, "--weights", path)
+        assert res.code == 0 and res.stderr.splitlines() == [line], res.stderr
+        res = cli(*args, "--weights", path, "--json")
+        row = json.loads(res.stdout)
+        assert (row["weights"], row["weights_key_path"]) == (f"local:{path}", key_path)
+        assert res.stderr.splitlines() == [line]
+
+
 def test_research_checkpoints_with_numpy_scalars_classify_and_convert(cli, mini_files, example_images, tmp_path):
     import numpy as np
 

@@ -430,13 +430,47 @@ def test_huggingface_hubs_own_messages_never_bury_the_error_line(hub, mini_files
 
 
 # ---------------------------------------------------------------------------------------------
-# Pickles from the Hub are never trusted
+# Which state dict of a Hub checkpoint is in use; pickles from the Hub are never trusted
 
 
 def _saved(obj) -> bytes:
     buf = io.BytesIO()
     torch.save(obj, buf)
     return buf.getvalue()
+
+
+def test_the_state_dict_a_hub_checkpoint_supplied_is_named_by_classify_eval_and_info(cli, hub, mini_files,
+                                                                                     example_images, tmp_path):
+    manifest, checkpoint = mini_files
+    auto = tmp_path / "auto.yaml"  # no state_dict_key: ssmzoo picks among the file's entries, EMA first
+    auto.write_text(MINI_MANIFEST.replace(", state_dict_key: model}", "}"))
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    hub.add_file(REPO, FILE, _saved({"model": weights, "model_ema": weights, "epoch": 3}))
+    line = f"groupmamba_mini: weights hf-hub:{REPO}@main/{FILE} (state dict under 'model_ema')"
+
+    info = json.loads(cli("--manifest", auto, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("hub", None)  # nothing to read yet
+
+    res = cli("--manifest", auto, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini", "--json")
+    assert res.code == 0 and res.stderr.splitlines() == [line], res.stderr
+    assert json.loads(res.stdout)["weights_key_path"] == ["model_ema"]
+
+    (tmp_path / "val" / "n01440764").mkdir(parents=True)  # one image of an ImageNet class, for eval
+    (tmp_path / "val" / "n01440764" / "coffee.jpg").write_bytes((example_images / "coffee.jpg").read_bytes())
+    res = cli("--manifest", auto, "eval", "--dataset", "imagenet", "--data-dir", tmp_path, "--model",
+              "groupmamba_mini", "--device", "cpu", "--workers", "0")
+    assert res.code == 0 and [x for x in res.stderr.splitlines() if "weights" in x] == [line], res.stderr
+    assert f"weights: hf-hub:{REPO}@main/{FILE} (state dict under 'model_ema')" in res.stdout
+    res = cli("--manifest", auto, "eval", "--dataset", "imagenet", "--data-dir", tmp_path, "--model",
+              "groupmamba_mini", "--device", "cpu", "--workers", "0", "--json")
+    assert json.loads(res.stdout)["weights_key_path"] == ["model_ema"]
+
+    info = json.loads(cli("--manifest", auto, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("cached", ["model_ema"])
+    assert re.search(r"│ weights key \(cached\) +│ model_ema ", cli("--manifest", auto, "info", "groupmamba_mini").stdout)
+    # the manifest's state_dict_key, where it names one, is what classify takes and what info shows
+    assert json.loads(cli("--manifest", manifest, "info", "groupmamba_mini", "--json").stdout)[
+        "weights_key_path"] == ["model"]
 
 
 def test_a_downloaded_pickle_is_never_trusted(cli, hub, mini_files, example_images, tmp_path):
