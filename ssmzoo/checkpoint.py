@@ -1,13 +1,15 @@
 """Reading published checkpoints safely and fitting them to our modules.
 
-Pickled checkpoints are only ever opened with ``torch.load(weights_only=True)``: a model zoo that
-downloads files from the Internet must not execute code hidden in them. Every failure becomes one
-:class:`~ssmzoo.errors.WeightsError` line that names the file and says what to do.
+Pickled checkpoints are opened with ``torch.load(weights_only=True)``: a model zoo that downloads
+files from the Internet must not execute code hidden in them. The one exception is a local file the
+user vouches for (``ssmzoo convert --trust-checkpoint``), never one fetched from the network. Every
+failure becomes one :class:`~ssmzoo.errors.WeightsError` line that names the file and says what to do.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -19,7 +21,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Union
+from typing import Any, Callable, Mapping, Optional, Sequence, Union
 
 import torch
 from torch import Tensor, nn
@@ -30,6 +32,7 @@ from .text import count
 __all__ = [
     "LoadedCheckpoint",
     "Conversion",
+    "state_dict_key_text",
     "WRAPPER_KEYS",
     "read_checkpoint",
     "load_state_dict",
@@ -322,6 +325,12 @@ class LoadedCheckpoint:
     stripped_prefix: Optional[str]  # "module." if DDP prefixes were removed
 
 
+def state_dict_key_text(key_path: Sequence[str]) -> str:
+    """A key path as ``state_dict_key`` (manifest) and ``--state-dict-key`` (convert) take it, e.g.
+    ``model_ema``, so that messages name what a user would type to pick another entry of the file."""
+    return ".".join(key_path)
+
+
 def _is_tensor_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(v, Tensor) for v in obj.values())
 
@@ -375,28 +384,56 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
     return {str(k): v for k, v in tensors.items()}, tuple(key_path)
 
 
-def _torch_load(path: Path) -> Any:
+@functools.lru_cache(maxsize=None)
+def _numpy_scalar_globals() -> tuple:
+    """What torch's weights-only unpickler needs to rebuild pickled numpy scalars (``np.int64(3)``,
+    ``np.float64(83.1)``: the epoch and best accuracy many training scripts save beside the weights), as
+    torch's docs recommend allowlisting them: numpy's ``scalar`` function, under its numpy 1 name
+    (``numpy.core.multiarray.scalar``) and its numpy 2 one (``numpy._core.multiarray.scalar``), so files
+    saved under either load; ``numpy.dtype``; and the dtype classes, whose instances' state is set by a
+    BUILD the unpickler allows for allowlisted types only. These build values from bytes and call nothing
+    else. Object and void dtypes (which hold arbitrary objects) and arrays stay refused."""
+    import numpy as np
+
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # numpy 1
+        from numpy.core.multiarray import scalar
+    dtype_classes = {type(np.dtype(code)) for code in np.typecodes["All"] if code not in "OV"}
+    return ((scalar, "numpy.core.multiarray.scalar"), (scalar, "numpy._core.multiarray.scalar"), np.dtype,
+            *sorted(dtype_classes, key=str))
+
+
+def _blocking_global(message: str) -> Optional[str]:
+    """The class or function torch's weights-only unpickler refused, from its message; None where it
+    refused something else. Random bytes also fail it ("Unsupported operand N"): only a GLOBAL naming a
+    class means the file really holds pickled Python objects."""
+    if not re.search(r"Unsupported global|GLOBAL [\w.]+", message):
+        return None
+    found = re.search(r"GLOBAL ([\w.]+)", message) or re.search(r"(?:global|class) [`']?([\w.]+)", message)
+    return found.group(1) if found else "a class it names"
+
+
+def _torch_load(path: Path, trust: bool = False) -> Any:
+    """``torch.load(weights_only=True)``: tensors, containers, numbers and a few allowlisted classes only.
+    ``trust`` (``convert --trust-checkpoint``, a local file the user vouches for) unpickles everything,
+    running whatever code the file names."""
     try:
         # A file object, not the path: recent torch guesses the format from the file's extension.
         # Training scripts in the DeiT lineage (VideoMamba's among them) save their argparse.Namespace
-        # beside the weights; that class only holds attributes, so it is allowed, nothing else is.
-        with open(path, "rb") as f, torch.serialization.safe_globals([argparse.Namespace]), \
+        # beside the weights; that class only holds attributes, so it is allowed, as are numpy scalars.
+        with open(path, "rb") as f, \
+                torch.serialization.safe_globals([argparse.Namespace, *_numpy_scalar_globals()]), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's "unusual pickle protocol" chatter on garbage files
-            return torch.load(f, map_location="cpu", weights_only=True)
+            return torch.load(f, map_location="cpu", weights_only=not trust)
     except pickle.UnpicklingError as e:
         msg = str(e)
-        # The weights-only unpickler also rejects random bytes ("Unsupported operand N"): only a
-        # GLOBAL naming a class means the file really holds pickled Python objects.
-        if re.search(r"Unsupported global|GLOBAL [\w.]+", msg):
-            found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(
-                r"(?:global|class) [`']?([\w.]+)", msg
-            )
-            what = f" ({found.group(1)})" if found else ""
+        blocked = _blocking_global(msg)
+        if blocked is not None:
             raise WeightsError(
-                f"{path} contains pickled Python objects besides tensors{what}, which ssmzoo refuses to load "
-                "(torch.load weights_only=True); use a safetensors/tensors-only copy of the checkpoint, or convert "
-                "it yourself where you trust the file"
+                f"{path} holds pickled Python objects besides tensors ({blocked}), which ssmzoo refuses to "
+                f"unpickle (torch.load weights_only=True: they could run code); {_untrusted_hint(path)}"
             ) from None
         raise WeightsError(
             f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); {REDO}"
@@ -410,11 +447,34 @@ def _torch_load(path: Path) -> Any:
         raise WeightsError(
             f"{path} is truncated or corrupt ({_one_line(str(e))}); {REDO}"
         ) from None
-    except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
+    except (ImportError, AttributeError) as e:
+        if not trust:  # (the weights-only unpickler imports nothing: a damaged file, below)
+            raise _damaged(path, e) from None
         raise WeightsError(
-            f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
-            f"{REDO}"
+            f"{path} names Python code that cannot be imported here ({type(e).__name__}: {_one_line(str(e))}); "
+            "convert it where the code that saved it is importable (e.g. in the training repository's folder)"
         ) from None
+    except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
+        raise _damaged(path, e) from None
+
+
+def _damaged(path: Path, e: Exception) -> WeightsError:
+    return WeightsError(
+        f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
+        f"{REDO}"
+    )
+
+
+def _untrusted_hint(path: Path) -> str:
+    """What to do about a pickle that holds more than tensors: a file the user trusts can be unpickled
+    once, by ``convert --trust-checkpoint``, into safetensors; one fetched from the Hub never is."""
+    from .hub import in_hub_cache
+
+    if in_hub_cache(path):
+        return ("it was fetched from the Hub, so ssmzoo never unpickles it otherwise: ask the repo's owners for a "
+                "safetensors copy, or pass --weights with another file")
+    return (f"if you trust this file, rewrite it once as safetensors with `ssmzoo convert {path} OUT.safetensors "
+            "--trust-checkpoint` (which runs the code it names) and use that file")
 
 
 # what to do about a damaged file: most come from an interrupted download, some are the user's own
@@ -432,8 +492,14 @@ def read_checkpoint(
     state_dict_key: Optional[str] = None,
     sha256: Optional[str] = None,
     format: str = "auto",
+    trust: bool = False,
 ) -> LoadedCheckpoint:
-    """Read, verify and flatten a checkpoint; see :func:`load_state_dict`."""
+    """Read, verify and flatten a checkpoint; see :func:`load_state_dict`. ``trust``: unpickle a local
+    file whatever it holds (running the code it names); refused for a file fetched from the network."""
+    if trust:
+        from .hub import check_trustable
+
+        check_trustable(str(path))
     p = Path(path)
     size = _readable_size(p)
     if size == 0:
@@ -464,7 +530,7 @@ def read_checkpoint(
                 f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); {REDO}"
             ) from None
     else:
-        obj = _torch_load(p)
+        obj = _torch_load(p, trust=trust)
 
     sd, key_path = _unwrap(obj, p, state_dict_key)
     stripped = None
@@ -558,18 +624,19 @@ class Conversion:
 
 
 def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Optional[str] = None,
-                           check: Optional[Callable[[dict[str, Tensor]], None]] = None) -> Conversion:
+                           check: Optional[Callable[[dict[str, Tensor]], None]] = None,
+                           trust: bool = False) -> Conversion:
     """Write the checkpoint at ``src`` as a flat safetensors file at ``dst``; returns what was written.
 
     Tensors that share storage (tied weights) or are views are copied so safetensors accepts them,
     and every key stays present, so a strict load of the result works like a load of ``src``.
     ``check`` (e.g. a strict load into a model) sees the state dict first: if it raises, nothing is
     written. The file gets the usual permissions (safetensors itself creates it readable by its owner
-    only).
+    only). ``trust``: see :func:`read_checkpoint`; what is written is tensors only, safe to load anywhere.
     """
     from safetensors.torch import save_file
 
-    loaded = read_checkpoint(src, state_dict_key=state_dict_key)
+    loaded = read_checkpoint(src, state_dict_key=state_dict_key, trust=trust)
     sd = loaded.state_dict
     if check is not None:
         check(sd)

@@ -229,6 +229,10 @@ def convert_cmd(
         None, "--state-dict-key", metavar="KEY", help="Key holding the weights (default: auto)."),
     model: Optional[str] = typer.Option(
         None, "--model", metavar="NAME", help="Also check that the weights load strictly into this model."),
+    trust_checkpoint: bool = typer.Option(
+        False, "--trust-checkpoint", help="Unpickle CHECKPOINT whatever it holds (e.g. numpy arrays, config "
+        "classes), running the code it names: only for a local file you trust, never one from the Hub. Without "
+        "it, pickles holding more than tensors, numbers and argparse.Namespace are refused."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a line."),
 ) -> None:
     """Rewrite a checkpoint as safetensors (no pickle needed to load it again)."""
@@ -245,7 +249,7 @@ def convert_cmd(
         except WeightsError as exc:
             raise WeightsError(f"{checkpoint}: {exc}") from None
     written = convert_to_safetensors(checkpoint, output, state_dict_key=state_dict_key,
-                                     check=strict_load if model else None)
+                                     check=strict_load if model else None, trust=trust_checkpoint)
     if as_json:
         _json_print({**written.to_dict(), "loads_strictly_into": model})
     else:
@@ -259,12 +263,21 @@ def _hub_notes(model: str, resolved) -> None:
         err.print(f"{model}: huggingface_hub: {line}", markup=False, style="dim")
 
 
-def _report_weights(model: str, resolved) -> None:
-    """Says on stderr which checkpoint is in use (and which file was picked from a repo listing)."""
-    if resolved.note:
-        err.print(f"{model}: {resolved.note}", markup=False, style="dim")
-    _hub_notes(model, resolved)
-    err.print(f"{model}: weights {resolved.origin}", markup=False, style="dim")
+def _weights_reporter(model: str, enabled: bool = True):
+    """``load_model``'s ``on_weights`` for classify, eval and robustness: says on stderr which file was
+    picked from a repo listing, what huggingface_hub said, and which checkpoint (and which of its state
+    dicts) is in use. ``enabled``: False on the ranks other than the first under torchrun."""
+    from .factory import weights_label
+
+    def report(resolved, checkpoint) -> None:
+        if not enabled:
+            return
+        if resolved.note:
+            err.print(f"{model}: {resolved.note}", markup=False, style="dim")
+        _hub_notes(model, resolved)
+        label = weights_label(resolved.origin, checkpoint.key_path if checkpoint is not None else ())
+        err.print(f"{model}: weights {label}", markup=False, style="dim")
+    return report
 
 
 def _note_ignored_views(views: Optional[str], entry) -> None:
@@ -318,13 +331,13 @@ def classify_cmd(
     items, repeated = drop_duplicates(expand_inputs(inputs))
     if repeated:
         err.print(f"note: {duplicates_note(repeated)}", markup=False, style="dim")
-    weights_origin = None  # each --json line says what produced it
+    weights_origin = key_path = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
     else:
         loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
-                            on_resolved=lambda r: _report_weights(entry.name, r))
-        weights_origin = loaded.weights_origin
+                            on_weights=_weights_reporter(entry.name))
+        weights_origin, key_path = loaded.weights_origin, list(loaded.weights_key_path)
         clips, crops = parsed_views or ((entry.video.clips, entry.video.crops) if entry.video else (1, 1))
         slow_video = (loaded.device.type == "cpu" and entry.is_video and clips * crops > 1
                       and any(media_kind(path) == "video" for path, error in items if not error))
@@ -340,7 +353,8 @@ def classify_cmd(
             failed += 1
             err.print(f"error: {result.error}", markup=False)
         if as_json:
-            _json_print({**result.to_dict(), "model": entry.name, "weights": weights_origin})
+            _json_print({**result.to_dict(), "model": entry.name, "weights": weights_origin,
+                         "weights_key_path": key_path})
         elif result.ok:
             out.print(f"[bold]{escape(result.input)}[/]")
             width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
@@ -429,12 +443,6 @@ def eval_cmd(
     if output is not None and per_sample is not None and output.resolve() == per_sample.resolve():
         raise UsageError(f"--output and --per-sample both name {output}: the per-item rows would overwrite the summary")
     ctx, device = init_from_env(device)
-
-    def resolved(r) -> None:
-        if ctx.is_main:
-            _hub_notes(model, r)
-            err.print(f"{model}: weights {r.origin}", markup=False, style="dim")
-
     try:
         entry = _entry(model)
         check_load_options(entry, weights=weights, revision=revision, device=device, dtype=dtype,
@@ -446,7 +454,8 @@ def eval_cmd(
         if ctx.is_main:
             _warn(data)
         loaded = ctx.main_first(lambda: load_model(entry, weights=weights, revision=revision, device=device,
-                                                   dtype=dtype, progress=ctx.is_main, on_resolved=resolved))
+                                                   dtype=dtype, progress=ctx.is_main,
+                                                   on_weights=_weights_reporter(entry.name, ctx.is_main)))
         unit = "img" if data.kind == "image" else "videos"
         label = f"{entry.name} on {dataset}" + (f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")
         bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
@@ -640,14 +649,6 @@ def robustness_cmd(
     ctx, device = init_from_env(device)
     if ctx.is_main:
         _note_ignored_views(views, entries[0])
-
-    def resolved(name: str):
-        def say(r) -> None:
-            if ctx.is_main:
-                _hub_notes(name, r)
-                err.print(f"{name}: weights {r.origin}", markup=False, style="dim")
-        return say
-
     try:
         for k, entry in enumerate(entries):
             check_load_options(entry, weights=weights[k] if weights else None, revision=revision, device=device,
@@ -658,10 +659,9 @@ def robustness_cmd(
             _warn(data)
         loaded = []
         for k, entry in enumerate(entries):
-            override = weights[k] if weights else None
+            override, say = weights[k] if weights else None, _weights_reporter(entry.name, ctx.is_main)
             loaded.append(ctx.main_first(lambda: load_model(entry, weights=override, revision=revision, device=device,
-                                                            dtype=dtype, progress=ctx.is_main,
-                                                            on_resolved=resolved(entry.name))))
+                                                            dtype=dtype, progress=ctx.is_main, on_weights=say)))
         unit = "img" if data.kind == "image" else "videos"
         label = f"{count(len(conditions), 'condition')} x {count(len(loaded), 'model')} on {dataset}" + (
             f" (rank 0 of {ctx.world_size})" if ctx.enabled else "")

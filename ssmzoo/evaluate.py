@@ -25,10 +25,11 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 
+from .checkpoint import state_dict_key_text
 from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collate_items
 from .distributed import DistContext
 from .errors import SsmzooError, UsageError
-from .factory import DTYPES, LoadedModel
+from .factory import DTYPES, LoadedModel, weights_label
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
@@ -74,6 +75,7 @@ class SampleResult:
 class EvalResult:
     model: str
     weights: str
+    weights_key_path: tuple[str, ...]  # where in the file the weights were, e.g. ("model_ema",)
     dataset: str
     data_dir: str
     kind: str  # image | video
@@ -163,7 +165,8 @@ class EvalResult:
         """Everything but the per-item rows, JSON-ready."""
         r = lambda v, d=4: None if v is None else round(v, d)  # noqa: E731
         return {
-            "model": self.model, "weights": self.weights, "dataset": self.dataset, "data_dir": self.data_dir,
+            "model": self.model, "weights": self.weights, "weights_key_path": list(self.weights_key_path),
+            "dataset": self.dataset, "data_dir": self.data_dir,
             "kind": self.kind, "label_set": self.label_set, "protocol": self.protocol, "views": self.views,
             "total": self.total, "limit": self.limit, "n": self.n, "evaluated": self.evaluated,
             "skipped": len(self.failed),
@@ -192,13 +195,15 @@ class EvalResult:
             }
 
     def write_summary(self, path: str | Path) -> None:
-        """``.json``: the summary object; ``.csv``: a header and one row (lists joined by ' | ')."""
+        """``.json``: the summary object; ``.csv``: a header and one row (lists joined by ' | ', the key path
+        as state_dict_key takes it)."""
         path = Path(path)
         summary = self.summary()
         suffix = path.suffix.lower()
         if suffix == ".json":
             _write(path, json.dumps(summary, indent=2) + "\n")
         elif suffix == ".csv":
+            summary["weights_key_path"] = state_dict_key_text(summary["weights_key_path"])
             summary["notes"] = " | ".join(summary["notes"])
             summary["warnings"] = " | ".join(summary["warnings"])
             summary["skipped_items"] = " | ".join(f"{d['error']}" for d in summary["skipped_items"])
@@ -431,7 +436,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     if num_classes(entry.labels) <= 5:
         notes.append(f"top-5 takes in all {num_classes(entry.labels)} classes of {entry.name}: 100% by definition")
     return EvalResult(
-        model=entry.name, weights=loaded.weights_origin, dataset=data.name, data_dir=data.root, kind=data.kind,
+        model=entry.name, weights=loaded.weights_origin, weights_key_path=loaded.weights_key_path,
+        dataset=data.name, data_dir=data.root, kind=data.kind,
         label_set=data.label_set, protocol=protocol, views=per_item, total=data.total, samples=merged,
         wall_s=max(w for _, w, _ in gathered), data_wait_s=sum(d for _, _, d in gathered),
         busy_s=sum(w for _, w, _ in gathered), device=_device_name(loaded.device, dist.world_size),
@@ -515,7 +521,7 @@ def summary_table(result: EvalResult):
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
     if result.reported_caveat:
         lines.append(result.reported_caveat)
-    lines.append(f"weights: {result.weights}")
+    lines.append(f"weights: {weights_label(result.weights, result.weights_key_path)}")
     lines += [f"note: {n}" for n in result.notes]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"

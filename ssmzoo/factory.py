@@ -5,14 +5,19 @@ from __future__ import annotations
 import logging
 import sys
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import torch
 from torch import nn
 
+from .checkpoint import state_dict_key_text
 from .errors import SsmzooError, UsageError, WeightsError
 from .labels import is_builtin
 from .manifest import FAMILIES, ModelEntry
+
+if TYPE_CHECKING:
+    from .checkpoint import LoadedCheckpoint
+    from .hub import ResolvedWeights
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 # Autocast in fp16/bf16 on a CPU runs slowly wherever the CPU lacks native half-precision matmuls (most do).
@@ -137,6 +142,16 @@ class LoadedModel:
     weights_origin: str
     device: torch.device
     dtype: torch.dtype
+    # the wrapper keys the weights were found under in the file, e.g. ("model_ema",); () when flat
+    weights_key_path: tuple[str, ...] = ()
+
+
+def weights_label(origin: str, key_path: Sequence[str] = ()) -> str:
+    """The checkpoint in use, as the weights lines name it: its origin and, where the file nests the
+    weights, the key that supplied them. A training checkpoint often holds both ``model`` and
+    ``model_ema``, and which one was taken changes the accuracy; the key is written as
+    ``state_dict_key`` / ``--state-dict-key`` take it, so the other can be chosen."""
+    return origin + (f" (state dict under '{state_dict_key_text(key_path)}')" if key_path else "")
 
 
 def parse_device(device: str) -> torch.device:
@@ -190,17 +205,28 @@ def check_load_options(entry: ModelEntry, *, weights: Optional[str] = None, revi
 
 def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Optional[str] = None,
                device: str = "auto", dtype: str = "fp32", progress: bool = True,
-               on_resolved=None) -> LoadedModel:
-    """Builds ``entry`` and loads its weights (the manifest's Hub source, or ``weights`` override)."""
-    from .checkpoint import load_into_model, load_state_dict
+               on_weights: Optional[Callable[[ResolvedWeights, Optional[LoadedCheckpoint]], None]] = None,
+               ) -> LoadedModel:
+    """Builds ``entry`` and loads its weights (the manifest's Hub source, or ``weights`` override).
+
+    ``on_weights(resolved, checkpoint)`` is called once the file has been read, to say which file and
+    which of its state dicts are in use; with ``checkpoint`` None where reading it failed, before the
+    error is raised, so that the file is named either way."""
+    from .checkpoint import load_into_model, read_checkpoint
     from .hub import resolve_weights
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype)
     resolved = resolve_weights(entry.name, entry.weights, override=weights, revision=revision, progress=progress)
-    if on_resolved is not None:
-        on_resolved(resolved)
-    state_dict = load_state_dict(resolved.path, state_dict_key=resolved.state_dict_key, sha256=resolved.sha256)
+    try:
+        checkpoint = read_checkpoint(resolved.path, state_dict_key=resolved.state_dict_key, sha256=resolved.sha256)
+    except WeightsError:
+        if on_weights is not None:
+            on_weights(resolved, None)
+        raise
+    if on_weights is not None:
+        on_weights(resolved, checkpoint)
+    state_dict = checkpoint.state_dict
     model = build_model(entry)
     state_dict = adapt_state_dict(state_dict, model)
     try:
@@ -211,7 +237,7 @@ def load_model(entry: ModelEntry, *, weights: Optional[str] = None, revision: Op
             raise
         raise WeightsError(f"{exc}; {hint}") from None
     model.eval().to(torch_device)
-    return LoadedModel(model, entry, resolved.origin, torch_device, torch_dtype)
+    return LoadedModel(model, entry, resolved.origin, torch_device, torch_dtype, checkpoint.key_path)
 
 
 def _head_hint(model: nn.Module, state_dict: dict, entry: ModelEntry) -> Optional[str]:

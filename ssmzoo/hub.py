@@ -263,6 +263,28 @@ def _is_remote(text: str) -> bool:
     return text.startswith(HUB_PREFIX) or re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", text) is not None
 
 
+def in_hub_cache(path: Path) -> bool:
+    """Whether ``path`` lies in the Hugging Face cache: a file fetched from the network."""
+    try:
+        return Path(path).resolve().is_relative_to(hub_cache_dir().resolve())
+    except OSError:
+        return False
+
+
+def check_trustable(source: str) -> None:
+    """Raises the usage error for unpickling ``source`` with its code run (``--trust-checkpoint``) where
+    it is not a local file the user has: a Hub reference or URL, or a file in the Hub cache. Whoever
+    publishes a file could put code in it; only a file the user vouches for may run any."""
+    why = None
+    if _is_remote(source):
+        why = "it names a file on the network"
+    elif in_hub_cache(Path(source)):
+        why = f"it is in the Hugging Face cache ({hub_cache_dir()}), fetched from the network"
+    if why:
+        raise WeightsOptionError(f"--trust-checkpoint {source}: {why}; ssmzoo unpickles such files only with "
+                                 "torch.load(weights_only=True). The option is for a local file you trust")
+
+
 # --------------------------------------------------------------------------------------------------
 # Picking a file from a repo
 

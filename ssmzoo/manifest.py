@@ -163,6 +163,12 @@ class _Fields:
             self.fail(extra[0], f"unknown field (allowed: {', '.join(sorted(allowed))})")
 
 
+def architecture_family(architecture: str) -> Optional[str]:
+    """The family of one of ssmzoo's architectures, from its name (each is registered as ``FAMILY_...``);
+    None for a name outside them (timm then decides whether it exists)."""
+    return next((family for family in FAMILIES if architecture.startswith(f"{family}_")), None)
+
+
 def _label_set(top: _Fields, base_dir: Path) -> str:
     """The entry's ``labels``: a label set's name as is, else a labels file, read now (a bad one fails
     here, naming the model) and named by its absolute path."""
@@ -258,10 +264,16 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
         what = f"labels {labels!r}" if labels in LABEL_SETS else f"labels file {labels}"
         top.fail("arch_args", f"num_classes {arch_args['num_classes']!r} does not match {what} "
                               f"({num_classes(labels)} classes); the head's size comes from labels, so leave it out")
+    family = top.get("family", str, choices=FAMILIES)
+    architecture = top.get("architecture", str)
+    implied = architecture_family(architecture)
+    if implied not in (None, family):  # family picks benchmark peers, and `models` filters on it
+        top.fail("family", f"{family!r} contradicts architecture {architecture!r}, a {implied} architecture; "
+                           f"set family: {implied}, or pick a {family}_* architecture")
     return ModelEntry(
         name=name,
-        family=top.get("family", str, choices=FAMILIES),
-        architecture=top.get("architecture", str),
+        family=family,
+        architecture=architecture,
         task=task,
         labels=labels,
         data=data,

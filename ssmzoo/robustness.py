@@ -47,7 +47,7 @@ from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVER
 from .datasets import EvalData, Sample
 from .distributed import DistContext
 from .errors import InputError, SsmzooError, UsageError
-from .factory import DTYPES, LoadedModel
+from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
 from .text import count
@@ -351,6 +351,7 @@ class ModelRun:
     name: str
     weights: str
     protocol: str
+    weights_key_path: list[str]  # where in the file the weights were, e.g. ["model_ema"]
 
 
 @dataclass
@@ -619,7 +620,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
                                     "per_item": vp.clips * vp.crops})
             protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
         groups.setdefault(key, []).append(k)
-        runs.append(ModelRun(labels[k], entry.name, m.weights_origin, protocol))
+        runs.append(ModelRun(labels[k], entry.name, m.weights_origin, protocol, list(m.weights_key_path)))
 
     n = len(data)
     shard = dist.shard(n)
@@ -793,7 +794,7 @@ def results_table(report: RobustnessReport):
              + (f", {report.world_size} processes" if report.world_size > 1 else "")
              + f"), {report.device}, {report.dtype}"]
     for m in report.models:
-        lines.append(f"{m.label}: {m.protocol}; weights {m.weights}")
+        lines.append(f"{m.label}: {m.protocol}; weights {weights_label(m.weights, m.weights_key_path)}")
     lines += [f"note: {note}" for note in report.notes]
     extra = [f"{c.label}: {m.label} skipped {len(cell.errors) - skipped} more"
              for c in report.conditions for m in report.models

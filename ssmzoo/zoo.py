@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Mapping
+from pathlib import Path
+from typing import Any, Mapping, Optional
 
 from .manifest import ModelEntry
 
@@ -11,18 +12,37 @@ from .manifest import ModelEntry
 def weights_status(entry: ModelEntry) -> str:
     """'cached', 'damaged' (cached, but not a checkpoint: `ssmzoo download` says why), 'hub'
     (published, not downloaded yet) or 'none' (no published weights)."""
+    return _cached_weights(entry)[0]
+
+
+def _cached_weights(entry: ModelEntry) -> tuple[str, Optional[Path]]:
+    """:func:`weights_status`, and the cached file where it is 'cached'."""
     if entry.weights is None:
-        return "none"
+        return "none", None
     from .checkpoint import checkpoint_problem
     from .hub import cached_weights_file
 
     path = cached_weights_file(entry.weights)
     if path is None:
-        return "hub"
+        return "hub", None
     try:
-        return "damaged" if checkpoint_problem(path) else "cached"
+        return ("damaged", None) if checkpoint_problem(path) else ("cached", path)
     except OSError:  # unreadable: of no use either
-        return "damaged"
+        return "damaged", None
+
+
+def _cached_key_path(entry: ModelEntry, path: Optional[Path]) -> Optional[list[str]]:
+    """Where in the cached checkpoint the weights are (e.g. ``["model_ema"]``, ``[]`` for a flat file), as
+    classify and eval will take them; None where no file is cached or it cannot be read."""
+    if path is None:
+        return None
+    from .checkpoint import read_checkpoint
+    from .errors import WeightsError
+
+    try:
+        return list(read_checkpoint(path, state_dict_key=entry.weights.state_dict_key).key_path)
+    except WeightsError:  # `ssmzoo download` or a run says why
+        return None
 
 
 def matching_entries(entries: Mapping[str, ModelEntry], patterns: list[str]) -> dict[str, ModelEntry]:
@@ -71,6 +91,7 @@ INFO_LABELS = {
     "data_config_resolved": "data config (resolved)",
     "video_protocol": "video protocol",
     "weights_status": "weights status",
+    "weights_key_path": "weights key (cached)",
     "scan_backend_cpu": "scan backend (cpu)",
     "scan_backend_cuda": "scan backend (cuda)",
     "num_classes": "classes",
@@ -86,6 +107,7 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
 
     model = build_model(entry)
     params = count_parameters(model)
+    status, cached = _cached_weights(entry)
     data = resolve_data_config({}, model=model)
     info: dict[str, Any] = {
         "name": entry.name,
@@ -103,7 +125,8 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "data_config_resolved": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()},
         "video_protocol": asdict(entry.video) if entry.video else None,
         "weights": asdict(entry.weights) if entry.weights else "none published: pass --weights PATH",
-        "weights_status": weights_status(entry),
+        "weights_status": status,
+        "weights_key_path": _cached_key_path(entry, cached),
         "license": dict(entry.license) or None,
         "paper": dict(entry.paper) or None,
         "scan_backend_cpu": _backend_text("cpu"),
@@ -141,10 +164,14 @@ def _first_names(label_set: str, k: int = 5) -> str:
 
 def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(label, text) per ``model_info`` field for the table: dicts as ``k=v, ...``, None as blank."""
+    from .checkpoint import state_dict_key_text
+
     rows = []
     for key, value in info.items():
         if key == "num_classes":  # the first names too: a labels file read in another order shows here
             value = f"{value}: {_first_names(info['labels'])}"
+        if key == "weights_key_path" and value is not None:
+            value = state_dict_key_text(value) or "(top level)"
         if isinstance(value, dict):
             value = ", ".join(f"{k}={v}" for k, v in value.items() if v is not None)
         rows.append((INFO_LABELS.get(key, key), "" if value is None else str(value)))

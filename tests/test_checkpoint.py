@@ -391,3 +391,100 @@ def test_random_bytes_are_never_called_pickled_objects(tmp_path, seed):
         load_state_dict(path)
     assert "not a checkpoint" in str(err.value) or "truncated" in str(err.value)
     assert "pickled Python objects" not in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Research checkpoints: numpy scalars load safely; anything else needs the user's say-so
+
+
+def research_checkpoint(path: Path, weights: dict, *, legacy: bool = False) -> Path:
+    """What DeiT-lineage training scripts save: the weights beside numpy scalars (epoch, best accuracy)."""
+    import numpy as np
+
+    torch.save({"model": weights, "epoch": np.int64(3), "best_acc": np.float64(83.1), "max_acc": np.float32(83.5),
+                "improved": np.bool_(True), "dtype": np.dtype("float16")}, path,
+               _use_new_zipfile_serialization=not legacy)
+    return path
+
+
+@pytest.mark.parametrize("layout", ["zip", "legacy", "legacy saved under numpy 1"])
+def test_numpy_scalars_beside_the_weights_load_with_weights_only(tmp_path, layout):
+    weights = fresh_state_dict()
+    path = research_checkpoint(tmp_path / "best.pth", weights, legacy=layout != "zip")
+    if layout == "legacy saved under numpy 1":  # numpy 1 pickles its scalars as numpy.core.multiarray.scalar
+        raw = path.read_bytes()
+        assert raw.count(b"numpy._core.multiarray") == 1
+        path.write_bytes(raw.replace(b"numpy._core.multiarray", b"numpy.core.multiarray"))
+    allowed = set(torch.serialization.get_safe_globals())  # (torch allows some classes itself)
+    loaded = read_checkpoint(path)
+    assert loaded.key_path == ("model",)
+    assert_same(loaded.state_dict, weights)
+    assert set(torch.serialization.get_safe_globals()) == allowed  # allowed for that load only, not for good
+
+
+def test_pickled_objects_beyond_numpy_scalars_are_refused_naming_the_file_and_the_class(tmp_path):
+    import argparse
+
+    import numpy as np
+
+    cases = {
+        "args.pth": {"model": fresh_state_dict(), "args": argparse.Namespace(lr=0.1, output_dir=Path("runs/x"))},
+        "rng.pth": {"model": fresh_state_dict(), "rng_state": np.arange(3)},  # arrays: not scalars
+    }
+    for name, obj in cases.items():
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(WeightsError) as err:
+            read_checkpoint(tmp_path / name)
+        message = one_line(err)
+        blocked = "PosixPath" if name == "args.pth" else "multiarray._reconstruct"
+        assert message.startswith(f"{tmp_path / name} holds pickled Python objects besides tensors (")
+        assert blocked in message and "weights_only=True" in message
+        assert f"`ssmzoo convert {tmp_path / name} OUT.safetensors --trust-checkpoint`" in message
+
+
+def test_a_trusted_local_file_is_unpickled_whole(tmp_path):
+    import numpy as np
+
+    weights = fresh_state_dict()
+    torch.save({"model_ema": weights, "rng_state": np.arange(3), "out": Path("runs/x")}, tmp_path / "mine.pth")
+    loaded = read_checkpoint(tmp_path / "mine.pth", trust=True)
+    assert loaded.key_path == ("model_ema",)
+    assert_same(loaded.state_dict, weights)
+
+
+def test_a_trusted_file_naming_code_that_is_not_importable_here_says_where_to_convert_it(tmp_path, monkeypatch):
+    import importlib
+    import sys
+
+    (tmp_path / "trainer_cfg.py").write_text("class Config:\n    depth = 3\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = importlib.import_module("trainer_cfg").Config()
+    torch.save({"model": fresh_state_dict(), "cfg": config}, tmp_path / "run.pth")
+    monkeypatch.delitem(sys.modules, "trainer_cfg")
+    (tmp_path / "trainer_cfg.py").unlink()  # as on another machine, without the training code
+    with pytest.raises(WeightsError) as err:
+        read_checkpoint(tmp_path / "run.pth", trust=True)
+    message = one_line(err)
+    assert message.startswith(f"{tmp_path / 'run.pth'} names Python code that cannot be imported here "
+                              "(ModuleNotFoundError: No module named 'trainer_cfg')")
+    assert message.endswith("convert it where the code that saved it is importable (e.g. in the training "
+                            "repository's folder)")
+
+
+def test_trust_is_refused_for_what_comes_from_the_network(tmp_path, monkeypatch):
+    from ssmzoo.errors import UsageError
+
+    cache = tmp_path / "hf" / "hub"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    fetched = cache / "models--org--repo" / "blobs" / "0123abcd"
+    fetched.parent.mkdir(parents=True)
+    torch.save({"model": fresh_state_dict(), "out": Path("x")}, fetched)
+    for source, why in [("hf-hub:org/repo/w.pth", "it names a file on the network"),
+                        ("https://huggingface.co/org/repo/resolve/main/w.pth", "it names a file on the network"),
+                        (str(fetched), f"it is in the Hugging Face cache ({cache}), fetched from the network")]:
+        with pytest.raises(UsageError) as err:
+            read_checkpoint(source, trust=True)
+        assert one_line(err).startswith(f"--trust-checkpoint {source}: {why}; ")
+    with pytest.raises(WeightsError) as err:  # and without it, no advice to trust it
+        read_checkpoint(fetched)
+    assert "fetched from the Hub" in one_line(err) and "--trust-checkpoint" not in str(err.value)

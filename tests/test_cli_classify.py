@@ -312,6 +312,81 @@ def test_convert_json_says_what_was_written_and_where_the_weights_were(cli, mini
     assert again["tensor_bytes"] == json.loads(res.stdout)["tensor_bytes"]
 
 
+def test_the_weights_line_and_json_name_the_state_dict_the_checkpoint_supplied(cli, mini_files, example_images,
+                                                                             tmp_path):
+    # A training checkpoint often holds both the weights and their EMA; which one ran was said by
+    # `convert --json` alone. The weights line says it once, and each --json line carries it.
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    both, flat = tmp_path / "both.pth", tmp_path / "flat.pth"
+    torch.save({"model": weights, "model_ema": weights, "epoch": 3}, both)
+    torch.save(weights, flat)
+    args = ("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    for path, key_path, line in [
+        (both, ["model_ema"], f"groupmamba_mini: weights local:{both} (state dict under 'model_ema')"),
+        (checkpoint, ["model"], f"groupmamba_mini: weights local:{checkpoint} (state dict under 'model')"),
+        (flat, [], f"groupmamba_mini: weights local:{flat}"),  # nothing to choose from: the line as it was
+    ]:
+        res = cli(*args, "--weights", path)
+        assert res.code == 0 and res.stderr.splitlines() == [line], res.stderr
+        res = cli(*args, "--weights", path, "--json")
+        row = json.loads(res.stdout)
+        assert (row["weights"], row["weights_key_path"]) == (f"local:{path}", key_path)
+        assert res.stderr.splitlines() == [line]
+
+
+def test_research_checkpoints_with_numpy_scalars_classify_and_convert(cli, mini_files, example_images, tmp_path):
+    import numpy as np
+
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    research = tmp_path / "best.pth"
+    torch.save({"model": weights, "epoch": np.int64(3), "best_acc": np.float64(83.1)}, research)
+    args = ("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini", "--json")
+    assert json.loads(cli(*args, "--weights", research).stdout)["top"] == \
+        json.loads(cli(*args, "--weights", checkpoint).stdout)["top"]
+    res = cli("--manifest", manifest, "convert", research, tmp_path / "best.safetensors", "--model", "groupmamba_mini")
+    assert res.code == 0 and res.stdout.endswith("loads strictly into groupmamba_mini\n"), res.stderr
+
+
+def test_a_checkpoint_holding_other_objects_converts_only_when_trusted(cli, mini_files, example_images, tmp_path):
+    import argparse
+
+    import numpy as np
+
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    mine = tmp_path / "mine.pth"
+    torch.save({"model": weights, "args": argparse.Namespace(output_dir=tmp_path / "runs"), "rng": np.arange(4)},
+               mine)
+    out = tmp_path / "mine.safetensors"
+    classify = ("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    for res in (cli(*classify, "--weights", mine), cli("convert", mine, out)):  # the same loader, the same line
+        assert res.code == 1 and res.stdout == "", res.stderr
+        assert res.stderr.splitlines()[-1] == (
+            f"error: {mine} holds pickled Python objects besides tensors ({type(tmp_path).__module__}."
+            f"{type(tmp_path).__name__}), which ssmzoo refuses to unpickle (torch.load weights_only=True: they could "
+            f"run code); if you trust this file, rewrite it once as safetensors with `ssmzoo convert {mine} "
+            "OUT.safetensors --trust-checkpoint` (which runs the code it names) and use that file")
+    assert not out.exists()
+
+    res = cli("--manifest", manifest, "convert", mine, out, "--trust-checkpoint", "--model", "groupmamba_mini", "--json")
+    assert res.code == 0 and res.stderr == "", res.stderr
+    assert json.loads(res.stdout)["key_path"] == ["model"]
+    res = cli(*classify, "--weights", out)  # and what it wrote loads with weights_only, as any safetensors
+    assert res.code == 0 and res.stderr.splitlines() == [f"groupmamba_mini: weights local:{out}"]
+    assert "--trust-checkpoint" in cli("convert", "--help").stdout
+
+
+def test_trust_checkpoint_is_refused_for_a_hub_reference(cli, tmp_path):
+    res = cli("convert", "hf-hub:org/repo/w.pth", tmp_path / "w.safetensors", "--trust-checkpoint")
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr.splitlines() == [
+        "error: --trust-checkpoint hf-hub:org/repo/w.pth: it names a file on the network; ssmzoo unpickles such "
+        "files only with torch.load(weights_only=True). The option is for a local file you trust "
+        "(see `ssmzoo convert --help`)"]
+
+
 def test_convert_json_failures_are_the_usual_one_line_errors(cli, mini_files, tmp_path):
     manifest, checkpoint = mini_files
     blocked = tmp_path / "a_file"

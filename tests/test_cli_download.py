@@ -427,3 +427,72 @@ def test_huggingface_hubs_own_messages_never_bury_the_error_line(hub, mini_files
     assert note.endswith("; Trying to resume download...")
     assert error.startswith("error: model 'groupmamba_flaky': download of ssmzoo-test/groupmamba-flaky@main/"
                             f"{FILE} from {hub.endpoint} failed (RemoteProtocolError: peer closed connection")
+
+
+# ---------------------------------------------------------------------------------------------
+# Which state dict of a Hub checkpoint is in use; pickles from the Hub are never trusted
+
+
+def _saved(obj) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def test_the_state_dict_a_hub_checkpoint_supplied_is_named_by_classify_eval_and_info(cli, hub, mini_files,
+                                                                                     example_images, tmp_path):
+    manifest, checkpoint = mini_files
+    auto = tmp_path / "auto.yaml"  # no state_dict_key: ssmzoo picks among the file's entries, EMA first
+    auto.write_text(MINI_MANIFEST.replace(", state_dict_key: model}", "}"))
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    hub.add_file(REPO, FILE, _saved({"model": weights, "model_ema": weights, "epoch": 3}))
+    line = f"groupmamba_mini: weights hf-hub:{REPO}@main/{FILE} (state dict under 'model_ema')"
+
+    info = json.loads(cli("--manifest", auto, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("hub", None)  # nothing to read yet
+
+    res = cli("--manifest", auto, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini", "--json")
+    assert res.code == 0 and res.stderr.splitlines() == [line], res.stderr
+    assert json.loads(res.stdout)["weights_key_path"] == ["model_ema"]
+
+    (tmp_path / "val" / "n01440764").mkdir(parents=True)  # one image of an ImageNet class, for eval
+    (tmp_path / "val" / "n01440764" / "coffee.jpg").write_bytes((example_images / "coffee.jpg").read_bytes())
+    res = cli("--manifest", auto, "eval", "--dataset", "imagenet", "--data-dir", tmp_path, "--model",
+              "groupmamba_mini", "--device", "cpu", "--workers", "0")
+    assert res.code == 0 and [x for x in res.stderr.splitlines() if "weights" in x] == [line], res.stderr
+    assert f"weights: hf-hub:{REPO}@main/{FILE} (state dict under 'model_ema')" in res.stdout
+    res = cli("--manifest", auto, "eval", "--dataset", "imagenet", "--data-dir", tmp_path, "--model",
+              "groupmamba_mini", "--device", "cpu", "--workers", "0", "--json")
+    assert json.loads(res.stdout)["weights_key_path"] == ["model_ema"]
+
+    info = json.loads(cli("--manifest", auto, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("cached", ["model_ema"])
+    assert re.search(r"│ weights key \(cached\) +│ model_ema ", cli("--manifest", auto, "info", "groupmamba_mini").stdout)
+    # the manifest's state_dict_key, where it names one, is what classify takes and what info shows
+    assert json.loads(cli("--manifest", manifest, "info", "groupmamba_mini", "--json").stdout)[
+        "weights_key_path"] == ["model"]
+
+
+def test_a_downloaded_pickle_is_never_trusted(cli, hub, mini_files, example_images, tmp_path):
+    import numpy as np
+
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    hub.add_file(REPO, FILE, _saved({"model": weights, "rng_state": np.arange(3)}))
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    cached = json.loads(res.stdout)[0]["path"]
+
+    res = cli("convert", cached, tmp_path / "w.safetensors", "--trust-checkpoint")
+    assert res.code == 2 and res.stdout == "" and not (tmp_path / "w.safetensors").exists()
+    assert res.stderr.splitlines() == [
+        f"error: --trust-checkpoint {cached}: it is in the Hugging Face cache ({os.environ['HF_HUB_CACHE']}), "
+        "fetched from the network; ssmzoo unpickles such files only with torch.load(weights_only=True). The option "
+        "is for a local file you trust (see `ssmzoo convert --help`)"]
+
+    res = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini")
+    assert res.code == 1 and res.stderr.splitlines()[-1].startswith("error: ")
+    error = res.stderr.splitlines()[-1]
+    assert "multiarray._reconstruct)" in error and "--trust-checkpoint" not in error  # (numpy._core in numpy 2)
+    assert error.endswith("it was fetched from the Hub, so ssmzoo never unpickles it otherwise: ask the repo's "
+                          "owners for a safetensors copy, or pass --weights with another file")

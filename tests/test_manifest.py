@@ -60,6 +60,33 @@ def test_malformed_entry_names_model_and_field(edit, field):
     assert "my_model" in message and f"'{field}'" in message and "user.yaml" in message
 
 
+def test_a_family_that_contradicts_the_architecture_is_refused(cli, tmp_path):
+    # family decides `ssmzoo models`' filter and benchmark's peers: a videomamba entry that builds a
+    # GroupMamba was listed and compared as a VideoMamba without a word
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(GOOD.replace("family: groupmamba", "family: videomamba"))
+    message = (f"{mine}: model 'my_model', field 'family': 'videomamba' contradicts architecture 'groupmamba_tiny', "
+               "a groupmamba architecture; set family: groupmamba, or pick a videomamba_* architecture")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(mine.read_text(), str(mine))
+    assert str(info.value) == message
+    res = cli("--manifest", mine, "models")  # as any malformed entry: exit code 1, one line
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    assert parse_manifest(GOOD.replace("groupmamba_tiny", "resnet50"), "x.yaml")  # not ssmzoo's: timm decides
+
+
+def test_every_registered_architecture_is_named_after_its_family():
+    """The family check reads an architecture's family from its name: it must be the module that builds it."""
+    import timm
+
+    import ssmzoo.models  # noqa: F401  (registers the architectures)
+    from ssmzoo.manifest import FAMILIES, architecture_family
+
+    for family in FAMILIES:
+        names = timm.list_models(module=family)
+        assert names and all(architecture_family(name) == family for name in names), (family, names)
+
+
 def test_not_yaml_or_wrong_shape_is_reported():
     with pytest.raises(ManifestError, match="not valid YAML"):
         parse_manifest("models: [unclosed", "x.yaml")

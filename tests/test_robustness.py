@@ -349,6 +349,18 @@ def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, t
     assert "ssmzoo robustness on imagenet (7 of 8 images readable)" in table and "7 of 8 items readable" in table
 
 
+def test_each_models_weights_line_is_said_once_and_names_its_state_dict(cli, sweep_env):
+    env = sweep_env  # a: {"model": {"module." + name: ...}}, as training scripts save; b: a bare state dict
+    a, b = env["weights"]
+    lines = [f"groupmamba_mini: weights local:{a} (state dict under 'model')", f"groupmamba_mini_b: weights local:{b}"]
+    res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--limit", "2", "--workers", "0", "--no-chart"))
+    assert res.code == 0, res.stderr
+    assert [line for line in res.stderr.splitlines() if ": weights " in line] == lines
+    assert all(f"; weights {line.split(': weights ')[1]}" in res.stdout for line in lines)  # under the table
+    res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--limit", "2", "--workers", "0", "--json"))
+    assert [m["weights_key_path"] for m in json.loads(res.stdout)["models"]] == [["model"], []]
+
+
 def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
     """A 96 (crop_pct 0.875, bicubic) and a 64 (crop_pct 1, bilinear) model: two resize/crop groups, each
     model's clean row still equal to its own `ssmzoo eval`, its corruption applied at its own resolution."""
