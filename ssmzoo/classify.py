@@ -12,13 +12,11 @@ import torch
 
 from .errors import InputError
 from .factory import LoadedModel, autocast
-from .images import IMAGE_SUFFIXES, eval_transform, load_image
+from .images import eval_transform, image_suffixes, load_image
 from .labels import class_ids, class_names
 from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
-
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)
 
 
 @dataclass
@@ -135,9 +133,10 @@ def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
 
 
 def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
-    """A folder's media files (by suffix) as ``expand_inputs`` entries, and an error entry for each
-    subfolder that cannot be read and each link to nothing, which would otherwise drop out unseen."""
-    listed, _, unreadable = files_below(Path(spec), MEDIA_SUFFIXES, follow_links=False)
+    """A folder's media files (by suffix: any Pillow decodes here, and the videos') as ``expand_inputs``
+    entries, and an error entry for each subfolder that cannot be read and each link to nothing, which
+    would otherwise drop out unseen."""
+    listed, _, unreadable = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES), follow_links=False)
     entries: list[tuple[str, Optional[str]]] = [
         (str(exc.filename or spec), f"{exc.filename or spec}: cannot read this folder ({exc.strerror or exc})")
         for exc in unreadable]

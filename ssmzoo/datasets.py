@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 
 from .errors import InputError, SsmzooError, UsageError
-from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
+from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names, describe, is_builtin
 from .manifest import ModelEntry
 from .paths import files_below
@@ -241,7 +241,7 @@ def _few(items: Sequence[str], k: int = 5) -> str:
 def _image_files(folder: Path) -> tuple[list[Path], int, list[str]]:
     """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and a
     warning for each folder that could not be read (its images are missing: the user must hear of it)."""
-    files, ignored, unreadable = files_below(folder, IMAGE_SUFFIXES, follow_links=True)
+    files, ignored, unreadable = files_below(folder, image_suffixes(), follow_links=True)
     return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
                             for exc in unreadable]
 
@@ -264,7 +264,8 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
         if refused:
             raise DatasetError(f"{root}: no image file could be read: {refused[0]}" + (
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
-        raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
+                           "format Pillow reads here)")
     notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
     return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
@@ -301,7 +302,7 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
         images = sorted(p for p in root.iterdir()
-                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in image_suffixes())
         by_name = _synset_named(images, label_set)
         if by_name is not None:
             return by_name
@@ -367,7 +368,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     files = {p.name: p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
     stems: dict[str, Path] = {}
     for p in files.values():
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.suffix.lower() in image_suffixes():
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
     seen: set[str] = set()
@@ -377,7 +378,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
         if label is None:
-            if k == 0 and listed is None and Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            if k == 0 and listed is None and Path(name).suffix.lower() not in image_suffixes():
                 header = f"{labels_file}:{n}: first line taken as a header and skipped ({name} {label_text})"
                 continue  # a header row (ImageId,PredictionString): names no image
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
@@ -390,7 +391,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
     samples.sort(key=lambda s: s.path)
-    unlabelled = sum(1 for p in files.values() if p.suffix.lower() in IMAGE_SUFFIXES and str(p) not in seen)
+    unlabelled = sum(1 for p in files.values() if p.suffix.lower() in image_suffixes() and str(p) not in seen)
     notes = [f"{unlabelled} images in {data_dir} have no line in {labels_file.name} and were not evaluated"] \
         if unlabelled else []
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes + ([header] if header else []))
@@ -486,7 +487,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         raise DatasetError(
             f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
-    stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in image_suffixes()]
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:
         data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # File names that mark a video (a tuple: where a list names a file without its suffix, they are tried in
-# this order). ``images.IMAGE_SUFFIXES`` is the images' counterpart.
+# this order). ``images.image_suffixes()`` is the images' counterpart.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 SAMPLING_MODES = ("sparse", "segment", "dense")
 

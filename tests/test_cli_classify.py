@@ -14,6 +14,8 @@ from ssmzoo.factory import load_model
 from ssmzoo.images import eval_transform, load_image
 from ssmzoo.manifest import load_manifest
 
+from conftest import photos_under_other_suffixes
+
 
 def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
@@ -47,6 +49,22 @@ def test_a_directory_input_is_searched_recursively_without_hidden_folders(tmp_pa
     assert expand_inputs([str(tmp_path)]) == [(str(tmp_path / "b.jpg"), None), (str(tmp_path / "sub/a.png"), None)]
     # a hidden folder named on the command line is searched
     assert expand_inputs([str(tmp_path / ".cache")]) == [(str(tmp_path / ".cache/c.jpg"), None)]
+
+
+def test_a_folder_takes_every_suffix_that_naming_the_file_reads(cli, mini_files, tmp_path):
+    # a folder used to be listed by ten fixed suffixes: coffee.jfif classified when named, and its
+    # folder was "directory holds no image or video files"
+    manifest, checkpoint = mini_files
+    paths = photos_under_other_suffixes(tmp_path / "photos")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    run = ["--model", "groupmamba_mini", "--weights", checkpoint, "--json"]
+    by_folder = cli("--manifest", manifest, "classify", tmp_path / "photos", *run)
+    assert by_folder.code == 0, by_folder.stderr
+    named = cli("--manifest", manifest, "classify", *paths, *run)
+    assert named.code == 0, named.stderr
+    rows = [json.loads(line) for line in by_folder.stdout.splitlines()]
+    assert [r["input"] for r in rows] == [str(p) for p in paths]
+    assert by_folder.stdout == named.stdout
 
 
 def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):

@@ -29,7 +29,7 @@ from ssmzoo.images import eval_transform, load_image
 from ssmzoo.labels import class_ids
 from ssmzoo.manifest import load_manifest
 
-from conftest import EXAMPLES, MINI_MANIFEST
+from conftest import EXAMPLES, MINI_MANIFEST, photos_under_other_suffixes
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = class_ids("imagenet-1k")
@@ -326,6 +326,21 @@ def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval
     assert json.loads(res.stdout)["evaluated"] == 2
     assert sorted(Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()) == sorted(
         p.name for p in paths[:2])
+
+
+def test_class_folders_take_every_suffix_classify_takes(cli, eval_env, tmp_path):
+    # class folders were walked by ten fixed suffixes: coffee.jfif, .jpe, .jp2 and .avif were left out
+    # as "non-image files", though classify read them
+    root = tmp_path / "folder"
+    paths = photos_under_other_suffixes(root / "espresso")
+    shutil.copy(eval_env["paths"][0], root / "espresso")
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["evaluated"] == len(paths) + 1 and not any("ignored" in n for n in summary["notes"])
+    assert {Path(json.loads(line)["path"]).suffix for line in out.read_text().splitlines()} >= {".jfif", ".jpe"}
 
 
 def test_nan_model_outputs_are_said_and_not_written_as_json_nan(cli, eval_env, tmp_path):
