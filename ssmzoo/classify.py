@@ -72,6 +72,15 @@ def content_kind(path: str | Path) -> Optional[str]:
     return "video" if is_video_file(path) else None
 
 
+def _neither(path: str, otherwise: InputError) -> InputError:
+    """Why a file that is neither an image nor a video cannot be classified: a media file without a video
+    stream (an audio-only .mp4) in the video reader's own words, whichever model met it; else ``otherwise``."""
+    from .video import NoVideoStream, video_error
+
+    error = video_error(path)
+    return error if isinstance(error, NoVideoStream) else otherwise
+
+
 def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
     as ``ls`` and glob do) and globs, in the order given.
@@ -240,7 +249,7 @@ class Classifier:
         if kind == self._model_kind:
             return kind
         if kind is None:
-            raise InputError(f"{path}: not an image or video file ssmzoo can read")
+            raise _neither(path, InputError(f"{path}: not an image or video file ssmzoo can read"))
         raise self._wrong_kind(path, kind)
 
     @property
@@ -255,10 +264,11 @@ class Classifier:
         """The image, or the reason it cannot be one (a video named like an image says so)."""
         try:
             return load_image(path, self.entry.data.input_size[-1], upright=True)
-        except InputError:
-            if content_kind(path) == "video":
+        except InputError as exc:
+            kind = content_kind(path)
+            if kind == "video":
                 raise self._wrong_kind(path, "video") from None
-            raise
+            raise (_neither(path, exc) if kind is None else exc) from None
 
     def run(self, inputs: list[tuple[str, Optional[str]]]) -> Iterator[ClassifyResult]:
         """Yields one result per input, in input order; a failing input yields a result with ``error``."""

@@ -423,6 +423,28 @@ def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_che
     assert rows[1]["error"] == f"{clip_as_jpg}: is a video, but groupmamba_mini is an image model"
 
 
+def test_an_audio_only_file_gets_one_message_whoever_reads_it(cli, mini_files, mini_video_checkpoint, tmp_path):
+    # an image model judging a sound.mp4 by its content used to say "not an image or video file ssmzoo can
+    # read", where a video model, eval's video lists and robustness say there is no video stream
+    from video_fixtures import write_audio_only
+
+    manifest, image_checkpoint = mini_files
+    sound = write_audio_only(tmp_path / "sound.mp4")
+    renamed = tmp_path / "sound.jpg"
+    renamed.write_bytes(sound.read_bytes())
+    errors = []
+    for model, weights in (("groupmamba_mini", image_checkpoint), ("videomamba_mini_k400", mini_video_checkpoint)):
+        res = cli("--manifest", manifest, "classify", sound, renamed, "--model", model, "--weights", weights, "--json")
+        assert res.code == 1 and "Traceback" not in res.stderr
+        errors += [json.loads(line)["error"] for line in res.stdout.splitlines()]
+    listed = tmp_path / "list.txt"
+    listed.write_text("sound.mp4 abseiling\n")
+    res = cli("--manifest", manifest, "eval", "--dataset", "kinetics400", "--list", listed, "--model",
+              "videomamba_mini_k400", "--weights", mini_video_checkpoint, "--workers", "0")
+    errors += [line.removeprefix("skipped: ") for line in res.stderr.splitlines() if line.startswith("skipped: ")]
+    assert errors == [f"{path}: no video stream (audio-only file)" for path in (sound, renamed, sound, renamed, sound)]
+
+
 def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",
