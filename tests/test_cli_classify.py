@@ -267,8 +267,21 @@ def test_models_filters_by_glob_or_part_of_name_family_or_task(cli):
     assert set(names("groupmamba_t*", "groupmamba_b*")) == {"groupmamba_tiny", "groupmamba_base"}
     video = names("video-classification")
     assert video and all("k400" in n or "ssv2" in n or "video" in n for n in video) and "groupmamba_tiny" not in video
+    assert "videomamba_tiny_in1k" in names("videomamba") and "videomamba_tiny_k400_f8" in names("VideoMamba")
     res = cli("models", "resnet*")
     assert res.code == 2 and res.stderr.startswith("error: no model matches 'resnet*'; `ssmzoo models` lists all")
+
+
+def test_models_image_or_video_lists_that_task_only(cli):
+    # `ssmzoo models video` used to list VideoMamba's ImageNet entries too: 'video' is a part of 'videomamba'
+    rows = {r["name"]: r for r in json.loads(cli("models", "--json").stdout)}
+    for word in ("video", "Video", "image"):
+        res = cli("models", word, "--json")
+        assert res.code == 0, res.stderr
+        listed = [r["name"] for r in json.loads(res.stdout)]
+        assert listed == [name for name, r in rows.items() if r["task"] == word.lower()]
+        assert ("videomamba_tiny_in1k" in listed) == (word == "image")
+    assert "image or video (the task)" in " ".join(cli("models", "--help").stdout.split())
 
 
 def test_info_counts_parameters_of_the_built_model(cli):
