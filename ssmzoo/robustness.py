@@ -974,7 +974,8 @@ def check_plot_target(path: Path) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise SsmzooError("--plot needs matplotlib: pip install 'ssmzoo[plot]' (or pip install matplotlib)") from None
+        raise SsmzooError("--plot needs matplotlib: pip install -e \".[plot]\" in the ssmzoo repository (or pip "
+                          "install matplotlib)") from None
 
 
 def save_plot(report: RobustnessReport, path: str | Path) -> None:

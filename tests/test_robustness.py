@@ -442,7 +442,9 @@ def test_plot_file_or_a_clear_message(cli, sweep_env, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--plot", tmp_path / "x.png"))
     lines = res.stderr.strip().splitlines()
-    assert res.code == 1 and len(lines) == 1 and "pip install 'ssmzoo[plot]'" in lines[0]
+    # the extra as the README words it (ssmzoo is installed from its repository; this said pip install 'ssmzoo[plot]')
+    assert res.code == 1 and len(lines) == 1 and 'pip install -e ".[plot]"' in lines[0]
+    assert '`pip install -e ".[plot]"`' in (ROOT / "README.md").read_text()
     assert not (tmp_path / "x.png").exists()
 
 
