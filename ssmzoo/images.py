@@ -15,7 +15,8 @@ from .errors import InputError, SsmzooError
 from .manifest import DataConfig
 from .video import VIDEO_SUFFIXES
 
-# Formats whose decoder is a library Pillow may be built without (features.check's names).
+# Formats whose decoder is a library Pillow may be built without (features.check's names). MPO (a stereo
+# camera's JPEGs) has no opener of its own: the JPEG opener reads it.
 _CODEC_FEATURES = {"JPEG": "jpg", "MPO": "jpg", "JPEG2000": "jpg_2000", "WEBP": "webp", "AVIF": "avif"}
 # Above this many pixels a JPEG is decoded at a reduced DCT scale (still >= 4x the crop size), which
 # keeps huge photos from costing gigabytes; ordinary photos are decoded in full, exactly as timm does.
@@ -38,7 +39,7 @@ def _decodes(fmt: str) -> bool:
     factory = Image.OPEN[fmt][0] if fmt in Image.OPEN else None
     if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
         return getattr(factory, "_handler", None) is not None
-    return factory is not None or fmt == "MPO"  # (MPO files are opened by the JPEG opener)
+    return factory is not None
 
 
 @lru_cache(maxsize=None)
