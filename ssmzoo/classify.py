@@ -12,13 +12,11 @@ import torch
 
 from .errors import InputError
 from .factory import LoadedModel, autocast
-from .images import IMAGE_SUFFIXES, eval_transform, load_image
+from .images import eval_transform, image_suffixes, load_image
 from .labels import class_ids, class_names
 from .paths import files_below
 from .text import count
 from .video import VIDEO_SUFFIXES
-
-MEDIA_SUFFIXES = IMAGE_SUFFIXES | set(VIDEO_SUFFIXES)
 
 
 @dataclass
@@ -72,6 +70,15 @@ def content_kind(path: str | Path) -> Optional[str]:
     from .video import is_video_file
 
     return "video" if is_video_file(path) else None
+
+
+def _neither(path: str, otherwise: InputError) -> InputError:
+    """Why a file that is neither an image nor a video cannot be classified: a media file without a video
+    stream (an audio-only .mp4) in the video reader's own words, whichever model met it; else ``otherwise``."""
+    from .video import NoVideoStream, video_error
+
+    error = video_error(path)
+    return error if isinstance(error, NoVideoStream) else otherwise
 
 
 def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
@@ -135,9 +142,10 @@ def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
 
 
 def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
-    """A folder's media files (by suffix) as ``expand_inputs`` entries, and an error entry for each
-    subfolder that cannot be read and each link to nothing, which would otherwise drop out unseen."""
-    listed, _, unreadable = files_below(Path(spec), MEDIA_SUFFIXES, follow_links=False)
+    """A folder's media files (by suffix: any Pillow decodes here, and the videos') as ``expand_inputs``
+    entries, and an error entry for each subfolder that cannot be read and each link to nothing, which
+    would otherwise drop out unseen."""
+    listed, _, unreadable = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES), follow_links=False)
     entries: list[tuple[str, Optional[str]]] = [
         (str(exc.filename or spec), f"{exc.filename or spec}: cannot read this folder ({exc.strerror or exc})")
         for exc in unreadable]
@@ -241,7 +249,7 @@ class Classifier:
         if kind == self._model_kind:
             return kind
         if kind is None:
-            raise InputError(f"{path}: not an image or video file ssmzoo can read")
+            raise _neither(path, InputError(f"{path}: not an image or video file ssmzoo can read"))
         raise self._wrong_kind(path, kind)
 
     @property
@@ -256,10 +264,11 @@ class Classifier:
         """The image, or the reason it cannot be one (a video named like an image says so)."""
         try:
             return load_image(path, self.entry.data.input_size[-1], upright=True)
-        except InputError:
-            if content_kind(path) == "video":
+        except InputError as exc:
+            kind = content_kind(path)
+            if kind == "video":
                 raise self._wrong_kind(path, "video") from None
-            raise
+            raise (_neither(path, exc) if kind is None else exc) from None
 
     def run(self, inputs: list[tuple[str, Optional[str]]]) -> Iterator[ClassifyResult]:
         """Yields one result per input, in input order; a failing input yields a result with ``error``."""

@@ -132,8 +132,9 @@ def main(
 @app.command("models", cls=Command)
 def models_cmd(
     patterns: Optional[List[str]] = typer.Argument(
-        None, metavar="PATTERN", help="Only models whose name, family or task matches: a glob (videomamba_*_k400*) "
-        "or a part of the name (tiny, video)."),
+        None, metavar="PATTERN", help="Only the models a pattern matches: image or video (the task), a glob "
+        "against the name (videomamba_*_k400*), or a part of the name, family or manifest task (tiny, groupmamba, "
+        "video-classification)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON array instead of a table."),
 ) -> None:
     """List the zoo: name, family, task, reported figures and whether weights are cached."""

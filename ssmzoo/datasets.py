@@ -42,7 +42,7 @@ import torch
 from PIL import Image
 
 from .errors import InputError, SsmzooError, UsageError
-from .images import IMAGE_SUFFIXES, Normalizer, load_image, split_eval_transform, to_uint8_tensor
+from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names, describe, is_builtin
 from .manifest import ModelEntry
 from .paths import files_below
@@ -241,7 +241,7 @@ def _few(items: Sequence[str], k: int = 5) -> str:
 def _image_files(folder: Path) -> tuple[list[Path], int, list[str]]:
     """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and a
     warning for each folder that could not be read (its images are missing: the user must hear of it)."""
-    files, ignored, unreadable = files_below(folder, IMAGE_SUFFIXES, follow_links=True)
+    files, ignored, unreadable = files_below(folder, image_suffixes(), follow_links=True)
     return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
                             for exc in unreadable]
 
@@ -264,7 +264,8 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
         if refused:
             raise DatasetError(f"{root}: no image file could be read: {refused[0]}" + (
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
-        raise DatasetError(f"{root}: the class folders hold no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
+                           "format Pillow reads here)")
     notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
     return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
@@ -300,15 +301,17 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     folders = _subdirs(root)
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
-        images = sorted(p for p in root.iterdir()
-                        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES)
+        images = _images_in(root)
         by_name = _synset_named(images, label_set)
         if by_name is not None:
             return by_name
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
         if images:  # (an option missing: a usage error)
+            unnamed = [p.name for p in images if not SYNSET_PREFIX.match(p.name)]
+            some = (f" ({len(unnamed)} of {len(images)} do not: {_few(unnamed)})"
+                    if len(unnamed) < len(images) else "")
             raise DatasetOptionError(message + "a flat folder of images needs --labels FILE ('filename label' lines) "
-                                     "or file names that begin with their synset (n01440764_10026.JPEG)")
+                                     f"or file names that begin with their synset (n01440764_10026.JPEG){some}")
         raise DatasetError(message + "expected val/<synset>/*.JPEG or <synset>/*.JPEG")
     resolver = LabelResolver(label_set, allow_names=False)
     unknown = [f for f in synsets if f not in resolver.id_index]
@@ -318,23 +321,50 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
         data.notes.append(f"ignored {len(others)} folders that are not synsets: {_few(others, 3)}")
+    data.notes.extend(_loose_images_note(root, "synset folders"))
     return data
+
+
+def _images_in(folder: Path) -> list[Path]:
+    """The images directly in ``folder`` (by suffix; hidden files left out), sorted."""
+    return sorted(p for p in folder.iterdir()
+                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in image_suffixes())
+
+
+def _loose_images_note(root: Path, folders: str) -> list[str]:
+    """A note naming the images directly in ``root``, which a tree of class folders leaves out."""
+    loose = [p.name for p in _images_in(root)]
+    return [f"{count(len(loose), 'image')} directly in {root} (outside {folders}) ignored: {_few(loose, 3)}"] \
+        if loose else []
 
 
 def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
     """Flat images named as ImageNet's training files are (``n01440764_10026.JPEG``), each labelled by
-    the synset its name begins with; None unless every image's name begins with one."""
+    the synset its name begins with; None unless at least half of the names begin with one (a folder of
+    ILSVRC2012_val_* files needs --labels). An image whose name does not (a stray ``holiday.jpg``) has no
+    label: it is named in a warning and skipped, and the others are evaluated."""
     prefixes = [SYNSET_PREFIX.match(p.name) for p in images]
-    if not images or not all(prefixes):
+    named = [(p, m.group(1)) for p, m in zip(images, prefixes) if m]
+    if not named or 2 * len(named) < len(images):
         return None
     resolver = LabelResolver(label_set, allow_names=False)
-    unknown = sorted({m.group(1) for m in prefixes if m.group(1) not in resolver.id_index})
+    unknown = sorted({synset for _, synset in named if synset not in resolver.id_index})
     if unknown:
         raise DatasetError(f"{images[0].parent}: {len(unknown)} file-name synsets are not ImageNet-1k classes: "
                            f"{_few(unknown)}")
-    samples = [Sample(str(p), resolver.id_index[m.group(1)]) for p, m in zip(images, prefixes)]
+    samples = [Sample(str(p), resolver.id_index[synset]) for p, synset in named]
+    unnamed = [p for p, m in zip(images, prefixes) if not m]
+    warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
+        if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with"])
+                    ["labels from the synset each file name begins with"], warnings=warnings)
+
+
+def _unlabelled(images: Sequence[Path], why: str) -> str:
+    """The warning for images a flat layout finds no label for: the file (or the first few) and why."""
+    if len(images) == 1:
+        return f"{images[0]}: no label ({why}); skipped"
+    return f"{images[0].parent}: {len(images)} images with no label ({why}); skipped: {_few([p.name for p in images])}"
 
 
 def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
@@ -367,7 +397,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     files = {p.name: p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
     stems: dict[str, Path] = {}
     for p in files.values():
-        if p.suffix.lower() in IMAGE_SUFFIXES:
+        if p.suffix.lower() in image_suffixes():
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
     seen: set[str] = set()
@@ -377,7 +407,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
         if label is None:
-            if k == 0 and listed is None and Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+            if k == 0 and listed is None and Path(name).suffix.lower() not in image_suffixes():
                 header = f"{labels_file}:{n}: first line taken as a header and skipped ({name} {label_text})"
                 continue  # a header row (ImageId,PredictionString): names no image
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
@@ -390,10 +420,10 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
     samples.sort(key=lambda s: s.path)
-    unlabelled = sum(1 for p in files.values() if p.suffix.lower() in IMAGE_SUFFIXES and str(p) not in seen)
-    notes = [f"{unlabelled} images in {data_dir} have no line in {labels_file.name} and were not evaluated"] \
-        if unlabelled else []
-    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes + ([header] if header else []))
+    unlabelled = [p for p in _images_in(data_dir) if str(p) not in seen]
+    warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
+    return EvalData("imagenet", "image", label_set, str(data_dir), samples, [header] if header else [],
+                    warnings=warnings)
 
 
 def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str, str, str]]:
@@ -486,13 +516,11 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         raise DatasetError(
             f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
-    stray = [p.name for p in data_dir.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:
         data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "
                           "their ImageNet names: " + ", ".join(through_synsets))
-    if stray:
-        data.notes.append(f"{len(stray)} images directly in {data_dir} (outside class folders) ignored")
+    data.notes.extend(_loose_images_note(data_dir, "class folders"))
     return data
 
 

@@ -358,6 +358,13 @@ def check_compatible(entry: ModelEntry, data: EvalData) -> None:
                          f"{'a video' if entry.is_video else 'an image'} model")
 
 
+def not_finite_note(n: int, unit: str, model: str, dtype: torch.dtype) -> str:
+    """The note for ``n`` results (``unit``: item, evaluation) whose model output was not finite (eval's and
+    robustness's): a NaN's top-k is an arbitrary class, so their accuracy would read like a real one."""
+    return (f"{count(n, unit)} got a model output that is not finite (NaN or inf), so their predictions mean "
+            f"nothing: {model}'s weights are broken, or its activations overflow in {str(dtype).removeprefix('torch.')}")
+
+
 def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, workers: Optional[int] = None,
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
@@ -429,10 +436,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     if limited:
         notes.append(limited)
     not_finite = sum(1 for r in merged if r.probability is not None and not math.isfinite(r.probability))
-    if not_finite:  # a NaN's top-k is an arbitrary class: the accuracy would read like a real one
-        notes.append(f"{count(not_finite, 'item')} got a model output that is not finite (NaN or inf), so "
-                     f"their predictions mean nothing: {entry.name}'s weights are broken, or its activations "
-                     f"overflow in {str(loaded.dtype).removeprefix('torch.')}")
+    if not_finite:
+        notes.append(not_finite_note(not_finite, "item", entry.name, loaded.dtype))
     if num_classes(entry.labels) <= 5:
         notes.append(f"top-5 takes in all {num_classes(entry.labels)} classes of {entry.name}: 100% by definition")
     return EvalResult(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from functools import lru_cache
 from pathlib import Path
 from typing import Callable
 
@@ -12,13 +13,44 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, SsmzooError
 from .manifest import DataConfig
+from .video import VIDEO_SUFFIXES
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
+# Formats whose decoder is a library Pillow may be built without (features.check's names). MPO (a stereo
+# camera's JPEGs) has no opener of its own: the JPEG opener reads it.
+_CODEC_FEATURES = {"JPEG": "jpg", "MPO": "jpg", "JPEG2000": "jpg_2000", "WEBP": "webp", "AVIF": "avif"}
 # Above this many pixels a JPEG is decoded at a reduced DCT scale (still >= 4x the crop size), which
 # keeps huge photos from costing gigabytes; ordinary photos are decoded in full, exactly as timm does.
 DRAFT_ABOVE_PIXELS = 24_000_000
 # Pillow refuses images above ~179 MP as possible decompression bombs; panoramas legitimately exceed it.
 MAX_PIXELS = 1_000_000_000
+
+
+def _decodes(fmt: str) -> bool:
+    """Whether Pillow can decode ``fmt`` here, not only name it: some formats need a codec library it
+    may be built without, Ghostscript (EPS), or a handler nobody registered (stubs: HDF5, GRIB, BUFR, WMF)."""
+    from PIL import ImageFile, features
+
+    if fmt in _CODEC_FEATURES:
+        return bool(features.check(_CODEC_FEATURES[fmt]))
+    if fmt == "EPS":
+        from PIL import EpsImagePlugin
+
+        return bool(EpsImagePlugin.has_ghostscript())
+    factory = Image.OPEN[fmt][0] if fmt in Image.OPEN else None
+    if isinstance(factory, type) and issubclass(factory, ImageFile.StubImageFile):
+        return getattr(factory, "_handler", None) is not None
+    return factory is not None
+
+
+@lru_cache(maxsize=None)
+def image_suffixes() -> frozenset[str]:
+    """The suffixes (lower case, with the dot) of every format Pillow can decode here. ``classify DIR``
+    and the datasets list a folder's images by them, so a folder takes the files that naming them
+    directly reads (.jfif, .jpe, .jp2, .avif, ...). Video suffixes are left out: Pillow knows .mpg as
+    MPEG, but only a video reader decodes it."""
+    Image.init()
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items()
+                     if _decodes(fmt)) - frozenset(VIDEO_SUFFIXES)
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:

@@ -365,6 +365,7 @@ class Cell:
     correct1: int
     correct5: int
     errors: list[tuple[str, str]] = field(default_factory=list)  # (path, error) of the skipped items
+    not_finite: int = 0  # evaluated items whose model output was NaN or inf: their predictions mean nothing
 
     @property
     def top1(self) -> Optional[float]:
@@ -500,7 +501,7 @@ class RobustnessReport:
                 out.append({"model": m.label, **cond.to_dict(), "n": cell.n, "evaluated": cell.evaluated,
                             "skipped": cell.n - cell.evaluated, "top1": r(cell.top1), "top5": r(cell.top5),
                             "error": r(cell.error), "drop": r(self.drop(m.label, cond)),
-                            "best": m.label in self.best(cond)})
+                            "best": m.label in self.best(cond), "not_finite": cell.not_finite})
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -583,7 +584,7 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     ``compile`` as in ``evaluate``.
     """
     from .evaluate import (BatchTimer, _device_name, check_compatible, loader_workers,
-                           describe_video_protocol, image_protocol, video_protocol)
+                           describe_video_protocol, image_protocol, not_finite_note, video_protocol)
     from .inference import BatchRunner, Pipeline
 
     dist = dist or DistContext()
@@ -625,9 +626,10 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     n = len(data)
     shard = dist.shard(n)
     label_of = np.array([s.label for s in data.samples], dtype=np.int64)
-    # Per cell: prediction (-2: another rank's item, -1: skipped), top-5 hit, probability.
+    # Per cell: prediction (-2: another rank's item, -1: skipped), top-5 hit, output not finite.
     pred = {(l, c.key): np.full(n, -2, dtype=np.int32) for l in labels for c in conditions}
     hit5 = {key: np.zeros(n, dtype=bool) for key in pred}
+    nonfinite = {key: np.zeros(n, dtype=bool) for key in pred}
     errors: dict[tuple[str, str], dict[int, str]] = {key: {} for key in pred}
     load_errors: dict[int, str] = {}
 
@@ -649,11 +651,13 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
 
     def scored(k: int, batch: Any, chunk: Sequence[Condition], where: list[list[int]],
                values: torch.Tensor, indices: torch.Tensor) -> None:
+        finite = torch.isfinite(values[:, 0]).tolist()
         for r, (i, v) in enumerate(where):
             index, cell = batch.indices[i], (labels[k], chunk[v].key)
             top = indices[r]
             pred[cell][index] = int(top[0])
             hit5[cell][index] = bool((top == int(label_of[index])).any())
+            nonfinite[cell][index] = not finite[r]
 
     timer = BatchTimer()
     start = time.perf_counter()
@@ -694,13 +698,15 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
                     on_progress(done, total_units)
     wall = time.perf_counter() - start
 
-    gathered = dist.all_gather((pred, hit5, errors, load_errors, wall, timer.model_wait(pipeline, cuda)))
+    gathered = dist.all_gather((pred, hit5, nonfinite, errors, load_errors, wall, timer.model_wait(pipeline, cuda)))
     if dist.enabled:
-        for part_pred, part_hit5, part_errors, part_load, _, _ in gathered[:dist.rank] + gathered[dist.rank + 1:]:
+        for part_pred, part_hit5, part_nonfinite, part_errors, part_load, _, _ in \
+                gathered[:dist.rank] + gathered[dist.rank + 1:]:
             for cell, values in part_pred.items():
                 mine = values != -2
                 pred[cell][mine] = values[mine]
                 hit5[cell][mine] = part_hit5[cell][mine]
+                nonfinite[cell][mine] = part_nonfinite[cell][mine]
                 errors[cell].update(part_errors[cell])
             load_errors.update(part_load)
     paths = [s.path for s in data.samples]
@@ -712,12 +718,17 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
         cond = next(c for c in conditions if c.key == ckey)
         cells[(label, ckey)] = Cell(label, cond, n, int(good.sum()), int((values[good] == label_of[good]).sum()),
                                     int(hit5[(label, ckey)][good].sum()),
-                                    [(paths[i], e) for i, e in sorted(errors[(label, ckey)].items())])
+                                    [(paths[i], e) for i, e in sorted(errors[(label, ckey)].items())],
+                                    int(nonfinite[(label, ckey)][good].sum()))
 
     notes = list(data.notes)
     limited = data.limit_note(len(load_errors))
     if limited:
         notes.append(limited)
+    for label, m in zip(labels, models):  # a model's count over all conditions (each row has its own in the JSON)
+        not_finite = sum(cells[(label, c.key)].not_finite for c in conditions)
+        if not_finite:
+            notes.append(not_finite_note(not_finite, "evaluation", label, m.dtype))
     if any(c.kind == "jpeg" for c in conditions):
         where = ("every decoded frame, before the short-side resize" if data.kind == "video" else
                  "the original decoded image, before the model's resize and crop")
@@ -964,7 +975,8 @@ def check_plot_target(path: Path) -> None:
     try:
         import matplotlib  # noqa: F401
     except ImportError:
-        raise SsmzooError("--plot needs matplotlib: pip install 'ssmzoo[plot]' (or pip install matplotlib)") from None
+        raise SsmzooError("--plot needs matplotlib: pip install -e \".[plot]\" in the ssmzoo repository (or pip "
+                          "install matplotlib)") from None
 
 
 def save_plot(report: RobustnessReport, path: str | Path) -> None:

@@ -51,7 +51,7 @@ __all__ = [
 ]
 
 # File names that mark a video (a tuple: where a list names a file without its suffix, they are tried in
-# this order). ``images.IMAGE_SUFFIXES`` is the images' counterpart.
+# this order). ``images.image_suffixes()`` is the images' counterpart.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp")
 SAMPLING_MODES = ("sparse", "segment", "dense")
 
@@ -227,14 +227,29 @@ def _looks_like_iso_media(p: Path) -> bool:
     return len(head) >= 8 and head[4:8] == b"ftyp"
 
 
-def is_video_file(path: str | os.PathLike) -> bool:
-    """Does ffmpeg open the file as a video (a video stream, not a still image), whatever its name?"""
+class NoVideoStream(InputError):
+    """A file ffmpeg opens that holds no video stream (an audio-only .mp4): one message for it, whether
+    a video list, a video model or an image model's check of what the file holds meets it."""
+
+    def __init__(self, path: str | os.PathLike, kinds: Sequence[str]) -> None:
+        what = "audio-only file" if list(kinds) == ["audio"] else f"streams: {', '.join(kinds) or 'none'}"
+        super().__init__(f"{path}: no video stream ({what})")
+
+
+def video_error(path: str | os.PathLike) -> InputError | None:
+    """Why ffmpeg cannot open the file as a video (a video stream, not a still image), whatever its
+    name; None where it can."""
     try:
         container, _, _ = _open(path)
-    except InputError:
-        return False
+    except InputError as exc:
+        return exc
     container.close()
-    return True
+    return None
+
+
+def is_video_file(path: str | os.PathLike) -> bool:
+    """Does ffmpeg open the file as a video (a video stream, not a still image), whatever its name?"""
+    return video_error(path) is None
 
 
 def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
@@ -265,9 +280,7 @@ def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
         if container.format.name in _IMAGE_FORMATS:
             raise InputError(f"{p}: is a still image ({container.format.name}), not a video")
         if not container.streams.video:
-            kinds = sorted({s.type for s in container.streams})
-            what = "audio-only file" if kinds == ["audio"] else f"streams: {', '.join(kinds) or 'none'}"
-            raise InputError(f"{p}: no video stream ({what})")
+            raise NoVideoStream(p, sorted({s.type for s in container.streams}))
     except BaseException:
         container.close()
         raise

@@ -91,6 +91,19 @@ def example_images(tmp_path):
     return folder
 
 
+def photos_under_other_suffixes(folder: Path) -> list[Path]:
+    """The coffee photo saved under suffixes Pillow reads here that the old fixed list left out: JPEG's
+    .jfif and .jpe always, .jp2 and .avif where this Pillow has their codecs."""
+    from PIL import Image, features
+
+    photo = Image.open(EXAMPLES / "coffee.jpg").convert("RGB").resize((120, 80))
+    suffixes = [".jfif", ".jpe"] + [s for s, f in ((".jp2", "jpg_2000"), (".avif", "avif")) if features.check(f)]
+    folder.mkdir(parents=True, exist_ok=True)
+    for suffix in suffixes:
+        photo.save(folder / f"coffee{suffix}")
+    return sorted(folder / f"coffee{s}" for s in suffixes)
+
+
 @dataclass
 class CliResult:
     code: int

@@ -14,6 +14,8 @@ from ssmzoo.factory import load_model
 from ssmzoo.images import eval_transform, load_image
 from ssmzoo.manifest import load_manifest
 
+from conftest import photos_under_other_suffixes
+
 
 def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
@@ -47,6 +49,22 @@ def test_a_directory_input_is_searched_recursively_without_hidden_folders(tmp_pa
     assert expand_inputs([str(tmp_path)]) == [(str(tmp_path / "b.jpg"), None), (str(tmp_path / "sub/a.png"), None)]
     # a hidden folder named on the command line is searched
     assert expand_inputs([str(tmp_path / ".cache")]) == [(str(tmp_path / ".cache/c.jpg"), None)]
+
+
+def test_a_folder_takes_every_suffix_that_naming_the_file_reads(cli, mini_files, tmp_path):
+    # a folder used to be listed by ten fixed suffixes: coffee.jfif classified when named, and its
+    # folder was "directory holds no image or video files"
+    manifest, checkpoint = mini_files
+    paths = photos_under_other_suffixes(tmp_path / "photos")
+    (tmp_path / "photos" / "notes.txt").write_text("not an image")
+    run = ["--model", "groupmamba_mini", "--weights", checkpoint, "--json"]
+    by_folder = cli("--manifest", manifest, "classify", tmp_path / "photos", *run)
+    assert by_folder.code == 0, by_folder.stderr
+    named = cli("--manifest", manifest, "classify", *paths, *run)
+    assert named.code == 0, named.stderr
+    rows = [json.loads(line) for line in by_folder.stdout.splitlines()]
+    assert [r["input"] for r in rows] == [str(p) for p in paths]
+    assert by_folder.stdout == named.stdout
 
 
 def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):
@@ -249,8 +267,21 @@ def test_models_filters_by_glob_or_part_of_name_family_or_task(cli):
     assert set(names("groupmamba_t*", "groupmamba_b*")) == {"groupmamba_tiny", "groupmamba_base"}
     video = names("video-classification")
     assert video and all("k400" in n or "ssv2" in n or "video" in n for n in video) and "groupmamba_tiny" not in video
+    assert "videomamba_tiny_in1k" in names("videomamba") and "videomamba_tiny_k400_f8" in names("VideoMamba")
     res = cli("models", "resnet*")
     assert res.code == 2 and res.stderr.startswith("error: no model matches 'resnet*'; `ssmzoo models` lists all")
+
+
+def test_models_image_or_video_lists_that_task_only(cli):
+    # `ssmzoo models video` used to list VideoMamba's ImageNet entries too: 'video' is a part of 'videomamba'
+    rows = {r["name"]: r for r in json.loads(cli("models", "--json").stdout)}
+    for word in ("video", "Video", "image"):
+        res = cli("models", word, "--json")
+        assert res.code == 0, res.stderr
+        listed = [r["name"] for r in json.loads(res.stdout)]
+        assert listed == [name for name, r in rows.items() if r["task"] == word.lower()]
+        assert ("videomamba_tiny_in1k" in listed) == (word == "image")
+    assert "image or video (the task)" in " ".join(cli("models", "--help").stdout.split())
 
 
 def test_info_counts_parameters_of_the_built_model(cli):
@@ -478,6 +509,28 @@ def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_che
     rows = [json.loads(line) for line in res.stdout.splitlines()]
     assert rows[0]["error"] is None and rows[0]["kind"] == "image" and rows[0]["top"]
     assert rows[1]["error"] == f"{clip_as_jpg}: is a video, but groupmamba_mini is an image model"
+
+
+def test_an_audio_only_file_gets_one_message_whoever_reads_it(cli, mini_files, mini_video_checkpoint, tmp_path):
+    # an image model judging a sound.mp4 by its content used to say "not an image or video file ssmzoo can
+    # read", where a video model, eval's video lists and robustness say there is no video stream
+    from video_fixtures import write_audio_only
+
+    manifest, image_checkpoint = mini_files
+    sound = write_audio_only(tmp_path / "sound.mp4")
+    renamed = tmp_path / "sound.jpg"
+    renamed.write_bytes(sound.read_bytes())
+    errors = []
+    for model, weights in (("groupmamba_mini", image_checkpoint), ("videomamba_mini_k400", mini_video_checkpoint)):
+        res = cli("--manifest", manifest, "classify", sound, renamed, "--model", model, "--weights", weights, "--json")
+        assert res.code == 1 and "Traceback" not in res.stderr
+        errors += [json.loads(line)["error"] for line in res.stdout.splitlines()]
+    listed = tmp_path / "list.txt"
+    listed.write_text("sound.mp4 abseiling\n")
+    res = cli("--manifest", manifest, "eval", "--dataset", "kinetics400", "--list", listed, "--model",
+              "videomamba_mini_k400", "--weights", mini_video_checkpoint, "--workers", "0")
+    errors += [line.removeprefix("skipped: ") for line in res.stderr.splitlines() if line.startswith("skipped: ")]
+    assert errors == [f"{path}: no video stream (audio-only file)" for path in (sound, renamed, sound, renamed, sound)]
 
 
 def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):

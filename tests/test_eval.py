@@ -29,7 +29,7 @@ from ssmzoo.images import eval_transform, load_image
 from ssmzoo.labels import class_ids
 from ssmzoo.manifest import load_manifest
 
-from conftest import EXAMPLES, MINI_MANIFEST
+from conftest import EXAMPLES, MINI_MANIFEST, photos_under_other_suffixes
 
 ROOT = Path(__file__).resolve().parents[1]
 IDS = class_ids("imagenet-1k")
@@ -258,7 +258,8 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     assert res.code == 0, res.stderr
     summary = json.loads(res.stdout)
     assert (summary["n"], summary["evaluated"], summary["skipped"]) == (10, 9, 1)
-    assert any("1 images" in n and "no line" in n for n in summary["notes"])
+    assert summary["warnings"] == [f"{folder / 'unlabelled.JPEG'}: no label (not named in {labels}); skipped"]
+    assert f"warning: {folder / 'unlabelled.JPEG'}: no label" in res.stderr
     rows = {Path(r["path"]).stem: r for r in map(json.loads, out.read_text().splitlines())}
     assert "no such file" in rows["ILSVRC2012_val_00000099"]["error"]
     assert {k: rows[k]["label"] for k in expected} == expected
@@ -298,12 +299,42 @@ def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(c
     rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
     assert {k: rows[k]["label"] for k in expected} == expected
 
-    (folder / "holiday.JPEG").write_bytes((folder / next(iter(expected))).read_bytes())  # one name without
-    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
-    assert res.code == 2 and "begin with their synset" in res.stderr.splitlines()[-1]
-    (folder / "holiday.JPEG").rename(folder / "n99999999_1.JPEG")  # a synset that is not an ImageNet-1k class
+    (folder / "n99999999_1.JPEG").write_bytes((folder / next(iter(expected))).read_bytes())  # not an IN-1k class
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
     assert res.code == 1 and "file-name synsets are not ImageNet-1k classes: 'n99999999'" in res.stderr
+
+
+def test_a_stray_image_among_synset_named_files_is_named_and_skipped(cli, eval_env, tmp_path):
+    # one holiday.JPEG among n01440764_1000.JPEG ... used to fail the whole run with "no ImageNet synset
+    # folders", naming neither the file nor what was wrong with it
+    folder = tmp_path / "train_named"
+    folder.mkdir()
+    for k, (path, label) in enumerate(zip(eval_env["paths"], eval_env["labels"])):
+        shutil.copy(path, folder / f"{IDS[label]}_{1000 + k}.JPEG")
+    stray = folder / "holiday.JPEG"
+    shutil.copy(eval_env["paths"][0], stray)
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--workers", "0", "--json")
+    assert res.code == 0, res.stderr
+    why = "no label (file name without an ImageNet synset in front, as n01440764_10026.JPEG has); skipped"
+    assert res.stderr.splitlines()[0] == f"warning: {stray}: {why}"
+    summary = json.loads(res.stdout)
+    assert summary["evaluated"] == 9 and summary["warnings"] == [f"{stray}: {why}"]
+    # where most names carry no synset (ILSVRC2012_val_*), the layout is not synset-named: --labels is missing
+    for k in range(9):
+        shutil.copy(stray, folder / f"ILSVRC2012_val_{k:08d}.JPEG")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder)
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.code == 2 and "needs --labels FILE" in last and "(10 of 19 do not: 'ILSVRC2012_val_00000000.JPEG'" in last
+
+
+def test_images_outside_the_class_folders_are_named_in_a_note(cli, eval_env, imagenet_tree):
+    root, _, _ = imagenet_tree
+    shutil.copy(eval_env["paths"][0], root / "val" / "holiday.jpg")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--workers", "0", "--limit", "1",
+                "--json")
+    assert res.code == 0, res.stderr
+    assert f"1 image directly in {root / 'val'} (outside synset folders) ignored: 'holiday.jpg'" in \
+        json.loads(res.stdout)["notes"]
 
 
 def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval_env, tmp_path):
@@ -326,6 +357,21 @@ def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval
     assert json.loads(res.stdout)["evaluated"] == 2
     assert sorted(Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()) == sorted(
         p.name for p in paths[:2])
+
+
+def test_class_folders_take_every_suffix_classify_takes(cli, eval_env, tmp_path):
+    # class folders were walked by ten fixed suffixes: coffee.jfif, .jpe, .jp2 and .avif were left out
+    # as "non-image files", though classify read them
+    root = tmp_path / "folder"
+    paths = photos_under_other_suffixes(root / "espresso")
+    shutil.copy(eval_env["paths"][0], root / "espresso")
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    summary = json.loads(res.stdout)
+    assert summary["evaluated"] == len(paths) + 1 and not any("ignored" in n for n in summary["notes"])
+    assert {Path(json.loads(line)["path"]).suffix for line in out.read_text().splitlines()} >= {".jfif", ".jpe"}
 
 
 def test_nan_model_outputs_are_said_and_not_written_as_json_nan(cli, eval_env, tmp_path):

@@ -121,3 +121,40 @@ def test_classify_turns_a_photo_upright_as_its_exif_orientation_asks(tmp_path, c
     assert res.code == 0, res.stderr
     first, second = (json.loads(line)["top"] for line in res.stdout.splitlines())
     assert first == second
+
+
+def _written_formats() -> list[tuple[str, str]]:
+    """(suffix, format) of each suffix ``image_suffixes`` lists whose format Pillow can also write here."""
+    from ssmzoo.images import image_suffixes
+
+    formats = Image.registered_extensions()
+    return [(ext, formats[ext]) for ext in sorted(image_suffixes()) if formats.get(ext) in Image.SAVE]
+
+
+def test_image_suffixes_are_the_formats_pillow_decodes_here():
+    """One list for `classify DIR` and the datasets' folders: every suffix Pillow reads here, named as
+    a file would be (.jfif and .jpe are JPEG), and none that it names but cannot decode."""
+    from PIL import features
+
+    from ssmzoo.images import image_suffixes
+    from ssmzoo.video import VIDEO_SUFFIXES
+
+    suffixes = image_suffixes()
+    assert {".jpg", ".jpeg", ".jfif", ".jpe", ".png", ".bmp", ".gif", ".tif", ".tiff", ".ppm", ".pgm"} <= suffixes
+    assert (".webp" in suffixes) == features.check("webp") and (".jp2" in suffixes) == features.check("jpg_2000")
+    assert not suffixes & set(VIDEO_SUFFIXES)  # .mpg is a video, though Pillow knows its header
+    assert ".h5" not in suffixes  # a stub: Pillow names HDF5 but has no decoder for it
+
+
+@pytest.mark.parametrize("suffix, fmt", _written_formats())
+def test_every_listed_suffix_that_pillow_writes_reads_back(tmp_path, suffix, fmt):
+    path = tmp_path / f"image{suffix}"
+    for mode in ("RGB", "L", "1", "P"):  # some formats take one mode only (XBM: 1-bit, BLP: palette)
+        try:
+            Image.new("RGB", (16, 12), (200, 100, 50)).convert(mode).save(path, format=fmt)
+            break
+        except (OSError, ValueError, KeyError):
+            path.unlink(missing_ok=True)
+    else:
+        pytest.skip(f"Pillow cannot write {fmt} from RGB, L, 1-bit or palette images")
+    assert load_image(path).mode == "RGB"  # (ICNS stores standard icon sizes: the size may change)

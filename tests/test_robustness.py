@@ -326,6 +326,25 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
     assert r7[(env["names"][0], "contrast_s2")]["top1"] == rows[(env["names"][0], "contrast_s2")]["top1"]
 
 
+def test_nan_model_outputs_are_said_as_eval_says_them(cli, sweep_env, tmp_path):
+    # a checkpoint with a NaN head used to give plain top-1 figures and drops (a NaN's top-k is an
+    # arbitrary class); eval and classify said so, robustness did not
+    env = sweep_env
+    state = torch.load(env["weights"][0], weights_only=True)
+    state["model"]["module.head.bias"][:] = float("nan")
+    broken = tmp_path / "nan.pth"
+    torch.save(state, broken)
+    res = cli(*[broken if arg == env["weights"][0] else arg
+                for arg in _sweep_args(env, "--jpeg-quality", "50", "--workers", "0", "--json")])
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    a, b = env["names"]
+    assert f"14 evaluations got a model output that is not finite (NaN or inf), so their predictions mean nothing: " \
+           f"{a}'s weights are broken, or its activations overflow in float32" in report["notes"]
+    assert not any(b + "'s weights" in note for note in report["notes"])
+    assert {(r["model"], r["not_finite"]) for r in report["results"]} == {(a, 7), (b, 0)}
+
+
 def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, tmp_path):
     # --limit picks its items before any is read; the unreadable ones among them are skipped, not replaced,
     # and the title, the note and --json say how many of the N were read
@@ -435,7 +454,9 @@ def test_plot_file_or_a_clear_message(cli, sweep_env, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
     res = cli(*_sweep_args(env, "--jpeg-quality", "50", "--plot", tmp_path / "x.png"))
     lines = res.stderr.strip().splitlines()
-    assert res.code == 1 and len(lines) == 1 and "pip install 'ssmzoo[plot]'" in lines[0]
+    # the extra as the README words it (ssmzoo is installed from its repository; this said pip install 'ssmzoo[plot]')
+    assert res.code == 1 and len(lines) == 1 and 'pip install -e ".[plot]"' in lines[0]
+    assert '`pip install -e ".[plot]"`' in (ROOT / "README.md").read_text()
     assert not (tmp_path / "x.png").exists()
 
 
