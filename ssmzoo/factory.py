@@ -121,6 +121,17 @@ def build_model(entry: ModelEntry) -> nn.Module:
         raise
     except TypeError as exc:
         raise SsmzooError(f"model '{entry.name}': bad arch_args for '{entry.architecture}': {exc}") from None
+    builds_video = bool(getattr(model, "is_video", False))
+    if builds_video != entry.is_video:  # else every input fails later, with a shape error
+        from .errors import ManifestError
+
+        built, other = ("a video", "an image") if builds_video else ("an image", "a video")
+        raise ManifestError(
+            f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'task': {entry.task!r} contradicts "
+            f"architecture '{entry.architecture}'" + (f" with arch_args {dict(entry.arch_args)}" if entry.arch_args
+                                                      else "")
+            + f", which builds {built} model; set task: {'video' if builds_video else 'image'}-classification, or "
+            f"pick {other} architecture")
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     cfg.update(entry.data.as_timm())
     model.pretrained_cfg = cfg

@@ -75,6 +75,40 @@ def test_a_family_that_contradicts_the_architecture_is_refused(cli, tmp_path):
     assert parse_manifest(GOOD.replace("groupmamba_tiny", "resnet50"), "x.yaml")  # not ssmzoo's: timm decides
 
 
+VIDEO = """
+models:
+  my_clips:
+    family: videomamba
+    architecture: videomamba_tiny
+    task: video-classification
+    labels: kinetics-400
+    video: {num_frames: 8}
+"""
+
+
+def test_a_task_that_contradicts_what_the_architecture_builds_is_refused(cli, tmp_path):
+    # an image architecture under a video task took (B, C, T, H, W) clips and failed on every input
+    # with a shape error; the video architecture under an image task the other way round
+    from ssmzoo.factory import build_model
+
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(VIDEO)
+    message = (f"{mine}: model 'my_clips', field 'task': 'video-classification' contradicts architecture "
+               "'videomamba_tiny', which builds an image model; set task: image-classification, or pick a video "
+               "architecture")
+    res = cli("--manifest", mine, "info", "my_clips")
+    assert (res.code, res.stderr) == (1, f"error: {message}\n")
+    as_image = VIDEO.replace("videomamba_tiny\n", "videomamba_tiny_video\n").replace(
+        "task: video-classification", "task: image-classification").replace("labels: kinetics-400", "labels: imagenet-1k")
+    entry = parse_manifest(as_image.replace("    video: {num_frames: 8}\n", ""), "x.yaml")["my_clips"]
+    with pytest.raises(ManifestError, match="'image-classification' contradicts architecture 'videomamba_tiny_video', "
+                                            "which builds a video model; set task: video-classification"):
+        build_model(entry)
+    # arch_args can make an image architecture a video one: then the task agrees
+    with_frames = VIDEO.replace("task: video", "arch_args: {num_frames: 8}\n    task: video")
+    assert build_model(parse_manifest(with_frames, "x.yaml")["my_clips"]).is_video
+
+
 def test_every_registered_architecture_is_named_after_its_family():
     """The family check reads an architecture's family from its name: it must be the module that builds it."""
     import timm
