@@ -320,6 +320,7 @@ def classify_cmd(
 ) -> None:
     """Top-k labels for images and videos. Exit code 1 if any input failed (the others are still classified)."""
     from .classify import Classifier, ClassifyResult, drop_duplicates, duplicates_note, expand_inputs, media_kind
+    from .evaluate import progress_bar
     from .factory import cpu_half_note, load_model
 
     parsed_views = _parse_views(views)
@@ -349,25 +350,34 @@ def classify_cmd(
                 err.print(f"note: {note}", markup=False, style="dim")
         results = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items)
     failed = 0
-    for result in results:
-        if not result.ok:
-            failed += 1
-            err.print(f"error: {result.error}", markup=False)
-        if as_json:
-            _json_print({**result.to_dict(), "model": entry.name, "weights": weights_origin,
-                         "weights_key_path": key_path})
-        elif result.ok:
-            out.print(f"[bold]{escape(result.input)}[/]")
-            width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
-            for rank, label in enumerate(result.top, 1):
-                suffix = f"  [dim]({escape(label.class_id)})[/]" if label.class_id != label.label else ""
-                out.print(f"  {rank:>{width}}. {label.probability * 100:6.2f}%  {escape(label.label)}{suffix}")
-            for note in result.notes:
-                out.print(f"  [dim]note: {escape(note)}[/]")
+    # a bar while inputs are classified (a folder, a long video): stdout's lines go above it where stdout is
+    # the same terminal, and straight to their file where it is redirected
+    bar = progress_bar(err, entry.name, "inputs", transient=True, redirect_stdout=sys.stdout.isatty())
+    with bar as update:
+        update(0, len(items))
+        for done, result in enumerate(results, 1):
+            failed += _print_result(result, entry.name, weights_origin, key_path, as_json)
+            update(done, len(items))
     if failed:
         err.print(f"{failed} of {count(len(items), 'input')} failed", markup=False)
         raise typer.Exit(1)
 
+
+def _print_result(result, model: str, weights_origin: Optional[str], key_path, as_json: bool) -> int:
+    """One classify result on stdout (its error on stderr); 1 if it failed."""
+    if not result.ok:
+        err.print(f"error: {result.error}", markup=False)
+    if as_json:
+        _json_print({**result.to_dict(), "model": model, "weights": weights_origin, "weights_key_path": key_path})
+    elif result.ok:
+        out.print(f"[bold]{escape(result.input)}[/]")
+        width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
+        for rank, label in enumerate(result.top, 1):
+            suffix = f"  [dim]({escape(label.class_id)})[/]" if label.class_id != label.label else ""
+            out.print(f"  {rank:>{width}}. {label.probability * 100:6.2f}%  {escape(label.label)}{suffix}")
+        for note in result.notes:
+            out.print(f"  [dim]note: {escape(note)}[/]")
+    return 0 if result.ok else 1
 
 
 def _eval_option(name: str):

@@ -458,9 +458,11 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
 # --------------------------------------------------------------------------------------------
 
 
-def progress_bar(console, description: str, unit: str):
+def progress_bar(console, description: str, unit: str, *, transient: bool = False, redirect_stdout: bool = True):
     """A rich progress bar (items/s, ETA) on ``console``; use as ``with progress_bar(...) as update:``
-    and pass ``update`` as ``on_progress``."""
+    and pass ``update`` as ``on_progress``. ``transient``: gone when done. ``redirect_stdout``: what is
+    written to stdout meanwhile is printed above the bar (rich's default), which is right only while
+    stdout is the bar's terminal, not a file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
@@ -487,7 +489,8 @@ def progress_bar(console, description: str, unit: str):
             yield lambda done, total: None
             return
         progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
-                            TimeElapsedColumn(), Eta(), console=console)
+                            TimeElapsedColumn(), Eta(), console=console, transient=transient,
+                            redirect_stdout=redirect_stdout)
         with progress:
             task = progress.add_task(description, total=None)
 

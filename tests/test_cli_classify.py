@@ -27,6 +27,34 @@ def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
     assert res.stdout.count("  1. ") == 4 and res.stdout.count("  5. ") == 4 and "  6. " not in res.stdout
 
 
+def test_a_progress_bar_on_the_terminal_while_stdout_goes_to_a_file(mini_files, example_images, tmp_path):
+    # a folder or a long video took seconds to minutes without a sign of life on the terminal
+    import pty
+
+    manifest, checkpoint = mini_files
+    results = tmp_path / "out.txt"
+    master, terminal = pty.openpty()
+    with open(results, "w") as stdout:
+        proc = subprocess.run([sys.executable, "-m", "ssmzoo", "--manifest", str(manifest), "classify",
+                               str(example_images), "--model", "groupmamba_mini", "--weights", str(checkpoint),
+                               "-b", "1"], stdout=stdout, stderr=terminal, env={**os.environ, "COLUMNS": "100"})
+    os.close(terminal)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # the terminal's other end is closed and drained
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0, seen.decode(errors="replace")
+    assert b"groupmamba_mini" in seen and b"4/4" in seen  # the bar, counting inputs
+    printed = results.read_text()
+    assert printed.count("  1. ") == 4 and "\x1b" not in printed and "4/4" not in printed  # the results alone
+
+
 def test_ranks_line_up_and_names_print_as_they_are(cli, mini_files, example_images, tmp_path):
     # a file name that looks like rich markup is printed literally; ranks 1-12 share one column
     manifest, checkpoint = mini_files
