@@ -19,7 +19,7 @@ from typer.core import TyperCommand
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
 from .paths import check_output_path
-from .text import count
+from .text import count, one_line
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
 ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -107,7 +107,7 @@ def _json_print(obj) -> None:
 def _warn(data) -> None:
     """What the dataset scan left out that the user may not expect, one line each (the run goes on)."""
     for message in data.warnings:
-        err.print(f"warning: {message}", markup=False)
+        err.print(f"warning: {one_line(message)}", markup=False)
 
 
 def _version(value: bool) -> None:
@@ -332,7 +332,7 @@ def classify_cmd(
                   markup=False, style="dim")
     items, repeated = drop_duplicates(expand_inputs(inputs))
     if repeated:
-        err.print(f"note: {duplicates_note(repeated)}", markup=False, style="dim")
+        err.print(f"note: {one_line(duplicates_note(repeated))}", markup=False, style="dim")
     weights_origin = key_path = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)
@@ -366,11 +366,11 @@ def classify_cmd(
 def _print_result(result, model: str, weights_origin: Optional[str], key_path, as_json: bool) -> int:
     """One classify result on stdout (its error on stderr); 1 if it failed."""
     if not result.ok:
-        err.print(f"error: {result.error}", markup=False)
+        err.print(f"error: {one_line(result.error)}", markup=False)
     if as_json:
         _json_print({**result.to_dict(), "model": model, "weights": weights_origin, "weights_key_path": key_path})
     elif result.ok:
-        out.print(f"[bold]{escape(result.input)}[/]")
+        out.print(f"[bold]{escape(one_line(result.input))}[/]")
         width = len(str(len(result.top)))  # ranks right-aligned: " 9." above "10."
         for rank, label in enumerate(result.top, 1):
             suffix = f"  [dim]({escape(label.class_id)})[/]" if label.class_id != label.label else ""
@@ -482,7 +482,7 @@ def eval_cmd(
     if not ctx.is_main:
         return
     for item in result.failed:
-        err.print(f"skipped: {item.error}", markup=False)
+        err.print(f"skipped: {one_line(item.error)}", markup=False)
     if output is not None:
         result.write_summary(output)
     if per_sample is not None:
@@ -569,7 +569,7 @@ def benchmark_cmd(
             for note in report.notes:
                 out.print(f"[dim]note: {note}[/]")
     for message in report.errors:
-        err.print(f"error: {message}", markup=False)
+        err.print(f"error: {one_line(message)}", markup=False)
     if report.errors:
         raise typer.Exit(1)
 
@@ -690,11 +690,11 @@ def robustness_cmd(
     if not ctx.is_main:
         return
     for path, error in report.skipped:
-        err.print(f"skipped: {error}", markup=False)
+        err.print(f"skipped: {one_line(error)}", markup=False)
     for cond in conditions:  # a condition that failed on an otherwise readable image
         for path, error in report.cell(report.models[0].label, cond).errors:
             if (path, error) not in report.skipped:
-                err.print(f"skipped ({cond.label}): {error}", markup=False)
+                err.print(f"skipped ({cond.label}): {one_line(error)}", markup=False)
     if output is not None:
         report.write(output)
     if plot is not None:
@@ -735,7 +735,8 @@ def run(argv: Optional[List[str]] = None) -> None:
         print("interrupted", file=sys.stderr)
         sys.exit(130)
     except SsmzooError as exc:  # (a UsageError from a command arrives as click's, above)
-        print(f"error: {exc}" + (" (see `ssmzoo --help`)" if isinstance(exc, UsageError) else ""), file=sys.stderr)
+        print(f"error: {one_line(str(exc))}" + (" (see `ssmzoo --help`)" if isinstance(exc, UsageError) else ""),
+              file=sys.stderr)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,6 +26,24 @@ def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
     for name in ("astronaut", "chelsea", "coffee", "rocket"):
         assert f"{name}.jpg" in res.stdout
     assert res.stdout.count("  1. ") == 4 and res.stdout.count("  5. ") == 4 and "  6. " not in res.stdout
+
+
+def test_a_newline_in_a_file_name_keeps_each_message_and_header_on_one_line(cli, mini_files, example_images,
+                                                                            tmp_path):
+    manifest, checkpoint = mini_files
+    folder = tmp_path / "nl"
+    folder.mkdir()
+    (folder / "bad\nname.jpg").write_bytes(b"")
+    shutil.copy(example_images / "coffee.jpg", folder / "good\nname.jpg")
+    res = cli("--manifest", manifest, "classify", folder, "--model", "groupmamba_mini", "--weights", checkpoint, "-k", "1")
+    assert res.code == 1
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {folder}/bad\\nname.jpg: empty file (0 bytes)"], res.stderr
+    assert res.stdout.splitlines()[0] == f"{folder}/good\\nname.jpg"
+    json_lines = cli("--manifest", manifest, "classify", folder, "--model", "groupmamba_mini", "--weights", checkpoint,
+                     "--json").stdout.splitlines()
+    assert [json.loads(line)["input"] for line in json_lines] == [str(folder / "bad\nname.jpg"),
+                                                                  str(folder / "good\nname.jpg")]  # JSON: as they are
 
 
 def test_a_progress_bar_on_the_terminal_while_stdout_goes_to_a_file(mini_files, example_images, tmp_path):
