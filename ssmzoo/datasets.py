@@ -280,10 +280,14 @@ def _subdirs(root: Path) -> list[str]:
 
 
 def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
-    """Says what is at ``path`` instead of the directory (or file) the option needs."""
+    """Says what is at ``path`` instead of the directory (or file) the option needs: a device or a pipe
+    (``/dev/null``) is no directory either, so only a directory is called one."""
     if not path.exists():
         return DatasetOptionError(f"{option} {path}: no such {'directory' if directory else 'file'}")
-    return DatasetOptionError(f"{option} {path}: is {'not a directory' if directory else 'a directory, not a file'}")
+    if directory:
+        return DatasetOptionError(f"{option} {path}: is not a directory")
+    return DatasetOptionError(f"{option} {path}: " + ("is a directory, not a file" if path.is_dir() else
+                                                      "not a regular file"))
 
 
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:

@@ -513,6 +513,9 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         (("--dataset", "imagenet", "--data-dir", tmp_path / "nope"), "no such directory"),
         (("--dataset", "imagenet", "--data-dir", lst), "is not a directory"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", tmp_path / "videos"), "a directory, not a file"),
+        # a device is no directory: it used to be called one
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", os.devnull), f"--labels {os.devnull}: not a regular file"),
+        (("--dataset", "imagefolder", "--data-dir", tmp_path, "--class-map", os.devnull), "not a regular file"),
         (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--device", "tpu"), "--device 'tpu'"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--dtype", "fp64"), "--dtype 'fp64'"),
