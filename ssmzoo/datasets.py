@@ -396,6 +396,15 @@ def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
         yield n, parts[0], parts[1].strip()
 
 
+def _listed_once(seen: dict[str, int], path: Path, list_file: Path, n: int, name: str) -> None:
+    """Refuses a second line for one file (``a.mp4``, ``./a.mp4``, a link to it: the same resolved
+    path), naming both lines: counted twice, it would weigh double in the accuracy, unsaid."""
+    key = os.path.realpath(path)
+    if key in seen:
+        raise DatasetError(f"{list_file}:{n}: {name} is listed twice (first on line {seen[key]})")
+    seen[key] = n
+
+
 def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
     resolver = LabelResolver(label_set, allow_names=False)
     files = {p.name: p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
@@ -404,7 +413,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         if p.suffix.lower() in image_suffixes():
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     header: Optional[str] = None
     for k, (n, name, label_text) in enumerate(_label_lines(labels_file)):
         word = label_text.split()[0]
@@ -417,14 +426,12 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
         path = listed or data_dir / name
-        if str(path) in seen:
-            raise DatasetError(f"{labels_file}:{n}: {name} is listed twice")
-        seen.add(str(path))
+        _listed_once(seen, path, labels_file, n, name)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
     samples.sort(key=lambda s: s.path)
-    unlabelled = [p for p in _images_in(data_dir) if str(p) not in seen]
+    unlabelled = [p for p in _images_in(data_dir) if os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, [header] if header else [],
                     warnings=warnings)
@@ -541,6 +548,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         raise _not_found("--data-dir", root, directory=True)
     resolver = LabelResolver(label_set)
     samples: list[Sample] = []
+    seen: dict[str, int] = {}
     header: Optional[str] = None
     for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
         parts = label_text.split()
@@ -557,6 +565,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
                 header = f"{list_file}:{n}: first line taken as a header and skipped ({path_text} {label_text})"
                 continue  # a header row (after any comments): names no file
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
+        _listed_once(seen, path, list_file, n, path_text)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{list_file}: no 'path label' lines")

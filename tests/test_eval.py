@@ -573,6 +573,34 @@ def test_a_list_line_without_a_suffix_finds_the_video_by_classifys_suffixes(tmp_
     assert [media_kind(p) for p in paths] == ["video", "video"]
 
 
+def test_a_video_listed_twice_is_refused_naming_both_lines(tmp_path):
+    """A clip on two lines (again, or spelt ./two.mp4) used to be evaluated twice and counted twice in
+    the accuracy, with no note; it is refused as the images' --labels refuses a file listed twice."""
+    from ssmzoo.datasets import DatasetError, video_list_dataset
+
+    for name in ("one.mp4", "two.mp4"):
+        (tmp_path / name).write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("one.mp4 2\ntwo.mp4 3\ntwo.mp4 3\n")
+    with pytest.raises(DatasetError, match=r"^.*list\.txt:3: two\.mp4 is listed twice \(first on line 2\)$"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    lst.write_text("two.mp4 3\none.mp4 2\n./two.mp4 4\n")  # another spelling of the same file
+    with pytest.raises(DatasetError, match=r"list\.txt:3: \./two\.mp4 is listed twice \(first on line 1\)$"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+
+
+def test_an_image_listed_twice_in_labels_is_refused_naming_both_lines(cli, eval_env, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for k in range(2):
+        shutil.copy(eval_env["paths"][k], folder / f"img{k}.jpg")
+    labels = tmp_path / "l_dup.txt"
+    labels.write_text("img0.jpg 1\nimg1.jpg 2\n./img0.jpg 1\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels)
+    assert res.code == 1 and res.stderr.strip().splitlines()[-1] == (
+        f"error: {labels}:3: ./img0.jpg is listed twice (first on line 1)")
+
+
 def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):
     res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", imagenet_tree[0], "--device", "cpu",
                 "--cuda-graphs")
