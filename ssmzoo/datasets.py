@@ -396,10 +396,10 @@ def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
         yield n, parts[0], parts[1].strip()
 
 
-def _listed_once(seen: dict[str, int], path: Path, list_file: Path, n: int, name: str) -> None:
-    """Refuses a second line for one file (``a.mp4``, ``./a.mp4``, a link to it: the same resolved
-    path), naming both lines: counted twice, it would weigh double in the accuracy, unsaid."""
-    key = os.path.realpath(path)
+def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, name: str) -> None:
+    """Refuses a second line for one ``key`` (a file's resolved path, so ``a.mp4``, ``./a.mp4`` and a
+    link to it are one; a --class-map folder), naming both lines: a file counted twice would weigh double
+    in the accuracy, and a folder mapped twice would silently take its last label."""
     if key in seen:
         raise DatasetError(f"{list_file}:{n}: {name} is listed twice (first on line {seen[key]})")
     seen[key] = n
@@ -426,7 +426,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
         path = listed or data_dir / name
-        _listed_once(seen, path, labels_file, n, name)
+        _listed_once(seen, os.path.realpath(path), labels_file, n, name)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
@@ -441,19 +441,33 @@ def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str
     """(where, folder, label) of each ``--class-map`` entry, where = ``FILE:LINE`` (``FILE`` for JSON),
     so an entry can be reported by its line. Formats: ``folder label`` lines (tab separated, or space
     separated where the folder is the longest prefix naming an existing folder, so both may hold
-    spaces), a ``.csv`` or a JSON object."""
+    spaces), a ``.csv`` or a JSON object. A folder given twice is an error naming both lines."""
     if path.suffix.lower() == ".json":
+        def once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in pairs]
+            twice = next((k for k in keys if keys.count(k) > 1), None)
+            if twice is not None:
+                raise DatasetError(f"--class-map {path}: folder {twice!r} is listed twice")
+            return dict(pairs)
+
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=once)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"--class-map {path}: cannot read JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise DatasetError(f"--class-map {path}: expected a JSON object folder -> label")
         return [(str(path), str(k), str(v)) for k, v in raw.items()]
-    if path.suffix.lower() == ".csv":
-        return [(f"{path}:{n}", name, label) for n, name, label in _label_lines(path)]
-    known = set(folders)
+    lines = _label_lines(path) if path.suffix.lower() == ".csv" else _class_map_lines(path, set(folders))
+    seen: dict[str, int] = {}
     entries: list[tuple[str, str, str]] = []
+    for n, name, label in lines:
+        _listed_once(seen, name, f"--class-map {path}", n, f"folder {name!r}")
+        entries.append((f"{path}:{n}", name, label))
+    return entries
+
+
+def _class_map_lines(path: Path, known: set[str]) -> Iterator[tuple[int, str, str]]:
+    """(line number, folder, label) of a ``folder label`` text file (see ``class_map_entries``)."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -470,12 +484,11 @@ def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str
             words = line.split()
             cut = next((k for k in range(len(words) - 1, 0, -1) if " ".join(words[:k]) in known), 1)
             name, label = " ".join(words[:cut]), " ".join(words[cut:])
-        entries.append((f"{path}:{n}", name, label))
-    return entries
+        yield n, name, label
 
 
 def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
-    """``--class-map`` as folder -> label (see ``class_map_entries``; a later entry for a folder wins)."""
+    """``--class-map`` as folder -> label (see ``class_map_entries``; each folder is given once)."""
     return {name: label for _, name, label in class_map_entries(path, folders)}
 
 
@@ -565,7 +578,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
                 header = f"{list_file}:{n}: first line taken as a header and skipped ({path_text} {label_text})"
                 continue  # a header row (after any comments): names no file
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
-        _listed_once(seen, path, list_file, n, path_text)
+        _listed_once(seen, os.path.realpath(path), list_file, n, path_text)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{list_file}: no 'path label' lines")

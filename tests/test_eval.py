@@ -476,6 +476,27 @@ def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cl
     assert f"--class-map {json_map}: names no folder 'sharcs' in {root}; ignored" in data.warnings
 
 
+def test_a_class_map_giving_one_folder_twice_is_refused_naming_both_lines(cli, eval_env, tmp_path):
+    """`cats tabby cat` then `cats goldfish` used to keep the last label, silently."""
+    root = tmp_path / "folder"
+    for k, folder in enumerate(("cats", "sharks")):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(eval_env["paths"][k], root / folder)
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("cats tabby cat\nsharks great white shark\ncats goldfish\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", class_map)
+    assert res.code == 1 and res.stderr.strip().splitlines() == [
+        f"error: --class-map {class_map}:3: folder 'cats' is listed twice (first on line 1)"]
+    csv_map = tmp_path / "map.csv"
+    csv_map.write_text("folder,label\ncats,tabby cat\nsharks,2\ncats,1\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", csv_map)
+    assert res.code == 1 and res.stderr.strip().endswith(f"{csv_map}:4: folder 'cats' is listed twice (first on line 2)")
+    json_map = tmp_path / "map.json"  # JSON itself allows a key twice, and keeps the last
+    json_map.write_text('{"cats": "tabby cat", "sharks": "2", "cats": "1"}')
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", json_map)
+    assert res.code == 1 and res.stderr.strip() == f"error: --class-map {json_map}: folder 'cats' is listed twice"
+
+
 def test_a_file_option_the_dataset_does_not_read_is_warned_about_and_ignored(cli, eval_env, tmp_path):
     """--list (video datasets) or --class-map (imagefolder) given with --dataset imagenet: a warning line,
     also where the file does not exist, since it is not read; the run goes on."""
