@@ -14,7 +14,7 @@ from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image
 from .labels import class_ids, class_names
-from .paths import files_below
+from .paths import files_below, missing_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -153,7 +153,7 @@ def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
         if p.is_file():
             entries.append((str(p), None))
         elif p.is_symlink() and not p.exists():
-            entries.append((str(p), f"{p}: broken link (its target {os.readlink(p)} does not exist)"))
+            entries.append((str(p), f"{p}: {missing_file(p)}"))
     if not entries:
         return [(spec, f"{spec}: directory holds no image or video files")]
     return sorted(entries, key=lambda entry: Path(entry[0]))
@@ -244,7 +244,7 @@ class Classifier:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the
         model's kind runs, anything else is refused naming what the file really holds."""
         if not Path(path).exists():  # e.g. a dangling link
-            raise InputError(f"{path}: no such file")
+            raise InputError(f"{path}: {missing_file(path)}")
         kind = content_kind(path)
         if kind == self._model_kind:
             return kind

@@ -502,7 +502,7 @@ def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_che
     assert rows[0]["error"] is None and rows[0]["kind"] == "video" and rows[0]["top"]
     assert rows[1]["error"] == f"{notes}: not an image or video file ssmzoo can read"
     assert rows[2]["error"] == f"{photo_as_mp4}: is a still image (jpeg_pipe), not a video"
-    assert rows[3]["error"] == f"{dangling}: no such file"
+    assert rows[3]["error"] == f"{dangling}: broken link (its target {tmp_path / 'nowhere.jpg'} does not exist)"
 
     res = cli("--manifest", manifest, "classify", photo_as_mp4, clip_as_jpg, "--model", "groupmamba_mini",
               "--weights", image_checkpoint, "--json")

@@ -359,6 +359,23 @@ def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval
         p.name for p in paths[:2])
 
 
+def test_a_broken_link_in_a_class_folder_is_said_as_classify_says_it(cli, eval_env, tmp_path):
+    """It used to be "no such file", though the link is there: what is missing is its target."""
+    root = tmp_path / "folder"
+    (root / "tabby cat").mkdir(parents=True)
+    shutil.copy(eval_env["paths"][0], root / "tabby cat")
+    link = root / "tabby cat" / "gone.JPEG"
+    link.symlink_to("nowhere.JPEG")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0", "--json")
+    assert res.code == 0, res.stderr
+    why = f"{link}: broken link (its target nowhere.JPEG does not exist)"
+    assert json.loads(res.stdout)["skipped_items"] == [{"path": str(link), "error": why}]
+    assert f"skipped: {why}" in res.stderr.splitlines()
+    classified = cli("--manifest", eval_env["manifest"], "classify", root, "--model", "groupmamba_evalmini",
+                     "--weights", eval_env["checkpoint"], "--device", "cpu")
+    assert f"error: {why}" in classified.stderr.splitlines()
+
+
 def test_class_folders_take_every_suffix_classify_takes(cli, eval_env, tmp_path):
     # class folders were walked by ten fixed suffixes: coffee.jfif, .jpe, .jp2 and .avif were left out
     # as "non-image files", though classify read them
