@@ -17,7 +17,8 @@ Layouts:
   a folder named by an ImageNet synset (Imagenette's ``n01440764``) is matched through that synset's
   ImageNet names where exactly one of them is a class name (a note lists each such match).
 * ``kinetics400`` / ``ssv2``: a list file of ``path label`` lines (space separated, or ``.csv``),
-  label = class index or class name; paths relative to ``data_dir``.
+  label = class index or class name; paths relative to ``data_dir``, and may hold spaces (the longest
+  leading words naming a file, or all before a tab: see ``_split_line``).
 * ``videolist``: the same list for any video model, its labels read against the model's own classes
   (a video model with a labels file has no other layout).
 """
@@ -35,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -371,29 +372,51 @@ def _unlabelled(images: Sequence[Path], why: str) -> str:
     return f"{images[0].parent}: {len(images)} images with no label ({why}); skipped: {_few([p.name for p in images])}"
 
 
-def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
-    """(line number, first field, label field) of a ``name label`` or ``name,label`` file."""
+def _label_lines(path: Path, is_name: Callable[[str], bool] = lambda _: False, suffixes: Collection[str] = (),
+                 option: str = "", fields: str = "path label") -> Iterator[tuple[int, str, str]]:
+    """(line number, first field, label field) of a ``name label`` or ``name,label`` file; a text
+    line is split by ``_split_line`` (``is_name``, ``suffixes``), so a name may hold spaces. Errors
+    begin with ``option`` (``--class-map ``) where the file is not named so elsewhere."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DatasetError(f"{option}{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not a text file") from None
+        raise DatasetError(f"{option}{path}: not a text file") from None
     if path.suffix.lower() == ".csv":
         for n, row in enumerate(csv.reader(text.splitlines()), 1):
             if row and any(c.strip() for c in row):
                 if len(row) < 2:
-                    raise DatasetError(f"{path}:{n}: expected 'path,label', got {','.join(row)!r}")
+                    raise DatasetError(f"{option}{path}:{n}: expected '{fields.replace(' ', ',')}', "
+                                       f"got {','.join(row)!r}")
                 yield n, row[0].strip(), row[-1].strip()
         return
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split(None, 1)
-        if len(parts) < 2:
-            raise DatasetError(f"{path}:{n}: expected 'path label', got {line!r}")
-        yield n, parts[0], parts[1].strip()
+        parts = _split_line(line, is_name, suffixes)
+        if parts is None:
+            raise DatasetError(f"{option}{path}:{n}: expected '{fields}', got {line!r}")
+        yield n, *parts
+
+
+def _split_line(line: str, is_name: Callable[[str], bool], suffixes: Collection[str]) -> Optional[tuple[str, str]]:
+    """``(name, label)`` of a ``name label`` line, where the name (a path, a folder) may hold spaces:
+    split at the first tab where there is one; else the name is the longest run of leading words that
+    ``is_name`` (names an existing file or folder), and where none does (a missing file, a header),
+    the words up to the first with one of ``suffixes`` (``my clips/a b.mp4 label``), else the first
+    word. None for a line of one field."""
+    if "\t" in line:
+        name, label = (part.strip() for part in line.split("\t", 1))
+        return (name, label) if name and label else None
+    spans = [m.span() for m in re.finditer(r"\S+", line)]
+    if len(spans) < 2:
+        return None
+    cut = next((k for k in range(len(spans) - 1, 0, -1) if is_name(line[:spans[k - 1][1]])), None)
+    if cut is None:
+        cut = next((k + 1 for k, (a, b) in enumerate(spans[:-1]) if Path(line[a:b]).suffix.lower() in suffixes), 1)
+    return line[:spans[cut - 1][1]], line[spans[cut][0]:]
 
 
 def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, name: str) -> None:
@@ -415,7 +438,10 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     header: Optional[str] = None
-    for k, (n, name, label_text) in enumerate(_label_lines(labels_file)):
+    def named(text: str) -> bool:
+        return text in files or text in stems
+
+    for k, (n, name, label_text) in enumerate(_label_lines(labels_file, named, image_suffixes())):
         word = label_text.split()[0]
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
@@ -457,34 +483,13 @@ def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str
         if not isinstance(raw, dict):
             raise DatasetError(f"--class-map {path}: expected a JSON object folder -> label")
         return [(str(path), str(k), str(v)) for k, v in raw.items()]
-    lines = _label_lines(path) if path.suffix.lower() == ".csv" else _class_map_lines(path, set(folders))
+    lines = _label_lines(path, set(folders).__contains__, option="--class-map ", fields="folder label")
     seen: dict[str, int] = {}
     entries: list[tuple[str, str, str]] = []
     for n, name, label in lines:
         _listed_once(seen, name, f"--class-map {path}", n, f"folder {name!r}")
         entries.append((f"{path}:{n}", name, label))
     return entries
-
-
-def _class_map_lines(path: Path, known: set[str]) -> Iterator[tuple[int, str, str]]:
-    """(line number, folder, label) of a ``folder label`` text file (see ``class_map_entries``)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"--class-map {path}: cannot read ({exc})") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line.split()) < 2:
-            raise DatasetError(f"--class-map {path}:{n}: expected 'folder label', got {line!r}")
-        if "\t" in line:
-            name, label = (part.strip() for part in line.split("\t", 1))
-        else:
-            words = line.split()
-            cut = next((k for k in range(len(words) - 1, 0, -1) if " ".join(words[:k]) in known), 1)
-            name, label = " ".join(words[:cut]), " ".join(words[cut:])
-        yield n, name, label
 
 
 def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
@@ -563,15 +568,21 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     header: Optional[str] = None
-    for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
-        parts = label_text.split()
-        if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
-            label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
-        path = Path(path_text)
+    def locate(text: str) -> Path:
+        """The file a list names: below ``root`` unless absolute; without a suffix, by the video suffixes."""
+        path = Path(text)
         path = path if path.is_absolute() else root / path
         if not path.suffix and not path.exists():
             path = next((path.with_name(path.name + s) for s in VIDEO_SUFFIXES
                          if path.with_name(path.name + s).exists()), path)
+        return path
+
+    lines = _label_lines(list_file, lambda text: os.path.lexists(locate(text)), VIDEO_SUFFIXES)
+    for k, (n, path_text, label_text) in enumerate(lines):
+        parts = label_text.split()
+        if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
+            label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
+        path = locate(path_text)
         label = resolver(label_text)
         if label is None:
             if k == 0 and not path.exists() and Path(path_text).suffix.lower() not in VIDEO_SUFFIXES:

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import ssmzoo  # noqa: F401
-from ssmzoo.datasets import EvalData, Sample, build_dataset, stratified_subset
+from ssmzoo.datasets import DatasetError, EvalData, Sample, build_dataset, stratified_subset
 from ssmzoo.errors import SsmzooError
 from ssmzoo.factory import load_model
 from ssmzoo.images import eval_transform, load_image
@@ -609,6 +609,38 @@ def test_a_list_line_without_a_suffix_finds_the_video_by_classifys_suffixes(tmp_
     paths = [Path(s.path) for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples]
     assert [p.name for p in paths] == ["a.mkv", "b.3gp"]  # .mkv comes before .webm
     assert [media_kind(p) for p in paths] == ["video", "video"]
+
+
+def test_list_paths_may_hold_spaces(cli, eval_env, tmp_path):
+    """The path is the longest run of leading words naming a file (as --class-map finds its folder), or
+    everything before a tab: `with space.mp4 3` used to be taken as a header when first, and later to be
+    the path `with` and the label `space.mp4 3`. A missing file keeps its spaces up to its suffix."""
+    from ssmzoo.datasets import video_list_dataset
+
+    (tmp_path / "my clips").mkdir()
+    for name in ("with space.mp4", "my clips/two  spaces.webm", "plain.mp4"):
+        (tmp_path / name).write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("with space.mp4 3\nmy clips/two  spaces.webm abseiling\nmy clips/two  spaces 120 7\n"
+                   "gone away.mp4 5\nplain 4\n")
+    with pytest.raises(DatasetError, match=r"list\.txt:3: my clips/two  spaces is listed twice \(first on line 2\)"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")  # (suffix-less: found by its suffix)
+    lst.write_text("path label\nwith space.mp4 3\nmy clips/two  spaces.webm abseiling\ngone away.mp4 5\n"
+                   "tabbed name\t6\nplain 4\n")
+    data = video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    assert [(os.path.relpath(s.path, tmp_path), s.label) for s in data.samples] == [
+        ("with space.mp4", 3), ("my clips/two  spaces.webm", 0), ("gone away.mp4", 5), ("tabbed name", 6),
+        ("plain.mp4", 4)]
+    assert data.notes == [f"{lst}:1: first line taken as a header and skipped (path label)"]
+
+    folder = tmp_path / "flat"  # an image list's names too
+    folder.mkdir()
+    shutil.copy(eval_env["paths"][0], folder / "my photo.jpg")
+    labels = tmp_path / "labels.txt"
+    labels.write_text(f"my photo.jpg {IDS[7]}\n")
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    data = build_dataset("imagenet", entry, folder, labels_file=labels)
+    assert [(Path(s.path).name, s.label) for s in data.samples] == [("my photo.jpg", 7)]
 
 
 def test_a_video_listed_twice_is_refused_naming_both_lines(tmp_path):
