@@ -174,7 +174,9 @@ def _name_index(label_set: str) -> dict[str, set[int]]:
 
 
 class LabelResolver:
-    """Turns a label written in a file (index, class id, class name) into the model's class index."""
+    """Turns a label written in a file (index, class id, class name) into the model's class index.
+    ``index:N`` and ``name:TEXT`` say which is meant, for class names that are numbers (a labels file of
+    ``1``, ``0``, ``2``: is ``0`` index 0 or the class named ``0``?)."""
 
     def __init__(self, label_set: str, allow_names: bool = True):
         self.label_set = label_set
@@ -185,6 +187,11 @@ class LabelResolver:
     def __call__(self, text: str) -> Optional[int]:
         """The class index, or None where the label is unknown or ambiguous."""
         text = text.strip()
+        kind, explicit = self._explicit(text)
+        if kind == "index":
+            return int(explicit) if re.fullmatch(r"\d+", explicit) and int(explicit) < len(self.ids) else None
+        if kind == "name":
+            return self.by_name(explicit)
         if re.fullmatch(r"\d+", text):
             value, named = int(text), self.id_index.get(text)
             if value >= len(self.ids):
@@ -201,14 +208,24 @@ class LabelResolver:
         hits = self.names.get(normalize_name(text), set())
         return next(iter(hits)) if len(hits) == 1 else None
 
+    @staticmethod
+    def _explicit(text: str) -> tuple[Optional[str], str]:
+        """("index" or "name", the rest) for ``index:N`` / ``name:TEXT``; (None, text) otherwise."""
+        kind, colon, rest = text.partition(":")
+        return (kind, rest.strip()) if colon and kind in ("index", "name") else (None, text)
+
     def why_not(self, text: str) -> str:
         text = text.strip()
-        if re.fullmatch(r"\d+", text):
+        kind, explicit = self._explicit(text)
+        if kind == "index" and not re.fullmatch(r"\d+", explicit):
+            return f"'{text}': expected index:N, N a class index (0..{len(self.ids) - 1})"
+        if re.fullmatch(r"\d+", explicit) and kind != "name":
             named = self.id_index.get(text)
-            if named is not None and int(text) < len(self.ids):
+            if kind is None and named is not None and int(text) < len(self.ids):
                 return (f"'{text}' is ambiguous: the index of class {self.ids[int(text)]!r} and the name of class "
-                        f"{named}; write the class name instead")
-            return f"index {text} is out of range (0..{len(self.ids) - 1})"
+                        f"{named}; write index:{text} for the first or name:{text} for the second")
+            return f"index {explicit} is out of range (0..{len(self.ids) - 1})"
+        text = explicit
         hits = self.names.get(normalize_name(text), set())
         if len(hits) > 1:
             return f"'{text}' is ambiguous ({', '.join(self.ids[i] for i in sorted(hits))})"
