@@ -284,8 +284,20 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
                            "format Pillow reads here)")
-    notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
-    return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
+    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored), warnings=warned)
+
+
+def _ignored_note(ignored: int) -> list[str]:
+    """The note for files left out as no image (by suffix): a stray README must not pass unsaid, nor a
+    folder of .heic photos that this Pillow cannot read."""
+    return [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
+
+
+def _flat_others_note(folder: Path, taken: Collection[str] = ()) -> list[str]:
+    """``_ignored_note`` for the files directly in a flat ``folder``, less those ``taken`` (resolved paths:
+    the files a labels list names, the list itself)."""
+    return _ignored_note(sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                             and p.suffix.lower() not in image_suffixes() and os.path.realpath(p) not in taken))
 
 
 # --------------------------------------------------------------------------------------------
@@ -379,7 +391,8 @@ def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
     warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
         if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with"], warnings=warnings)
+                    ["labels from the synset each file name begins with", *_flat_others_note(images[0].parent)],
+                    warnings=warnings)
 
 
 def _unlabelled(images: Sequence[Path], why: str) -> str:
@@ -476,8 +489,8 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     samples.sort(key=lambda s: s.path)
     unlabelled = [p for p in _images_in(data_dir) if os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
-    return EvalData("imagenet", "image", label_set, str(data_dir), samples, [header] if header else [],
-                    warnings=warnings)
+    notes = ([header] if header else []) + _flat_others_note(data_dir, {*seen, os.path.realpath(labels_file)})
+    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes, warnings=warnings)
 
 
 def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str, str, str]]:

@@ -65,6 +65,10 @@ def test_a_folder_takes_every_suffix_that_naming_the_file_reads(cli, mini_files,
     rows = [json.loads(line) for line in by_folder.stdout.splitlines()]
     assert [r["input"] for r in rows] == [str(p) for p in paths]
     assert by_folder.stdout == named.stdout
+    # the other file is left out, but said, as eval says it (it used to vanish unsaid)
+    assert [line for line in by_folder.stderr.splitlines() if line.startswith("note:")] == [
+        f"note: {tmp_path / 'photos'}: 1 file ignored (not an image or video by its suffix)"]
+    assert "note:" not in named.stderr
 
 
 def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):

@@ -250,6 +250,7 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
         # Kaggle-style: stem only, synset or index, extra words after the label.
         lines.append(f"{name},{IDS[label]} 1 2 3 4" if k % 2 else f"{name}.JPEG,{label}")
     (folder / "unlabelled.JPEG").write_bytes((folder / "ILSVRC2012_val_00000001.JPEG").read_bytes())
+    (folder / "README.md").write_text("not an image: ignored, and said so")
     labels = tmp_path / "val_labels.csv"
     labels.write_text("\n".join(lines + ["ILSVRC2012_val_00000099,0"]) + "\n")  # listed but missing
     out = tmp_path / "ps.jsonl"
@@ -260,6 +261,7 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     assert (summary["n"], summary["evaluated"], summary["skipped"]) == (10, 9, 1)
     assert summary["warnings"] == [f"{folder / 'unlabelled.JPEG'}: no label (not named in {labels}); skipped"]
     assert f"warning: {folder / 'unlabelled.JPEG'}: no label" in res.stderr
+    assert summary["notes"][1:] == ["1 non-image file ignored"]  # (the README.md; after the header note)
     rows = {Path(r["path"]).stem: r for r in map(json.loads, out.read_text().splitlines())}
     assert "no such file" in rows["ILSVRC2012_val_00000099"]["error"]
     assert {k: rows[k]["label"] for k in expected} == expected
@@ -296,6 +298,7 @@ def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(c
     assert res.code == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["evaluated"] == 9 and "labels from the synset each file name begins with" in summary["notes"]
+    assert "1 non-image file ignored" in summary["notes"]  # the README.md, said as class folders say it
     rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
     assert {k: rows[k]["label"] for k in expected} == expected
 
