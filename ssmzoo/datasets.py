@@ -44,7 +44,7 @@ from PIL import Image
 
 from .errors import InputError, SsmzooError, UsageError
 from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
-from .labels import class_ids, class_names, describe, is_builtin
+from .labels import class_ids, class_names, describe, is_builtin, keys_once
 from .manifest import ModelEntry
 from .paths import files_below
 from .text import count
@@ -499,13 +499,7 @@ def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str
     separated where the folder is the longest prefix naming an existing folder, so both may hold
     spaces), a ``.csv`` or a JSON object. A folder given twice is an error naming both lines."""
     if path.suffix.lower() == ".json":
-        def once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            keys = [k for k, _ in pairs]
-            twice = next((k for k in keys if keys.count(k) > 1), None)
-            if twice is not None:
-                raise DatasetError(f"--class-map {path}: folder {twice!r} is listed twice")
-            return dict(pairs)
-
+        once = keys_once(lambda key: DatasetError(f"--class-map {path}: folder {key!r} is listed twice"))
         try:
             raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=once)
         except (OSError, ValueError) as exc:

@@ -349,19 +349,24 @@ def test_imagenette_style_synset_folders_find_their_class_by_imagenet_name(tmp_p
         build_dataset("imagefolder", entry, root.parent)
 
 
+def digits_model(tmp_path: Path, names: tuple[str, ...], folders: tuple[str, ...]):
+    """A model whose class names are numbers (digits.txt: ``names``) and DIR/<folder>/a.jpg for each folder."""
+    (tmp_path / "digits.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "m.yaml").write_text(manifest(entry_yaml("digits", "digits.txt")))
+    root = tmp_path / "data"
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+        shutil.copy(EXAMPLES / "coffee.jpg", root / folder / "a.jpg")
+    return load_manifest([tmp_path / "m.yaml"])["digits"], root
+
+
 def test_class_names_that_are_numbers_match_folders_by_name_and_refuse_an_ambiguous_map(tmp_path):
     """A labels file of digits (house numbers 1..3): folder '1' is the class named '1' (index 0); in a
     --class-map, '2' could mean index 2 or the class named '2', so it is refused, and a name that is no
     index ('3') is fine."""
     from ssmzoo.datasets import DatasetError, build_dataset
 
-    (tmp_path / "digits.txt").write_text("1\n2\n3\n")
-    (tmp_path / "m.yaml").write_text(manifest(entry_yaml("digits", "digits.txt")))
-    entry = load_manifest([tmp_path / "m.yaml"])["digits"]
-    root = tmp_path / "data"
-    for folder in ("1", "2", "three"):
-        (root / folder).mkdir(parents=True)
-        shutil.copy(EXAMPLES / "coffee.jpg", root / folder / "a.jpg")
+    entry, root = digits_model(tmp_path, ("1", "2", "3"), ("1", "2", "three"))
     class_map = tmp_path / "map.txt"
     class_map.write_text("three 3\n")
     data = build_dataset("imagefolder", entry, root, class_map=class_map)
@@ -378,13 +383,7 @@ def test_index_and_name_prefixes_say_which_a_number_means(tmp_path):
     say which, in --class-map and in a video list alike."""
     from ssmzoo.datasets import DatasetError, build_dataset, video_list_dataset
 
-    (tmp_path / "digits.txt").write_text("1\n0\n2\n")
-    (tmp_path / "m.yaml").write_text(manifest(entry_yaml("digits", "digits.txt")))
-    entry = load_manifest([tmp_path / "m.yaml"])["digits"]
-    root = tmp_path / "data"
-    for folder in ("zero", "first", "two"):
-        (root / folder).mkdir(parents=True)
-        shutil.copy(EXAMPLES / "coffee.jpg", root / folder / "a.jpg")
+    entry, root = digits_model(tmp_path, ("1", "0", "2"), ("zero", "first", "two"))
     class_map = tmp_path / "map.txt"
     class_map.write_text("zero name:0\nfirst index:0\ntwo name: 2\n")
     data = build_dataset("imagefolder", entry, root, class_map=class_map)
