@@ -14,7 +14,7 @@ from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image
 from .labels import class_ids, class_names
-from .paths import files_below
+from .paths import files_below, missing_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -81,20 +81,21 @@ def _neither(path: str, otherwise: InputError) -> InputError:
     return error if isinstance(error, NoVideoStream) else otherwise
 
 
-def expand_inputs(specs: Iterable[str]) -> list[tuple[str, Optional[str]]]:
+def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
     as ``ls`` and glob do) and globs, in the order given.
 
     Returns (path, error) pairs: a spec that names nothing, a folder that cannot be read and a broken
     link become entries with their error, so they are reported with the others instead of stopping
-    the run or vanishing from it.
+    the run or vanishing from it. A directory's other files (no image or video suffix) are left out;
+    ``notes``, where given, gets a line for each directory that had some, so none is left out unsaid.
     """
     found: list[tuple[str, Optional[str]]] = []
     for spec in specs:
         path = Path(spec)
         try:
             if path.is_dir():
-                found.extend(_folder_entries(spec))
+                found.extend(_folder_entries(spec, notes))
             elif path.exists() or os.path.lexists(spec):
                 found.append((spec, None))
             elif glob.has_magic(spec):
@@ -141,11 +142,13 @@ def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
             "(each file is classified once)")
 
 
-def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
+def _folder_entries(spec: str, notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """A folder's media files (by suffix: any Pillow decodes here, and the videos') as ``expand_inputs``
     entries, and an error entry for each subfolder that cannot be read and each link to nothing, which
-    would otherwise drop out unseen."""
-    listed, _, unreadable = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES), follow_links=False)
+    would otherwise drop out unseen; a line in ``notes`` counts its other files."""
+    listed, others, unreadable = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES), follow_links=False)
+    if others and notes is not None:
+        notes.append(f"{spec}: {count(others, 'file')} ignored (not an image or video by its suffix)")
     entries: list[tuple[str, Optional[str]]] = [
         (str(exc.filename or spec), f"{exc.filename or spec}: cannot read this folder ({exc.strerror or exc})")
         for exc in unreadable]
@@ -153,7 +156,7 @@ def _folder_entries(spec: str) -> list[tuple[str, Optional[str]]]:
         if p.is_file():
             entries.append((str(p), None))
         elif p.is_symlink() and not p.exists():
-            entries.append((str(p), f"{p}: broken link (its target {os.readlink(p)} does not exist)"))
+            entries.append((str(p), f"{p}: {missing_file(p)}"))
     if not entries:
         return [(spec, f"{spec}: directory holds no image or video files")]
     return sorted(entries, key=lambda entry: Path(entry[0]))
@@ -244,7 +247,7 @@ class Classifier:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the
         model's kind runs, anything else is refused naming what the file really holds."""
         if not Path(path).exists():  # e.g. a dangling link
-            raise InputError(f"{path}: no such file")
+            raise InputError(f"{path}: {missing_file(path)}")
         kind = content_kind(path)
         if kind == self._model_kind:
             return kind

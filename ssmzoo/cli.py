@@ -330,9 +330,10 @@ def classify_cmd(
     if top_k > n_classes:
         err.print(f"note: --top-k {top_k} is more than {entry.name}'s {n_classes} classes; showing them all",
                   markup=False, style="dim")
-    items, repeated = drop_duplicates(expand_inputs(inputs))
-    if repeated:
-        err.print(f"note: {one_line(duplicates_note(repeated))}", markup=False, style="dim")
+    notes: list[str] = []
+    items, repeated = drop_duplicates(expand_inputs(inputs, notes))
+    for note in notes + ([duplicates_note(repeated)] if repeated else []):
+        err.print(f"note: {one_line(note)}", markup=False, style="dim")
     weights_origin = key_path = None  # each --json line says what produced it
     if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
         results = (ClassifyResult.failed(path, error) for path, error in items)

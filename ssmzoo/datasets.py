@@ -17,7 +17,8 @@ Layouts:
   a folder named by an ImageNet synset (Imagenette's ``n01440764``) is matched through that synset's
   ImageNet names where exactly one of them is a class name (a note lists each such match).
 * ``kinetics400`` / ``ssv2``: a list file of ``path label`` lines (space separated, or ``.csv``),
-  label = class index or class name; paths relative to ``data_dir``.
+  label = class index or class name; paths relative to ``data_dir``, and may hold spaces (the longest
+  leading words naming a file, or all before a tab: see ``_split_line``).
 * ``videolist``: the same list for any video model, its labels read against the model's own classes
   (a video model with a labels file has no other layout).
 """
@@ -35,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Collection, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -43,7 +44,7 @@ from PIL import Image
 
 from .errors import InputError, SsmzooError, UsageError
 from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
-from .labels import class_ids, class_names, describe, is_builtin
+from .labels import class_ids, class_names, describe, is_builtin, keys_once
 from .manifest import ModelEntry
 from .paths import files_below
 from .text import count
@@ -173,7 +174,9 @@ def _name_index(label_set: str) -> dict[str, set[int]]:
 
 
 class LabelResolver:
-    """Turns a label written in a file (index, class id, class name) into the model's class index."""
+    """Turns a label written in a file (index, class id, class name) into the model's class index.
+    ``index:N`` and ``name:TEXT`` say which is meant, for class names that are numbers (a labels file of
+    ``1``, ``0``, ``2``: is ``0`` index 0 or the class named ``0``?)."""
 
     def __init__(self, label_set: str, allow_names: bool = True):
         self.label_set = label_set
@@ -184,6 +187,11 @@ class LabelResolver:
     def __call__(self, text: str) -> Optional[int]:
         """The class index, or None where the label is unknown or ambiguous."""
         text = text.strip()
+        kind, explicit = self._explicit(text)
+        if kind == "index":
+            return int(explicit) if re.fullmatch(r"\d+", explicit) and int(explicit) < len(self.ids) else None
+        if kind == "name":
+            return self.by_name(explicit)
         if re.fullmatch(r"\d+", text):
             value, named = int(text), self.id_index.get(text)
             if value >= len(self.ids):
@@ -200,14 +208,24 @@ class LabelResolver:
         hits = self.names.get(normalize_name(text), set())
         return next(iter(hits)) if len(hits) == 1 else None
 
+    @staticmethod
+    def _explicit(text: str) -> tuple[Optional[str], str]:
+        """("index" or "name", the rest) for ``index:N`` / ``name:TEXT``; (None, text) otherwise."""
+        kind, colon, rest = text.partition(":")
+        return (kind, rest.strip()) if colon and kind in ("index", "name") else (None, text)
+
     def why_not(self, text: str) -> str:
         text = text.strip()
-        if re.fullmatch(r"\d+", text):
+        kind, explicit = self._explicit(text)
+        if kind == "index" and not re.fullmatch(r"\d+", explicit):
+            return f"'{text}': expected index:N, N a class index (0..{len(self.ids) - 1})"
+        if re.fullmatch(r"\d+", explicit) and kind != "name":
             named = self.id_index.get(text)
-            if named is not None and int(text) < len(self.ids):
+            if kind is None and named is not None and int(text) < len(self.ids):
                 return (f"'{text}' is ambiguous: the index of class {self.ids[int(text)]!r} and the name of class "
-                        f"{named}; write the class name instead")
-            return f"index {text} is out of range (0..{len(self.ids) - 1})"
+                        f"{named}; write index:{text} for the first or name:{text} for the second")
+            return f"index {explicit} is out of range (0..{len(self.ids) - 1})"
+        text = explicit
         hits = self.names.get(normalize_name(text), set())
         if len(hits) > 1:
             return f"'{text}' is ambiguous ({', '.join(self.ids[i] for i in sorted(hits))})"
@@ -266,8 +284,20 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
                            "format Pillow reads here)")
-    notes = [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
-    return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
+    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored), warnings=warned)
+
+
+def _ignored_note(ignored: int) -> list[str]:
+    """The note for files left out as no image (by suffix): a stray README must not pass unsaid, nor a
+    folder of .heic photos that this Pillow cannot read."""
+    return [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
+
+
+def _flat_others_note(folder: Path, taken: Collection[str] = ()) -> list[str]:
+    """``_ignored_note`` for the files directly in a flat ``folder``, less those ``taken`` (resolved paths:
+    the files a labels list names, the list itself)."""
+    return _ignored_note(sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
+                             and p.suffix.lower() not in image_suffixes() and os.path.realpath(p) not in taken))
 
 
 # --------------------------------------------------------------------------------------------
@@ -280,10 +310,14 @@ def _subdirs(root: Path) -> list[str]:
 
 
 def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
-    """Says what is at ``path`` instead of the directory (or file) the option needs."""
+    """Says what is at ``path`` instead of the directory (or file) the option needs: a device or a pipe
+    (``/dev/null``) is no directory either, so only a directory is called one."""
     if not path.exists():
         return DatasetOptionError(f"{option} {path}: no such {'directory' if directory else 'file'}")
-    return DatasetOptionError(f"{option} {path}: is {'not a directory' if directory else 'a directory, not a file'}")
+    if directory:
+        return DatasetOptionError(f"{option} {path}: is not a directory")
+    return DatasetOptionError(f"{option} {path}: " + ("is a directory, not a file" if path.is_dir() else
+                                                      "not a regular file"))
 
 
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
@@ -357,7 +391,8 @@ def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
     warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
         if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with"], warnings=warnings)
+                    ["labels from the synset each file name begins with", *_flat_others_note(images[0].parent)],
+                    warnings=warnings)
 
 
 def _unlabelled(images: Sequence[Path], why: str) -> str:
@@ -367,29 +402,60 @@ def _unlabelled(images: Sequence[Path], why: str) -> str:
     return f"{images[0].parent}: {len(images)} images with no label ({why}); skipped: {_few([p.name for p in images])}"
 
 
-def _label_lines(path: Path) -> Iterator[tuple[int, str, str]]:
-    """(line number, first field, label field) of a ``name label`` or ``name,label`` file."""
+def _label_lines(path: Path, is_name: Callable[[str], bool] = lambda _: False, suffixes: Collection[str] = (),
+                 option: str = "", fields: str = "path label") -> Iterator[tuple[int, str, str]]:
+    """(line number, first field, label field) of a ``name label`` or ``name,label`` file; a text
+    line is split by ``_split_line`` (``is_name``, ``suffixes``), so a name may hold spaces. Errors
+    begin with ``option`` (``--class-map ``) where the file is not named so elsewhere."""
     try:
         text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
-        raise DatasetError(f"{path}: cannot read ({exc.strerror or exc})") from None
+        raise DatasetError(f"{option}{path}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError:
-        raise DatasetError(f"{path}: not a text file") from None
+        raise DatasetError(f"{option}{path}: not a text file") from None
     if path.suffix.lower() == ".csv":
         for n, row in enumerate(csv.reader(text.splitlines()), 1):
             if row and any(c.strip() for c in row):
                 if len(row) < 2:
-                    raise DatasetError(f"{path}:{n}: expected 'path,label', got {','.join(row)!r}")
+                    raise DatasetError(f"{option}{path}:{n}: expected '{fields.replace(' ', ',')}', "
+                                       f"got {','.join(row)!r}")
                 yield n, row[0].strip(), row[-1].strip()
         return
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        parts = line.split(None, 1)
-        if len(parts) < 2:
-            raise DatasetError(f"{path}:{n}: expected 'path label', got {line!r}")
-        yield n, parts[0], parts[1].strip()
+        parts = _split_line(line, is_name, suffixes)
+        if parts is None:
+            raise DatasetError(f"{option}{path}:{n}: expected '{fields}', got {line!r}")
+        yield n, *parts
+
+
+def _split_line(line: str, is_name: Callable[[str], bool], suffixes: Collection[str]) -> Optional[tuple[str, str]]:
+    """``(name, label)`` of a ``name label`` line, where the name (a path, a folder) may hold spaces:
+    split at the first tab where there is one; else the name is the longest run of leading words that
+    ``is_name`` (names an existing file or folder), and where none does (a missing file, a header),
+    the words up to the first with one of ``suffixes`` (``my clips/a b.mp4 label``), else the first
+    word. None for a line of one field."""
+    if "\t" in line:
+        name, label = (part.strip() for part in line.split("\t", 1))
+        return (name, label) if name and label else None
+    spans = [m.span() for m in re.finditer(r"\S+", line)]
+    if len(spans) < 2:
+        return None
+    cut = next((k for k in range(len(spans) - 1, 0, -1) if is_name(line[:spans[k - 1][1]])), None)
+    if cut is None:
+        cut = next((k + 1 for k, (a, b) in enumerate(spans[:-1]) if Path(line[a:b]).suffix.lower() in suffixes), 1)
+    return line[:spans[cut - 1][1]], line[spans[cut][0]:]
+
+
+def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, name: str) -> None:
+    """Refuses a second line for one ``key`` (a file's resolved path, so ``a.mp4``, ``./a.mp4`` and a
+    link to it are one; a --class-map folder), naming both lines: a file counted twice would weigh double
+    in the accuracy, and a folder mapped twice would silently take its last label."""
+    if key in seen:
+        raise DatasetError(f"{list_file}:{n}: {name} is listed twice (first on line {seen[key]})")
+    seen[key] = n
 
 
 def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
@@ -400,9 +466,12 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         if p.suffix.lower() in image_suffixes():
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}
     header: Optional[str] = None
-    for k, (n, name, label_text) in enumerate(_label_lines(labels_file)):
+    def named(text: str) -> bool:
+        return text in files or text in stems
+
+    for k, (n, name, label_text) in enumerate(_label_lines(labels_file, named, image_suffixes())):
         word = label_text.split()[0]
         label = resolver(word)
         listed = files.get(name) or stems.get(name)
@@ -413,58 +482,42 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
         path = listed or data_dir / name
-        if str(path) in seen:
-            raise DatasetError(f"{labels_file}:{n}: {name} is listed twice")
-        seen.add(str(path))
+        _listed_once(seen, os.path.realpath(path), labels_file, n, name)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
     samples.sort(key=lambda s: s.path)
-    unlabelled = [p for p in _images_in(data_dir) if str(p) not in seen]
+    unlabelled = [p for p in _images_in(data_dir) if os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
-    return EvalData("imagenet", "image", label_set, str(data_dir), samples, [header] if header else [],
-                    warnings=warnings)
+    notes = ([header] if header else []) + _flat_others_note(data_dir, {*seen, os.path.realpath(labels_file)})
+    return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes, warnings=warnings)
 
 
 def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str, str, str]]:
     """(where, folder, label) of each ``--class-map`` entry, where = ``FILE:LINE`` (``FILE`` for JSON),
     so an entry can be reported by its line. Formats: ``folder label`` lines (tab separated, or space
     separated where the folder is the longest prefix naming an existing folder, so both may hold
-    spaces), a ``.csv`` or a JSON object."""
+    spaces), a ``.csv`` or a JSON object. A folder given twice is an error naming both lines."""
     if path.suffix.lower() == ".json":
+        once = keys_once(lambda key: DatasetError(f"--class-map {path}: folder {key!r} is listed twice"))
         try:
-            raw = json.loads(path.read_text(encoding="utf-8"))
+            raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=once)
         except (OSError, ValueError) as exc:
             raise DatasetError(f"--class-map {path}: cannot read JSON ({exc})") from None
         if not isinstance(raw, dict):
             raise DatasetError(f"--class-map {path}: expected a JSON object folder -> label")
         return [(str(path), str(k), str(v)) for k, v in raw.items()]
-    if path.suffix.lower() == ".csv":
-        return [(f"{path}:{n}", name, label) for n, name, label in _label_lines(path)]
-    known = set(folders)
+    lines = _label_lines(path, set(folders).__contains__, option="--class-map ", fields="folder label")
+    seen: dict[str, int] = {}
     entries: list[tuple[str, str, str]] = []
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"--class-map {path}: cannot read ({exc})") from None
-    for n, line in enumerate(text.splitlines(), 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if len(line.split()) < 2:
-            raise DatasetError(f"--class-map {path}:{n}: expected 'folder label', got {line!r}")
-        if "\t" in line:
-            name, label = (part.strip() for part in line.split("\t", 1))
-        else:
-            words = line.split()
-            cut = next((k for k in range(len(words) - 1, 0, -1) if " ".join(words[:k]) in known), 1)
-            name, label = " ".join(words[:cut]), " ".join(words[cut:])
+    for n, name, label in lines:
+        _listed_once(seen, name, f"--class-map {path}", n, f"folder {name!r}")
         entries.append((f"{path}:{n}", name, label))
     return entries
 
 
 def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
-    """``--class-map`` as folder -> label (see ``class_map_entries``; a later entry for a folder wins)."""
+    """``--class-map`` as folder -> label (see ``class_map_entries``; each folder is given once)."""
     return {name: label for _, name, label in class_map_entries(path, folders)}
 
 
@@ -537,22 +590,30 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         raise _not_found("--data-dir", root, directory=True)
     resolver = LabelResolver(label_set)
     samples: list[Sample] = []
+    seen: dict[str, int] = {}
     header: Optional[str] = None
-    for k, (n, path_text, label_text) in enumerate(_label_lines(list_file)):
-        parts = label_text.split()
-        if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
-            label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
-        path = Path(path_text)
+    def locate(text: str) -> Path:
+        """The file a list names: below ``root`` unless absolute; without a suffix, by the video suffixes."""
+        path = Path(text)
         path = path if path.is_absolute() else root / path
         if not path.suffix and not path.exists():
             path = next((path.with_name(path.name + s) for s in VIDEO_SUFFIXES
                          if path.with_name(path.name + s).exists()), path)
+        return path
+
+    lines = _label_lines(list_file, lambda text: os.path.lexists(locate(text)), VIDEO_SUFFIXES)
+    for k, (n, path_text, label_text) in enumerate(lines):
+        parts = label_text.split()
+        if len(parts) > 1 and all(re.fullmatch(r"\d+", p) for p in parts):
+            label_text = parts[-1]  # "path num_frames label" (TSN / mmaction rawframe lists)
+        path = locate(path_text)
         label = resolver(label_text)
         if label is None:
             if k == 0 and not path.exists() and Path(path_text).suffix.lower() not in VIDEO_SUFFIXES:
                 header = f"{list_file}:{n}: first line taken as a header and skipped ({path_text} {label_text})"
                 continue  # a header row (after any comments): names no file
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
+        _listed_once(seen, os.path.realpath(path), list_file, n, path_text)
         samples.append(Sample(str(path), label))
     if not samples:
         raise DatasetError(f"{list_file}: no 'path label' lines")

@@ -13,6 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, SsmzooError
 from .manifest import DataConfig
+from .paths import missing_file
 from .video import VIDEO_SUFFIXES
 
 # Formats whose decoder is a library Pillow may be built without (features.check's names). MPO (a stereo
@@ -76,7 +77,7 @@ def load_image(path: str | Path, min_side: int = 224, upright: bool = False) -> 
     path = Path(path)
     try:
         if not path.exists():
-            raise InputError(f"{path}: no such file")
+            raise InputError(f"{path}: {missing_file(path)}")
         if path.is_dir():
             raise InputError(f"{path}: is a directory")
         if path.stat().st_size == 0:

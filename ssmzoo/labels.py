@@ -19,7 +19,7 @@ import json
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from .errors import LabelsFileError, ManifestError
 
@@ -79,16 +79,24 @@ def _text_names(path: Path, text: str) -> tuple[str, ...]:
     return tuple(lines)
 
 
-def _json_names(path: Path, text: str) -> tuple[str, ...]:
+def keys_once(error: Callable[[str], Exception]) -> Callable[[list[tuple[str, Any]]], dict[str, Any]]:
+    """A ``json.loads`` ``object_pairs_hook`` that raises ``error(key)`` for a key given twice: ``json``
+    keeps the last silently, and a class (or a --class-map folder) given twice is a mistake to name."""
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        keys = [k for k, _ in items]
-        twice = next((k for k in keys if keys.count(k) > 1), None)
-        if twice is not None:
-            raise LabelsFileError(f"{path}: key {twice!r} appears twice")
+        seen: set[str] = set()
+        for key, _ in items:
+            if key in seen:
+                raise error(key)
+            seen.add(key)
         return dict(items)
 
+    return pairs
+
+
+def _json_names(path: Path, text: str) -> tuple[str, ...]:
     try:
-        raw = json.loads(text, object_pairs_hook=pairs)
+        raw = json.loads(text, object_pairs_hook=keys_once(lambda key: LabelsFileError(
+            f"{path}: key {key!r} appears twice")))
     except json.JSONDecodeError as exc:
         raise LabelsFileError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg} (column {exc.colno})") from None
     if isinstance(raw, dict) and not all(re.fullmatch(r"\d+", k.strip()) for k in raw):

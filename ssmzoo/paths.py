@@ -54,6 +54,15 @@ def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ..
         raise OutputError(f"{option} {path}: cannot create it in {folder} ({reason})") from None
 
 
+def missing_file(path: str | os.PathLike, otherwise: str = "no such file") -> str:
+    """Why a file that is not there cannot be read: for a link to nothing, what it points at (the link
+    itself is there, so "no such file" would send the user looking in the wrong place); else ``otherwise``."""
+    try:
+        return f"broken link (its target {os.readlink(path)} does not exist)"
+    except OSError:
+        return otherwise
+
+
 def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool) -> tuple[list[Path], int, list[OSError]]:
     """The files below ``root`` whose suffix (lower-cased) is in ``suffixes``, sorted; how many other
     files there are; and the error of each folder that could not be read, whose files are missing from

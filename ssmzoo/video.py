@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ssmzoo.errors import InputError
+from ssmzoo.paths import missing_file
 from ssmzoo.text import count
 
 __all__ = [
@@ -257,7 +258,7 @@ def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
     av = _av()
     p = Path(path)
     if not p.exists():
-        raise InputError(f"{p}: file not found")
+        raise InputError(f"{p}: {missing_file(p, 'file not found')}")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a video file")
     try:

@@ -112,6 +112,10 @@ def test_a_folder_takes_every_suffix_that_naming_the_file_reads(cli, mini_files,
     rows = [json.loads(line) for line in by_folder.stdout.splitlines()]
     assert [r["input"] for r in rows] == [str(p) for p in paths]
     assert by_folder.stdout == named.stdout
+    # the other file is left out, but said, as eval says it (it used to vanish unsaid)
+    assert [line for line in by_folder.stderr.splitlines() if line.startswith("note:")] == [
+        f"note: {tmp_path / 'photos'}: 1 file ignored (not an image or video by its suffix)"]
+    assert "note:" not in named.stderr
 
 
 def test_a_recursive_glob_reaches_each_file_once_through_a_link_cycle(tmp_path):
@@ -549,7 +553,7 @@ def test_a_renamed_file_is_judged_by_its_content(cli, mini_files, mini_video_che
     assert rows[0]["error"] is None and rows[0]["kind"] == "video" and rows[0]["top"]
     assert rows[1]["error"] == f"{notes}: not an image or video file ssmzoo can read"
     assert rows[2]["error"] == f"{photo_as_mp4}: is a still image (jpeg_pipe), not a video"
-    assert rows[3]["error"] == f"{dangling}: no such file"
+    assert rows[3]["error"] == f"{dangling}: broken link (its target {tmp_path / 'nowhere.jpg'} does not exist)"
 
     res = cli("--manifest", manifest, "classify", photo_as_mp4, clip_as_jpg, "--model", "groupmamba_mini",
               "--weights", image_checkpoint, "--json")

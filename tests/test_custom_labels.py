@@ -8,6 +8,7 @@ against predictions computed by running the model by hand, so the expected count
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -348,27 +349,59 @@ def test_imagenette_style_synset_folders_find_their_class_by_imagenet_name(tmp_p
         build_dataset("imagefolder", entry, root.parent)
 
 
+def digits_model(tmp_path: Path, names: tuple[str, ...], folders: tuple[str, ...]):
+    """A model whose class names are numbers (digits.txt: ``names``) and DIR/<folder>/a.jpg for each folder."""
+    (tmp_path / "digits.txt").write_text("\n".join(names) + "\n")
+    (tmp_path / "m.yaml").write_text(manifest(entry_yaml("digits", "digits.txt")))
+    root = tmp_path / "data"
+    for folder in folders:
+        (root / folder).mkdir(parents=True)
+        shutil.copy(EXAMPLES / "coffee.jpg", root / folder / "a.jpg")
+    return load_manifest([tmp_path / "m.yaml"])["digits"], root
+
+
 def test_class_names_that_are_numbers_match_folders_by_name_and_refuse_an_ambiguous_map(tmp_path):
     """A labels file of digits (house numbers 1..3): folder '1' is the class named '1' (index 0); in a
     --class-map, '2' could mean index 2 or the class named '2', so it is refused, and a name that is no
     index ('3') is fine."""
     from ssmzoo.datasets import DatasetError, build_dataset
 
-    (tmp_path / "digits.txt").write_text("1\n2\n3\n")
-    (tmp_path / "m.yaml").write_text(manifest(entry_yaml("digits", "digits.txt")))
-    entry = load_manifest([tmp_path / "m.yaml"])["digits"]
-    root = tmp_path / "data"
-    for folder in ("1", "2", "three"):
-        (root / folder).mkdir(parents=True)
-        shutil.copy(EXAMPLES / "coffee.jpg", root / folder / "a.jpg")
+    entry, root = digits_model(tmp_path, ("1", "2", "3"), ("1", "2", "three"))
     class_map = tmp_path / "map.txt"
     class_map.write_text("three 3\n")
     data = build_dataset("imagefolder", entry, root, class_map=class_map)
     assert {Path(s.path).parent.name: s.label for s in data.samples} == {"1": 0, "2": 1, "three": 2}
     class_map.write_text("three 2\n")
     with pytest.raises(DatasetError, match="'2' is ambiguous: the index of class '3' and the name of class 1; "
-                                           "write the class name instead"):
+                                           "write index:2 for the first or name:2 for the second$"):
         build_dataset("imagefolder", entry, root, class_map=class_map)
+
+
+def test_index_and_name_prefixes_say_which_a_number_means(tmp_path):
+    """Class names 1, 0, 2: '0' in a --class-map is index 0 (class '1') or the class named '0' (index 1).
+    It used to be refused with "write the class name instead", which is the same '0'; index:0 and name:0
+    say which, in --class-map and in a video list alike."""
+    from ssmzoo.datasets import DatasetError, build_dataset, video_list_dataset
+
+    entry, root = digits_model(tmp_path, ("1", "0", "2"), ("zero", "first", "two"))
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("zero name:0\nfirst index:0\ntwo name: 2\n")
+    data = build_dataset("imagefolder", entry, root, class_map=class_map)
+    assert {Path(s.path).parent.name: s.label for s in data.samples} == {"zero": 1, "first": 0, "two": 2}
+    for label, why in (("0", "write index:0 for the first or name:0 for the second"),
+                       ("index:3", "index 3 is out of range (0..2)"),
+                       ("index:zero", "'index:zero': expected index:N, N a class index (0..2)"),
+                       ("name:3", "'3' is not a class name in")):
+        class_map.write_text(f"zero {label}\nfirst index:0\ntwo name:2\n")
+        with pytest.raises(DatasetError, match=f"folder 'zero': .*{re.escape(why)}"):
+            build_dataset("imagefolder", entry, root, class_map=class_map)
+
+    (tmp_path / "a.mp4").write_bytes(b"not decoded here")
+    (tmp_path / "b.mp4").write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("a.mp4 name:0\nb.mp4 index:0\n")
+    assert [s.label for s in video_list_dataset("videolist", lst, tmp_path, str(tmp_path / "digits.txt")).samples] \
+        == [1, 0]
 
 
 def test_robustness_compares_two_models_with_copies_of_one_labels_file(cli, model_dir, coffee_folders, tmp_path):

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import ssmzoo  # noqa: F401
-from ssmzoo.datasets import EvalData, Sample, build_dataset, stratified_subset
+from ssmzoo.datasets import DatasetError, EvalData, Sample, build_dataset, stratified_subset
 from ssmzoo.errors import SsmzooError
 from ssmzoo.factory import load_model
 from ssmzoo.images import eval_transform, load_image
@@ -250,6 +250,7 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
         # Kaggle-style: stem only, synset or index, extra words after the label.
         lines.append(f"{name},{IDS[label]} 1 2 3 4" if k % 2 else f"{name}.JPEG,{label}")
     (folder / "unlabelled.JPEG").write_bytes((folder / "ILSVRC2012_val_00000001.JPEG").read_bytes())
+    (folder / "README.md").write_text("not an image: ignored, and said so")
     labels = tmp_path / "val_labels.csv"
     labels.write_text("\n".join(lines + ["ILSVRC2012_val_00000099,0"]) + "\n")  # listed but missing
     out = tmp_path / "ps.jsonl"
@@ -260,6 +261,7 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     assert (summary["n"], summary["evaluated"], summary["skipped"]) == (10, 9, 1)
     assert summary["warnings"] == [f"{folder / 'unlabelled.JPEG'}: no label (not named in {labels}); skipped"]
     assert f"warning: {folder / 'unlabelled.JPEG'}: no label" in res.stderr
+    assert summary["notes"][1:] == ["1 non-image file ignored"]  # (the README.md; after the header note)
     rows = {Path(r["path"]).stem: r for r in map(json.loads, out.read_text().splitlines())}
     assert "no such file" in rows["ILSVRC2012_val_00000099"]["error"]
     assert {k: rows[k]["label"] for k in expected} == expected
@@ -296,6 +298,7 @@ def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(c
     assert res.code == 0, res.stderr
     summary = json.loads(res.stdout)
     assert summary["evaluated"] == 9 and "labels from the synset each file name begins with" in summary["notes"]
+    assert "1 non-image file ignored" in summary["notes"]  # the README.md, said as class folders say it
     rows = {Path(r["path"]).name: r for r in map(json.loads, out.read_text().splitlines())}
     assert {k: rows[k]["label"] for k in expected} == expected
 
@@ -357,6 +360,23 @@ def test_a_link_back_to_a_folder_above_does_not_count_its_images_again(cli, eval
     assert json.loads(res.stdout)["evaluated"] == 2
     assert sorted(Path(json.loads(line)["path"]).name for line in out.read_text().splitlines()) == sorted(
         p.name for p in paths[:2])
+
+
+def test_a_broken_link_in_a_class_folder_is_said_as_classify_says_it(cli, eval_env, tmp_path):
+    """It used to be "no such file", though the link is there: what is missing is its target."""
+    root = tmp_path / "folder"
+    (root / "tabby cat").mkdir(parents=True)
+    shutil.copy(eval_env["paths"][0], root / "tabby cat")
+    link = root / "tabby cat" / "gone.JPEG"
+    link.symlink_to("nowhere.JPEG")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0", "--json")
+    assert res.code == 0, res.stderr
+    why = f"{link}: broken link (its target nowhere.JPEG does not exist)"
+    assert json.loads(res.stdout)["skipped_items"] == [{"path": str(link), "error": why}]
+    assert f"skipped: {why}" in res.stderr.splitlines()
+    classified = cli("--manifest", eval_env["manifest"], "classify", root, "--model", "groupmamba_evalmini",
+                     "--weights", eval_env["checkpoint"], "--device", "cpu")
+    assert f"error: {why}" in classified.stderr.splitlines()
 
 
 def test_class_folders_take_every_suffix_classify_takes(cli, eval_env, tmp_path):
@@ -476,6 +496,27 @@ def test_class_map_lines_and_class_folders_that_hold_nothing_are_warned_about(cl
     assert f"--class-map {json_map}: names no folder 'sharcs' in {root}; ignored" in data.warnings
 
 
+def test_a_class_map_giving_one_folder_twice_is_refused_naming_both_lines(cli, eval_env, tmp_path):
+    """`cats tabby cat` then `cats goldfish` used to keep the last label, silently."""
+    root = tmp_path / "folder"
+    for k, folder in enumerate(("cats", "sharks")):
+        (root / folder).mkdir(parents=True)
+        shutil.copy(eval_env["paths"][k], root / folder)
+    class_map = tmp_path / "map.txt"
+    class_map.write_text("cats tabby cat\nsharks great white shark\ncats goldfish\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", class_map)
+    assert res.code == 1 and res.stderr.strip().splitlines() == [
+        f"error: --class-map {class_map}:3: folder 'cats' is listed twice (first on line 1)"]
+    csv_map = tmp_path / "map.csv"
+    csv_map.write_text("folder,label\ncats,tabby cat\nsharks,2\ncats,1\n")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", csv_map)
+    assert res.code == 1 and res.stderr.strip().endswith(f"{csv_map}:4: folder 'cats' is listed twice (first on line 2)")
+    json_map = tmp_path / "map.json"  # JSON itself allows a key twice, and keeps the last
+    json_map.write_text('{"cats": "tabby cat", "sharks": "2", "cats": "1"}')
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--class-map", json_map)
+    assert res.code == 1 and res.stderr.strip() == f"error: --class-map {json_map}: folder 'cats' is listed twice"
+
+
 def test_a_file_option_the_dataset_does_not_read_is_warned_about_and_ignored(cli, eval_env, tmp_path):
     """--list (video datasets) or --class-map (imagefolder) given with --dataset imagenet: a warning line,
     also where the file does not exist, since it is not read; the run goes on."""
@@ -513,6 +554,9 @@ def test_dataset_model_mismatch_and_bad_options_are_one_line_errors(cli, eval_en
         (("--dataset", "imagenet", "--data-dir", tmp_path / "nope"), "no such directory"),
         (("--dataset", "imagenet", "--data-dir", lst), "is not a directory"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", tmp_path / "videos"), "a directory, not a file"),
+        # a device is no directory: it used to be called one
+        (("--dataset", "imagenet", "--data-dir", tmp_path, "--labels", os.devnull), f"--labels {os.devnull}: not a regular file"),
+        (("--dataset", "imagefolder", "--data-dir", tmp_path, "--class-map", os.devnull), "not a regular file"),
         (("--dataset", "coco", "--data-dir", tmp_path), "expected one of imagenet, imagefolder"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--device", "tpu"), "--device 'tpu'"),
         (("--dataset", "imagenet", "--data-dir", tmp_path, "--dtype", "fp64"), "--dtype 'fp64'"),
@@ -568,6 +612,66 @@ def test_a_list_line_without_a_suffix_finds_the_video_by_classifys_suffixes(tmp_
     paths = [Path(s.path) for s in video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400").samples]
     assert [p.name for p in paths] == ["a.mkv", "b.3gp"]  # .mkv comes before .webm
     assert [media_kind(p) for p in paths] == ["video", "video"]
+
+
+def test_list_paths_may_hold_spaces(cli, eval_env, tmp_path):
+    """The path is the longest run of leading words naming a file (as --class-map finds its folder), or
+    everything before a tab: `with space.mp4 3` used to be taken as a header when first, and later to be
+    the path `with` and the label `space.mp4 3`. A missing file keeps its spaces up to its suffix."""
+    from ssmzoo.datasets import video_list_dataset
+
+    (tmp_path / "my clips").mkdir()
+    for name in ("with space.mp4", "my clips/two  spaces.webm", "plain.mp4"):
+        (tmp_path / name).write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("with space.mp4 3\nmy clips/two  spaces.webm abseiling\nmy clips/two  spaces 120 7\n"
+                   "gone away.mp4 5\nplain 4\n")
+    with pytest.raises(DatasetError, match=r"list\.txt:3: my clips/two  spaces is listed twice \(first on line 2\)"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")  # (suffix-less: found by its suffix)
+    lst.write_text("path label\nwith space.mp4 3\nmy clips/two  spaces.webm abseiling\ngone away.mp4 5\n"
+                   "tabbed name\t6\nplain 4\n")
+    data = video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    assert [(os.path.relpath(s.path, tmp_path), s.label) for s in data.samples] == [
+        ("with space.mp4", 3), ("my clips/two  spaces.webm", 0), ("gone away.mp4", 5), ("tabbed name", 6),
+        ("plain.mp4", 4)]
+    assert data.notes == [f"{lst}:1: first line taken as a header and skipped (path label)"]
+
+    folder = tmp_path / "flat"  # an image list's names too
+    folder.mkdir()
+    shutil.copy(eval_env["paths"][0], folder / "my photo.jpg")
+    labels = tmp_path / "labels.txt"
+    labels.write_text(f"my photo.jpg {IDS[7]}\n")
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    data = build_dataset("imagenet", entry, folder, labels_file=labels)
+    assert [(Path(s.path).name, s.label) for s in data.samples] == [("my photo.jpg", 7)]
+
+
+def test_a_video_listed_twice_is_refused_naming_both_lines(tmp_path):
+    """A clip on two lines (again, or spelt ./two.mp4) used to be evaluated twice and counted twice in
+    the accuracy, with no note; it is refused as the images' --labels refuses a file listed twice."""
+    from ssmzoo.datasets import DatasetError, video_list_dataset
+
+    for name in ("one.mp4", "two.mp4"):
+        (tmp_path / name).write_bytes(b"not decoded here")
+    lst = tmp_path / "list.txt"
+    lst.write_text("one.mp4 2\ntwo.mp4 3\ntwo.mp4 3\n")
+    with pytest.raises(DatasetError, match=r"^.*list\.txt:3: two\.mp4 is listed twice \(first on line 2\)$"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+    lst.write_text("two.mp4 3\none.mp4 2\n./two.mp4 4\n")  # another spelling of the same file
+    with pytest.raises(DatasetError, match=r"list\.txt:3: \./two\.mp4 is listed twice \(first on line 1\)$"):
+        video_list_dataset("kinetics400", lst, tmp_path, "kinetics-400")
+
+
+def test_an_image_listed_twice_in_labels_is_refused_naming_both_lines(cli, eval_env, tmp_path):
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for k in range(2):
+        shutil.copy(eval_env["paths"][k], folder / f"img{k}.jpg")
+    labels = tmp_path / "l_dup.txt"
+    labels.write_text("img0.jpg 1\nimg1.jpg 2\n./img0.jpg 1\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels)
+    assert res.code == 1 and res.stderr.strip().splitlines()[-1] == (
+        f"error: {labels}:3: ./img0.jpg is listed twice (first on line 1)")
 
 
 def test_cuda_graphs_on_a_cpu_device_is_a_one_line_error(cli, eval_env, imagenet_tree):

@@ -368,6 +368,20 @@ def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, t
     assert "ssmzoo robustness on imagenet (7 of 8 images readable)" in table and "7 of 8 items readable" in table
 
 
+def test_a_broken_link_among_the_images_is_said_as_classify_says_it(cli, sweep_env, tmp_path):
+    env = sweep_env
+    data = tmp_path / "imagenet"
+    shutil.copytree(env["data"], data)
+    link = sorted((data / "val").iterdir())[0] / "aa_link.JPEG"
+    link.symlink_to("nowhere.JPEG")
+    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", data,
+              "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50",
+              "--workers", "0", "--device", "cpu", "--json")
+    assert res.code == 0, res.stderr
+    assert {"path": str(link), "error": f"{link}: broken link (its target nowhere.JPEG does not exist)"} in \
+        json.loads(res.stdout)["skipped_items"]
+
+
 def test_each_models_weights_line_is_said_once_and_names_its_state_dict(cli, sweep_env):
     env = sweep_env  # a: {"model": {"module." + name: ...}}, as training scripts save; b: a bare state dict
     a, b = env["weights"]
