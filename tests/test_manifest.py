@@ -159,3 +159,40 @@ def test_a_model_name_in_another_case_finds_the_model():
     assert get_entry(entries, "GroupMamba_Tiny") is entries["groupmamba_tiny"]
     with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
         get_entry(entries, "groupmamba_tiy")
+
+
+@pytest.mark.parametrize("architecture,arch_args,cause", [
+    # GroupMamba checks its stage lists; a string has no entry per stage
+    ("groupmamba_tiny", '{depths: "abc"}', "(embed_dims, mlp_ratios and depths must have one entry per stage)"),
+    # a negative width reaches torch, which refuses to make the tensor
+    ("videomamba_tiny", "{embed_dim: -5}", "(Trying to create tensor with negative dimension -5"),
+])
+def test_arch_args_the_architecture_cannot_build_are_a_manifest_error(cli, tmp_path, mini_files, example_images,
+                                                                     architecture, arch_args, cause):
+    # they crashed with the constructor's traceback, in `info` and in every command that builds the model
+    manifest, checkpoint = mini_files
+    mine = tmp_path / "aa.yaml"
+    mine.write_text(GOOD.replace("groupmamba_tiny", f"{architecture}\n    arch_args: {arch_args}")
+                    .replace("family: groupmamba", f"family: {architecture.split('_')[0]}"))
+    head = f"error: {mine}: model 'my_model', field 'arch_args': {architecture} cannot be built with "
+    res = cli("--manifest", mine, "info", "my_model")
+    [line] = res.stderr.splitlines()
+    assert (res.code, res.stdout) == (1, "") and line.startswith(head) and cause in line
+    res = cli("--manifest", mine, "classify", example_images / "coffee.jpg", "--model", "my_model",
+              "--weights", checkpoint)
+    [line] = res.stderr.splitlines()[-1:]
+    assert res.code == 1 and line.startswith(head) and cause in line and "Traceback" not in res.stderr
+
+
+def test_a_build_failure_without_arch_args_is_not_blamed_on_the_entry(monkeypatch):
+    # the architecture's own defaults failing is ssmzoo's bug: it keeps its exception and traceback
+    import timm
+
+    from ssmzoo.factory import build_model
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside the model code")
+
+    monkeypatch.setattr(timm, "create_model", broken)
+    with pytest.raises(ValueError, match="a bug inside the model code"):
+        build_model(parse_manifest(GOOD, "user.yaml")["my_model"])
