@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
 from .paths import check_output_path
+from .stdout import StdoutClosed, StdoutError, guarded_stdout
 from .text import count
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
@@ -707,7 +708,19 @@ def robustness_cmd(
 
 def run(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr, never a traceback; exit code 2 for a
-    usage error (an option or argument, whether click or ssmzoo checked it), 1 for a failed run."""
+    usage error (an option or argument, whether click or ssmzoo checked it), 1 for a failed run. So is
+    stdout that cannot be written (a full disk); a closed pipe (`| head -1`) ends the run quietly."""
+    try:
+        with guarded_stdout():
+            _run(argv)
+    except StdoutClosed:  # the reader has what it wanted; exit code 1, as click and Python's docs do
+        sys.exit(1)
+    except StdoutError as exc:  # found by the last flush, after the command returned
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def _run(argv: Optional[List[str]]) -> None:
     try:
         code = app(args=argv, prog_name="ssmzoo", standalone_mode=False)
     except ClickUsageError as exc:
