@@ -196,11 +196,21 @@ def download_cmd(
     Exit code 1 if any model failed (the others are still fetched)."""
     from .hub import check_weights_request, download_record, resolve_weights
 
-    entries = [_entry(name) for name in models]  # every name checked before anything is fetched
+    from .manifest import get_entry
+
+    zoo = _entries()
+    named = [get_entry(zoo, name) for name in models]  # every name checked before anything is fetched
+    entries = list({entry.name: entry for entry in reversed(named)}.values())[::-1]  # first mention's order
+    if len(entries) < len(named):  # (GroupMamba_Tiny is groupmamba_tiny too)
+        repeated = [e.name for e in entries if named.count(e) > 1]
+        err.print(f"note: {', '.join(repeated)} given more than once; each model is fetched once", markup=False,
+                  style="dim")
+    models = [e.name for e in entries]
     if weights and len(models) > 1:
         raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
-    for entry in entries:
-        check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
+    for entry in entries:  # what the command line says; a model without published weights fails on its own below
+        if entry.weights is not None or weights:
+            check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
     failed, records = 0, []
     for name, entry in zip(models, entries):
         try:
