@@ -302,6 +302,24 @@ def test_a_cache_path_under_a_file_names_the_file_in_the_way(cli, hub, mini_file
                           "writable folder\n")
 
 
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_cache_that_is_a_file_is_named_even_without_the_hub(cli, mini_files, tmp_path, monkeypatch, offline):
+    # with the Hub unreachable this was "not in the local cache", with the advice to copy a repo folder
+    # under the file ({a_file}/models--...), a place that cannot exist
+    manifest, _ = mini_files  # (the autouse fixture's HF_ENDPOINT is a closed port)
+    a_file = tmp_path / "coffee.jpg"
+    a_file.write_bytes(b"not a folder")
+    monkeypatch.setenv("HF_HUB_CACHE", str(a_file))
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = (f"model 'groupmamba_mini': cannot write the Hugging Face cache folder {a_file} to download "
+               f"{REPO}@main/{FILE}: {a_file} is a file, not a folder; set HF_HUB_CACHE to a writable folder")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 1 and json.loads(res.stdout)[0]["error"] == message
+
+
 def test_a_file_inside_the_cache_where_a_folder_belongs(cli, hub, mini_files, tmp_path, monkeypatch):
     manifest, checkpoint = mini_files
     hub.add_file(REPO, FILE, checkpoint.read_bytes())
