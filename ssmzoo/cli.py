@@ -19,6 +19,7 @@ from typer.core import TyperCommand
 from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
 from .paths import check_output_path
+from .stdout import StdoutClosed, StdoutError, guarded_stdout
 from .text import count, one_line
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
@@ -195,11 +196,21 @@ def download_cmd(
     Exit code 1 if any model failed (the others are still fetched)."""
     from .hub import check_weights_request, download_record, resolve_weights
 
-    entries = [_entry(name) for name in models]  # every name checked before anything is fetched
+    from .manifest import get_entry
+
+    zoo = _entries()
+    named = [get_entry(zoo, name) for name in models]  # every name checked before anything is fetched
+    entries = list({entry.name: entry for entry in reversed(named)}.values())[::-1]  # first mention's order
+    if len(entries) < len(named):  # (GroupMamba_Tiny is groupmamba_tiny too)
+        repeated = [e.name for e in entries if named.count(e) > 1]
+        err.print(f"note: {', '.join(repeated)} given more than once; each model is fetched once", markup=False,
+                  style="dim")
+    models = [e.name for e in entries]
     if weights and len(models) > 1:
         raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
-    for entry in entries:
-        check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
+    for entry in entries:  # what the command line says; a model without published weights fails on its own below
+        if entry.weights is not None or weights:
+            check_weights_request(entry.name, entry.weights, override=weights, revision=revision, local_weights=False)
     failed, records = 0, []
     for name, entry in zip(models, entries):
         try:
@@ -718,7 +729,19 @@ def robustness_cmd(
 
 def run(argv: Optional[List[str]] = None) -> None:
     """Console entry point: user errors become one line on stderr, never a traceback; exit code 2 for a
-    usage error (an option or argument, whether click or ssmzoo checked it), 1 for a failed run."""
+    usage error (an option or argument, whether click or ssmzoo checked it), 1 for a failed run. So is
+    stdout that cannot be written (a full disk); a closed pipe (`| head -1`) ends the run quietly."""
+    try:
+        with guarded_stdout():
+            _run(argv)
+    except StdoutClosed:  # the reader has what it wanted; exit code 1, as click and Python's docs do
+        sys.exit(1)
+    except StdoutError as exc:  # found by the last flush, after the command returned
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+
+
+def _run(argv: Optional[List[str]]) -> None:
     try:
         code = app(args=argv, prog_name="ssmzoo", standalone_mode=False)
     except ClickUsageError as exc:

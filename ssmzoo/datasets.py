@@ -105,12 +105,15 @@ class EvalData:
         return len({s.label for s in self.samples})
 
     def limit(self, n: Optional[int]) -> "EvalData":
-        """A deterministic, class-stratified subset of ``n`` items (see ``stratified_subset``)."""
-        if n is None or n >= len(self.samples):
+        """A deterministic, class-stratified subset of ``n`` items (see ``stratified_subset``); all of them
+        where ``n`` is at least their number, still recorded as the limit given (results report it as
+        typed, with a note that it took everything, rather than as if there had been none)."""
+        if n is None:
             return self
         if n < 1:
             raise DatasetOptionError(f"--limit {n}: expected a positive number")
-        return replace(self, samples=stratified_subset(self.samples, n), notes=list(self.notes), total=self.total,
+        samples = stratified_subset(self.samples, n) if n < len(self.samples) else self.samples
+        return replace(self, samples=samples, notes=list(self.notes), total=self.total,
                        warnings=list(self.warnings), limited_to=n)
 
     def limit_note(self, unreadable: int) -> Optional[str]:
@@ -119,6 +122,8 @@ class EvalData:
         files in it are skipped, not replaced by others, and fewer than N items are evaluated."""
         if self.limited_to is None:
             return None
+        if len(self) == self.total:  # nothing left out: unreadable items are skipped as without --limit
+            return f"--limit {self.limited_to} covers all {count(self.total, 'item')} of the dataset"
         note = f"--limit {self.limited_to}: {len(self)} of {self.total} items (class-stratified, deterministic)"
         if unreadable:
             note += (f"; {count(unreadable, 'unreadable item')} among them skipped, not replaced, so "

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .checkpoint import state_dict_key_text
-from .errors import SsmzooError, UsageError, WeightsError
+from .errors import ManifestError, SsmzooError, UsageError, WeightsError
 from .labels import is_builtin
 from .manifest import FAMILIES, ModelEntry
 
@@ -113,18 +113,16 @@ def build_model(entry: ModelEntry) -> nn.Module:
     kwargs = {"num_classes": entry.num_classes, **entry.arch_args}
     try:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
-    except RuntimeError as exc:
-        if "Unknown model" in str(exc):
+    except _BUILD_ERRORS as exc:
+        if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):
             known = ", ".join(timm.list_models([f"{family}_*" for family in FAMILIES]))
             raise SsmzooError(f"model '{entry.name}' ({entry.source_file}): architecture '{entry.architecture}' is "
                               f"not registered; ssmzoo's architectures: {known}") from None
-        raise
-    except TypeError as exc:
-        raise SsmzooError(f"model '{entry.name}': bad arch_args for '{entry.architecture}': {exc}") from None
+        if not entry.arch_args:  # the architecture's own defaults failed: ssmzoo's bug, with its traceback
+            raise
+        raise _bad_arch_args(entry, exc) from None
     builds_video = bool(getattr(model, "is_video", False))
     if builds_video != entry.is_video:  # else every input fails later, with a shape error
-        from .errors import ManifestError
-
         built, other = ("a video", "an image") if builds_video else ("an image", "a video")
         raise ManifestError(
             f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'task': {entry.task!r} contradicts "
@@ -136,6 +134,21 @@ def build_model(entry: ModelEntry) -> nn.Module:
     cfg.update(entry.data.as_timm())
     model.pretrained_cfg = cfg
     return model
+
+
+# What a constructor raises for arguments it cannot use: a wrong type or unknown name (TypeError), a
+# value it checks (ValueError, AssertionError) or one that reaches torch (RuntimeError: a negative
+# size), an index or a division that a bad length or a zero sets off.
+_BUILD_ERRORS = (TypeError, ValueError, RuntimeError, AssertionError, ArithmeticError, IndexError)
+
+
+def _bad_arch_args(entry: ModelEntry, exc: Exception) -> ManifestError:
+    """The manifest error for an architecture its entry's ``arch_args`` cannot build, naming the file,
+    model and field: the constructor's message alone reads as a crash of ssmzoo's. (Only where the entry
+    has arch_args: without them, the architecture's defaults failed, which is a bug to show whole.)"""
+    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'arch_args': "
+                         f"{entry.architecture} cannot be built with {dict(entry.arch_args)} ({cause})")
 
 
 def adapt_state_dict(state_dict: dict, model: nn.Module) -> dict:

@@ -438,6 +438,19 @@ def _unusable_folder_message(exc: OSError, folder: _HfFolder, purpose: str, verb
     return f"{head} ({reason}{f': {filename}' if named else ''}) to {purpose}; {elsewhere}"
 
 
+def _check_cache_is_a_folder(model: str, cache_dir: Path, what: str, listing: bool) -> None:
+    """Fails where the cache folder is a file or lies under one: such a cache holds nothing, so without
+    the Hub the error was "not in the local cache", with the advice to copy a repo folder to a place
+    that cannot exist. (Where the Hub answers, huggingface_hub's failed folder names it the same way.)"""
+    in_the_way = file_in_the_way(cache_dir)
+    if in_the_way is None:
+        return
+    blocked = NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(cache_dir))
+    purpose = f"list the files of {what}" if listing else f"download {what}"
+    message = _unusable_folder_message(blocked, _HfFolder(cache_dir, "HF_HUB_CACHE"), purpose)
+    raise WeightsError(f"model {model!r}: {message}")
+
+
 def _unreachable_error(head: str, endpoint: str, what: str, cache_dir: Path, reason: str,
                        local_copy: str) -> WeightsError:
     return WeightsError(
@@ -618,6 +631,9 @@ def _fetch_from_hub(
     endpoint, offline, cache_dir = hub_endpoint(), hub_offline(), hub_cache_dir()
     probe_failure = None if offline else _probe_endpoint(endpoint)
     local_only = offline or probe_failure is not None
+    if local_only:  # (with the Hub, its answer comes first: a missing file is the news, then the folder's failure)
+        _check_cache_is_a_folder(model_name, cache_dir, f"{repo_id}@{revision}" + (f"/{filename}" if filename else ""),
+                                 listing=filename is None)
     local_copy = _local_copy_hint(local_weights, repo_id, cache_dir)
     note = None
 

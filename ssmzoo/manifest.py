@@ -169,6 +169,20 @@ def architecture_family(architecture: str) -> Optional[str]:
     return next((family for family in FAMILIES if architecture.startswith(f"{family}_")), None)
 
 
+def _built_size(arch_args: Mapping[str, Any]) -> Optional[tuple[int, int]]:
+    """The (height, width) ``arch_args.img_size`` builds the model for (an int or a pair, as timm takes
+    it): the data config's input size must be that, or eval feeds the model crops of another size (the
+    resize before the crop follows from it and crop_pct, as in timm). None where it is absent or not a
+    size (the build then names the bad value)."""
+    size = arch_args.get("img_size")
+    pair = [size, size] if isinstance(size, int) else size
+    if not isinstance(pair, list) or len(pair) != 2:
+        return None
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in pair):
+        return None
+    return int(pair[0]), int(pair[1])
+
+
 def _label_set(top: _Fields, base_dir: Path) -> str:
     """The entry's ``labels``: a label set's name as is, else a labels file, read now (a bad one fails
     here, naming the model) and named by its absolute path."""
@@ -191,10 +205,17 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
     top.unknown({"family", "architecture", "arch_args", "task", "labels", "data", "video", "weights",
                  "license", "paper", "reported", "notes", "ssmzoo_choice"})
     task = top.get("task", str, choices=TASKS)
+    arch_args = dict(top.get("arch_args", dict, {}))
     d = _Fields(name, "data", top.get("data", dict, {}), source)
     d.unknown({"input_size", "crop_pct", "interpolation", "mean", "std", "crop_mode"})
+    built_for = _built_size(arch_args)
+    input_size = tuple(int(v) for v in d.numbers("input_size", 3, (3, *(built_for or (224, 224))), positive=True))
+    if built_for is not None and input_size[1:] != built_for:
+        d.fail("input_size", f"{list(input_size)} contradicts arch_args img_size {arch_args['img_size']!r}: the "
+                             f"model is built for {built_for[0]}x{built_for[1]} inputs; make them agree, or leave "
+                             "input_size out (it follows img_size)")
     data = DataConfig(
-        input_size=tuple(int(v) for v in d.numbers("input_size", 3, (3, 224, 224), positive=True)),
+        input_size=input_size,  # type: ignore[arg-type]
         crop_pct=d.get("crop_pct", float, 0.875),
         interpolation=d.get("interpolation", str, "bicubic", choices=INTERPOLATIONS),
         mean=d.numbers("mean", 3, (0.485, 0.456, 0.406)),
@@ -258,7 +279,6 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
         r.fail("source", "reported figures need a source")
 
     labels = _label_set(top, base_dir)
-    arch_args = dict(top.get("arch_args", dict, {}))
     if "num_classes" in arch_args and arch_args["num_classes"] != num_classes(labels):
         # a head of another size would be given names of this label set: wrong labels, silently
         what = f"labels {labels!r}" if labels in LABEL_SETS else f"labels file {labels}"

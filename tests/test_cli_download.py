@@ -75,12 +75,31 @@ def test_download_checks_every_name_before_fetching_any(cli, hub, mini_files):
     res = cli("--manifest", manifest, "download", "groupmamba_mini", "groupmamba_minni")
     assert res.code == 2 and res.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "groupmamba_minni" in res.stderr and hub.downloads() == 0
-    # nor a model with nothing to download (no published weights, no --weights)
-    res = cli("--manifest", manifest, "download", "groupmamba_mini", "stablemamba_tiny_in1k")
-    lines = res.stderr.strip().splitlines()
-    assert res.code == 2 and len(lines) == 1 and hub.downloads() == 0
-    assert "'stablemamba_tiny_in1k' has no published weights, so there is nothing to download" in lines[0]
-    assert "--weights hf-hub:" in lines[0] and "--weights PATH" in lines[0] and "classify, eval or robustness" in lines[0]
+
+
+def test_a_model_without_published_weights_fails_alone(cli, hub, mini_files):
+    # it used to stop the whole command (exit code 2) before the other models were even tried
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    res = cli("--manifest", manifest, "download", "stablemamba_tiny_in1k", "groupmamba_mini")
+    [line] = res.stderr.splitlines()
+    assert res.code == 1 and res.stdout.startswith("groupmamba_mini: ") and hub.downloads() == 1
+    assert line.startswith("error: model 'stablemamba_tiny_in1k' has no published weights, so there is nothing to "
+                           "download")
+    assert "--weights hf-hub:" in line and "--weights PATH" in line and "classify, eval or robustness" in line
+    res = cli("--manifest", manifest, "download", "stablemamba_tiny_in1k", "groupmamba_mini", "--json")
+    stable, mini = json.loads(res.stdout)
+    assert res.code == 1 and stable["error"] == line.removeprefix("error: ") and stable["path"] is None
+    assert mini["error"] is None and mini["already_cached"] is True
+
+
+def test_a_model_named_twice_is_fetched_once(cli, hub, mini_files):
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "GroupMamba_Mini", "groupmamba_mini", "--json")
+    assert res.code == 0 and [r["model"] for r in json.loads(res.stdout)] == ["groupmamba_mini"]
+    assert res.stderr == "note: groupmamba_mini given more than once; each model is fetched once\n"
+    assert hub.downloads() == 1
 
 
 def test_download_weights_must_name_a_hub_file(cli, hub, mini_files):
@@ -90,7 +109,7 @@ def test_download_weights_must_name_a_hub_file(cli, hub, mini_files):
     lines = res.stderr.strip().splitlines()
     assert res.code == 2 and len(lines) == 1 and res.stdout == "", res.stderr
     assert lines[0].startswith(f"error: --weights {checkpoint}: a local file needs no download") and "hf-hub:" in lines[0]
-    res = cli("--manifest", manifest, "download", "groupmamba_mini", "groupmamba_mini", "--weights", "hf-hub:a/b")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "videomamba_mini_k400", "--weights", "hf-hub:a/b")
     assert res.code == 2 and res.stderr.count("error:") == 1 and "give it with one MODEL, not 2" in res.stderr
     assert hub.downloads() == 0
 
@@ -281,6 +300,24 @@ def test_a_cache_path_under_a_file_names_the_file_in_the_way(cli, hub, mini_file
     assert res.stderr == (f"error: model 'groupmamba_mini': cannot write the Hugging Face cache folder {cache} to "
                           f"download {REPO}@main/{FILE}: {a_file} is a file, not a folder; set HF_HUB_CACHE to a "
                           "writable folder\n")
+
+
+@pytest.mark.parametrize("offline", [False, True])
+def test_a_cache_that_is_a_file_is_named_even_without_the_hub(cli, mini_files, tmp_path, monkeypatch, offline):
+    # with the Hub unreachable this was "not in the local cache", with the advice to copy a repo folder
+    # under the file ({a_file}/models--...), a place that cannot exist
+    manifest, _ = mini_files  # (the autouse fixture's HF_ENDPOINT is a closed port)
+    a_file = tmp_path / "coffee.jpg"
+    a_file.write_bytes(b"not a folder")
+    monkeypatch.setenv("HF_HUB_CACHE", str(a_file))
+    if offline:
+        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    message = (f"model 'groupmamba_mini': cannot write the Hugging Face cache folder {a_file} to download "
+               f"{REPO}@main/{FILE}: {a_file} is a file, not a folder; set HF_HUB_CACHE to a writable folder")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 1 and json.loads(res.stdout)[0]["error"] == message
 
 
 def test_a_file_inside_the_cache_where_a_folder_belongs(cli, hub, mini_files, tmp_path, monkeypatch):

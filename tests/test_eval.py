@@ -228,6 +228,11 @@ def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, eval_env, im
     # without --limit there is no limit to speak of
     assert json.loads(_eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--workers", "0",
                             "--json").stdout)["limit"] is None
+    # a limit above the dataset's size takes it all and is reported as given (it was null, without a word)
+    over = json.loads(_eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--limit", "100000",
+                            "--workers", "0", "--json").stdout)
+    assert (over["limit"], over["n"], over["total"]) == (100000, 12, 12)
+    assert "--limit 100000 covers all 12 items of the dataset" in over["notes"]
 
 
 def test_stratified_subset_round_robin():

@@ -159,3 +159,90 @@ def test_a_model_name_in_another_case_finds_the_model():
     assert get_entry(entries, "GroupMamba_Tiny") is entries["groupmamba_tiny"]
     with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
         get_entry(entries, "groupmamba_tiy")
+
+
+@pytest.mark.parametrize("architecture,arch_args,cause", [
+    # GroupMamba checks its stage lists; a string has no entry per stage
+    ("groupmamba_tiny", '{depths: "abc"}', "(embed_dims, mlp_ratios and depths must have one entry per stage)"),
+    # a negative width reaches torch, which refuses to make the tensor
+    ("videomamba_tiny", "{embed_dim: -5}", "(Trying to create tensor with negative dimension -5"),
+])
+def test_arch_args_the_architecture_cannot_build_are_a_manifest_error(cli, tmp_path, mini_files, example_images,
+                                                                     architecture, arch_args, cause):
+    # they crashed with the constructor's traceback, in `info` and in every command that builds the model
+    manifest, checkpoint = mini_files
+    mine = tmp_path / "aa.yaml"
+    mine.write_text(GOOD.replace("groupmamba_tiny", f"{architecture}\n    arch_args: {arch_args}")
+                    .replace("family: groupmamba", f"family: {architecture.split('_')[0]}"))
+    head = f"error: {mine}: model 'my_model', field 'arch_args': {architecture} cannot be built with "
+    res = cli("--manifest", mine, "info", "my_model")
+    [line] = res.stderr.splitlines()
+    assert (res.code, res.stdout) == (1, "") and line.startswith(head) and cause in line
+    res = cli("--manifest", mine, "classify", example_images / "coffee.jpg", "--model", "my_model",
+              "--weights", checkpoint)
+    [line] = res.stderr.splitlines()[-1:]
+    assert res.code == 1 and line.startswith(head) and cause in line and "Traceback" not in res.stderr
+
+
+def test_a_build_failure_without_arch_args_is_not_blamed_on_the_entry(monkeypatch):
+    # the architecture's own defaults failing is ssmzoo's bug: it keeps its exception and traceback
+    import timm
+
+    from ssmzoo.factory import build_model
+
+    def broken(*args, **kwargs):
+        raise ValueError("a bug inside the model code")
+
+    monkeypatch.setattr(timm, "create_model", broken)
+    with pytest.raises(ValueError, match="a bug inside the model code"):
+        build_model(parse_manifest(GOOD, "user.yaml")["my_model"])
+
+
+SMALL_VIDEOMAMBA = """
+models:
+  my:
+    family: videomamba
+    architecture: videomamba_tiny
+    arch_args: {img_size: 100}
+    task: image-classification
+    labels: imagenet-1k
+"""
+
+
+def test_img_size_in_arch_args_sets_the_input_size_eval_uses():
+    # it used to keep the default 224: eval resized to 256 and fed 224 px crops to a model built for 100 px
+    from PIL import Image
+
+    from ssmzoo.images import eval_transform
+
+    entry = parse_manifest(SMALL_VIDEOMAMBA, "aa.yaml")["my"]
+    assert entry.data.input_size == (3, 100, 100)
+    photo = Image.new("RGB", (300, 200))
+    assert eval_transform(entry.data)(photo).shape == (3, 100, 100)  # resize 114 (100 / crop_pct 0.875), crop 100
+    wide = parse_manifest(SMALL_VIDEOMAMBA.replace("img_size: 100", "img_size: [96, 128]"), "aa.yaml")["my"]
+    assert wide.data.input_size == (3, 96, 128)
+    # a video model's protocol sizes follow too
+    clips = parse_manifest(SMALL_VIDEOMAMBA.replace("videomamba_tiny", "videomamba_tiny_video")
+                           .replace("image-classification", "video-classification")
+                           .replace("imagenet-1k", "kinetics-400") + "    video: {num_frames: 8}\n", "aa.yaml")["my"]
+    assert clips.data.input_size == (3, 100, 100) and clips.video.crop_size == clips.video.short_side == 100
+
+
+def test_an_input_size_that_contradicts_img_size_is_refused():
+    text = SMALL_VIDEOMAMBA.replace("    labels: imagenet-1k\n",
+                                    "    labels: imagenet-1k\n    data: {input_size: [3, 224, 224]}\n")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(text, "aa.yaml")
+    assert str(info.value) == ("aa.yaml: model 'my', field 'data.input_size': [3, 224, 224] contradicts arch_args "
+                               "img_size 100: the model is built for 100x100 inputs; make them agree, or leave "
+                               "input_size out (it follows img_size)")
+    agreeing = text.replace("[3, 224, 224]", "[3, 100, 100]")
+    assert parse_manifest(agreeing, "aa.yaml")["my"].data.input_size == (3, 100, 100)
+
+
+def test_packaged_entries_give_input_size_and_img_size_that_agree():
+    # the *_448 and *_576 entries give both; each pair must agree (or the packaged manifest would not load)
+    entries = load_manifest()
+    sized = [e for e in entries.values() if "img_size" in e.arch_args]
+    assert any(e.arch_args["img_size"] == 448 for e in sized)
+    assert all(e.data.input_size[1:] == (e.arch_args["img_size"],) * 2 for e in sized)

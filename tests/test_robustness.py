@@ -382,6 +382,17 @@ def test_a_broken_link_among_the_images_is_said_as_classify_says_it(cli, sweep_e
         json.loads(res.stdout)["skipped_items"]
 
 
+def test_a_limit_above_the_dataset_size_is_reported_as_given(cli, sweep_env):
+    env = sweep_env
+    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
+              "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "100000",
+              "--workers", "0", "--device", "cpu", "--json")
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    assert (report["limit"], report["n"], report["total"]) == (100000, 8, 8)
+    assert "--limit 100000 covers all 8 items of the dataset" in report["notes"]
+
+
 def test_each_models_weights_line_is_said_once_and_names_its_state_dict(cli, sweep_env):
     env = sweep_env  # a: {"model": {"module." + name: ...}}, as training scripts save; b: a bare state dict
     a, b = env["weights"]
