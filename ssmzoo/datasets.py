@@ -36,7 +36,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Callable, Collection, Iterator, Optional, Sequence
+from typing import Any, Callable, Collection, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -298,11 +298,10 @@ def _ignored_note(ignored: int) -> list[str]:
     return [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
 
 
-def _flat_others_note(folder: Path, taken: Collection[str] = ()) -> list[str]:
-    """``_ignored_note`` for the files directly in a flat ``folder``, less those ``taken`` (resolved paths:
-    the files a labels list names, the list itself)."""
-    return _ignored_note(sum(1 for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")
-                             and p.suffix.lower() not in image_suffixes() and os.path.realpath(p) not in taken))
+def _flat_others_note(files: Iterable[Path], taken: Collection[str] = ()) -> list[str]:
+    """``_ignored_note`` for a flat folder's ``files`` (``_files_in``) that are no image, less those
+    ``taken`` (resolved paths: the files a labels list names, the list itself)."""
+    return _ignored_note(sum(1 for p in files if not _is_image(p) and os.path.realpath(p) not in taken))
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,8 +339,9 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     folders = _subdirs(root)
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
-        images = _images_in(root)
-        by_name = _synset_named(images, label_set)
+        files = _files_in(root)
+        images = [p for p in files if _is_image(p)]
+        by_name = _synset_named(images, label_set, files)
         if by_name is not None:
             return by_name
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
@@ -364,10 +364,19 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     return data
 
 
+def _files_in(folder: Path) -> list[Path]:
+    """The files directly in ``folder`` (hidden ones left out), sorted: one listing of a flat folder (of
+    maybe 50,000 images) that its images, its unlabelled images and its other files are all taken from."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in image_suffixes()
+
+
 def _images_in(folder: Path) -> list[Path]:
     """The images directly in ``folder`` (by suffix; hidden files left out), sorted."""
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in image_suffixes())
+    return [p for p in _files_in(folder) if _is_image(p)]
 
 
 def _loose_images_note(root: Path, folders: str) -> list[str]:
@@ -377,11 +386,12 @@ def _loose_images_note(root: Path, folders: str) -> list[str]:
         if loose else []
 
 
-def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
+def _synset_named(images: list[Path], label_set: str, files: list[Path]) -> Optional[EvalData]:
     """Flat images named as ImageNet's training files are (``n01440764_10026.JPEG``), each labelled by
     the synset its name begins with; None unless at least half of the names begin with one (a folder of
     ILSVRC2012_val_* files needs --labels). An image whose name does not (a stray ``holiday.jpg``) has no
-    label: it is named in a warning and skipped, and the others are evaluated."""
+    label: it is named in a warning and skipped, and the others are evaluated. ``files``: the folder's
+    files (``_files_in``), images and others."""
     prefixes = [SYNSET_PREFIX.match(p.name) for p in images]
     named = [(p, m.group(1)) for p, m in zip(images, prefixes) if m]
     if not named or 2 * len(named) < len(images):
@@ -396,7 +406,7 @@ def _synset_named(images: list[Path], label_set: str) -> Optional[EvalData]:
     warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
         if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with", *_flat_others_note(images[0].parent)],
+                    ["labels from the synset each file name begins with", *_flat_others_note(files)],
                     warnings=warnings)
 
 
@@ -454,6 +464,12 @@ def _split_line(line: str, is_name: Callable[[str], bool], suffixes: Collection[
     return line[:spans[cut - 1][1]], line[spans[cut][0]:]
 
 
+def _header_note(list_file: Path, n: int, name: str, label_text: str) -> str:
+    """The note for a list's first line taken as a header (it names no file and has no label): said, so
+    that a first line naming a missing file does not vanish unseen."""
+    return f"{list_file}:{n}: first line taken as a header and skipped ({name} {label_text})"
+
+
 def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, name: str) -> None:
     """Refuses a second line for one ``key`` (a file's resolved path, so ``a.mp4``, ``./a.mp4`` and a
     link to it are one; a --class-map folder), naming both lines: a file counted twice would weigh double
@@ -465,14 +481,16 @@ def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, 
 
 def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
     resolver = LabelResolver(label_set, allow_names=False)
-    files = {p.name: p for p in data_dir.iterdir() if p.is_file() and not p.name.startswith(".")}
+    listing = _files_in(data_dir)
+    files = {p.name: p for p in listing}
     stems: dict[str, Path] = {}
-    for p in files.values():
-        if p.suffix.lower() in image_suffixes():
+    for p in listing:
+        if _is_image(p):
             stems.setdefault(p.stem, p)
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     header: Optional[str] = None
+
     def named(text: str) -> bool:
         return text in files or text in stems
 
@@ -482,7 +500,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         listed = files.get(name) or stems.get(name)
         if label is None:
             if k == 0 and listed is None and Path(name).suffix.lower() not in image_suffixes():
-                header = f"{labels_file}:{n}: first line taken as a header and skipped ({name} {label_text})"
+                header = _header_note(labels_file, n, name, label_text)
                 continue  # a header row (ImageId,PredictionString): names no image
             raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
                                "0..999 in sorted-synset order, or synsets)")
@@ -492,9 +510,9 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     if not samples:
         raise DatasetError(f"{labels_file}: no 'filename label' lines")
     samples.sort(key=lambda s: s.path)
-    unlabelled = [p for p in _images_in(data_dir) if os.path.realpath(p) not in seen]
+    unlabelled = [p for p in listing if _is_image(p) and os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
-    notes = ([header] if header else []) + _flat_others_note(data_dir, {*seen, os.path.realpath(labels_file)})
+    notes = ([header] if header else []) + _flat_others_note(listing, {*seen, os.path.realpath(labels_file)})
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes, warnings=warnings)
 
 
@@ -519,11 +537,6 @@ def class_map_entries(path: Path, folders: Sequence[str] = ()) -> list[tuple[str
         _listed_once(seen, name, f"--class-map {path}", n, f"folder {name!r}")
         entries.append((f"{path}:{n}", name, label))
     return entries
-
-
-def read_class_map(path: Path, folders: Sequence[str] = ()) -> dict[str, str]:
-    """``--class-map`` as folder -> label (see ``class_map_entries``; each folder is given once)."""
-    return {name: label for _, name, label in class_map_entries(path, folders)}
 
 
 def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path] = None,
@@ -597,6 +610,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
     samples: list[Sample] = []
     seen: dict[str, int] = {}
     header: Optional[str] = None
+
     def locate(text: str) -> Path:
         """The file a list names: below ``root`` unless absolute; without a suffix, by the video suffixes."""
         path = Path(text)
@@ -615,7 +629,7 @@ def video_list_dataset(name: str, list_file: Path, data_dir: Optional[Path], lab
         label = resolver(label_text)
         if label is None:
             if k == 0 and not path.exists() and Path(path_text).suffix.lower() not in VIDEO_SUFFIXES:
-                header = f"{list_file}:{n}: first line taken as a header and skipped ({path_text} {label_text})"
+                header = _header_note(list_file, n, path_text, label_text)
                 continue  # a header row (after any comments): names no file
             raise DatasetError(f"{list_file}:{n}: {resolver.why_not(label_text)}")
         _listed_once(seen, os.path.realpath(path), list_file, n, path_text)
