@@ -200,7 +200,7 @@ def download_cmd(
 
     zoo = _entries()
     named = [get_entry(zoo, name) for name in models]  # every name checked before anything is fetched
-    entries = list({entry.name: entry for entry in reversed(named)}.values())[::-1]  # first mention's order
+    entries = list({entry.name: entry for entry in named}.values())  # in the order first given
     if len(entries) < len(named):  # (GroupMamba_Tiny is groupmamba_tiny too)
         repeated = [e.name for e in entries if named.count(e) > 1]
         err.print(f"note: {', '.join(repeated)} given more than once; each model is fetched once", markup=False,

@@ -17,6 +17,7 @@ import os
 import re
 import socket
 import warnings
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Optional
@@ -741,10 +742,7 @@ def _fetch_from_hub(
 
 def _counted(lines: list[str]) -> tuple[str, ...]:
     """Each distinct line once, in order, with how often it came where it repeated (retries)."""
-    counts: dict[str, int] = {}
-    for line in lines:
-        counts[line] = counts.get(line, 0) + 1
-    return tuple(line + (f" ({n} times)" if n > 1 else "") for line, n in counts.items())
+    return tuple(line + (f" ({n} times)" if n > 1 else "") for line, n in Counter(lines).items())
 
 
 def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, checksummed: bool) -> int:
