@@ -227,6 +227,12 @@ INTERP_CASES = [
     group_case(1, 2, 3, 5, config=dict(ROWS=2, BD=1, BDC=1, KR=4, RTAIL=1)),
     group_case(1, 3, 14, 16, dtype="bfloat16", config=dict(ROWS=2, BD=1, BDC=1, KR=4, ROWW=32, PREF=2, RTAIL=1)),
     group_case(1, 2, 13, 9, config=dict(ROWS=2, BD=1, BDC=1, KR=4, PREF=0, RTAIL=1)),
+    # column runs with C multiplied in as each part is scanned (CFOLD, with C loaded ahead: the fp32
+    # default on 56x56): parts of 4 + 2 + 1 rows, runs not dividing H, 16-bit inputs, 4-column blocks
+    group_case(1, 3, 13, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=7, PREF=2, CFOLD=1)),
+    group_case(1, 2, 12, 10, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=4, PREF=2,
+                                                            CFOLD=1)),
+    group_case(1, 2, 14, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=7, CB=4, PREF=2, CFOLD=1, RTAIL=1)),
 ]
 
 
@@ -607,7 +613,9 @@ GPU_CASES = [
     group_case(8, 24, 56, 56),  # the defaults: rows of 64 (ROWW) at 56x56, C prefetched (PREF 2) at 28x28,
     group_case(16, 48, 28, 28),  # the left-over rows first (RTAIL, fp32), column runs of 7 rows
     group_case(8, 16, 56, 56, config=dict(RTAIL=0)),  # ... and without that, the last block part padding
-    group_case(8, 16, 56, 56, config=dict(PREF=2)),
+    group_case(8, 16, 56, 56, config=dict(PREF=2, CFOLD=0)),
+    group_case(8, 16, 56, 56, config=dict(PREF=1)),  # the fp32 default up to session 36 (no CFOLD without PREF 2)
+    group_case(8, 24, 56, 56, dtype="bfloat16", config=dict(PREF=2, CFOLD=1)),
     # column runs: of 8 rows, the last run padding (the default up to session 31: it is 7 rows, as
     # parts of 4 + 2 + 1, since, also in bf16), of 14 (8 + 4 + 2), and of 7 with 16-bit 28x28's
     # 4-column blocks

@@ -611,11 +611,19 @@ def _col_part_store(y_ptr, base, hw, valid, y, hl, Ap, cin, cv):
 
 
 @triton.jit
+def _col_part_store_folded(y_ptr, base, hw, valid, P, Q, cin):
+    """``_col_part_store`` with C folded in at scan time (P = y + hl C, Q = Ap C): two values per
+    element wait for the entering states, instead of y, hl, Ap and a C loaded late."""
+    _store01(y_ptr + base + hw, (P + Q * cin[:, None, :]).to(y_ptr.dtype.element_ty), valid)
+
+
+@triton.jit
 def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, c, H, W: tl.constexpr,
                     R: tl.constexpr, Q: tl.constexpr, CB: tl.constexpr, EVEN: tl.constexpr, REV: tl.constexpr,
                     PREF: tl.constexpr,
                     HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                    LIBDEVICE: tl.constexpr, R2: tl.constexpr = 0, R3: tl.constexpr = 0):
+                    LIBDEVICE: tl.constexpr, R2: tl.constexpr = 0, R3: tl.constexpr = 0,
+                    CFOLD: tl.constexpr = False):
     """Column-major scan of one channel's contiguous H x W plane (one state; the pointers are the
     planes' starts) on (Q, R, CB) tiles: row h = q * R + r of column w0 + k. Loaded along the
     columns (k, the stride-1 axis, gets the lanes, then q), the R rows of a run sit in one thread,
@@ -634,7 +642,9 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     the pointers' alignment unknown
     to the compiler, which would otherwise put vector loads along k and the runs across lanes.
     PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too (C's
-    load otherwise waits until the scan is done: the compiler sinks it to its use)."""
+    load otherwise waits until the scan is done: the compiler sinks it to its use). CFOLD (with
+    PREF 2) multiplies C in as soon as a part is scanned, y + (hl + Ap cin) C = (y + hl C) + (Ap C) cin:
+    fewer live registers, so C's prefetch fits in the registers PREF 1 needs (56x56 fp32: 168)."""
     RL: tl.constexpr = R + R2 + R3
     A2, Dv, bias = _channel_params(A_ptr, D_ptr, bias_ptr, c, HAS_D, HAS_BIAS)
     k3 = tl.arange(0, CB)[None, None, :]
@@ -691,14 +701,20 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
             if R3 > 0:
                 u3, dt3, bv3, cv3 = _f32(*_load_block(u_ptr, dt_ptr, b_ptr, c_ptr, base, hw3, valid3, False), False)
         Ap, hl, y, at, bt = _col_part_scan(u, dt, bv, A2, Dv, bias, valid, HAS_D, HAS_BIAS, SOFTPLUS, LIBDEVICE)
+        if CFOLD:
+            y, Ap = y + hl * cv, Ap * cv
         if R2 > 0:  # the runs' totals through each part: (at, bt) composed with the next part's
             Ap2, hl2, y2, at2, bt2 = _col_part_scan(u2, dt2, bv2, A2, Dv, bias, valid2, HAS_D, HAS_BIAS,
                                                     SOFTPLUS, LIBDEVICE)
+            if CFOLD:
+                y2, Ap2 = y2 + hl2 * cv2, Ap2 * cv2
             a_in2, b_in2 = at, bt                                            # entering part 2, from the run's
             at, bt = at * at2, at2 * bt + bt2
         if R3 > 0:
             Ap3, hl3, y3, at3, bt3 = _col_part_scan(u3, dt3, bv3, A2, Dv, bias, valid3, HAS_D, HAS_BIAS,
                                                     SOFTPLUS, LIBDEVICE)
+            if CFOLD:
+                y3, Ap3 = y3 + hl3 * cv3, Ap3 * cv3
             a_in3, b_in3 = at, bt
             at, bt = at * at3, at3 * bt + bt3
         ai, bi, ea, eb = tl.associative_scan((at, bt, tl.full(at.shape, 1.0, tl.float32), tl.zeros_like(bt)),
@@ -710,17 +726,24 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
         cin_col = eac * S + ebc                                              # state entering column k
         S = tl.sum(tl.where(k1 == last_k, ac * cin_col + bc, 0.0), axis=0)
         cin = ea * cin_col[None, :] + eb                                     # state entering run (q, k)
-        if PREF < 2:  # every part's C before any store, which the compiler may not move loads across
-            cv = _load01(c_ptr + base + hw, valid).to(tl.float32)
+        if CFOLD:  # C is in y and Ap already
+            _col_part_store_folded(y_ptr, base, hw, valid, y, Ap, cin)
             if R2 > 0:
-                cv2 = _load01(c_ptr + base + hw2, valid2).to(tl.float32)
+                _col_part_store_folded(y_ptr, base, hw2, valid2, y2, Ap2, a_in2 * cin + b_in2)
             if R3 > 0:
-                cv3 = _load01(c_ptr + base + hw3, valid3).to(tl.float32)
-        _col_part_store(y_ptr, base, hw, valid, y, hl, Ap, cin, cv)
-        if R2 > 0:
-            _col_part_store(y_ptr, base, hw2, valid2, y2, hl2, Ap2, a_in2 * cin + b_in2, cv2)
-        if R3 > 0:
-            _col_part_store(y_ptr, base, hw3, valid3, y3, hl3, Ap3, a_in3 * cin + b_in3, cv3)
+                _col_part_store_folded(y_ptr, base, hw3, valid3, y3, Ap3, a_in3 * cin + b_in3)
+        else:
+            if PREF < 2:  # every part's C before any store, which the compiler may not move loads across
+                cv = _load01(c_ptr + base + hw, valid).to(tl.float32)
+                if R2 > 0:
+                    cv2 = _load01(c_ptr + base + hw2, valid2).to(tl.float32)
+                if R3 > 0:
+                    cv3 = _load01(c_ptr + base + hw3, valid3).to(tl.float32)
+            _col_part_store(y_ptr, base, hw, valid, y, hl, Ap, cin, cv)
+            if R2 > 0:
+                _col_part_store(y_ptr, base, hw2, valid2, y2, hl2, Ap2, a_in2 * cin + b_in2, cv2)
+            if R3 > 0:
+                _col_part_store(y_ptr, base, hw3, valid3, y3, hl3, Ap3, a_in3 * cin + b_in3, cv3)
         i += 1
 
 
@@ -958,7 +981,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    NSTATE: tl.constexpr, NP: tl.constexpr, BD: tl.constexpr, BL: tl.constexpr,
                    V: tl.constexpr, TRANS: tl.constexpr, ALIGN: tl.constexpr,
                    HP: tl.constexpr, CB: tl.constexpr, BDC: tl.constexpr, FLAT: tl.constexpr,
-                   COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr,
+                   COLS: tl.constexpr, CALIGN: tl.constexpr, PREF: tl.constexpr, CFOLD: tl.constexpr,
                    ROWS: tl.constexpr, WP: tl.constexpr, RUN: tl.constexpr, RUN2: tl.constexpr, RUN3: tl.constexpr,
                    QR: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
@@ -1030,12 +1053,12 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
                                         H, WC, RUN, QR, CB, EVEN, False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
-                                        RUN2, RUN3)
+                                        RUN2, RUN3, CFOLD)
                     else:
                         _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
                                         b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
                                         H, WC, RUN, QR, CB, EVEN, True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
-                                        RUN2, RUN3)
+                                        RUN2, RUN3, CFOLD)
             elif COLS == 1:  # two-level scan on the natural tile (default)
                 if g == 1:
                     _sweep_cols2(u_ptr, uo, su_c, su_h, su_w, dt_ptr, dto, sdt_c, sdt_h, sdt_w, b0, sb_n, sb_h,
@@ -1321,9 +1344,13 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
             # rows) instead of a power of 2 (64 rows for 56, 32 for 28): no padding rows. bf16 56x56 C64
             # 104.0 -> 95.3 us, C96 148.4 -> 135.0; fp32 C64 137.0 -> 136.5, C96 195.6 -> 196.2, 28x28 C128
             # 63.9 -> 63.5, C192 93.4 -> 92.6 (s32_run2.txt)
+            # fp32 56x56: C prefetched too (PREF 2) with C folded in as each part is scanned (CFOLD), which
+            # keeps 168 registers: C64 136.4 -> 135.0 us, C96 195.6 -> 194.2; bf16 1-2% slower, 28x28 even
+            # (s37_run3.txt, s37_run4.txt)
+            wide32 = HP > 32 and u.element_size() == 4
             cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2,
-                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 else 1, ROWW=_row_length(H, W),
-                       RTAIL=u.element_size() == 4, RUN=_run_length(H, odd=True))
+                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 or wide32 else 1, CFOLD=wide32,
+                       ROWW=_row_length(H, W), RTAIL=u.element_size() == 4, RUN=_run_length(H, odd=True))
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
                 cfg.update(ROWS=0, CB=4, RUN=_run_length(H))  # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
@@ -1335,7 +1362,7 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         cfg = dict(BD=BD, BL=max(16, 1024 // BD), V=1, num_warps=4, CB=1, BDC=BD, TRANS=False, ROWS=0, COLS=0)
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
-    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, ROWS=0, RUN=_run_length(H),
+    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, CFOLD=False, ROWS=0, RUN=_run_length(H),
                     KR=max(1, min(HP, 512 // _row_width(W))), ROWW=W, RTAIL=False), **cfg)
     if config:
         cfg.update(config)
@@ -1439,7 +1466,7 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         A_, D_, bias_, dim_g, H, W, 0, y if times is None else times, TIMES=times is not None,
         NSTATE=n_state, NP=_pow2(n_state), BD=cfg["BD"], BL=cfg["BL"], V=cfg["V"], TRANS=cfg["TRANS"],
         ALIGN=cfg["ALIGN"], HP=_pow2(H), CB=cfg["CB"], BDC=cfg["BDC"], FLAT=flat,
-        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=run_parts[0],
+        COLS=int(cfg["COLS"]), CALIGN=cfg["CALIGN"], PREF=int(cfg["PREF"]), CFOLD=bool(cfg["CFOLD"]) and int(cfg["PREF"]) == 2, ROWS=int(cfg["ROWS"]), WP=_pow2(W), RUN=run_parts[0],
         RUN2=run_parts[1], RUN3=run_parts[2], QR=_pow2(-(-H // cfg["RUN"])), EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=(n_rows - tail_rows) % cfg["KR"] == 0,
         WR=row_w if runs else 0, TR=tail_rows, KTR=_pow2(tail_rows), CHANNELS_LAST=_channels_contiguous(u),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
