@@ -84,8 +84,13 @@ class Command(TyperCommand):
 
 
 def fail(message: str) -> None:
-    """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead)."""
-    err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
+    """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead). One line,
+    whatever file names ``message`` holds (see ``one_line``), and never read as markup."""
+    message = one_line(message)
+    if err.is_terminal:
+        err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    else:
+        print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
 
 
@@ -218,8 +223,8 @@ def download_cmd(
                                        local_weights=False)
         except SsmzooError as exc:
             failed += 1
-            err.print(f"error: {exc}", markup=False)
-            records.append(download_record(name, error=str(exc)))
+            err.print(f"error: {one_line(str(exc))}", markup=False)
+            records.append(download_record(name, error=str(exc)))  # JSON holds any text as it is
             continue
         if resolved.note:
             err.print(f"{name}: {resolved.note}", markup=False)
