@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import WeightsError, WeightsOptionError
-from .text import count
+from .text import count, in_brief
 
 __all__ = [
     "LoadedCheckpoint",
@@ -135,7 +135,7 @@ def _safetensors_problem(path: Path, size: int) -> Optional[str]:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
-        return f"its safetensors header is not valid JSON ({_one_line(str(e), 80)})"
+        return f"its safetensors header is not valid JSON ({in_brief(str(e), 80)})"
     if not isinstance(header, dict):
         return f"its safetensors header is a JSON {type(header).__name__}, not an object"
     end = 0
@@ -162,7 +162,7 @@ def _torch_zip_problem(path: Path) -> Optional[str]:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
     except (zipfile.BadZipFile, OSError, ValueError) as e:
-        reason = _one_line(str(e), 80) or type(e).__name__
+        reason = in_brief(str(e), 80) or type(e).__name__
         return f"it is a truncated or damaged PyTorch zip checkpoint (its zip directory cannot be read: {reason})"
     if not any(name.endswith("/data.pkl") for name in names):
         return f"it is a zip archive ({count(len(names), 'file')}) without a data.pkl, not a PyTorch checkpoint"
@@ -269,7 +269,7 @@ def _legacy_pickle_problem(path: Path, size: int) -> Optional[str]:
                 if reader.hit_end or reader.pos >= size:
                     return f"it is a truncated PyTorch checkpoint (legacy format: it ends inside its {part})"
                 return (f"it is a damaged PyTorch checkpoint (legacy format: its {part} cannot be read: "
-                        f"{_one_line(str(e), 80) or type(e).__name__})")
+                        f"{in_brief(str(e), 80) or type(e).__name__})")
             if part == "magic number" and values[0] != torch.serialization.MAGIC_NUMBER:
                 return "it is a pickle, but not a PyTorch checkpoint (it does not open with torch.save's magic number)"
             if part == "pickled object":
@@ -436,22 +436,22 @@ def _torch_load(path: Path, trust: bool = False) -> Any:
                 f"unpickle (torch.load weights_only=True: they could run code); {_untrusted_hint(path)}"
             ) from None
         raise WeightsError(
-            f"{path} is truncated or not a PyTorch checkpoint ({_one_line(msg)}); {REDO}"
+            f"{path} is truncated or not a PyTorch checkpoint ({in_brief(msg)}); {REDO}"
         ) from None
     except (EOFError, zipfile.BadZipFile) as e:
         raise WeightsError(
-            f"{path} is truncated (unexpected end of file: {_one_line(str(e)) or type(e).__name__}); "
+            f"{path} is truncated (unexpected end of file: {in_brief(str(e)) or type(e).__name__}); "
             f"{REDO}"
         ) from None
     except RuntimeError as e:
         raise WeightsError(
-            f"{path} is truncated or corrupt ({_one_line(str(e))}); {REDO}"
+            f"{path} is truncated or corrupt ({in_brief(str(e))}); {REDO}"
         ) from None
     except (ImportError, AttributeError) as e:
         if not trust:  # (the weights-only unpickler imports nothing: a damaged file, below)
             raise _damaged(path, e) from None
         raise WeightsError(
-            f"{path} names Python code that cannot be imported here ({type(e).__name__}: {_one_line(str(e))}); "
+            f"{path} names Python code that cannot be imported here ({type(e).__name__}: {in_brief(str(e))}); "
             "convert it where the code that saved it is importable (e.g. in the training repository's folder)"
         ) from None
     except Exception as e:  # noqa: BLE001 - torch raises a zoo of types for damaged files
@@ -460,7 +460,7 @@ def _torch_load(path: Path, trust: bool = False) -> Any:
 
 def _damaged(path: Path, e: Exception) -> WeightsError:
     return WeightsError(
-        f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {_one_line(str(e))}); "
+        f"{path} is truncated, corrupt or not a PyTorch checkpoint ({type(e).__name__}: {in_brief(str(e))}); "
         f"{REDO}"
     )
 
@@ -479,11 +479,6 @@ def _untrusted_hint(path: Path) -> str:
 
 # what to do about a damaged file: most come from an interrupted download, some are the user's own
 REDO = "delete it and download it again (or save it again, if it is your own file)"
-
-
-def _one_line(text: str, limit: int = 120) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def read_checkpoint(
@@ -527,7 +522,7 @@ def read_checkpoint(
             obj: Any = load_file(str(p), device="cpu")
         except (SafetensorError, OSError, RuntimeError) as e:
             raise WeightsError(
-                f"{p} is truncated or corrupt (safetensors: {_one_line(str(e))}); {REDO}"
+                f"{p} is truncated or corrupt (safetensors: {in_brief(str(e))}); {REDO}"
             ) from None
     else:
         obj = _torch_load(p, trust=trust)
@@ -593,7 +588,7 @@ def load_into_model(model: nn.Module, state_dict: Mapping[str, Tensor], *, model
     try:
         model.load_state_dict(dict(state_dict), strict=True)
     except RuntimeError as e:
-        raise WeightsError(f"weights do not fit model {model_name!r}: {_one_line(str(e))}") from None
+        raise WeightsError(f"weights do not fit model {model_name!r}: {in_brief(str(e))}") from None
     return model
 
 

@@ -183,7 +183,10 @@ def _glob(spec: str) -> list[str]:
 def _once_each(paths: list[str]) -> list[str]:
     """Sorted, the first (shortest, then in sorted order) of the paths that reach one file: a pattern can
     match one file under two names where a link to a folder sits among the folders it matches
-    (``*/x.jpg``; ``**`` itself does not descend into such links, see ``_glob``)."""
+    (``*/x.jpg``; ``**`` itself does not descend into such links, see ``_glob``). Not ``drop_duplicates``,
+    which keeps the first of the names the user gave, in their order, and says which it dropped: these
+    names are the glob's, not the user's, so the one kept is the plainest and none is reported; and one
+    file here is one real path, so hard links the pattern matches stay two entries for that note."""
     seen: set[str] = set()
     kept = []
     for p in sorted(paths, key=lambda p: (p.count(os.sep), p)):

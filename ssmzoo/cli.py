@@ -84,8 +84,13 @@ class Command(TyperCommand):
 
 
 def fail(message: str) -> None:
-    """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead)."""
-    err.print(f"[bold red]error:[/] {message}", markup=True) if err.is_terminal else print(f"error: {message}", file=sys.stderr)
+    """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead). One line,
+    whatever file names ``message`` holds (see ``one_line``), and never read as markup."""
+    message = one_line(message)
+    if err.is_terminal:
+        err.print(f"[bold red]error:[/] {escape(message)}", markup=True)
+    else:
+        print(f"error: {message}", file=sys.stderr)
     raise typer.Exit(1)
 
 
@@ -99,6 +104,22 @@ def _entry(name: str):
     from .manifest import get_entry
 
     return get_entry(_entries(), name)
+
+
+def _models_once(names: List[str], done: str) -> list:
+    """The manifest entries of ``names``, every name checked first (an unknown one is a usage error), each
+    model once in the order first given; a note on stderr names the models given more than once, saying
+    each is ``done`` ("fetched") once. GroupMamba_Tiny is groupmamba_tiny too."""
+    from .manifest import get_entry
+
+    zoo = _entries()
+    named = [get_entry(zoo, name) for name in names]
+    entries = list({entry.name: entry for entry in named}.values())
+    if len(entries) < len(named):
+        repeated = [e.name for e in entries if named.count(e) > 1]
+        err.print(f"note: {', '.join(repeated)} given more than once; each model is {done} once", markup=False,
+                  style="dim")
+    return entries
 
 
 def _json_print(obj) -> None:
@@ -196,15 +217,7 @@ def download_cmd(
     Exit code 1 if any model failed (the others are still fetched)."""
     from .hub import check_weights_request, download_record, resolve_weights
 
-    from .manifest import get_entry
-
-    zoo = _entries()
-    named = [get_entry(zoo, name) for name in models]  # every name checked before anything is fetched
-    entries = list({entry.name: entry for entry in named}.values())  # in the order first given
-    if len(entries) < len(named):  # (GroupMamba_Tiny is groupmamba_tiny too)
-        repeated = [e.name for e in entries if named.count(e) > 1]
-        err.print(f"note: {', '.join(repeated)} given more than once; each model is fetched once", markup=False,
-                  style="dim")
+    entries = _models_once(models, "fetched")  # every name checked before anything is fetched
     models = [e.name for e in entries]
     if weights and len(models) > 1:
         raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
@@ -218,8 +231,8 @@ def download_cmd(
                                        local_weights=False)
         except SsmzooError as exc:
             failed += 1
-            err.print(f"error: {exc}", markup=False)
-            records.append(download_record(name, error=str(exc)))
+            err.print(f"error: {one_line(str(exc))}", markup=False)
+            records.append(download_record(name, error=str(exc)))  # JSON holds any text as it is
             continue
         if resolved.note:
             err.print(f"{name}: {resolved.note}", markup=False)
@@ -560,9 +573,7 @@ def benchmark_cmd(
         raise UsageError("pass --model NAME (repeatable, or 'all') or --op scan")
     if compile_mode is not None and not compile_:  # it would time eager models, saying nothing
         raise UsageError(f"--compile-mode {compile_mode} applies to compiled models: add --compile")
-    entries = _entries()
-    names = list(entries) if "all" in model else list(dict.fromkeys(model))
-    selected = [_entry(name) for name in names]
+    selected = list(_entries().values()) if "all" in model else _models_once(model, "benchmarked")
     cfg = BenchConfig(batch_size=batch_size, dtype=dtype, img_size=img_size, frames=frames, device=device,
                       compile=compile_, compile_mode=compile_mode or "default", channels_last=channels_last,
                       cuda_graphs=cuda_graphs, warmup=warmup, iters=iters, peers=peers,

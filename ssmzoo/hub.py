@@ -27,7 +27,7 @@ from .checkpoint import checkpoint_problem, sha256_file
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
 from .paths import file_in_the_way
-from .text import count
+from .text import count, in_brief, one_line
 
 __all__ = [
     "HUB_PREFIX",
@@ -174,11 +174,7 @@ class _Collect(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self.lines.append(_one_line(record.getMessage()))
-
-
-def _one_line(message: str) -> str:
-    return "; ".join(" ".join(line.split()) for line in message.splitlines() if line.strip())
+            self.lines.append(one_line(record.getMessage(), join="; "))
 
 
 @contextlib.contextmanager
@@ -201,7 +197,7 @@ def _hub_messages(lines: list[str]) -> Iterator[None]:
             yield
     finally:
         hub_logger.handlers, hub_logger.propagate = saved
-        lines.extend(_one_line(str(w.message)) for w in caught)
+        lines.extend(one_line(str(w.message), join="; ") for w in caught)
 
 
 @contextlib.contextmanager
@@ -347,8 +343,7 @@ def _cached_files(cache_dir: Path, repo_id: str, revision: str) -> tuple[Optiona
 
 
 def _short(exc: BaseException, limit: int = 160) -> str:
-    text = " ".join(str(exc).split())
-    return (text if len(text) <= limit else text[: limit - 1] + "…") or type(exc).__name__
+    return in_brief(str(exc), limit) or type(exc).__name__
 
 
 def _root_cause(exc: BaseException) -> BaseException:

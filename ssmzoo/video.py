@@ -36,7 +36,7 @@ import torch.nn.functional as F
 
 from ssmzoo.errors import InputError
 from ssmzoo.paths import missing_file
-from ssmzoo.text import count
+from ssmzoo.text import count, one_line
 
 __all__ = [
     "VIDEO_SUFFIXES",
@@ -215,7 +215,7 @@ def _av():
 
 def _reason(exc: BaseException) -> str:
     text = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-    return " ".join(str(text).split())
+    return one_line(str(text), join=" ")
 
 
 def _looks_like_iso_media(p: Path) -> bool:

@@ -240,6 +240,14 @@ def test_default_peers_follow_the_issue():
 # Errors: one line each
 # ---------------------------------------------------------------------------------------------
 
+def test_a_model_named_twice_is_benchmarked_once_with_a_note(cli, mini_files):
+    # it was dropped without a word (and GroupMamba_Mini, the same model, was timed twice); as download says it
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "-m", "GroupMamba_Mini",
+              "-m", "groupmamba_mini", *FAST, "--img-size", "32", "--json")
+    assert [r["name"] for r in _json(res)["results"]] == ["groupmamba_mini"]
+    assert res.stderr == "note: groupmamba_mini given more than once; each model is benchmarked once\n"
+
+
 def test_cuda_graphs_on_cpu_is_one_line(cli, mini_files):
     _one_line_error(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--cuda-graphs"),
                     "--cuda-graphs", "CUDA")

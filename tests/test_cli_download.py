@@ -320,6 +320,21 @@ def test_a_cache_that_is_a_file_is_named_even_without_the_hub(cli, mini_files, t
     assert res.code == 1 and json.loads(res.stdout)[0]["error"] == message
 
 
+def test_a_newline_in_a_file_name_keeps_the_error_line_one_line(cli, mini_files, tmp_path, monkeypatch):
+    # the per-model error line printed the message as it was: a newline in the path split it in two
+    manifest, _ = mini_files  # (the autouse fixture's HF_ENDPOINT is a closed port)
+    a_file = tmp_path / "coffee\n.jpg"
+    a_file.write_bytes(b"not a folder")
+    monkeypatch.setenv("HF_HUB_CACHE", str(a_file))
+    message = (f"model 'groupmamba_mini': cannot write the Hugging Face cache folder {a_file} to download "
+               f"{REPO}@main/{FILE}: {a_file} is a file, not a folder; set HF_HUB_CACHE to a writable folder")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini")
+    assert (res.code, res.stdout) == (1, "")
+    assert res.stderr == "error: " + message.replace("\n", "\\n") + "\n"
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 1 and json.loads(res.stdout)[0]["error"] == message  # JSON: as it is
+
+
 def test_a_file_inside_the_cache_where_a_folder_belongs(cli, hub, mini_files, tmp_path, monkeypatch):
     manifest, checkpoint = mini_files
     hub.add_file(REPO, FILE, checkpoint.read_bytes())

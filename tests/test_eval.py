@@ -926,3 +926,34 @@ def test_gpu_eval_graphs_eager_and_compile_agree(eval_env, imagenet_tree, no_tf3
             if ref.ok:  # near-ties aside, the same class; the probability of each one's top class agrees
                 assert ours.probability == pytest.approx(ref.probability, rel=1e-3, abs=1e-6)
                 assert ours.prediction == ref.prediction or abs(ours.probability - ref.probability) < 1e-4
+
+
+def test_nothing_readable_is_one_error_line_and_each_skipped_file_one_line(cli, eval_env, tmp_path):
+    # `fail`'s message and the skipped lines before it stay one line each, a newline in a file name included
+    root = tmp_path / "folder"
+    (root / "tabby cat").mkdir(parents=True)
+    (root / "tabby cat" / "bad\nname.JPEG").write_bytes(b"")
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0", "--json")
+    assert (res.code, res.stderr.splitlines()[-2:]) == (1, [
+        f"skipped: {root}/tabby cat/bad\\nname.JPEG: empty file (0 bytes)",
+        "error: none of the 1 items could be read"]), res.stderr
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_fail_writes_one_line_whatever_the_message_holds(terminal, capsys, monkeypatch):
+    # no command passes a file name to `fail` yet; one that does gets one line, not markup, on a terminal too
+    import io
+
+    import typer
+    from rich.console import Console
+
+    from ssmzoo import cli
+
+    screen = io.StringIO()
+    if terminal:
+        monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, color_system=None, soft_wrap=True))
+    with pytest.raises(typer.Exit) as exit_:
+        cli.fail("[bold]bad\nname.JPEG\x1b[31m: cannot read it")
+    written = screen.getvalue() if terminal else capsys.readouterr().err
+    assert exit_.value.exit_code == 1
+    assert written == "error: [bold]bad\\nname.JPEG\\x1b[31m: cannot read it\n"

@@ -1,6 +1,25 @@
-from ssmzoo.text import count
+from ssmzoo.text import count, in_brief, one_line
 
 
 def test_count_names_one_thing_in_the_singular_and_any_other_number_in_the_plural():
     assert [count(n, "frame") for n in (0, 1, 2)] == ["0 frames", "1 frame", "2 frames"]
     assert count(1, "pass", "passes") == "1 pass" and count(3, "pass", "passes") == "3 passes"
+
+
+def test_one_line_keeps_a_file_name_as_it_is_with_its_control_characters_escaped():
+    assert one_line("a  b.jpg: empty file") == "a  b.jpg: empty file"  # spaces are part of a name
+    assert one_line("bad\nname.jpg\t\x1b[31m") == "bad\\nname.jpg\\t\\x1b[31m"
+    assert one_line(one_line("bad\nname.jpg")) == "bad\\nname.jpg"
+
+
+def test_one_line_with_join_folds_prose_lines_and_escapes_what_is_left():
+    text = "Trying to resume download...\n\n   Retrying   in 1s\r\n"
+    assert one_line(text, join="; ") == "Trying to resume download...; Retrying in 1s"
+    assert one_line(text, join=" ") == "Trying to resume download... Retrying in 1s"
+    assert one_line("a\x1bb\n", join=" ") == "a\\x1bb" and one_line(" \n ", join="; ") == ""
+
+
+def test_in_brief_is_one_spaced_line_cut_to_its_limit():
+    assert in_brief("x" * 120) == "x" * 120 and in_brief("x" * 121) == "x" * 119 + "…"
+    assert in_brief("unexpected\n  end of\tfile", 80) == "unexpected end of file"
+    assert len(in_brief("word " * 50, 80)) == 80
