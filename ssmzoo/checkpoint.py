@@ -9,6 +9,7 @@ failure becomes one :class:`~ssmzoo.errors.WeightsError` line that names the fil
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import hashlib
 import json
@@ -414,19 +415,22 @@ def _blocking_global(message: str) -> Optional[str]:
     return found.group(1) if found else "a class it names"
 
 
-def _torch_load(path: Path, trust: bool = False) -> Any:
+def _torch_load(path: Path, trust: bool = False, tensor_data: bool = True) -> Any:
     """``torch.load(weights_only=True)``: tensors, containers, numbers and a few allowlisted classes only.
     ``trust`` (``convert --trust-checkpoint``, a local file the user vouches for) unpickles everything,
-    running whatever code the file names."""
+    running whatever code the file names. ``tensor_data=False``: the same unpickling (and refusals), but
+    the tensors come on the meta device (shape and dtype only), their bytes never read."""
     try:
         # A file object, not the path: recent torch guesses the format from the file's extension.
         # Training scripts in the DeiT lineage (VideoMamba's among them) save their argparse.Namespace
         # beside the weights; that class only holds attributes, so it is allowed, as are numpy scalars.
         with open(path, "rb") as f, \
                 torch.serialization.safe_globals([argparse.Namespace, *_numpy_scalar_globals()]), \
+                (contextlib.nullcontext() if tensor_data else torch.serialization.skip_data()), \
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch's "unusual pickle protocol" chatter on garbage files
-            return torch.load(f, map_location="cpu", weights_only=not trust)
+            # meta: the zip format reads no storage record; skip_data: the legacy format reads none either
+            return torch.load(f, map_location="cpu" if tensor_data else "meta", weights_only=not trust)
     except pickle.UnpicklingError as e:
         msg = str(e)
         blocked = _blocking_global(msg)
@@ -481,6 +485,29 @@ def _untrusted_hint(path: Path) -> str:
 REDO = "delete it and download it again (or save it again, if it is your own file)"
 
 
+# safetensors' dtype names (its header's "dtype"), as torch names them; a name this torch lacks is skipped
+_SAFETENSORS_DTYPES = {
+    "F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64", "I32": "int32",
+    "I16": "int16", "I8": "int8", "U64": "uint64", "U32": "uint32", "U16": "uint16", "U8": "uint8", "BOOL": "bool",
+    "F8_E4M3": "float8_e4m3fn", "F8_E5M2": "float8_e5m2", "C64": "complex64",
+}
+
+
+def _safetensors_meta(path: Path) -> dict[str, Tensor]:
+    """A safetensors file's tensors as meta tensors (shape and dtype), from its header alone: ``safe_open``
+    parses and validates the header as ``load_file`` does, and no tensor's bytes are read."""
+    from safetensors import safe_open
+
+    out: dict[str, Tensor] = {}
+    with safe_open(str(path), framework="pt") as f:
+        for name in getattr(f, "offset_keys", f.keys)():  # load_file's order (by offset), where there is one
+            part = f.get_slice(name)
+            dtype = getattr(torch, _SAFETENSORS_DTYPES.get(part.get_dtype(), ""), None)
+            out[name] = torch.empty(part.get_shape(), dtype=dtype if isinstance(dtype, torch.dtype) else torch.uint8,
+                                    device="meta")
+    return out
+
+
 def read_checkpoint(
     path: PathLike,
     *,
@@ -488,9 +515,13 @@ def read_checkpoint(
     sha256: Optional[str] = None,
     format: str = "auto",
     trust: bool = False,
+    tensor_data: bool = True,
 ) -> LoadedCheckpoint:
     """Read, verify and flatten a checkpoint; see :func:`load_state_dict`. ``trust``: unpickle a local
-    file whatever it holds (running the code it names); refused for a file fetched from the network."""
+    file whatever it holds (running the code it names); refused for a file fetched from the network.
+    ``tensor_data=False``: where the weights are (``key_path``, the names) without reading them: the
+    same checks and answer, but the state dict's tensors are on the meta device (shape and dtype only),
+    from a safetensors header or a pickle whose storages are not read."""
     if trust:
         from .hub import check_trustable
 
@@ -519,13 +550,13 @@ def read_checkpoint(
         from safetensors.torch import load_file
 
         try:
-            obj: Any = load_file(str(p), device="cpu")
+            obj: Any = load_file(str(p), device="cpu") if tensor_data else _safetensors_meta(p)
         except (SafetensorError, OSError, RuntimeError) as e:
             raise WeightsError(
                 f"{p} is truncated or corrupt (safetensors: {in_brief(str(e))}); {REDO}"
             ) from None
     else:
-        obj = _torch_load(p, trust=trust)
+        obj = _torch_load(p, trust=trust, tensor_data=tensor_data)
 
     sd, key_path = _unwrap(obj, p, state_dict_key)
     stripped = None

@@ -13,11 +13,13 @@ absolute path.
 
 from __future__ import annotations
 
+import functools
 import os
+import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import yaml
 
@@ -334,21 +336,67 @@ def packaged_manifest_text() -> str:
     return resources.files("ssmzoo").joinpath("weights_manifest.yaml").read_text(encoding="utf-8")
 
 
+# Parsed manifest files, so that a command handling many models (`benchmark --model all`, several --model
+# of robustness) reads and validates each file once per process: per (folder, file, source, base dir), the
+# file's (mtime, size, inode) and those of the labels files its entries read, and the entries. A file
+# that changed (any of the three) is read afresh; one that fails to parse is not remembered. As git does
+# for its index, a file changed within _RACY_NS of when it was read may have changed again within the
+# file system's timestamp granularity (milliseconds) at the same size: its entries are not remembered.
+_parsed: dict[tuple, tuple[tuple, tuple, dict[str, "ModelEntry"]]] = {}
+_RACY_NS = 2_000_000_000
+
+
+def _signature(path: str | Path) -> Optional[tuple]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size, st.st_ino
+
+
+def _parse_file(path: Path, source: str, base_dir: Optional[Path], read: Callable[[], str]) -> dict[str, ModelEntry]:
+    """``parse_manifest(read(), source, base_dir)``, remembered while the file (and its labels files) stay
+    the same. ``base_dir`` None is the current folder, as for :func:`parse_manifest`; a relative ``path``
+    is a file of the current folder: both are part of the key."""
+    key = (os.getcwd(), str(path), source, None if base_dir is None else str(base_dir))
+    now, signature = time.time_ns(), _signature(path)
+    known = _parsed.get(key)
+    if (known is not None and signature is not None and known[0] == signature
+            and all(_signature(f) == s for f, s in known[1])):
+        return dict(known[2])
+    entries = parse_manifest(read(), source, base_dir)  # (a change after the stat above: read again next time)
+    labels_files = tuple((e.labels, _signature(e.labels)) for e in entries.values() if e.labels not in LABEL_SETS)
+    signatures = [signature, *(s for _, s in labels_files)]
+    if all(s is not None and now - s[0] > _RACY_NS for s in signatures):
+        _parsed[key] = (signature, labels_files, entries)
+    else:
+        _parsed.pop(key, None)
+    return dict(entries)
+
+
 def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEntry]:
-    """The packaged manifest, then ``SSMZOO_MANIFEST`` files, then ``extra`` (later ones win)."""
-    entries = parse_manifest(packaged_manifest_text(), "weights_manifest.yaml")
+    """The packaged manifest, then ``SSMZOO_MANIFEST`` files, then ``extra`` (later ones win). Each file is
+    read and validated once per process while it stays the same (see ``_parse_file``)."""
+    packaged = resources.files("ssmzoo").joinpath("weights_manifest.yaml")
+    if isinstance(packaged, Path):
+        entries = _parse_file(packaged, "weights_manifest.yaml", None, packaged_manifest_text)
+    else:  # (a package inside a zip file: no file to stat)
+        entries = parse_manifest(packaged_manifest_text(), "weights_manifest.yaml")
     paths: list[str | Path] = [p for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]
     paths += list(extra or [])
     for path in paths:
         path = Path(path).expanduser()
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ManifestFileError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise ManifestFileError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
-        entries.update(parse_manifest(text, str(path), path.parent))
+        entries.update(_parse_file(path, str(path), path.parent, functools.partial(_read_manifest_file, path)))
     return entries
+
+
+def _read_manifest_file(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ManifestFileError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+    except UnicodeDecodeError:
+        raise ManifestFileError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
 
 
 def get_entry(entries: Mapping[str, ModelEntry], name: str) -> ModelEntry:

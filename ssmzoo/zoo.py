@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping, Optional
 
 from .manifest import ModelEntry
+from .text import one_line
 
 
 def weights_status(entry: ModelEntry) -> str:
@@ -15,34 +16,38 @@ def weights_status(entry: ModelEntry) -> str:
     return _cached_weights(entry)[0]
 
 
-def _cached_weights(entry: ModelEntry) -> tuple[str, Optional[Path]]:
-    """:func:`weights_status`, and the cached file where it is 'cached'."""
+def _cached_weights(entry: ModelEntry) -> tuple[str, Optional[Path], Optional[str]]:
+    """:func:`weights_status`, the cached file where it is 'cached', and why it is 'damaged' (one line)."""
     if entry.weights is None:
-        return "none", None
+        return "none", None, None
     from .checkpoint import checkpoint_problem
     from .hub import cached_weights_file
 
     path = cached_weights_file(entry.weights)
     if path is None:
-        return "hub", None
+        return "hub", None, None
     try:
-        return ("damaged", None) if checkpoint_problem(path) else ("cached", path)
-    except OSError:  # unreadable: of no use either
-        return "damaged", None
+        problem = checkpoint_problem(path)
+    except OSError as e:  # unreadable: of no use either
+        return "damaged", None, f"it cannot be read: {e.strerror or e}"
+    return ("damaged", None, problem) if problem else ("cached", path, None)
 
 
-def _cached_key_path(entry: ModelEntry, path: Optional[Path]) -> Optional[list[str]]:
+def _cached_key_path(entry: ModelEntry, path: Optional[Path]) -> tuple[Optional[list[str]], Optional[str]]:
     """Where in the cached checkpoint the weights are (e.g. ``["model_ema"]``, ``[]`` for a flat file), as
-    classify and eval will take them; None where no file is cached or it cannot be read."""
+    classify and eval will take them, and None; or None and why the file cannot be read safely (one line)
+    where it is cached but classify and eval would refuse it. (None, None) where no file is cached.
+    Reads the file's structure only (a safetensors header, a pickle without its tensors' bytes)."""
     if path is None:
-        return None
+        return None, None
     from .checkpoint import read_checkpoint
     from .errors import WeightsError
 
     try:
-        return list(read_checkpoint(path, state_dict_key=entry.weights.state_dict_key).key_path)
-    except WeightsError:  # `ssmzoo download` or a run says why
-        return None
+        loaded = read_checkpoint(path, state_dict_key=entry.weights.state_dict_key, tensor_data=False)
+    except WeightsError as e:  # as a run would say it
+        return None, one_line(str(e), join=" ")
+    return list(loaded.key_path), None
 
 
 def task_word(entry: ModelEntry) -> str:
@@ -115,7 +120,8 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
 
     model = build_model(entry)
     params = count_parameters(model)
-    status, cached = _cached_weights(entry)
+    status, cached, damage = _cached_weights(entry)
+    key_path, unreadable = _cached_key_path(entry, cached)
     data = resolve_data_config({}, model=model)
     info: dict[str, Any] = {
         "name": entry.name,
@@ -134,7 +140,9 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "video_protocol": asdict(entry.video) if entry.video else None,
         "weights": asdict(entry.weights) if entry.weights else "none published: pass --weights PATH",
         "weights_status": status,
-        "weights_key_path": _cached_key_path(entry, cached),
+        "weights_key_path": key_path,
+        # why the cached file is of no use: 'damaged' (its headers), or 'cached' but refused by the safe load
+        "weights_problem": damage or unreadable,
         "license": dict(entry.license) or None,
         "paper": dict(entry.paper) or None,
         "scan_backend_cpu": _backend_text("cpu"),
@@ -178,6 +186,11 @@ def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key, value in info.items():
         if key == "num_classes":  # the first names too: a labels file read in another order shows here
             value = f"{value}: {_first_names(info['labels'])}"
+        if key == "weights_problem":  # said in the status row: "cached (unreadable: ...)", "damaged (...)"
+            continue
+        if key == "weights_status" and info.get("weights_problem"):
+            value = (f"cached (unreadable: {info['weights_problem']})" if value == "cached"
+                     else f"{value} ({info['weights_problem']})")
         if key == "weights_key_path" and value is not None:
             value = state_dict_key_text(value) or "(top level)"
         if isinstance(value, dict):

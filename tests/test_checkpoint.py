@@ -8,6 +8,7 @@ import os
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Optional
 
 import pytest
 import torch
@@ -166,6 +167,75 @@ def test_custom_class_instance_is_refused(tmp_path):
 class _Config:
     def __init__(self, depth: int) -> None:
         self.depth = depth
+
+
+# ---------------------------------------------------------------------------------------------
+# Where the weights are, without reading them (`ssmzoo info`): the same answer as a full read
+
+
+def _structure_cases(tmp_path: Path) -> dict[str, tuple[Path, Optional[str]]]:
+    """name: (file, state_dict_key) for the layouts published checkpoints come in."""
+    import argparse
+
+    import numpy as np
+
+    sd, other = fresh_state_dict(), fresh_state_dict()
+    save_file(sd, tmp_path / "flat.safetensors", metadata={"format": "pt"})
+    torch.save(sd, tmp_path / "flat.pth")
+    torch.save({"model": other, "model_ema": sd, "epoch": np.int64(3), "args": argparse.Namespace(lr=0.1)},
+               tmp_path / "ema.pth")
+    torch.save({"model": other, "model_ema": sd}, tmp_path / "ema_legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save({"state_dict": {"module." + k: v for k, v in sd.items()}}, tmp_path / "ddp.pth")
+    torch.save({"model": {"model_ema": sd}, "optimizer": {"lr": 0.1}}, tmp_path / "nested.pth")
+    return {
+        "safetensors": (tmp_path / "flat.safetensors", None),
+        "safetensors, a key it lacks": (tmp_path / "flat.safetensors", "model"),
+        "pth, top-level state dict": (tmp_path / "flat.pth", None),
+        "pth, model and model_ema": (tmp_path / "ema.pth", None),
+        "pth, model and model_ema, the manifest's key": (tmp_path / "ema.pth", "model"),
+        "pth, a key it lacks": (tmp_path / "ema.pth", "state_dict"),
+        "legacy pth, model and model_ema": (tmp_path / "ema_legacy.pth", None),
+        "legacy pth, the manifest's key": (tmp_path / "ema_legacy.pth", "model"),
+        "pth, DDP prefixes": (tmp_path / "ddp.pth", None),
+        "pth, nested": (tmp_path / "nested.pth", None),
+    }
+
+
+def test_the_structure_alone_gives_the_answer_a_full_read_gives(tmp_path):
+    for case, (path, key) in _structure_cases(tmp_path).items():
+        try:
+            full = read_checkpoint(path, state_dict_key=key)
+        except WeightsError as e:
+            with pytest.raises(WeightsError) as err:
+                read_checkpoint(path, state_dict_key=key, tensor_data=False)
+            assert str(err.value) == str(e), case
+            continue
+        light = read_checkpoint(path, state_dict_key=key, tensor_data=False)
+        assert (light.key_path, light.format, light.stripped_prefix) == (
+            full.key_path, full.format, full.stripped_prefix), case
+        assert {k: (v.shape, v.dtype) for k, v in light.state_dict.items()} == {
+            k: (v.shape, v.dtype) for k, v in full.state_dict.items()}, case
+        assert all(v.is_meta for v in light.state_dict.values()), case  # no tensor's bytes were read
+    assert read_checkpoint(tmp_path / "ema.pth", tensor_data=False).key_path == ("model_ema",)  # (EMA first)
+
+
+def test_the_structure_alone_is_refused_as_a_full_read_is(tmp_path):
+    import numpy as np
+
+    marker = tmp_path / "pwned"
+    torch.save({"model": fresh_state_dict(), "payload": ExecutesOnLoad(str(marker))}, tmp_path / "evil.pth")
+    torch.save({"model": fresh_state_dict(), "rng_state": np.arange(3)}, tmp_path / "rng.pth")
+    torch.save({"model": fresh_state_dict(), "rng_state": np.arange(3)}, tmp_path / "rng_legacy.pth",
+               _use_new_zipfile_serialization=False)
+    torch.save({"epoch": 3}, tmp_path / "no_tensors.pth")
+    for name in ("evil.pth", "rng.pth", "rng_legacy.pth", "no_tensors.pth"):
+        messages = []
+        for tensor_data in (True, False):
+            with pytest.raises(WeightsError) as err:
+                read_checkpoint(tmp_path / name, tensor_data=tensor_data)
+            messages.append(str(err.value))
+        assert messages[0] == messages[1] and name in messages[0]
+    assert not marker.exists(), "the pickle's code ran"
 
 
 # ---------------------------------------------------------------------------------------------

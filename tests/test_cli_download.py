@@ -518,11 +518,69 @@ def test_the_state_dict_a_hub_checkpoint_supplied_is_named_by_classify_eval_and_
     assert json.loads(res.stdout)["weights_key_path"] == ["model_ema"]
 
     info = json.loads(cli("--manifest", auto, "info", "groupmamba_mini", "--json").stdout)
-    assert (info["weights_status"], info["weights_key_path"]) == ("cached", ["model_ema"])
+    assert (info["weights_status"], info["weights_key_path"], info["weights_problem"]) == ("cached", ["model_ema"], None)
     assert re.search(r"│ weights key \(cached\) +│ model_ema ", cli("--manifest", auto, "info", "groupmamba_mini").stdout)
     # the manifest's state_dict_key, where it names one, is what classify takes and what info shows
     assert json.loads(cli("--manifest", manifest, "info", "groupmamba_mini", "--json").stdout)[
         "weights_key_path"] == ["model"]
+
+
+def _squeezed(text: str) -> str:
+    return "".join(text.split())
+
+
+def _table_value(table: str, label: str) -> str:
+    """A row's value in `info`'s table, its folded lines joined, without whitespace (folds break anywhere)."""
+    rows = [[cell.strip() for cell in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    start = next(i for i, row in enumerate(rows) if row[0] == label)
+    parts = [rows[start][1]]
+    for row in rows[start + 1:]:
+        if row[0]:
+            break
+        parts.append(row[1])
+    return _squeezed("".join(parts))
+
+
+def test_info_says_why_a_cached_file_cannot_be_used(cli, hub, mini_files, example_images):
+    """A cached file that the safe load refuses is 'cached (unreadable: why)', as classify would say it; one
+    whose headers already show it broken (here: cut off in the cache) is 'damaged (why)'. --json keeps
+    weights_status and tells why in weights_problem."""
+    import numpy as np
+
+    manifest, checkpoint = mini_files
+    weights = torch.load(checkpoint, weights_only=True)["model"]
+    hub.add_file(REPO, FILE, _saved({"model": weights, "rng_state": np.arange(3)}))  # a class weights_only refuses
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--json")
+    assert res.code == 0, res.stderr
+    cached = Path(json.loads(res.stdout)[0]["path"])
+
+    info = json.loads(cli("--manifest", manifest, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("cached", None)
+    why = info["weights_problem"]
+    assert why.startswith(f"{cached} holds pickled Python objects besides tensors (") and "\n" not in why
+    assert "multiarray._reconstruct)" in why
+    error = cli("--manifest", manifest, "classify", example_images / "coffee.jpg", "--model", "groupmamba_mini").stderr
+    assert error.splitlines()[-1].endswith(why)  # the very words a run fails with
+    table = cli("--manifest", manifest, "info", "groupmamba_mini").stdout
+    assert _table_value(table, "weights status") == _squeezed(f"cached (unreadable: {why})")
+    assert "weights_problem" not in table and "weights problem" not in table  # said in the status row
+
+    # the cached file cut off where it lies (the snapshot's link to its blob, where huggingface_hub finds it)
+    data = _saved({"model": weights})
+    hub.add_file(REPO, FILE, data, revision="v2")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--revision", "v2", "--json")
+    assert res.code == 0, res.stderr
+    cut = Path(json.loads(res.stdout)[0]["path"])
+    with open(cut, "r+b") as f:
+        f.truncate(len(data) // 2)
+    pinned = manifest.with_name("pinned.yaml")
+    pinned.write_text(manifest.read_text().replace("repo_id: ssmzoo-test/groupmamba-mini,",
+                                                   "repo_id: ssmzoo-test/groupmamba-mini, revision: v2,"))
+    info = json.loads(cli("--manifest", pinned, "info", "groupmamba_mini", "--json").stdout)
+    assert (info["weights_status"], info["weights_key_path"]) == ("damaged", None)
+    assert info["weights_problem"].startswith("it is a truncated or damaged PyTorch zip checkpoint")
+    table = cli("--manifest", pinned, "info", "groupmamba_mini").stdout
+    assert _table_value(table, "weights status") == _squeezed(f"damaged ({info['weights_problem']})")
 
 
 def test_a_downloaded_pickle_is_never_trusted(cli, hub, mini_files, example_images, tmp_path):

@@ -246,3 +246,93 @@ def test_packaged_entries_give_input_size_and_img_size_that_agree():
     sized = [e for e in entries.values() if "img_size" in e.arch_args]
     assert any(e.arch_args["img_size"] == 448 for e in sized)
     assert all(e.data.input_size[1:] == (e.arch_args["img_size"],) * 2 for e in sized)
+
+
+# ---------------------------------------------------------------------------------------------
+# Each manifest file is read and validated once per process while it stays the same
+
+
+@pytest.fixture()
+def parses(monkeypatch):
+    """The sources parse_manifest was called for, in order."""
+    import ssmzoo.manifest as manifest_mod
+
+    calls: list[str] = []
+    real = manifest_mod.parse_manifest
+
+    def counted(text, source="<manifest>", base_dir=None):
+        calls.append(source)
+        return real(text, source, base_dir)
+
+    monkeypatch.setattr(manifest_mod, "parse_manifest", counted)
+    return calls
+
+
+def _aged(path: Path, seconds_ago: float, ns: int | None = None) -> int:
+    """Gives ``path`` an mtime ``seconds_ago`` in the past (a file written a while ago, not just now), or
+    ``ns``; returns it."""
+    import os
+    import time
+
+    ns = ns if ns is not None else time.time_ns() - int(seconds_ago * 1e9)
+    os.utime(path, ns=(ns, ns))
+    return ns
+
+
+def test_a_manifest_is_read_once_while_it_stays_the_same_and_again_when_it_changes(tmp_path, parses):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(GOOD)
+    _aged(mine, 60)
+    for _ in range(5):  # as `benchmark --model all` asks, once per model
+        entries = load_manifest([mine])
+    assert entries["my_model"].data.crop_pct == 0.9
+    assert parses.count(str(mine)) == 1 and parses.count("weights_manifest.yaml") <= 1
+
+    entries["my_model"] = None  # what a caller does with its dict is its own
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.9
+
+    mine.write_text(GOOD.replace("crop_pct: 0.9", "crop_pct: 0.8"))  # same size, another mtime
+    then = _aged(mine, 30)
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.8 and parses.count(str(mine)) == 2
+
+    mine.write_text(GOOD.replace("crop_pct: 0.9", "crop_pct: 0.85"))  # the same mtime, another size
+    _aged(mine, 0, ns=then)
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.85 and parses.count(str(mine)) == 3
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.85 and parses.count(str(mine)) == 3
+
+
+def test_a_manifest_is_read_again_when_a_labels_file_it_names_changes(tmp_path, parses):
+    labels = tmp_path / "classes.txt"
+    labels.write_text("cat\ndog\n")
+    _aged(labels, 60)
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(GOOD.replace("labels: imagenet-1k", "labels: classes.txt"))
+    _aged(mine, 60)
+    assert load_manifest([mine])["my_model"].num_classes == 2
+    assert load_manifest([mine])["my_model"].num_classes == 2 and parses.count(str(mine)) == 1
+    labels.write_text("cat\ndog\nfox\n")
+    _aged(labels, 30)
+    assert load_manifest([mine])["my_model"].num_classes == 3 and parses.count(str(mine)) == 2
+
+
+def test_a_manifest_written_just_now_is_read_every_time(tmp_path, parses):
+    """A file rewritten within the file system's timestamp granularity, at the same size, keeps its
+    (mtime, size): one changed that recently is never taken from memory."""
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(GOOD)
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.9
+    mine.write_text(GOOD.replace("crop_pct: 0.9", "crop_pct: 0.8"))
+    assert load_manifest([mine])["my_model"].data.crop_pct == 0.8 and parses.count(str(mine)) == 2
+
+
+def test_a_manifest_that_fails_is_not_remembered(tmp_path, parses):
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(GOOD.replace("crop_pct: 0.9", "crop_pct: 1.5"))
+    _aged(mine, 60)
+    for _ in range(2):
+        with pytest.raises(ManifestError, match="crop_pct"):
+            load_manifest([mine])
+    assert parses.count(str(mine)) == 2
+    mine.unlink()
+    with pytest.raises(ManifestError, match="cannot read manifest"):
+        load_manifest([mine])
