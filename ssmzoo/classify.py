@@ -10,11 +10,11 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-from .errors import InputError
+from .errors import InputError, UsageError
 from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image
 from .labels import class_ids, class_names
-from .paths import files_below, missing_file
+from .paths import NO_SUCH_FILE, file_problem, files_below, special_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -58,6 +58,8 @@ def content_kind(path: str | Path) -> Optional[str]:
 
     from PIL import Image, UnidentifiedImageError
 
+    if file_problem(path) is not None:  # missing, or a pipe that opening could wait on forever
+        return None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -90,6 +92,8 @@ def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> li
     the run or vanishing from it. A directory's other files (no image or video suffix) are left out;
     ``notes``, where given, gets a line for each directory that had some, so none is left out unsaid.
     """
+    specs = list(specs)
+    check_input_names(specs)
     found: list[tuple[str, Optional[str]]] = []
     for spec in specs:
         path = Path(spec)
@@ -104,10 +108,21 @@ def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> li
                     found.append((spec, f"{spec}: no file matches this pattern"))
                 found.extend((m, None) for m in matches)
             else:
-                found.append((spec, f"{spec}: no such file or directory"))
+                found.append((spec, f"{spec}: {NO_SUCH_FILE}"))
         except OSError as exc:  # a folder on the way that cannot be searched
             found.append((spec, f"{spec}: cannot read it ({exc.strerror or exc})"))
     return found
+
+
+def check_input_names(specs: Iterable[str]) -> None:
+    """Refuses, before anything is read, an input that names no file: an empty name (an unset shell
+    variable, ``"$IMG"``), which ``Path`` would read as ``.``, the whole current folder; and ``-``, which
+    elsewhere means stdin, unread here (unless a file is named so). A :class:`UsageError`."""
+    for spec in specs:
+        if not spec:
+            raise UsageError("'': empty input name")
+        if spec == "-" and not os.path.lexists(spec):
+            raise UsageError("-: reading an input from stdin is not supported; give a file path")
 
 
 def drop_duplicates(items: list[tuple[str, Optional[str]]]
@@ -145,10 +160,17 @@ def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
 def _folder_entries(spec: str, notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """A folder's media files (by suffix: any Pillow decodes here, and the videos') as ``expand_inputs``
     entries, and an error entry for each subfolder that cannot be read and each link to nothing, which
-    would otherwise drop out unseen; a line in ``notes`` counts its other files."""
-    listed, others, unreadable = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES), follow_links=False)
-    if others and notes is not None:
-        notes.append(f"{spec}: {count(others, 'file')} ignored (not an image or video by its suffix)")
+    would otherwise drop out unseen; a line in ``notes`` counts its other files (pipes, sockets and
+    devices among them, named: whatever their suffix, they are no file to read)."""
+    listed, others, unreadable, special = files_below(Path(spec), image_suffixes().union(VIDEO_SUFFIXES),
+                                                      follow_links=False)
+    if (others or special) and notes is not None:  # a pipe named like an image is no file to read either
+        why = [(others, "not an image or video by its suffix")] if others else []
+        if special:
+            more = f" and {len(special) - 1} more" if len(special) > 1 else ""
+            why.append((len(special), f"not a regular file (a pipe, socket or device: {special[0]}{more})"))
+        reasons = "; ".join(f"{n} {text}" if len(why) > 1 else text for n, text in why)
+        notes.append(f"{spec}: {count(others + len(special), 'file')} ignored ({reasons})")
     entries: list[tuple[str, Optional[str]]] = [
         (str(exc.filename or spec), f"{exc.filename or spec}: cannot read this folder ({exc.strerror or exc})")
         for exc in unreadable]
@@ -156,7 +178,7 @@ def _folder_entries(spec: str, notes: Optional[list[str]] = None) -> list[tuple[
         if p.is_file():
             entries.append((str(p), None))
         elif p.is_symlink() and not p.exists():
-            entries.append((str(p), f"{p}: {missing_file(p)}"))
+            entries.append((str(p), f"{p}: {file_problem(p)}"))
     if not entries:
         return [(spec, f"{spec}: directory holds no image or video files")]
     return sorted(entries, key=lambda entry: Path(entry[0]))
@@ -249,8 +271,9 @@ class Classifier:
     def _kind_by_content(self, path: str) -> str:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the
         model's kind runs, anything else is refused naming what the file really holds."""
-        if not Path(path).exists():  # e.g. a dangling link
-            raise InputError(f"{path}: {missing_file(path)}")
+        problem = file_problem(path)  # e.g. a dangling link, a pipe
+        if problem is not None:
+            raise InputError(f"{path}: {problem}")
         kind = content_kind(path)
         if kind == self._model_kind:
             return kind
@@ -293,6 +316,9 @@ class Classifier:
             try:
                 if error:
                     raise InputError(error)
+                special = special_file(path)  # said the same for any model, and never opened (see there)
+                if special is not None:
+                    raise InputError(f"{path}: {special}")
                 if (kind == "video") != self.entry.is_video:
                     kind = self._kind_by_content(path)
                 if kind == "image":

@@ -46,7 +46,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names, describe, is_builtin, keys_once
 from .manifest import ModelEntry
-from .paths import files_below
+from .paths import files_below, special_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -261,12 +261,13 @@ def _few(items: Sequence[str], k: int = 5) -> str:
     return shown + (f" and {len(items) - k} more" if len(items) > k else "")
 
 
-def _image_files(folder: Path) -> tuple[list[Path], int, list[str]]:
-    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, and a
-    warning for each folder that could not be read (its images are missing: the user must hear of it)."""
-    files, ignored, unreadable = files_below(folder, image_suffixes(), follow_links=True)
+def _image_files(folder: Path) -> tuple[list[Path], int, list[str], list[Path]]:
+    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, a warning
+    for each folder that could not be read (its images are missing: the user must hear of it), and the
+    pipes, sockets and devices, which no reader takes (``_special_note`` says so)."""
+    files, ignored, unreadable, special = files_below(folder, image_suffixes(), follow_links=True)
     return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
-                            for exc in unreadable]
+                            for exc in unreadable], special
 
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
@@ -274,10 +275,12 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
     samples: list[Sample] = []
     warned = list(warnings)
     ignored = 0
+    special: list[Path] = []
     refused: list[str] = []
     for folder, label in sorted(classes.items()):
-        files, skipped, unreadable = _image_files(root / folder)
+        files, skipped, unreadable, pipes = _image_files(root / folder)
         ignored += skipped
+        special.extend(pipes)
         refused.extend(unreadable)
         warned.extend(unreadable)
         if not files and not unreadable:  # a class that silently scores nothing would look like a smaller dataset
@@ -289,7 +292,15 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
                            "format Pillow reads here)")
-    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored), warnings=warned)
+    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored) + _special_note(special),
+                    warnings=warned)
+
+
+def _special_note(special: Sequence[Path]) -> list[str]:
+    """The note for the pipes, sockets and devices among a dataset's files (``paths.special_file``),
+    whatever their suffix: no reader opens them (a pipe could wait forever), and none goes unsaid."""
+    return [f"{count(len(special), 'file')} ignored as not a regular file (a pipe, socket or device): "
+            f"{_few([str(p) for p in special], 3)}"] if special else []
 
 
 def _ignored_note(ignored: int) -> list[str]:
@@ -298,10 +309,12 @@ def _ignored_note(ignored: int) -> list[str]:
     return [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
 
 
-def _flat_others_note(files: Iterable[Path], taken: Collection[str] = ()) -> list[str]:
+def _flat_others_note(folder: Path, files: Iterable[Path], taken: Collection[str] = ()) -> list[str]:
     """``_ignored_note`` for a flat folder's ``files`` (``_files_in``) that are no image, less those
-    ``taken`` (resolved paths: the files a labels list names, the list itself)."""
-    return _ignored_note(sum(1 for p in files if not _is_image(p) and os.path.realpath(p) not in taken))
+    ``taken`` (resolved paths: the files a labels list names, the list itself), and ``_special_note``
+    for the pipes, sockets and devices in ``folder``."""
+    return (_ignored_note(sum(1 for p in files if not _is_image(p) and os.path.realpath(p) not in taken))
+            + _special_note(_special_in(folder)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,7 +334,7 @@ def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
     if directory:
         return DatasetOptionError(f"{option} {path}: is not a directory")
     return DatasetOptionError(f"{option} {path}: " + ("is a directory, not a file" if path.is_dir() else
-                                                      "not a regular file"))
+                                                      special_file(path) or "not a regular file"))
 
 
 def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path] = None) -> EvalData:
@@ -345,11 +358,13 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         if by_name is not None:
             return by_name
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
-        if images:  # (an option missing: a usage error)
+        # What the folder holds decides it, as for the other layouts (imagefolder's "no class folders", its
+        # unmatched folders' "pass --class-map"): a failed run, exit code 1, whether or not --labels would help.
+        if images:
             unnamed = [p.name for p in images if not SYNSET_PREFIX.match(p.name)]
             some = (f" ({len(unnamed)} of {len(images)} do not: {_few(unnamed)})"
                     if len(unnamed) < len(images) else "")
-            raise DatasetOptionError(message + "a flat folder of images needs --labels FILE ('filename label' lines) "
+            raise DatasetError(message + "a flat folder of images needs --labels FILE ('filename label' lines) "
                                      f"or file names that begin with their synset (n01440764_10026.JPEG){some}")
         raise DatasetError(message + "expected val/<synset>/*.JPEG or <synset>/*.JPEG")
     resolver = LabelResolver(label_set, allow_names=False)
@@ -366,8 +381,17 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
 
 def _files_in(folder: Path) -> list[Path]:
     """The files directly in ``folder`` (hidden ones left out), sorted: one listing of a flat folder (of
-    maybe 50,000 images) that its images, its unlabelled images and its other files are all taken from."""
+    maybe 50,000 images) that its images, its unlabelled images and its other files are all taken from.
+    Pipes, sockets and devices are not files to read: ``_special_in`` lists them."""
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _special_in(folder: Path) -> list[Path]:
+    """The pipes, sockets and devices directly in ``folder`` (``special_file``; hidden ones left out),
+    sorted. The listing's own file types tell most entries apart without a stat: only links are followed."""
+    with os.scandir(folder) as listing:
+        return sorted(Path(e.path) for e in listing if not e.name.startswith(".") and not e.is_dir()
+                      and not e.is_file() and special_file(e.path) is not None)
 
 
 def _is_image(path: Path) -> bool:
@@ -406,7 +430,7 @@ def _synset_named(images: list[Path], label_set: str, files: list[Path]) -> Opti
     warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
         if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with", *_flat_others_note(files)],
+                    ["labels from the synset each file name begins with", *_flat_others_note(images[0].parent, files)],
                     warnings=warnings)
 
 
@@ -512,7 +536,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     samples.sort(key=lambda s: s.path)
     unlabelled = [p for p in listing if _is_image(p) and os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
-    notes = ([header] if header else []) + _flat_others_note(listing, {*seen, os.path.realpath(labels_file)})
+    notes = ([header] if header else []) + _flat_others_note(data_dir, listing, {*seen, os.path.realpath(labels_file)})
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes, warnings=warnings)
 
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, SsmzooError
 from .manifest import DataConfig
-from .paths import missing_file
+from .paths import file_problem
 from .video import VIDEO_SUFFIXES
 
 # Formats whose decoder is a library Pillow may be built without (features.check's names). MPO (a stereo
@@ -76,8 +76,9 @@ def load_image(path: str | Path, min_side: int = 224, upright: bool = False) -> 
     the datasets keep the pixels as stored, as timm's and the authors' evaluation read them."""
     path = Path(path)
     try:
-        if not path.exists():
-            raise InputError(f"{path}: {missing_file(path)}")
+        problem = file_problem(path)  # (by stat: a pipe is never opened, which could wait forever)
+        if problem is not None:
+            raise InputError(f"{path}: {problem}")
         if path.is_dir():
             raise InputError(f"{path}: is a directory")
         if path.stat().st_size == 0:

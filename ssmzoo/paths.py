@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 import tempfile
 from pathlib import Path
 from typing import Collection, Optional
@@ -54,23 +55,65 @@ def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ..
         raise OutputError(f"{option} {path}: cannot create it in {folder} ({reason})") from None
 
 
-def missing_file(path: str | os.PathLike, otherwise: str = "no such file") -> str:
-    """Why a file that is not there cannot be read: for a link to nothing, what it points at (the link
-    itself is there, so "no such file" would send the user looking in the wrong place); else ``otherwise``."""
+NO_SUCH_FILE = "no such file or directory"
+
+
+def missing_file(path: str | os.PathLike) -> str:
+    """Why a file that is not there cannot be read, in one wording wherever a data file (a classify
+    input, a dataset's image or video) is missing: for a link to nothing, what it points at (the link
+    itself is there, so "no such file" would send the user looking in the wrong place); for links that
+    point at each other in a loop, that; else ``NO_SUCH_FILE``."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (too many levels of symbolic links)"
+    except ValueError:  # a NUL in the name
+        return NO_SUCH_FILE
     try:
         return f"broken link (its target {os.readlink(path)} does not exist)"
-    except OSError:
-        return otherwise
+    except (OSError, ValueError):
+        return NO_SUCH_FILE
 
 
-def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool) -> tuple[list[Path], int, list[OSError]]:
+def special_file(path: str | os.PathLike) -> Optional[str]:
+    """Why ``path`` is no file to read, where it is a pipe (FIFO, also ``<(cmd)``'s /dev/fd/N), a socket
+    or a device, told by ``os.stat`` alone: it is never opened, as opening a pipe that nobody writes to
+    waits forever. Reading those is not supported. None for anything else (a regular file, a folder, or
+    a path stat cannot reach: the caller's own checks say why)."""
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISFIFO(mode):
+        return "is a pipe (FIFO), not a regular file"
+    if stat.S_ISSOCK(mode):
+        return "is a socket, not a regular file"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "is a device, not a regular file"
+    return None
+
+
+def file_problem(path: str | os.PathLike) -> Optional[str]:
+    """Why ``path`` cannot be read as a file, found without opening it: missing (``missing_file``'s
+    words) or a pipe, socket or device (``special_file``'s); None otherwise (a folder included: each
+    reader has its words for one)."""
+    if not os.path.exists(path):
+        return missing_file(path)
+    return special_file(path)
+
+
+def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool
+                ) -> tuple[list[Path], int, list[OSError], list[Path]]:
     """The files below ``root`` whose suffix (lower-cased) is in ``suffixes``, sorted; how many other
-    files there are; and the error of each folder that could not be read, whose files are missing from
-    the list (callers must say so). Hidden files and folders are left out, as ``ls`` and glob do. An
-    entry is listed by its name, so a link to nothing is listed too. Following links, each folder is
-    walked once (by device and inode): a link back to a folder above (``self -> .``, ``up -> ..``) would
-    otherwise list its files again and again, or never end."""
+    files there are; the error of each folder that could not be read, whose files are missing from the
+    list (callers must say so); and the pipes, sockets and devices (``special_file``), sorted, whatever
+    their suffix: no reader takes them, and callers say they were left out. Hidden files and folders
+    are left out, as ``ls`` and glob do. An entry is listed by its name, so a link to nothing is listed
+    too. Following links, each folder is walked once (by device and inode): a link back to a folder
+    above (``self -> .``, ``up -> ..``) would otherwise list its files again and again, or never end."""
     files: list[Path] = []
+    special: list[Path] = []
     others = 0
     unreadable: list[OSError] = []
     walked: set[tuple[int, int]] = set()
@@ -90,8 +133,10 @@ def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool) ->
         for name in names:
             if name.startswith("."):
                 continue
-            if Path(name).suffix.lower() in suffixes:
+            if special_file(Path(folder, name)) is not None:
+                special.append(Path(folder, name))
+            elif Path(name).suffix.lower() in suffixes:
                 files.append(Path(folder, name))
             else:
                 others += 1
-    return sorted(files), others, unreadable
+    return sorted(files), others, unreadable, sorted(special)

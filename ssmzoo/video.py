@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ssmzoo.errors import InputError
-from ssmzoo.paths import missing_file
+from ssmzoo.paths import file_problem
 from ssmzoo.text import count, one_line
 
 __all__ = [
@@ -257,8 +257,9 @@ def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
     """Open a container and its first video stream, turning every failure into InputError."""
     av = _av()
     p = Path(path)
-    if not p.exists():
-        raise InputError(f"{p}: {missing_file(p, 'file not found')}")
+    problem = file_problem(p)  # (by stat: a pipe is never opened, which could wait forever)
+    if problem is not None:
+        raise InputError(f"{p}: {problem}")
     if p.is_dir():
         raise InputError(f"{p}: is a directory, not a video file")
     try:

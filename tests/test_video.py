@@ -519,7 +519,7 @@ def test_missing_file(tmp_path):
     p = tmp_path / "nope.mp4"
     with pytest.raises(InputError) as e:
         load_video_views(p, VideoProtocol(), IMAGENET_MEAN, IMAGENET_STD)
-    assert "not found" in _one_line_naming(e, p)
+    assert f"{p}: no such file or directory" == _one_line_naming(e, p)
 
 
 def test_empty_file(tmp_path):
