@@ -271,12 +271,37 @@ def test_manifest_after_the_command_says_where_it_goes(cli, mini_files):
     assert "groupmamba_mini" in cli("--manifest", mini_files[0], "models").stdout
 
 
-def test_a_manifest_that_is_not_text_is_a_usage_error(cli, example_images):
+def test_a_manifest_that_is_not_text_is_a_malformed_manifest(cli, example_images):
+    # the file is there, so --manifest was typed right: what is in it is wrong, as for invalid YAML
     res = cli("--manifest", example_images / "coffee.jpg", "models")
-    assert res.code == 2 and "Traceback" not in res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "coffee.jpg: cannot read manifest: not a UTF-8 text (YAML) file" in lines[0], res.stderr
-    assert lines[0].endswith("(see `ssmzoo --help`)")  # --manifest is ssmzoo's option, not the command's
+    assert res.code == 1 and res.stdout == "" and "Traceback" not in res.stderr
+    assert res.stderr == f"error: {example_images / 'coffee.jpg'}: cannot read manifest: not a UTF-8 text (YAML) file\n"
+
+
+def test_a_manifest_path_with_no_file_is_a_usage_error_and_a_bad_file_a_failed_run(cli, tmp_path):
+    """As the README's exit codes say: a path that names no file (nothing there, a broken link, a folder)
+    is the command line typed wrong, exit code 2 pointing at `ssmzoo --help` (--manifest is ssmzoo's
+    option); a file that is there but malformed (not UTF-8, not YAML, empty, a bad entry) exit code 1."""
+    (tmp_path / "link.yaml").symlink_to("gone.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("models: {caf\xe9: 1}\n".encode("latin-1"))
+    (tmp_path / "unclosed.yaml").write_text("models: [\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "typo.yaml").write_text("models:\n  m:\n    famliy: groupmamba\n")
+    cases = [
+        ("nosuch.yaml", 2, "cannot read manifest: no such file (see `ssmzoo --help`)"),
+        ("link.yaml", 2, "cannot read manifest: broken link (its target gone.yaml does not exist) (see `ssmzoo --help`)"),
+        (".", 2, "cannot read manifest: it is a folder, not a file (see `ssmzoo --help`)"),
+        ("latin1.yaml", 1, "cannot read manifest: not a UTF-8 text (YAML) file"),
+        ("unclosed.yaml", 1, ":2:1: not valid YAML: expected the node content, but found '<stream end>'"),
+        ("empty.yaml", 1, ": the manifest is empty; expected a top-level 'models:' mapping"),
+        ("typo.yaml", 1, ": model 'm', field 'famliy': unknown field"),
+    ]
+    for name, code, tail in cases:
+        path = tmp_path / name
+        res = cli("--manifest", path, "models")
+        [line] = res.stderr.splitlines()
+        assert (res.code, res.stdout) == (code, ""), (name, res.stderr)
+        assert line.startswith(f"error: {path}") and tail in line and (line.endswith("--help`)") == (code == 2)), line
 
 
 def test_a_manifest_that_is_not_yaml_names_the_line_and_column(cli, tmp_path):
