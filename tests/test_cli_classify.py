@@ -249,7 +249,7 @@ def test_user_errors_never_print_a_traceback(tmp_path, mini_files):
     ("--device", "meta", "--device meta: ssmzoo runs on cpu or cuda"),
     ("--dtype", "fp64", "--dtype 'fp64': expected one of fp32, fp16, bf16"),  # checked by ssmzoo
     ("--top-k", "0", "Invalid value for '--top-k' / '-k'"),  # checked by click
-    ("--weights", "nothing_here.pth", "--weights nothing_here.pth: file not found"),
+    ("--weights", "nothing_here.pth", "nothing_here.pth: no such file or directory"),
 ])
 def test_a_bad_option_value_is_a_usage_error_whoever_checks_it(cli, mini_files, example_images, option, value,
                                                                 message):
@@ -494,12 +494,37 @@ def test_trust_checkpoint_is_refused_for_a_hub_reference(cli, tmp_path):
         "(see `ssmzoo convert --help`)"]
 
 
+def test_weights_and_convert_judge_a_file_by_its_content_and_say_the_same(cli, mini_files, example_images, tmp_path):
+    # --weights judged by the suffix ("unsupported file type", exit code 2), convert by the content; and a
+    # missing file was "--weights X: file not found" there, "weights file not found: X" here
+    manifest, checkpoint = mini_files
+    photo = example_images / "coffee.jpg"
+    empty = tmp_path / "x.jpg"
+    empty.write_bytes(b"")
+    renamed = tmp_path / "weights.data"  # a checkpoint under an unusual name is still one
+    shutil.copy(checkpoint, renamed)
+    cases = [
+        (photo, 1, f"error: {photo} is not a checkpoint: it is neither a safetensors file nor a PyTorch checkpoint"),
+        (empty, 1, f"error: weights file {empty} is empty (0 bytes), probably an interrupted download; delete it and "
+                   "download it again (or save it again, if it is your own file)"),
+        (tmp_path / "nosuch.pth", 2, f"error: {tmp_path / 'nosuch.pth'}: no such file or directory (see `ssmzoo "
+                                     "{command} --help`)"),
+    ]
+    for weights, code, line in cases:
+        res = cli("--manifest", manifest, "classify", photo, "--model", "groupmamba_mini", "--weights", weights)
+        assert (res.code, res.stdout, res.stderr) == (code, "", line.format(command="classify") + "\n"), res.stderr
+        res = cli("convert", weights, tmp_path / "out.safetensors")
+        assert (res.code, res.stdout, res.stderr) == (code, "", line.format(command="convert") + "\n"), res.stderr
+    res = cli("--manifest", manifest, "classify", photo, "--model", "groupmamba_mini", "--weights", renamed, "--json")
+    assert res.code == 0 and json.loads(res.stdout)["top"], res.stderr
+
+
 def test_convert_json_failures_are_the_usual_one_line_errors(cli, mini_files, tmp_path):
     manifest, checkpoint = mini_files
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     for args, code, message in [
-        ((tmp_path / "none.pth", tmp_path / "x.safetensors"), 2, "weights file not found"),
+        ((tmp_path / "none.pth", tmp_path / "x.safetensors"), 2, "none.pth: no such file or directory"),
         ((checkpoint, tmp_path / "x.pth"), 2, "expected a .safetensors file name"),
         ((checkpoint, blocked / "x.safetensors"), 2, "is a file, not a folder"),
         ((checkpoint, tmp_path / "x.safetensors", "--model", "stablemamba_tiny_in1k"), 1, "do not fit"),
