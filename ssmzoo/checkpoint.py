@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .errors import WeightsError, WeightsOptionError
+from .paths import missing_file
 from .text import count, in_brief
 
 __all__ = [
@@ -42,6 +43,7 @@ __all__ = [
     "sha256_file",
     "sniff_format",
     "checkpoint_problem",
+    "check_checkpoint_file",
 ]
 
 logger = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ def _readable_size(p: Path) -> int:
     """The size of a weights file that can be opened; otherwise one line naming it and the cause."""
     try:
         if not p.exists():
-            raise WeightsOptionError(f"weights file not found: {p}")
+            raise WeightsOptionError(f"{p}: {missing_file(p, 'no such file or directory')}")
         if not p.is_file():
             raise WeightsOptionError(f"weights path is not a file: {p}")
         with open(p, "rb"):
@@ -372,6 +374,10 @@ def _unwrap(obj: Any, path: Path, state_dict_key: Optional[str]) -> tuple[dict[s
         where = "/".join(key_path) or "top level"
         raise WeightsError(f"{path}: the entry at {where} is a {type(obj).__name__}, not a state dict")
     tensors = {k: v for k, v in obj.items() if isinstance(v, Tensor)}
+    if not obj:  # e.g. torch.save({}, path), or a state dict saved before the model had any weights
+        where = f"its entry at {'/'.join(key_path)}" if key_path else "the checkpoint"
+        raise WeightsError(f"{path}: {where} is an empty dict, with no weights in it; save `model.state_dict()` of "
+                           "the trained model")
     if not tensors:
         keys = ", ".join(map(repr, list(obj)[:8]))
         raise WeightsError(
@@ -508,6 +514,32 @@ def _safetensors_meta(path: Path) -> dict[str, Tensor]:
     return out
 
 
+def check_checkpoint_file(path: PathLike, *, sha256: Optional[str] = None) -> str:
+    """The format of a file that can be read as a checkpoint ('safetensors' or 'pth', from its first
+    bytes); else the one-line error that reading it gives (:func:`read_checkpoint`, so ``convert`` and
+    every ``--weights``): no such file (a :class:`WeightsOptionError`), not a file, unreadable, empty, a
+    sha256 other than ``sha256``, or content that is no checkpoint's (whatever its name's suffix)."""
+    p = Path(path)
+    if _readable_size(p) == 0:
+        raise WeightsError(
+            f"weights file {p} is empty (0 bytes), probably an interrupted download; {REDO}"
+        )
+    if sha256:
+        got = sha256_file(p)
+        if got.lower() != sha256.lower():
+            raise WeightsError(
+                f"sha256 mismatch for {p}: expected {sha256.lower()}, got {got}; the file is corrupt or not the "
+                "published one, remove it and download it again"
+            )
+    try:
+        kind = sniff_format(p)
+        if kind is None:
+            raise WeightsError(f"{p} is not a checkpoint: {_describe_garbage(p)}")
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {p}: {e.strerror or e}") from None
+    return kind
+
+
 def read_checkpoint(
     path: PathLike,
     *,
@@ -527,21 +559,7 @@ def read_checkpoint(
 
         check_trustable(str(path))
     p = Path(path)
-    size = _readable_size(p)
-    if size == 0:
-        raise WeightsError(
-            f"weights file {p} is empty (0 bytes), probably an interrupted download; {REDO}"
-        )
-    if sha256:
-        got = sha256_file(p)
-        if got.lower() != sha256.lower():
-            raise WeightsError(
-                f"sha256 mismatch for {p}: expected {sha256.lower()}, got {got}; the file is corrupt or not the "
-                "published one, remove it and download it again"
-            )
-    kind = sniff_format(p)
-    if kind is None:
-        raise WeightsError(f"{p} is not a checkpoint: {_describe_garbage(p)}")
+    kind = check_checkpoint_file(p, sha256=sha256)
     if format not in ("auto", kind):
         logger.warning("%s: manifest says format %r but the file is %s; reading it as %s", p, format, kind, kind)
 
@@ -681,13 +699,16 @@ def convert_to_safetensors(src: PathLike, dst: PathLike, *, state_dict_key: Opti
             seen_storages.add(ptr)
         out[name] = t
     dst = Path(dst)
-    tmp = dst.with_name(dst.name + ".tmp")
+    # a link is written through, as `cp` does: its target gets the file (replaced whole, never half written)
+    # and the link stays; replacing the link itself would leave the file it points at as it was
+    target = Path(os.path.realpath(dst)) if dst.is_symlink() else dst
+    tmp = target.with_name(target.name + ".tmp")
     try:
         dst.parent.mkdir(parents=True, exist_ok=True)
         save_file(out, str(tmp), metadata={"format": "pt"})
         os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, dst)
-        file_bytes = dst.stat().st_size
+        os.replace(tmp, target)
+        file_bytes = target.stat().st_size
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise WeightsError(f"cannot write {dst}: {e.strerror or e}") from None

@@ -32,7 +32,9 @@ class ManifestOptionError(ManifestError, UsageError):
 
 
 class ManifestFileError(ManifestOptionError):
-    """``--manifest`` (an option of ``ssmzoo`` itself, not of the command) names a file that cannot be read."""
+    """``--manifest`` (an option of ``ssmzoo`` itself, not of the command) or ``SSMZOO_MANIFEST`` names a
+    path where there is no file (nothing, a broken link, a folder). A file that is there but cannot be
+    read or is malformed is a :class:`ManifestError` (exit code 1)."""
 
 
 class LabelsFileError(SsmzooError):

@@ -11,9 +11,9 @@ import torch
 from torch import nn
 
 from .checkpoint import state_dict_key_text
-from .errors import ManifestError, SsmzooError, UsageError, WeightsError
+from .errors import ManifestError, UsageError, WeightsError
 from .labels import is_builtin
-from .manifest import FAMILIES, ModelEntry
+from .manifest import ModelEntry, architecture_unregistered, task_contradiction
 
 if TYPE_CHECKING:
     from .checkpoint import LoadedCheckpoint
@@ -114,22 +114,16 @@ def build_model(entry: ModelEntry) -> nn.Module:
     try:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except _BUILD_ERRORS as exc:
-        if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):
-            known = ", ".join(timm.list_models([f"{family}_*" for family in FAMILIES]))
-            raise SsmzooError(f"model '{entry.name}' ({entry.source_file}): architecture '{entry.architecture}' is "
-                              f"not registered; ssmzoo's architectures: {known}") from None
+        if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):  # (an entry not read from a manifest)
+            raise ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'architecture': "
+                                f"{architecture_unregistered(entry.architecture)}") from None
         if not entry.arch_args:  # the architecture's own defaults failed: ssmzoo's bug, with its traceback
             raise
         raise _bad_arch_args(entry, exc) from None
     builds_video = bool(getattr(model, "is_video", False))
-    if builds_video != entry.is_video:  # else every input fails later, with a shape error
-        built, other = ("a video", "an image") if builds_video else ("an image", "a video")
-        raise ManifestError(
-            f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'task': {entry.task!r} contradicts "
-            f"architecture '{entry.architecture}'" + (f" with arch_args {dict(entry.arch_args)}" if entry.arch_args
-                                                      else "")
-            + f", which builds {built} model; set task: {'video' if builds_video else 'image'}-classification, or "
-            f"pick {other} architecture")
+    if builds_video != entry.is_video:  # (an entry not read from a manifest, which checks this on load)
+        raise ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'task': "
+                            + task_contradiction(entry.task, entry.architecture, entry.arch_args, builds_video))
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
     cfg.update(entry.data.as_timm())
     model.pretrained_cfg = cfg

@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
-from .checkpoint import checkpoint_problem, sha256_file
+from .checkpoint import check_checkpoint_file, checkpoint_problem, sha256_file
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
-from .paths import file_in_the_way
+from .paths import file_in_the_way, missing_file
 from .text import count, in_brief, one_line
 
 __all__ = [
@@ -762,16 +762,17 @@ def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, check
 
 
 def _resolve_local(override: str) -> ResolvedWeights:
+    """A local ``--weights`` file, checked as reading it would check it (the same one-line errors as
+    ``convert``'s): by its content, not its name's suffix."""
     path = Path(os.path.expanduser(override))
     if not path.exists():
         hint = ""
         if re.fullmatch(r"[\w.-]+/[\w.-]+", override) and not override.lower().endswith(_LOCAL_EXTENSIONS):
             hint = f" (for a Hub repo write --weights hf-hub:{override})"
-        raise WeightsOptionError(f"--weights {override}: file not found{hint}")
+        raise WeightsOptionError(f"{override}: {missing_file(path, 'no such file or directory')}{hint}")
     if not path.is_file():
         raise WeightsOptionError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
-    if not path.name.lower().endswith(_LOCAL_EXTENSIONS):
-        raise WeightsOptionError(f"--weights {path}: unsupported file type (expected {', '.join(_LOCAL_EXTENSIONS)})")
+    check_checkpoint_file(path)
     path = path.resolve()
     return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name, size=path.stat().st_size)
 

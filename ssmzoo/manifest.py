@@ -25,6 +25,7 @@ import yaml
 
 from .errors import LabelsFileError, ManifestError, ManifestFileError, ManifestOptionError
 from .labels import BUILTIN_LABEL_SETS, LABELS_FILE_FORMATS, LABELS_FILE_SUFFIXES, num_classes, read_labels_file
+from .paths import missing_file
 
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
@@ -171,6 +172,37 @@ def architecture_family(architecture: str) -> Optional[str]:
     return next((family for family in FAMILIES if architecture.startswith(f"{family}_")), None)
 
 
+def architecture_unregistered(architecture: str) -> Optional[str]:
+    """Why ``architecture`` names no architecture timm can build (ssmzoo's are registered with timm when
+    ``ssmzoo`` is imported, before this module); None where it does. A ``hf-hub:``/``local-dir:`` name is timm's to resolve
+    when the model is built, and a pretrained tag (``resnet50.a1_in1k``) is not part of the name."""
+    import difflib
+
+    import timm
+    from timm.models import parse_model_name, split_model_name_tag
+
+    source, name = parse_model_name(architecture)
+    if source:
+        return None
+    name = split_model_name_tag(name)[0]
+    if timm.is_model(name):
+        return None
+    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    hint = f"did you mean {', '.join(close)}? " if close else ""
+    ours = ", ".join(timm.list_models([f"{family}_*" for family in FAMILIES]))
+    return (f"{architecture!r} is not a registered architecture; {hint}ssmzoo's are {ours} "
+            "(or any of timm's: timm.list_models())")
+
+
+def task_contradiction(task: str, architecture: str, arch_args: Mapping[str, Any], video_model: bool) -> str:
+    """Why ``task`` cannot be the task of ``architecture`` built with ``arch_args``, which builds a video
+    model where ``video_model`` (``ssmzoo.models.builds_video``, or the built model's ``is_video``)."""
+    built, other = ("a video", "an image") if video_model else ("an image", "a video")
+    with_args = f" with arch_args {dict(arch_args)}" if arch_args else ""
+    return (f"{task!r} contradicts architecture '{architecture}'{with_args}, which builds {built} model; set task: "
+            f"{'video' if video_model else 'image'}-classification, or pick {other} architecture")
+
+
 def _built_size(arch_args: Mapping[str, Any]) -> Optional[tuple[int, int]]:
     """The (height, width) ``arch_args.img_size`` builds the model for (an int or a pair, as timm takes
     it): the data config's input size must be that, or eval feeds the model crops of another size (the
@@ -208,6 +240,20 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
                  "license", "paper", "reported", "notes", "ssmzoo_choice"})
     task = top.get("task", str, choices=TASKS)
     arch_args = dict(top.get("arch_args", dict, {}))
+    family = top.get("family", str, choices=FAMILIES)
+    architecture = top.get("architecture", str)
+    unregistered = architecture_unregistered(architecture)
+    if unregistered is not None:
+        top.fail("architecture", unregistered)
+    implied = architecture_family(architecture)
+    if implied not in (None, family):  # family picks benchmark peers, and `models` filters on it
+        top.fail("family", f"{family!r} contradicts architecture {architecture!r}, a {implied} architecture; "
+                           f"set family: {implied}, or pick a {family}_* architecture")
+    from .models import builds_video  # (what the architecture builds: before a video block is asked for)
+
+    video_model = builds_video(architecture, arch_args)
+    if video_model != (task == "video-classification"):  # else every input fails later, with a shape error
+        top.fail("task", task_contradiction(task, architecture, arch_args, video_model))
     d = _Fields(name, "data", top.get("data", dict, {}), source)
     d.unknown({"input_size", "crop_pct", "interpolation", "mean", "std", "crop_mode"})
     built_for = _built_size(arch_args)
@@ -286,12 +332,6 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
         what = f"labels {labels!r}" if labels in LABEL_SETS else f"labels file {labels}"
         top.fail("arch_args", f"num_classes {arch_args['num_classes']!r} does not match {what} "
                               f"({num_classes(labels)} classes); the head's size comes from labels, so leave it out")
-    family = top.get("family", str, choices=FAMILIES)
-    architecture = top.get("architecture", str)
-    implied = architecture_family(architecture)
-    if implied not in (None, family):  # family picks benchmark peers, and `models` filters on it
-        top.fail("family", f"{family!r} contradicts architecture {architecture!r}, a {implied} architecture; "
-                           f"set family: {implied}, or pick a {family}_* architecture")
     return ModelEntry(
         name=name,
         family=family,
@@ -322,6 +362,8 @@ def parse_manifest(text: str, source: str = "<manifest>", base_dir: Optional[Pat
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ManifestError(f"{source}{where}: not valid YAML: {problem}") from None
+    if doc is None:
+        raise ManifestError(f"{source}: the manifest is empty; expected a top-level 'models:' mapping")
     if not isinstance(doc, Mapping) or not isinstance(doc.get("models"), Mapping):
         raise ManifestError(f"{source}: expected a top-level 'models:' mapping")
     entries = {}
@@ -391,12 +433,19 @@ def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEn
 
 
 def _read_manifest_file(path: Path) -> str:
+    """The manifest file's text. A path that names no file (nothing there, or a folder) is a usage error
+    (exit code 2, as for any path typed wrong); a file the system will not let us read, or one that is
+    not UTF-8 text, is a malformed manifest (exit code 1), as invalid YAML or a bad entry is."""
     try:
         return path.read_text(encoding="utf-8")
+    except (FileNotFoundError, NotADirectoryError):
+        raise ManifestFileError(f"{path}: cannot read manifest: {missing_file(path, 'no such file')}") from None
+    except IsADirectoryError:
+        raise ManifestFileError(f"{path}: cannot read manifest: it is a folder, not a file") from None
     except OSError as exc:
-        raise ManifestFileError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
+        raise ManifestError(f"{path}: cannot read manifest: {exc.strerror or exc}") from None
     except UnicodeDecodeError:
-        raise ManifestFileError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
+        raise ManifestError(f"{path}: cannot read manifest: not a UTF-8 text (YAML) file") from None
 
 
 def get_entry(entries: Mapping[str, ModelEntry], name: str) -> ModelEntry:

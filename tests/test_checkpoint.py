@@ -267,7 +267,7 @@ def test_empty_truncated_and_garbage_files(tmp_path):
         "noise.pth": "not a checkpoint",
         "page.pth": "HTML",
         "pointer.bin": "Git LFS pointer",
-        "absent.pth": "not found",
+        "absent.pth": "absent.pth: no such file or directory",
     }
     for name, needle in expect.items():
         with pytest.raises(WeightsError) as err:
@@ -413,6 +413,39 @@ def test_convert_round_trip_with_shared_and_strided_tensors(tmp_path):
     model = small_model()
     load_into_model(model, {k: back[k] for k in sd}, model_name="tiny")
     assert not (tmp_path / "out" / "dst.safetensors.tmp").exists()
+
+
+def test_an_empty_dict_is_called_an_empty_dict(tmp_path):
+    # it said "contains no tensors at the top level (keys: )"
+    path = tmp_path / "e.pth"
+    torch.save({}, path)
+    with pytest.raises(WeightsError) as err:
+        convert_to_safetensors(path, tmp_path / "o.safetensors")
+    assert one_line(err) == (f"{path}: the checkpoint is an empty dict, with no weights in it; save "
+                             "`model.state_dict()` of the trained model")
+    torch.save({"model": {"w": torch.ones(1)}, "optimizer": {}}, path)  # an empty entry beside the weights is fine
+    assert convert_to_safetensors(path, tmp_path / "o.safetensors").key_path == ("model",)
+    torch.save({"model": {}}, path)
+    with pytest.raises(WeightsError) as err:
+        convert_to_safetensors(path, tmp_path / "o.safetensors", state_dict_key="model")
+    assert one_line(err).startswith(f"{path}: its entry at model is an empty dict, with no weights in it")
+
+
+def test_convert_writes_through_a_link_as_cp_does(tmp_path):
+    # the link was replaced by a regular file, and the file it points at kept its old content
+    sd = fresh_state_dict()
+    src = tmp_path / "model.pth"
+    torch.save(sd, src)
+    (tmp_path / "runs").mkdir()
+    target = tmp_path / "runs" / "out.safetensors"
+    target.write_bytes(b"old")
+    link = tmp_path / "link.safetensors"
+    link.symlink_to(Path("runs") / "out.safetensors")  # relative, as `ln -s` makes it
+    written = convert_to_safetensors(src, link)
+    assert link.is_symlink() and os.readlink(link) == str(Path("runs") / "out.safetensors")
+    assert written.output == link and written.file_bytes == target.stat().st_size
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["out.safetensors"]  # no .tmp left behind
+    assert_same(load_state_dict(link), sd)
 
 
 def test_convert_refuses_unsafe_source(tmp_path):

@@ -249,7 +249,7 @@ def test_user_errors_never_print_a_traceback(tmp_path, mini_files):
     ("--device", "meta", "--device meta: ssmzoo runs on cpu or cuda"),
     ("--dtype", "fp64", "--dtype 'fp64': expected one of fp32, fp16, bf16"),  # checked by ssmzoo
     ("--top-k", "0", "Invalid value for '--top-k' / '-k'"),  # checked by click
-    ("--weights", "nothing_here.pth", "--weights nothing_here.pth: file not found"),
+    ("--weights", "nothing_here.pth", "nothing_here.pth: no such file or directory"),
 ])
 def test_a_bad_option_value_is_a_usage_error_whoever_checks_it(cli, mini_files, example_images, option, value,
                                                                 message):
@@ -271,12 +271,37 @@ def test_manifest_after_the_command_says_where_it_goes(cli, mini_files):
     assert "groupmamba_mini" in cli("--manifest", mini_files[0], "models").stdout
 
 
-def test_a_manifest_that_is_not_text_is_a_usage_error(cli, example_images):
+def test_a_manifest_that_is_not_text_is_a_malformed_manifest(cli, example_images):
+    # the file is there, so --manifest was typed right: what is in it is wrong, as for invalid YAML
     res = cli("--manifest", example_images / "coffee.jpg", "models")
-    assert res.code == 2 and "Traceback" not in res.stderr
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and "coffee.jpg: cannot read manifest: not a UTF-8 text (YAML) file" in lines[0], res.stderr
-    assert lines[0].endswith("(see `ssmzoo --help`)")  # --manifest is ssmzoo's option, not the command's
+    assert res.code == 1 and res.stdout == "" and "Traceback" not in res.stderr
+    assert res.stderr == f"error: {example_images / 'coffee.jpg'}: cannot read manifest: not a UTF-8 text (YAML) file\n"
+
+
+def test_a_manifest_path_with_no_file_is_a_usage_error_and_a_bad_file_a_failed_run(cli, tmp_path):
+    """As the README's exit codes say: a path that names no file (nothing there, a broken link, a folder)
+    is the command line typed wrong, exit code 2 pointing at `ssmzoo --help` (--manifest is ssmzoo's
+    option); a file that is there but malformed (not UTF-8, not YAML, empty, a bad entry) exit code 1."""
+    (tmp_path / "link.yaml").symlink_to("gone.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("models: {caf\xe9: 1}\n".encode("latin-1"))
+    (tmp_path / "unclosed.yaml").write_text("models: [\n")
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "typo.yaml").write_text("models:\n  m:\n    famliy: groupmamba\n")
+    cases = [
+        ("nosuch.yaml", 2, "cannot read manifest: no such file (see `ssmzoo --help`)"),
+        ("link.yaml", 2, "cannot read manifest: broken link (its target gone.yaml does not exist) (see `ssmzoo --help`)"),
+        (".", 2, "cannot read manifest: it is a folder, not a file (see `ssmzoo --help`)"),
+        ("latin1.yaml", 1, "cannot read manifest: not a UTF-8 text (YAML) file"),
+        ("unclosed.yaml", 1, ":2:1: not valid YAML: expected the node content, but found '<stream end>'"),
+        ("empty.yaml", 1, ": the manifest is empty; expected a top-level 'models:' mapping"),
+        ("typo.yaml", 1, ": model 'm', field 'famliy': unknown field"),
+    ]
+    for name, code, tail in cases:
+        path = tmp_path / name
+        res = cli("--manifest", path, "models")
+        [line] = res.stderr.splitlines()
+        assert (res.code, res.stdout) == (code, ""), (name, res.stderr)
+        assert line.startswith(f"error: {path}") and tail in line and (line.endswith("--help`)") == (code == 2)), line
 
 
 def test_a_manifest_that_is_not_yaml_names_the_line_and_column(cli, tmp_path):
@@ -469,12 +494,37 @@ def test_trust_checkpoint_is_refused_for_a_hub_reference(cli, tmp_path):
         "(see `ssmzoo convert --help`)"]
 
 
+def test_weights_and_convert_judge_a_file_by_its_content_and_say_the_same(cli, mini_files, example_images, tmp_path):
+    # --weights judged by the suffix ("unsupported file type", exit code 2), convert by the content; and a
+    # missing file was "--weights X: file not found" there, "weights file not found: X" here
+    manifest, checkpoint = mini_files
+    photo = example_images / "coffee.jpg"
+    empty = tmp_path / "x.jpg"
+    empty.write_bytes(b"")
+    renamed = tmp_path / "weights.data"  # a checkpoint under an unusual name is still one
+    shutil.copy(checkpoint, renamed)
+    cases = [
+        (photo, 1, f"error: {photo} is not a checkpoint: it is neither a safetensors file nor a PyTorch checkpoint"),
+        (empty, 1, f"error: weights file {empty} is empty (0 bytes), probably an interrupted download; delete it and "
+                   "download it again (or save it again, if it is your own file)"),
+        (tmp_path / "nosuch.pth", 2, f"error: {tmp_path / 'nosuch.pth'}: no such file or directory (see `ssmzoo "
+                                     "{command} --help`)"),
+    ]
+    for weights, code, line in cases:
+        res = cli("--manifest", manifest, "classify", photo, "--model", "groupmamba_mini", "--weights", weights)
+        assert (res.code, res.stdout, res.stderr) == (code, "", line.format(command="classify") + "\n"), res.stderr
+        res = cli("convert", weights, tmp_path / "out.safetensors")
+        assert (res.code, res.stdout, res.stderr) == (code, "", line.format(command="convert") + "\n"), res.stderr
+    res = cli("--manifest", manifest, "classify", photo, "--model", "groupmamba_mini", "--weights", renamed, "--json")
+    assert res.code == 0 and json.loads(res.stdout)["top"], res.stderr
+
+
 def test_convert_json_failures_are_the_usual_one_line_errors(cli, mini_files, tmp_path):
     manifest, checkpoint = mini_files
     blocked = tmp_path / "a_file"
     blocked.write_text("")
     for args, code, message in [
-        ((tmp_path / "none.pth", tmp_path / "x.safetensors"), 2, "weights file not found"),
+        ((tmp_path / "none.pth", tmp_path / "x.safetensors"), 2, "none.pth: no such file or directory"),
         ((checkpoint, tmp_path / "x.pth"), 2, "expected a .safetensors file name"),
         ((checkpoint, blocked / "x.safetensors"), 2, "is a file, not a folder"),
         ((checkpoint, tmp_path / "x.safetensors", "--model", "stablemamba_tiny_in1k"), 1, "do not fit"),

@@ -502,10 +502,10 @@ def test_local_override(hub, tmp_path):
 
     (tmp_path / "notes.txt").write_text("x")
     cases = {
-        str(tmp_path / "absent.pth"): "not found",
+        str(tmp_path / "absent.pth"): "absent.pth: no such file or directory",
         "someone/Finetuned": "hf-hub:someone/Finetuned",
         str(tmp_path): "not a file",
-        str(tmp_path / "notes.txt"): "unsupported file type",
+        str(tmp_path / "notes.txt"): "notes.txt is not a checkpoint: it is neither a safetensors file nor a PyTorch",
         "ftp://example.com/w.pth": "unsupported --weights URL",
         "hf-hub:justonepart": "hf-hub:ORG/REPO",
     }

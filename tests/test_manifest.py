@@ -89,24 +89,67 @@ models:
 def test_a_task_that_contradicts_what_the_architecture_builds_is_refused(cli, tmp_path):
     # an image architecture under a video task took (B, C, T, H, W) clips and failed on every input
     # with a shape error; the video architecture under an image task the other way round
-    from ssmzoo.factory import build_model
-
     mine = tmp_path / "mine.yaml"
     mine.write_text(VIDEO)
     message = (f"{mine}: model 'my_clips', field 'task': 'video-classification' contradicts architecture "
                "'videomamba_tiny', which builds an image model; set task: image-classification, or pick a video "
                "architecture")
-    res = cli("--manifest", mine, "info", "my_clips")
-    assert (res.code, res.stderr) == (1, f"error: {message}\n")
+    for command in (("models",), ("models", "my_clips"), ("info", "my_clips")):  # on load, whatever the command
+        res = cli("--manifest", mine, *command)
+        assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n"), command
     as_image = VIDEO.replace("videomamba_tiny\n", "videomamba_tiny_video\n").replace(
         "task: video-classification", "task: image-classification").replace("labels: kinetics-400", "labels: imagenet-1k")
-    entry = parse_manifest(as_image.replace("    video: {num_frames: 8}\n", ""), "x.yaml")["my_clips"]
     with pytest.raises(ManifestError, match="'image-classification' contradicts architecture 'videomamba_tiny_video', "
                                             "which builds a video model; set task: video-classification"):
-        build_model(entry)
+        parse_manifest(as_image.replace("    video: {num_frames: 8}\n", ""), "x.yaml")
     # arch_args can make an image architecture a video one: then the task agrees
+    from ssmzoo.factory import build_model
+
     with_frames = VIDEO.replace("task: video", "arch_args: {num_frames: 8}\n    task: video")
     assert build_model(parse_manifest(with_frames, "x.yaml")["my_clips"]).is_video
+
+
+def test_a_video_task_on_an_image_architecture_is_refused_before_its_video_block_is_asked_for(cli, tmp_path):
+    # it asked for a `video:` block first; once one was added, `models` passed and `info` failed on the task
+    mine = tmp_path / "mine.yaml"
+    without_block = VIDEO.replace("videomamba", "groupmamba").replace("    video: {num_frames: 8}\n", "")
+    for text in (without_block, VIDEO.replace("videomamba", "groupmamba")):
+        mine.write_text(text)
+        res = cli("--manifest", mine, "models")
+        assert (res.code, res.stdout) == (1, "") and res.stderr == (
+            f"error: {mine}: model 'my_clips', field 'task': 'video-classification' contradicts architecture "
+            "'groupmamba_tiny', which builds an image model; set task: image-classification, or pick a video "
+            "architecture\n")
+
+
+def test_an_entry_made_in_code_with_a_contradicting_task_still_fails_when_built():
+    import dataclasses
+
+    from ssmzoo.factory import build_model
+
+    entry = parse_manifest(GOOD, "user.yaml")["my_model"]
+    with pytest.raises(ManifestError, match="^user.yaml: model 'my_model', field 'task': 'video-classification' "
+                                            "contradicts architecture 'groupmamba_tiny', which builds an image model"):
+        build_model(dataclasses.replace(entry, task="video-classification"))
+
+
+@pytest.mark.parametrize("num_frames", [None, 4])
+def test_what_an_architecture_builds_is_known_without_building_it(num_frames):
+    """The manifest checks a task against ``builds_video``, read from the name and arch_args: it must say
+    what the built model's ``is_video`` says, for every architecture ssmzoo registers."""
+    import timm
+    import torch
+
+    from ssmzoo.manifest import FAMILIES
+    from ssmzoo.models import VIDEO_FAMILIES, builds_video
+
+    arch_args = {} if num_frames is None else {"num_frames": num_frames}
+    for name in timm.list_models([f"{family}_*" for family in VIDEO_FAMILIES]):
+        with torch.device("meta"):  # (shapes only: the large ones would take seconds and gigabytes)
+            model = timm.create_model(name, depth=2, **arch_args)
+        assert builds_video(name, arch_args) == model.is_video, name
+    for name in timm.list_models([f"{family}_*" for family in FAMILIES if family not in VIDEO_FAMILIES]) + ["resnet50"]:
+        assert not builds_video(name, {}), name
 
 
 def test_every_registered_architecture_is_named_after_its_family():
@@ -142,16 +185,21 @@ def test_unknown_model_suggests_close_names():
         get_entry(load_manifest(), "groupmamba_tiyn")
 
 
-def test_an_unregistered_architecture_names_the_file_and_the_choices(tmp_path):
-    from ssmzoo.errors import SsmzooError
-    from ssmzoo.factory import build_model
-
-    entry = parse_manifest(GOOD.replace("architecture: groupmamba_tiny", "architecture: groupmamba_huge"), "user.yaml")
-    with pytest.raises(SsmzooError) as info:
-        build_model(entry["my_model"])
-    message = str(info.value)
-    assert message.startswith("model 'my_model' (user.yaml): architecture 'groupmamba_huge' is not registered")
-    assert "groupmamba_tiny" in message and "videomamba_small_video" in message
+def test_an_unregistered_architecture_is_refused_on_load_by_every_command(cli, tmp_path):
+    # it was listed by `models` (exit 0) and only `info` failed, with a message of another shape
+    mine = tmp_path / "user.yaml"
+    mine.write_text(GOOD.replace("architecture: groupmamba_tiny", "architecture: groupmamba_tiy"))
+    for command in (("models",), ("models", "my_model"), ("info", "my_model")):
+        res = cli("--manifest", mine, *command)
+        [line] = res.stderr.splitlines()
+        assert (res.code, res.stdout) == (1, ""), command
+        assert line.startswith(f"error: {mine}: model 'my_model', field 'architecture': 'groupmamba_tiy' is not a "
+                               "registered architecture; did you mean groupmamba_tiny"), line
+        assert "ssmzoo's are groupmamba_base" in line and "videomamba_small_video" in line, line
+    with pytest.raises(ManifestError, match="field 'architecture': 'nosuch_arch' is not a registered architecture"):
+        parse_manifest(GOOD.replace("groupmamba_tiny", "nosuch_arch"), "user.yaml")
+    # timm's own architectures, with or without a pretrained tag, are registered too
+    assert parse_manifest(GOOD.replace("groupmamba_tiny", "resnet50.a1_in1k"), "user.yaml")
 
 
 def test_a_model_name_in_another_case_finds_the_model():
