@@ -80,7 +80,7 @@ def _readable_size(p: Path) -> int:
     """The size of a weights file that can be opened; otherwise one line naming it and the cause."""
     try:
         if not p.exists():
-            raise WeightsOptionError(f"{p}: {missing_file(p, 'no such file or directory')}")
+            raise WeightsOptionError(f"{p}: {missing_file(p)}")
         if not p.is_file():
             raise WeightsOptionError(f"weights path is not a file: {p}")
         with open(p, "rb"):

@@ -769,7 +769,7 @@ def _resolve_local(override: str) -> ResolvedWeights:
         hint = ""
         if re.fullmatch(r"[\w.-]+/[\w.-]+", override) and not override.lower().endswith(_LOCAL_EXTENSIONS):
             hint = f" (for a Hub repo write --weights hf-hub:{override})"
-        raise WeightsOptionError(f"{override}: {missing_file(path, 'no such file or directory')}{hint}")
+        raise WeightsOptionError(f"{override}: {missing_file(path)}{hint}")
     if not path.is_file():
         raise WeightsOptionError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
     check_checkpoint_file(path)

@@ -439,7 +439,7 @@ def _read_manifest_file(path: Path) -> str:
     try:
         return path.read_text(encoding="utf-8")
     except (FileNotFoundError, NotADirectoryError):
-        raise ManifestFileError(f"{path}: cannot read manifest: {missing_file(path, 'no such file')}") from None
+        raise ManifestFileError(f"{path}: cannot read manifest: {missing_file(path)}") from None
     except IsADirectoryError:
         raise ManifestFileError(f"{path}: cannot read manifest: it is a folder, not a file") from None
     except OSError as exc:

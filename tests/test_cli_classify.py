@@ -288,7 +288,7 @@ def test_a_manifest_path_with_no_file_is_a_usage_error_and_a_bad_file_a_failed_r
     (tmp_path / "empty.yaml").write_text("")
     (tmp_path / "typo.yaml").write_text("models:\n  m:\n    famliy: groupmamba\n")
     cases = [
-        ("nosuch.yaml", 2, "cannot read manifest: no such file (see `ssmzoo --help`)"),
+        ("nosuch.yaml", 2, "cannot read manifest: no such file or directory (see `ssmzoo --help`)"),
         ("link.yaml", 2, "cannot read manifest: broken link (its target gone.yaml does not exist) (see `ssmzoo --help`)"),
         (".", 2, "cannot read manifest: it is a folder, not a file (see `ssmzoo --help`)"),
         ("latin1.yaml", 1, "cannot read manifest: not a UTF-8 text (YAML) file"),
