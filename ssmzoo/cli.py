@@ -83,6 +83,11 @@ class Command(TyperCommand):
                     formatter.write_dl(rows)
 
 
+def _none_readable(n: int) -> str:
+    """The error of a run whose items all failed to read: 'none of the 3 items', 'the one item'."""
+    return "the one item could not be read" if n == 1 else f"none of the {n} items could be read"
+
+
 def fail(message: str) -> None:
     """A run-time failure: exit code 1 (a usage error is raised as :class:`UsageError` instead). One line,
     whatever file names ``message`` holds (see ``one_line``), and never read as markup."""
@@ -278,7 +283,7 @@ def convert_cmd(
     if as_json:
         _json_print({**written.to_dict(), "loads_strictly_into": model})
     else:
-        print(f"{output}: {written.tensors} tensors" + (f", loads strictly into {model}" if model else ""))
+        print(f"{output}: {count(written.tensors, 'tensor')}" + (f", loads strictly into {model}" if model else ""))
 
 
 def _hub_notes(model: str, resolved) -> None:
@@ -525,7 +530,7 @@ def eval_cmd(
     else:
         out.print(summary_table(result))
     if result.evaluated == 0:
-        fail(f"none of the {result.n} items could be read")
+        fail(_none_readable(result.n))
 
 
 @app.command("benchmark", cls=Command)
@@ -743,7 +748,7 @@ def robustness_cmd(
         if plot is not None:
             out.print(f"plot: {plot}")
     if all(cell.evaluated == 0 for cell in report.cells.values()):
-        fail(f"none of the {report.n} items could be read")
+        fail(_none_readable(report.n))
 
 
 def run(argv: Optional[List[str]] = None) -> None:

@@ -124,7 +124,7 @@ class EvalData:
             return None
         if len(self) == self.total:  # nothing left out: unreadable items are skipped as without --limit
             return f"--limit {self.limited_to} covers all {count(self.total, 'item')} of the dataset"
-        note = f"--limit {self.limited_to}: {len(self)} of {self.total} items (class-stratified, deterministic)"
+        note = f"--limit {self.limited_to}: {len(self)} of {count(self.total, 'item')} (class-stratified, deterministic)"
         if unreadable:
             note += (f"; {count(unreadable, 'unreadable item')} among them skipped, not replaced, so "
                      f"{len(self) - unreadable} evaluated")
@@ -256,6 +256,11 @@ def _imagenet_spellings() -> dict[str, tuple[str, ...]]:
             for i, synset in enumerate(class_ids("imagenet-1k"))}
 
 
+def _is_are(n: int) -> str:
+    """The verb after ``count(n, ...)``: '1 folder is', '2 folders are'."""
+    return "is" if n == 1 else "are"
+
+
 def _few(items: Sequence[str], k: int = 5) -> str:
     shown = ", ".join(repr(x) for x in list(items)[:k])
     return shown + (f" and {len(items) - k} more" if len(items) > k else "")
@@ -370,11 +375,14 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     resolver = LabelResolver(label_set, allow_names=False)
     unknown = [f for f in synsets if f not in resolver.id_index]
     if unknown:
-        raise DatasetError(f"{root}: {len(unknown)} synset folders are not ImageNet-1k classes: {_few(unknown)}")
+        raise DatasetError(f"{root}: {count(len(unknown), 'synset folder')} "
+                           f"{'is not an ImageNet-1k class' if len(unknown) == 1 else 'are not ImageNet-1k classes'}: "
+                           f"{_few(unknown)}")
     data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set)
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
-        data.notes.append(f"ignored {len(others)} folders that are not synsets: {_few(others, 3)}")
+        data.notes.append(f"ignored {count(len(others), 'folder')} that {_is_are(len(others))} not "
+                          f"{'a synset' if len(others) == 1 else 'synsets'}: {_few(others, 3)}")
     data.notes.extend(_loose_images_note(root, "synset folders"))
     return data
 
@@ -609,7 +617,8 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         why = (f" ({'; '.join(resolver.why_not(f) for f in ambiguous[:3])}: pass --class-map to choose)"
                if ambiguous else "")
         raise DatasetError(
-            f"{data_dir}: {len(unmatched)} of {len(folders)} class folders match no {classes_of}: "
+            f"{data_dir}: {len(unmatched)} of {count(len(folders), 'class folder')} "
+            f"{'matches' if len(unmatched) == 1 else 'match'} no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
     data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:

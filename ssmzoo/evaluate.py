@@ -278,7 +278,7 @@ def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
     views = f"{count(protocol.clips, 'clip')} x {count(protocol.crops, 'crop')}"
     if (protocol.clips, protocol.crops) != tuple(paper_views):
         views += f" (--views; the paper's protocol is {paper_views[0]}x{paper_views[1]})"
-    return (f"{protocol.num_frames} frames, {protocol.sampling} sampling, {views}, "
+    return (f"{count(protocol.num_frames, 'frame')}, {protocol.sampling} sampling, {views}, "
             f"short side {protocol.short_side}, crop {protocol.crop_size}, softmax averaged")
 
 
@@ -521,11 +521,11 @@ def summary_table(result: EvalResult):
                   _fmt(result.views_per_s, ".1f"), result.device, result.dtype)
     wait = result.data_wait_fraction
     lines = [f"protocol: {result.protocol}",
-             f"{result.evaluated} of {result.n} items evaluated"
+             f"{result.evaluated} of {count(result.n, 'item')} evaluated"
              + (f", {len(result.failed)} unreadable skipped" if result.failed else "")
              + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
-             f" ({result.workers} workers, batch {result.batch_size}, {result.execution}"
+             f" ({count(result.workers, 'worker')}, batch {result.batch_size}, {result.execution}"
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
     if result.reported_caveat:
         lines.append(result.reported_caveat)

@@ -553,7 +553,7 @@ class RobustnessReport:
                              "ce": None if s.ce is None else round(s.ce, 4)})
             value, names = self.mce(m.label)
             if value is not None:
-                rows.append({**blank, "model": m.label, "condition": f"mCE ({len(names)} corruptions)",
+                rows.append({**blank, "model": m.label, "condition": f"mCE ({count(len(names), 'corruption')})",
                              "kind": "mce", "corruption": " ".join(names), "ce": round(value, 4)})
         _write_csv(path, fields, rows)
 
@@ -798,9 +798,9 @@ def results_table(report: RobustnessReport):
     wait = report.data_wait_fraction
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
-             f"{report.n - skipped} of {report.n} items readable, {skipped} skipped; "
+             f"{report.n - skipped} of {count(report.n, 'item')} readable, {skipped} skipped; "
              f"wall {report.wall_s:.1f}s ({per:.1f} model-evaluations/s), waiting for data "
-             f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({report.workers} workers, batch {report.batch_size}, "
+             f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({count(report.workers, 'worker')}, batch {report.batch_size}, "
              f"{report.execution}"
              + (f", {report.world_size} processes" if report.world_size > 1 else "")
              + f"), {report.device}, {report.dtype}"]
@@ -959,7 +959,7 @@ def charts(report: RobustnessReport, width: int = 60) -> list:
         out.append(line_chart("top-1 (%) against JPEG quality", "JPEG quality (clean at the right)", series, names,
                               width=width))
     if report.corruptions:
-        out.append(line_chart(f"top-1 (%) against severity, mean over {len(report.corruptions)} corruptions",
+        out.append(line_chart(f"top-1 (%) against severity, mean over {count(len(report.corruptions), 'corruption')}",
                               "severity (0 = clean)", _severity_series(report), {0.0: "clean"}, width=width))
     return out
 
@@ -1005,7 +1005,7 @@ def save_plot(report: RobustnessReport, path: str | Path) -> None:
                 xs, ys = zip(*_severity_series(report)[k][1])
                 ax.plot(xs, [np.nan if y is None else y for y in ys], marker="o", color=color, label=m.label)
                 ax.set_xticks(list(xs), ["clean" if x == 0 else f"{x:g}" for x in xs])
-                ax.set_xlabel(f"severity (mean over {len(report.corruptions)} corruptions)")
+                ax.set_xlabel(f"severity (mean over {count(len(report.corruptions), 'corruption')})")
         values = [v for line in ax.get_lines() for v in line.get_ydata() if np.isfinite(v)]
         if values:
             lo, hi = _y_range(values)

@@ -850,6 +850,24 @@ def test_build_dataset_is_a_library_call(eval_env, imagenet_tree):
         build_dataset("imagefolder", entry, root / "missing")
 
 
+
+def test_synset_layout_messages_count_folders_in_words(eval_env, tmp_path):
+    # "1 folders that are not synsets" read badly: one folder is "1 folder that is not a synset"
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    root = tmp_path / "val"
+    (root / IDS[0]).mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(root / IDS[0] / "a.JPEG")
+    (root / "extras").mkdir()
+    assert "ignored 1 folder that is not a synset: 'extras'" in build_dataset("imagenet", entry, root).notes
+    (root / "more").mkdir()
+    assert "ignored 2 folders that are not synsets: 'extras', 'more'" in build_dataset("imagenet", entry, root).notes
+    (root / "n99999999").mkdir()
+    with pytest.raises(DatasetError, match="1 synset folder is not an ImageNet-1k class: 'n99999999'$"):
+        build_dataset("imagenet", entry, root)
+    (root / "n99999998").mkdir()
+    with pytest.raises(DatasetError, match="2 synset folders are not ImageNet-1k classes: 'n99999998', 'n99999999'$"):
+        build_dataset("imagenet", entry, root)
+
 # ----------------------------------------------------------------------------- library API (robustness builds on it)
 
 
@@ -939,7 +957,7 @@ def test_nothing_readable_is_one_error_line_and_each_skipped_file_one_line(cli, 
     res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", root, "--workers", "0", "--json")
     assert (res.code, res.stderr.splitlines()[-2:]) == (1, [
         f"skipped: {root}/tabby cat/bad\\nname.JPEG: empty file (0 bytes)",
-        "error: none of the 1 items could be read"]), res.stderr
+        "error: the one item could not be read"]), res.stderr
 
 
 @pytest.mark.parametrize("terminal", [False, True])
