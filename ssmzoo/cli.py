@@ -47,8 +47,30 @@ out = Console(highlight=False, soft_wrap=True,
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+class _Outputs:
+    """What eval and robustness have written so far, for the line an interrupted run ends with
+    ("interrupted: nothing written"); ``tracked`` is False for commands that write no results."""
+    tracked = False
+    written: List[str] = []
+
+    @classmethod
+    def reset(cls, tracked: bool = False) -> None:
+        cls.tracked, cls.written = tracked, []
+
+    @classmethod
+    def interrupted(cls) -> str:
+        if not cls.tracked:
+            return "interrupted"
+        return "interrupted: " + ("wrote " + ", ".join(cls.written) if cls.written else "nothing written")
+
+
 class State:
     manifests: list[Path] = []
+
+
+class _Interrupted(Exception):
+    """Ctrl-C in a command, carried past typer (which makes it a bare exit code 130) to ``_run``, which
+    says so in one line."""
 
 
 class Command(TyperCommand):
@@ -62,6 +84,8 @@ class Command(TyperCommand):
         except UsageError as exc:  # a bad --manifest is an option of ssmzoo itself, not of the command
             where = ctx.parent if isinstance(exc, ManifestFileError) and ctx.parent is not None else ctx
             raise ClickUsageError(str(exc), ctx=where) from None
+        except KeyboardInterrupt:
+            raise _Interrupted() from None
 
     def collect_usage_pieces(self, ctx) -> list[str]:  # `info [OPTIONS] MODEL`, not typer's `{MODEL}`
         return [re.sub(r"\{([^{}]*)\}", r"\1", piece) for piece in super().collect_usage_pieces(ctx)]
@@ -486,6 +510,7 @@ def eval_cmd(
     from .evaluate import evaluate, progress_bar, summary_table
     from .factory import check_load_options, load_model
 
+    _Outputs.reset(tracked=True)
     parsed_views = _parse_views(views)
     check_output_path("--output", output, (".json", ".csv"))
     check_output_path("--per-sample", per_sample, (".csv", ".jsonl"))
@@ -523,8 +548,10 @@ def eval_cmd(
         err.print(f"skipped: {one_line(item.error)}", markup=False)
     if output is not None:
         result.write_summary(output)
+        _Outputs.written.append(str(output))
     if per_sample is not None:
         result.write_per_sample(per_sample)
+        _Outputs.written.append(str(per_sample))
     if as_json:
         _json_print(result.summary())
     else:
@@ -677,6 +704,7 @@ def robustness_cmd(
     if not qualities and not corruptions:
         raise UsageError("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)")
     models = list(model or ["groupmamba_tiny"])
+    _Outputs.reset(tracked=True)
     if weights and len(weights) != len(models):
         raise UsageError(f"--weights was given {count(len(weights), 'time')} for {len(models)} --model: give one per model, "
                          "in order")
@@ -733,8 +761,10 @@ def robustness_cmd(
                 err.print(f"skipped ({cond.label}): {one_line(error)}", markup=False)
     if output is not None:
         report.write(output)
+        _Outputs.written.append(str(output))
     if plot is not None:
         save_plot(report, plot)
+        _Outputs.written.append(str(plot))
     if as_json:
         _json_print(report.to_dict())
     else:
@@ -766,6 +796,7 @@ def run(argv: Optional[List[str]] = None) -> None:
 
 
 def _run(argv: Optional[List[str]]) -> None:
+    _Outputs.reset()
     try:
         code = app(args=argv, prog_name="ssmzoo", standalone_mode=False)
     except ClickUsageError as exc:
@@ -780,14 +811,14 @@ def _run(argv: Optional[List[str]]) -> None:
         print(f"error: {exc.format_message()} (see `{where} --help`)", file=sys.stderr)
         sys.exit(exc.exit_code)
     except typer.Abort:
-        print("interrupted", file=sys.stderr)
+        print(_Outputs.interrupted(), file=sys.stderr)
         sys.exit(130)
     except SsmzooError as exc:  # (a UsageError from a command arrives as click's, above)
         print(f"error: {one_line(str(exc))}" + (" (see `ssmzoo --help`)" if isinstance(exc, UsageError) else ""),
               file=sys.stderr)
         sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except (KeyboardInterrupt, _Interrupted):
+        print(_Outputs.interrupted(), file=sys.stderr)
         sys.exit(130)
     if isinstance(code, int) and code:
         sys.exit(code)

@@ -23,8 +23,10 @@ def file_in_the_way(path: Path) -> Optional[Path]:
 
 
 def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ...]) -> None:
-    """Fails now, not after a long run, where ``path`` cannot be written (its folder is created, and a
-    scratch file made and removed there; every process may check at once). A wrong suffix, a folder, or
+    """Fails now, not after a long run, where ``path`` cannot be written: nothing is created (a run that
+    fails or is interrupted leaves no empty folder behind; the writer makes the missing folders), but a
+    scratch file is made and removed in the nearest folder that exists, and an existing file is opened
+    for appending (every process may check at once). A wrong suffix, a folder, or
     a file where a folder must be is a :class:`UsageError` (the path as typed); a folder or file the
     system will not let us write (permissions, a read-only or full disk) an :class:`OutputError`, exit
     code 1, naming the path and the cause."""
@@ -38,12 +40,12 @@ def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ..
         blocking = file_in_the_way(path.parent)
         if blocking is not None:
             raise UsageError(f"{option} {path}: {blocking} is a file, not a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
         if path.exists():
             with open(path, "a"):
                 pass
-        else:
-            with tempfile.NamedTemporaryFile(dir=path.parent, prefix=".ssmzoo-check-"):
+        else:  # the folder it will be written in, or the nearest existing one above it: must take new entries
+            nearest = next(p for p in (path.parent, *path.parent.parents) if os.path.lexists(p))
+            with tempfile.NamedTemporaryFile(dir=nearest, prefix=".ssmzoo-check-"):
                 pass
     except OSError as exc:
         reason = exc.strerror or str(exc)

@@ -11,9 +11,11 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -978,3 +980,41 @@ def test_fail_writes_one_line_whatever_the_message_holds(terminal, capsys, monke
     written = screen.getvalue() if terminal else capsys.readouterr().err
     assert exit_.value.exit_code == 1
     assert written == "error: [bold]bad\\nname.JPEG\\x1b[31m: cannot read it\n"
+
+
+def test_ctrl_c_during_eval_exits_130_says_nothing_was_written_and_leaves_no_output_folder(eval_env, tmp_path):
+    # the output's folders are made when the results are written, not before the run: an interrupted run
+    # leaves no empty results/ folder behind, and its last line says that nothing was written
+    classes = tmp_path / "data" / "tabby cat"
+    classes.mkdir(parents=True)
+    for i in range(3000):  # minutes of work on the CPU at batch 1: the run is still going when the signal comes
+        os.link(eval_env["paths"][i % len(eval_env["paths"])], classes / f"{i}.JPEG")
+    output = tmp_path / "results" / "run1" / "summary.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ssmzoo", "--manifest", str(eval_env["manifest"]), "eval", "--model",
+         "groupmamba_evalmini", "--weights", str(eval_env["checkpoint"]), "--device", "cpu", "--dataset",
+         "imagefolder", "--data-dir", str(tmp_path / "data"), "--workers", "0", "--batch-size", "1",
+         "--output", str(output)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in proc.stderr:  # "groupmamba_evalmini: weights ...": the model is loaded, the loop comes next
+        seen.append(line)
+        if ": weights " in line:
+            break
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)
+    stdout, rest = proc.communicate(timeout=60)
+    stderr = "".join(seen) + rest
+    assert proc.returncode == 130, repr(stderr)
+    assert "Traceback" not in stderr and stdout == "", repr(stderr)
+    assert stderr.splitlines()[-1] == "interrupted: nothing written", repr(stderr)
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_run_that_fails_before_writing_creates_no_output_folder(cli, eval_env, tmp_path):
+    # the pre-flight check of --output and --per-sample tries the nearest existing folder; it creates nothing
+    output, per_sample = tmp_path / "new" / "summary.json", tmp_path / "other" / "deep" / "rows.csv"
+    res = _eval(cli, eval_env, "--dataset", "imagefolder", "--data-dir", tmp_path / "missing",
+                "--output", output, "--per-sample", per_sample)
+    assert res.code != 0 and "Traceback" not in res.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
