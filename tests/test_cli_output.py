@@ -3,8 +3,10 @@
 runs them: /dev/full refuses every write, and a pipe whose reader has gone refuses them with EPIPE."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,20 @@ def test_a_closed_pipe_ends_the_run_quietly():
     with os.fdopen(write, "w") as stream:
         res = ssmzoo_into(stream, "models")
     assert (res.returncode, res.stderr) == (1, "")
+
+
+def test_ctrl_c_while_the_command_starts_is_exit_code_130_without_a_traceback():
+    # `import ssmzoo` takes seconds (torch, timm); Ctrl-C then is the user's choice, not a crash. The
+    # installed command is started as a shell starts it, and interrupted at once, then a little later
+    command = Path(sys.executable).with_name("ssmzoo")
+    if not command.exists():
+        pytest.skip(f"no installed ssmzoo command next to {sys.executable}")
+    codes = []
+    for delay in (0.3, 0.6, 1.0, 1.5, 2.0):
+        proc = subprocess.Popen([str(command), "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+        assert "Traceback" not in stderr and proc.returncode in (130, 0), (delay, proc.returncode, stderr)
+        codes.append(proc.returncode)
+    assert 130 in codes, codes  # the signal landed during start-up at least once
