@@ -45,6 +45,7 @@ app = typer.Typer(
 out = Console(highlight=False, soft_wrap=True,
               width=None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 200)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+INFO_WIDTH = 100  # `ssmzoo info`'s table, at most
 
 
 class _Outputs:
@@ -224,7 +225,9 @@ def info_cmd(
     if as_json:
         _json_print(info)
         return
-    table = Table(show_header=False, title=f"{model}", title_justify="left")
+    # at most 100 columns, a terminal's width where narrower: its prose wraps where a person reads it, the
+    # same piped or not (stdout that is not a terminal is 200 columns wide, for the wide tables of eval)
+    table = Table(show_header=False, title=f"{model}", title_justify="left", width=min(out.width, INFO_WIDTH))
     table.add_column("field", style="bold", overflow="fold")
     table.add_column("value", overflow="fold")
     for label, value in info_rows(info):

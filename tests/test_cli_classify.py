@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -374,6 +375,22 @@ def test_info_counts_parameters_of_the_built_model(cli):
         assert f"│ {label} " in table
     assert "params_m_counted" not in table
 
+
+
+def test_info_table_is_the_readmes_example_100_columns_wide_when_piped(cli):
+    # piped (as here), the table is 100 columns, not the 200 of wide tables: the README shows it as printed
+    from ssmzoo.cli import INFO_WIDTH, out
+
+    if out.width < INFO_WIDTH:
+        pytest.skip(f"COLUMNS={out.width} here: the table follows it")
+    table = cli("info", "groupmamba_tiny").stdout
+    assert {len(line) for line in table.splitlines()[1:]} == {INFO_WIDTH}
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    example = readme.split("$ ssmzoo info groupmamba_tiny\n", 1)[1].split("```", 1)[0]
+    if torch.cuda.is_available():  # the README was made on a machine without one: that row differs
+        table, example = ("\n".join(line for line in text.splitlines() if "scan backend (cuda)" not in line)
+                          for text in (table, example))
+    assert table.strip() == example.strip()
 
 def test_convert_writes_safetensors_that_classify_the_same(cli, mini_files, example_images, tmp_path):
     manifest, checkpoint = mini_files
