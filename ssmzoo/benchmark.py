@@ -237,6 +237,21 @@ def _check_input_size(name: str, model: nn.Module, height: int, width: int) -> N
         raise SsmzooError(f"{name}: --img-size {size} is smaller than its {patch[-2]}x{patch[-1]} patches")
 
 
+def threads_note(threads: Optional[int]) -> Optional[str]:
+    """--threads above the CPUs this process may run on: the threads share them, and the timing is not
+    one of that many threads."""
+    if threads is None:
+        return None
+    try:
+        cpus, where = len(os.sched_getaffinity(0)), "this process may use"
+    except (AttributeError, OSError):  # not on every platform
+        cpus, where = os.cpu_count(), "this machine has"
+    if cpus and threads > cpus:
+        return (f"--threads {threads} is more than the {count(cpus, 'CPU')} {where}: the threads take turns, "
+                "so this is not a timing of that many threads running at once")
+    return None
+
+
 def _is_vit_with_class_token(model: nn.Module) -> bool:
     return all(hasattr(model, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
         and getattr(model, "cls_token", None) is not None

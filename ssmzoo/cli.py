@@ -599,7 +599,7 @@ def benchmark_cmd(
     """Inference speed with random weights: throughput, latency, peak memory, params, GFLOPs; peers side by side."""
     import shlex
 
-    from .benchmark import BenchConfig, results_table, run_benchmark, run_scan_op
+    from .benchmark import BenchConfig, results_table, run_benchmark, run_scan_op, threads_note
 
     if op is not None:
         if op != "scan":
@@ -626,6 +626,9 @@ def benchmark_cmd(
         if results and not as_json:
             err.print(f"{name}: {results[0].samples_per_s:,.1f} {results[0].unit}/s", markup=False, style="dim")
 
+    note = threads_note(threads)
+    if note:
+        err.print(f"note: {note}", markup=False, style="dim")
     report = run_benchmark(selected, cfg, on_group=progress)
     if as_json:
         _json_print(report.to_dict())

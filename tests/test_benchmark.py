@@ -4,6 +4,7 @@ their ratios, option errors. Small models on CPU; speed itself is never asserted
 from __future__ import annotations
 
 import json
+import os
 from types import SimpleNamespace
 
 import pytest
@@ -325,4 +326,16 @@ def test_compile_mode_without_compile_is_a_usage_error(cli, mini_files):
     assert res.code == 2 and res.stdout == ""
     assert res.stderr.strip().splitlines()[-1].startswith("error: --compile-mode max-autotune applies to compiled "
                                                           "models: add --compile")
+
+
+
+def test_more_threads_than_cpus_is_noted_on_stderr(cli, mini_files):
+    # 500 threads on a machine with a few CPUs run, but take turns: the timing is not what the option says
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    args = ("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32", "--json")
+    res = cli(*args, "--threads", cpus + 1)
+    assert res.code == 0, res.stderr
+    assert f"note: --threads {cpus + 1} is more than the {cpus} CPU" in res.stderr
+    res = cli(*args, "--threads", cpus)
+    assert res.code == 0 and "--threads" not in res.stderr, res.stderr
 
