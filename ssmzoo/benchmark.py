@@ -226,15 +226,25 @@ class TokenViT(nn.Module):
         return self.vit.forward_head(x)
 
 
-def _check_input_size(name: str, model: nn.Module, height: int, width: int) -> None:
+def _check_input_size(name: str, model: nn.Module, height: int, width: int) -> Optional[str]:
     """A patch-embedding model needs at least one patch: below that its convolution fails deep in the
-    forward pass."""
+    forward pass. A size that is not a multiple of the patch runs, but the patch embedding (a convolution
+    whose stride is its kernel, or the GEMM over the same patches) drops the pixels past the last whole
+    patch: the note that says so, so that a timing is not read as one of the size asked for."""
     patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
     if isinstance(patch, int):
         patch = (patch, patch)
-    if patch and (height < patch[-2] or width < patch[-1]):
-        size = height if height == width else f"{height}x{width}"
-        raise SsmzooError(f"{name}: --img-size {size} is smaller than its {patch[-2]}x{patch[-1]} patches")
+    if not patch:
+        return None
+    size = height if height == width else f"{height}x{width}"
+    ph, pw = patch[-2], patch[-1]
+    if height < ph or width < pw:
+        raise SsmzooError(f"{name}: --img-size {size} is smaller than its {ph}x{pw} patches")
+    if height % ph or width % pw:
+        return (f"{name}: --img-size {size} is not a multiple of its {ph}x{pw} patches: it sees "
+                f"{height // ph * ph}x{width // pw * pw} of each input (the pixels past the last whole patch "
+                "are dropped)")
+    return None
 
 
 def threads_note(threads: Optional[int]) -> Optional[str]:
@@ -489,7 +499,9 @@ class _Bench:
             frames = cfg.frames or entry.video.num_frames
             args["num_frames"] = frames
         model = build_model(replace(entry, arch_args=args))
-        _check_input_size(entry.name, model, height, width)
+        size_note = _check_input_size(entry.name, model, height, width)
+        if size_note:
+            notes.append(size_note)
         sample = (3, frames, height, width) if frames else (3, height, width)
         unit = "clip" if frames else "img"
         members = [self._member(entry.name, "ssmzoo", model, sample, unit, cfg.channels_last)]
@@ -506,7 +518,9 @@ class _Bench:
                 if width != height:
                     raise SsmzooError("--peers needs a square input")
                 peer = _create_timm(spec.name, height, classes)
-                _check_input_size(spec.name, peer, height, width)
+                size_note = _check_input_size(spec.name, peer, height, width)
+                if size_note:
+                    notes.append(size_note)
                 if spec.tokens:
                     peer = TokenViT(peer, frames, spec.name)
                     members.append(self._member(f"{spec.name} [{peer.num_tokens} tokens]", "peer", peer, sample,

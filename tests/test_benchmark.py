@@ -339,3 +339,14 @@ def test_more_threads_than_cpus_is_noted_on_stderr(cli, mini_files):
     res = cli(*args, "--threads", cpus)
     assert res.code == 0 and "--threads" not in res.stderr, res.stderr
 
+
+
+def test_a_size_that_is_not_a_multiple_of_the_patch_is_noted(cli, mini_files):
+    # VideoMamba's 16-px patch embedding drops the pixels past the last whole patch: 40 px is timed as 32
+    def notes(size):
+        return _json(cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST,
+                         "--img-size", size, "--frames", "2", "--json"))["notes"]
+
+    assert ("videomamba_mini_k400: --img-size 40 is not a multiple of its 16x16 patches: it sees 32x32 of each "
+            "input (the pixels past the last whole patch are dropped)") in notes(40)
+    assert not any("not a multiple" in n for n in notes(48))
