@@ -609,8 +609,10 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         # a split folder (train/, val/) whose subfolders are the classes: point at it
         splits = [f for f in unmatched if any(resolver.by_name(sub) is not None or resolver.by_synset(sub) is not None
                                               for sub in _subdirs(data_dir / f)[:50])]
-        hint = (f"; {_few(splits)} holds class folders: pass --data-dir {data_dir / splits[0]}" if splits else
-                "; rename them or pass --class-map FILE ('folder label' lines, label = class index, id or name)")
+        hint = (f"; {_few(splits)} {'holds' if len(splits) == 1 else 'hold'} class folders: pass --data-dir "
+                f"{data_dir / splits[0]}" if splits else
+                f"; rename {'it' if len(unmatched) == 1 else 'them'} or pass --class-map FILE ('folder label' lines, "
+                "label = class index, id or name)")
         classes_of = (f"{label_set} class of {model_name}" if is_builtin(label_set) else
                       f"class of {model_name} (the names in {label_set})")
         ambiguous = [f for f in unmatched if len(resolver.names.get(normalize_name(f), ())) > 1]

@@ -343,7 +343,7 @@ def test_imagenette_style_synset_folders_find_their_class_by_imagenet_name(tmp_p
            "n02102040 -> English springer" in data.notes
     (root / "n03000684").mkdir()  # chain saw: not a class here
     shutil.copy(EXAMPLES / "coffee.jpg", root / "n03000684" / "a.jpg")
-    with pytest.raises(DatasetError, match="1 of 4 class folders match no class of nette .*'n03000684'"):
+    with pytest.raises(DatasetError, match="1 of 4 class folders matches no class of nette .*'n03000684'; rename it or"):
         build_dataset("imagefolder", entry, root)
     with pytest.raises(DatasetError, match=f"'val' holds class folders: pass --data-dir {root}$"):
         build_dataset("imagefolder", entry, root.parent)
