@@ -439,9 +439,12 @@ def _print_result(result, model: str, weights_origin: Optional[str], key_path, a
 
 def _path(text: str) -> Path:
     """The parser of ``eval``'s and ``robustness``' data paths: an empty one (an unset shell variable,
-    ``--data-dir "$DATA"``) is refused, as ``Path("")`` is ``.``, and the current folder would be read."""
+    ``--data-dir "$DATA"``) is refused, as ``Path("")`` is ``.``, and the current folder would be read;
+    so is ``-`` (stdin elsewhere, unread here), unless a file is named so, as for classify's inputs."""
     if not text:
         raise typer.BadParameter("'': empty path")
+    if text == "-" and not os.path.lexists(text):
+        raise typer.BadParameter("-: reading from stdin is not supported; give a file path")
     return Path(text)
 
 
@@ -616,7 +619,11 @@ def benchmark_cmd(
         raise UsageError("pass --model NAME (repeatable, or 'all') or --op scan")
     if compile_mode is not None and not compile_:  # it would time eager models, saying nothing
         raise UsageError(f"--compile-mode {compile_mode} applies to compiled models: add --compile")
-    selected = list(_entries().values()) if "all" in model else _models_once(model, "benchmarked")
+    if "all" in model:  # the other names are still checked: a typo beside 'all' is an error, not ignored
+        _models_once([name for name in model if name != "all"], "benchmarked")
+        selected = list(_entries().values())
+    else:
+        selected = _models_once(model, "benchmarked")
     cfg = BenchConfig(batch_size=batch_size, dtype=dtype, img_size=img_size, frames=frames, device=device,
                       compile=compile_, compile_mode=compile_mode or "default", channels_last=channels_last,
                       cuda_graphs=cuda_graphs, warmup=warmup, iters=iters, peers=peers,

@@ -249,6 +249,12 @@ def test_a_model_named_twice_is_benchmarked_once_with_a_note(cli, mini_files):
     assert res.stderr == "note: groupmamba_mini given more than once; each model is benchmarked once\n"
 
 
+def test_a_typo_beside_all_is_an_error_not_ignored(cli):
+    # 'all' runs the zoo; the other names were not looked at, so a typo among them passed without a word
+    _one_line_error(cli("benchmark", "-m", "all", "-m", "groupmamba_tinyy", "--device", "cpu"), "unknown model",
+                    "groupmamba_tiny")
+
+
 def test_cuda_graphs_on_cpu_is_one_line(cli, mini_files):
     _one_line_error(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--cuda-graphs"),
                     "--cuda-graphs", "CUDA")

@@ -65,6 +65,17 @@ def test_an_empty_data_path_is_a_usage_error_not_the_current_folder(cli, mini_fi
     assert res.stderr == f"error: Invalid value for '{option}': '': empty path (see `ssmzoo {command} --help`)\n"
 
 
+@pytest.mark.parametrize("option", ["--labels", "--list"])
+def test_a_dash_data_path_says_stdin_is_not_read(cli, mini_files, example_images, monkeypatch, option):
+    manifest, checkpoint = mini_files
+    monkeypatch.chdir(example_images)
+    res = cli("--manifest", manifest, "eval", "--dataset", "imagenet", "--data-dir", ".", option, "-",
+              "--model", "groupmamba_mini", "--weights", checkpoint, "--workers", "0")
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: Invalid value for '{option}': -: reading from stdin is not supported; "
+                          "give a file path (see `ssmzoo eval --help`)\n")
+
+
 def test_dash_says_stdin_is_not_read_unless_a_file_is_named_so(cli, mini_files, example_images, monkeypatch):
     monkeypatch.chdir(example_images)
     res = classify(cli, mini_files, "-")
