@@ -314,12 +314,12 @@ def _ignored_note(ignored: int) -> list[str]:
     return [f"{count(ignored, 'non-image file')} ignored"] if ignored else []
 
 
-def _flat_others_note(folder: Path, files: Iterable[Path], taken: Collection[str] = ()) -> list[str]:
+def _flat_others_note(files: Iterable[Path], special: Sequence[Path], taken: Collection[str] = ()) -> list[str]:
     """``_ignored_note`` for a flat folder's ``files`` (``_files_in``) that are no image, less those
     ``taken`` (resolved paths: the files a labels list names, the list itself), and ``_special_note``
-    for the pipes, sockets and devices in ``folder``."""
+    for its pipes, sockets and devices (``special``, from the same listing)."""
     return (_ignored_note(sum(1 for p in files if not _is_image(p) and os.path.realpath(p) not in taken))
-            + _special_note(_special_in(folder)))
+            + _special_note(special))
 
 
 # --------------------------------------------------------------------------------------------
@@ -357,9 +357,9 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     folders = _subdirs(root)
     synsets = [f for f in folders if SYNSET.match(f)]
     if not synsets:
-        files = _files_in(root)
+        files, special = _files_in(root)
         images = [p for p in files if _is_image(p)]
-        by_name = _synset_named(images, label_set, files)
+        by_name = _synset_named(images, label_set, files, special)
         if by_name is not None:
             return by_name
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
@@ -387,19 +387,22 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     return data
 
 
-def _files_in(folder: Path) -> list[Path]:
-    """The files directly in ``folder`` (hidden ones left out), sorted: one listing of a flat folder (of
-    maybe 50,000 images) that its images, its unlabelled images and its other files are all taken from.
-    Pipes, sockets and devices are not files to read: ``_special_in`` lists them."""
-    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
-
-
-def _special_in(folder: Path) -> list[Path]:
-    """The pipes, sockets and devices directly in ``folder`` (``special_file``; hidden ones left out),
-    sorted. The listing's own file types tell most entries apart without a stat: only links are followed."""
+def _files_in(folder: Path) -> tuple[list[Path], list[Path]]:
+    """The files directly in ``folder`` (hidden ones left out), sorted, and apart from them its pipes,
+    sockets and devices (``special_file``: no file to read): one listing of a flat folder (of maybe 50,000
+    images) that its images, its unlabelled images, its other files and its special files are all taken
+    from. The listing's own file types tell most entries apart without a stat: only links are followed."""
+    files: list[Path] = []
+    special: list[Path] = []
     with os.scandir(folder) as listing:
-        return sorted(Path(e.path) for e in listing if not e.name.startswith(".") and not e.is_dir()
-                      and not e.is_file() and special_file(e.path) is not None)
+        for e in listing:
+            if e.name.startswith("."):
+                continue
+            if e.is_file():
+                files.append(Path(e.path))
+            elif not e.is_dir() and special_file(e.path) is not None:
+                special.append(Path(e.path))
+    return sorted(files), sorted(special)
 
 
 def _is_image(path: Path) -> bool:
@@ -408,7 +411,7 @@ def _is_image(path: Path) -> bool:
 
 def _images_in(folder: Path) -> list[Path]:
     """The images directly in ``folder`` (by suffix; hidden files left out), sorted."""
-    return [p for p in _files_in(folder) if _is_image(p)]
+    return [p for p in _files_in(folder)[0] if _is_image(p)]
 
 
 def _loose_images_note(root: Path, folders: str) -> list[str]:
@@ -418,12 +421,13 @@ def _loose_images_note(root: Path, folders: str) -> list[str]:
         if loose else []
 
 
-def _synset_named(images: list[Path], label_set: str, files: list[Path]) -> Optional[EvalData]:
+def _synset_named(images: list[Path], label_set: str, files: list[Path], special: Sequence[Path]
+                  ) -> Optional[EvalData]:
     """Flat images named as ImageNet's training files are (``n01440764_10026.JPEG``), each labelled by
     the synset its name begins with; None unless at least half of the names begin with one (a folder of
     ILSVRC2012_val_* files needs --labels). An image whose name does not (a stray ``holiday.jpg``) has no
     label: it is named in a warning and skipped, and the others are evaluated. ``files``: the folder's
-    files (``_files_in``), images and others."""
+    files (``_files_in``), images and others, and ``special`` its pipes, sockets and devices."""
     prefixes = [SYNSET_PREFIX.match(p.name) for p in images]
     named = [(p, m.group(1)) for p, m in zip(images, prefixes) if m]
     if not named or 2 * len(named) < len(images):
@@ -438,7 +442,7 @@ def _synset_named(images: list[Path], label_set: str, files: list[Path]) -> Opti
     warnings = [_unlabelled(unnamed, "file name without an ImageNet synset in front, as n01440764_10026.JPEG has")] \
         if unnamed else []
     return EvalData("imagenet", "image", label_set, str(images[0].parent), samples,
-                    ["labels from the synset each file name begins with", *_flat_others_note(images[0].parent, files)],
+                    ["labels from the synset each file name begins with", *_flat_others_note(files, special)],
                     warnings=warnings)
 
 
@@ -513,7 +517,7 @@ def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, 
 
 def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
     resolver = LabelResolver(label_set, allow_names=False)
-    listing = _files_in(data_dir)
+    listing, special = _files_in(data_dir)
     files = {p.name: p for p in listing}
     stems: dict[str, Path] = {}
     for p in listing:
@@ -544,7 +548,7 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
     samples.sort(key=lambda s: s.path)
     unlabelled = [p for p in listing if _is_image(p) and os.path.realpath(p) not in seen]
     warnings = [_unlabelled(unlabelled, f"not named in {labels_file}")] if unlabelled else []
-    notes = ([header] if header else []) + _flat_others_note(data_dir, listing, {*seen, os.path.realpath(labels_file)})
+    notes = ([header] if header else []) + _flat_others_note(listing, special, {*seen, os.path.realpath(labels_file)})
     return EvalData("imagenet", "image", label_set, str(data_dir), samples, notes, warnings=warnings)
 
 
