@@ -233,6 +233,13 @@ INTERP_CASES = [
     group_case(1, 2, 12, 10, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=4, PREF=2,
                                                             CFOLD=1)),
     group_case(1, 2, 14, 9, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=7, CB=4, PREF=2, CFOLD=1, RTAIL=1)),
+    # column runs whose pointers show 2 elements of alignment (CVEC 2, the 56x56 default: 2-element
+    # vectors along the columns), with and without the fold, runs not dividing H, 16-bit inputs, an odd
+    # width (no vectors there: the interpreter checks the arithmetic, the GPU cases the vectors)
+    group_case(1, 3, 14, 16, config=dict(COLS=2, BD=1, BDC=1, RUN=7, PREF=2, CFOLD=1, CVEC=2)),
+    group_case(1, 2, 13, 8, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=4, KR=4, PREF=2, CVEC=2)),
+    group_case(1, 2, 12, 16, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, RUN=7, PREF=2, CVEC=2)),
+    group_case(1, 2, 7, 9, config=dict(COLS=2, BD=1, BDC=1, RUN=7, PREF=1, CVEC=2)),
 ]
 
 
@@ -616,6 +623,14 @@ GPU_CASES = [
     group_case(8, 16, 56, 56, config=dict(PREF=2, CFOLD=0)),
     group_case(8, 16, 56, 56, config=dict(PREF=1)),  # the fp32 default up to session 36 (no CFOLD without PREF 2)
     group_case(8, 24, 56, 56, dtype="bfloat16", config=dict(PREF=2, CFOLD=1)),
+    # the 56x56 defaults before session 38 (column runs without vector loads; bf16 without C ahead),
+    # and 2-element column vectors where they are not the default: 28x28 (the runs cross lanes), planes
+    # of an odd size (every other plane is not 8-byte aligned: the compiler must keep scalar loads)
+    group_case(8, 16, 56, 56, config=dict(CVEC=1)),
+    group_case(8, 24, 56, 56, dtype="bfloat16", config=dict(CVEC=1, PREF=1)),
+    group_case(16, 48, 28, 28, config=dict(CVEC=2)),
+    group_case(4, 9, 57, 45, config=dict(ROWS=2, COLS=2, BD=1, BDC=1, CVEC=2)),
+    group_case(4, 9, 57, 45, dtype="bfloat16", config=dict(ROWS=2, COLS=2, BD=1, BDC=1, CVEC=2, PREF=2)),
     # column runs: of 8 rows, the last run padding (the default up to session 31: it is 7 rows, as
     # parts of 4 + 2 + 1, since, also in bf16), of 14 (8 + 4 + 2), and of 7 with 16-bit 28x28's
     # 4-column blocks
@@ -741,6 +756,23 @@ def test_column_runs_cover_maps_of_7_times_a_power_of_2_without_padding_rows():
     assert default_run(56, torch.float32) == default_run(56, torch.bfloat16) == 7
     assert default_run(28, torch.float32) == 7
     assert default_run(28, torch.bfloat16) == 4  # 16-bit 28x28: 4-column blocks, power-of-2 runs
+
+
+def test_column_runs_load_2_element_vectors_where_their_tile_still_fills_a_warp():
+    # 56 rows are 8 runs of 7: 8 runs x 4 column pairs of an 8-column block are a warp's 32 lanes, so the
+    # runs stay in threads; 28 rows (4 runs) and 64 (4 runs of 16) would put a run's rows across lanes
+    from ssmzoo.ops.triton_scan import _group_config
+
+    def default(H, dtype, W=None):
+        u = torch.empty(128, 4, 16, H, W or H, dtype=dtype)
+        cfg = _group_config(u, (u,), True, None)
+        return cfg["CVEC"], cfg["PREF"]
+
+    assert default(56, torch.float32) == (2, 2)
+    assert default(56, torch.bfloat16) == (2, 2)  # 128 registers with vectors: C is loaded ahead too
+    assert default(112, torch.float16, W=40) == (2, 2)
+    assert default(28, torch.float32)[0] == default(28, torch.bfloat16)[0] == 1
+    assert default(64, torch.float32)[0] == 1
 
 
 def test_run_tiles_follow_this_tritons_rule_for_ordering_strided_axes():

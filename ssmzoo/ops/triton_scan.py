@@ -640,7 +640,9 @@ def _sweep_col_runs(u_ptr, dt_ptr, b_ptr, c_ptr, y_ptr, A_ptr, D_ptr, bias_ptr, 
     registers); only the scan across the k columns, ascending in memory, is reversed. W is a
     constexpr so that the rows of a run are immediate offsets from one address; the caller keeps
     the pointers' alignment unknown
-    to the compiler, which would otherwise put vector loads along k and the runs across lanes.
+    to the compiler, which would otherwise put vector loads along k and the runs across lanes; or it
+    shows 2 elements of it (CVEC 2) where 2-element vectors along k leave the (Q, CB / 2) tile enough
+    lanes (56x56: 8 x 4) to keep the runs in threads.
     PREF 1 loads the next block's u, delta and B while this one is scanned, PREF 2 its C too (C's
     load otherwise waits until the scan is done: the compiler sinks it to its use). CFOLD (with
     PREF 2) multiplies C in as soon as a part is scanned, y + (hl + Ap cin) C = (y + hl C) + (Ap C) cin:
@@ -986,7 +988,7 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                    QR: tl.constexpr, EVEN: tl.constexpr, WC: tl.constexpr,
                    KR: tl.constexpr, WPR: tl.constexpr, EVENR: tl.constexpr, WR: tl.constexpr,
                    TR: tl.constexpr, KTR: tl.constexpr, CHANNELS_LAST: tl.constexpr, HAS_D: tl.constexpr, HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr,
-                   TIMES: tl.constexpr = False):
+                   TIMES: tl.constexpr = False, CVEC: tl.constexpr = 1):
     """GroupMamba's 4-direction scan; grid (channel blocks, 4 directions/groups, batch).
 
     TIMES: each program writes its start and end (%globaltimer, ns) and its SM to
@@ -1044,19 +1046,20 @@ def _group4_kernel(u_ptr, su_b, su_g, su_c, su_h, su_w, dt_ptr, sdt_b, sdt_g, sd
                         NSTATE, NP, BL, V, TRANS, ALIGN, True, False, FLAT, HAS_D, HAS_BIAS, SOFTPLUS,
                         False, False, False, CHANNELS_LAST)
     else:  # column-major, reversed for group 3; sub-blocks of BDC channels keep the tiles small
+        zc = zero * CVEC  # the alignment the column runs' pointers show: CVEC elements (1: none)
         for j in tl.static_range(BD // BDC):
             cj = pid_d * BD + j * BDC + tl.arange(0, BDC)
             if COLS == 2:  # runs of R rows per thread (contiguous planes, one state, BDC == 1)
                 cs = pid_d * BD + j
                 if cs < dim_g:
                     if g == 1:
-                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
-                                        b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
+                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zc), dt_ptr + (dto + cs * sdt_c + zc),
+                                        b0 + zc, c0 + zc, y_ptr + (yo + cs * sy_c + zc), A0, D0, bias0, cs,
                                         H, WC, RUN, QR, CB, EVEN, False, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
                                         RUN2, RUN3, CFOLD)
                     else:
-                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zero), dt_ptr + (dto + cs * sdt_c + zero),
-                                        b0 + zero, c0 + zero, y_ptr + (yo + cs * sy_c + zero), A0, D0, bias0, cs,
+                        _sweep_col_runs(u_ptr + (uo + cs * su_c + zc), dt_ptr + (dto + cs * sdt_c + zc),
+                                        b0 + zc, c0 + zc, y_ptr + (yo + cs * sy_c + zc), A0, D0, bias0, cs,
                                         H, WC, RUN, QR, CB, EVEN, True, PREF, HAS_D, HAS_BIAS, SOFTPLUS, False,
                                         RUN2, RUN3, CFOLD)
             elif COLS == 1:  # two-level scan on the natural tile (default)
@@ -1347,10 +1350,18 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
             # fp32 56x56: C prefetched too (PREF 2) with C folded in as each part is scanned (CFOLD), which
             # keeps 168 registers: C64 136.4 -> 135.0 us, C96 195.6 -> 194.2; bf16 1-2% slower, 28x28 even
             # (s37_run3.txt, s37_run4.txt)
+            # Column runs loaded as 2-element vectors along the columns (CVEC 2: the pointers' alignment
+            # shown as 2 elements, not hidden), where the (runs, columns / 2) tile still fills a warp's lanes
+            # (56x56: 8 runs x 4 column pairs), so a run's rows stay in one thread: half the column loads
+            # and stores. fp32 C64 135.1 -> 133.2 us, C96 194.3 -> 192.6; bf16 (128 registers instead of
+            # 168, so C prefetched too, PREF 2: 160) C64 94.5 -> 88.3, C96 135.2 -> 126.2 (s38_run1.txt,
+            # s38_run2.txt). 28x28 (4 runs: the rows would cross lanes) 1-6% slower: off there
             wide32 = HP > 32 and u.element_size() == 4
+            run = _run_length(H, odd=True)
+            cvec = 2 if HP > 32 and CB * _pow2(-(-H // run)) >= 64 else 1
             cfg = dict(BD=1, BL=32 * vec, V=1, num_warps=1, CB=CB, BDC=1, TRANS=False, COLS=2, ROWS=2,
-                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 or wide32 else 1, CFOLD=wide32,
-                       ROWW=_row_length(H, W), RTAIL=u.element_size() == 4, RUN=_run_length(H, odd=True))
+                       KR=8 if HP <= 32 else 4, PREF=2 if HP <= 32 or wide32 or cvec > 1 else 1, CFOLD=wide32,
+                       ROWW=_row_length(H, W), RTAIL=u.element_size() == 4, RUN=run, CVEC=cvec)
             if u.element_size() == 2 and HP <= 32:  # 16-bit 28x28: the flat row sweep and 4-column blocks
                 cfg.update(ROWS=0, CB=4, RUN=_run_length(H))  # (bf16 C192 70.3 vs 75.7 us, s26_run9.txt)
         else:
@@ -1362,7 +1373,7 @@ def _group_config(u: Tensor, others: tuple, flat: bool, config: Optional[dict]) 
         cfg = dict(BD=BD, BL=max(16, 1024 // BD), V=1, num_warps=4, CB=1, BDC=BD, TRANS=False, ROWS=0, COLS=0)
     # channel-first columns: vector loads along w need W and the h strides to be multiples too
     calign = _align(u, *others) if contiguous else 1
-    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, CFOLD=False, ROWS=0, RUN=_run_length(H),
+    cfg = dict(dict(ALIGN=align, CALIGN=calign, COLS=1, PREF=False, CFOLD=False, CVEC=1, ROWS=0, RUN=_run_length(H),
                     KR=max(1, min(HP, 512 // _row_width(W))), ROWW=W, RTAIL=False), **cfg)
     if config:
         cfg.update(config)
@@ -1470,7 +1481,8 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
         RUN2=run_parts[1], RUN3=run_parts[2], QR=_pow2(-(-H // cfg["RUN"])), EVEN=H % cfg["RUN"] == 0, WC=W if runs else 0, KR=cfg["KR"], WPR=_row_width(row_w), EVENR=(n_rows - tail_rows) % cfg["KR"] == 0,
         WR=row_w if runs else 0, TR=tail_rows, KTR=_pow2(tail_rows), CHANNELS_LAST=_channels_contiguous(u),
         HAS_D=D is not None, HAS_BIAS=delta_bias is not None,
-        SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"))
+        SOFTPLUS=bool(delta_softplus), num_warps=cfg["num_warps"], maxnreg=cfg.get("maxnreg"),
+        CVEC=int(cfg["CVEC"]))
     return y
 
 
