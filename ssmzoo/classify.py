@@ -12,7 +12,7 @@ import torch
 
 from .errors import InputError, UsageError
 from .factory import LoadedModel, autocast
-from .images import eval_transform, image_suffixes, load_image
+from .images import eval_transform, image_suffixes, load_image, out_of_memory
 from .labels import class_ids, class_names
 from .paths import NO_SUCH_FILE, file_problem, files_below, special_file
 from .text import count
@@ -331,6 +331,8 @@ class Classifier:
                     ready[i] = self._video_result(path)
             except InputError as exc:
                 ready[i] = ClassifyResult.failed(path, str(exc))
+            except MemoryError:  # one input too big to decode or resize here: the others still run
+                ready[i] = ClassifyResult.failed(path, out_of_memory(path))
             while next_out in ready:
                 result = ready.pop(next_out)
                 next_out += 1

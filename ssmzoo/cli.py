@@ -768,9 +768,10 @@ def robustness_cmd(
         return
     for path, error in report.skipped:
         err.print(f"skipped: {one_line(error)}", markup=False)
-    for cond in conditions:  # a condition that failed on an otherwise readable image
+    skipped = {path for path, _ in report.skipped}  # said once above, with the cause that left it out
+    for cond in conditions:  # (every failing item is among the skipped: this is a safety net)
         for path, error in report.cell(report.models[0].label, cond).errors:
-            if (path, error) not in report.skipped:
+            if path not in skipped:
                 err.print(f"skipped ({cond.label}): {one_line(error)}", markup=False)
     if output is not None:
         report.write(output)

@@ -42,6 +42,13 @@ SEVERITIES = (1, 2, 3, 4, 5)
 # --------------------------------------------------------------------------------------------
 
 JPEG_SETTINGS = "Pillow's encoder at the given quality, 4:2:0 chroma subsampling (Pillow's default), baseline"
+# libjpeg's JPEG_MAX_DIMENSION: a wider or taller image cannot be a JPEG (libjpeg would print a bare line on
+# stderr and Pillow raise "broken data stream"), so it is refused before encoding, with this cause.
+JPEG_MAX_SIDE = 65500
+
+
+class TooLargeForJpeg(ValueError):
+    """An image wider or taller than ``JPEG_MAX_SIDE``; its message is the cause, for one-line reports."""
 
 
 def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
@@ -49,10 +56,13 @@ def jpeg_reencode(img: Image.Image, quality: int) -> Image.Image:
 
     Only ``quality`` is passed to Pillow, so the rest is Pillow's default: IJG quantisation tables
     scaled by the quality, 4:2:0 chroma subsampling, no optimisation -- what the ImageNet-C
-    ``jpeg_compression`` corruption does too.
+    ``jpeg_compression`` corruption does too. An image wider or taller than ``JPEG_MAX_SIDE`` raises
+    ``TooLargeForJpeg`` before the encoder runs.
     """
     if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
         raise ValueError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
+    if max(img.size) > JPEG_MAX_SIDE:
+        raise TooLargeForJpeg(f"too large for JPEG ({max(img.size)} px > {JPEG_MAX_SIDE})")
     buf = io.BytesIO()
     img.convert("RGB").save(buf, format="JPEG", quality=quality)
     buf.seek(0)

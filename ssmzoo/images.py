@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,13 @@ _CODEC_FEATURES = {"JPEG": "jpg", "MPO": "jpg", "JPEG2000": "jpg_2000", "WEBP": 
 # keeps huge photos from costing gigabytes; ordinary photos are decoded in full, exactly as timm does.
 DRAFT_ABOVE_PIXELS = 24_000_000
 # Pillow refuses images above ~179 MP as possible decompression bombs; panoramas legitimately exceed it.
+# Above this many pixels an image is refused before it is decoded (Pillow itself would only raise at twice
+# its MAX_IMAGE_PIXELS: above once, it merely warns).
 MAX_PIXELS = 1_000_000_000
+# The eval transform resizes the short side to the model's scale (e.g. 256) keeping the aspect ratio, so a
+# 1-pixel-high strip 1,000,000 wide would become 256,000,000 x 256 before the centre crop (gigabytes).
+# Images longer than this many times their width (or the reverse) are refused; panoramas are far below.
+MAX_ASPECT_RATIO = 1000
 
 
 def _decodes(fmt: str) -> bool:
@@ -54,20 +61,48 @@ def image_suffixes() -> frozenset[str]:
                      if _decodes(fmt)) - frozenset(VIDEO_SUFFIXES)
 
 
+def _full_scale(img: Image.Image, arr: np.ndarray) -> float:
+    """The value that means white in a 16-bit, 32-bit or float image: 65535 for 16-bit data (or any values
+    above 255), 1.0 for a float image whose values are all within 0..1 (the usual range of float pixels,
+    which 255 would turn black), else 255."""
+    finite = arr[np.isfinite(arr)]
+    peak = float(finite.max()) if finite.size else 0.0
+    if img.mode.startswith("I;16") or peak > 255:
+        return 65535.0
+    return 1.0 if img.mode == "F" and peak <= 1.0 else 255.0
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: 16-bit and float images are rescaled, alpha is composited on white."""
+    """Any Pillow mode to 8-bit RGB: 16-bit and float images are rescaled (see ``_full_scale``; NaN is
+    black), alpha is composited on white."""
     if img.mode == "RGB":
         return img
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        hi = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        arr = np.clip(arr / hi * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        hi = _full_scale(img, arr)
+        arr = np.clip(np.nan_to_num(arr / hi * 255.0 + 0.5, nan=0.0), 0, 255).astype(np.uint8)
         return Image.fromarray(arr, mode="L").convert("RGB")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return img.convert("RGB")
+
+
+def size_problem(width: int, height: int) -> str | None:
+    """Why an image of this size is refused (too many pixels, or too elongated for the eval resize), or None."""
+    if width * height > MAX_PIXELS:
+        return f"image too large ({width} x {height} pixels; limit {MAX_PIXELS:,} pixels)"
+    long, short = max(width, height), max(1, min(width, height))
+    if long > MAX_ASPECT_RATIO * short:
+        return (f"image too elongated ({width} x {height} pixels, aspect ratio {long / short:,.0f}:1; limit "
+                f"{MAX_ASPECT_RATIO}:1, as resizing its short side to the model's input would make a huge image)")
+    return None
+
+
+def out_of_memory(path: str | Path) -> str:
+    """The one line for an input that exhausted memory while it was decoded or resized."""
+    return f"{path}: out of memory decoding or resizing it (MemoryError)"
 
 
 def load_image(path: str | Path, min_side: int = 224, upright: bool = False) -> Image.Image:
@@ -90,15 +125,20 @@ def load_image(path: str | Path, min_side: int = 224, upright: bool = False) -> 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # EXIF / ICC chatter is not the user's problem
             img = Image.open(path)
+            problem = size_problem(*img.size)  # from the header, before a byte of pixels is decoded
+            if problem is not None:
+                raise InputError(f"{path}: {problem}")
             if img.format == "JPEG" and img.width * img.height > DRAFT_ABOVE_PIXELS:
                 img.draft("RGB", (min_side * 4, min_side * 4))
             img.load()
             if upright:
-                img = ImageOps.exif_transpose(img)
+                ImageOps.exif_transpose(img, in_place=True)  # (a copy otherwise, even when upright)
     except UnidentifiedImageError:
         raise InputError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
-        raise InputError(f"{path}: image too large ({exc})") from None
+        pixels = re.search(r"\((\d+) pixels\)", str(exc))  # Pillow's own check, at 2 x MAX_IMAGE_PIXELS
+        size = f"{int(pixels.group(1)):,} pixels" if pixels else "its size"
+        raise InputError(f"{path}: image too large ({size}; limit {MAX_PIXELS:,} pixels)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, OSError) and exc.errno is not None:  # the system refused (permissions, I/O):
             raise InputError(f"{path}: cannot read it ({exc.strerror or exc})") from None  # Pillow's carry no errno

@@ -19,6 +19,9 @@ conditions are split over passes so that a loader batch holds about ``batch_size
 ``ssmzoo eval``. Random corruptions draw from a generator seeded by (seed, file path, condition), so the
 pixels do not depend on workers, processes, ``--limit`` or passes.
 Under torchrun each rank sweeps its shard of the items and the per-item outcomes are gathered, as in eval.
+An item that fails under some condition only (a panorama too wide to be a JPEG) is left out of every
+condition and listed with that cause among the skipped items, so that every row, and each drop from clean,
+is over the same items.
 
 The corruption error follows Hendrycks & Dietterich (2019): CE_c = sum_s err(model, c, s) / sum_s
 err(AlexNet, c, s) over severities 1..5, reported for a corruption only when all five ran and AlexNet's
@@ -42,8 +45,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVERITIES, corruption_error, jpeg_frame, \
-    jpeg_reencode
+from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVERITIES, TooLargeForJpeg, \
+    corruption_error, jpeg_frame, jpeg_reencode
 from .datasets import EvalData, Sample
 from .distributed import DistContext
 from .errors import InputError, SsmzooError, UsageError
@@ -221,6 +224,13 @@ def _unexpected(path: str, exc: BaseException) -> str:
     return f"{path}: unreadable ({type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'})"
 
 
+def _condition_failed(path: str, cond: Condition, exc: BaseException) -> str:
+    """One line for an image that is readable but fails under ``cond``: a known cause in words, else the exception."""
+    if isinstance(exc, TooLargeForJpeg):
+        return f"{path}: {cond.label} failed: {exc}"
+    return f"{path}: {cond.label} failed ({type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'})"
+
+
 @dataclass
 class _Item:
     index: int
@@ -274,7 +284,7 @@ class ImageVariants(torch.utils.data.Dataset):
                 errors.append(None)
             except Exception as exc:  # noqa: BLE001 -- this condition fails for this image only
                 rows.append(None)
-                errors.append(f"{path}: {cond.label} failed ({type(exc).__name__}: {' '.join(str(exc).split())})")
+                errors.append(_condition_failed(path, cond, exc))
         blank = torch.zeros(3, *self.crop_size, dtype=torch.uint8)
         return _Item(index, torch.stack([r if r is not None else blank for r in rows]), errors)
 
@@ -311,7 +321,7 @@ class VideoVariants(torch.utils.data.Dataset):
                 if k == 0 and isinstance(exc, InputError):  # the file itself: no condition can read it
                     return _Item(index, None, [message] * len(self.conditions), load_error=message)
                 rows.append(None)
-                errors.append(message if isinstance(exc, InputError) else f"{path}: {cond.label} failed ({message})")
+                errors.append(message if isinstance(exc, InputError) else _condition_failed(path, cond, exc))
         shape = next(r.shape for r in rows if r is not None) if any(r is not None for r in rows) else None
         if shape is None:
             return _Item(index, None, errors, load_error=errors[0])
@@ -402,7 +412,9 @@ class RobustnessReport:
     models: list[ModelRun]
     conditions: list[Condition]
     cells: dict[tuple[str, str], Cell]
-    skipped: list[tuple[str, str]]  # (path, error) of files no condition could read
+    # (path, error) of the items left out of every condition: files no condition could read, and files that
+    # failed under some condition only (so that every row, and each drop, is over the same items)
+    skipped: list[tuple[str, str]]
     passes: int
     wall_s: float
     data_wait_s: float
@@ -420,7 +432,7 @@ class RobustnessReport:
 
     @property
     def readable(self) -> int:
-        """Items some condition could read: at most ``n``, as --limit's unreadable files are not replaced."""
+        """Items evaluated under every condition: at most ``n``, as --limit's unreadable files are not replaced."""
         return self.n - len(self.skipped)
 
     @property
@@ -572,6 +584,26 @@ def _model_labels(models: Sequence[LoadedModel]) -> list[str]:
     return [n if names.count(n) == 1 else f"{n}#{names[:k + 1].count(n)}" for k, n in enumerate(names)]
 
 
+def _partly_failed(errors: dict[tuple[str, str], dict[int, str]], labels: Sequence[str],
+                   conditions: Sequence[Condition], load_errors: dict[int, str]) -> dict[int, str]:
+    """Items that were read but failed under some condition (for some model), each with its first error in
+    condition order: ``run_robustness`` leaves them out of every condition, as if unreadable."""
+    out: dict[int, str] = {}
+    for cond in conditions:
+        for label in labels:
+            for index, error in sorted(errors[(label, cond.key)].items()):
+                if index not in load_errors:
+                    out.setdefault(index, error)
+    return out
+
+
+def _partial_note(n: int, kind: str) -> str:
+    unit = "image" if kind == "image" else "video"
+    return (f"{count(n, unit)} readable but failing under some condition "
+            f"{'is' if n == 1 else 'are'} left out of every condition (named in the skipped items, with the cause), "
+            "so every row, and each drop from clean, is over the same items")
+
+
 def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Sequence[Condition], *,
                    batch_size: int = 64, workers: Optional[int] = None, views: Optional[tuple[int, int]] = None,
                    seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 2,
@@ -709,6 +741,12 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
                 nonfinite[cell][mine] = part_nonfinite[cell][mine]
                 errors[cell].update(part_errors[cell])
             load_errors.update(part_load)
+    partial = _partly_failed(errors, labels, conditions, load_errors)
+    for index, error in partial.items():  # left out of every condition, so each row covers the same items
+        load_errors[index] = error
+        for cell in pred:
+            pred[cell][index] = -1
+            errors[cell].setdefault(index, error)
     paths = [s.path for s in data.samples]
     cells: dict[tuple[str, str], Cell] = {}
     for (label, ckey), values in pred.items():
@@ -725,6 +763,8 @@ def run_robustness(models: Sequence[LoadedModel], data: EvalData, conditions: Se
     limited = data.limit_note(len(load_errors))
     if limited:
         notes.append(limited)
+    if partial:
+        notes.append(_partial_note(len(partial), data.kind))
     for label, m in zip(labels, models):  # a model's count over all conditions (each row has its own in the JSON)
         not_finite = sum(cells[(label, c.key)].not_finite for c in conditions)
         if not_finite:

@@ -1,6 +1,8 @@
 """Images are read whatever their mode, broken files fail with one line, and preprocessing is timm's."""
 
 import json
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -102,6 +104,88 @@ def test_truncated_jpeg_fails_with_one_line(tmp_path, photo):
     with pytest.raises(InputError, match="truncated") as info:
         load_image(path)
     assert str(path) in str(info.value)
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that declares ``width`` x ``height`` RGB pixels but holds almost none: Pillow opens it from
+    its header, as it would a real giant, without the test having to write gigabytes."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("width,height,size", [
+    (50000, 30000, "50000 x 30000 pixels"),  # 1.5 GP: between MAX_PIXELS and Pillow's own error at twice it
+    (60000, 60000, "3,600,000,000 pixels"),  # above Pillow's error, which gives no width and height
+])
+def test_images_above_max_pixels_are_refused_before_decoding(tmp_path, width, height, size):
+    path = tmp_path / "giant.png"
+    _png_header_only(path, width, height)
+    with pytest.raises(InputError) as info:
+        load_image(path)
+    assert str(info.value) == f"{path}: image too large ({size}; limit 1,000,000,000 pixels)"
+
+
+def test_a_strip_too_elongated_for_the_eval_resize_is_refused_and_one_at_the_limit_is_read(tmp_path):
+    """Resizing the short side of a 1 x 1,000,000 strip to a model's 256 would make 256,000,000 x 256
+    pixels (gigabytes) before the crop: refused from the header, in a fraction of a second."""
+    strip, edge = tmp_path / "strip.png", tmp_path / "edge.png"
+    Image.new("RGB", (1_000_000, 1)).save(strip)  # 3 KB on disk
+    Image.new("RGB", (1, 1000)).save(edge)
+    with pytest.raises(InputError) as info:
+        load_image(strip)
+    assert str(info.value) == (f"{strip}: image too elongated (1000000 x 1 pixels, aspect ratio 1,000,000:1; "
+                               "limit 1000:1, as resizing its short side to the model's input would make a huge image)")
+    assert load_image(edge).size == (1, 1000)
+
+
+def test_float_images_in_0_to_1_keep_their_range_and_others_are_read_as_0_to_255(tmp_path):
+    """Float TIFFs usually hold 0..1 (scientific and HDR tools write them so); read as 0..255 they were black."""
+    ramp = np.linspace(0, 1, 50, dtype=np.float32)[None].repeat(40, axis=0)
+    Image.fromarray(ramp).save(tmp_path / "unit.tif")
+    Image.fromarray(ramp * 255).save(tmp_path / "bytes.tif")
+    unit, scaled = np.asarray(load_image(tmp_path / "unit.tif")), np.asarray(load_image(tmp_path / "bytes.tif"))
+    assert unit[0, 0, 0] == 0 and unit[0, -1, 0] == 255 and np.array_equal(unit, scaled)
+
+
+def test_an_upright_photo_is_not_copied_to_be_turned_upright(tmp_path, monkeypatch):
+    """exif_transpose copies every image it does not turn: twice the memory of a large photo, for nothing."""
+    Image.new("RGB", (30, 20), (1, 2, 3)).save(tmp_path / "plain.png")
+
+    def no_copy(self):
+        raise AssertionError("copied")
+
+    monkeypatch.setattr(Image.Image, "copy", no_copy)
+    assert load_image(tmp_path / "plain.png", upright=True).size == (30, 20)
+
+
+def test_classify_reports_an_elongated_or_out_of_memory_input_and_classifies_the_rest(tmp_path, cli, mini_files,
+                                                                                       example_images, monkeypatch):
+    import ssmzoo.classify
+
+    strip, heavy, coffee = tmp_path / "strip.png", tmp_path / "heavy.png", example_images / "coffee.jpg"
+    Image.new("RGB", (1_000_000, 1)).save(strip)
+    Image.new("RGB", (64, 64)).save(heavy)
+    real = ssmzoo.classify.load_image
+
+    def exhausting(path, *args, **kwargs):  # as a decoder or resize that runs out of memory
+        if str(path) == str(heavy):
+            raise MemoryError()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(ssmzoo.classify, "load_image", exhausting)
+    res = cli("--manifest", mini_files[0], "classify", strip, heavy, coffee, "--model", "groupmamba_mini",
+              "--weights", mini_files[1], "--json")
+    assert res.code == 1 and "Traceback" not in res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["input"] for r in rows] == [str(strip), str(heavy), str(coffee)]
+    assert rows[0]["error"].startswith(f"{strip}: image too elongated (1000000 x 1 pixels")
+    assert rows[1]["error"] == f"{heavy}: out of memory decoding or resizing it (MemoryError)"
+    assert rows[2]["error"] is None and len(rows[2]["top"]) == 5
+    assert "2 of 3 inputs failed" in res.stderr
 
 
 def test_classify_turns_a_photo_upright_as_its_exif_orientation_asks(tmp_path, cli, mini_files):

@@ -622,3 +622,38 @@ def test_gpu_sweep_with_graphs_matches_eager(sweep_env, no_tf32):
     assert counts(graphs) == counts(eager)
     assert counts(graphs) == counts(cpu)  # 7 images: a near-tie flip would show here; none expected
     assert 0.0 <= graphs.data_wait_s <= graphs.busy_s
+
+
+def test_jpeg_refuses_an_image_too_wide_for_it_before_libjpeg_prints_anything(capfd):
+    from ssmzoo.corruptions import TooLargeForJpeg
+
+    with pytest.raises(TooLargeForJpeg, match=r"^too large for JPEG \(70000 px > 65500\)$"):
+        jpeg_reencode(Image.new("RGB", (70000, 100)), 50)
+    assert capfd.readouterr().err == ""  # libjpeg's bare "Maximum supported image dimension" line
+
+
+def test_an_image_failing_under_one_condition_is_left_out_of_all_and_named(cli, mini_files, tmp_path):
+    """A 70000-pixel-wide panorama is readable (clean) but cannot be a JPEG: it is skipped with that cause,
+    named in --json's skipped items, and left out of the clean row too, so the drop compares the same image."""
+    manifest, checkpoint = mini_files
+    folder = tmp_path / "wide" / "n01440764"
+    folder.mkdir(parents=True)
+    wide = folder / "a_wide.png"
+    Image.new("RGB", (70000, 100), (90, 120, 60)).save(wide)
+    shutil.copy(EXAMPLES / "coffee.jpg", folder / "b_coffee.jpg")
+    args = ["--manifest", manifest, "robustness", "--dataset", "imagenet", "--data-dir", tmp_path / "wide",
+            "--model", "groupmamba_mini", "--weights", checkpoint, "-q", "50,30", "--workers", "0", "--device", "cpu"]
+    res = cli(*args, "--json")
+    assert res.code == 0, res.stderr
+    report = json.loads(res.stdout)
+    cause = f"{wide}: JPEG q50 failed: too large for JPEG (70000 px > 65500)"
+    assert report["skipped_items"] == [{"path": str(wide), "error": cause}]
+    assert (report["n"], report["readable"], report["skipped"]) == (2, 1, 1)
+    assert all((r["n"], r["evaluated"], r["skipped"]) == (2, 1, 1) for r in report["results"])
+    clean, q50 = (next(r for r in report["results"] if r["key"] == k) for k in ("clean", "jpeg_q50"))
+    assert q50["drop"] == pytest.approx(clean["top1"] - q50["top1"])
+    assert ("1 image readable but failing under some condition is left out of every condition (named in the "
+            "skipped items, with the cause), so every row, and each drop from clean, is over the same items"
+            in report["notes"])
+    assert res.stderr.count(str(wide)) == 1 and f"skipped: {cause}" in res.stderr
+    assert "1 of 2 items readable, 1 skipped" in cli(*args, "--no-chart").stdout
