@@ -20,7 +20,7 @@ from . import __version__
 from .errors import ManifestFileError, SsmzooError, UsageError
 from .paths import check_output_path
 from .stdout import StdoutClosed, StdoutError, guarded_stdout
-from .text import count, one_line
+from .text import count, one_line, readable_data
 
 # click's UsageError, from the click typer uses (recent typers carry their own copy of click)
 ClickUsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
@@ -153,7 +153,7 @@ def _models_once(names: List[str], done: str) -> list:
 
 
 def _json_print(obj) -> None:
-    print(json.dumps(obj, indent=None, default=str))
+    print(json.dumps(readable_data(obj), indent=None, default=str))
 
 
 def _warn(data) -> None:

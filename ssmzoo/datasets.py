@@ -46,7 +46,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .images import Normalizer, image_suffixes, load_image, split_eval_transform, to_uint8_tensor
 from .labels import class_ids, class_names, describe, is_builtin, keys_once
 from .manifest import ModelEntry
-from .paths import files_below, special_file
+from .paths import files_below, missing_file, special_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -266,11 +266,13 @@ def _few(items: Sequence[str], k: int = 5) -> str:
     return shown + (f" and {len(items) - k} more" if len(items) > k else "")
 
 
-def _image_files(folder: Path) -> tuple[list[Path], int, list[str], list[Path]]:
+def _image_files(folder: Path, prune: Optional[Callable[[str], bool]] = None
+                 ) -> tuple[list[Path], int, list[str], list[Path]]:
     """Image files below ``folder`` (recursive, sorted), how many other files were ignored, a warning
     for each folder that could not be read (its images are missing: the user must hear of it), and the
-    pipes, sockets and devices, which no reader takes (``_special_note`` says so)."""
-    files, ignored, unreadable, special = files_below(folder, image_suffixes(), follow_links=True)
+    pipes, sockets and devices, which no reader takes (``_special_note`` says so). ``prune``: as for
+    ``files_below``."""
+    files, ignored, unreadable, special = files_below(folder, image_suffixes(), follow_links=True, prune=prune)
     return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
                             for exc in unreadable], special
 
@@ -282,8 +284,9 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
     ignored = 0
     special: list[Path] = []
     refused: list[str] = []
+    real = {folder: os.path.realpath(root / folder) for folder in classes}
     for folder, label in sorted(classes.items()):
-        files, skipped, unreadable, pipes = _image_files(root / folder)
+        files, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
         ignored += skipped
         special.extend(pipes)
         refused.extend(unreadable)
@@ -299,6 +302,34 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                            "format Pillow reads here)")
     return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored) + _special_note(special),
                     warnings=warned)
+
+
+def _within(path: str, folder: str) -> bool:
+    """Whether real path ``path`` is ``folder`` or lies below it."""
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _other_classes(root: Path, folder: str, real: dict[str, str], warned: list[str]) -> Callable[[str], bool]:
+    """``files_below``'s ``prune`` for class folder ``folder`` (``real``: each class folder's real path):
+    true, with a warning, for a folder reached through a link that leads into another class folder, or
+    above one (``up -> ..``): its images are counted under their own class, and would be counted again
+    under this one. Other links (to folders outside the dataset, or within this class) are followed."""
+    own = real[folder]
+    fenced = [os.path.realpath(root), *real.values()]
+
+    def prune(path: str) -> bool:
+        target = os.path.realpath(path)
+        if _within(target, own):
+            return False
+        other = next((name for name, r in real.items() if name != folder and _within(target, r)), None)
+        if other is None and not any(_within(f, target) for f in fenced):
+            return False
+        where = f"inside class folder {other!r}" if other is not None else "a folder holding the class folders"
+        warned.append(f"{path}: links to {target}, {where}; not followed, so its images are not counted "
+                      f"again as {folder!r}")
+        return True
+
+    return prune
 
 
 def _special_note(special: Sequence[Path]) -> list[str]:
@@ -329,6 +360,14 @@ def _flat_others_note(files: Iterable[Path], special: Sequence[Path], taken: Col
 
 def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _broken_links(root: Path) -> list[str]:
+    """A warning for each link directly in ``root`` that leads nowhere (``missing_file``'s words): a class
+    folder linked from another disk that is not mounted would otherwise vanish, its class unscored,
+    as if the dataset were smaller (an empty or unreadable class folder is warned about too)."""
+    return [f"{p}: {missing_file(p)}; skipped" for p in sorted(root.iterdir())
+            if not p.name.startswith(".") and p.is_symlink() and not p.exists()]
 
 
 def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
@@ -378,7 +417,7 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         raise DatasetError(f"{root}: {count(len(unknown), 'synset folder')} "
                            f"{'is not an ImageNet-1k class' if len(unknown) == 1 else 'are not ImageNet-1k classes'}: "
                            f"{_few(unknown)}")
-    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set)
+    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set, _broken_links(root))
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
         data.notes.append(f"ignored {count(len(others), 'folder')} that {_is_are(len(others))} not "
@@ -467,10 +506,11 @@ def _label_lines(path: Path, is_name: Callable[[str], bool] = lambda _: False, s
     if path.suffix.lower() == ".csv":
         for n, row in enumerate(csv.reader(text.splitlines()), 1):
             if row and any(c.strip() for c in row):
-                if len(row) < 2:
+                name, label = _csv_fields(row)
+                if not name or not label:
                     raise DatasetError(f"{option}{path}:{n}: expected '{fields.replace(' ', ',')}', "
                                        f"got {','.join(row)!r}")
-                yield n, row[0].strip(), row[-1].strip()
+                yield n, name, label
         return
     for n, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -480,6 +520,17 @@ def _label_lines(path: Path, is_name: Callable[[str], bool] = lambda _: False, s
         if parts is None:
             raise DatasetError(f"{option}{path}:{n}: expected '{fields}', got {line!r}")
         yield n, *parts
+
+
+def _csv_fields(row: Sequence[str]) -> tuple[str, str]:
+    """(first field, label field) of a CSV row, stripped, the label being the last field that is not
+    empty (a spreadsheet may add empty columns); either is '' where the row lacks it (``a.JPEG,`` or
+    ``,5``): the caller's error names the line, where an empty name would stand for the data folder
+    itself and an empty label for no class."""
+    cells = [c.strip() for c in row]
+    while cells and not cells[-1]:
+        cells.pop()
+    return (cells[0], cells[-1]) if len(cells) > 1 else ("", "")
 
 
 def _split_line(line: str, is_name: Callable[[str], bool], suffixes: Collection[str]) -> Optional[tuple[str, str]]:
@@ -626,7 +677,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
             f"{data_dir}: {len(unmatched)} of {count(len(folders), 'class folder')} "
             f"{'matches' if len(unmatched) == 1 else 'match'} no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
-    data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
+    data = _class_tree(data_dir, classes, "imagefolder", label_set, _broken_links(data_dir) + warnings)
     if through_synsets:
         data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "
                           "their ImageNet names: " + ", ".join(through_synsets))
@@ -763,7 +814,7 @@ class ImageItems(torch.utils.data.Dataset):
     def __init__(self, samples: Sequence[Sample], entry: ModelEntry, image_hook: Optional[ImageHook] = None,
                  hook_seed: int = 0, root: str = ""):
         self.paths = [s.path for s in samples]
-        self.seeds = [hook_seed * 1_000_003 + zlib.crc32(os.path.relpath(s.path, root or ".").encode())
+        self.seeds = [hook_seed * 1_000_003 + zlib.crc32(os.fsencode(os.path.relpath(s.path, root or ".")))
                       for s in samples]
         self.transform, self.mean, self.std = split_eval_transform(entry.data)
         self.min_side = entry.data.input_size[-1]

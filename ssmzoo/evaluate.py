@@ -33,7 +33,7 @@ from .factory import DTYPES, LoadedModel, weights_label
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
-from .text import count
+from .text import count, readable, readable_data
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
@@ -201,7 +201,7 @@ class EvalResult:
         summary = self.summary()
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write(path, json.dumps(summary, indent=2) + "\n")
+            _write(path, json.dumps(readable_data(summary), indent=2) + "\n")
         elif suffix == ".csv":
             summary["weights_key_path"] = state_dict_key_text(summary["weights_key_path"])
             summary["notes"] = " | ".join(summary["notes"])
@@ -216,7 +216,7 @@ class EvalResult:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            _write(path, "".join(json.dumps(row) + "\n" for row in self.sample_rows()))
+            _write(path, "".join(json.dumps(readable_data(row)) + "\n" for row in self.sample_rows()))
         elif suffix == ".csv":
             rows = []
             for row in self.sample_rows():
@@ -230,9 +230,11 @@ class EvalResult:
 
 
 def _write(path: Path, text: str) -> None:
+    """Writes ``text`` as UTF-8, a file name's bytes that are not UTF-8 as ``\\xNN`` (``text.readable``):
+    a run's results are not lost at the end to a name UTF-8 cannot hold."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(readable(text), encoding="utf-8")
     except OSError as exc:
         raise SsmzooError(f"{path}: cannot write ({exc.strerror or exc})") from None
 

@@ -8,7 +8,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import Collection, Optional
+from typing import Callable, Collection, Optional
 
 from .errors import OutputError, UsageError
 
@@ -105,15 +105,18 @@ def file_problem(path: str | os.PathLike) -> Optional[str]:
     return special_file(path)
 
 
-def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool
-                ) -> tuple[list[Path], int, list[OSError], list[Path]]:
+def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool,
+                prune: Optional[Callable[[str], bool]] = None) -> tuple[list[Path], int, list[OSError], list[Path]]:
     """The files below ``root`` whose suffix (lower-cased) is in ``suffixes``, sorted; how many other
     files there are; the error of each folder that could not be read, whose files are missing from the
     list (callers must say so); and the pipes, sockets and devices (``special_file``), sorted, whatever
     their suffix: no reader takes them, and callers say they were left out. Hidden files and folders
     are left out, as ``ls`` and glob do. An entry is listed by its name, so a link to nothing is listed
     too. Following links, each folder is walked once (by device and inode): a link back to a folder
-    above (``self -> .``, ``up -> ..``) would otherwise list its files again and again, or never end."""
+    above (``self -> .``, ``up -> ..``) would otherwise list its files again and again, or never end.
+    ``prune(folder)``, where given, is asked of each folder below ``root``: where true, that folder is
+    not walked (a dataset's class folder leaves out links to the other classes' folders; ``prune`` says
+    why)."""
     files: list[Path] = []
     special: list[Path] = []
     others = 0
@@ -131,6 +134,9 @@ def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool
                 subfolders[:] = []
                 continue
             walked.add((st.st_dev, st.st_ino))
+        if prune is not None and folder != str(root) and prune(folder):
+            subfolders[:] = []
+            continue
         subfolders[:] = sorted(d for d in subfolders if not d.startswith("."))
         for name in names:
             if name.startswith("."):

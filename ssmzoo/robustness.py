@@ -53,7 +53,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count
+from .text import count, readable_data
 
 DEFAULT_STEP = 10
 
@@ -216,7 +216,7 @@ def _relative(path: str, root: str) -> str:
 
 def condition_rng(seed: int, path: str, root: str, condition: Condition) -> np.random.Generator:
     """The generator of one image under one condition: independent of workers, ranks and passes."""
-    return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(_relative(path, root).encode()),
+    return np.random.default_rng([seed & 0xFFFFFFFF, zlib.crc32(os.fsencode(_relative(path, root))),
                                   zlib.crc32(condition.key.encode())])
 
 
@@ -550,7 +550,7 @@ class RobustnessReport:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write(path, json.dumps(self.to_dict(), indent=2) + "\n")
+            _write(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n")
             return
         if suffix != ".csv":
             raise UsageError(f"--output {path}: expected a .json or .csv file name")

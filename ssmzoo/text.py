@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Optional
+import re
+from typing import Any, Optional
+
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:
@@ -21,10 +24,35 @@ def one_line(text: str, *, join: Optional[str] = None, limit: Optional[int] = No
     if join is not None:
         text = join.join(" ".join(line.split()) for line in text.splitlines() if line.strip())
     if not text.isprintable():
-        text = "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
+        text = "".join(ch if ch.isprintable() else _escaped(ch) for ch in text)
     if limit is not None and len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+def _escaped(ch: str) -> str:
+    """One unprintable character as an escape: a byte of a file name that is not UTF-8 (which Python
+    holds as a lone surrogate, U+DC80..U+DCFF) as that byte, ``\\xff``; anything else as Python writes it."""
+    if "\udc80" <= ch <= "\udcff":
+        return f"\\x{ord(ch) - 0xDC00:02x}"
+    return ch.encode("unicode_escape").decode("ascii")
+
+
+def readable(text: str) -> str:
+    """``text`` with the bytes of a file name that are not UTF-8 written as ``\\xNN`` (``bad\\xffjunk.jpg``):
+    Python holds them as lone surrogates, which UTF-8 files cannot hold and strict JSON readers reject."""
+    return _NOT_UTF8.sub(lambda m: _escaped(m.group()), text)
+
+
+def readable_data(obj: Any) -> Any:
+    """``readable`` applied to every string in ``obj`` (dicts, lists, tuples): what is written as JSON or CSV."""
+    if isinstance(obj, str):
+        return readable(obj)
+    if isinstance(obj, dict):
+        return {readable_data(k): readable_data(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [readable_data(v) for v in obj]
+    return obj
 
 
 def in_brief(text: str, limit: int = 120) -> str:

@@ -386,6 +386,107 @@ def test_a_broken_link_in_a_class_folder_is_said_as_classify_says_it(cli, eval_e
     assert f"error: {why}" in classified.stderr.splitlines()
 
 
+def test_a_class_folder_that_is_a_broken_link_is_warned_about(cli, eval_env, tmp_path):
+    """A class folder linked from a disk that is not mounted used to vanish without a word (exit 0, no
+    warning), its class unscored, as if the dataset were smaller."""
+    tree, folder = tmp_path / "tree", tmp_path / "folder"
+    (tree / "val" / IDS[0]).mkdir(parents=True)
+    (folder / "tench").mkdir(parents=True)
+    shutil.copy(eval_env["paths"][0], tree / "val" / IDS[0])
+    shutil.copy(eval_env["paths"][0], folder / "tench")
+    for link in (tree / "val" / IDS[1], folder / "goldfish"):
+        link.symlink_to(tmp_path / "unmounted" / link.name)
+        dataset = "imagenet" if link.parent.name == "val" else "imagefolder"
+        res = _eval(cli, eval_env, "--dataset", dataset, "--data-dir", link.parents[1 if dataset == "imagenet" else 0],
+                    "--workers", "0", "--json")
+        assert res.code == 0, res.stderr
+        why = f"{link}: broken link (its target {tmp_path / 'unmounted' / link.name} does not exist); skipped"
+        assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
+
+
+def test_a_link_from_a_class_folder_to_another_class_is_not_followed(cli, eval_env, tmp_path):
+    """``tench/up -> ..`` used to count the brambling folder's image a second time, labelled tench; each
+    file is counted once, under its own class, and the link is named in a warning."""
+    val = tmp_path / "imagenet" / "val"
+    for k in range(2):
+        (val / IDS[k] / "sub").mkdir(parents=True)
+        shutil.copy(eval_env["paths"][k], val / IDS[k] / "sub" / "a.JPEG")
+    (val / IDS[0] / "up").symlink_to("..")
+    (val / IDS[0] / "side").symlink_to(Path("..") / IDS[1] / "sub")
+    (val / IDS[1] / "sub" / "self").symlink_to(".")  # within its own class: followed, and walked once
+    out = tmp_path / "ps.csv"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", val.parent, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["path"], r["label_id"]) for r in rows] == [(str(val / IDS[k] / "sub" / "a.JPEG"), IDS[k])
+                                                          for k in range(2)]
+    again = f"; not followed, so its images are not counted again as '{IDS[0]}'"
+    assert json.loads(res.stdout)["warnings"] == [
+        f"{val / IDS[0] / 'side'}: links to {os.path.realpath(val / IDS[1] / 'sub')}, inside class folder "
+        f"'{IDS[1]}'{again}",
+        f"{val / IDS[0] / 'up'}: links to {os.path.realpath(val)}, a folder holding the class folders{again}"]
+
+
+def test_a_file_name_that_is_not_utf8_is_evaluated_and_written_readably(cli, eval_env, tmp_path):
+    """Such a name used to end the run in a traceback (the item's seed encoded its path as UTF-8), then
+    the --per-sample CSV could not be written; the name is shown and written with the byte escaped."""
+    folder = tmp_path / "imagenet" / "val" / IDS[0]
+    folder.mkdir(parents=True)
+    shutil.copy(eval_env["paths"][0], folder / "ok.JPEG")
+    shutil.copy(eval_env["paths"][0], folder / os.fsdecode(b"caf\xe9.JPEG"))
+    (folder / os.fsdecode(b"bad\xffjunk.jpg")).write_text("not an image")
+    for per_sample in ("ps.csv", "ps.jsonl"):
+        res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder.parents[1], "--workers", "0",
+                    "--per-sample", tmp_path / per_sample, "--json")
+        assert res.code == 0, res.stderr
+        text = (tmp_path / per_sample).read_text(encoding="utf-8")
+        rows = list(csv.DictReader(text.splitlines())) if per_sample.endswith(".csv") else \
+            [json.loads(line) for line in text.splitlines()]
+        assert f"{folder}/caf\\xe9.JPEG" in [r["path"] for r in rows]
+    summary = json.loads(res.stdout)
+    assert (summary["evaluated"], summary["skipped"]) == (2, 1)
+    bad = f"{folder}/bad\\xffjunk.jpg"
+    assert summary["skipped_items"] == [{"path": bad, "error": f"{bad}: not an image Pillow can read"}]
+    assert f"skipped: {bad}: not an image Pillow can read" in res.stderr.splitlines()
+
+
+def test_item_seeds_hash_a_file_names_bytes_whether_or_not_they_are_utf8(eval_env):
+    """eval's and robustness's per-file seeds (random hooks, corruptions) hash the name's bytes below the
+    root, so a UTF-8 name keeps its seed and a name that is not UTF-8 has one too (it used to raise)."""
+    import zlib
+
+    from ssmzoo.datasets import ImageItems
+    from ssmzoo.robustness import Condition, condition_rng
+
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    names = ["café.JPEG", os.fsdecode(b"caf\xe9.JPEG")]
+    items = ImageItems([Sample(f"/d/{n}", 0) for n in names], entry, hook_seed=1, root="/d")
+    assert items.seeds == [1_000_003 + zlib.crc32(b) for b in ("café.JPEG".encode(), b"caf\xe9.JPEG")]
+    draws = [condition_rng(0, f"/d/{n}", "/d", Condition("jpeg", quality=50)).random() for n in names]
+    assert draws[0] != draws[1]
+
+
+def test_a_labels_csv_line_without_a_name_or_a_label_is_an_error_naming_the_line(cli, eval_env, tmp_path):
+    """An empty label used to end eval and robustness in an IndexError; an empty name was taken as the
+    data folder ('skipped: DIR: is a directory', exit 0). A .txt line of one field says the same."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for k in (1, 2):
+        shutil.copy(eval_env["paths"][0], folder / f"ILSVRC_{k}.JPEG")
+    for second in ("ILSVRC_2.JPEG,", ",5", "ILSVRC_2.JPEG, "):
+        labels = tmp_path / "labels.csv"
+        labels.write_text(f"ILSVRC_1.JPEG,{IDS[0]}\n{second}\n")
+        res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels)
+        assert (res.code, res.stdout) == (1, "") and "Traceback" not in res.stderr
+        assert res.stderr.strip().splitlines()[-1] == f"error: {labels}:2: expected 'path,label', got {second!r}"
+    # empty columns after the label (a spreadsheet's export) are no mistake
+    labels.write_text(f"ILSVRC_1.JPEG,{IDS[0]},,\nILSVRC_2.JPEG,{IDS[1]},\n")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels, "--workers", "0",
+                "--json")
+    assert res.code == 0 and json.loads(res.stdout)["evaluated"] == 2, res.stderr
+
+
 def test_class_folders_take_every_suffix_classify_takes(cli, eval_env, tmp_path):
     # class folders were walked by ten fixed suffixes: coffee.jfif, .jpe, .jp2 and .avif were left out
     # as "non-image files", though classify read them

@@ -1,4 +1,7 @@
-from ssmzoo.text import count, in_brief, one_line
+import json
+import os
+
+from ssmzoo.text import count, in_brief, one_line, readable, readable_data
 
 
 def test_count_names_one_thing_in_the_singular_and_any_other_number_in_the_plural():
@@ -23,3 +26,13 @@ def test_in_brief_is_one_spaced_line_cut_to_its_limit():
     assert in_brief("x" * 120) == "x" * 120 and in_brief("x" * 121) == "x" * 119 + "…"
     assert in_brief("unexpected\n  end of\tfile", 80) == "unexpected end of file"
     assert len(in_brief("word " * 50, 80)) == 80
+
+
+def test_a_file_names_bytes_that_are_not_utf8_are_written_as_hex_escapes():
+    # os.listdir gives b'caf\xe9.jpg' as 'caf\udce9.jpg': a lone surrogate, which UTF-8 files cannot hold
+    # and strict JSON readers reject; messages and outputs show the byte instead
+    name = os.fsdecode(b"caf\xe9.jpg")
+    assert one_line(f"{name}: empty file") == "caf\\xe9.jpg: empty file"
+    assert readable(name) == "caf\\xe9.jpg" and readable("café.jpg") == "café.jpg"
+    assert readable_data({name: [name, (1, None)]}) == {"caf\\xe9.jpg": ["caf\\xe9.jpg", [1, None]]}
+    assert json.loads(json.dumps(readable_data({"path": name})))["path"].encode("utf-8") == b"caf\\xe9.jpg"
