@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
@@ -416,20 +416,31 @@ def _parse_file(path: Path, source: str, base_dir: Optional[Path], read: Callabl
     return dict(entries)
 
 
-def load_manifest(extra: Optional[list[str | Path]] = None) -> dict[str, ModelEntry]:
-    """The packaged manifest, then ``SSMZOO_MANIFEST`` files, then ``extra`` (later ones win). Each file is
-    read and validated once per process while it stays the same (see ``_parse_file``)."""
+def load_manifest(extra: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None = None
+                  ) -> dict[str, ModelEntry]:
+    """The packaged manifest, then ``SSMZOO_MANIFEST`` files, then ``extra`` (later ones win): one path
+    or a list of them. Each file is read and validated once per process while it stays the same (see
+    ``_parse_file``)."""
     packaged = resources.files("ssmzoo").joinpath("weights_manifest.yaml")
     if isinstance(packaged, Path):
         entries = _parse_file(packaged, "weights_manifest.yaml", None, packaged_manifest_text)
     else:  # (a package inside a zip file: no file to stat)
         entries = parse_manifest(packaged_manifest_text(), "weights_manifest.yaml")
     paths: list[str | Path] = [p for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]
-    paths += list(extra or [])
+    paths += _manifest_paths(extra)
     for path in paths:
         path = Path(path).expanduser()
         entries.update(_parse_file(path, str(path), path.parent, functools.partial(_read_manifest_file, path)))
     return entries
+
+
+def _manifest_paths(extra: str | os.PathLike[str] | Iterable[str | os.PathLike[str]] | None) -> list[str | Path]:
+    """``extra`` as a list of paths: a single str or Path is one file, not a sequence of characters."""
+    if extra is None:
+        return []
+    if isinstance(extra, (str, os.PathLike)):
+        return [os.fspath(extra)]
+    return [os.fspath(p) for p in extra]
 
 
 def _read_manifest_file(path: Path) -> str:

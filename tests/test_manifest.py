@@ -180,6 +180,15 @@ def test_user_manifest_adds_models_by_argument_and_environment(tmp_path, monkeyp
     assert "my_model" in entries and "groupmamba_tiny" in entries
 
 
+@pytest.mark.parametrize("as_arg", [Path, str, lambda p: [p], lambda p: (str(p),)],
+                         ids=["Path", "str", "list", "tuple"])
+def test_extra_manifests_are_one_path_or_a_collection_of_them(tmp_path, as_arg):
+    """A single path is one file, not a sequence of one-character paths."""
+    path = tmp_path / "mine.yaml"
+    path.write_text(GOOD)
+    assert "my_model" in load_manifest(as_arg(path))
+
+
 def test_unknown_model_suggests_close_names():
     with pytest.raises(ManifestError, match="did you mean groupmamba_tiny"):
         get_entry(load_manifest(), "groupmamba_tiyn")

@@ -106,3 +106,96 @@ def test_compiled_cpu_scan_that_autograd_records_still_has_gradients():
     x["u"].requires_grad_(True)
     torch.compile(selective_scan, backend="eager")(**x, delta_softplus=True).sum().backward()
     assert x["u"].grad is not None and torch.isfinite(x["u"].grad).all()
+
+
+# --- arguments that do not fit the signature are refused by name, before any arithmetic ---------------
+
+SCAN_FUNCTIONS = [selective_scan, selective_scan_ref, selective_scan_chunked]
+
+
+def good_args():
+    """u, delta (2, 4, 9); A (4, 16); B, C (2, 16, 9): the shapes every bad case below departs from."""
+    return random_scan_inputs(2, 4, 9, 16, seed=0)
+
+
+@pytest.mark.parametrize("fn", SCAN_FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("arg,shape,message", [
+    ("B", (1, 16, 9), r"B has shape \(1, 16, 9\); expected \(2, 16, 9\) = \(batch, N, L\)"),   # batch 1 would broadcast
+    ("C", (1, 16, 9), r"C has shape \(1, 16, 9\); expected \(2, 16, 9\)"),
+    ("B", (2, 1, 9), r"B has shape \(2, 1, 9\); expected \(2, 16, 9\)"),                       # N = 1 vs A's 16
+    ("B", (2, 16, 1), r"B has shape \(2, 16, 1\); expected \(2, 16, 9\)"),                     # L = 1 vs 9
+    ("B", (2, 16), r"B has shape \(2, 16\); expected \(2, 16, 9\)"),
+    ("D", (1,), r"D has shape \(1,\); expected \(4,\) = \(dim,\)"),                            # would broadcast
+    ("delta_bias", (4, 1), r"delta_bias has shape \(4, 1\); expected \(4,\)"),
+    ("A", (5, 16), r"A has shape \(5, 16\); expected \(4, N\) = \(dim, N\)"),
+    ("A", (4,), r"A has shape \(4,\); expected \(4, N\)"),
+    ("delta", (2, 4, 8), r"delta has shape \(2, 4, 8\); expected u's shape \(2, 4, 9\)"),
+    ("z", (2, 4, 1), r"z has shape \(2, 4, 1\); expected u's shape \(2, 4, 9\)"),
+    ("u", (4, 9), r"u has shape \(4, 9\); expected 3 dimensions \(batch, dim, L\)"),
+])
+def test_a_wrong_shape_is_a_value_error_naming_the_argument_and_the_expected_shape(fn, arg, shape, message):
+    x = good_args()
+    x[arg] = torch.randn(shape)
+    with pytest.raises(ValueError, match=f"{fn.__name__}: {message}"):
+        fn(**x)
+
+
+@pytest.mark.parametrize("fn", SCAN_FUNCTIONS, ids=lambda f: f.__name__)
+def test_groups_of_b_and_c_must_divide_the_channels_and_agree(fn):
+    x = good_args()
+    x["B"], x["C"] = torch.randn(2, 3, 16, 9), torch.randn(2, 3, 16, 9)
+    with pytest.raises(ValueError, match=r"B and C have 3 groups .* do not divide u's 4 channels"):
+        fn(**x)
+    x["B"], x["C"] = torch.randn(2, 2, 16, 9), torch.randn(2, 16, 9)
+    with pytest.raises(ValueError, match=r"C has shape \(2, 16, 9\); expected \(2, 2, 16, 9\) .* B's G = 2"):
+        fn(**x)
+    x["C"] = torch.randn(2, 2, 16, 9)
+    assert fn(**x).shape == (2, 4, 9)
+
+
+@pytest.mark.parametrize("fn", SCAN_FUNCTIONS, ids=lambda f: f.__name__)
+def test_an_argument_that_is_not_a_tensor_is_a_type_error(fn):
+    x = good_args()
+    x["B"] = x["B"].numpy()
+    with pytest.raises(TypeError, match=f"{fn.__name__}: B must be a torch.Tensor, got ndarray"):
+        fn(**x)
+    x = good_args()
+    x["D"] = 1.0  # optional terms are None or a tensor
+    with pytest.raises(TypeError, match="D must be a torch.Tensor, got float"):
+        fn(**x)
+
+
+def test_checked_arguments_still_compile_to_one_graph():
+    """The check reads shapes only: torch.compile turns it into guards, no graph break."""
+    x = good_args()
+    out = torch.compile(selective_scan, fullgraph=True, backend="eager")(**x, delta_softplus=True)
+    assert torch.equal(out, selective_scan(**x, delta_softplus=True))
+
+
+# --- an empty sequence is an empty output, from every function and state width ----------------------
+
+@pytest.mark.parametrize("fn", SCAN_FUNCTIONS, ids=lambda f: f.__name__)
+@pytest.mark.parametrize("n_state,groups", [(1, None), (2, None), (16, None), (4, 2)])
+def test_length_zero_gives_an_empty_output(fn, n_state, groups):
+    x = random_scan_inputs(3, 4, 0, n_state, groups, seed=0)
+    out = fn(**x, delta_softplus=True)
+    assert out.shape == (3, 4, 0) and out.dtype == torch.float32
+
+
+@pytest.mark.parametrize("fn", SCAN_FUNCTIONS, ids=lambda f: f.__name__)
+def test_an_empty_batch_gives_an_empty_output(fn):
+    x = random_scan_inputs(0, 4, 9, 1, seed=0)
+    assert fn(**x).shape == (0, 4, 9)
+
+
+def test_available_backends_are_those_ssmzoo_scan_accepts_here(monkeypatch):
+    """Triton is listed only where it can run: on a machine without CUDA, SSMZOO_SCAN=triton is refused."""
+    from ssmzoo.ops import available_backends
+
+    backends = available_backends()
+    assert "torch" in backends
+    for name in backends:
+        monkeypatch.setenv("SSMZOO_SCAN", name)
+        assert scan_backend() == name
+    if not torch.cuda.is_available():
+        assert "triton" not in backends

@@ -170,3 +170,15 @@ def test_manifest_entry_matches_the_model_it_builds(name: str) -> None:
     r = entry.reported
     assert (r.params_m, r.gflops, r.top1, r.top5) == (None, None, None, None)
     assert entry.weights is None
+
+
+@pytest.mark.parametrize("pool", ["max", "", "bogus"])
+def test_reset_classifier_refuses_a_pooling_the_constructor_refuses(pool: str) -> None:
+    """StableMamba inherits VideoMamba's head: the same two poolings, checked the same way."""
+    with pytest.raises(ValueError, match="global_pool must be 'token' or 'avg'"):
+        _small_image(global_pool=pool)
+    model = _small_image()
+    with pytest.raises(ValueError, match=f"global_pool must be 'token' or 'avg', got {pool!r}"):
+        model.reset_classifier(3, global_pool=pool)
+    model.reset_classifier(3, global_pool="avg")
+    assert model.global_pool == "avg" and model(torch.randn(1, 3, 48, 80)).shape == (1, 3)

@@ -371,7 +371,7 @@ def test_import_registers_backend():
 
     dispatch = importlib.import_module("ssmzoo.ops.selective_scan")
     assert dispatch._BACKENDS["triton"] is triton_scan.selective_scan_triton
-    assert "triton" in available_backends()
+    assert ("triton" in available_backends()) == torch.cuda.is_available()  # listed where it can run
 
 
 def test_group_reference_matches_model_convention():

@@ -312,3 +312,62 @@ def test_bfloat16_forward_tracks_float32() -> None:
         out = model.to(torch.bfloat16)(x.to(torch.bfloat16))
     assert out.dtype == torch.bfloat16
     assert rel_err(out.float(), ref) <= 5e-2
+
+
+# -- arguments and inputs the model cannot use are refused up front --------------------------------
+
+def _tiny(name: str = "videomamba_tiny", **kw) -> vm.VideoMamba:
+    args = dict(img_size=32, embed_dim=32, depth=2, num_classes=5)
+    args.update(kw)
+    return timm.create_model(name, **args).eval()
+
+
+@pytest.mark.parametrize("pool", ["max", "", "bogus"])
+def test_reset_classifier_refuses_a_pooling_the_constructor_refuses(pool: str) -> None:
+    with pytest.raises(ValueError, match="global_pool must be 'token' or 'avg'"):
+        _tiny(global_pool=pool)
+    model = _tiny()
+    with pytest.raises(ValueError, match=f"global_pool must be 'token' or 'avg', got {pool!r}"):
+        model.reset_classifier(7, global_pool=pool)
+    assert model.global_pool == "token" and model.num_classes == 5  # a refused call changes nothing
+
+
+def test_reset_classifier_sets_the_head_and_a_known_pooling() -> None:
+    model = _tiny()
+    model.reset_classifier(7, global_pool="avg")
+    assert model.global_pool == "avg" and model.num_classes == 7
+    model.reset_classifier(0)
+    assert model.global_pool == "avg" and model(torch.randn(1, 3, 32, 32)).shape == (1, 32)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(num_frames=0), r"num_frames 0 gives no tubelet of kernel_size 1 frames"),
+    (dict(num_frames=1, kernel_size=2), r"num_frames 1 gives no tubelet of kernel_size 2 frames"),
+    (dict(num_frames=4, kernel_size=0), r"kernel_size must be a positive number of frames, got 0"),
+    (dict(img_size=8), r"img_size 8 is smaller than one patch of 16 pixels"),
+])
+def test_sizes_that_leave_no_patch_or_tubelet_are_refused_at_construction(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        _tiny("videomamba_tiny_video", **kwargs)
+
+
+@pytest.mark.parametrize("name,shape,message", [
+    ("videomamba_tiny", (1, 3, 15, 32), r"input of shape \(1, 3, 15, 32\) is smaller than one patch: "
+                                        r"\(H, W\) must be at least \(16, 16\)"),
+    ("videomamba_tiny_video", (1, 3, 1, 32, 32), r"input of shape \(1, 3, 1, 32, 32\) is smaller than one "
+                                                 r"tubelet: \(T, H, W\) must be at least \(2, 16, 16\)"),
+])
+def test_an_input_below_one_patch_or_tubelet_is_a_value_error_naming_its_shape(name, shape, message) -> None:
+    model = _tiny(name, **(dict(num_frames=4, kernel_size=2) if name.endswith("_video") else {}))
+    with torch.no_grad(), pytest.raises(ValueError, match=message):
+        model(torch.randn(shape))
+    with torch.no_grad(), pytest.raises(ValueError, match=message):
+        model.forward_intermediates(torch.randn(shape))
+
+
+def test_an_odd_frame_count_with_kernel_size_2_drops_the_last_frame_as_the_authors_conv_does() -> None:
+    """Documented behaviour (VideoMamba's docstring), not an error: 5 frames are read as 2 tubelets."""
+    model = _tiny("videomamba_tiny_video", num_frames=4, kernel_size=2)
+    x = torch.randn(1, 3, 5, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), model(x[:, :, :4]))

@@ -278,8 +278,38 @@ def resample_spatial_embed(embed: Tensor, new_grid: Sequence[int], old_grid: Seq
                                   num_prefix_tokens=1, interpolation="bicubic", antialias=False)
 
 
+GLOBAL_POOLS = ("token", "avg")
+
+
+def check_global_pool(global_pool: str) -> str:
+    """The pooling ``forward_head`` knows: 'token' (the cls token) or 'avg' (the mean of the others).
+    Checked in the constructor and in ``reset_classifier`` alike, so no other value is mean-pooled
+    silently."""
+    if global_pool not in GLOBAL_POOLS:
+        raise ValueError(f"global_pool must be 'token' or 'avg', got {global_pool!r}")
+    return global_pool
+
+
+def check_video_size(img_size: Union[int, Sequence[int]], patch_size: Union[int, Sequence[int]],
+                     num_frames: Optional[int], kernel_size: int) -> None:
+    """Sizes that leave no patch (an image side below the patch size) or no tubelet (fewer frames than
+    ``kernel_size``) would build and only fail at the first forward, deep inside a conv or resize."""
+    if kernel_size < 1:
+        raise ValueError(f"kernel_size must be a positive number of frames, got {kernel_size}")
+    if num_frames is not None and num_frames < kernel_size:
+        raise ValueError(f"num_frames {num_frames} gives no tubelet of kernel_size {kernel_size} frames; "
+                         f"expected num_frames >= {kernel_size}")
+    if any(side < patch for side, patch in zip(to_2tuple(img_size), to_2tuple(patch_size))):
+        raise ValueError(f"img_size {img_size} is smaller than one patch of {patch_size} pixels")
+
+
 class VideoMamba(nn.Module):
-    """VideoMamba for images (``num_frames=None``) and videos (input ``(B, C, T, H, W)``)."""
+    """VideoMamba for images (``num_frames=None``) and videos (input ``(B, C, T, H, W)``).
+
+    Videos are cut into tubelets of ``kernel_size`` frames (stride ``kernel_size``): a clip whose
+    frame count is not a multiple of it loses its last ``T % kernel_size`` frames, as in the authors'
+    Conv3d patch embedding (e.g. 9 frames with kernel_size 2 are read as 4 tubelets of 8 frames).
+    """
 
     def __init__(
         self,
@@ -317,8 +347,8 @@ class VideoMamba(nn.Module):
                 raise ValueError("only the bidirectional (bimamba) mixer of the published models is implemented")
         if kwargs:
             raise TypeError(f"unexpected arguments: {sorted(kwargs)}")
-        if global_pool not in ("token", "avg"):
-            raise ValueError("global_pool must be 'token' or 'avg'")
+        check_global_pool(global_pool)
+        check_video_size(img_size, patch_size, num_frames, kernel_size)
         self.num_classes = num_classes
         self.global_pool = global_pool
         self.num_features = self.embed_dim = embed_dim
@@ -387,9 +417,11 @@ class VideoMamba(nn.Module):
         return self.head
 
     def reset_classifier(self, num_classes: int, global_pool: Optional[str] = None) -> None:
-        self.num_classes = num_classes
+        """A new head for ``num_classes`` (0: none); ``global_pool`` 'token' or 'avg' as in the constructor
+        (None keeps the current one)."""
         if global_pool is not None:
-            self.global_pool = global_pool
+            self.global_pool = check_global_pool(global_pool)
+        self.num_classes = num_classes
         self.head = nn.Linear(self.embed_dim, num_classes) if num_classes > 0 else nn.Identity()
 
     def get_num_layers(self) -> int:
@@ -405,6 +437,7 @@ class VideoMamba(nn.Module):
             raise ValueError(f"video model expects (B, C, T, H, W), got {tuple(x.shape)}")
         if not self.is_video and x.dim() != 4:
             raise ValueError(f"image model expects (B, C, H, W), got {tuple(x.shape)}")
+        self._check_input_size(x)
         x = self.patch_embed(x)
         batch, dim = x.shape[:2]
         grid = (x.shape[-2], x.shape[-1])
@@ -419,6 +452,15 @@ class VideoMamba(nn.Module):
         else:
             x = x.flatten(2).transpose(1, 2) + pos[:, 1:]
         return torch.cat([cls, x], dim=1)
+
+    def _check_input_size(self, x: Tensor) -> None:
+        """At least one patch (and, for videos, one tubelet of frames): a smaller input would reach the
+        patch conv and fail there without naming the input. Shapes only (guards under torch.compile)."""
+        minimum = (*((self.patch_embed.tubelet_size,) if self.is_video else ()), *self.patch_embed.patch_size)
+        if any(have < need for have, need in zip(x.shape[2:], minimum)):
+            axes = "(T, H, W)" if self.is_video else "(H, W)"
+            raise ValueError(f"input of shape {tuple(x.shape)} is smaller than one "
+                             f"{'tubelet' if self.is_video else 'patch'}: {axes} must be at least {minimum}")
 
     def _run_layers(self, hidden: Tensor, take: Sequence[int] = (), stop: Optional[int] = None
                     ) -> Tuple[Optional[Tensor], list[Tensor]]:

@@ -2,6 +2,7 @@
 
 from .selective_scan import (
     available_backends,
+    check_scan_args,
     register_backend,
     scan_backend,
     selective_scan,
@@ -11,6 +12,7 @@ from .selective_scan import (
 
 __all__ = [
     "available_backends",
+    "check_scan_args",
     "register_backend",
     "scan_backend",
     "selective_scan",

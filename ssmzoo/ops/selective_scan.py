@@ -34,7 +34,55 @@ __all__ = [
     "selective_scan_chunked",
     "scan_backend",
     "available_backends",
+    "check_scan_args",
 ]
+
+
+def _shape(t: Tensor) -> tuple[int, ...]:
+    return tuple(t.shape)
+
+
+def check_scan_args(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
+                    z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, *,
+                    name: str = "selective_scan") -> None:
+    """Refuses arguments that do not fit the scan's signature (see the module docstring), naming the
+    argument, its shape and the shape expected from ``u`` and ``A``: broadcasting would otherwise run a
+    wrong-shaped B/C/D silently, and other mistakes fail deep inside a backend.
+
+    Shapes and types only (no values, no device syncs): cheap per call, and under torch.compile the
+    comparisons become guards on the shapes."""
+    given = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
+    for arg, value in given.items():
+        if not (isinstance(value, Tensor) or (value is None and arg in ("D", "z", "delta_bias"))):
+            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(value).__name__}")
+    if u.dim() != 3:
+        raise ValueError(f"{name}: u has shape {_shape(u)}; expected 3 dimensions (batch, dim, L)")
+    batch, dim, length = u.shape
+    if A.dim() != 2 or A.shape[0] != dim:
+        raise ValueError(f"{name}: A has shape {_shape(A)}; expected ({dim}, N) = (dim, N) for u of shape "
+                         f"{_shape(u)}")
+    n_state = A.shape[1]
+    for arg, value in (("delta", delta), ("z", z)):
+        if value is not None and value.shape != u.shape:
+            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected u's shape {_shape(u)} "
+                             "= (batch, dim, L)")
+    for arg, value in (("D", D), ("delta_bias", delta_bias)):
+        if value is not None and _shape(value) != (dim,):
+            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected ({dim},) = (dim,)")
+    groups = B.shape[1] if B.dim() == 4 else 1
+    for arg, value in (("B", B), ("C", C)):
+        as_groups = (value.shape[0], 1, *value.shape[1:]) if value.dim() == 3 else _shape(value)
+        if as_groups != (batch, groups, n_state, length):
+            if arg == "C" and groups != 1:  # C's groups are B's
+                expected = f"({batch}, {groups}, {n_state}, {length}) = (batch, G, N, L) with B's G = {groups}"
+            else:
+                expected = (f"({batch}, {n_state}, {length}) = (batch, N, L) or ({batch}, G, {n_state}, {length})"
+                            " = (batch, G, N, L)")
+            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected {expected}, from u {_shape(u)} "
+                             f"and A {_shape(A)}")
+    if groups == 0 or dim % groups:
+        raise ValueError(f"{name}: B and C have {groups} groups (B's shape {_shape(B)}), which do not divide "
+                         f"u's {dim} channels")
 
 
 def _prepare(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
@@ -73,6 +121,7 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
                        D: Optional[Tensor] = None, z: Optional[Tensor] = None,
                        delta_bias: Optional[Tensor] = None, delta_softplus: bool = False) -> Tensor:
     """The recurrence step by step in float64: slow, obviously right, the ground truth for tests."""
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, name="selective_scan_ref")
     batch, dim, length = u.shape
     uu, dt, AA, BB, CC = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, torch.float64)
     state = uu.new_zeros(*uu.shape[:3], AA.shape[-1])  # (batch, G, dim/G, N)
@@ -81,7 +130,8 @@ def selective_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor
         decay = torch.exp(dt[..., t, None] * AA)
         state = decay * state + (dt[..., t] * uu[..., t])[..., None] * BB[:, :, None, :, t]
         ys.append((state * CC[:, :, None, :, t]).sum(-1))
-    y = torch.stack(ys, dim=-1).reshape(batch, dim, length)
+    y = torch.stack(ys, dim=-1) if ys else uu.new_empty(*uu.shape)                # (L = 0: nothing to stack)
+    y = y.reshape(batch, dim, length)
     return _finish(y, u.to(torch.float64), D, z, u.dtype)
 
 
@@ -99,10 +149,19 @@ def selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     tensors cost more than they save, so positions are stepped through with block-wise precomputed
     decays and inputs (``_scan_stepwise``). ``benchmarks/scan_cpu.py`` measures both against a loop.
     """
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, name="selective_scan_chunked")
+    return _selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
+
+
+def _selective_scan_chunked(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                            z: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool) -> Tensor:
+    """``selective_scan_chunked`` on arguments already checked (the dispatcher checks them once)."""
     batch, dim, length = u.shape
     uu, dt, AA, BB, CC = _prepare(u, delta, A, B, C, delta_bias, delta_softplus, torch.float32)
     # The closed form needs every single step's decay below e^600 (float64); beyond that, step.
-    narrow = A.shape[-1] <= 2 and float((dt.abs().amax() * AA.abs().amax()).item()) <= _MAX_LOG_DECAY
+    # (Empty inputs step: nothing to take the largest decay of, and no step to take.)
+    narrow = (A.shape[-1] <= 2 and dt.numel() > 0 and AA.numel() > 0
+              and float((dt.abs().amax() * AA.abs().amax()).item()) <= _MAX_LOG_DECAY)
     scan = _scan_factorized if narrow else _scan_stepwise
     y = scan(uu, dt, AA, BB, CC).reshape(batch, dim, length)
     return _finish(y, u.float(), D, z, u.dtype)
@@ -249,7 +308,9 @@ def _scan_factorized_autograd(uu: Tensor, dt: Tensor, AA: Tensor, BB: Tensor, CC
 
 
 ScanFn = Callable[..., Tensor]
-_BACKENDS: dict[str, ScanFn] = {"torch": selective_scan_chunked}
+_BACKENDS: dict[str, ScanFn] = {"torch": _selective_scan_chunked}
+"""Every backend is called as ``fn(u, delta, A, B, C, D=, z=, delta_bias=, delta_softplus=)``, with
+arguments that ``selective_scan`` has checked (``check_scan_args``)."""
 
 
 def register_backend(name: str, fn: ScanFn) -> None:
@@ -266,8 +327,10 @@ def _triton_ready() -> bool:
 
 
 def available_backends() -> list[str]:
-    _triton_ready()
-    return sorted(_BACKENDS)
+    """The backends that can run on this machine, i.e. the values ``SSMZOO_SCAN`` accepts here: the
+    Triton scan only where it imports and a CUDA device exists (elsewhere it is refused)."""
+    triton = _triton_ready()
+    return sorted(name for name in _BACKENDS if name != "triton" or triton)
 
 
 def scan_backend(device: torch.device | str | None = None) -> str:
@@ -314,8 +377,7 @@ def _selective_scan_chunked_op(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
     """``selective_scan_chunked`` as one opaque node for torch.compile. Traced, its chunk length
     (chosen from the inputs' largest decay, an ``.item()``) breaks the graph in every layer, and
     the wide-state path's loop over positions would be unrolled."""
-    return selective_scan_chunked(u, delta, A, B, C, D=D, z=z, delta_bias=delta_bias,
-                                  delta_softplus=delta_softplus).contiguous()
+    return _selective_scan_chunked(u, delta, A, B, C, D, z, delta_bias, delta_softplus).contiguous()
 
 
 # torch.library.custom_op exists from torch 2.4; on older releases compile traces the scan as it is
@@ -338,8 +400,15 @@ def selective_scan(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                    delta_bias: Optional[Tensor] = None, delta_softplus: bool = False) -> Tensor:
     """Runs the selective scan on the backend that suits ``u``'s device (see ``scan_backend``).
     While torch.compile traces, the PyTorch path is the opaque operator ``selective_scan_chunked_op``
-    (it has no backward: a scan that autograd records is traced as plain PyTorch)."""
+    (it has no backward: a scan that autograd records is traced as plain PyTorch).
+
+    The arguments are checked first (``check_scan_args``: shapes only, no device sync). An empty scan
+    (L = 0, or no batch or channels) takes the PyTorch path on any device: an empty output, the same
+    from every backend."""
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias)
     backend = scan_backend(u.device)
+    if backend != "torch" and u.numel() == 0:
+        backend = "torch"
     if (backend == "torch" and selective_scan_chunked_op is not None and torch.compiler.is_compiling()
             and not _records_autograd(u, delta, A, B, C, D, z, delta_bias)):
         return selective_scan_chunked_op(u, delta, A, B, C, D, z, delta_bias, delta_softplus)
