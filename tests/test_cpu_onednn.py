@@ -54,6 +54,21 @@ def test_the_packed_weight_follows_weight_changes() -> None:
     assert not torch.allclose(first, layer(x).detach())
 
 
+def test_writes_through_data_are_seen_after_invalidate_caches() -> None:
+    """``w.data`` has a version counter of its own: writes through it are invisible to the cache key,
+    so the packed weight is dropped explicitly (``invalidate_caches`` walks a whole model)."""
+    from ssmzoo.ops.cpu_onednn import invalidate_caches
+
+    model = torch.nn.Sequential(PackedLinear(24, 40), torch.nn.ReLU(), PackedLinear(40, 8)).eval()
+    x = torch.randn(3, 24)
+    with torch.no_grad():
+        model(x)
+        model[0].weight.data.mul_(-2.0)
+        assert invalidate_caches(model) == 2
+        expected = F.linear(F.relu(F.linear(x, model[0].weight, model[0].bias)), model[2].weight, model[2].bias)
+        assert rel_err(model(x), expected) <= 1e-6
+
+
 def test_a_model_that_ran_on_cpu_can_be_copied_and_saved() -> None:
     """The packed weight is a cache of an opaque oneDNN tensor: deepcopy and torch.save leave it out."""
     import copy

@@ -367,3 +367,120 @@ def test_features_only_gives_each_stage_as_nchw_maps_on_odd_shapes():
     middle = timm.create_model("groupmamba_tiny", features_only=True, out_indices=(1, 2), **small)
     assert middle.feature_info.channels() == [64, 96]
     assert not any(name.startswith(("block4", "post_network", "head")) for name, _ in middle.model.named_parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Other dtypes, weight caches, timm's training tools, tracing
+# ---------------------------------------------------------------------------------------------
+
+def _small_model(**kwargs) -> gm.GroupMamba:
+    torch.manual_seed(0)
+    return gm.groupmamba_tiny(depths=(1, 1, 1, 1), num_classes=10, **kwargs)
+
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 5e-2), (torch.float16, 1e-2), (torch.float64, 1e-5)])
+def test_a_model_cast_to_another_dtype_runs_in_that_dtype(dtype: torch.dtype, tolerance: float) -> None:
+    """``model.to(dtype)`` works as for the other models: the forward stays in the model's dtype (the
+    scan in at least float32, as published) and agrees with the float32 model to the dtype's precision."""
+    model = _small_model().eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        reference = model(x)
+        out = model.to(dtype)(x.to(dtype))
+    assert out.dtype == dtype
+    assert rel_err(out, reference) <= tolerance
+
+
+def test_weight_caches_follow_updates_and_invalidate_caches_covers_writes_through_data() -> None:
+    """The inference caches (packed linears, stacked group weights) notice in-place updates of the
+    parameters; writes through ``p.data`` are not recorded by any version counter and need
+    ``invalidate_caches()``."""
+    model = _small_model().eval()
+    x = torch.randn(1, 3, 64, 64)
+
+    def fresh_output() -> torch.Tensor:
+        fresh = gm.groupmamba_tiny(depths=(1, 1, 1, 1), num_classes=10).eval()
+        fresh.load_state_dict(model.state_dict())
+        return fresh(x)
+
+    mixer = model.block1[0].attn
+    with torch.no_grad():
+        before = model(x)
+        mixer.proj.weight.mul_(0.5)           # in place on the parameters: noticed
+        mixer.mamba_g1.A_logs.mul_(0.5)
+        assert torch.equal(model(x), fresh_output())
+        mixer.proj.weight.data.mul_(0.5)      # through .data: seen after invalidate_caches()
+        mixer.mamba_g2.A_logs.data.mul_(0.5)
+        assert model.invalidate_caches() > 0
+        after = model(x)
+        assert torch.equal(after, fresh_output())
+    assert not torch.allclose(after, before)
+
+
+def test_layer_decay_trains_the_stem_and_grows_with_depth() -> None:
+    """timm's layer-wise lr decay groups the parameters by ``group_matcher``: the stem gets the smallest
+    positive scale, each later block a larger one, the heads 1."""
+    from timm.models import group_parameters
+    from timm.optim import create_optimizer_v2
+
+    model = _small_model()
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05, layer_decay=0.75)
+    scale = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
+    scales = [scale[id(p)] for _, p in model.named_parameters()]  # in the order the network runs them
+    assert scales[0] == min(scales) > 0                             # patch_embed1, the stem
+    assert scales == sorted(scales)
+    assert scale[id(model.head.weight)] == 1.0
+    # stem, 4 blocks (downsamplings and stage norms with them), class-token network, heads
+    assert len(set(scales)) == 7
+    # coarse: stem, 4 stages, class-token network, heads
+    assert len(group_parameters(model, model.group_matcher(coarse=True))) == 7
+
+
+def test_no_weight_decay_names_the_ssm_parameters_for_timm() -> None:
+    from timm.optim import create_optimizer_v2
+
+    model = _small_model()
+    names = model.no_weight_decay()
+    assert "block1.0.attn.mamba_g1.A_logs" in names and "post_network.0.attn.mamba_g4.Ds" in names
+    assert "block1.0.attn.skip_scale" in names
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, weight_decay=0.05)
+    decay = {id(p): group["weight_decay"] for group in optimizer.param_groups for p in group["params"]}
+    a_logs = [p for name, p in model.named_parameters() if name.endswith("A_logs")]
+    assert a_logs and all(decay[id(p)] == 0.0 for p in a_logs)
+    assert decay[id(model.block1[0].attn.proj.weight)] == 0.05
+
+
+def test_grad_checkpointing_recomputes_blocks_with_the_same_loss_and_grads() -> None:
+    model = _small_model(drop_path_rate=0.0).train()
+    x = torch.randn(2, 3, 64, 64)
+    calls: list[str] = []
+    model.block2[0].register_forward_pre_hook(lambda *_: calls.append("block2.0"))
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    assert len(calls) == 1
+    model.set_grad_checkpointing(True)
+    loss_ckpt, grads_ckpt = loss_and_grads()
+    assert len(calls) == 3  # forward, then again in the backward pass
+    assert torch.allclose(loss_ckpt, loss, rtol=1e-6, atol=0)
+    assert grads_ckpt.keys() == grads.keys()
+    for name, grad in grads.items():  # (the class token's skip_scale gets a zero gradient: its LayerNorm cancels it)
+        torch.testing.assert_close(grads_ckpt[name], grad, rtol=1e-5, atol=1e-8, msg=name)
+    with torch.no_grad():  # nothing to recompute without autograd
+        model(x)
+    assert len(calls) == 4
+
+
+def test_torch_jit_trace_takes_the_plain_ops() -> None:
+    """Tracing steps around the oneDNN operators (the tracer cannot record their arguments). Traced
+    without autograd, as the scan's path depends on it (trace's own check reruns under no_grad)."""
+    model = _small_model().eval()
+    with torch.no_grad():
+        traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64))
+        x = torch.randn(2, 3, 64, 64)
+        assert rel_err(traced(x), model(x)) <= 1e-5

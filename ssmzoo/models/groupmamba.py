@@ -35,9 +35,10 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, trunc_normal_
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint
 
 from ssmzoo.ops import scan_backend, selective_scan
-from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act
+from ssmzoo.ops.cpu_onednn import PackedLinear, conv2d_act, invalidate_caches
 from ssmzoo.ops.directions import merge_order, scan_order  # noqa: F401  (public here too, as before)
 from ssmzoo.ops.group_norm import group_norm_gate
 from ssmzoo.ops.opaque import call_op
@@ -184,9 +185,9 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: 
                               norm_weight: Tensor, norm_bias: Tensor, eps: float, z: Tensor,
                               pad: int = 0, x_proj: Optional[Tensor] = None,
                               out_proj: Optional[Tensor] = None) -> Tensor:
-    """``group_norm_gate(group_scan_4dir(...) in float32, ...)``: the scan, each group's LayerNorm and
-    the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u. Returned as out_proj reads it:
-    (batch, H, W, 4 * d + pad), the last ``pad`` channels zeros (``_gemm_pad``).
+    """``group_norm_gate(group_scan_4dir(...) in float32 (float64 models: float64), ...)``: the scan,
+    each group's LayerNorm and the SiLU(z) gate, in z's dtype; z (batch, 4, d, H, W) like u. Returned
+    as out_proj reads it: (batch, H, W, 4 * d + pad), the last ``pad`` channels zeros (``_gemm_pad``).
 
     On the Triton backend, for d_state 1 on channels-last maps (``NORM_GATE_IN_SCAN``), one kernel:
     the look-back scan normalises and gates y in registers, so the float32 y is never written and
@@ -207,7 +208,7 @@ def group_scan_4dir_norm_gate(u: Tensor, delta: Optional[Tensor], A: Tensor, B: 
         return call_op(group_scan_4dir_norm_gate_op, u, delta, A, B, C, D, delta_bias, delta_softplus,
                        norm_weight, norm_bias, eps, z, pad, x_proj, out_proj)
     y = group_scan_4dir(u, delta, A, B, C, D=D, delta_bias=delta_bias, delta_softplus=delta_softplus,
-                        out_dtype=torch.float32)
+                        out_dtype=torch.promote_types(u.dtype, torch.float32))  # float64 models keep float64
     to_maps = lambda t: t.permute(0, 3, 4, 1, 2)  # noqa: E731  (B, 4, d, H, W) -> (B, H, W, 4, d)
     # compiled, Inductor writes the norm's output into the wider buffer (see _zero_columns)
     return _zero_columns(group_norm_gate(to_maps(y), norm_weight, norm_bias, eps, to_maps(z)).flatten(-2), pad)
@@ -305,12 +306,15 @@ class GroupMambaLayer(nn.Module):
 
         With autograd off (and outside torch.compile, which traces the stacking into its graph) the stack is
         kept between calls (at batch 1 the ~20 small stack/cat/cast kernels per layer cost more than the
-        layer's scan; on the GPU they are launches); the cache is keyed on every parameter's storage and
-        version counter, so loading a state dict, ``.to()``, or any in-place update of a weight rebuilds
-        it. In training it is rebuilt on every call.
+        layer's scan; on the GPU they are launches). The cache is keyed on every parameter, its storage
+        and its version counter, so replacing a parameter, ``.to()``, ``load_state_dict``, optimizer steps
+        and in-place ops on the parameters (under ``torch.no_grad()`` too) rebuild it. Writes through
+        ``p.data`` (``p.data.mul_(2)``) or numpy views do not move the version counter and are not
+        noticed: call ``invalidate_cache()`` (or ``GroupMamba.invalidate_caches()``) after them. Comparing
+        the contents instead would cost about as much as rebuilding. In training it is rebuilt on every call.
         """
         cacheable = (x.device.type in ("cpu", "cuda") and not torch.is_grad_enabled()
-                     and not torch.compiler.is_compiling())
+                     and not torch.compiler.is_compiling() and not torch.jit.is_tracing())
         if cacheable:
             params = [p for m in self.groups() for p in _parameters_of(m)]
             key = [(p.data_ptr(), p._version, p.dtype) for p in params]
@@ -324,11 +328,11 @@ class GroupMambaLayer(nn.Module):
             "in_proj": self._stacked("in_proj.weight"),
             "conv_weight": _depthwise_weight(self._stacked("conv2d.weight", dim=None), x),
             "conv_bias": self._stacked("conv2d.bias", dim=None),
-            "x_proj": self._stacked("x_proj_weight")[:, 0].float(),
-            "dt_proj": self._stacked("dt_projs_weight")[:, 0].float(),
-            "A": -torch.exp(self._stacked("A_logs").float()),
-            "D": self._stacked("Ds").float(),
-            "delta_bias": self._stacked("dt_projs_bias")[:, 0].float(),
+            "x_proj": _scan_precision(self._stacked("x_proj_weight")[:, 0]),
+            "dt_proj": _scan_precision(self._stacked("dt_projs_weight")[:, 0]),
+            "A": -torch.exp(_scan_precision(self._stacked("A_logs"))),
+            "D": _scan_precision(self._stacked("Ds")),
+            "delta_bias": _scan_precision(self._stacked("dt_projs_bias")[:, 0]),
             "norm_weight": self._stacked("out_norm.weight"),
             "norm_bias": self._stacked("out_norm.bias"),
             "out_proj": self._stacked("out_proj.weight"),
@@ -339,13 +343,17 @@ class GroupMambaLayer(nn.Module):
             self.__dict__["_group_weights_cache"] = (params, key, [p.detach() for p in params], weights)
         return weights
 
+    def invalidate_cache(self) -> None:
+        """Drops the stacked group weights (``_group_weights``), rebuilt on the next forward."""
+        self.__dict__.pop("_group_weights_cache", None)
+
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
-        if x.dtype == torch.float16:
-            x = x.float()
+        if x.dtype == torch.float16 and self.norm.weight.dtype != torch.float16:
+            x = x.float()  # as published (float16 activations of a float32 model); a .half() model stays float16
         batch, _, channels = x.shape
         x = self.norm(x)
         x_gemm = _gemm_input(x)  # what in_proj reads; the gate's mean reads it too (see _gemm_input)
-        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(x_gemm.mean(dim=1, dtype=torch.float32)))))  # (B, C)
+        gate = torch.sigmoid(self.fc2(F.relu(self.fc1(_gate_input(x_gemm, self.fc1.weight)))))  # (B, C)
 
         # The 4 SS2D groups as batched ops on channels-last (B, H, W, 4, .) tensors; einsum's "g" is
         # the group axis. Same ops, dtypes and order as running each group alone.
@@ -400,7 +408,7 @@ class GroupMambaLayer(nn.Module):
                 dts, Bs, Cs = (to_scan(t.unflatten(-1, (NUM_DIRECTIONS, -1))) for t in (dts, Bs, Cs))
         else:
             u = u.reshape(batch, H, W, NUM_DIRECTIONS, d_inner)
-            x_dbl = torch.einsum("bhwgd,gcd->bhwgc", u.float(), w["x_proj"])
+            x_dbl = torch.einsum("bhwgd,gcd->bhwgc", _scan_precision(u), w["x_proj"])
             dts, Bs, Cs = torch.split(x_dbl, [dt_rank, d_state, d_state], dim=-1)
             dts = torch.einsum("bhwgr,gdr->bhwgd", dts, w["dt_proj"])
             dts, Bs, Cs = to_scan(dts), to_scan(Bs), to_scan(Cs)
@@ -448,6 +456,21 @@ def _parameters_of(module: nn.Module) -> list[Tensor]:
         if child is not None:
             params += _parameters_of(child)
     return params
+
+
+def _gate_input(x: Tensor, fc1_weight: Tensor) -> Tensor:
+    """The gate's squeeze: the mean over all positions of x (B, L, C), accumulated in float32 (float64
+    for a float64 model) and handed to fc1 in its weight's dtype. For a float32 model (and under
+    autocast, whose parameters are float32) the cast is a no-op; a model cast to bfloat16, float16 or
+    float64 gets fc1's own dtype, which its GEMM needs."""
+    mean = x.mean(dim=1, dtype=torch.promote_types(x.dtype, torch.float32))
+    return mean.to(fc1_weight.dtype)
+
+
+def _scan_precision(t: Tensor) -> Tensor:
+    """t in at least float32: the authors force the scan's inputs and parameters to float32; a model
+    cast to float64 keeps float64 (``.float()`` would narrow it). float32 tensors are returned as they are."""
+    return t.to(torch.promote_types(t.dtype, torch.float32))
 
 
 def _dense_projections(x: Tensor) -> bool:
@@ -530,7 +553,7 @@ def _x_proj_input(u: Tensor) -> Tensor:
     where the GEMM runs in its low precision whatever u's dtype: there u.float() would be a float32
     round trip that autocast's cast undoes exactly, and under torch.compile a copy of u per layer
     (0.25 ms per GroupMamba-T forward, docs/gpu_runs/s18_prof_gm.txt)."""
-    return u if torch.is_autocast_enabled(u.device.type) else u.float()
+    return u if torch.is_autocast_enabled(u.device.type) else _scan_precision(u)
 
 
 def _block_diagonal_projections(weights: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -864,6 +887,7 @@ class GroupMamba(nn.Module):
         self.num_features = self.head_hidden_size = embed_dims[-1]
         self.drop_rate = drop_rate
         self.distilled_training = False  # timm's DeiT convention: tuple of logits only when asked
+        self.grad_checkpointing = False
         norm_layer = lambda dim: nn.LayerNorm(dim, eps=layer_norm_eps)  # noqa: E731
 
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
@@ -912,6 +936,46 @@ class GroupMamba(nn.Module):
         return {"A_logs", "Ds", "skip_scale"}
 
     @torch.jit.ignore
+    def no_weight_decay(self) -> set[str]:
+        """Full names of the parameters kept out of weight decay: the SSMs' A_logs and Ds (the authors
+        mark them ``_no_weight_decay``) and skip_scale. timm's optimizer factory reads only this set
+        (not the keywords or the marks); without it the 2-D A_logs were decayed. (1-D parameters, biases
+        and norms included, timm leaves undecayed by itself.)"""
+        keywords = self.no_weight_decay_keywords()
+        return {name for name, p in self.named_parameters()
+                if name.rsplit(".", 1)[-1] in keywords or getattr(p, "_no_weight_decay", False)}
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        """Parameter groups by depth for timm's layer-wise lr decay and ``group_parameters``: the stem
+        (patch_embed1); then per stage (``coarse``) or per block, each downsampling with its stage's
+        first block and each stage's norm with its last block (suffix 99999: timm's MATCH_PREV_GROUP);
+        then the class-token network with the final norm. The heads, unmatched, come last."""
+        stage_norms = "|".join(str(i) for i in range(1, self.num_stages))  # norm{num_stages} is the final norm
+        blocks = [(r"^(?:patch_embed|block)(\d+)\.", None), (rf"^norm({stage_norms})\.", None)] if coarse else [
+            (r"^patch_embed(\d+)\.", (0,)),
+            (r"^block(\d+)\.(\d+)\.", None),
+            (rf"^norm({stage_norms})\.", (99999,)),
+        ]
+        return dict(stem=r"^patch_embed1\.", blocks=blocks,
+                    class_token=rf"^(?:post_network|norm{self.num_stages})\.")
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each stage block's activations in the backward pass instead of keeping them
+        (timm's ``--grad-checkpointing``): applies wherever autograd records the forward."""
+        self.grad_checkpointing = enable
+
+    @torch.jit.ignore
+    def invalidate_caches(self) -> int:
+        """Drops the weight-derived caches of CPU/GPU inference (packed linears, stacked group weights).
+
+        Needed only after weights were written without moving their version counters, e.g.
+        ``p.data.mul_(0.5)`` or numpy views; state-dict loading, ``.to()``, optimizer steps and
+        in-place ops on the parameters are noticed by themselves (``GroupMambaLayer._group_weights``)."""
+        return invalidate_caches(self)
+
+    @torch.jit.ignore
     def set_distilled_training(self, enable: bool = True) -> None:
         self.distilled_training = enable
 
@@ -930,8 +994,9 @@ class GroupMamba(nn.Module):
         """Stage ``i + 1`` on the image or the previous stage's map: its tokens (B, H*W, C) for the last
         stage, else the (B, C, H, W) map the next stage reads (after the stage's LayerNorm)."""
         x, H, W = getattr(self, f"patch_embed{i + 1}")(x)
+        recompute = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for blk in getattr(self, f"block{i + 1}"):
-            x = blk(x, H, W)
+            x = checkpoint(blk, x, H, W) if recompute else blk(x, H, W)
         if i != self.num_stages - 1:
             x = getattr(self, f"norm{i + 1}")(x)
             x = x.reshape(x.shape[0], H, W, -1).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last memory
