@@ -76,11 +76,14 @@ def content_kind(path: str | Path) -> Optional[str]:
 
 def _neither(path: str, otherwise: InputError) -> InputError:
     """Why a file that is neither an image nor a video cannot be classified: a media file without a video
-    stream (an audio-only .mp4) in the video reader's own words, whichever model met it; else ``otherwise``."""
-    from .video import NoVideoStream, video_error
+    stream (an audio-only .mp4), and a file named or built like a video (an empty or truncated .mp4), in
+    the video reader's own words, whichever model met it; else ``otherwise``."""
+    from .video import NoVideoStream, looks_like_video, video_error
 
     error = video_error(path)
-    return error if isinstance(error, NoVideoStream) else otherwise
+    if error is not None and (isinstance(error, NoVideoStream) or looks_like_video(path)):
+        return error
+    return otherwise
 
 
 def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:

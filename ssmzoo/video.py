@@ -218,6 +218,12 @@ def _reason(exc: BaseException) -> str:
     return one_line(str(text), join=" ")
 
 
+def looks_like_video(path: str | os.PathLike) -> bool:
+    """Named like a video, or an MP4/MOV by its first bytes: where such a file cannot be read, the video
+    reader's reason is the one to give, whichever model met it."""
+    return Path(path).suffix.lower() in VIDEO_SUFFIXES or _looks_like_iso_media(Path(path))
+
+
 def _looks_like_iso_media(p: Path) -> bool:
     """MP4/MOV files start with an 'ftyp' box; if one fails to open, its index (moov) is missing or cut."""
     try:
@@ -269,7 +275,9 @@ def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
     if size == 0:
         raise InputError(f"{p}: empty file (0 bytes)")
     try:
-        container = av.open(str(p), mode="r")
+        # Tags are read as text with damage replaced: one bad byte in a brand or title (or a title in a legacy
+        # encoding) leaves the video playable, where PyAV's default ("strict") raised UnicodeDecodeError.
+        container = av.open(str(p), mode="r", metadata_errors="replace")
     except (av.error.FFmpegError, OSError) as e:
         if _looks_like_iso_media(p):
             raise InputError(
@@ -283,10 +291,13 @@ def _open(path: str | os.PathLike) -> tuple[Any, Any, Path]:
             raise InputError(f"{p}: is a still image ({container.format.name}), not a video")
         if not container.streams.video:
             raise NoVideoStream(p, sorted({s.type for s in container.streams}))
+        stream = container.streams.video[0]
+        if stream.codec_context is None:  # PyAV found no decoder for the codec the container names
+            raise InputError(f"{p}: no decodable video stream (its codec is unknown to ffmpeg: "
+                             "truncated or corrupt, or an unsupported codec)")
     except BaseException:
         container.close()
         raise
-    stream = container.streams.video[0]
     return container, stream, p
 
 

@@ -651,6 +651,65 @@ def test_an_audio_only_file_gets_one_message_whoever_reads_it(cli, mini_files, m
     assert errors == [f"{path}: no video stream (audio-only file)" for path in (sound, renamed, sound, renamed, sound)]
 
 
+def test_a_damaged_mp4_is_reported_and_the_later_inputs_are_classified(cli, mini_files, mini_video_checkpoint,
+                                                                       tmp_path):
+    # one byte in the sample table's box name: ffmpeg opens the file, but its video stream has no codec. It
+    # used to end classify with an AttributeError traceback (losing the inputs after it) and eval's skip
+    # said "unreadable (AttributeError: 'NoneType' object has no attribute 'width')"
+    from video_fixtures import write_mp4
+
+    manifest, image_checkpoint = mini_files
+    clip = write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72))
+    data = bytearray(clip.read_bytes())
+    data[data.index(b"stbl") + 1] = 0x94
+    damaged = tmp_path / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    error = (f"{damaged}: no decodable video stream (its codec is unknown to ffmpeg: truncated or corrupt, "
+             "or an unsupported codec)")
+
+    res = cli("--manifest", manifest, "classify", damaged, clip, "--model", "videomamba_mini_k400",
+              "--weights", mini_video_checkpoint, "--json", "--views", "1x1")
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert res.code == 1 and "Traceback" not in res.stderr
+    assert rows[0]["error"] == error and rows[1]["error"] is None and rows[1]["top"]
+
+    # an image model checks what a file named like a video holds: the same line
+    res = cli("--manifest", manifest, "classify", damaged, "--model", "groupmamba_mini",
+              "--weights", image_checkpoint, "--json")
+    assert res.code == 1 and "Traceback" not in res.stderr
+    assert json.loads(res.stdout)["error"] == error
+
+    listed = tmp_path / "list.txt"
+    listed.write_text("damaged.mp4 abseiling\nclip.mp4 abseiling\n")
+    res = cli("--manifest", manifest, "eval", "--dataset", "kinetics400", "--list", listed, "--model",
+              "videomamba_mini_k400", "--weights", mini_video_checkpoint, "--workers", "0")
+    assert f"skipped: {error}" in res.stderr.splitlines() and "Traceback" not in res.stderr
+
+
+def test_an_unreadable_video_gets_the_same_cause_from_an_image_model(cli, mini_files, mini_video_checkpoint,
+                                                                      tmp_path):
+    # an image model judging these by content used to say "not an image or video file ssmzoo can read" where
+    # the video model names the cause; a truncated MP4 renamed .jpg is recognised by its 'ftyp' box
+    from video_fixtures import truncate, write_mp4
+
+    manifest, image_checkpoint = mini_files
+    zero = tmp_path / "zero.mp4"
+    zero.write_bytes(b"")
+    cut = truncate(write_mp4(tmp_path / "cut.mp4", num_frames=30, size=(96, 72)), 0.5)
+    cut_as_jpg = tmp_path / "cut.jpg"
+    cut_as_jpg.write_bytes(cut.read_bytes())
+    inputs = (zero, cut, cut_as_jpg)
+    errors = {}
+    for model, weights in (("groupmamba_mini", image_checkpoint), ("videomamba_mini_k400", mini_video_checkpoint)):
+        res = cli("--manifest", manifest, "classify", *inputs, "--model", model, "--weights", weights, "--json")
+        assert res.code == 1 and "Traceback" not in res.stderr
+        errors[model] = [json.loads(line)["error"] for line in res.stdout.splitlines()]
+    assert errors["groupmamba_mini"] == errors["videomamba_mini_k400"]
+    assert errors["groupmamba_mini"][0] == f"{zero}: empty file (0 bytes)"
+    assert [e.startswith(f"{path}: truncated or corrupt MP4/MOV file (ffmpeg: ") for path, e in
+            zip(inputs[1:], errors["groupmamba_mini"][1:])] == [True, True]
+
+
 def test_bad_views_option_is_one_line_error(cli, mini_files, example_images):
     manifest, checkpoint = mini_files
     res = cli("--manifest", manifest, "classify", example_images, "--model", "groupmamba_mini",

@@ -585,3 +585,53 @@ def test_directory_is_not_a_video(tmp_path):
     with pytest.raises(InputError) as e:
         probe_video(tmp_path)
     assert "directory" in _one_line_naming(e, tmp_path)
+
+
+def _damaged(source, tmp_path, position: int, value: int, name: str = "damaged.mp4"):
+    """A copy of `source` with the byte at `position` set to `value`."""
+    data = bytearray(source.read_bytes())
+    data[position] = value
+    out = tmp_path / name
+    out.write_bytes(bytes(data))
+    return out
+
+
+def test_a_damaged_brand_or_tag_does_not_make_a_video_unreadable(tmp_path):
+    # ffmpeg plays it; PyAV's strict UTF-8 reading of the container's tags raised UnicodeDecodeError
+    clip = write_mp4(tmp_path / "clip.mp4", 8, size=(32, 32))
+    brands = clip.read_bytes().index(b"isomiso2")
+    damaged = _damaged(clip, tmp_path, brands + 4, 0xD3)  # 'iso2' -> '\xd3so2', not UTF-8
+    assert [read_index(f) for f in decode_frames(damaged, [0, 7])] == [0, 7]
+
+
+def test_a_sample_description_ffmpeg_cannot_decode_is_named(tmp_path):
+    # a damaged sample table leaves a video stream without a codec: PyAV gives it no codec context
+    clip = write_mp4(tmp_path / "clip.mp4", 8, size=(32, 32))
+    damaged = _damaged(clip, tmp_path, clip.read_bytes().index(b"stbl") + 1, 0x94)
+    with pytest.raises(InputError) as e:
+        probe_video(damaged)
+    assert _one_line_naming(e, damaged) == (f"{damaged}: no decodable video stream (its codec is unknown to ffmpeg: "
+                                            "truncated or corrupt, or an unsupported codec)")
+    assert V.video_error(damaged) is not None and not V.is_video_file(damaged)
+
+
+def test_one_byte_damage_decodes_or_is_an_input_error(tmp_path):
+    # a small deterministic fuzz of the places where damage escaped as other exceptions: the file type box,
+    # the sample table's box names and codec tag, and a spread of the index (moov) bytes
+    clip = write_mp4(tmp_path / "clip.mp4", 8, size=(32, 32))
+    data = clip.read_bytes()
+    moov = data.index(b"moov") - 4
+    names = [data.index(tag) + k for tag in (b"stbl", b"stsd", b"avc1", b"avcC") for k in range(4)]
+    positions = sorted(set(range(32)) | set(names) | set(range(moov, len(data), 13)))
+    protocol = VideoProtocol(num_frames=4, clips=1, crops=1, short_side=32, crop_size=32)
+    outcomes = {"decoded": 0, "refused": 0}
+    for position in positions:
+        for value in (data[position] ^ 0x80, data[position] ^ 0xFF):
+            damaged = _damaged(clip, tmp_path, position, value)
+            try:
+                load_video_views(damaged, protocol, IMAGENET_MEAN, IMAGENET_STD)
+                outcomes["decoded"] += 1
+            except InputError as e:
+                assert str(e).startswith(f"{damaged}: ") and "\n" not in str(e)
+                outcomes["refused"] += 1
+    assert outcomes["decoded"] and outcomes["refused"]
