@@ -55,12 +55,12 @@ def test_a_progress_bar_on_the_terminal_while_stdout_goes_to_a_file(mini_files, 
     results = tmp_path / "out.txt"
     master, terminal = pty.openpty()
     with open(results, "w") as stdout:
-        proc = subprocess.run([sys.executable, "-m", "ssmzoo", "--manifest", str(manifest), "classify",
-                               str(example_images), "--model", "groupmamba_mini", "--weights", str(checkpoint),
-                               "-b", "1"], stdout=stdout, stderr=terminal, env={**os.environ, "COLUMNS": "100"})
+        proc = subprocess.Popen([sys.executable, "-m", "ssmzoo", "--manifest", str(manifest), "classify",
+                                 str(example_images), "--model", "groupmamba_mini", "--weights", str(checkpoint),
+                                 "-b", "1"], stdout=stdout, stderr=terminal, env={**os.environ, "COLUMNS": "100"})
     os.close(terminal)
     seen = b""
-    while True:
+    while True:  # read the terminal while ssmzoo runs: a full pty buffer would block its writes
         try:
             chunk = os.read(master, 65536)
         except OSError:  # the terminal's other end is closed and drained
@@ -69,6 +69,7 @@ def test_a_progress_bar_on_the_terminal_while_stdout_goes_to_a_file(mini_files, 
             break
         seen += chunk
     os.close(master)
+    proc.wait(timeout=600)
     assert proc.returncode == 0, seen.decode(errors="replace")
     assert b"groupmamba_mini" in seen and b"4/4" in seen  # the bar, counting inputs
     printed = results.read_text()
