@@ -438,8 +438,8 @@ class RobustnessReport:
     @property
     def items_title(self) -> str:
         """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
-        unit = "images" if self.kind == "image" else "videos"
-        return f"{self.readable} of {self.n} {unit} readable" if self.skipped else f"{self.n} {unit}"
+        unit = "image" if self.kind == "image" else "video"
+        return f"{self.readable} of {count(self.n, unit)} readable" if self.skipped else count(self.n, unit)
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
