@@ -33,7 +33,7 @@ from .factory import DTYPES, LoadedModel, weights_label
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
-from .text import count, readable, readable_data
+from .text import count, rate_text, readable, readable_data, round_rate
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
@@ -173,7 +173,7 @@ class EvalResult:
             "top1": r(self.top1), "top5": r(self.top5), "top1_stderr": r(self.top1_stderr),
             "reported_top1": self.reported_top1, "top1_diff": r(self.top1_diff),
             "reported_source": self.reported_source, "reported_caveat": self.reported_caveat,
-            "items_per_s": r(self.items_per_s, 2), "views_per_s": r(self.views_per_s, 2),
+            "items_per_s": round_rate(self.items_per_s), "views_per_s": round_rate(self.views_per_s),
             "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
             "workers": self.workers, "batch_size": self.batch_size, "execution": self.execution, "notes": list(self.notes),
@@ -520,12 +520,12 @@ def summary_table(result: EvalResult):
         top1 += f" ±{result.top1_stderr:.2f}"
     table.add_row(result.model, result.dataset, str(result.evaluated), top1, _fmt(result.top5),
                   _fmt(result.reported_top1, ".1f"), _fmt(result.top1_diff, "+.2f"),
-                  _fmt(result.views_per_s, ".1f"), result.device, result.dtype)
+                  "-" if result.views_per_s is None else rate_text(result.views_per_s), result.device, result.dtype)
     wait = result.data_wait_fraction
     lines = [f"protocol: {result.protocol}",
              f"{result.evaluated} of {count(result.n, 'item')} evaluated"
              + (f", {len(result.failed)} unreadable skipped" if result.failed else "")
-             + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
+             + (f"; {rate_text(result.items_per_s, 2)} videos/s" if result.kind == "video" and result.items_per_s else ""),
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
              f" ({count(result.workers, 'worker')}, batch {result.batch_size}, {result.execution}"
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]
