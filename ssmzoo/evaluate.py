@@ -98,6 +98,8 @@ class EvalResult:
     reported_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
+    # how this run's protocol differs from the one the paper's top-1 was measured with (e.g. --views), if it does
+    protocol_differs: Optional[str] = None
 
     @property
     def n(self) -> int:
@@ -134,15 +136,19 @@ class EvalResult:
 
     @property
     def comparable(self) -> bool:
-        """Whether the paper's figure was measured on this dataset (on all of it, unless --limit)."""
-        return self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
+        """Whether the paper's figure was measured on this dataset (on all of it, unless --limit), with this
+        run's protocol (the same views for a video)."""
+        return (self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
+                and self.protocol_differs is None)
 
     @property
     def reported_caveat(self) -> Optional[str]:
         """Why there is no diff to the paper's top-1 although the model has one."""
         if self.reported_top1 is None or self.comparable:
             return None
-        return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
+        if reported_on(self.label_set, self.kind) != self.dataset:
+            return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
+        return f"the paper's top-1 was measured with {self.protocol_differs}: no diff is given"
 
     @property
     def top1_diff(self) -> Optional[float]:
@@ -384,6 +390,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     check_compatible(entry, data)
     workers = loader_workers(batch_size, workers, dist)
 
+    differs = None
     if data.kind == "image":
         items: torch.utils.data.Dataset = ImageItems(data.samples, entry, image_hook, hook_seed, data.root)
         per_item, items_per_batch, protocol = 1, batch_size, image_protocol(loaded)
@@ -395,6 +402,9 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         per_item = vp.clips * vp.crops
         items_per_batch = max(1, batch_size // per_item)
         protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
+        if (vp.clips, vp.crops) != (entry.video.clips, entry.video.crops):
+            differs = (f"{count(entry.video.clips, 'clip')} x {count(entry.video.crops, 'crop')}, not this run's "
+                       f"{count(vp.clips, 'clip')} x {count(vp.crops, 'crop')} (--views)")
 
     shard = dist.shard(len(data))
     runner = BatchRunner(loaded, batch_size, cuda_graphs=cuda_graphs, compile=compile,
@@ -452,7 +462,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         world_size=dist.world_size, workers=workers, batch_size=batch_size, execution=runner.mode,
         limit=data.limited_to,
         reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes,
-        warnings=list(data.warnings))
+        warnings=list(data.warnings), protocol_differs=differs)
 
 
 # --------------------------------------------------------------------------------------------
