@@ -586,6 +586,16 @@ def _environment(device: torch.device) -> dict[str, Any]:
     return env
 
 
+def load_note(env: dict[str, Any]) -> Optional[str]:
+    """A note where the machine was already busy before the run: a 1-minute load average above its CPU count
+    means other work competes for the CPUs, and every figure may be slower than this machine can do."""
+    load, cpus = env.get("load_average"), env.get("cpu_count")
+    if not load or not cpus or load[0] <= cpus:
+        return None
+    return (f"the 1-minute load average was {load[0]:.2f} on {count(cpus, 'CPU')} before the run: other work "
+            "may have slowed these figures; rerun on an idle machine to compare")
+
+
 def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch.device, torch.dtype]:
     """Every option problem as one UsageError, before anything is built."""
     device = resolve_device(cfg.device)
@@ -638,12 +648,19 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
     config.update(warmup=warmup, iters=iters, peer_names=list(cfg.peer_names))
     with _settings(cfg, device):
         report = BenchReport(config=config, environment=_environment(device), notes=[WEIGHTS_NOTE, FLOPS_NOTE])
+        busy_note = load_note(report.environment)
+        if busy_note:
+            report.notes.append(busy_note)
         half_note = cpu_half_note(device, dtype)
         if half_note:
             report.notes.append(half_note)
-        if warmup == 0:
+        if warmup == 0 and iters >= 3:  # the cold iteration is outvoted in the median
             report.notes.append("--warmup 0: the first timed iteration carries one-time costs (allocation, "
                                 "kernel selection), so the median is the figure to read")
+        elif warmup == 0:  # one or two timed iterations: the median holds the cold one too
+            report.notes.append(f"--warmup 0 with --iters {iters}: every figure, the median too, includes the first "
+                                "iteration's one-time costs (allocation, kernel selection); raise --warmup, or "
+                                "--iters to 3 or more")
         bench = _Bench(cfg, device, dtype, warmup, iters)
         for entry in entries:
             try:

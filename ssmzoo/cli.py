@@ -140,16 +140,21 @@ def _models_once(names: List[str], done: str) -> list:
     """The manifest entries of ``names``, every name checked first (an unknown one is a usage error), each
     model once in the order first given; a note on stderr names the models given more than once, saying
     each is ``done`` ("fetched") once. GroupMamba_Tiny is groupmamba_tiny too."""
+    return _models_and_repeats(names, done)[0]
+
+
+def _models_and_repeats(names: List[str], done: str) -> tuple[list, list]:
+    """``_models_once``, and the names of the models given more than once (for --json's notes)."""
     from .manifest import get_entry
 
     zoo = _entries()
     named = [get_entry(zoo, name) for name in names]
     entries = list({entry.name: entry for entry in named}.values())
-    if len(entries) < len(named):
-        repeated = [e.name for e in entries if named.count(e) > 1]
+    repeated = [e.name for e in entries if named.count(e) > 1]
+    if repeated:
         err.print(f"note: {', '.join(repeated)} given more than once; each model is {done} once", markup=False,
                   style="dim")
-    return entries
+    return entries, repeated
 
 
 def _json_print(obj) -> None:
@@ -249,7 +254,7 @@ def download_cmd(
     Exit code 1 if any model failed (the others are still fetched)."""
     from .hub import check_weights_request, download_record, resolve_weights
 
-    entries = _models_once(models, "fetched")  # every name checked before anything is fetched
+    entries, repeated = _models_and_repeats(models, "fetched")  # every name checked before anything is fetched
     models = [e.name for e in entries]
     if weights and len(models) > 1:
         raise UsageError(f"--weights names one checkpoint; give it with one MODEL, not {len(models)}")
@@ -269,7 +274,10 @@ def download_cmd(
         if resolved.note:
             err.print(f"{name}: {resolved.note}", markup=False)
         _hub_notes(name, resolved)
-        records.append(download_record(name, resolved))
+        record = download_record(name, resolved)
+        if name in repeated:  # stderr's note above, in this model's own record too
+            record["note"] = "; ".join(filter(None, [f"{name} given more than once; fetched once", record["note"]]))
+        records.append(record)
         if not as_json:
             print(f"{name}: {resolved.path}  ({resolved.origin}{', already cached' if resolved.cached else ''})")
     if as_json:

@@ -33,7 +33,7 @@ from .factory import DTYPES, LoadedModel, weights_label
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
-from .text import count, readable, readable_data
+from .text import count, rate_text, readable, readable_data, round_rate
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
@@ -98,6 +98,8 @@ class EvalResult:
     reported_source: Optional[str] = None
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
+    # how this run's protocol differs from the one the paper's top-1 was measured with (e.g. --views), if it does
+    protocol_differs: Optional[str] = None
 
     @property
     def n(self) -> int:
@@ -134,15 +136,19 @@ class EvalResult:
 
     @property
     def comparable(self) -> bool:
-        """Whether the paper's figure was measured on this dataset (on all of it, unless --limit)."""
-        return self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
+        """Whether the paper's figure was measured on this dataset (on all of it, unless --limit), with this
+        run's protocol (the same views for a video)."""
+        return (self.reported_top1 is not None and reported_on(self.label_set, self.kind) == self.dataset
+                and self.protocol_differs is None)
 
     @property
     def reported_caveat(self) -> Optional[str]:
         """Why there is no diff to the paper's top-1 although the model has one."""
         if self.reported_top1 is None or self.comparable:
             return None
-        return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
+        if reported_on(self.label_set, self.kind) != self.dataset:
+            return f"the paper's top-1 was measured on {reported_on(self.label_set, self.kind)}, not on this dataset"
+        return f"the paper's top-1 was measured with {self.protocol_differs}: no diff is given"
 
     @property
     def top1_diff(self) -> Optional[float]:
@@ -173,7 +179,7 @@ class EvalResult:
             "top1": r(self.top1), "top5": r(self.top5), "top1_stderr": r(self.top1_stderr),
             "reported_top1": self.reported_top1, "top1_diff": r(self.top1_diff),
             "reported_source": self.reported_source, "reported_caveat": self.reported_caveat,
-            "items_per_s": r(self.items_per_s, 2), "views_per_s": r(self.views_per_s, 2),
+            "items_per_s": round_rate(self.items_per_s), "views_per_s": round_rate(self.views_per_s),
             "wall_s": r(self.wall_s, 3), "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size,
             "workers": self.workers, "batch_size": self.batch_size, "execution": self.execution, "notes": list(self.notes),
@@ -384,6 +390,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     check_compatible(entry, data)
     workers = loader_workers(batch_size, workers, dist)
 
+    differs = None
     if data.kind == "image":
         items: torch.utils.data.Dataset = ImageItems(data.samples, entry, image_hook, hook_seed, data.root)
         per_item, items_per_batch, protocol = 1, batch_size, image_protocol(loaded)
@@ -395,6 +402,9 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         per_item = vp.clips * vp.crops
         items_per_batch = max(1, batch_size // per_item)
         protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
+        if (vp.clips, vp.crops) != (entry.video.clips, entry.video.crops):
+            differs = (f"{count(entry.video.clips, 'clip')} x {count(entry.video.crops, 'crop')}, not this run's "
+                       f"{count(vp.clips, 'clip')} x {count(vp.crops, 'crop')} (--views)")
 
     shard = dist.shard(len(data))
     runner = BatchRunner(loaded, batch_size, cuda_graphs=cuda_graphs, compile=compile,
@@ -452,7 +462,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         world_size=dist.world_size, workers=workers, batch_size=batch_size, execution=runner.mode,
         limit=data.limited_to,
         reported_top1=entry.reported.top1, reported_source=entry.reported.source, notes=notes + runner.notes,
-        warnings=list(data.warnings))
+        warnings=list(data.warnings), protocol_differs=differs)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,12 +530,12 @@ def summary_table(result: EvalResult):
         top1 += f" ±{result.top1_stderr:.2f}"
     table.add_row(result.model, result.dataset, str(result.evaluated), top1, _fmt(result.top5),
                   _fmt(result.reported_top1, ".1f"), _fmt(result.top1_diff, "+.2f"),
-                  _fmt(result.views_per_s, ".1f"), result.device, result.dtype)
+                  "-" if result.views_per_s is None else rate_text(result.views_per_s), result.device, result.dtype)
     wait = result.data_wait_fraction
     lines = [f"protocol: {result.protocol}",
              f"{result.evaluated} of {count(result.n, 'item')} evaluated"
              + (f", {len(result.failed)} unreadable skipped" if result.failed else "")
-             + (f"; {result.items_per_s:.2f} videos/s" if result.kind == "video" and result.items_per_s else ""),
+             + (f"; {rate_text(result.items_per_s, 2)} videos/s" if result.kind == "video" and result.items_per_s else ""),
              f"wall {result.wall_s:.1f}s, waiting for data {_fmt(None if wait is None else wait * 100, '.0f', '%')}"
              f" ({count(result.workers, 'worker')}, batch {result.batch_size}, {result.execution}"
              + (f", {result.world_size} processes" if result.world_size > 1 else "") + ")"]

@@ -632,6 +632,7 @@ def _fetch_from_hub(
                                  listing=filename is None)
     local_copy = _local_copy_hint(local_weights, repo_id, cache_dir)
     note = None
+    listing_unreachable = False  # the Hub answered the probe but not the listing: the cache's files were used
 
     def fail(exc: Exception, name: Optional[str]) -> WeightsError:
         if probe_failure is not None:
@@ -672,6 +673,7 @@ def _fetch_from_hub(
                         raise fail(exc, None) from exc
                     # Like huggingface_hub for a named file: when the Hub cannot be reached, use the cache.
                     files, where = cached, where + f" (local cache, {endpoint} unreachable)"
+                    listing_unreachable = True
             try:
                 filename, note = choose_weights_file(list(files), pattern, where, repo_id,
                                                      local_weights=local_weights)
@@ -732,7 +734,19 @@ def _fetch_from_hub(
                 f"{_CHECKED_AGAINST[against]}: expected {expected}, got {got}; {fate}"
             )
     size = _check_layout(model_name, what, path, cached=cached, checksummed=bool(expected))
+    if cached and against != "manifest" and (probe_failure is not None or listing_unreachable):
+        note = "; ".join(filter(None, [note, _unverified_note(endpoint, against)]))
     return _Fetched(path, filename, commit, note, expected, against, cached, size, _counted(hub_said))
+
+
+def _unverified_note(endpoint: str, against: Optional[str]) -> str:
+    """What a cached copy used while the Hub cannot be reached leaves unchecked (the manifest's sha256 pins
+    the content, so none of this is said then)."""
+    if against == "hub":  # the blob's name: the sha256 the Hub published when the file was fetched
+        return (f"Hub unreachable ({endpoint}): the cached copy matches the sha256 the Hub published when it was "
+                "fetched, but whether the Hub has a newer one was not checked: it may be stale")
+    return (f"Hub unreachable ({endpoint}): the cached copy was not verified against the Hub's checksum and may "
+            "be stale")
 
 
 def _counted(lines: list[str]) -> tuple[str, ...]:

@@ -423,7 +423,7 @@ def load_manifest(extra: str | os.PathLike[str] | Iterable[str | os.PathLike[str
     ``_parse_file``)."""
     packaged = resources.files("ssmzoo").joinpath("weights_manifest.yaml")
     if isinstance(packaged, Path):
-        entries = _parse_file(packaged, "weights_manifest.yaml", None, packaged_manifest_text)
+        entries = _parse_file(packaged, str(packaged), None, packaged_manifest_text)
     else:  # (a package inside a zip file: no file to stat)
         entries = parse_manifest(packaged_manifest_text(), "weights_manifest.yaml")
     paths: list[str | Path] = [p for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]

@@ -53,7 +53,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count, readable_data
+from .text import count, rate_text, readable_data, round_rate
 
 DEFAULT_STEP = 10
 
@@ -438,8 +438,8 @@ class RobustnessReport:
     @property
     def items_title(self) -> str:
         """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
-        unit = "images" if self.kind == "image" else "videos"
-        return f"{self.readable} of {self.n} {unit} readable" if self.skipped else f"{self.n} {unit}"
+        unit = "image" if self.kind == "image" else "video"
+        return f"{self.readable} of {count(self.n, unit)} readable" if self.skipped else count(self.n, unit)
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
@@ -535,7 +535,7 @@ class RobustnessReport:
             "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
             "corruption_errors": summaries, "mce": mces,
             "skipped_items": [{"path": p, "error": e} for p, e in self.skipped],
-            "passes": self.passes, "wall_s": r(self.wall_s, 3), "evaluations_per_s": r(self.evaluations_per_s, 2),
+            "passes": self.passes, "wall_s": r(self.wall_s, 3), "evaluations_per_s": round_rate(self.evaluations_per_s),
             "data_wait_fraction": r(self.data_wait_fraction),
             "device": self.device, "dtype": self.dtype, "world_size": self.world_size, "workers": self.workers,
             "batch_size": self.batch_size, "seed": self.seed, "execution": self.execution, "notes": list(self.notes),
@@ -839,7 +839,7 @@ def results_table(report: RobustnessReport):
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
              f"{report.n - skipped} of {count(report.n, 'item')} readable, {skipped} skipped; "
-             f"wall {report.wall_s:.1f}s ({per:.1f} model-evaluations/s), waiting for data "
+             f"wall {report.wall_s:.1f}s ({rate_text(per)} model-evaluations/s), waiting for data "
              f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({count(report.workers, 'worker')}, batch {report.batch_size}, "
              f"{report.execution}"
              + (f", {report.world_size} processes" if report.world_size > 1 else "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any, Optional
 
@@ -59,3 +60,23 @@ def in_brief(text: str, limit: int = 120) -> str:
     """An exception's or a library's text as a short reason inside a message of ours: ``one_line`` with
     its line breaks and runs of whitespace made single spaces, cut to ``limit`` characters."""
     return one_line(text, join=" ", limit=limit)
+
+
+def _rate_decimals(value: float, decimals: int, significant: int) -> int:
+    """Decimals that keep ``decimals`` and at least ``significant`` significant digits of ``value``."""
+    if not value or not math.isfinite(value):
+        return decimals
+    return max(decimals, significant - 1 - math.floor(math.log10(abs(value))))
+
+
+def round_rate(value: Optional[float], decimals: int = 2, significant: int = 3) -> Optional[float]:
+    """A rate (items/s) rounded for JSON: ``decimals`` places, more where the rate is small, so that a slow
+    run keeps ``significant`` digits (0.004843 -> 0.00484, not 0.0); None stays None."""
+    if value is None:
+        return None
+    return round(value, _rate_decimals(value, decimals, significant))
+
+
+def rate_text(value: float, decimals: int = 1, significant: int = 3) -> str:
+    """A rate as printed: ``decimals`` places, more for a small one (``12.3``, ``0.00484``)."""
+    return f"{value:.{_rate_decimals(value, decimals, significant)}f}"

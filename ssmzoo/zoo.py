@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -138,7 +139,8 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "reported_source": entry.reported.source,
         "data_config_resolved": {k: (list(v) if isinstance(v, tuple) else v) for k, v in data.items()},
         "video_protocol": asdict(entry.video) if entry.video else None,
-        "weights": asdict(entry.weights) if entry.weights else "none published: pass --weights PATH",
+        "weights": asdict(entry.weights) if entry.weights else None,  # an object or null, for scripts
+        "weights_note": None if entry.weights else "none published: pass --weights PATH",
         "weights_status": status,
         "weights_key_path": key_path,
         # why the cached file is of no use: 'damaged' (its headers), or 'cached' but refused by the safe load
@@ -148,9 +150,15 @@ def model_info(entry: ModelEntry) -> dict[str, Any]:
         "scan_backend_cpu": _backend_text("cpu"),
         "scan_backend_cuda": _backend_text("cuda"),
         "notes": entry.notes or None,
-        "manifest": entry.source_file,
+        "manifest": _manifest_file(entry.source_file),
     }
     return info
+
+
+def _manifest_file(source: str) -> str:
+    """The manifest file an entry came from as a full path (the packaged one's is already), whatever the
+    current folder; a source that names no file (a manifest given as text) as it is."""
+    return os.path.abspath(source) if os.path.isfile(source) else source
 
 
 def _backend_text(device: str) -> str:
@@ -186,6 +194,10 @@ def info_rows(info: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key, value in info.items():
         if key == "num_classes":  # the first names too: a labels file read in another order shows here
             value = f"{value}: {_first_names(info['labels'])}"
+        if key == "weights_note":  # said in the weights row, where there are none
+            continue
+        if key == "weights" and value is None:
+            value = info.get("weights_note")
         if key == "weights_problem":  # said in the status row: "cached (unreadable: ...)", "damaged (...)"
             continue
         if key == "weights_status" and info.get("weights_problem"):

@@ -313,10 +313,40 @@ def test_half_precision_on_the_cpu_and_no_warmup_are_noted(cli, mini_files):
                        "--batch-size", "1", "--warmup", "0", "--iters", "2", "--img-size", "64", "--dtype", "bf16",
                        "--json"))
     assert any(n.startswith("--dtype bf16 on the CPU: half precision is emulated") for n in report["notes"])
-    assert any(n.startswith("--warmup 0: the first timed iteration") for n in report["notes"])
+    # two timed iterations: the median is half the cold one, so it is no refuge
+    assert any(n.startswith("--warmup 0 with --iters 2: every figure, the median too, includes the first "
+                            "iteration's one-time costs") for n in report["notes"])
+    assert not any(n.startswith("--warmup 0: ") for n in report["notes"])
     plain = _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "64",
                       "--json"))
     assert not any("half precision" in n or "--warmup 0" in n for n in plain["notes"])
+
+
+@pytest.mark.parametrize("iters, note", [
+    ("1", "--warmup 0 with --iters 1: every figure, the median too, includes the first iteration's one-time costs "
+          "(allocation, kernel selection); raise --warmup, or --iters to 3 or more"),
+    ("3", "--warmup 0: the first timed iteration carries one-time costs (allocation, kernel selection), so the "
+          "median is the figure to read"),  # outvoted by the two after it
+])
+def test_no_warmup_advice_depends_on_how_many_iterations_outvote_the_cold_one(cli, mini_files, iters, note):
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "--device", "cpu", "--batch-size",
+              "1", "--warmup", "0", "--iters", iters, "--img-size", "32")
+    assert res.code == 0, res.stderr
+    assert f"note: {note}" in " ".join(res.stdout.split())
+
+
+def test_a_busy_machine_is_noted(cli, mini_files, monkeypatch):
+    cpus = os.cpu_count()
+    monkeypatch.setattr(os, "getloadavg", lambda: (cpus + 10.5, 1.0, 1.0))
+    report = _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
+                       "--json"))
+    note = (f"the 1-minute load average was {cpus + 10.5:.2f} on {cpus} CPU{'s' if cpus > 1 else ''} before the run: "
+            "other work may have slowed these figures; rerun on an idle machine to compare")
+    assert report["environment"]["load_average"][0] == cpus + 10.5 and note in report["notes"]
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    idle = _json(cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "32",
+                     "--json"))
+    assert not any("load average" in n for n in idle["notes"])
 
 
 def test_small_figures_keep_three_significant_digits():

@@ -921,7 +921,14 @@ def test_kinetics_list_views_averaged(cli, video_env, views, tmp_path):
     assert (summary["n"], summary["evaluated"], summary["skipped"]) == (6, 4, 2)
     assert summary["views"] == (6 if views is None else 1)
     assert summary["top1"] == pytest.approx(50.0) and summary["top5"] == pytest.approx(75.0)
-    assert summary["top1_diff"] == pytest.approx(10.0)
+    if views is None:  # the paper's 2 clips x 3 crops: its figure (40.0 here) is compared
+        assert summary["top1_diff"] == pytest.approx(10.0) and summary["reported_caveat"] is None
+    else:  # other views: the figure stays in view, with why there is no diff to it
+        assert summary["top1_diff"] is None and summary["reported_top1"] == pytest.approx(40.0)
+        assert summary["reported_caveat"] == ("the paper's top-1 was measured with 2 clips x 3 crops, not this run's "
+                                              "1 clip x 1 crop (--views): no diff is given")
+        table = cli(*[a for a in args if a != "--json"], "--views", views).stdout
+        assert "the paper's top-1 was measured with 2 clips x 3 crops" in table.replace("\n", " ")
     expected_protocol = "4 frames, sparse sampling, " + (
         "2 clips x 3 crops" if views is None else "1 clip x 1 crop (--views; the paper's protocol is 2x3)")
     assert summary["protocol"].startswith(expected_protocol)

@@ -174,9 +174,27 @@ def test_unreachable_endpoint_uses_cache(hub, monkeypatch):
     hub.add_file(REPO, "tiny.pth", pth_bytes(state_dict(5)))
     src = WeightsSource(repo_id=REPO, filename="tiny.pth")
     first = resolve_weights("tiny", src, progress=False)
+    assert first.note is None
     hub.stop()  # the connection is now refused
     again = resolve_weights("tiny", src, progress=False)
     assert again.path == first.path and same(load_state_dict(again.path), state_dict(5))
+    # what could not be checked is said (download prints the note, and --json has it in `note`)
+    assert again.checked_against == "hub" and again.cached
+    assert again.note == (f"Hub unreachable ({hub.endpoint}): the cached copy matches the sha256 the Hub published "
+                          "when it was fetched, but whether the Hub has a newer one was not checked: it may be stale")
+
+
+def test_unreachable_endpoint_says_a_cached_file_with_no_checksum_is_unverified(hub):
+    hub.add_file(REPO, "tiny.pth", pth_bytes(state_dict(6)), lfs=False)  # a git blob: no sha256 published
+    src = WeightsSource(repo_id=REPO, filename="tiny.pth")
+    first = resolve_weights("tiny", src, progress=False)
+    assert first.checked_against is None and first.note is None
+    hub.stop()
+    again = resolve_weights("tiny", src, progress=False)
+    assert again.path == first.path and again.cached
+    assert (again.to_dict()["sha256"], again.to_dict()["sha256_checked_against"]) == (None, None)
+    assert again.note == (f"Hub unreachable ({hub.endpoint}): the cached copy was not verified against the Hub's "
+                          "checksum and may be stale")
 
 
 def test_endpoint_that_is_not_a_hub_and_nothing_cached(hub, monkeypatch):

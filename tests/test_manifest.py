@@ -1,6 +1,8 @@
 """The manifest is validated on load, and users can add their own entries."""
 
 import filecmp
+import json
+import re
 from pathlib import Path
 
 import pytest
@@ -393,3 +395,17 @@ def test_a_manifest_that_fails_is_not_remembered(tmp_path, parses):
     mine.unlink()
     with pytest.raises(ManifestError, match="cannot read manifest"):
         load_manifest([mine])
+
+
+def test_info_names_the_manifest_by_its_full_path_and_weights_is_an_object_or_null(cli, tmp_path, monkeypatch):
+    import ssmzoo
+
+    packaged = str(Path(ssmzoo.__file__).resolve().parent / "weights_manifest.yaml")
+    monkeypatch.chdir(tmp_path)  # where no weights_manifest.yaml is: a bare name would point nowhere
+    published = json.loads(cli("info", "groupmamba_tiny", "--json").stdout)
+    assert published["manifest"] == packaged and Path(published["manifest"]).is_file()
+    assert isinstance(published["weights"], dict) and published["weights_note"] is None
+    none = json.loads(cli("info", "stablemamba_tiny_in1k", "--json").stdout)
+    assert none["weights"] is None and none["weights_note"] == "none published: pass --weights PATH"
+    table = cli("info", "stablemamba_tiny_in1k").stdout
+    assert re.search(r"│ weights +│ none published: pass --weights PATH", table) and "weights_note" not in table

@@ -393,6 +393,15 @@ def test_a_limit_above_the_dataset_size_is_reported_as_given(cli, sweep_env):
     assert "--limit 100000 covers all 8 items of the dataset" in report["notes"]
 
 
+def test_a_one_item_sweep_says_image_in_the_singular(cli, sweep_env):
+    env = sweep_env
+    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
+              "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "1",
+              "--workers", "0", "--device", "cpu", "--no-chart")
+    assert res.code == 0, res.stderr
+    assert "ssmzoo robustness on imagenet (1 image)" in res.stdout
+
+
 def test_each_models_weights_line_is_said_once_and_names_its_state_dict(cli, sweep_env):
     env = sweep_env  # a: {"model": {"module." + name: ...}}, as training scripts save; b: a bare state dict
     a, b = env["weights"]

@@ -36,3 +36,12 @@ def test_a_file_names_bytes_that_are_not_utf8_are_written_as_hex_escapes():
     assert readable(name) == "caf\\xe9.jpg" and readable("café.jpg") == "café.jpg"
     assert readable_data({name: [name, (1, None)]}) == {"caf\\xe9.jpg": ["caf\\xe9.jpg", [1, None]]}
     assert json.loads(json.dumps(readable_data({"path": name})))["path"].encode("utf-8") == b"caf\\xe9.jpg"
+
+
+def test_rates_keep_three_significant_digits_however_slow_the_run():
+    from ssmzoo.text import rate_text, round_rate
+    assert round_rate(1 / 206.6) == 0.00484  # one video in 206.6 s is not 0.0 videos/s
+    assert round_rate(1234.5678) == 1234.57 and round_rate(0.5) == 0.5 and round_rate(0.0) == 0.0
+    assert round_rate(None) is None
+    assert rate_text(1 / 206.6) == "0.00484" and rate_text(1234.5678) == "1234.6" and rate_text(0.0) == "0.0"
+    assert rate_text(1 / 206.6, 2) == "0.00484" and rate_text(12.345, 2) == "12.35"
