@@ -498,7 +498,15 @@ class _Bench:
         if entry.is_video:
             frames = cfg.frames or entry.video.num_frames
             args["num_frames"] = frames
-        model = build_model(replace(entry, arch_args=args))
+        try:
+            model = build_model(replace(entry, arch_args=args))
+        except SsmzooError:
+            if args == entry.arch_args:
+                raise
+            # a constructor may refuse --img-size or --frames itself (below one patch): the same check on the
+            # manifest's own model names the option, not the manifest's fields
+            _check_input_size(entry.name, build_model(entry), height, width)
+            raise
         size_note = _check_input_size(entry.name, model, height, width)
         if size_note:
             notes.append(size_note)

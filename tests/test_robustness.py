@@ -382,11 +382,15 @@ def test_a_broken_link_among_the_images_is_said_as_classify_says_it(cli, sweep_e
         json.loads(res.stdout)["skipped_items"]
 
 
+def _one_model_q50(cli, env, *extra):
+    """The first model of ``sweep_env`` at JPEG quality 50 on the CPU, with ``extra`` options."""
+    return cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
+               "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50",
+               "--workers", "0", "--device", "cpu", *extra)
+
+
 def test_a_limit_above_the_dataset_size_is_reported_as_given(cli, sweep_env):
-    env = sweep_env
-    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
-              "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "100000",
-              "--workers", "0", "--device", "cpu", "--json")
+    res = _one_model_q50(cli, sweep_env, "--limit", "100000", "--json")
     assert res.code == 0, res.stderr
     report = json.loads(res.stdout)
     assert (report["limit"], report["n"], report["total"]) == (100000, 8, 8)
@@ -394,10 +398,7 @@ def test_a_limit_above_the_dataset_size_is_reported_as_given(cli, sweep_env):
 
 
 def test_a_one_item_sweep_says_image_in_the_singular(cli, sweep_env):
-    env = sweep_env
-    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
-              "--model", env["names"][0], "--weights", env["weights"][0], "--jpeg-quality", "50", "--limit", "1",
-              "--workers", "0", "--device", "cpu", "--no-chart")
+    res = _one_model_q50(cli, sweep_env, "--limit", "1", "--no-chart")
     assert res.code == 0, res.stderr
     assert "ssmzoo robustness on imagenet (1 image)" in res.stdout
 
