@@ -47,7 +47,7 @@ from .images import Normalizer, image_suffixes, load_image, split_eval_transform
 from .labels import class_ids, class_names, describe, is_builtin, keys_once
 from .manifest import ModelEntry
 from .paths import files_below, missing_file, special_file
-from .text import count
+from .text import count, is_are
 from .video import VIDEO_SUFFIXES
 
 DATASETS = ("imagenet", "imagefolder", "kinetics400", "ssv2", "videolist")
@@ -256,11 +256,6 @@ def _imagenet_spellings() -> dict[str, tuple[str, ...]]:
             for i, synset in enumerate(class_ids("imagenet-1k"))}
 
 
-def _is_are(n: int) -> str:
-    """The verb after ``count(n, ...)``: '1 folder is', '2 folders are'."""
-    return "is" if n == 1 else "are"
-
-
 def _few(items: Sequence[str], k: int = 5) -> str:
     shown = ", ".join(repr(x) for x in list(items)[:k])
     return shown + (f" and {len(items) - k} more" if len(items) > k else "")
@@ -420,7 +415,7 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
     data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set, _broken_links(root))
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
-        data.notes.append(f"ignored {count(len(others), 'folder')} that {_is_are(len(others))} not "
+        data.notes.append(f"ignored {count(len(others), 'folder')} that {is_are(len(others))} not "
                           f"{'a synset' if len(others) == 1 else 'synsets'}: {_few(others, 3)}")
     data.notes.extend(_loose_images_note(root, "synset folders"))
     return data

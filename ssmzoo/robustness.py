@@ -53,7 +53,7 @@ from .errors import InputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count, rate_text, readable_data, round_rate
+from .text import count, is_are, rate_text, readable_data, round_rate
 
 DEFAULT_STEP = 10
 
@@ -405,7 +405,7 @@ class CorruptionSummary:
 class RobustnessReport:
     dataset: str
     data_dir: str
-    kind: str
+    kind: str  # image | video (the dataset's, also the noun items are counted in)
     label_set: str
     n: int
     total: int
@@ -438,8 +438,7 @@ class RobustnessReport:
     @property
     def items_title(self) -> str:
         """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
-        unit = "image" if self.kind == "image" else "video"
-        return f"{self.readable} of {count(self.n, unit)} readable" if self.skipped else count(self.n, unit)
+        return f"{self.readable} of {count(self.n, self.kind)} readable" if self.skipped else count(self.n, self.kind)
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
@@ -598,9 +597,8 @@ def _partly_failed(errors: dict[tuple[str, str], dict[int, str]], labels: Sequen
 
 
 def _partial_note(n: int, kind: str) -> str:
-    unit = "image" if kind == "image" else "video"
-    return (f"{count(n, unit)} readable but failing under some condition "
-            f"{'is' if n == 1 else 'are'} left out of every condition (named in the skipped items, with the cause), "
+    return (f"{count(n, kind)} readable but failing under some condition "
+            f"{is_are(n)} left out of every condition (named in the skipped items, with the cause), "
             "so every row, and each drop from clean, is over the same items")
 
 

@@ -14,6 +14,11 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
     return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
+def is_are(n: int) -> str:
+    """The verb after ``count(n, ...)``: '1 folder is', '2 folders are'."""
+    return "is" if n == 1 else "are"
+
+
 def one_line(text: str, *, join: Optional[str] = None, limit: Optional[int] = None) -> str:
     """``text`` made one line, as errors, notes and each result's header line promise.
 
