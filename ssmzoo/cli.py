@@ -774,13 +774,9 @@ def robustness_cmd(
         ctx.close()
     if not ctx.is_main:
         return
+    # an item that failed under one condition only is among the skipped, left out of every condition
     for path, error in report.skipped:
         err.print(f"skipped: {one_line(error)}", markup=False)
-    skipped = {path for path, _ in report.skipped}  # said once above, with the cause that left it out
-    for cond in conditions:  # (every failing item is among the skipped: this is a safety net)
-        for path, error in report.cell(report.models[0].label, cond).errors:
-            if path not in skipped:
-                err.print(f"skipped ({cond.label}): {one_line(error)}", markup=False)
     if output is not None:
         report.write(output)
         _Outputs.written.append(str(output))

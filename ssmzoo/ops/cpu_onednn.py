@@ -100,7 +100,7 @@ class PackedLinear(nn.Linear):
 
 def invalidate_caches(module: nn.Module) -> int:
     """Drops every weight-derived cache in ``module`` and its submodules (each submodule's
-    ``invalidate_cache()``: ``PackedLinear``, GroupMamba's mixers); returns how many modules had one.
+    ``invalidate_cache()``: ``PackedLinear``, GroupMamba's mixers); returns how many modules were asked.
 
     Needed only after weights were written in ways their version counters do not record (``p.data``
     in-place ops, numpy views; see ``PackedLinear``); the next forward rebuilds the caches."""
