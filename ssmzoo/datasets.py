@@ -279,14 +279,18 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
     ignored = 0
     special: list[Path] = []
     refused: list[str] = []
+    repeated = 0
     real = {folder: os.path.realpath(root / folder) for folder in classes}
     for folder, label in sorted(classes.items()):
-        files, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
+        listed, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
+        files, elsewhere, again = _file_links(listed, folder, real, warned)
+        repeated += again
         ignored += skipped
         special.extend(pipes)
         refused.extend(unreadable)
         warned.extend(unreadable)
-        if not files and not unreadable:  # a class that silently scores nothing would look like a smaller dataset
+        if not files and not unreadable and not elsewhere:  # (links elsewhere are warned about one by one)
+            # a class that silently scores nothing would look like a smaller dataset
             warned.append(f"{root / folder}: class folder holds no image files; skipped")
         samples.extend(Sample(str(p), label) for p in files)
     if not samples:
@@ -295,8 +299,11 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
                            "format Pillow reads here)")
-    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored) + _special_note(special),
-                    warnings=warned)
+    notes = _ignored_note(ignored) + _special_note(special)
+    if repeated:
+        notes.append(f"{count(repeated, 'link')} to an image already counted in the same class folder left out: "
+                     "each image is counted once, as a folder reached twice is walked once")
+    return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
 
 def _within(path: str, folder: str) -> bool:
@@ -325,6 +332,57 @@ def _other_classes(root: Path, folder: str, real: dict[str, str], warned: list[s
         return True
 
     return prune
+
+
+def _link_names(folder: str) -> set[str]:
+    """The names of the links directly in ``folder``, told by the listing's file types (no stat per file:
+    a class folder may hold thousands of images); none where it cannot be listed again."""
+    try:
+        with os.scandir(folder) as listing:
+            return {e.name for e in listing if e.is_symlink()}
+    except OSError:
+        return set()
+
+
+def _file_links(files: Sequence[Path], folder: str, real: dict[str, str], warned: list[str]
+                ) -> tuple[list[Path], int, int]:
+    """Class folder ``folder``'s image ``files`` (``real``: each class folder's real path) less its links
+    to files that are counted already, as ``_other_classes`` does for links to folders: a link to an
+    image inside another class folder would count that image twice, under two labels (a warning names
+    it and the target's class), and a link to an image this class already counts (the image itself,
+    or another link to it) would weigh it double. Links to images outside the class folders (a shared
+    store) are kept, once each. Also returns how many links were left out of each kind."""
+    links_in: dict[str, set[str]] = {}
+
+    def is_link(path: Path) -> bool:
+        parent = str(path.parent)
+        if parent not in links_in:
+            links_in[parent] = _link_names(parent)
+        return path.name in links_in[parent]
+
+    linked = [p for p in files if is_link(p)]
+    if not linked:
+        return list(files), 0, 0
+    own = real[folder]
+    real_parent = {parent: os.path.realpath(parent) for parent in links_in}  # (one realpath per folder)
+    seen = {os.path.join(real_parent[str(p.parent)], p.name) for p in set(files) - set(linked)}
+    dropped: set[Path] = set()
+    elsewhere = again = 0
+    for path in linked:
+        target = os.path.realpath(path)
+        other = None if _within(target, own) or not os.path.exists(target) else next(
+            (name for name, r in real.items() if name != folder and _within(target, r)), None)
+        if other is not None:
+            warned.append(f"{path}: links to {target}, inside class folder {other!r}; skipped, so the image is "
+                          f"not counted again as {folder!r}")
+            elsewhere += 1
+        elif target in seen:
+            again += 1
+        else:
+            seen.add(target)
+            continue
+        dropped.add(path)
+    return [p for p in files if p not in dropped], elsewhere, again
 
 
 def _special_note(special: Sequence[Path]) -> list[str]:

@@ -428,6 +428,65 @@ def test_a_link_from_a_class_folder_to_another_class_is_not_followed(cli, eval_e
         f"{val / IDS[0] / 'up'}: links to {os.path.realpath(val)}, a folder holding the class folders{again}"]
 
 
+def _jpeg(path: Path, shade: int) -> Path:
+    """A small real JPEG (one flat colour) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (shade, 255 - shade, 128)).save(path, quality=90)
+    return path
+
+
+def test_a_file_link_from_a_class_folder_to_another_class_is_not_counted_there(cli, eval_env, tmp_path):
+    """``tench/x.JPEG -> ../brambling/a.JPEG`` used to count brambling's image twice, once labelled
+    tench; as for a link to a folder, it is counted once, under its own class, and the link is named in
+    a warning with the target's class."""
+    val = tmp_path / "imagenet" / "val"
+    for k in range(2):
+        _jpeg(val / IDS[k] / "a.JPEG", 60 * k)
+    link = val / IDS[0] / "x.JPEG"
+    os.symlink(Path("..") / IDS[1] / "a.JPEG", link)
+    out = tmp_path / "ps.csv"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", val.parent, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    assert [(r["path"], r["label_id"]) for r in csv.DictReader(out.open())] == [
+        (str(val / IDS[k] / "a.JPEG"), IDS[k]) for k in range(2)]
+    why = (f"{link}: links to {os.path.realpath(val / IDS[1] / 'a.JPEG')}, inside class folder '{IDS[1]}'; "
+           f"skipped, so the image is not counted again as '{IDS[0]}'")
+    assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
+
+
+def test_file_links_within_a_class_or_to_a_shared_store_count_each_image_once(eval_env, tmp_path):
+    """A link to an image outside the dataset (a shared store) is counted; two links in one class to the
+    same image, or a link to an image the class holds itself, count it once (a note says so), as a
+    folder reached twice through links is walked once. A class whose only images are links into another
+    class gets the link warnings, not "holds no image files" as well; a broken link stays listed (its
+    read fails, naming the missing target), even where its target would lie in another class."""
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    root = tmp_path / "folder"
+    store = _jpeg(tmp_path / "store" / "s.jpg", 10)
+    tabby = _jpeg(root / "tabby cat" / "t.jpg", 20)
+    goldfish = _jpeg(root / "goldfish" / "g.jpg", 30)
+    os.symlink(store, root / "tabby cat" / "shared1.jpg")
+    os.symlink(store, root / "tabby cat" / "shared2.jpg")  # the same image again
+    os.symlink(store, root / "goldfish" / "shared.jpg")  # another class's link to the store: its own choice
+    os.symlink("t.jpg", root / "tabby cat" / "self.jpg")  # the class's own image again
+    os.symlink(goldfish, root / "tabby cat" / "fish.jpg")  # another class's image
+    os.symlink(root / "goldfish" / "gone.jpg", root / "tabby cat" / "gone.jpg")  # broken
+    (root / "tench").mkdir()
+    os.symlink(tabby, root / "tench" / "cat.jpg")  # its only image is tabby's
+    data = build_dataset("imagefolder", entry, root)
+    assert [(Path(s.path).relative_to(root).as_posix(), s.label) for s in data.samples] == [
+        ("goldfish/g.jpg", 1), ("goldfish/shared.jpg", 1),
+        ("tabby cat/gone.jpg", 281), ("tabby cat/shared1.jpg", 281), ("tabby cat/t.jpg", 281)]
+    assert data.warnings == [
+        f"{root / 'tabby cat' / 'fish.jpg'}: links to {os.path.realpath(goldfish)}, inside class folder "
+        "'goldfish'; skipped, so the image is not counted again as 'tabby cat'",
+        f"{root / 'tench' / 'cat.jpg'}: links to {os.path.realpath(tabby)}, inside class folder "
+        "'tabby cat'; skipped, so the image is not counted again as 'tench'"]
+    assert "2 links to an image already counted in the same class folder left out: each image is counted " \
+           "once, as a folder reached twice is walked once" in data.notes
+
+
 def test_a_file_name_that_is_not_utf8_is_evaluated_and_written_readably(cli, eval_env, tmp_path):
     """Such a name used to end the run in a traceback (the item's seed encoded its path as UTF-8), then
     the --per-sample CSV could not be written; the name is shown and written with the byte escaped."""
