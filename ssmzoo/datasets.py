@@ -274,8 +274,12 @@ def _image_files(folder: Path, prune: Optional[Callable[[str], bool]] = None
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 warnings: Sequence[str] = ()) -> EvalData:
+    """The images of each class folder in ``classes`` (folder name -> class index) below ``root``; the
+    broken links directly in ``root`` (``_broken_links``) and then ``warnings`` come first among its
+    warnings, and are named in the error where no image is found (an error drops the warnings)."""
     samples: list[Sample] = []
-    warned = list(warnings)
+    broken = _dangling(root)
+    warned = _broken_links(broken) + list(warnings)
     ignored = 0
     special: list[Path] = []
     refused: list[str] = []
@@ -298,7 +302,8 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
             raise DatasetError(f"{root}: no image file could be read: {refused[0]}" + (
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
-                           "format Pillow reads here)")
+                           "format Pillow reads here)" + (f"; {count(len(broken), 'broken link')} skipped: "
+                                                         f"{_first_broken(broken)}" if broken else ""))
     notes = _ignored_note(ignored) + _special_note(special)
     if repeated:
         notes.append(f"{count(repeated, 'link')} to an image already counted in the same class folder left out: "
@@ -415,12 +420,31 @@ def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _broken_links(root: Path) -> list[str]:
-    """A warning for each link directly in ``root`` that leads nowhere (``missing_file``'s words): a class
-    folder linked from another disk that is not mounted would otherwise vanish, its class unscored,
-    as if the dataset were smaller (an empty or unreadable class folder is warned about too)."""
-    return [f"{p}: {missing_file(p)}; skipped" for p in sorted(root.iterdir())
-            if not p.name.startswith(".") and p.is_symlink() and not p.exists()]
+def _dangling(root: Path) -> list[Path]:
+    """The links directly in ``root`` (hidden ones left out) that lead nowhere, sorted."""
+    return [p for p in sorted(root.iterdir()) if not p.name.startswith(".") and p.is_symlink() and not p.exists()]
+
+
+def _broken_links(links: Sequence[Path]) -> list[str]:
+    """A warning for each link of ``_dangling`` (``missing_file``'s words): a class folder linked from
+    another disk that is not mounted would otherwise vanish, its class unscored, as if the dataset were
+    smaller (an empty or unreadable class folder is warned about too)."""
+    return [f"{p}: {missing_file(p)}; skipped" for p in links]
+
+
+def _links_to_nothing(links: Sequence[Path], noun: str) -> str:
+    """'N <noun>s, all broken links: the first's cause (and N-1 more like it)', for an error: where
+    every class folder is such a link, "no class folders" would send the user looking for a wrong
+    layout, when the disk they point at may just not be mounted."""
+    if len(links) == 1:
+        return f"1 {noun}, a broken link: {_first_broken(links)}"
+    return f"{count(len(links), noun)}, all broken links: {_first_broken(links)}"
+
+
+def _first_broken(links: Sequence[Path]) -> str:
+    """The first of ``links`` and why it leads nowhere, and how many more there are."""
+    more = f" (and {len(links) - 1} more like it)" if len(links) > 1 else ""
+    return f"{links[0]}: {missing_file(links[0])}{more}"
 
 
 def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
@@ -454,6 +478,12 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         by_name = _synset_named(images, label_set, files, special)
         if by_name is not None:
             return by_name
+        broken = [p for p in _dangling(root) if SYNSET.match(p.name)]
+        if broken:
+            raise DatasetError(f"--data-dir {data_dir}: {_links_to_nothing(broken, 'synset folder')}")
+        val = data_dir / "val"
+        if val.is_symlink() and not val.exists():
+            raise DatasetError(f"--data-dir {data_dir}: no ImageNet synset folders, and {val}: {missing_file(val)}")
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
         # What the folder holds decides it, as for the other layouts (imagefolder's "no class folders", its
         # unmatched folders' "pass --class-map"): a failed run, exit code 1, whether or not --labels would help.
@@ -470,7 +500,7 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         raise DatasetError(f"{root}: {count(len(unknown), 'synset folder')} "
                            f"{'is not an ImageNet-1k class' if len(unknown) == 1 else 'are not ImageNet-1k classes'}: "
                            f"{_few(unknown)}")
-    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set, _broken_links(root))
+    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set)
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
         data.notes.append(f"ignored {count(len(others), 'folder')} that {is_are(len(others))} not "
@@ -686,6 +716,9 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         raise _not_found("--data-dir", data_dir, directory=True)
     folders = _subdirs(data_dir)
     if not folders:
+        broken = [p for p in _dangling(data_dir) if not _is_image(p)]  # (a link to a missing image is no folder)
+        if broken:
+            raise DatasetError(f"--data-dir {data_dir}: {_links_to_nothing(broken, 'class folder')}")
         raise DatasetError(f"--data-dir {data_dir}: no class folders (expected <class>/<image> files)")
     resolver = LabelResolver(label_set)
     entries = class_map_entries(class_map, folders) if class_map is not None else []
@@ -730,7 +763,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
             f"{data_dir}: {len(unmatched)} of {count(len(folders), 'class folder')} "
             f"{'matches' if len(unmatched) == 1 else 'match'} no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
-    data = _class_tree(data_dir, classes, "imagefolder", label_set, _broken_links(data_dir) + warnings)
+    data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:
         data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "
                           "their ImageNet names: " + ", ".join(through_synsets))

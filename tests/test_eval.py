@@ -404,6 +404,44 @@ def test_a_class_folder_that_is_a_broken_link_is_warned_about(cli, eval_env, tmp
         assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
 
 
+def test_a_dataset_whose_class_folders_are_all_broken_links_says_so(cli, eval_env, tmp_path):
+    """Every class folder linked from a disk that is not mounted used to give "no class folders" (or "no
+    ImageNet synset folders"), as if the layout were wrong: the error names the cause, one line, exit 1."""
+    gone = tmp_path / "unmounted"
+    tree, folder = tmp_path / "tree", tmp_path / "folder"
+    (tree / "val").mkdir(parents=True)
+    folder.mkdir()
+    for k in range(3):
+        (tree / "val" / IDS[k]).symlink_to(gone / IDS[k])
+    (folder / "tench").symlink_to(gone / "tench")
+    (folder / "stray.jpg").symlink_to(gone / "stray.jpg")  # a link to a missing image is no class folder
+    first = tree / "val" / IDS[0]
+    for dataset, data_dir, expected in (
+            ("imagenet", tree, f"--data-dir {tree}: 3 synset folders, all broken links: {first}: broken link "
+                               f"(its target {gone / IDS[0]} does not exist) (and 2 more like it)"),
+            ("imagefolder", folder, f"--data-dir {folder}: 1 class folder, a broken link: {folder / 'tench'}: "
+                                    f"broken link (its target {gone / 'tench'} does not exist)")):
+        res = _eval(cli, eval_env, "--dataset", dataset, "--data-dir", data_dir)
+        assert (res.code, res.stdout, res.stderr.splitlines()) == (1, "", [f"error: {expected}"])
+
+    # some broken, the others empty: the error that none holds an image names the broken ones too
+    (tree / "val" / IDS[3]).mkdir()
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", tree)
+    assert res.code == 1 and res.stderr.splitlines() == [
+        f"error: {tree / 'val'}: the class folders hold no image files (.jpg, .png or another suffix of a format "
+        f"Pillow reads here); 3 broken links skipped: {first}: broken link (its target {gone / IDS[0]} does not "
+        "exist) (and 2 more like it)"]
+
+    # val/ itself a link to nothing
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "val").symlink_to(gone / "val")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", other)
+    assert res.code == 1 and res.stderr.splitlines() == [
+        f"error: --data-dir {other}: no ImageNet synset folders, and {other / 'val'}: broken link (its target "
+        f"{gone / 'val'} does not exist)"]
+
+
 def test_a_link_from_a_class_folder_to_another_class_is_not_followed(cli, eval_env, tmp_path):
     """``tench/up -> ..`` used to count the brambling folder's image a second time, labelled tench; each
     file is counted once, under its own class, and the link is named in a warning."""
