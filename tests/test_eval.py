@@ -995,6 +995,21 @@ def _hand_video_probs(env, path, views):
         return loaded.model(clips.tensor).softmax(-1).mean(0)
 
 
+def test_the_protocol_line_and_the_reported_caveat_compare_views_the_same_way():
+    """describe_video_protocol marks --views exactly where views_differ (EvalResult.protocol_differs) says
+    the run's clips x crops are not the paper's: one comparison, not two that could drift apart."""
+    from ssmzoo.evaluate import describe_video_protocol, views_differ
+    from ssmzoo.video import VideoProtocol
+
+    paper = VideoProtocol(num_frames=4, sampling="sparse", clips=2, crops=3, short_side=64, crop_size=64)
+    for clips, crops in ((2, 3), (1, 1), (3, 2), (2, 1)):
+        run = paper.with_views(clips, crops)
+        differs = views_differ(run, (paper.clips, paper.crops))
+        assert (differs is None) == ((clips, crops) == (2, 3))
+        assert ("(--views; the paper's protocol is 2x3)" in describe_video_protocol(run, (2, 3))) == (differs is not None)
+    assert views_differ(paper.with_views(1, 1), (2, 3)) == "2 clips x 3 crops, not this run's 1 clip x 1 crop (--views)"
+
+
 @pytest.mark.parametrize("views", [None, "1x1"])
 def test_kinetics_list_views_averaged(cli, video_env, views, tmp_path):
     env = video_env
