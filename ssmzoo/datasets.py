@@ -274,19 +274,27 @@ def _image_files(folder: Path, prune: Optional[Callable[[str], bool]] = None
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
                 warnings: Sequence[str] = ()) -> EvalData:
+    """The images of each class folder in ``classes`` (folder name -> class index) below ``root``; the
+    broken links directly in ``root`` (``_broken_links``) and then ``warnings`` come first among its
+    warnings, and are named in the error where no image is found (an error drops the warnings)."""
     samples: list[Sample] = []
-    warned = list(warnings)
+    broken = _dangling(root)
+    warned = _broken_links(broken) + list(warnings)
     ignored = 0
     special: list[Path] = []
     refused: list[str] = []
+    repeated = 0
     real = {folder: os.path.realpath(root / folder) for folder in classes}
     for folder, label in sorted(classes.items()):
-        files, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
+        listed, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
+        files, elsewhere, again = _file_links(listed, folder, real, warned)
+        repeated += again
         ignored += skipped
         special.extend(pipes)
         refused.extend(unreadable)
         warned.extend(unreadable)
-        if not files and not unreadable:  # a class that silently scores nothing would look like a smaller dataset
+        if not files and not unreadable and not elsewhere:  # (links elsewhere are warned about one by one)
+            # a class that silently scores nothing would look like a smaller dataset
             warned.append(f"{root / folder}: class folder holds no image files; skipped")
         samples.extend(Sample(str(p), label) for p in files)
     if not samples:
@@ -294,9 +302,13 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
             raise DatasetError(f"{root}: no image file could be read: {refused[0]}" + (
                 f" (and {count(len(refused) - 1, 'more folder')} like it)" if len(refused) > 1 else ""))
         raise DatasetError(f"{root}: the class folders hold no image files (.jpg, .png or another suffix of a "
-                           "format Pillow reads here)")
-    return EvalData(name, "image", label_set, str(root), samples, _ignored_note(ignored) + _special_note(special),
-                    warnings=warned)
+                           "format Pillow reads here)" + (f"; {count(len(broken), 'broken link')} skipped: "
+                                                         f"{_first_broken(broken)}" if broken else ""))
+    notes = _ignored_note(ignored) + _special_note(special)
+    if repeated:
+        notes.append(f"{count(repeated, 'link')} to an image already counted in the same class folder left out: "
+                     "each image is counted once, as a folder reached twice is walked once")
+    return EvalData(name, "image", label_set, str(root), samples, notes, warnings=warned)
 
 
 def _within(path: str, folder: str) -> bool:
@@ -325,6 +337,57 @@ def _other_classes(root: Path, folder: str, real: dict[str, str], warned: list[s
         return True
 
     return prune
+
+
+def _link_names(folder: str) -> set[str]:
+    """The names of the links directly in ``folder``, told by the listing's file types (no stat per file:
+    a class folder may hold thousands of images); none where it cannot be listed again."""
+    try:
+        with os.scandir(folder) as listing:
+            return {e.name for e in listing if e.is_symlink()}
+    except OSError:
+        return set()
+
+
+def _file_links(files: Sequence[Path], folder: str, real: dict[str, str], warned: list[str]
+                ) -> tuple[list[Path], int, int]:
+    """Class folder ``folder``'s image ``files`` (``real``: each class folder's real path) less its links
+    to files that are counted already, as ``_other_classes`` does for links to folders: a link to an
+    image inside another class folder would count that image twice, under two labels (a warning names
+    it and the target's class), and a link to an image this class already counts (the image itself,
+    or another link to it) would weigh it double. Links to images outside the class folders (a shared
+    store) are kept, once each. Also returns how many links were left out of each kind."""
+    links_in: dict[str, set[str]] = {}
+
+    def is_link(path: Path) -> bool:
+        parent = str(path.parent)
+        if parent not in links_in:
+            links_in[parent] = _link_names(parent)
+        return path.name in links_in[parent]
+
+    linked = [p for p in files if is_link(p)]
+    if not linked:
+        return list(files), 0, 0
+    own = real[folder]
+    real_parent = {parent: os.path.realpath(parent) for parent in links_in}  # (one realpath per folder)
+    seen = {os.path.join(real_parent[str(p.parent)], p.name) for p in set(files) - set(linked)}
+    dropped: set[Path] = set()
+    elsewhere = again = 0
+    for path in linked:
+        target = os.path.realpath(path)
+        other = None if _within(target, own) or not os.path.exists(target) else next(
+            (name for name, r in real.items() if name != folder and _within(target, r)), None)
+        if other is not None:
+            warned.append(f"{path}: links to {target}, inside class folder {other!r}; skipped, so the image is "
+                          f"not counted again as {folder!r}")
+            elsewhere += 1
+        elif target in seen:
+            again += 1
+        else:
+            seen.add(target)
+            continue
+        dropped.add(path)
+    return [p for p in files if p not in dropped], elsewhere, again
 
 
 def _special_note(special: Sequence[Path]) -> list[str]:
@@ -357,12 +420,31 @@ def _subdirs(root: Path) -> list[str]:
     return sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def _broken_links(root: Path) -> list[str]:
-    """A warning for each link directly in ``root`` that leads nowhere (``missing_file``'s words): a class
-    folder linked from another disk that is not mounted would otherwise vanish, its class unscored,
-    as if the dataset were smaller (an empty or unreadable class folder is warned about too)."""
-    return [f"{p}: {missing_file(p)}; skipped" for p in sorted(root.iterdir())
-            if not p.name.startswith(".") and p.is_symlink() and not p.exists()]
+def _dangling(root: Path) -> list[Path]:
+    """The links directly in ``root`` (hidden ones left out) that lead nowhere, sorted."""
+    return [p for p in sorted(root.iterdir()) if not p.name.startswith(".") and p.is_symlink() and not p.exists()]
+
+
+def _broken_links(links: Sequence[Path]) -> list[str]:
+    """A warning for each link of ``_dangling`` (``missing_file``'s words): a class folder linked from
+    another disk that is not mounted would otherwise vanish, its class unscored, as if the dataset were
+    smaller (an empty or unreadable class folder is warned about too)."""
+    return [f"{p}: {missing_file(p)}; skipped" for p in links]
+
+
+def _links_to_nothing(links: Sequence[Path], noun: str) -> str:
+    """'N <noun>s, all broken links: the first's cause (and N-1 more like it)', for an error: where
+    every class folder is such a link, "no class folders" would send the user looking for a wrong
+    layout, when the disk they point at may just not be mounted."""
+    if len(links) == 1:
+        return f"1 {noun}, a broken link: {_first_broken(links)}"
+    return f"{count(len(links), noun)}, all broken links: {_first_broken(links)}"
+
+
+def _first_broken(links: Sequence[Path]) -> str:
+    """The first of ``links`` and why it leads nowhere, and how many more there are."""
+    more = f" (and {len(links) - 1} more like it)" if len(links) > 1 else ""
+    return f"{links[0]}: {missing_file(links[0])}{more}"
 
 
 def _not_found(option: str, path: Path, directory: bool) -> DatasetOptionError:
@@ -396,6 +478,12 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         by_name = _synset_named(images, label_set, files, special)
         if by_name is not None:
             return by_name
+        broken = [p for p in _dangling(root) if SYNSET.match(p.name)]
+        if broken:
+            raise DatasetError(f"--data-dir {data_dir}: {_links_to_nothing(broken, 'synset folder')}")
+        val = data_dir / "val"
+        if val.is_symlink() and not val.exists():
+            raise DatasetError(f"--data-dir {data_dir}: no ImageNet synset folders, and {val}: {missing_file(val)}")
         message = f"--data-dir {data_dir}: no ImageNet synset folders (n########); "
         # What the folder holds decides it, as for the other layouts (imagefolder's "no class folders", its
         # unmatched folders' "pass --class-map"): a failed run, exit code 1, whether or not --labels would help.
@@ -412,7 +500,7 @@ def imagenet_dataset(data_dir: Path, label_set: str, labels_file: Optional[Path]
         raise DatasetError(f"{root}: {count(len(unknown), 'synset folder')} "
                            f"{'is not an ImageNet-1k class' if len(unknown) == 1 else 'are not ImageNet-1k classes'}: "
                            f"{_few(unknown)}")
-    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set, _broken_links(root))
+    data = _class_tree(root, {f: resolver.id_index[f] for f in synsets}, "imagenet", label_set)
     others = [f for f in folders if not SYNSET.match(f)]
     if others:
         data.notes.append(f"ignored {count(len(others), 'folder')} that {is_are(len(others))} not "
@@ -628,6 +716,9 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
         raise _not_found("--data-dir", data_dir, directory=True)
     folders = _subdirs(data_dir)
     if not folders:
+        broken = [p for p in _dangling(data_dir) if not _is_image(p)]  # (a link to a missing image is no folder)
+        if broken:
+            raise DatasetError(f"--data-dir {data_dir}: {_links_to_nothing(broken, 'class folder')}")
         raise DatasetError(f"--data-dir {data_dir}: no class folders (expected <class>/<image> files)")
     resolver = LabelResolver(label_set)
     entries = class_map_entries(class_map, folders) if class_map is not None else []
@@ -672,7 +763,7 @@ def imagefolder_dataset(data_dir: Path, label_set: str, class_map: Optional[Path
             f"{data_dir}: {len(unmatched)} of {count(len(folders), 'class folder')} "
             f"{'matches' if len(unmatched) == 1 else 'match'} no {classes_of}: "
             f"{_few(unmatched)}{why}{hint}")
-    data = _class_tree(data_dir, classes, "imagefolder", label_set, _broken_links(data_dir) + warnings)
+    data = _class_tree(data_dir, classes, "imagefolder", label_set, warnings)
     if through_synsets:
         data.notes.append(f"{count(len(through_synsets), 'ImageNet synset folder')} matched to class names through "
                           "their ImageNet names: " + ", ".join(through_synsets))

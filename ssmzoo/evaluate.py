@@ -282,9 +282,19 @@ def video_protocol(loaded: LoadedModel, views: Optional[tuple[int, int]] = None)
         raise SsmzooError(f"model '{entry.name}': video protocol: {exc}") from None
 
 
+def views_differ(protocol, paper_views: tuple[int, int]) -> Optional[str]:
+    """How ``protocol``'s clips x crops differ from the paper's (``--views``), for ``EvalResult.protocol_differs``;
+    None where they are the same. The one comparison that both it and ``describe_video_protocol`` use."""
+    if (protocol.clips, protocol.crops) == tuple(paper_views):
+        return None
+    return (f"{count(paper_views[0], 'clip')} x {count(paper_views[1], 'crop')}, not this run's "
+            f"{count(protocol.clips, 'clip')} x {count(protocol.crops, 'crop')} (--views)")
+
+
 def describe_video_protocol(protocol, paper_views: tuple[int, int]) -> str:
+    """The protocol line of a video run; views other than the paper's are marked as --views."""
     views = f"{count(protocol.clips, 'clip')} x {count(protocol.crops, 'crop')}"
-    if (protocol.clips, protocol.crops) != tuple(paper_views):
+    if views_differ(protocol, paper_views) is not None:
         views += f" (--views; the paper's protocol is {paper_views[0]}x{paper_views[1]})"
     return (f"{count(protocol.num_frames, 'frame')}, {protocol.sampling} sampling, {views}, "
             f"short side {protocol.short_side}, crop {protocol.crop_size}, softmax averaged")
@@ -401,10 +411,8 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         items = VideoItems(data.samples, vp, entry.data.mean, entry.data.std)
         per_item = vp.clips * vp.crops
         items_per_batch = max(1, batch_size // per_item)
-        protocol = describe_video_protocol(vp, (entry.video.clips, entry.video.crops))
-        if (vp.clips, vp.crops) != (entry.video.clips, entry.video.crops):
-            differs = (f"{count(entry.video.clips, 'clip')} x {count(entry.video.crops, 'crop')}, not this run's "
-                       f"{count(vp.clips, 'clip')} x {count(vp.crops, 'crop')} (--views)")
+        paper_views = (entry.video.clips, entry.video.crops)
+        protocol, differs = describe_video_protocol(vp, paper_views), views_differ(vp, paper_views)
 
     shard = dist.shard(len(data))
     runner = BatchRunner(loaded, batch_size, cuda_graphs=cuda_graphs, compile=compile,

@@ -404,6 +404,44 @@ def test_a_class_folder_that_is_a_broken_link_is_warned_about(cli, eval_env, tmp
         assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
 
 
+def test_a_dataset_whose_class_folders_are_all_broken_links_says_so(cli, eval_env, tmp_path):
+    """Every class folder linked from a disk that is not mounted used to give "no class folders" (or "no
+    ImageNet synset folders"), as if the layout were wrong: the error names the cause, one line, exit 1."""
+    gone = tmp_path / "unmounted"
+    tree, folder = tmp_path / "tree", tmp_path / "folder"
+    (tree / "val").mkdir(parents=True)
+    folder.mkdir()
+    for k in range(3):
+        (tree / "val" / IDS[k]).symlink_to(gone / IDS[k])
+    (folder / "tench").symlink_to(gone / "tench")
+    (folder / "stray.jpg").symlink_to(gone / "stray.jpg")  # a link to a missing image is no class folder
+    first = tree / "val" / IDS[0]
+    for dataset, data_dir, expected in (
+            ("imagenet", tree, f"--data-dir {tree}: 3 synset folders, all broken links: {first}: broken link "
+                               f"(its target {gone / IDS[0]} does not exist) (and 2 more like it)"),
+            ("imagefolder", folder, f"--data-dir {folder}: 1 class folder, a broken link: {folder / 'tench'}: "
+                                    f"broken link (its target {gone / 'tench'} does not exist)")):
+        res = _eval(cli, eval_env, "--dataset", dataset, "--data-dir", data_dir)
+        assert (res.code, res.stdout, res.stderr.splitlines()) == (1, "", [f"error: {expected}"])
+
+    # some broken, the others empty: the error that none holds an image names the broken ones too
+    (tree / "val" / IDS[3]).mkdir()
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", tree)
+    assert res.code == 1 and res.stderr.splitlines() == [
+        f"error: {tree / 'val'}: the class folders hold no image files (.jpg, .png or another suffix of a format "
+        f"Pillow reads here); 3 broken links skipped: {first}: broken link (its target {gone / IDS[0]} does not "
+        "exist) (and 2 more like it)"]
+
+    # val/ itself a link to nothing
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "val").symlink_to(gone / "val")
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", other)
+    assert res.code == 1 and res.stderr.splitlines() == [
+        f"error: --data-dir {other}: no ImageNet synset folders, and {other / 'val'}: broken link (its target "
+        f"{gone / 'val'} does not exist)"]
+
+
 def test_a_link_from_a_class_folder_to_another_class_is_not_followed(cli, eval_env, tmp_path):
     """``tench/up -> ..`` used to count the brambling folder's image a second time, labelled tench; each
     file is counted once, under its own class, and the link is named in a warning."""
@@ -426,6 +464,65 @@ def test_a_link_from_a_class_folder_to_another_class_is_not_followed(cli, eval_e
         f"{val / IDS[0] / 'side'}: links to {os.path.realpath(val / IDS[1] / 'sub')}, inside class folder "
         f"'{IDS[1]}'{again}",
         f"{val / IDS[0] / 'up'}: links to {os.path.realpath(val)}, a folder holding the class folders{again}"]
+
+
+def _jpeg(path: Path, shade: int) -> Path:
+    """A small real JPEG (one flat colour) at ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (40, 30), (shade, 255 - shade, 128)).save(path, quality=90)
+    return path
+
+
+def test_a_file_link_from_a_class_folder_to_another_class_is_not_counted_there(cli, eval_env, tmp_path):
+    """``tench/x.JPEG -> ../brambling/a.JPEG`` used to count brambling's image twice, once labelled
+    tench; as for a link to a folder, it is counted once, under its own class, and the link is named in
+    a warning with the target's class."""
+    val = tmp_path / "imagenet" / "val"
+    for k in range(2):
+        _jpeg(val / IDS[k] / "a.JPEG", 60 * k)
+    link = val / IDS[0] / "x.JPEG"
+    os.symlink(Path("..") / IDS[1] / "a.JPEG", link)
+    out = tmp_path / "ps.csv"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", val.parent, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    assert [(r["path"], r["label_id"]) for r in csv.DictReader(out.open())] == [
+        (str(val / IDS[k] / "a.JPEG"), IDS[k]) for k in range(2)]
+    why = (f"{link}: links to {os.path.realpath(val / IDS[1] / 'a.JPEG')}, inside class folder '{IDS[1]}'; "
+           f"skipped, so the image is not counted again as '{IDS[0]}'")
+    assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
+
+
+def test_file_links_within_a_class_or_to_a_shared_store_count_each_image_once(eval_env, tmp_path):
+    """A link to an image outside the dataset (a shared store) is counted; two links in one class to the
+    same image, or a link to an image the class holds itself, count it once (a note says so), as a
+    folder reached twice through links is walked once. A class whose only images are links into another
+    class gets the link warnings, not "holds no image files" as well; a broken link stays listed (its
+    read fails, naming the missing target), even where its target would lie in another class."""
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    root = tmp_path / "folder"
+    store = _jpeg(tmp_path / "store" / "s.jpg", 10)
+    tabby = _jpeg(root / "tabby cat" / "t.jpg", 20)
+    goldfish = _jpeg(root / "goldfish" / "g.jpg", 30)
+    os.symlink(store, root / "tabby cat" / "shared1.jpg")
+    os.symlink(store, root / "tabby cat" / "shared2.jpg")  # the same image again
+    os.symlink(store, root / "goldfish" / "shared.jpg")  # another class's link to the store: its own choice
+    os.symlink("t.jpg", root / "tabby cat" / "self.jpg")  # the class's own image again
+    os.symlink(goldfish, root / "tabby cat" / "fish.jpg")  # another class's image
+    os.symlink(root / "goldfish" / "gone.jpg", root / "tabby cat" / "gone.jpg")  # broken
+    (root / "tench").mkdir()
+    os.symlink(tabby, root / "tench" / "cat.jpg")  # its only image is tabby's
+    data = build_dataset("imagefolder", entry, root)
+    assert [(Path(s.path).relative_to(root).as_posix(), s.label) for s in data.samples] == [
+        ("goldfish/g.jpg", 1), ("goldfish/shared.jpg", 1),
+        ("tabby cat/gone.jpg", 281), ("tabby cat/shared1.jpg", 281), ("tabby cat/t.jpg", 281)]
+    assert data.warnings == [
+        f"{root / 'tabby cat' / 'fish.jpg'}: links to {os.path.realpath(goldfish)}, inside class folder "
+        "'goldfish'; skipped, so the image is not counted again as 'tabby cat'",
+        f"{root / 'tench' / 'cat.jpg'}: links to {os.path.realpath(tabby)}, inside class folder "
+        "'tabby cat'; skipped, so the image is not counted again as 'tench'"]
+    assert "2 links to an image already counted in the same class folder left out: each image is counted " \
+           "once, as a folder reached twice is walked once" in data.notes
 
 
 def test_a_file_name_that_is_not_utf8_is_evaluated_and_written_readably(cli, eval_env, tmp_path):
@@ -896,6 +993,21 @@ def _hand_video_probs(env, path, views):
     clips = load_video_views(path, protocol, entry.data.mean, entry.data.std, views=views)
     with torch.no_grad():
         return loaded.model(clips.tensor).softmax(-1).mean(0)
+
+
+def test_the_protocol_line_and_the_reported_caveat_compare_views_the_same_way():
+    """describe_video_protocol marks --views exactly where views_differ (EvalResult.protocol_differs) says
+    the run's clips x crops are not the paper's: one comparison, not two that could drift apart."""
+    from ssmzoo.evaluate import describe_video_protocol, views_differ
+    from ssmzoo.video import VideoProtocol
+
+    paper = VideoProtocol(num_frames=4, sampling="sparse", clips=2, crops=3, short_side=64, crop_size=64)
+    for clips, crops in ((2, 3), (1, 1), (3, 2), (2, 1)):
+        run = paper.with_views(clips, crops)
+        differs = views_differ(run, (paper.clips, paper.crops))
+        assert (differs is None) == ((clips, crops) == (2, 3))
+        assert ("(--views; the paper's protocol is 2x3)" in describe_video_protocol(run, (2, 3))) == (differs is not None)
+    assert views_differ(paper.with_views(1, 1), (2, 3)) == "2 clips x 3 crops, not this run's 1 clip x 1 crop (--views)"
 
 
 @pytest.mark.parametrize("views", [None, "1x1"])
