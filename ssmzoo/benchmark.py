@@ -41,8 +41,8 @@ import torch
 from torch import Tensor, nn
 
 from .errors import SsmzooError, UsageError
-from .factory import (InductorSettings, autocast, build_model, check_cuda_graphs, compile_model, cpu_half_note,
-                      resolve_device, resolve_dtype)
+from .factory import (InductorSettings, Override, autocast, build_model, check_cuda_graphs, compile_model,
+                      cpu_half_note, resolve_device, resolve_dtype)
 from .inference import capture_cuda_graph
 from .manifest import ModelEntry
 from .text import count
@@ -488,25 +488,20 @@ class _Bench:
     # -- one group: an ssmzoo model and its peers --------------------------------------------------
     def group(self, entry: ModelEntry, notes: list[str]) -> list[BenchResult]:
         cfg = self.cfg
-        args = dict(entry.arch_args)
+        overrides: dict[str, Override] = {}  # a constructor refusing one of them names the option
         height, width = entry.data.input_size[1:]
         if cfg.img_size is not None:
             height = width = cfg.img_size
-            if "img_size" in args:
-                args["img_size"] = cfg.img_size
+            if "img_size" in entry.arch_args:
+                overrides["img_size"] = Override("--img-size", cfg.img_size)
         frames = None
         if entry.is_video:
             frames = cfg.frames or entry.video.num_frames
-            args["num_frames"] = frames
-        try:
-            model = build_model(replace(entry, arch_args=args))
-        except SsmzooError:
-            if args == entry.arch_args:
-                raise
-            # a constructor may refuse --img-size or --frames itself (below one patch): the same check on the
-            # manifest's own model names the option, not the manifest's fields
-            _check_input_size(entry.name, build_model(entry), height, width)
-            raise
+            if cfg.frames is not None:
+                overrides["num_frames"] = Override("--frames", cfg.frames)
+            elif entry.arch_args.get("num_frames") != frames:  # clips of the protocol's length, as eval reads
+                entry = replace(entry, arch_args={**entry.arch_args, "num_frames": frames})
+        model = build_model(entry, overrides)
         size_note = _check_input_size(entry.name, model, height, width)
         if size_note:
             notes.append(size_note)

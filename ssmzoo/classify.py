@@ -10,11 +10,11 @@ from typing import Iterable, Iterator, Optional
 
 import torch
 
-from .errors import InputError, UsageError
+from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image, out_of_memory
 from .labels import class_ids, class_names
-from .paths import NO_SUCH_FILE, file_problem, files_below, special_file
+from .paths import NO_SUCH_FILE, check_name, file_problem, files_below, special_file
 from .text import count
 from .video import VIDEO_SUFFIXES
 
@@ -118,14 +118,10 @@ def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> li
 
 
 def check_input_names(specs: Iterable[str]) -> None:
-    """Refuses, before anything is read, an input that names no file: an empty name (an unset shell
-    variable, ``"$IMG"``), which ``Path`` would read as ``.``, the whole current folder; and ``-``, which
-    elsewhere means stdin, unread here (unless a file is named so). A :class:`UsageError`."""
+    """Refuses, before anything is read, an input that names no file (``paths.name_problem``: an empty
+    name, or ``-`` where no file is named so). A :class:`UsageError`."""
     for spec in specs:
-        if not spec:
-            raise UsageError("'': empty input name")
-        if spec == "-" and not os.path.lexists(spec):
-            raise UsageError("-: reading an input from stdin is not supported; give a file path")
+        check_name(spec, "input")
 
 
 def drop_duplicates(items: list[tuple[str, Optional[str]]]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import torch
 from torch import nn
 
 from .checkpoint import state_dict_key_text
-from .errors import ManifestError, UsageError, WeightsError
+from .errors import ManifestError, SsmzooError, UsageError, WeightsError
 from .labels import is_builtin
 from .manifest import ModelEntry, architecture_unregistered, task_contradiction
 
@@ -104,22 +105,37 @@ def _tiling_analysis_handles_modular_indexing() -> bool:
     return True
 
 
-def build_model(entry: ModelEntry) -> nn.Module:
-    """The bare architecture (random weights) with the entry's data config attached, timm-style."""
+class Override(NamedTuple):
+    """An ``arch_args`` value that a command-line option sets in place of the manifest's (``--img-size``
+    for ``img_size``): a constructor's complaint about it is the option's, not the manifest entry's."""
+
+    option: str
+    value: Any
+
+    def __str__(self) -> str:
+        return f"{self.option} {self.value}"
+
+
+def build_model(entry: ModelEntry, overrides: Optional[Mapping[str, Override]] = None) -> nn.Module:
+    """The bare architecture (random weights) with the entry's data config attached, timm-style.
+
+    ``overrides`` (by ``arch_args`` name) replace the entry's values; where the constructor refuses one
+    of them, the error names its option (a plain :class:`SsmzooError`), not the manifest's field."""
     import timm
 
     from . import models  # noqa: F401  (registers our architectures with timm)
 
-    kwargs = {"num_classes": entry.num_classes, **entry.arch_args}
+    overrides = {k: o for k, o in (overrides or {}).items() if entry.arch_args.get(k, _UNSET) != o.value}
+    kwargs = {"num_classes": entry.num_classes, **entry.arch_args, **{k: o.value for k, o in overrides.items()}}
     try:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except _BUILD_ERRORS as exc:
         if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):  # (an entry not read from a manifest)
             raise ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'architecture': "
                                 f"{architecture_unregistered(entry.architecture)}") from None
-        if not entry.arch_args:  # the architecture's own defaults failed: ssmzoo's bug, with its traceback
+        if not entry.arch_args and not overrides:  # the architecture's own defaults failed: ssmzoo's bug, whole
             raise
-        raise _bad_arch_args(entry, exc) from None
+        raise _build_failure(entry, overrides, exc) from exc  # (the constructor's own error, for library users)
     builds_video = bool(getattr(model, "is_video", False))
     if builds_video != entry.is_video:  # (an entry not read from a manifest, which checks this on load)
         raise ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'task': "
@@ -130,19 +146,37 @@ def build_model(entry: ModelEntry) -> nn.Module:
     return model
 
 
+_UNSET = object()
+
 # What a constructor raises for arguments it cannot use: a wrong type or unknown name (TypeError), a
 # value it checks (ValueError, AssertionError) or one that reaches torch (RuntimeError: a negative
 # size), an index or a division that a bad length or a zero sets off.
 _BUILD_ERRORS = (TypeError, ValueError, RuntimeError, AssertionError, ArithmeticError, IndexError)
 
 
-def _bad_arch_args(entry: ModelEntry, exc: Exception) -> ManifestError:
-    """The manifest error for an architecture its entry's ``arch_args`` cannot build, naming the file,
-    model and field: the constructor's message alone reads as a crash of ssmzoo's. (Only where the entry
-    has arch_args: without them, the architecture's defaults failed, which is a bug to show whole.)"""
-    cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    return ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'arch_args': "
-                         f"{entry.architecture} cannot be built with {dict(entry.arch_args)} ({cause})")
+def _build_failure(entry: ModelEntry, overrides: Mapping[str, Override], exc: Exception) -> SsmzooError:
+    """The one-line error for arguments the architecture cannot be built with, blaming what set them: the
+    options whose arguments the constructor's message names; else the entry's ``arch_args`` (a
+    :class:`ManifestError` naming file, model and field) where it names one of those or no option is in
+    play; else both, as they were. The constructor's message alone reads as a crash of ssmzoo's."""
+    message = str(exc)
+    cause = (message.strip().splitlines() or [type(exc).__name__])[0]
+
+    def named(key: str) -> bool:
+        return re.search(rf"(?<!\w){re.escape(key)}(?!\w)", message) is not None
+
+    blamed = {k: o for k, o in overrides.items() if named(k)}
+    options = ", ".join(map(str, (blamed or overrides).values()))
+    own = {k: v for k, v in entry.arch_args.items() if k not in overrides}
+    if blamed or not own:
+        return SsmzooError(f"{entry.name}: {entry.architecture} cannot be built with {options} ({cause})")
+    where = f"{entry.source_file or 'manifest'}: model '{entry.name}'"
+    with_options = f" and {options}" if options else ""
+    if not overrides or any(named(k) for k in own):
+        return ManifestError(f"{where}, field 'arch_args': {entry.architecture} cannot be built with {own}"
+                             f"{with_options} ({cause})")
+    return SsmzooError(f"{where}: {entry.architecture} cannot be built with manifest arch_args {own}"
+                       f"{with_options} ({cause})")
 
 
 def adapt_state_dict(state_dict: dict, model: nn.Module) -> dict:

@@ -15,6 +15,8 @@ from ssmzoo import benchmark as bm
 from ssmzoo.manifest import load_manifest
 from ssmzoo.ops import selective_scan, selective_scan_ref
 
+from conftest import MINI_MANIFEST
+
 FAST = ("--device", "cpu", "--batch-size", "2", "--warmup", "1", "--iters", "3")
 
 
@@ -147,7 +149,7 @@ def test_exactly_warmup_plus_iters_forward_passes(monkeypatch, mini_files):
                 calls.append(x.shape[0])
             return self.conv(x).mean((2, 3))
 
-    monkeypatch.setattr(bm, "build_model", lambda entry: Counting())
+    monkeypatch.setattr(bm, "build_model", lambda entry, overrides=None: Counting())
     entry = load_manifest([mini_files[0]])["groupmamba_mini"]
     report = bm.run_benchmark([entry], bm.BenchConfig(batch_size=3, device="cpu", warmup=2, iters=5, img_size=16))
     assert calls == [3] * 7
@@ -173,7 +175,7 @@ def test_a_model_compiled_with_its_own_inductor_settings_says_so(monkeypatch, mi
             return super().forward(x).mean((2, 3))
 
     monkeypatch.setattr(torch, "compile", lambda model, **kwargs: model)
-    monkeypatch.setattr(bm, "build_model", lambda entry: WithSettings(3, 4, 3))
+    monkeypatch.setattr(bm, "build_model", lambda entry, overrides=None: WithSettings(3, 4, 3))
     entry = load_manifest([mini_files[0]])["groupmamba_mini"]
     report = bm.run_benchmark([entry], bm.BenchConfig(batch_size=2, device="cpu", warmup=1, iters=1, img_size=16,
                                                       compile=True))
@@ -297,10 +299,47 @@ def test_non_vit_peer_fails_only_the_video_models_of_a_mixed_list(cli, mini_file
 
 
 def test_input_smaller_than_one_patch_fails_that_model_in_one_line(cli, mini_files):
-    # the patch embedding's convolution would fail deep in the forward pass; GroupMamba takes any size
+    # the patch embedding's convolution would fail deep in the forward pass; GroupMamba takes any size.
+    # VideoMamba's constructor refuses the size itself: the error names the option, not the manifest's arch_args
     res = cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST, "--img-size", "10")
-    _one_line_error(res, "videomamba_mini_k400: --img-size 10 is smaller than its", code=1)
+    _one_line_error(res, "videomamba_mini_k400: videomamba_tiny_video cannot be built with --img-size 10 "
+                         "(img_size 10 is smaller than one patch of 16 pixels)", code=1)
+    assert "arch_args" not in res.stderr
     assert res.stdout == ""  # no table, so none of the notes that explain it
+
+
+def test_an_input_below_a_patch_of_a_model_built_at_its_own_size_is_named_too(cli, tmp_path, mini_files):
+    # without img_size in arch_args the model is built for 224 and --img-size reaches only the input
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text(MINI_MANIFEST.replace("{img_size: 64, embed_dim: 64", "{embed_dim: 64")
+                        .replace("input_size: [3, 64, 64]", "input_size: [3, 224, 224]"))
+    res = cli("--manifest", manifest, "benchmark", "-m", "videomamba_mini_k400", *FAST, "--img-size", "10")
+    _one_line_error(res, "videomamba_mini_k400: --img-size 10 is smaller than its 16x16 patches", code=1)
+
+
+def _tubelets_of_two(tmp_path, arch_args: str = "kernel_size: 2"):
+    """The mini manifest with VideoMamba's frames cut into tubelets (here of two frames)."""
+    manifest = tmp_path / "tubelets.yaml"
+    manifest.write_text(MINI_MANIFEST.replace("num_frames: 4}\n    task", f"num_frames: 4, {arch_args}}}\n    task"))
+    return manifest
+
+
+def test_frames_below_one_tubelet_name_the_option(cli, tmp_path):
+    # the constructor refuses num_frames 1 for tubelets of 2 frames; --frames set it, not the manifest
+    res = cli("--manifest", _tubelets_of_two(tmp_path), "benchmark", "-m", "videomamba_mini_k400", "-m",
+              "groupmamba_mini", *FAST, "--frames", "1", "--json")
+    _one_line_error(res, "videomamba_mini_k400: videomamba_tiny_video cannot be built with --frames 1 "
+                         "(num_frames 1 gives no tubelet of kernel_size 2 frames; expected num_frames >= 2)", code=1)
+    assert "arch_args" not in res.stderr
+    assert [r["name"] for r in json.loads(res.stdout)["results"]] == ["groupmamba_mini"]  # the others still run
+
+
+def test_a_bad_arch_args_value_under_an_option_still_names_the_manifest_field(cli, tmp_path):
+    manifest = _tubelets_of_two(tmp_path, "kernel_size: 0")
+    res = cli("--manifest", manifest, "benchmark", "-m", "videomamba_mini_k400", *FAST, "--frames", "2")
+    _one_line_error(res, f"{manifest}: model 'videomamba_mini_k400', field 'arch_args': videomamba_tiny_video "
+                         "cannot be built with {'img_size': 64, 'embed_dim': 64, 'depth': 2, 'kernel_size': 0} and "
+                         "--frames 2 (kernel_size must be a positive number of frames, got 0)", code=1)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message shown without a GPU")

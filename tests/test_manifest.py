@@ -257,6 +257,33 @@ def test_a_build_failure_without_arch_args_is_not_blamed_on_the_entry(monkeypatc
         build_model(parse_manifest(GOOD, "user.yaml")["my_model"])
 
 
+def test_a_build_failure_keeps_the_constructors_error_and_blames_what_set_the_value():
+    # the one-line error is the CLI's; a library user still has the constructor's own exception as the cause
+    from ssmzoo.errors import SsmzooError
+    from ssmzoo.factory import Override, build_model
+
+    entry = parse_manifest(SMALL_VIDEOMAMBA, "aa.yaml")["my"]
+    with pytest.raises(SsmzooError) as info:
+        build_model(entry, {"img_size": Override("--img-size", 8)})
+    assert not isinstance(info.value, ManifestError)
+    assert str(info.value) == ("my: videomamba_tiny cannot be built with --img-size 8 "
+                               "(img_size 8 is smaller than one patch of 16 pixels)")
+    assert isinstance(info.value.__cause__, ValueError) and "img_size 8" in str(info.value.__cause__)
+    # an override that keeps the manifest's value is none: the manifest's entry and field are named
+    bad = parse_manifest(SMALL_VIDEOMAMBA.replace("img_size: 100", "img_size: 100, embed_dim: -5"), "aa.yaml")["my"]
+    with pytest.raises(ManifestError) as info:
+        build_model(bad, {"img_size": Override("--img-size", 100)})
+    assert str(info.value).startswith("aa.yaml: model 'my', field 'arch_args': videomamba_tiny cannot be built "
+                                      "with {'img_size': 100, 'embed_dim': -5} (Trying to create tensor")
+    assert isinstance(info.value.__cause__, RuntimeError)
+    # a cause naming neither the options' arguments nor the manifest's says both were in play
+    with pytest.raises(SsmzooError) as info:
+        build_model(bad, {"img_size": Override("--img-size", 64)})
+    assert not isinstance(info.value, ManifestError)
+    assert str(info.value).startswith("aa.yaml: model 'my': videomamba_tiny cannot be built with manifest arch_args "
+                                      "{'embed_dim': -5} and --img-size 64 (Trying to create tensor")
+
+
 SMALL_VIDEOMAMBA = """
 models:
   my:

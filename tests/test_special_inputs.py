@@ -45,7 +45,7 @@ def test_an_empty_input_name_is_a_usage_error_and_the_current_folder_is_not_clas
     for inputs in ([""], ["coffee.jpg", ""]):
         res = classify(cli, mini_files, *inputs)
         assert res.code == 2
-        assert res.stderr == "error: '': empty input name (see `ssmzoo classify --help`)\n"
+        assert res.stderr == "error: '': empty input name; give a path (see `ssmzoo classify --help`)\n"
         assert res.stdout == ""
 
 
@@ -62,7 +62,8 @@ def test_an_empty_data_path_is_a_usage_error_not_the_current_folder(cli, mini_fi
     res = cli("--manifest", manifest, command, "--dataset", "imagenet", *data, option, "", *sweep,
               "--model", "groupmamba_mini", "--weights", checkpoint, "--workers", "0")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == f"error: Invalid value for '{option}': '': empty path (see `ssmzoo {command} --help`)\n"
+    assert res.stderr == (f"error: Invalid value for '{option}': '': empty {option} name; give a path "
+                          f"(see `ssmzoo {command} --help`)\n")
 
 
 @pytest.mark.parametrize("option", ["--labels", "--list"])
@@ -72,20 +73,35 @@ def test_a_dash_data_path_says_stdin_is_not_read(cli, mini_files, example_images
     res = cli("--manifest", manifest, "eval", "--dataset", "imagenet", "--data-dir", ".", option, "-",
               "--model", "groupmamba_mini", "--weights", checkpoint, "--workers", "0")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: Invalid value for '{option}': -: reading from stdin is not supported; "
-                          "give a file path (see `ssmzoo eval --help`)\n")
+    assert res.stderr == (f"error: Invalid value for '{option}': -: reading {option} from stdin is not supported; "
+                          "give a path (see `ssmzoo eval --help`)\n")
 
 
 def test_dash_says_stdin_is_not_read_unless_a_file_is_named_so(cli, mini_files, example_images, monkeypatch):
     monkeypatch.chdir(example_images)
     res = classify(cli, mini_files, "-")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == ("error: -: reading an input from stdin is not supported; give a file path "
+    assert res.stderr == ("error: -: reading input from stdin is not supported; give a path "
                           "(see `ssmzoo classify --help`)\n")
     shutil.copy("coffee.jpg", "-")  # a file that is really called "-" is an input like any other
     res = classify(cli, mini_files, "-")
     assert res.code == 0, res.stderr
     assert rows(res)["-"]["error"] is None
+
+
+def test_one_wording_for_names_that_are_no_path(tmp_path, monkeypatch):
+    # classify's inputs and eval's/robustness' data options say it the same way, naming what was given
+    from ssmzoo.errors import UsageError
+    from ssmzoo.paths import check_name, name_problem
+
+    monkeypatch.chdir(tmp_path)
+    assert name_problem("", "--list") == "'': empty --list name; give a path"
+    assert name_problem("-", "input") == "-: reading input from stdin is not supported; give a path"
+    assert name_problem("a.jpg", "input") is None
+    with pytest.raises(UsageError, match="empty input name"):
+        check_name("", "input")
+    (tmp_path / "-").write_bytes(b"")  # a file really called "-" is a name like any other
+    assert name_problem("-", "input") is None
 
 
 # ----------------------------------------------------------------------------- pipes, sockets, devices
