@@ -121,7 +121,7 @@ def check_input_names(specs: Iterable[str]) -> None:
     """Refuses, before anything is read, an input that names no file (``paths.name_problem``: an empty
     name, or ``-`` where no file is named so). A :class:`UsageError`."""
     for spec in specs:
-        check_name(spec, "input")
+        check_name(spec)
 
 
 def drop_duplicates(items: list[tuple[str, Optional[str]]]

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
@@ -445,18 +445,13 @@ def _print_result(result, model: str, weights_origin: Optional[str], key_path, a
     return 0 if result.ok else 1
 
 
-def _path(option: str) -> Callable[[str], Path]:
-    """The parser of ``eval``'s and ``robustness``' data path ``option``: an empty one (an unset shell
-    variable, ``--data-dir "$DATA"``) is refused, as ``Path("")`` is ``.``, and the current folder would
-    be read; so is ``-`` (stdin elsewhere, unread here), unless a file is named so, as for classify's
-    inputs (``paths.name_problem``)."""
-    def parse(text: str) -> Path:
-        problem = name_problem(text, option)
-        if problem is not None:
-            raise typer.BadParameter(problem)
-        return Path(text)
-
-    return parse
+def _path(text: str) -> Path:
+    """The parser of ``eval``'s and ``robustness``' data paths: an empty one (an unset shell variable,
+    ``--data-dir "$DATA"``) or ``-`` is refused as classify's inputs are (``paths.name_problem``)."""
+    problem = name_problem(text)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return Path(text)
 
 
 def _eval_option(name: str):
@@ -488,7 +483,7 @@ def eval_cmd(
         ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist (any "
         "video model's 'path label' list)."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", parser=_path("--data-dir"), metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/*, a flat folder of "
+        None, "--data-dir", parser=_path, metavar="DIR", help="imagenet: DIR/val/<synset>/*, DIR/<synset>/*, a flat folder of "
         "<synset>_*.JPEG files, or a flat folder with --labels; imagefolder: DIR/<class>/*; videos: the root the --list paths are relative to (default: the "
         "list's folder)."),
     model: str = typer.Option(
@@ -498,13 +493,13 @@ def eval_cmd(
         help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
     revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
     labels: Optional[Path] = typer.Option(
-        None, "--labels", parser=_path("--labels"), metavar="FILE",
+        None, "--labels", parser=_path, metavar="FILE",
         help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
     class_map: Optional[Path] = typer.Option(
-        None, "--class-map", parser=_path("--class-map"), metavar="FILE",
+        None, "--class-map", parser=_path, metavar="FILE",
         help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
     list_file: Optional[Path] = typer.Option(
-        None, "--list", parser=_path("--list"), metavar="FILE",
+        None, "--list", parser=_path, metavar="FILE",
         help="kinetics400/ssv2/videolist: 'path label' lines (space separated or .csv; label: index or class name)."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
@@ -666,7 +661,7 @@ def robustness_cmd(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", parser=_path("--data-dir"), metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
+        None, "--data-dir", parser=_path, metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
         "DIR/<class>/*, videos: the root of the --list paths."),
     model: Optional[List[str]] = typer.Option(
         None, "--model", "-m", metavar="NAME",
@@ -688,10 +683,10 @@ def robustness_cmd(
         None, "--severity", "-s", metavar="START..END",
         help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),
     labels: Optional[Path] = typer.Option(
-        None, "--labels", parser=_path("--labels"), metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
+        None, "--labels", parser=_path, metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
     class_map: Optional[Path] = typer.Option(
-        None, "--class-map", parser=_path("--class-map"), metavar="FILE", help="imagefolder: 'folder label' lines (or JSON)."),
-    list_file: Optional[Path] = typer.Option(None, "--list", parser=_path("--list"), metavar="FILE", help="kinetics400/ssv2/videolist: 'path label' lines."),
+        None, "--class-map", parser=_path, metavar="FILE", help="imagefolder: 'folder label' lines (or JSON)."),
+    list_file: Optional[Path] = typer.Option(None, "--list", parser=_path, metavar="FILE", help="kinetics400/ssv2/videolist: 'path label' lines."),
     limit: Optional[int] = _eval_option("limit"),
     batch_size: int = _eval_option("batch_size"),
     workers: Optional[int] = _eval_option("workers"),

@@ -57,21 +57,21 @@ def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ..
         raise OutputError(f"{option} {path}: cannot create it in {folder} ({reason})") from None
 
 
-def name_problem(text: str, noun: str) -> Optional[str]:
-    """Why a name the command line gives (``noun``: "input", "--data-dir", ...) names no file, or None:
-    an empty one (an unset shell variable, ``"$IMG"``), which ``Path`` reads as ``.``, the whole current
-    folder; and ``-``, which elsewhere means stdin, unread here (unless a file is named so). One wording
-    for classify's inputs and the data options alike."""
+def name_problem(text: str) -> Optional[str]:
+    """Why a name given on the command line names no file, or None: an empty one (an unset shell
+    variable, ``"$IMG"``), which ``Path`` reads as ``.``, the whole current folder; and ``-``, which
+    elsewhere means stdin, unread here (unless a file is named so). One wording for classify's inputs
+    and the data options (where click's own prefix names the option)."""
     if not text:
-        return f"'': empty {noun} name; give a path"
+        return "'': empty name; give a path"
     if text == "-" and not os.path.lexists(text):
-        return f"-: reading {noun} from stdin is not supported; give a path"
+        return "-: reading from stdin is not supported; give a path"
     return None
 
 
-def check_name(text: str, noun: str) -> None:
-    """``name_problem`` as a :class:`UsageError` (the name as typed), before anything is read."""
-    problem = name_problem(text, noun)
+def check_name(text: str) -> None:
+    """``name_problem`` as a :class:`UsageError`, before anything is read."""
+    problem = name_problem(text)
     if problem is not None:
         raise UsageError(problem)
 

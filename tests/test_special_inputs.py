@@ -45,7 +45,7 @@ def test_an_empty_input_name_is_a_usage_error_and_the_current_folder_is_not_clas
     for inputs in ([""], ["coffee.jpg", ""]):
         res = classify(cli, mini_files, *inputs)
         assert res.code == 2
-        assert res.stderr == "error: '': empty input name; give a path (see `ssmzoo classify --help`)\n"
+        assert res.stderr == "error: '': empty name; give a path (see `ssmzoo classify --help`)\n"
         assert res.stdout == ""
 
 
@@ -62,7 +62,7 @@ def test_an_empty_data_path_is_a_usage_error_not_the_current_folder(cli, mini_fi
     res = cli("--manifest", manifest, command, "--dataset", "imagenet", *data, option, "", *sweep,
               "--model", "groupmamba_mini", "--weights", checkpoint, "--workers", "0")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: Invalid value for '{option}': '': empty {option} name; give a path "
+    assert res.stderr == (f"error: Invalid value for '{option}': '': empty name; give a path "
                           f"(see `ssmzoo {command} --help`)\n")
 
 
@@ -73,7 +73,7 @@ def test_a_dash_data_path_says_stdin_is_not_read(cli, mini_files, example_images
     res = cli("--manifest", manifest, "eval", "--dataset", "imagenet", "--data-dir", ".", option, "-",
               "--model", "groupmamba_mini", "--weights", checkpoint, "--workers", "0")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == (f"error: Invalid value for '{option}': -: reading {option} from stdin is not supported; "
+    assert res.stderr == (f"error: Invalid value for '{option}': -: reading from stdin is not supported; "
                           "give a path (see `ssmzoo eval --help`)\n")
 
 
@@ -81,7 +81,7 @@ def test_dash_says_stdin_is_not_read_unless_a_file_is_named_so(cli, mini_files, 
     monkeypatch.chdir(example_images)
     res = classify(cli, mini_files, "-")
     assert res.code == 2 and res.stdout == ""
-    assert res.stderr == ("error: -: reading input from stdin is not supported; give a path "
+    assert res.stderr == ("error: -: reading from stdin is not supported; give a path "
                           "(see `ssmzoo classify --help`)\n")
     shutil.copy("coffee.jpg", "-")  # a file that is really called "-" is an input like any other
     res = classify(cli, mini_files, "-")
@@ -90,18 +90,18 @@ def test_dash_says_stdin_is_not_read_unless_a_file_is_named_so(cli, mini_files, 
 
 
 def test_one_wording_for_names_that_are_no_path(tmp_path, monkeypatch):
-    # classify's inputs and eval's/robustness' data options say it the same way, naming what was given
+    # classify's inputs and eval's/robustness' data options say it the same way
     from ssmzoo.errors import UsageError
     from ssmzoo.paths import check_name, name_problem
 
     monkeypatch.chdir(tmp_path)
-    assert name_problem("", "--list") == "'': empty --list name; give a path"
-    assert name_problem("-", "input") == "-: reading input from stdin is not supported; give a path"
-    assert name_problem("a.jpg", "input") is None
-    with pytest.raises(UsageError, match="empty input name"):
-        check_name("", "input")
+    assert name_problem("") == "'': empty name; give a path"
+    assert name_problem("-") == "-: reading from stdin is not supported; give a path"
+    assert name_problem("a.jpg") is None
+    with pytest.raises(UsageError, match="empty name"):
+        check_name("")
     (tmp_path / "-").write_bytes(b"")  # a file really called "-" is a name like any other
-    assert name_problem("-", "input") is None
+    assert name_problem("-") is None
 
 
 # ----------------------------------------------------------------------------- pipes, sockets, devices
