@@ -172,6 +172,8 @@ def test_config_and_argument_checks():
         causal_conv1d_silu_triton(torch.zeros(8, 5), torch.zeros(8, 1, 4))
     with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
         causal_conv1d_silu_triton(torch.zeros(1, 8, 5, dtype=torch.float64), torch.zeros(8, 1, 4))
+    with pytest.raises(ValueError, match="bias is on meta; expected x's device cpu"):  # (meta: another device)
+        causal_conv1d_silu_triton(torch.zeros(1, 8, 5), torch.zeros(8, 1, 4), torch.zeros(8, device="meta"))
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch):

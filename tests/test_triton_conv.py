@@ -169,6 +169,8 @@ def test_config_and_argument_checks():
         conv2d_igemm_triton(torch.zeros(1, 3, 8, 8), torch.zeros(4, 2, 3, 3))
     with pytest.raises(ValueError, match="float32, float16 or bfloat16"):
         conv2d_igemm_triton(torch.zeros(1, 3, 8, 8, dtype=torch.float64), torch.zeros(4, 3, 3, 3))
+    with pytest.raises(ValueError, match="weight is on meta; expected x's device cpu"):  # (meta: another device)
+        conv2d_igemm_triton(torch.zeros(1, 3, 8, 8), torch.zeros(4, 3, 3, 3, device="meta"))
 
 
 def test_cpu_tensors_need_the_interpreter(monkeypatch):

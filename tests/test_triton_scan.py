@@ -370,7 +370,8 @@ def test_import_registers_backend():
     from ssmzoo.ops import triton_scan
 
     dispatch = importlib.import_module("ssmzoo.ops.selective_scan")
-    assert dispatch._BACKENDS["triton"] is triton_scan.selective_scan_triton
+    # the unchecked kernel: selective_scan has checked the arguments (selective_scan_triton checks them)
+    assert dispatch._BACKENDS["triton"] is triton_scan._selective_scan_triton
     assert ("triton" in available_backends()) == torch.cuda.is_available()  # listed where it can run
 
 

@@ -20,7 +20,7 @@ recurrence, which exists to be the ground truth of the tests).
 from __future__ import annotations
 
 import os
-from typing import Callable, Optional
+from typing import Callable, Container, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +35,8 @@ __all__ = [
     "scan_backend",
     "available_backends",
     "check_scan_args",
+    "check_group_scan_args",
+    "check_tensor_args",
 ]
 
 
@@ -42,47 +44,117 @@ def _shape(t: Tensor) -> tuple[int, ...]:
     return tuple(t.shape)
 
 
+def check_tensor_args(name: str, names: Sequence[str], values: Sequence[object], optional: Container[str] = (),
+                      device: Optional[torch.device] = None) -> torch.device:
+    """Each of ``values`` (the arguments called ``names``) a floating-point ``torch.Tensor`` (or None
+    where its name is in ``optional``), all on one device: ``device`` if given, else the first tensor's.
+    Returns that device. A TypeError / ValueError names the argument, where a kernel would fail
+    obscurely or compute on integer data; attributes only, so no device sync."""
+    first = None
+    for arg, value in zip(names, values):
+        if not isinstance(value, Tensor):
+            if value is None and arg in optional:
+                continue
+            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(value).__name__}")
+        if not value.is_floating_point():
+            raise TypeError(f"{name}: {arg} has dtype {value.dtype}; expected a floating-point dtype")
+        if device is None:
+            device, first = value.device, arg
+        elif value.device != device:
+            where = f"{first}'s device" if first else "the device"
+            raise ValueError(f"{name}: {arg} is on {value.device}; expected {where} {device}")
+    return device
+
+
+_SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "z", "delta_bias")
+
+
+def _scan_arg_names(suffix: str) -> tuple[tuple[str, ...], frozenset[str]]:
+    """The scan's argument names with ``suffix`` appended, and those of the optional ones (D, z, delta_bias)."""
+    names = tuple(arg + suffix for arg in _SCAN_ARGS)
+    return names, frozenset(names[5:])
+
+
+# built once for the suffixes in use (a plain dict: torch.compile traces it without a warning, unlike lru_cache)
+_SCAN_ARG_NAMES = {suffix: _scan_arg_names(suffix) for suffix in ("", "_b")}
+
+
 def check_scan_args(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor] = None,
                     z: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, *,
-                    name: str = "selective_scan") -> None:
+                    name: str = "selective_scan", suffix: str = "") -> None:
     """Refuses arguments that do not fit the scan's signature (see the module docstring), naming the
     argument, its shape and the shape expected from ``u`` and ``A``: broadcasting would otherwise run a
-    wrong-shaped B/C/D silently, and other mistakes fail deep inside a backend.
+    wrong-shaped B/C/D silently, and other mistakes fail deep inside a backend. Also refuses
+    non-tensors, non-floating-point dtypes and tensors on another device than u (``check_tensor_args``).
+    ``suffix`` is appended to every argument's name in the messages (``u_b``...: the bimamba scan's
+    backward direction).
 
-    Shapes and types only (no values, no device syncs): cheap per call, and under torch.compile the
-    comparisons become guards on the shapes."""
-    given = dict(u=u, delta=delta, A=A, B=B, C=C, D=D, z=z, delta_bias=delta_bias)
-    for arg, value in given.items():
-        if not (isinstance(value, Tensor) or (value is None and arg in ("D", "z", "delta_bias"))):
-            raise TypeError(f"{name}: {arg} must be a torch.Tensor, got {type(value).__name__}")
+    Shapes, dtypes and devices only (no values, no device syncs): a few microseconds per call, and
+    under torch.compile the comparisons become guards on the shapes."""
+    s = suffix
+    names, optional = _SCAN_ARG_NAMES[s] if s in _SCAN_ARG_NAMES else _scan_arg_names(s)
+    check_tensor_args(name, names, (u, delta, A, B, C, D, z, delta_bias), optional)
     if u.dim() != 3:
-        raise ValueError(f"{name}: u has shape {_shape(u)}; expected 3 dimensions (batch, dim, L)")
+        raise ValueError(f"{name}: u{s} has shape {_shape(u)}; expected 3 dimensions (batch, dim, L)")
     batch, dim, length = u.shape
     if A.dim() != 2 or A.shape[0] != dim:
-        raise ValueError(f"{name}: A has shape {_shape(A)}; expected ({dim}, N) = (dim, N) for u of shape "
+        raise ValueError(f"{name}: A{s} has shape {_shape(A)}; expected ({dim}, N) = (dim, N) for u{s} of shape "
                          f"{_shape(u)}")
     n_state = A.shape[1]
     for arg, value in (("delta", delta), ("z", z)):
         if value is not None and value.shape != u.shape:
-            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected u's shape {_shape(u)} "
+            raise ValueError(f"{name}: {arg}{s} has shape {_shape(value)}; expected u{s}'s shape {_shape(u)} "
                              "= (batch, dim, L)")
     for arg, value in (("D", D), ("delta_bias", delta_bias)):
-        if value is not None and _shape(value) != (dim,):
-            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected ({dim},) = (dim,)")
+        if value is not None and value.shape != (dim,):
+            raise ValueError(f"{name}: {arg}{s} has shape {_shape(value)}; expected ({dim},) = (dim,)")
     groups = B.shape[1] if B.dim() == 4 else 1
+    grouped, plain = (batch, groups, n_state, length), (batch, n_state, length)
     for arg, value in (("B", B), ("C", C)):
-        as_groups = (value.shape[0], 1, *value.shape[1:]) if value.dim() == 3 else _shape(value)
-        if as_groups != (batch, groups, n_state, length):
+        if value.shape != grouped and (groups != 1 or value.shape != plain):
             if arg == "C" and groups != 1:  # C's groups are B's
-                expected = f"({batch}, {groups}, {n_state}, {length}) = (batch, G, N, L) with B's G = {groups}"
+                expected = (f"({batch}, {groups}, {n_state}, {length}) = (batch, G, N, L) with B{s}'s "
+                            f"G = {groups}")
             else:
                 expected = (f"({batch}, {n_state}, {length}) = (batch, N, L) or ({batch}, G, {n_state}, {length})"
                             " = (batch, G, N, L)")
-            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected {expected}, from u {_shape(u)} "
-                             f"and A {_shape(A)}")
+            raise ValueError(f"{name}: {arg}{s} has shape {_shape(value)}; expected {expected}, from u{s} "
+                             f"{_shape(u)} and A{s} {_shape(A)}")
     if groups == 0 or dim % groups:
-        raise ValueError(f"{name}: B and C have {groups} groups (B's shape {_shape(B)}), which do not divide "
-                         f"u's {dim} channels")
+        raise ValueError(f"{name}: B{s} and C{s} have {groups} groups (B{s}'s shape {_shape(B)}), which do not "
+                         f"divide u{s}'s {dim} channels")
+
+
+_GROUP_SCAN_ARGS = ("u", "delta", "A", "B", "C", "D", "delta_bias")
+
+
+def check_group_scan_args(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor], C: Optional[Tensor],
+                          D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None, *,
+                          name: str = "group_scan_4dir", operands_optional: bool = False) -> None:
+    """``check_scan_args`` for GroupMamba's 4-direction scan (``ssmzoo.models.groupmamba.group_scan_4dir_torch``'s
+    shapes): u, delta (batch, 4, d, H, W), A (4, d, N), B, C (batch, 4, N, H, W), D, delta_bias (4, d).
+    ``operands_optional``: delta, B and C may be None (the fused scan computes them from x_proj).
+    The kernels read A, D and delta_bias reshaped to (4 d, ...), so a wrong-shaped one of the same size
+    would run silently; maps of another size would be read out of bounds."""
+    optional = ("D", "delta_bias", "delta", "B", "C") if operands_optional else ("D", "delta_bias")
+    check_tensor_args(name, _GROUP_SCAN_ARGS, (u, delta, A, B, C, D, delta_bias), optional)
+    if u.dim() != 5 or u.shape[1] != 4:
+        raise ValueError(f"{name}: u has shape {_shape(u)}; expected (batch, 4, d, H, W): 4 groups of d channels")
+    batch, _, dim_g, H, W = u.shape
+    if delta is not None and delta.shape != u.shape:
+        raise ValueError(f"{name}: delta has shape {_shape(delta)}; expected u's shape {_shape(u)} "
+                         "= (batch, 4, d, H, W)")
+    if A.dim() != 3 or A.shape[:2] != (4, dim_g):
+        raise ValueError(f"{name}: A has shape {_shape(A)}; expected (4, {dim_g}, N) = (4, d, N) for u of shape "
+                         f"{_shape(u)}")
+    n_state = A.shape[2]
+    for arg, value in (("B", B), ("C", C)):
+        if value is not None and value.shape != (batch, 4, n_state, H, W):
+            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected ({batch}, 4, {n_state}, {H}, {W}) "
+                             f"= (batch, 4, N, H, W), from u {_shape(u)} and A {_shape(A)}")
+    for arg, value in (("D", D), ("delta_bias", delta_bias)):
+        if value is not None and value.shape != (4, dim_g):
+            raise ValueError(f"{name}: {arg} has shape {_shape(value)}; expected (4, {dim_g}) = (4, d)")
 
 
 def _prepare(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,

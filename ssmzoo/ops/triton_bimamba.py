@@ -67,7 +67,7 @@ import triton
 import triton.language as tl
 
 from .triton_math import exp2_fma, mufu
-from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2
+from .triton_scan import _bimamba_operands, _check_device, _interpreting, _pow2, check_bimamba_args
 
 __all__ = ["bimamba_scan_seq_triton", "seq_config", "bimamba_scan_split_triton", "split_config", "layout_flags"]
 
@@ -328,10 +328,12 @@ def bimamba_scan_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: T
 
     ``config`` overrides the launch: SPLIT (lanes per channel), num_warps, CPT (channels per thread)
     or BD (channels per program), PACK (copy B/C to a packed float32 buffer first).
+    Arguments are checked by ``check_bimamba_args`` (ValueError / TypeError naming the argument).
     """
-    return bimamba_scan_split_triton(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
-                                     delta_bias_b, delta_softplus, backward_flipped=backward_flipped, out=out,
-                                     config=dict(config or {}, SEG=max(1, u.shape[-1])))
+    check_bimamba_args("bimamba_scan_seq_triton", u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z,
+                       delta_bias, delta_bias_b, out)
+    return _bimamba_scan_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+                               delta_softplus, backward_flipped, out, dict(config or {}, SEG=max(1, u.shape[-1])))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -720,8 +722,18 @@ def bimamba_scan_split_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C:
     loaded a step ahead in the output / state phase), POLY_OUT / POLY_OUT_V / POLY_STATE / POLY_STATE_V
     (decays on the FMA pipe, ``_tile_index``' poly mask; measured slower, off) and everything
     ``bimamba_scan_seq_triton`` takes (SPLIT, num_warps, CPT / BD, PACK, UNROLL, FAST).
+    Arguments are checked by ``check_bimamba_args`` (ValueError / TypeError naming the argument).
     """
-    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
+    check_bimamba_args("bimamba_scan_split_triton", u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z,
+                       delta_bias, delta_bias_b, out)
+    return _bimamba_scan_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+                               delta_softplus, backward_flipped, out, config)
+
+
+def _bimamba_scan_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
+                        delta_softplus, backward_flipped, out, config) -> Tensor:
+    """``bimamba_scan_split_triton`` on arguments ``check_bimamba_args`` has checked."""
+    _check_device(u)
     y, launches = _launch_split(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias,
                                 delta_bias_b, delta_softplus, backward_flipped, out, config)
     for kernel, grid, args, meta in launches:

@@ -106,6 +106,9 @@ def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> None:
         raise ValueError(f"bias must be ({D},), got {tuple(bias.shape)}")
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    for name, t in (("weight", weight), ("bias", bias)):  # (else the launch reads another device's memory)
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device}; expected x's device {x.device}")
     if x.device.type != "cuda" and not _interpreting():
         raise RuntimeError("the Triton causal conv needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
 

@@ -173,6 +173,9 @@ def _check(x: Tensor, weight: Tensor, bias: Optional[Tensor], scale: Optional[Te
             raise ValueError(f"{name} must be ({weight.shape[0]},), got {tuple(t.shape)}")
     if x.dtype not in (torch.float32, torch.float16, torch.bfloat16):
         raise ValueError(f"x must be float32, float16 or bfloat16, got {x.dtype}")
+    for name, t in (("weight", weight), ("bias", bias), ("scale", scale)):  # (else the launch reads elsewhere)
+        if t is not None and t.device != x.device:
+            raise ValueError(f"{name} is on {t.device}; expected x's device {x.device}")
     if x.device.type != "cuda" and not _interpreting():
         raise RuntimeError("the Triton conv needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
 

@@ -45,7 +45,8 @@ import triton.language as tl
 
 from .directions import merge_order, scan_order
 from .group_norm import group_norm_gate
-from .selective_scan import register_backend, selective_scan_ref
+from .selective_scan import (check_group_scan_args, check_scan_args, check_tensor_args, register_backend,
+                             selective_scan_ref)
 from .triton_math import softplus_poly
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "group_scan_4dir_triton",
     "group_scan_4dir_norm_gate_triton",
     "bimamba_scan_triton",
+    "check_bimamba_args",
     "group_scan_4dir_ref",
     "group_scan_4dir_norm_gate_ref",
     "bimamba_scan_ref",
@@ -1118,12 +1120,24 @@ def _updated_config(defaults: dict, config: Optional[dict], pow2_keys: tuple[str
 
 
 def _check_device(*tensors: Optional[Tensor]) -> None:
+    """One device, CUDA (or the interpreter). The entry points whose arguments ``check_scan_args`` /
+    ``check_group_scan_args`` checked (one device, each argument named) pass u alone."""
     dev = tensors[0].device
     for t in tensors:
         if t is not None and t.device != dev:
             raise ValueError(f"all tensors must be on one device, got {t.device} and {dev}")
     if dev.type != "cuda" and not _interpreting():
         raise RuntimeError("the Triton scan needs CUDA tensors (or TRITON_INTERPRET=1 on CPU)")
+
+
+def _check_out(name: str, out: Optional[Tensor], u: Tensor) -> None:
+    """``out`` (if given) must be a floating-point tensor of u's shape on u's device: the kernels write
+    it through its strides, so a smaller one would be written out of bounds."""
+    if out is None:
+        return
+    check_tensor_args(name, ("out",), (out,), device=u.device)
+    if out.shape != u.shape:
+        raise ValueError(f"{name}: out has shape {tuple(out.shape)}; expected u's shape {tuple(u.shape)}")
 
 
 def _interpreting() -> bool:
@@ -1202,13 +1216,29 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     ``reverse=True`` runs the recurrence from the last step to the first (the output keeps the
     input's order), i.e. ``flip(scan(flip(inputs)))`` without the flips. ``out`` (batch, dim, L) of
     u's dtype receives the result if given. ``config`` overrides the launch (BD, BL, num_warps).
+
+    The arguments are checked as the dispatcher checks them (``check_scan_args``; ``out`` too), each
+    mistake a ValueError / TypeError naming the argument rather than a failure inside the launch or
+    a silently wrong result. The dispatcher's ``"triton"`` backend is ``_selective_scan_triton``,
+    which skips the checks it has already made.
     """
-    _check_device(u, delta, A, B, C, D, z, delta_bias)
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, name="selective_scan_triton")
+    _check_out("selective_scan_triton", out, u)
+    _check_device(u)
+    return _selective_scan_triton(u, delta, A, B, C, D, z, delta_bias, delta_softplus, reverse=reverse, out=out,
+                                  config=config)
+
+
+def _selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                           D: Optional[Tensor] = None, z: Optional[Tensor] = None,
+                           delta_bias: Optional[Tensor] = None, delta_softplus: bool = False,
+                           *, reverse: bool = False, out: Optional[Tensor] = None,
+                           config: Optional[dict] = None) -> Tensor:
+    """``selective_scan_triton`` on arguments already checked (the dispatcher's ``"triton"`` backend:
+    ``selective_scan`` checks them and runs it on CUDA tensors only)."""
     batch, dim, length = u.shape
     B4, C4 = _bc4(B), _bc4(C)
     groups, n_state = B4.shape[1], B4.shape[2]
-    if dim % groups:
-        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
     dim_g = dim // groups
     A_, D_, bias_ = _params(A, D, delta_bias, dim)
     y = out if out is not None else _new_like_seq(u, u.dtype)
@@ -1225,23 +1255,38 @@ def selective_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Ten
     return y
 
 
+def check_bimamba_args(name: str, u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, D: Optional[Tensor],
+                       u_b: Tensor, delta_b: Tensor, A_b: Tensor, B_b: Tensor, C_b: Tensor, D_b: Optional[Tensor],
+                       z: Optional[Tensor], delta_bias: Optional[Tensor], delta_bias_b: Optional[Tensor],
+                       out: Optional[Tensor] = None) -> None:
+    """The bimamba scans' arguments (chunked here, sequential in triton_bimamba): each direction as
+    ``check_scan_args`` checks a scan (the backward one's arguments named u_b, delta_b...), and both
+    directions alike, since one launch runs them with one shape, state size and set of optional terms."""
+    check_scan_args(u, delta, A, B, C, D, z, delta_bias, name=name)
+    if isinstance(u_b, Tensor):  # (u_b first: the backward direction's other arguments are checked against it)
+        if u_b.device != u.device:
+            raise ValueError(f"{name}: u_b is on {u_b.device}; expected u's device {u.device}")
+        if u_b.shape != u.shape:
+            raise ValueError(f"{name}: u_b has shape {tuple(u_b.shape)}; expected u's shape {tuple(u.shape)} "
+                             "(both directions share (batch, dim, L))")
+    check_scan_args(u_b, delta_b, A_b, B_b, C_b, D_b, None, delta_bias_b, name=name, suffix="_b")
+    for arg, value, forward in (("A_b", A_b, A), ("B_b", _bc4(B_b), _bc4(B))):
+        if value.shape != forward.shape:
+            raise ValueError(f"{name}: {arg} has shape {tuple(value.shape)}; expected the forward direction's "
+                             f"{tuple(forward.shape)} (both directions share N and B/C's groups)")
+    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
+        raise ValueError(f"{name}: give D / delta_bias for both directions (D_b / delta_bias_b) or for neither")
+    _check_out(name, out, u)
+
+
 def _bimamba_operands(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b,
                       out):
-    """Checks and operands shared by the bimamba kernels (chunked here, sequential in triton_bimamba):
+    """Operands shared by the bimamba kernels (arguments checked by ``check_bimamba_args``):
     B/C of both directions as (batch, groups, N, L) views, each direction's (A, D, delta_bias) as
     float32, the output y, a float32 accumulator for the backward partial (y itself when float32), and
     z (y stands in when there is no gate)."""
     dim = u.shape[1]
-    if u_b.shape != u.shape or delta_b.shape != u.shape or delta.shape != u.shape:
-        raise ValueError("u, delta, u_b, delta_b must share one (batch, dim, L) shape")
-    if (D is None) != (D_b is None) or (delta_bias is None) != (delta_bias_b is None):
-        raise ValueError("give D / delta_bias for both directions or for neither")
     B4, C4, Bb4, Cb4 = _bc4(B), _bc4(C), _bc4(B_b), _bc4(C_b)
-    if Bb4.shape != B4.shape or C4.shape != B4.shape or Cb4.shape != B4.shape:
-        raise ValueError("B, C, B_b, C_b must share one shape")
-    groups = B4.shape[1]
-    if dim % groups:
-        raise ValueError(f"dim {dim} is not divisible by the {groups} groups of B/C")
     y = out if out is not None else _new_like_seq(u, u.dtype)
     acc = y if y.dtype == torch.float32 else torch.empty_strided(y.shape, y.stride(), dtype=torch.float32,
                                                                   device=y.device)
@@ -1260,8 +1305,11 @@ def bimamba_scan_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tenso
     token order (``backward_flipped=False``; the scan then runs from the last token to the first)
     or, as the authors compute them on ``xz.flip(-1)``, already flipped (``backward_flipped=True``).
     z (token order) gates both directions: (y_f + y_b) * silu(z), with each D skip included.
+    Arguments are checked by ``check_bimamba_args`` (ValueError / TypeError naming the argument).
     """
-    _check_device(u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b)
+    check_bimamba_args("bimamba_scan_triton", u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z,
+                       delta_bias, delta_bias_b, out)
+    _check_device(u)
     batch, dim, length = u.shape
     (B4, C4, Bb4, Cb4, (A_, D_, bias_), (Ab_, Db_, biasb_), y, acc, zz) = _bimamba_operands(
         u, delta, A, B, C, D, u_b, delta_b, A_b, B_b, C_b, D_b, z, delta_bias, delta_bias_b, out)
@@ -1412,14 +1460,13 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     Returns y (batch, 4, d, H, W) in u's dtype and u's memory order (``torch.empty_like`` keeps the
     order of u's strides, also where u is a view of a wider buffer), where group k
     is the selective scan along direction k (0 row-major, 1 column-major, 2 row-major reversed,
-    3 column-major reversed), merged back into the row-major spatial layout.
+    3 column-major reversed), merged back into the row-major spatial layout. Arguments (``out``
+    too: u's shape) are checked by ``check_group_scan_args`` (ValueError / TypeError naming the argument).
     """
-    _check_device(u, delta, A, B, C, D, delta_bias)
+    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name="group_scan_4dir_triton")
+    _check_out("group_scan_4dir_triton", out, u)
+    _check_device(u)
     batch, groups, dim_g, H, W = u.shape
-    if groups != 4:
-        raise ValueError(f"expected 4 channel groups, got {groups}")
-    if delta.shape != u.shape or B.shape[:2] != (batch, 4) or B.shape[3:] != (H, W) or C.shape != B.shape:
-        raise ValueError("shapes: u/delta (batch, 4, d, H, W), B/C (batch, 4, N, H, W)")
     n_state = B.shape[2]
     y = out if out is not None else torch.empty_like(u)
     from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
@@ -1503,14 +1550,25 @@ def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tens
     tile it reads anyway (the weight in u's dtype, float32 accumulation), instead of read from a GEMM's
     output; needs launch tiles of at least 16 x 16 (``triton_lookback.WHOLE_GROUP_CONFIGS``).
     ``out_proj`` (4, d, d): and what follows: the result is each group's out_proj of the gated y
-    (rounded to z's dtype as a GEMM's input, the weight in z's dtype, float32 accumulation)."""
-    _check_device(u, delta, A, B, C, D, delta_bias, norm_weight, norm_bias, z, x_proj, out_proj)
-    if u.shape[1] != 4 or (B is not None and B.shape[2] != 1):
-        raise ValueError("the fused norm-gate scan takes 4 groups and d_state 1")
+    (rounded to z's dtype as a GEMM's input, the weight in z's dtype, float32 accumulation).
+
+    The scan's arguments are checked by ``check_group_scan_args``, the others here (ValueError /
+    TypeError naming the argument); the look-back kernel checks x_proj's and out_proj's shapes."""
+    name = "group_scan_4dir_norm_gate_triton"
+    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name=name, operands_optional=True)
+    check_tensor_args(name, ("norm_weight", "norm_bias", "z", "x_proj", "out_proj"),
+                      (norm_weight, norm_bias, z, x_proj, out_proj), ("x_proj", "out_proj"), device=u.device)
+    _check_out(name, out, u)
+    if A.shape[2] != 1:
+        raise ValueError(f"{name}: A has shape {tuple(A.shape)}; the fused norm-gate scan takes d_state 1: (4, d, 1)")
     if (x_proj is None) == (delta is None or B is None or C is None):
-        raise ValueError("pass either delta, B and C or x_proj")
-    if norm_weight.shape != (4, u.shape[2]) or norm_bias.shape != norm_weight.shape:
-        raise ValueError(f"norm_weight/norm_bias must be (4, {u.shape[2]}), got {tuple(norm_weight.shape)}")
+        raise ValueError(f"{name}: pass either delta, B and C or x_proj")
+    for arg, value in (("norm_weight", norm_weight), ("norm_bias", norm_bias)):
+        if value.shape != (4, u.shape[2]):
+            raise ValueError(f"{name}: {arg} has shape {tuple(value.shape)}; expected (4, {u.shape[2]}) = (4, d)")
+    if z.shape != u.shape:
+        raise ValueError(f"{name}: z has shape {tuple(z.shape)}; expected u's shape {tuple(u.shape)}")
+    _check_device(u)
     from .triton_lookback import group_scan_4dir_lookback_triton  # (it imports this module)
     from .triton_seq import group_scan_4dir_seq_triton, seq_default
 
@@ -1590,7 +1648,7 @@ def bimamba_scan_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor, 
     return y_f + y_b.flip(-1)
 
 
-register_backend("triton", selective_scan_triton)
+register_backend("triton", _selective_scan_triton)  # selective_scan has checked the arguments
 
 
 # ---------------------------------------------------------------------------------------------
