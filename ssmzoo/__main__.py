@@ -1,5 +1,6 @@
-# `python -m ssmzoo`: the package (torch, timm) is imported before this runs, so Ctrl-C during that import
-# cannot be caught here; the installed `ssmzoo` command (ssmzoo_cli.py) catches it.
+# `python -m ssmzoo`: the package is imported before this runs, without torch and timm (ssmzoo/__init__.py
+# tells this start from runpy's), so Ctrl-C during that short import cannot be caught here; the installed
+# `ssmzoo` command (ssmzoo_cli.py) catches it. The commands import torch and timm where they need them.
 import sys
 
 try:

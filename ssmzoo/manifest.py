@@ -17,7 +17,7 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
-from importlib import resources
+from importlib import import_module, resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
@@ -173,13 +173,15 @@ def architecture_family(architecture: str) -> Optional[str]:
 
 
 def architecture_unregistered(architecture: str) -> Optional[str]:
-    """Why ``architecture`` names no architecture timm can build (ssmzoo's are registered with timm when
-    ``ssmzoo`` is imported, before this module); None where it does. A ``hf-hub:``/``local-dir:`` name is timm's to resolve
-    when the model is built, and a pretrained tag (``resnet50.a1_in1k``) is not part of the name."""
+    """Why ``architecture`` names no architecture timm can build (ssmzoo's included: registered here, as the
+    ``ssmzoo`` command imports the package without them); None where it does. A ``hf-hub:``/``local-dir:`` name
+    is timm's to resolve when the model is built, and a pretrained tag (``resnet50.a1_in1k``) is not part of the name."""
     import difflib
 
     import timm
     from timm.models import parse_model_name, split_model_name_tag
+
+    import_module(f"{__package__}.models")  # registers ssmzoo's architectures with timm
 
     source, name = parse_model_name(architecture)
     if source:
