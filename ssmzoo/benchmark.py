@@ -226,39 +226,100 @@ class TokenViT(nn.Module):
         return self.vit.forward_head(x)
 
 
-def _check_input_size(name: str, model: nn.Module, height: int, width: int) -> Optional[str]:
+def _stem_conv(model: nn.Module) -> Optional[nn.Module]:
+    """The convolution that first sees the input: the patch embedding's projection, else the first
+    convolution the model registers (a CNN's stem, e.g. ConvNeXt's 4x4 patchify conv)."""
+    proj = getattr(getattr(model, "patch_embed", None), "proj", None)
+    if isinstance(proj, (nn.Conv2d, nn.Conv3d)):
+        return proj
+    return next((m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))), None)
+
+
+def _covered(size: int, kernel: int, stride: int, padding: int, dilation: int = 1) -> int:
+    """How many of ``size`` input pixels (from the start) a convolution's windows reach: 0 when no window
+    fits. A stride-s conv whose last window ends short of the edge never reads the pixels past it."""
+    out = (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+    if out < 1:
+        return 0
+    return min(size, (out - 1) * stride + dilation * (kernel - 1) + 1 - padding)
+
+
+def _check_input_size(name: str, model: nn.Module, height: int, width: int,
+                      frames: Optional[int] = None) -> Optional[str]:
     """A patch-embedding model needs at least one patch: below that its convolution fails deep in the
     forward pass. A size that is not a multiple of the patch runs, but the patch embedding (a convolution
     whose stride is its kernel, or the GEMM over the same patches) drops the pixels past the last whole
-    patch: the note that says so, so that a timing is not read as one of the size asked for."""
-    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None)
-    if isinstance(patch, int):
-        patch = (patch, patch)
-    if not patch:
+    patch: the note that says so, so that a timing is not read as one of the size asked for. Any stem
+    conv is checked by its own arithmetic (ConvNeXt's 4x4 patchify conv drops pixels too; GroupMamba's
+    and ResNet's padded strided convs reach every pixel and get no note)."""
+    conv = _stem_conv(model)
+    if conv is None or conv.in_channels != 3 or isinstance(conv.padding, str):
         return None
+    kernel, stride, padding, dilation = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    patches = all(k == s for k, s in zip(kernel, stride)) and not any(padding) and set(dilation) == {1}
     size = height if height == width else f"{height}x{width}"
-    ph, pw = patch[-2], patch[-1]
-    if height < ph or width < pw:
-        raise SsmzooError(f"{name}: --img-size {size} is smaller than its {ph}x{pw} patches")
-    if height % ph or width % pw:
-        return (f"{name}: --img-size {size} is not a multiple of its {ph}x{pw} patches: it sees "
-                f"{height // ph * ph}x{width // pw * pw} of each input (the pixels past the last whole patch "
-                "are dropped)")
-    return None
+    ph, pw = kernel[-2], kernel[-1]
+    what = f"{ph}x{pw} patches" if patches else f"first conv's {ph}x{pw} kernel at stride {stride[-2]}x{stride[-1]}"
+    seen = [_covered(side, *args) for side, args in
+            zip((height, width), zip(kernel[-2:], stride[-2:], padding[-2:], dilation[-2:]))]
+    if 0 in seen:
+        raise SsmzooError(f"{name}: --img-size {size} is smaller than its {what}")
+    notes = []
+    if seen != [height, width]:
+        notes.append(f"--img-size {size} is not a multiple of its {what}: it sees {seen[0]}x{seen[1]} of each "
+                     "input (the pixels past the last whole patch are dropped)" if patches else
+                     f"--img-size {size} does not fit its {what}: it sees {seen[0]}x{seen[1]} of each input "
+                     "(the pixels past its last window are dropped)")
+    if frames is not None and conv.weight.dim() == 5:
+        kept = _covered(frames, kernel[0], stride[0], padding[0], dilation[0])
+        if 0 < kept < frames:
+            notes.append(f"{frames} frames are not a multiple of its tubelet of {kernel[0]}: it sees {kept} of each "
+                         "clip's frames")
+    return f"{name}: " + "; ".join(notes) if notes else None
+
+
+def _params_note(entry: ModelEntry, model: nn.Module, overrides: dict[str, Override]) -> Optional[str]:
+    """Where --img-size/--frames rebuilt the model and that changed its parameter count (VideoMamba's
+    position embeddings are sized to the input): a note naming both counts and the tensors that differ,
+    so that the params column is not read as the published model's. The manifest-size model is built on
+    the meta device (no memory, no init); a model that cannot be built there gets no note."""
+    if not overrides:
+        return None
+    try:
+        with torch.device("meta"):
+            base = build_model(entry)
+    except Exception:  # noqa: BLE001 - informational only
+        return None
+    here = dict(model.named_parameters())
+    there = dict(base.named_parameters())
+    n_here, n_there = sum(p.numel() for p in here.values()), sum(p.numel() for p in there.values())
+    if n_here == n_there:
+        return None
+    changed = [k for k in here if k not in there or here[k].shape != there[k].shape]
+    changed += [k for k in there if k not in here]
+    options = " ".join(str(o) for o in overrides.values())
+    return (f"{entry.name}: {n_here:,} parameters as built for {options}, {n_there:,} at its manifest size "
+            f"(sized to the input: {', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''})")
+
+
+def usable_cpus() -> tuple[Optional[int], str]:
+    """The CPUs this process may run on (its affinity mask, where the platform has one), else the machine's,
+    and how to say which: a container or ``taskset`` may allow fewer than ``os.cpu_count()``."""
+    try:
+        return len(os.sched_getaffinity(0)), "this process may use"
+    except (AttributeError, OSError):  # not on every platform
+        return os.cpu_count(), "this machine has"
 
 
 def threads_note(threads: Optional[int]) -> Optional[str]:
-    """--threads above the CPUs this process may run on: the threads share them, and the timing is not
-    one of that many threads."""
+    """--threads above the CPUs this process may run on: taken as asked (the user may mean it), but the
+    threads take turns on the CPUs, so every figure is likely slower than with one thread per CPU."""
     if threads is None:
         return None
-    try:
-        cpus, where = len(os.sched_getaffinity(0)), "this process may use"
-    except (AttributeError, OSError):  # not on every platform
-        cpus, where = os.cpu_count(), "this machine has"
+    cpus, where = usable_cpus()
     if cpus and threads > cpus:
-        return (f"--threads {threads} is more than the {count(cpus, 'CPU')} {where}: the threads take turns, "
-                "so this is not a timing of that many threads running at once")
+        return (f"--threads {threads} is more than the {count(cpus, 'CPU')} {where}: oversubscribed (the threads "
+                f"take turns), so the figures are likely slower than with --threads {cpus}")
     return None
 
 
@@ -502,9 +563,10 @@ class _Bench:
             elif entry.arch_args.get("num_frames") != frames:  # clips of the protocol's length, as eval reads
                 entry = replace(entry, arch_args={**entry.arch_args, "num_frames": frames})
         model = build_model(entry, overrides)
-        size_note = _check_input_size(entry.name, model, height, width)
-        if size_note:
-            notes.append(size_note)
+        for note in (_check_input_size(entry.name, model, height, width, frames),
+                     _params_note(entry, model, overrides)):
+            if note:
+                notes.append(note)
         sample = (3, frames, height, width) if frames else (3, height, width)
         unit = "clip" if frames else "img"
         members = [self._member(entry.name, "ssmzoo", model, sample, unit, cfg.channels_last)]
@@ -607,6 +669,9 @@ def check_config(cfg: BenchConfig, entries: Sequence[ModelEntry]) -> tuple[torch
     dtype = resolve_dtype(cfg.dtype)
     if cfg.batch_size is not None and cfg.batch_size < 1:
         raise UsageError("--batch-size must be >= 1")
+    blank = [name for name in cfg.peer_names if not name.strip()]
+    if blank:  # timm's "not a model" for '' would point at a list of every model
+        raise UsageError(f"--peer {blank[0]!r}: the name is empty (pass a timm model name, e.g. resnet50)")
     unknown = [name for name in cfg.peer_names if not _timm_has(name)]
     if unknown:
         raise _not_a_timm_model(unknown[0])
@@ -640,8 +705,8 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
                   ) -> BenchReport:
     """Benchmarks each entry (with its peers when asked); a failing model is reported, the others still run."""
     device, dtype = check_config(cfg, entries)
-    if cfg.peer_names:
-        cfg = replace(cfg, peers=True)
+    if cfg.peer_names:  # each peer once, in the order first given
+        cfg = replace(cfg, peers=True, peer_names=tuple(dict.fromkeys(cfg.peer_names)))
     cuda = device.type == "cuda"
     if cfg.batch_size is None:
         cfg = replace(cfg, batch_size=128 if cuda else 1)
@@ -651,9 +716,9 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
     config.update(warmup=warmup, iters=iters, peer_names=list(cfg.peer_names))
     with _settings(cfg, device):
         report = BenchReport(config=config, environment=_environment(device), notes=[WEIGHTS_NOTE, FLOPS_NOTE])
-        busy_note = load_note(report.environment)
-        if busy_note:
-            report.notes.append(busy_note)
+        for note in (load_note(report.environment), threads_note(cfg.threads)):
+            if note:
+                report.notes.append(note)
         half_note = cpu_half_note(device, dtype)
         if half_note:
             report.notes.append(half_note)
@@ -724,8 +789,9 @@ def run_scan_op(args: Sequence[str] = ()) -> None:
 # Table
 # ---------------------------------------------------------------------------------------------
 
-def _figure(value: float, places: int) -> str:
-    """``places`` decimals, or three significant figures where those decimals would show a small value as 0."""
+def figure(value: float, places: int) -> str:
+    """``places`` decimals, or three significant figures where those decimals would show a small value as 0.
+    The table and the command's progress lines both use it, so the same figure reads the same in both."""
     if value != 0 and abs(value) < 10 ** (1 - places):
         return f"{value:.3g}"
     return f"{value:,.{places}f}"
@@ -740,17 +806,24 @@ def results_table(report: BenchReport):
     title = (f"ssmzoo benchmark: {env.get('device_name', env['device'])}, {cfg['dtype']}, batch {cfg['batch_size']}"
              f"{', ' + ', '.join(extras) if extras else ''}; {cfg['warmup']} warm-up + {count(cfg['iters'], 'timed iteration')}")
     table = Table(title=title, title_justify="left")
-    for col in ("model", "input", "throughput", "ssmzoo/peer", "(by median)", "ms/batch (median)", "ms/batch (p90)",
-                "peak mem (MiB)", "params (M)", "GFLOPs"):
-        table.add_column(col, justify="left" if col in ("model", "input") else "right", overflow="fold")
-    for r in report.results:
-        shape = "x".join(str(v) for v in r.input_shape)
-        table.add_row(
-            r.name if r.kind == "ssmzoo" else f"  vs {r.name}", shape,
-            f"{_figure(r.samples_per_s, 1)} {r.unit}/s", "" if r.ratio is None else f"{_figure(r.ratio, 2)}x",
-            "" if r.ratio_median is None else f"{_figure(r.ratio_median, 2)}x",
-            f"{_figure(r.latency_ms_median, 2)}", f"{_figure(r.latency_ms_p90, 2)}",
-            "" if r.peak_mem_mib is None else f"{r.peak_mem_mib:,.0f}", f"{r.params / 1e6:.1f}",
-            "" if r.gflops is None else f"{r.gflops:.2f}",
-            style="bold" if r.kind == "ssmzoo" else None)
+    rows = report.results
+    # Columns no row fills are left out: ratios without peers, peak memory off CUDA (measured there only).
+    columns: list[tuple[str, Callable[[BenchResult], str]]] = [
+        ("model", lambda r: r.name if r.kind == "ssmzoo" else f"  vs {r.name}"),
+        ("input", lambda r: "x".join(str(v) for v in r.input_shape)),
+        ("throughput", lambda r: f"{figure(r.samples_per_s, 1)} {r.unit}/s"),
+    ]
+    if any(r.ratio is not None for r in rows):
+        columns += [("ssmzoo/peer", lambda r: "" if r.ratio is None else f"{figure(r.ratio, 2)}x"),
+                    ("(by median)", lambda r: "" if r.ratio_median is None else f"{figure(r.ratio_median, 2)}x")]
+    columns += [("ms/batch (median)", lambda r: figure(r.latency_ms_median, 2)),
+                ("ms/batch (p90)", lambda r: figure(r.latency_ms_p90, 2))]
+    if any(r.peak_mem_mib is not None for r in rows):
+        columns.append(("peak mem (MiB)", lambda r: "" if r.peak_mem_mib is None else f"{r.peak_mem_mib:,.0f}"))
+    columns += [("params (M)", lambda r: f"{r.params / 1e6:.1f}"),
+                ("GFLOPs", lambda r: "" if r.gflops is None else figure(r.gflops, 2))]
+    for name, _ in columns:
+        table.add_column(name, justify="left" if name in ("model", "input") else "right", overflow="fold")
+    for r in rows:
+        table.add_row(*(cell(r) for _, cell in columns), style="bold" if r.kind == "ssmzoo" else None)
     return table

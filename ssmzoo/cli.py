@@ -605,10 +605,10 @@ def benchmark_cmd(
     threads: Optional[int] = typer.Option(None, "--threads", metavar="N", help="CPU threads (torch.set_num_threads)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
 ) -> None:
-    """Inference speed with random weights: throughput, latency, peak memory, params, GFLOPs; peers side by side."""
+    """Inference speed with random weights: throughput, latency, peak GPU memory, params, GFLOPs; peers side by side."""
     import shlex
 
-    from .benchmark import BenchConfig, results_table, run_benchmark, run_scan_op, threads_note
+    from .benchmark import BenchConfig, figure, results_table, run_benchmark, run_scan_op
 
     if op is not None:
         if op != "scan":
@@ -630,18 +630,19 @@ def benchmark_cmd(
         selected = list(_entries().values())
     else:
         selected = _models_once(model, "benchmarked")
+    repeated = [name for name in dict.fromkeys(peer or ()) if peer.count(name) > 1]
+    if repeated:  # run_benchmark times each peer once; noted as --model repeats are
+        err.print(f"note: {', '.join(repeated)} given more than once; each peer is benchmarked once", markup=False,
+                  style="dim")
     cfg = BenchConfig(batch_size=batch_size, dtype=dtype, img_size=img_size, frames=frames, device=device,
                       compile=compile_, compile_mode=compile_mode or "default", channels_last=channels_last,
                       cuda_graphs=cuda_graphs, warmup=warmup, iters=iters, peers=peers,
                       peer_names=tuple(peer or ()), threads=threads)
 
     def progress(name, results, error) -> None:
-        if results and not as_json:
-            err.print(f"{name}: {results[0].samples_per_s:,.1f} {results[0].unit}/s", markup=False, style="dim")
+        if results and not as_json:  # the table's own formatter: the same figure reads the same in both
+            err.print(f"{name}: {figure(results[0].samples_per_s, 1)} {results[0].unit}/s", markup=False, style="dim")
 
-    note = threads_note(threads)
-    if note:
-        err.print(f"note: {note}", markup=False, style="dim")
     report = run_benchmark(selected, cfg, on_group=progress)
     if as_json:
         _json_print(report.to_dict())
