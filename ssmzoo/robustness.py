@@ -67,82 +67,123 @@ class SweepError(UsageError):
 # --------------------------------------------------------------------------------------------
 
 
-def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP) -> list[int]:
-    """``START..END[:STEP]`` (END included when the steps reach it), ``A,B,C`` or a mix (``10..30,50``):
-    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise. A range
-    whose STEP is larger than END - START is refused rather than run as START alone (``10..90:200``
-    asks for a sweep, not for one quality)."""
+def _texts(texts: str | Sequence[str]) -> list[str]:
+    """One option's values as given: a string, or the list a repeated option gives (``-q 10..30 -q 50``)."""
+    return [texts] if isinstance(texts, str) else [str(t) for t in texts]
+
+
+def _repeat_note(option: str, repeated: Sequence[Any]) -> str:
+    """The note for values named more than once (as benchmark's for a repeated --model)."""
+    return (f"{option}: {', '.join(map(str, repeated))} given more than once; "
+            f"{'each is' if len(repeated) > 1 else 'it is'} run once")
+
+
+def parse_int_values(texts: str | Sequence[str], option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP,
+                     notes: Optional[list[str]] = None) -> list[int]:
+    """``START..END[:STEP]``, ``A,B,C`` or a mix (``10..30,50``), or several of them (a repeated option):
+    the sorted union of the integers, each in ``lo..hi``; a SweepError with one line otherwise.
+
+    END is always run, as the user typed it: where it is off the STEP grid from START (``1..100`` with
+    step 10: 1, 11, ..., 91) it is added after the grid's last value, with a note. A range whose STEP is
+    larger than END - START is refused (``10..90:200`` would give its two ends alone, most likely a typo
+    for a smaller step). A value named more than once (``10,10``, ``10..30,20``) runs once, with a note.
+    Notes are appended to ``notes`` when given."""
     example = "10..90:20 or 10,30,50" if hi >= 90 else f"{lo}..{hi} or {lo},{hi}"
     hint = f"expected START..END[:STEP] or a comma-separated list of integers in {lo}..{hi}, e.g. {example}"
-    values: set[int] = set()
-    parts = [p.strip() for p in str(text).split(",")]
-    if not any(parts):
-        raise SweepError(f"{option} {text!r}: {hint}")
-    for part in parts:
-        m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(-?\d+))?", part)
-        if m:
-            start, end = int(m.group(1)), int(m.group(2))
-            step = int(m.group(3)) if m.group(3) is not None else default_step
-            if step < 1:
-                raise SweepError(f"{option} {text!r}: the step must be a positive integer, got {step}")
-            if start > end:
-                raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
-                                 f"write {end}..{start}")
-            if not (lo <= start and end <= hi):  # also where the steps stop short of END (10..101 -> 10, ..., 100)
-                raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
-            if start < end and step > end - start:  # the range would shrink to START alone, unseen
-                raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
-                                 f"which would give {start} alone; use a step of at most {end - start} "
-                                 f"({start}..{end}:{end - start} gives {start} and {end}) or a list ({start},{end})")
-            chunk = list(range(start, end + 1, step))
-        elif re.fullmatch(r"-?\d+", part):
-            chunk = [int(part)]
-        else:
+    named: list[int] = []
+    off_grid: list[str] = []
+    for text in _texts(texts):
+        parts = [p.strip() for p in text.split(",")]
+        if not any(parts):
             raise SweepError(f"{option} {text!r}: {hint}")
-        bad = [v for v in chunk if not lo <= v <= hi]
-        if bad or not chunk:
-            raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
-        values.update(chunk)
-    return sorted(values)
+        for part in parts:
+            m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(-?\d+))?", part)
+            if m:
+                start, end = int(m.group(1)), int(m.group(2))
+                step = int(m.group(3)) if m.group(3) is not None else default_step
+                if step < 1:
+                    raise SweepError(f"{option} {text!r}: the step must be a positive integer, got {step}")
+                if start > end:
+                    raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
+                                     f"write {end}..{start}")
+                if not (lo <= start and end <= hi):
+                    raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+                if start < end and step > end - start:  # only the two ends would run: a typo for a smaller step?
+                    raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
+                                     f"which would give its ends alone; use a smaller step (at most {end - start}) "
+                                     f"or the list {start},{end}")
+                chunk = list(range(start, end + 1, step))
+                if chunk[-1] != end:  # END typed: run it, though the steps from START miss it
+                    grid = ", ".join(map(str, chunk)) if len(chunk) <= 3 else f"{start}, {start + step}, ..., {chunk[-1]}"
+                    off_grid.append(f"{option} {part}: END {end} added off the step-{step} grid ({grid}, then {end})")
+                    chunk.append(end)
+            elif re.fullmatch(r"-?\d+", part):
+                chunk = [int(part)]
+                if not lo <= chunk[0] <= hi:
+                    raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+            else:
+                raise SweepError(f"{option} {text!r}: {hint}")
+            named += chunk
+    values = sorted(set(named))
+    if notes is not None:
+        notes += off_grid
+        repeated = [v for v in values if named.count(v) > 1]
+        if repeated:
+            notes.append(_repeat_note(option, repeated))
+    return values
 
 
-def parse_qualities(text: str) -> list[int]:
-    return parse_int_values(text, "--jpeg-quality", 1, 100)
+def parse_qualities(texts: str | Sequence[str], notes: Optional[list[str]] = None) -> list[int]:
+    """``--jpeg-quality``'s values (see ``parse_int_values``; step 10 unless given)."""
+    return parse_int_values(texts, "--jpeg-quality", 1, 100, notes=notes)
 
 
-def parse_severities(text: Optional[str]) -> list[int]:
-    return list(SEVERITIES) if text is None else parse_int_values(text, "--severity", 1, 5, default_step=1)
+def parse_severities(texts: Optional[str | Sequence[str]], notes: Optional[list[str]] = None) -> list[int]:
+    """``--severity``'s values, 1..5 when not given (see ``parse_int_values``; step 1 unless given)."""
+    if texts is None or (not isinstance(texts, str) and not texts):
+        return list(SEVERITIES)
+    return parse_int_values(texts, "--severity", 1, 5, default_step=1, notes=notes)
 
 
 _IMPLEMENTED_BENCHMARK = [n for n in CORRUPTIONS if n in IMAGENET_C_BENCHMARK]
 
 
-def parse_corruptions(text: str) -> list[str]:
-    """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``."""
+def parse_corruptions(texts: str | Sequence[str], notes: Optional[list[str]] = None) -> list[str]:
+    """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``, in the
+    order first named, each once (a repeated option adds its names; a name given more than once, also
+    through ``imagenet-c`` or ``all``, gets one note in ``notes``)."""
     names: list[str] = []
-    for word in (w.strip().lower().replace("-", "_") for w in str(text).split(",")):
-        if not word:
-            continue
-        if word == "all":
-            names += list(CORRUPTIONS)
-        elif word == "imagenet_c":
-            names += _IMPLEMENTED_BENCHMARK
-        elif word in CORRUPTIONS:
-            names.append(word)
-        elif word in IMAGENET_C_BENCHMARK:  # a real ImageNet-C corruption that ssmzoo does not implement
-            raise SweepError(f"--corruption {text!r}: {word!r} is an ImageNet-C corruption ssmzoo does not implement "
-                             f"(it needs image assets or code not ported yet); implemented: {', '.join(CORRUPTIONS)}")
-        else:
-            import difflib
+    for text in _texts(texts):
+        before = len(names)
+        for word in (w.strip().lower().replace("-", "_") for w in text.split(",")):
+            if not word:
+                continue
+            if word == "all":
+                names += list(CORRUPTIONS)
+            elif word == "imagenet_c":
+                names += _IMPLEMENTED_BENCHMARK
+            elif word in CORRUPTIONS:
+                names.append(word)
+            elif word in IMAGENET_C_BENCHMARK:  # a real ImageNet-C corruption that ssmzoo does not implement
+                raise SweepError(f"--corruption {text!r}: {word!r} is an ImageNet-C corruption ssmzoo does not "
+                                 f"implement (it needs image assets or code not ported yet); implemented: "
+                                 f"{', '.join(CORRUPTIONS)}")
+            else:
+                import difflib
 
-            close = difflib.get_close_matches(word, [*CORRUPTIONS, "imagenet_c", "all"], n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; {hint}available: "
-                             f"{', '.join(CORRUPTIONS)} (or 'imagenet-c': the {len(_IMPLEMENTED_BENCHMARK)} of "
-                             f"ImageNet-C's {len(IMAGENET_C_BENCHMARK)} implemented here; 'all': those and the extra ones)")
-    if not names:
-        raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
-    return list(dict.fromkeys(names))
+                close = difflib.get_close_matches(word, [*CORRUPTIONS, "imagenet_c", "all"], n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; {hint}available: "
+                                 f"{', '.join(CORRUPTIONS)} (or 'imagenet-c': the {len(_IMPLEMENTED_BENCHMARK)} of "
+                                 f"ImageNet-C's {len(IMAGENET_C_BENCHMARK)} implemented here; 'all': those and the "
+                                 "extra ones)")
+        if len(names) == before:
+            raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
+    unique = list(dict.fromkeys(names))
+    repeated = [n for n in unique if names.count(n) > 1]
+    if notes is not None and repeated:
+        notes.append(_repeat_note("--corruption", repeated))
+    return unique
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ SECOND = """
     ("10,30,50", [10, 30, 50]),
     (" 50 ", [50]),
     ("5..25, 90", [5, 15, 25, 90]),
-    ("95..100:2", [95, 97, 99]),
+    ("95..100:2", [95, 97, 99, 100]),  # END off the step grid: run too (see the notes test below)
     ("1..100:99", [1, 100]),
     ("30,10,30", [10, 30]),
     ("10..90:80", [10, 90]),  # the largest step that still reaches past START
@@ -79,15 +79,53 @@ def test_parse_qualities(text, expected):
     ("101", "1..100"), ("-5", "1..100"), ("10..", "START..END"), ("10,,20", "START..END"), ("10-90", "START..END"),
     ("10..101", "1..100"), ("95..200:50", "1..100"),  # an END out of range, also where the steps stop short of it
     ("0..90:200", "1..100"),  # a START out of range is named before the step
-    # a step that leaves START alone: a sweep asked for, one quality would run
-    ("10..90:200", "the step 200 is larger than the range 10..90, which would give 10 alone"),
-    ("10..90:81", "use a step of at most 80 (10..90:80 gives 10 and 90) or a list (10,90)"),
+    # a step longer than the range: only its two ends would run, most likely a typo for a smaller step
+    ("10..90:200", "the step 200 is larger than the range 10..90, which would give its ends alone"),
+    ("10..90:81", "use a smaller step (at most 80) or the list 10,90"),
     ("10..90:-5", "step"), (":-5", "START..END"),
 ])
 def test_parse_qualities_rejects(text, message):
     with pytest.raises(SweepError) as info:
         parse_qualities(text)
     assert message in str(info.value) and "\n" not in str(info.value) and "--jpeg-quality" in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected, note", [
+    # END is run as typed, also where the steps from START miss it (1..100 used to stop at 91)
+    ("1..100", [1, 11, 21, 31, 41, 51, 61, 71, 81, 91, 100],
+     "--jpeg-quality 1..100: END 100 added off the step-10 grid (1, 11, ..., 91, then 100)"),
+    ("5..95:20", [5, 25, 45, 65, 85, 95], "--jpeg-quality 5..95:20: END 95 added off the step-20 grid (5, 25, ..., "
+                                          "85, then 95)"),
+    ("10..90:79", [10, 89, 90], "--jpeg-quality 10..90:79: END 90 added off the step-79 grid (10, 89, then 90)"),
+    ("10..90", [10, 20, 30, 40, 50, 60, 70, 80, 90], None),  # on the grid: no note
+    ("10..90:80", [10, 90], None),
+])
+def test_a_range_always_runs_its_end_and_says_when_it_is_off_the_grid(text, expected, note):
+    notes: list[str] = []
+    assert parse_qualities(text, notes) == expected
+    assert notes == ([note] if note else [])
+
+
+def test_repeated_options_are_merged_and_repeated_values_get_one_note():
+    notes: list[str] = []
+    assert parse_qualities(["10..30", "50,90"], notes) == [10, 20, 30, 50, 90] and notes == []
+    assert parse_qualities("10,10,50", notes) == [10, 50]
+    assert notes == ["--jpeg-quality: 10 given more than once; it is run once"]
+    notes.clear()
+    assert parse_qualities(["10..30,20", "30"], notes) == [10, 20, 30]  # also through a range, or across options
+    assert notes == ["--jpeg-quality: 20, 30 given more than once; each is run once"]
+    notes.clear()
+    assert parse_severities(["1,1", "1..5:3"], notes) == [1, 4, 5]
+    assert notes == ["--severity 1..5:3: END 5 added off the step-3 grid (1, 4, then 5)",
+                     "--severity: 1 given more than once; it is run once"]
+    notes.clear()
+    assert parse_corruptions(["gaussian_noise,gaussian_noise", "contrast", "pixelate,contrast"], notes) == \
+        ["gaussian_noise", "contrast", "pixelate"]
+    assert notes == ["--corruption: gaussian_noise, contrast given more than once; each is run once"]
+    notes.clear()
+    assert parse_corruptions("contrast,pixelate", notes) == ["contrast", "pixelate"] and notes == []
+    with pytest.raises(SweepError, match="--corruption ',': expected corruption names"):
+        parse_corruptions(["contrast", ","])
 
 
 def test_parse_severities_and_corruptions():
@@ -602,6 +640,21 @@ def test_help_lists_every_corruption(cli):
     assert cli("robustness", "--help").code == 0
     text = inspect.signature(robustness_cmd).parameters["corruption"].default.help
     assert all(name in text for name in CORRUPTIONS), text
+
+
+def test_help_says_what_the_options_take():
+    import inspect
+
+    from ssmzoo.cli import eval_cmd, robustness_cmd
+
+    helps = {name: p.default.help for name, p in inspect.signature(robustness_cmd).parameters.items()
+             if hasattr(p.default, "help")}
+    assert "image models (video models take --jpeg-quality only)" in helps["corruption"]
+    assert "START..END[:STEP]" in helps["severity"] and "START..END[:STEP]" in helps["jpeg_quality"]
+    assert all("repeatable" in helps[k] for k in ("jpeg_quality", "corruption", "severity"))
+    for command in (robustness_cmd, eval_cmd):  # the layouts the README documents for --dataset imagenet
+        text = inspect.signature(command).parameters["data_dir"].default.help
+        assert "DIR/val/<synset>/*" in text and "a flat folder of <synset>_*.JPEG files" in text, text
 
 
 # ----------------------------------------------------------------------------- on a GPU (skipped without CUDA)
