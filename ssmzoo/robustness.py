@@ -24,13 +24,16 @@ condition and listed with that cause among the skipped items, so that every row,
 is over the same items.
 
 The corruption error follows Hendrycks & Dietterich (2019): CE_c = sum_s err(model, c, s) / sum_s
-err(AlexNet, c, s) over severities 1..5, reported for a corruption only when all five ran and AlexNet's
-errors for it are published; mCE is the mean CE over the corruptions that have one, and is comparable
-with published mCE figures only when all 15 benchmark corruptions ran (ssmzoo implements 8 of them).
+err(AlexNet, c, s), both sums over the severities run (AlexNet's errors are published per severity), for a
+corruption whose AlexNet errors are published and a model of ImageNet-1k's classes; mCE is the mean CE
+over the corruptions that have one. Published figures sum over severities 1..5 and average all 15
+benchmark corruptions (ssmzoo implements 8 of them): the CE table says where a run differs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -49,11 +52,11 @@ from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVER
     corruption_error, jpeg_frame, jpeg_reencode
 from .datasets import EvalData, Sample
 from .distributed import DistContext
-from .errors import InputError, SsmzooError, UsageError
+from .errors import InputError, OutputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count, is_are, rate_text, readable_data, round_rate
+from .text import count, is_are, rate_text, readable, readable_data, round_rate
 
 DEFAULT_STEP = 10
 
@@ -437,8 +440,8 @@ class CorruptionSummary:
     corruption: str
     severities: list[int]
     mean_error: Optional[float]  # percent, over the severities run
-    ce: Optional[float]  # percent; None unless severities 1..5 ran and AlexNet's errors are published
-    alexnet_mean_error: Optional[float]  # percent
+    ce: Optional[float]  # percent, over the severities run; None where AlexNet's errors do not apply
+    alexnet_mean_error: Optional[float]  # percent, AlexNet's mean over the same severities (``severities``)
     why_no_ce: Optional[str] = None
 
 
@@ -469,17 +472,24 @@ class RobustnessReport:
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
-    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``readable`` were read)
+    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``evaluated`` were evaluated)
 
     @property
-    def readable(self) -> int:
-        """Items evaluated under every condition: at most ``n``, as --limit's unreadable files are not replaced."""
+    def evaluated(self) -> int:
+        """Items evaluated under every condition: at most ``n``, as --limit's unreadable files are not replaced,
+        and without the readable ones that failed under some condition (a panorama too wide for JPEG)."""
         return self.n - len(self.skipped)
 
     @property
+    def readable(self) -> int:
+        """``evaluated``, under its first name (the JSON key ``readable`` is kept for existing readers)."""
+        return self.evaluated
+
+    @property
     def items_title(self) -> str:
-        """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
-        return f"{self.readable} of {count(self.n, self.kind)} readable" if self.skipped else count(self.n, self.kind)
+        """"24 images", or "23 of 24 images evaluated" where items were skipped (the table's and plot's title):
+        not "readable", as an item that failed under one condition only was read."""
+        return f"{self.evaluated} of {count(self.n, self.kind)} evaluated" if self.skipped else count(self.n, self.kind)
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
@@ -507,27 +517,33 @@ class RobustnessReport:
     def qualities(self) -> list[int]:
         return [c.quality for c in self.conditions if c.kind == "jpeg"]
 
+    @property
+    def severities(self) -> list[int]:
+        """The corruption severities run (every corruption runs the same ones)."""
+        return sorted({c.severity for c in self.conditions if c.kind == "corruption"})
+
     def corruption_summaries(self, model: str) -> list[CorruptionSummary]:
+        """Per corruption: the model's mean error and CE, both over the severities run, AlexNet's too
+        (ImageNet-C publishes AlexNet's error per severity, so a subset compares like with like)."""
         out = []
         for name in self.corruptions:
             conds = [c for c in self.conditions if c.corruption == name]
             errors = [self.cell(model, c).error for c in conds]
             sev = [c.severity for c in conds]
-            alexnet = CORRUPTIONS[name].alexnet_errors
+            published = CORRUPTIONS[name].alexnet_errors
+            alexnet = None if published is None else [100.0 * published[s - 1] for s in sev]
             mean = None if any(e is None for e in errors) else float(np.mean(errors))
             ce, why = None, None
-            if alexnet is None:
-                why = "no published AlexNet errors (an ImageNet-C 'extra' corruption)"
-            elif not is_builtin(self.label_set):  # chance level alone differs between 1000 classes and N
+            if not is_builtin(self.label_set):  # chance level alone differs between 1000 classes and N
                 why = f"AlexNet's errors are on ImageNet-1k's classes, not on {describe(self.label_set)}"
-            elif sorted(sev) != list(SEVERITIES):
-                why = "needs all 5 severities"
+            elif alexnet is None:
+                why = "no published AlexNet errors (ImageNet-C's 'extra' corruptions)"
             elif mean is None:
-                why = "some severity has no readable image"
+                why = "no image was evaluated at some severity"
             else:
-                ce = 100.0 * corruption_error(errors, [100.0 * a for a in alexnet])
+                ce = 100.0 * corruption_error(errors, alexnet)
             out.append(CorruptionSummary(model, name, sev, mean, ce,
-                                         None if alexnet is None else 100.0 * float(np.mean(alexnet)), why))
+                                         None if alexnet is None else float(np.mean(alexnet)), why))
         return out
 
     def mce(self, model: str) -> tuple[Optional[float], list[str]]:
@@ -566,11 +582,12 @@ class RobustnessReport:
                                   "alexnet_mean_error": r(s.alexnet_mean_error), "why_no_ce": s.why_no_ce})
             value, names = self.mce(m.label)
             if self.corruptions:
-                mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK)}
+                mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK),
+                                 "severities": self.severities}
         return {
             "command": "robustness", "dataset": self.dataset, "data_dir": self.data_dir, "kind": self.kind,
             "label_set": self.label_set, "total": self.total, "limit": self.limit, "n": self.n,
-            "readable": self.readable, "skipped": len(self.skipped),
+            "evaluated": self.evaluated, "readable": self.readable, "skipped": len(self.skipped),
             "models": [vars(m).copy() for m in self.models],
             "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
             "corruption_errors": summaries, "mce": mces,
@@ -582,15 +599,14 @@ class RobustnessReport:
             "warnings": list(self.warnings),
         }
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Path, option: str = "--output") -> None:
         """``.json``: ``to_dict()``; ``.csv``: the per-condition rows, then one ``ce`` row per model and
-        corruption and one ``mce`` row per model."""
-        from .evaluate import _write, _write_csv
-
+        corruption and one ``mce`` row per model. A failed write (a full disk) is an OutputError naming
+        ``option``, as the CLI's check before the run words it."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n")
+            _write_output(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n", option)
             return
         if suffix != ".csv":
             raise UsageError(f"--output {path}: expected a .json or .csv file name")
@@ -607,7 +623,22 @@ class RobustnessReport:
             if value is not None:
                 rows.append({**blank, "model": m.label, "condition": f"mCE ({count(len(names), 'corruption')})",
                              "kind": "mce", "corruption": " ".join(names), "ce": round(value, 4)})
-        _write_csv(path, fields, rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_output(path, buf.getvalue(), option)
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    """Writes ``text`` as evaluate's ``_write`` does (UTF-8, a name's undecodable bytes as ``\\xNN``), but a
+    failure (a full disk) names the option, as the CLI's check before the run does (``_write`` names the
+    path alone)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(readable(text), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -877,7 +908,7 @@ def results_table(report: RobustnessReport):
     wait = report.data_wait_fraction
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
-             f"{report.n - skipped} of {count(report.n, 'item')} readable, {skipped} skipped; "
+             f"{report.n - skipped} of {count(report.n, 'item')} evaluated, {skipped} skipped; "
              f"wall {report.wall_s:.1f}s ({rate_text(per)} model-evaluations/s), waiting for data "
              f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({count(report.workers, 'worker')}, batch {report.batch_size}, "
              f"{report.execution}"
@@ -895,47 +926,77 @@ def results_table(report: RobustnessReport):
     return table
 
 
+def severity_text(severities: Sequence[int]) -> str:
+    """``1..5`` for a run of three or more, else ``1,5``: how a heading names the severities run."""
+    sev = sorted(severities)
+    if len(sev) >= 3 and sev == list(range(sev[0], sev[-1] + 1)):
+        return f"{sev[0]}..{sev[-1]}"
+    return ",".join(map(str, sev))
+
+
 def ce_table(report: RobustnessReport):
-    """Mean error and corruption error per corruption and model, and the mCE; None without corruptions."""
+    """Mean error and corruption error per corruption and model, and the mCE; None without corruptions.
+    Where no corruption has a CE (a model with its own classes, only ImageNet-C's extra corruptions) the
+    AlexNet and CE columns are left out, and one line per cause says why, naming the corruptions."""
     from rich.table import Table
 
     if not report.corruptions:
         return None
-    table = Table(title="ImageNet-C corruption error (CE: error over AlexNet's, severities 1..5)",
-                  title_justify="left")
+    severities = report.severities
+    sev_text = severity_text(severities)
+    partial = severities != list(SEVERITIES)
+    summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
+    with_ce = any(s.ce is not None for per in summaries.values() for s in per.values())
+    if with_ce:
+        title = f"ImageNet-C corruption error (CE: error over AlexNet's, severities {sev_text})"
+    else:
+        title = f"ImageNet-C corruptions: mean error over severities {sev_text}"
+    table = Table(title=title, title_justify="left")
     table.add_column("corruption", justify="left", overflow="fold")
-    table.add_column("AlexNet\nerror", justify="right", overflow="fold")
+    if with_ce:
+        table.add_column("AlexNet\nerror", justify="right", overflow="fold")
     for m in report.models:
         table.add_column(f"{m.label}\nerror", justify="right", overflow="fold")
-        table.add_column("\nCE", justify="right", overflow="fold")
-    summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
+        if with_ce:
+            table.add_column("\nCE", justify="right", overflow="fold")
     for name in report.corruptions:
         first = summaries[report.models[0].label][name]
         ces = {lab: s[name].ce for lab, s in summaries.items() if s[name].ce is not None}
         best = {lab for lab, v in ces.items() if v == min(ces.values())} if len(ces) > 1 else set()
-        row = [name, _fmt(first.alexnet_mean_error, ".1f")]
+        row = [name] + ([_fmt(first.alexnet_mean_error, ".1f")] if with_ce else [])
         for m in report.models:
             s = summaries[m.label][name]
-            ce = _fmt(s.ce, ".1f")
-            row += [_fmt(s.mean_error), f"[bold green]{ce}[/]" if m.label in best else ce]
+            row.append(_fmt(s.mean_error))
+            if with_ce:
+                ce = _fmt(s.ce, ".1f")
+                row.append(f"[bold green]{ce}[/]" if m.label in best else ce)
         table.add_row(*row)
-    table.add_section()
-    mces = {m.label: report.mce(m.label) for m in report.models}
-    row = ["mCE", ""]
-    values = {lab: v for lab, (v, _) in mces.items() if v is not None}
-    best = {lab for lab, v in values.items() if v == min(values.values())} if len(values) > 1 else set()
-    for m in report.models:
-        v = _fmt(mces[m.label][0], ".1f")
-        row += ["", f"[bold green]{v}[/]" if m.label in best else v]
-    table.add_row(*row)
-    names = mces[report.models[0].label][1]
-    why = sorted({f"{s.corruption}: {s.why_no_ce}" for s in summaries[report.models[0].label].values() if s.why_no_ce})
-    lines = ["error = mean top-1 error (%) over the severities run; CE and mCE in % (AlexNet = 100)"]
-    if names:
-        lines.append(f"mCE over {len(names)} of ImageNet-C's {len(IMAGENET_C_BENCHMARK)} corruptions "
-                     f"({', '.join(names)})" + ("; published mCE figures average all 15, so compare with care"
-                                                 if len(names) < len(IMAGENET_C_BENCHMARK) else ""))
-    lines += [f"no CE for {w}" for w in why]
+    lines = [f"error = mean top-1 error (%) over severities {sev_text}"
+             + ("; CE and mCE in % (AlexNet = 100), AlexNet's error over the same severities" if with_ce else "")]
+    if with_ce:
+        table.add_section()
+        mces = {m.label: report.mce(m.label) for m in report.models}
+        row = ["mCE", ""]
+        values = {lab: v for lab, (v, _) in mces.items() if v is not None}
+        best = {lab for lab, v in values.items() if v == min(values.values())} if len(values) > 1 else set()
+        for m in report.models:
+            v = _fmt(mces[m.label][0], ".1f")
+            row += ["", f"[bold green]{v}[/]" if m.label in best else v]
+        table.add_row(*row)
+        names = mces[report.models[0].label][1]
+        if names:
+            lines.append(f"mCE over {len(names)} of ImageNet-C's {len(IMAGENET_C_BENCHMARK)} corruptions "
+                         f"({', '.join(names)})" + ("; published mCE figures average all 15, so compare with care"
+                                                     if len(names) < len(IMAGENET_C_BENCHMARK) else ""))
+        if partial:
+            lines.append(f"CE and mCE over severities {sev_text} only: published ones sum over 1..5, so they "
+                         "do not compare")
+    causes: dict[str, list[str]] = {}  # one line per cause, its corruptions in table order
+    for name in report.corruptions:
+        why = summaries[report.models[0].label][name].why_no_ce
+        if why:
+            causes.setdefault(why, []).append(name)
+    lines += [f"no CE{'' if with_ce else '/mCE'} for {', '.join(names)}: {why}" for why, names in causes.items()]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
     return table
@@ -1098,6 +1159,6 @@ def save_plot(report: RobustnessReport, path: str | Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     except OSError as exc:
-        raise SsmzooError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
     finally:
         plt.close(fig)
