@@ -662,8 +662,9 @@ def robustness_cmd(
     dataset: str = typer.Option(
         ..., "--dataset", "-d", metavar="NAME", help="imagenet, imagefolder, kinetics400, ssv2 or videolist."),
     data_dir: Optional[Path] = typer.Option(
-        None, "--data-dir", parser=_path, metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, imagefolder "
-        "DIR/<class>/*, videos: the root of the --list paths."),
+        None, "--data-dir", parser=_path, metavar="DIR", help="As for `ssmzoo eval`: imagenet DIR/val/<synset>/*, "
+        "DIR/<synset>/*, a flat folder of <synset>_*.JPEG files, or a flat folder with --labels; imagefolder "
+        "DIR/<class>/*; videos: the root of the --list paths."),
     model: Optional[List[str]] = typer.Option(
         None, "--model", "-m", metavar="NAME",
         help="Model name (repeatable: the models are compared side by side; default groupmamba_tiny)."),
@@ -671,18 +672,20 @@ def robustness_cmd(
         None, "--weights", "-w", metavar="CHECKPOINT",
         help="Checkpoint per --model, in the same order (repeatable; local file or hf-hub:org/repo)."),
     revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
-    jpeg_quality: Optional[str] = typer.Option(
+    jpeg_quality: Optional[List[str]] = typer.Option(
         None, "--jpeg-quality", "-q", metavar="START..END", help="JPEG qualities 1..100: START..END[:STEP] (step 10 "
-        "by default) or a list, e.g. 10..90, 10..90:20, 10,30,50. Each image is re-encoded in memory (Pillow, "
-        "4:2:0) before resize/crop."),
-    corruption: Optional[str] = typer.Option(
-        None, "--corruption", "-c", metavar="NAMES", help="ImageNet-C corruptions, comma separated: gaussian_noise, "
+        "by default; END always runs) or a list, e.g. 10..90, 10..90:20, 10,30,50; repeatable (the values are "
+        "merged). Each image is re-encoded in memory (Pillow, 4:2:0) before resize/crop."),
+    corruption: Optional[List[str]] = typer.Option(
+        None, "--corruption", "-c", metavar="NAMES", help="ImageNet-C corruptions, for image models (video models "
+        "take --jpeg-quality only), comma separated: gaussian_noise, "
         "shot_noise, impulse_noise, defocus_blur, brightness, contrast, pixelate, jpeg_compression (the 8 of "
         "ImageNet-C's 15 implemented here: 'imagenet-c' runs them), speckle_noise, gaussian_blur, saturate "
-        "(ImageNet-C's extra ones: 'all' adds them). Applied to the model-size crop."),
-    severity: Optional[str] = typer.Option(
+        "(ImageNet-C's extra ones: 'all' adds them); repeatable. Applied to the model-size crop."),
+    severity: Optional[List[str]] = typer.Option(
         None, "--severity", "-s", metavar="START..END",
-        help="Corruption severities 1..5: a range (1..5, the default) or a list (1,3,5)."),
+        help="Corruption severities 1..5: START..END[:STEP] (1..5, the default; END always runs) or a list "
+        "(1,3,5); repeatable."),
     labels: Optional[Path] = typer.Option(
         None, "--labels", parser=_path, metavar="FILE", help="imagenet, flat folder: 'filename label' lines."),
     class_map: Optional[Path] = typer.Option(
@@ -716,11 +719,12 @@ def robustness_cmd(
                              parse_corruptions, parse_qualities, parse_severities, results_table, run_robustness,
                              save_plot)
 
-    qualities = parse_qualities(jpeg_quality) if jpeg_quality is not None else []
-    corruptions = parse_corruptions(corruption) if corruption is not None else []
-    if severity is not None and not corruptions:
+    sweep_notes: list[str] = []  # off-grid ENDs, values given more than once: under the table and in --json
+    qualities = parse_qualities(jpeg_quality, sweep_notes) if jpeg_quality else []
+    corruptions = parse_corruptions(corruption, sweep_notes) if corruption else []
+    if severity and not corruptions:
         raise SweepError("--severity applies to --corruption; JPEG qualities are set with --jpeg-quality")
-    severities = parse_severities(severity)
+    severities = parse_severities(severity, sweep_notes)
     if not qualities and not corruptions:
         raise UsageError("nothing to sweep: pass --jpeg-quality (e.g. 10..90) and/or --corruption (e.g. imagenet-c)")
     models = list(model or ["groupmamba_tiny"])
@@ -773,6 +777,7 @@ def robustness_cmd(
         ctx.close()
     if not ctx.is_main:
         return
+    report.notes[:0] = sweep_notes
     # an item that failed under one condition only is among the skipped, left out of every condition
     for path, error in report.skipped:
         err.print(f"skipped: {one_line(error)}", markup=False)

@@ -307,7 +307,10 @@ def corrupt(img: Image.Image, name: str, severity: int, rng: Optional[Rng] = Non
 
 
 def corruption_error(errors: Sequence[float], alexnet: Sequence[float]) -> float:
-    """ImageNet-C's CE: the model's errors summed over severities 1..5 over AlexNet's (same units)."""
-    if len(errors) != len(SEVERITIES) or len(alexnet) != len(SEVERITIES):
-        raise ValueError("the corruption error needs all 5 severities")
+    """ImageNet-C's CE: the model's errors summed over the severities over AlexNet's summed over the same
+    severities (same units, same order). Published CEs sum over all five, 1..5; over fewer it is the same
+    ratio restricted to them, not comparable with published figures."""
+    if not errors or len(errors) != len(alexnet) or len(errors) > len(SEVERITIES):
+        raise ValueError(f"the corruption error needs the model's and AlexNet's errors at the same severities, "
+                         f"got {len(errors)} and {len(alexnet)}")
     return float(sum(errors)) / float(sum(alexnet))

@@ -24,13 +24,16 @@ condition and listed with that cause among the skipped items, so that every row,
 is over the same items.
 
 The corruption error follows Hendrycks & Dietterich (2019): CE_c = sum_s err(model, c, s) / sum_s
-err(AlexNet, c, s) over severities 1..5, reported for a corruption only when all five ran and AlexNet's
-errors for it are published; mCE is the mean CE over the corruptions that have one, and is comparable
-with published mCE figures only when all 15 benchmark corruptions ran (ssmzoo implements 8 of them).
+err(AlexNet, c, s), both sums over the severities run (AlexNet's errors are published per severity), for a
+corruption whose AlexNet errors are published and a model of ImageNet-1k's classes; mCE is the mean CE
+over the corruptions that have one. Published figures sum over severities 1..5 and average all 15
+benchmark corruptions (ssmzoo implements 8 of them): the CE table says where a run differs.
 """
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import os
@@ -49,11 +52,11 @@ from .corruptions import CORRUPTIONS, IMAGENET_C_BENCHMARK, JPEG_SETTINGS, SEVER
     corruption_error, jpeg_frame, jpeg_reencode
 from .datasets import EvalData, Sample
 from .distributed import DistContext
-from .errors import InputError, SsmzooError, UsageError
+from .errors import InputError, OutputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count, is_are, rate_text, readable_data, round_rate
+from .text import count, is_are, rate_text, readable, readable_data, round_rate
 
 DEFAULT_STEP = 10
 
@@ -67,82 +70,123 @@ class SweepError(UsageError):
 # --------------------------------------------------------------------------------------------
 
 
-def parse_int_values(text: str, option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP) -> list[int]:
-    """``START..END[:STEP]`` (END included when the steps reach it), ``A,B,C`` or a mix (``10..30,50``):
-    the sorted, distinct integers, each in ``lo..hi``; a SweepError with one line otherwise. A range
-    whose STEP is larger than END - START is refused rather than run as START alone (``10..90:200``
-    asks for a sweep, not for one quality)."""
+def _texts(texts: str | Sequence[str]) -> list[str]:
+    """One option's values as given: a string, or the list a repeated option gives (``-q 10..30 -q 50``)."""
+    return [texts] if isinstance(texts, str) else [str(t) for t in texts]
+
+
+def _repeat_note(option: str, repeated: Sequence[Any]) -> str:
+    """The note for values named more than once (as benchmark's for a repeated --model)."""
+    return (f"{option}: {', '.join(map(str, repeated))} given more than once; "
+            f"{'each is' if len(repeated) > 1 else 'it is'} run once")
+
+
+def parse_int_values(texts: str | Sequence[str], option: str, lo: int, hi: int, default_step: int = DEFAULT_STEP,
+                     notes: Optional[list[str]] = None) -> list[int]:
+    """``START..END[:STEP]``, ``A,B,C`` or a mix (``10..30,50``), or several of them (a repeated option):
+    the sorted union of the integers, each in ``lo..hi``; a SweepError with one line otherwise.
+
+    END is always run, as the user typed it: where it is off the STEP grid from START (``1..100`` with
+    step 10: 1, 11, ..., 91) it is added after the grid's last value, with a note. A range whose STEP is
+    larger than END - START is refused (``10..90:200`` would give its two ends alone, most likely a typo
+    for a smaller step). A value named more than once (``10,10``, ``10..30,20``) runs once, with a note.
+    Notes are appended to ``notes`` when given."""
     example = "10..90:20 or 10,30,50" if hi >= 90 else f"{lo}..{hi} or {lo},{hi}"
     hint = f"expected START..END[:STEP] or a comma-separated list of integers in {lo}..{hi}, e.g. {example}"
-    values: set[int] = set()
-    parts = [p.strip() for p in str(text).split(",")]
-    if not any(parts):
-        raise SweepError(f"{option} {text!r}: {hint}")
-    for part in parts:
-        m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(-?\d+))?", part)
-        if m:
-            start, end = int(m.group(1)), int(m.group(2))
-            step = int(m.group(3)) if m.group(3) is not None else default_step
-            if step < 1:
-                raise SweepError(f"{option} {text!r}: the step must be a positive integer, got {step}")
-            if start > end:
-                raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
-                                 f"write {end}..{start}")
-            if not (lo <= start and end <= hi):  # also where the steps stop short of END (10..101 -> 10, ..., 100)
-                raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
-            if start < end and step > end - start:  # the range would shrink to START alone, unseen
-                raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
-                                 f"which would give {start} alone; use a step of at most {end - start} "
-                                 f"({start}..{end}:{end - start} gives {start} and {end}) or a list ({start},{end})")
-            chunk = list(range(start, end + 1, step))
-        elif re.fullmatch(r"-?\d+", part):
-            chunk = [int(part)]
-        else:
+    named: list[int] = []
+    off_grid: list[str] = []
+    for text in _texts(texts):
+        parts = [p.strip() for p in text.split(",")]
+        if not any(parts):
             raise SweepError(f"{option} {text!r}: {hint}")
-        bad = [v for v in chunk if not lo <= v <= hi]
-        if bad or not chunk:
-            raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
-        values.update(chunk)
-    return sorted(values)
+        for part in parts:
+            m = re.fullmatch(r"(-?\d+)\s*\.\.\s*(-?\d+)(?:\s*:\s*(-?\d+))?", part)
+            if m:
+                start, end = int(m.group(1)), int(m.group(2))
+                step = int(m.group(3)) if m.group(3) is not None else default_step
+                if step < 1:
+                    raise SweepError(f"{option} {text!r}: the step must be a positive integer, got {step}")
+                if start > end:
+                    raise SweepError(f"{option} {text!r}: the range {start}..{end} is empty (start above end); "
+                                     f"write {end}..{start}")
+                if not (lo <= start and end <= hi):
+                    raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+                if start < end and step > end - start:  # only the two ends would run: a typo for a smaller step?
+                    raise SweepError(f"{option} {text!r}: the step {step} is larger than the range {start}..{end}, "
+                                     f"which would give its ends alone; use a smaller step (at most {end - start}) "
+                                     f"or the list {start},{end}")
+                chunk = list(range(start, end + 1, step))
+                if chunk[-1] != end:  # END typed: run it, though the steps from START miss it
+                    grid = ", ".join(map(str, chunk)) if len(chunk) <= 3 else f"{start}, {start + step}, ..., {chunk[-1]}"
+                    off_grid.append(f"{option} {part}: END {end} added off the step-{step} grid ({grid}, then {end})")
+                    chunk.append(end)
+            elif re.fullmatch(r"-?\d+", part):
+                chunk = [int(part)]
+                if not lo <= chunk[0] <= hi:
+                    raise SweepError(f"{option} {text!r}: values must be in {lo}..{hi}, got {part}")
+            else:
+                raise SweepError(f"{option} {text!r}: {hint}")
+            named += chunk
+    values = sorted(set(named))
+    if notes is not None:
+        notes += off_grid
+        repeated = [v for v in values if named.count(v) > 1]
+        if repeated:
+            notes.append(_repeat_note(option, repeated))
+    return values
 
 
-def parse_qualities(text: str) -> list[int]:
-    return parse_int_values(text, "--jpeg-quality", 1, 100)
+def parse_qualities(texts: str | Sequence[str], notes: Optional[list[str]] = None) -> list[int]:
+    """``--jpeg-quality``'s values (see ``parse_int_values``; step 10 unless given)."""
+    return parse_int_values(texts, "--jpeg-quality", 1, 100, notes=notes)
 
 
-def parse_severities(text: Optional[str]) -> list[int]:
-    return list(SEVERITIES) if text is None else parse_int_values(text, "--severity", 1, 5, default_step=1)
+def parse_severities(texts: Optional[str | Sequence[str]], notes: Optional[list[str]] = None) -> list[int]:
+    """``--severity``'s values, 1..5 when not given (see ``parse_int_values``; step 1 unless given)."""
+    if texts is None or (not isinstance(texts, str) and not texts):
+        return list(SEVERITIES)
+    return parse_int_values(texts, "--severity", 1, 5, default_step=1, notes=notes)
 
 
 _IMPLEMENTED_BENCHMARK = [n for n in CORRUPTIONS if n in IMAGENET_C_BENCHMARK]
 
 
-def parse_corruptions(text: str) -> list[str]:
-    """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``."""
+def parse_corruptions(texts: str | Sequence[str], notes: Optional[list[str]] = None) -> list[str]:
+    """Comma-separated names, ``imagenet-c`` (the benchmark corruptions implemented here) or ``all``, in the
+    order first named, each once (a repeated option adds its names; a name given more than once, also
+    through ``imagenet-c`` or ``all``, gets one note in ``notes``)."""
     names: list[str] = []
-    for word in (w.strip().lower().replace("-", "_") for w in str(text).split(",")):
-        if not word:
-            continue
-        if word == "all":
-            names += list(CORRUPTIONS)
-        elif word == "imagenet_c":
-            names += _IMPLEMENTED_BENCHMARK
-        elif word in CORRUPTIONS:
-            names.append(word)
-        elif word in IMAGENET_C_BENCHMARK:  # a real ImageNet-C corruption that ssmzoo does not implement
-            raise SweepError(f"--corruption {text!r}: {word!r} is an ImageNet-C corruption ssmzoo does not implement "
-                             f"(it needs image assets or code not ported yet); implemented: {', '.join(CORRUPTIONS)}")
-        else:
-            import difflib
+    for text in _texts(texts):
+        before = len(names)
+        for word in (w.strip().lower().replace("-", "_") for w in text.split(",")):
+            if not word:
+                continue
+            if word == "all":
+                names += list(CORRUPTIONS)
+            elif word == "imagenet_c":
+                names += _IMPLEMENTED_BENCHMARK
+            elif word in CORRUPTIONS:
+                names.append(word)
+            elif word in IMAGENET_C_BENCHMARK:  # a real ImageNet-C corruption that ssmzoo does not implement
+                raise SweepError(f"--corruption {text!r}: {word!r} is an ImageNet-C corruption ssmzoo does not "
+                                 f"implement (it needs image assets or code not ported yet); implemented: "
+                                 f"{', '.join(CORRUPTIONS)}")
+            else:
+                import difflib
 
-            close = difflib.get_close_matches(word, [*CORRUPTIONS, "imagenet_c", "all"], n=3)
-            hint = f"did you mean {', '.join(close)}? " if close else ""
-            raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; {hint}available: "
-                             f"{', '.join(CORRUPTIONS)} (or 'imagenet-c': the {len(_IMPLEMENTED_BENCHMARK)} of "
-                             f"ImageNet-C's {len(IMAGENET_C_BENCHMARK)} implemented here; 'all': those and the extra ones)")
-    if not names:
-        raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
-    return list(dict.fromkeys(names))
+                close = difflib.get_close_matches(word, [*CORRUPTIONS, "imagenet_c", "all"], n=3)
+                hint = f"did you mean {', '.join(close)}? " if close else ""
+                raise SweepError(f"--corruption {text!r}: unknown corruption {word!r}; {hint}available: "
+                                 f"{', '.join(CORRUPTIONS)} (or 'imagenet-c': the {len(_IMPLEMENTED_BENCHMARK)} of "
+                                 f"ImageNet-C's {len(IMAGENET_C_BENCHMARK)} implemented here; 'all': those and the "
+                                 "extra ones)")
+        if len(names) == before:
+            raise SweepError(f"--corruption {text!r}: expected corruption names, e.g. gaussian_noise,contrast")
+    unique = list(dict.fromkeys(names))
+    repeated = [n for n in unique if names.count(n) > 1]
+    if notes is not None and repeated:
+        notes.append(_repeat_note("--corruption", repeated))
+    return unique
 
 
 @dataclass(frozen=True)
@@ -396,8 +440,8 @@ class CorruptionSummary:
     corruption: str
     severities: list[int]
     mean_error: Optional[float]  # percent, over the severities run
-    ce: Optional[float]  # percent; None unless severities 1..5 ran and AlexNet's errors are published
-    alexnet_mean_error: Optional[float]  # percent
+    ce: Optional[float]  # percent, over the severities run; None where AlexNet's errors do not apply
+    alexnet_mean_error: Optional[float]  # percent, AlexNet's mean over the same severities (``severities``)
     why_no_ce: Optional[str] = None
 
 
@@ -428,17 +472,24 @@ class RobustnessReport:
     execution: str = "eager"  # eager, CUDA graphs, torch.compile (+ CUDA graphs)
     notes: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)  # what the dataset scan left out (stderr's warning: lines)
-    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``readable`` were read)
+    limit: Optional[int] = None  # --limit, where it took a subset (n items, of which ``evaluated`` were evaluated)
 
     @property
-    def readable(self) -> int:
-        """Items evaluated under every condition: at most ``n``, as --limit's unreadable files are not replaced."""
+    def evaluated(self) -> int:
+        """Items evaluated under every condition: at most ``n``, as --limit's unreadable files are not replaced,
+        and without the readable ones that failed under some condition (a panorama too wide for JPEG)."""
         return self.n - len(self.skipped)
 
     @property
+    def readable(self) -> int:
+        """``evaluated``, under its first name (the JSON key ``readable`` is kept for existing readers)."""
+        return self.evaluated
+
+    @property
     def items_title(self) -> str:
-        """"24 images", or "23 of 24 images readable" where files were skipped (the table's and plot's title)."""
-        return f"{self.readable} of {count(self.n, self.kind)} readable" if self.skipped else count(self.n, self.kind)
+        """"24 images", or "23 of 24 images evaluated" where items were skipped (the table's and plot's title):
+        not "readable", as an item that failed under one condition only was read."""
+        return f"{self.evaluated} of {count(self.n, self.kind)} evaluated" if self.skipped else count(self.n, self.kind)
 
     @property
     def data_wait_fraction(self) -> Optional[float]:
@@ -466,27 +517,33 @@ class RobustnessReport:
     def qualities(self) -> list[int]:
         return [c.quality for c in self.conditions if c.kind == "jpeg"]
 
+    @property
+    def severities(self) -> list[int]:
+        """The corruption severities run (every corruption runs the same ones)."""
+        return sorted({c.severity for c in self.conditions if c.kind == "corruption"})
+
     def corruption_summaries(self, model: str) -> list[CorruptionSummary]:
+        """Per corruption: the model's mean error and CE, both over the severities run, AlexNet's too
+        (ImageNet-C publishes AlexNet's error per severity, so a subset compares like with like)."""
         out = []
         for name in self.corruptions:
             conds = [c for c in self.conditions if c.corruption == name]
             errors = [self.cell(model, c).error for c in conds]
             sev = [c.severity for c in conds]
-            alexnet = CORRUPTIONS[name].alexnet_errors
+            published = CORRUPTIONS[name].alexnet_errors
+            alexnet = None if published is None else [100.0 * published[s - 1] for s in sev]
             mean = None if any(e is None for e in errors) else float(np.mean(errors))
             ce, why = None, None
-            if alexnet is None:
-                why = "no published AlexNet errors (an ImageNet-C 'extra' corruption)"
-            elif not is_builtin(self.label_set):  # chance level alone differs between 1000 classes and N
+            if not is_builtin(self.label_set):  # chance level alone differs between 1000 classes and N
                 why = f"AlexNet's errors are on ImageNet-1k's classes, not on {describe(self.label_set)}"
-            elif sorted(sev) != list(SEVERITIES):
-                why = "needs all 5 severities"
+            elif alexnet is None:
+                why = "no published AlexNet errors (ImageNet-C's 'extra' corruptions)"
             elif mean is None:
-                why = "some severity has no readable image"
+                why = "no image was evaluated at some severity"
             else:
-                ce = 100.0 * corruption_error(errors, [100.0 * a for a in alexnet])
+                ce = 100.0 * corruption_error(errors, alexnet)
             out.append(CorruptionSummary(model, name, sev, mean, ce,
-                                         None if alexnet is None else 100.0 * float(np.mean(alexnet)), why))
+                                         None if alexnet is None else float(np.mean(alexnet)), why))
         return out
 
     def mce(self, model: str) -> tuple[Optional[float], list[str]]:
@@ -525,11 +582,12 @@ class RobustnessReport:
                                   "alexnet_mean_error": r(s.alexnet_mean_error), "why_no_ce": s.why_no_ce})
             value, names = self.mce(m.label)
             if self.corruptions:
-                mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK)}
+                mces[m.label] = {"mce": r(value), "corruptions": names, "of_benchmark": len(IMAGENET_C_BENCHMARK),
+                                 "severities": self.severities}
         return {
             "command": "robustness", "dataset": self.dataset, "data_dir": self.data_dir, "kind": self.kind,
             "label_set": self.label_set, "total": self.total, "limit": self.limit, "n": self.n,
-            "readable": self.readable, "skipped": len(self.skipped),
+            "evaluated": self.evaluated, "readable": self.readable, "skipped": len(self.skipped),
             "models": [vars(m).copy() for m in self.models],
             "conditions": [c.to_dict() for c in self.conditions], "results": self.rows(),
             "corruption_errors": summaries, "mce": mces,
@@ -541,15 +599,14 @@ class RobustnessReport:
             "warnings": list(self.warnings),
         }
 
-    def write(self, path: str | Path) -> None:
+    def write(self, path: str | Path, option: str = "--output") -> None:
         """``.json``: ``to_dict()``; ``.csv``: the per-condition rows, then one ``ce`` row per model and
-        corruption and one ``mce`` row per model."""
-        from .evaluate import _write, _write_csv
-
+        corruption and one ``mce`` row per model. A failed write (a full disk) is an OutputError naming
+        ``option``, as the CLI's check before the run words it."""
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n")
+            _write_output(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n", option)
             return
         if suffix != ".csv":
             raise UsageError(f"--output {path}: expected a .json or .csv file name")
@@ -566,7 +623,22 @@ class RobustnessReport:
             if value is not None:
                 rows.append({**blank, "model": m.label, "condition": f"mCE ({count(len(names), 'corruption')})",
                              "kind": "mce", "corruption": " ".join(names), "ce": round(value, 4)})
-        _write_csv(path, fields, rows)
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        _write_output(path, buf.getvalue(), option)
+
+
+def _write_output(path: Path, text: str, option: str) -> None:
+    """Writes ``text`` as evaluate's ``_write`` does (UTF-8, a name's undecodable bytes as ``\\xNN``), but a
+    failure (a full disk) names the option, as the CLI's check before the run does (``_write`` names the
+    path alone)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(readable(text), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -836,7 +908,7 @@ def results_table(report: RobustnessReport):
     wait = report.data_wait_fraction
     lines = ["top-1 in %; drop = clean top-1 minus this row's, in points"
              + ("; best model per row in bold green" if len(report.models) > 1 else ""),
-             f"{report.n - skipped} of {count(report.n, 'item')} readable, {skipped} skipped; "
+             f"{report.n - skipped} of {count(report.n, 'item')} evaluated, {skipped} skipped; "
              f"wall {report.wall_s:.1f}s ({rate_text(per)} model-evaluations/s), waiting for data "
              f"{'-' if wait is None else f'{wait * 100:.0f}%'} ({count(report.workers, 'worker')}, batch {report.batch_size}, "
              f"{report.execution}"
@@ -854,47 +926,77 @@ def results_table(report: RobustnessReport):
     return table
 
 
+def severity_text(severities: Sequence[int]) -> str:
+    """``1..5`` for a run of three or more, else ``1,5``: how a heading names the severities run."""
+    sev = sorted(severities)
+    if len(sev) >= 3 and sev == list(range(sev[0], sev[-1] + 1)):
+        return f"{sev[0]}..{sev[-1]}"
+    return ",".join(map(str, sev))
+
+
 def ce_table(report: RobustnessReport):
-    """Mean error and corruption error per corruption and model, and the mCE; None without corruptions."""
+    """Mean error and corruption error per corruption and model, and the mCE; None without corruptions.
+    Where no corruption has a CE (a model with its own classes, only ImageNet-C's extra corruptions) the
+    AlexNet and CE columns are left out, and one line per cause says why, naming the corruptions."""
     from rich.table import Table
 
     if not report.corruptions:
         return None
-    table = Table(title="ImageNet-C corruption error (CE: error over AlexNet's, severities 1..5)",
-                  title_justify="left")
+    severities = report.severities
+    sev_text = severity_text(severities)
+    partial = severities != list(SEVERITIES)
+    summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
+    with_ce = any(s.ce is not None for per in summaries.values() for s in per.values())
+    if with_ce:
+        title = f"ImageNet-C corruption error (CE: error over AlexNet's, severities {sev_text})"
+    else:
+        title = f"ImageNet-C corruptions: mean error over severities {sev_text}"
+    table = Table(title=title, title_justify="left")
     table.add_column("corruption", justify="left", overflow="fold")
-    table.add_column("AlexNet\nerror", justify="right", overflow="fold")
+    if with_ce:
+        table.add_column("AlexNet\nerror", justify="right", overflow="fold")
     for m in report.models:
         table.add_column(f"{m.label}\nerror", justify="right", overflow="fold")
-        table.add_column("\nCE", justify="right", overflow="fold")
-    summaries = {m.label: {s.corruption: s for s in report.corruption_summaries(m.label)} for m in report.models}
+        if with_ce:
+            table.add_column("\nCE", justify="right", overflow="fold")
     for name in report.corruptions:
         first = summaries[report.models[0].label][name]
         ces = {lab: s[name].ce for lab, s in summaries.items() if s[name].ce is not None}
         best = {lab for lab, v in ces.items() if v == min(ces.values())} if len(ces) > 1 else set()
-        row = [name, _fmt(first.alexnet_mean_error, ".1f")]
+        row = [name] + ([_fmt(first.alexnet_mean_error, ".1f")] if with_ce else [])
         for m in report.models:
             s = summaries[m.label][name]
-            ce = _fmt(s.ce, ".1f")
-            row += [_fmt(s.mean_error), f"[bold green]{ce}[/]" if m.label in best else ce]
+            row.append(_fmt(s.mean_error))
+            if with_ce:
+                ce = _fmt(s.ce, ".1f")
+                row.append(f"[bold green]{ce}[/]" if m.label in best else ce)
         table.add_row(*row)
-    table.add_section()
-    mces = {m.label: report.mce(m.label) for m in report.models}
-    row = ["mCE", ""]
-    values = {lab: v for lab, (v, _) in mces.items() if v is not None}
-    best = {lab for lab, v in values.items() if v == min(values.values())} if len(values) > 1 else set()
-    for m in report.models:
-        v = _fmt(mces[m.label][0], ".1f")
-        row += ["", f"[bold green]{v}[/]" if m.label in best else v]
-    table.add_row(*row)
-    names = mces[report.models[0].label][1]
-    why = sorted({f"{s.corruption}: {s.why_no_ce}" for s in summaries[report.models[0].label].values() if s.why_no_ce})
-    lines = ["error = mean top-1 error (%) over the severities run; CE and mCE in % (AlexNet = 100)"]
-    if names:
-        lines.append(f"mCE over {len(names)} of ImageNet-C's {len(IMAGENET_C_BENCHMARK)} corruptions "
-                     f"({', '.join(names)})" + ("; published mCE figures average all 15, so compare with care"
-                                                 if len(names) < len(IMAGENET_C_BENCHMARK) else ""))
-    lines += [f"no CE for {w}" for w in why]
+    lines = [f"error = mean top-1 error (%) over severities {sev_text}"
+             + ("; CE and mCE in % (AlexNet = 100), AlexNet's error over the same severities" if with_ce else "")]
+    if with_ce:
+        table.add_section()
+        mces = {m.label: report.mce(m.label) for m in report.models}
+        row = ["mCE", ""]
+        values = {lab: v for lab, (v, _) in mces.items() if v is not None}
+        best = {lab for lab, v in values.items() if v == min(values.values())} if len(values) > 1 else set()
+        for m in report.models:
+            v = _fmt(mces[m.label][0], ".1f")
+            row += ["", f"[bold green]{v}[/]" if m.label in best else v]
+        table.add_row(*row)
+        names = mces[report.models[0].label][1]
+        if names:
+            lines.append(f"mCE over {len(names)} of ImageNet-C's {len(IMAGENET_C_BENCHMARK)} corruptions "
+                         f"({', '.join(names)})" + ("; published mCE figures average all 15, so compare with care"
+                                                     if len(names) < len(IMAGENET_C_BENCHMARK) else ""))
+        if partial:
+            lines.append(f"CE and mCE over severities {sev_text} only: published ones sum over 1..5, so they "
+                         "do not compare")
+    causes: dict[str, list[str]] = {}  # one line per cause, its corruptions in table order
+    for name in report.corruptions:
+        why = summaries[report.models[0].label][name].why_no_ce
+        if why:
+            causes.setdefault(why, []).append(name)
+    lines += [f"no CE{'' if with_ce else '/mCE'} for {', '.join(names)}: {why}" for why, names in causes.items()]
     table.caption = "\n".join(lines)
     table.caption_justify = "left"
     return table
@@ -1057,6 +1159,6 @@ def save_plot(report: RobustnessReport, path: str | Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=120)
     except OSError as exc:
-        raise SsmzooError(f"--plot {path}: cannot write ({exc.strerror or exc})") from None
+        raise OutputError(f"--plot {path}: cannot write it ({exc.strerror or exc})") from None
     finally:
         plt.close(fig)

@@ -290,5 +290,7 @@ def test_alexnet_errors_match_the_published_means():
 
 def test_corruption_error_formula():
     assert C.corruption_error([10, 20, 30, 40, 50], [50, 50, 50, 50, 50]) == pytest.approx(0.6)
-    with pytest.raises(ValueError):
-        C.corruption_error([10, 20], [50, 50])
+    assert C.corruption_error([10, 50], [40, 60]) == pytest.approx(0.6)  # two severities, AlexNet's at the same two
+    for errors, alexnet in (([10, 20], [50] * 5), ([], []), ([10] * 6, [50] * 6)):
+        with pytest.raises(ValueError, match="same severities"):
+            C.corruption_error(errors, alexnet)

@@ -433,6 +433,24 @@ def test_robustness_compares_two_models_with_copies_of_one_labels_file(cli, mode
     assert f"coffee3_run2 (the 3 classes of {other / 'classes.txt'})" in res.stderr
 
 
+def test_robustness_of_a_model_with_its_own_classes_leaves_the_ce_columns_out(cli, model_dir, coffee_folders):
+    """No CE/mCE against AlexNet for N classes of one's own: the corruption table has no AlexNet or CE
+    column and one line says why, naming the corruptions in table order (it was one line per corruption,
+    alphabetical, under a table of blank CE cells)."""
+    root, _ = coffee_folders
+    res = cli("--manifest", model_dir / "my.yaml", "robustness", "--dataset", "imagefolder", "--data-dir", root,
+              "--model", "coffee3", "--weights", model_dir / "best.pth", "--device", "cpu", "--workers", "0",
+              "--corruption", "pixelate,contrast", "--severity", "1,5", "--no-chart")
+    assert res.code == 0, res.stderr
+    text = res.stdout
+    assert "ImageNet-C corruptions: mean error over severities 1,5" in text
+    assert "AlexNet\n" not in text and "│ AlexNet" not in text and "┃ AlexNet" not in text and " CE " not in text
+    assert "mCE │" not in text and "│ mCE" not in text
+    why = [line for line in text.splitlines() if line.startswith("no CE")]
+    assert why == [f"no CE/mCE for pixelate, contrast: AlexNet's errors are on ImageNet-1k's classes, not on the 3 "
+                   f"classes of {model_dir / 'classes.txt'}"]
+
+
 # ----------------------------------------------------------------------------- a video model with its own classes
 
 

@@ -64,7 +64,7 @@ SECOND = """
     ("10,30,50", [10, 30, 50]),
     (" 50 ", [50]),
     ("5..25, 90", [5, 15, 25, 90]),
-    ("95..100:2", [95, 97, 99]),
+    ("95..100:2", [95, 97, 99, 100]),  # END off the step grid: run too (see the notes test below)
     ("1..100:99", [1, 100]),
     ("30,10,30", [10, 30]),
     ("10..90:80", [10, 90]),  # the largest step that still reaches past START
@@ -79,15 +79,53 @@ def test_parse_qualities(text, expected):
     ("101", "1..100"), ("-5", "1..100"), ("10..", "START..END"), ("10,,20", "START..END"), ("10-90", "START..END"),
     ("10..101", "1..100"), ("95..200:50", "1..100"),  # an END out of range, also where the steps stop short of it
     ("0..90:200", "1..100"),  # a START out of range is named before the step
-    # a step that leaves START alone: a sweep asked for, one quality would run
-    ("10..90:200", "the step 200 is larger than the range 10..90, which would give 10 alone"),
-    ("10..90:81", "use a step of at most 80 (10..90:80 gives 10 and 90) or a list (10,90)"),
+    # a step longer than the range: only its two ends would run, most likely a typo for a smaller step
+    ("10..90:200", "the step 200 is larger than the range 10..90, which would give its ends alone"),
+    ("10..90:81", "use a smaller step (at most 80) or the list 10,90"),
     ("10..90:-5", "step"), (":-5", "START..END"),
 ])
 def test_parse_qualities_rejects(text, message):
     with pytest.raises(SweepError) as info:
         parse_qualities(text)
     assert message in str(info.value) and "\n" not in str(info.value) and "--jpeg-quality" in str(info.value)
+
+
+@pytest.mark.parametrize("text, expected, note", [
+    # END is run as typed, also where the steps from START miss it (1..100 used to stop at 91)
+    ("1..100", [1, 11, 21, 31, 41, 51, 61, 71, 81, 91, 100],
+     "--jpeg-quality 1..100: END 100 added off the step-10 grid (1, 11, ..., 91, then 100)"),
+    ("5..95:20", [5, 25, 45, 65, 85, 95], "--jpeg-quality 5..95:20: END 95 added off the step-20 grid (5, 25, ..., "
+                                          "85, then 95)"),
+    ("10..90:79", [10, 89, 90], "--jpeg-quality 10..90:79: END 90 added off the step-79 grid (10, 89, then 90)"),
+    ("10..90", [10, 20, 30, 40, 50, 60, 70, 80, 90], None),  # on the grid: no note
+    ("10..90:80", [10, 90], None),
+])
+def test_a_range_always_runs_its_end_and_says_when_it_is_off_the_grid(text, expected, note):
+    notes: list[str] = []
+    assert parse_qualities(text, notes) == expected
+    assert notes == ([note] if note else [])
+
+
+def test_repeated_options_are_merged_and_repeated_values_get_one_note():
+    notes: list[str] = []
+    assert parse_qualities(["10..30", "50,90"], notes) == [10, 20, 30, 50, 90] and notes == []
+    assert parse_qualities("10,10,50", notes) == [10, 50]
+    assert notes == ["--jpeg-quality: 10 given more than once; it is run once"]
+    notes.clear()
+    assert parse_qualities(["10..30,20", "30"], notes) == [10, 20, 30]  # also through a range, or across options
+    assert notes == ["--jpeg-quality: 20, 30 given more than once; each is run once"]
+    notes.clear()
+    assert parse_severities(["1,1", "1..5:3"], notes) == [1, 4, 5]
+    assert notes == ["--severity 1..5:3: END 5 added off the step-3 grid (1, 4, then 5)",
+                     "--severity: 1 given more than once; it is run once"]
+    notes.clear()
+    assert parse_corruptions(["gaussian_noise,gaussian_noise", "contrast", "pixelate,contrast"], notes) == \
+        ["gaussian_noise", "contrast", "pixelate"]
+    assert notes == ["--corruption: gaussian_noise, contrast given more than once; each is run once"]
+    notes.clear()
+    assert parse_corruptions("contrast,pixelate", notes) == ["contrast", "pixelate"] and notes == []
+    with pytest.raises(SweepError, match="--corruption ',': expected corruption names"):
+        parse_corruptions(["contrast", ","])
 
 
 def test_parse_severities_and_corruptions():
@@ -297,8 +335,9 @@ def test_two_model_sweep_table_json_csv_and_reference_values(cli, sweep_env, tmp
 
     # --- the table, the CE table and the terminal charts
     text = res.stdout
-    for needle in ("ssmzoo robustness on imagenet (7 of 8 images readable)", "groupmamba_mini_b", "JPEG q10", "contrast 5",
-                   "drop", "ImageNet-C corruption error", "mCE", "no CE for saturate", "7 of 8 items readable",
+    for needle in ("ssmzoo robustness on imagenet (7 of 8 images evaluated)", "groupmamba_mini_b", "JPEG q10",
+                   "contrast 5", "drop", "ImageNet-C corruption error (CE: error over AlexNet's, severities 1..5)",
+                   "mCE", "no CE for saturate: no published AlexNet errors", "7 of 8 items evaluated",
                    "top-1 (%) against JPEG quality", "top-1 (%) against severity", "in 1 pass "):
         assert needle in text, needle
     q10 = next(line for line in text.splitlines() if "JPEG q10" in line)
@@ -365,7 +404,7 @@ def test_limit_counts_unreadable_files_among_its_n_and_says_so(cli, sweep_env, t
     assert ("--limit 8: 8 of 9 items (class-stratified, deterministic); 1 unreadable item among them skipped, "
             "not replaced, so 7 evaluated") in report["notes"]
     table = cli(*args, "--no-chart").stdout
-    assert "ssmzoo robustness on imagenet (7 of 8 images readable)" in table and "7 of 8 items readable" in table
+    assert "ssmzoo robustness on imagenet (7 of 8 images evaluated)" in table and "7 of 8 items evaluated" in table
 
 
 def test_a_broken_link_among_the_images_is_said_as_classify_says_it(cli, sweep_env, tmp_path):
@@ -439,6 +478,58 @@ def test_models_with_different_crops_get_their_own_pass(cli, sweep_env):
     steps = eval_transform(entry.data).transforms
     expected = _hand_accuracy(loaded, data, lambda s, img: steps[-1](steps[-2](corrupt(pre(img), "pixelate", 1))))
     assert rows[("groupmamba_mini_64", "pixelate_s1")]["top1"] == pytest.approx(expected, abs=1e-3) and expected > 0
+
+
+def test_repeated_options_off_grid_ends_and_ce_over_the_severities_run(cli, sweep_env, tmp_path):
+    """-q given twice runs the union (it used to run the last one alone); END off the step grid runs, with a
+    note; a value named twice gets one note; with --severity 1,5 the CE compares the model's errors at 1
+    and 5 with AlexNet's at 1 and 5 (the heading, the AlexNet column and the JSON say so), not with
+    AlexNet's mean over 1..5."""
+    env = sweep_env
+    out = tmp_path / "r.json"
+    res = cli("--manifest", env["manifest"], "robustness", "--dataset", "imagenet", "--data-dir", env["data"],
+              "--model", env["names"][0], "--weights", env["weights"][0], "--device", "cpu", "--workers", "0",
+              "--limit", "3", "-q", "1..100:45", "-q", "46,91,91", "--corruption", "gaussian_noise",
+              "--corruption", "contrast,gaussian_noise", "--severity", "5", "--severity", "1,5", "--no-chart",
+              "--output", out)
+    assert res.code == 0, res.stderr
+    report = json.loads(out.read_text())
+    assert [c["condition"] for c in report["conditions"]] == [
+        "clean", "JPEG q100", "JPEG q91", "JPEG q46", "JPEG q1",
+        "gaussian_noise 1", "gaussian_noise 5", "contrast 1", "contrast 5"]
+    sweep_notes = ["--jpeg-quality 1..100:45: END 100 added off the step-45 grid (1, 46, 91, then 100)",
+                   "--jpeg-quality: 46, 91 given more than once; each is run once",
+                   "--corruption: gaussian_noise given more than once; it is run once",
+                   "--severity: 5 given more than once; it is run once"]
+    assert report["notes"][:4] == sweep_notes
+    assert all(f"note: {n}" in res.stdout for n in sweep_notes)  # under the table too
+
+    rows = {r["key"]: r for r in report["results"]}
+    for summary in report["corruption_errors"]:
+        name = summary["corruption"]
+        errs = [100 - rows[f"{name}_s{s}"]["top1"] for s in (1, 5)]
+        alexnet = [100 * ALEXNET_ERRORS[name][s - 1] for s in (1, 5)]
+        assert summary["severities"] == [1, 5]
+        assert summary["alexnet_mean_error"] == pytest.approx(sum(alexnet) / 2, abs=1e-3)
+        assert summary["ce"] == pytest.approx(100 * sum(errs) / sum(alexnet), abs=1e-3)
+        assert summary["why_no_ce"] is None
+    assert report["mce"][env["names"][0]]["severities"] == [1, 5]
+    text = res.stdout
+    assert "ImageNet-C corruption error (CE: error over AlexNet's, severities 1,5)" in text
+    assert "severities 1..5" not in text
+    assert "CE and mCE over severities 1,5 only: published ones sum over 1..5, so they do not compare" in text
+    contrast = [line for line in text.splitlines() if line.startswith("│ contrast ")][-1]  # the CE table's row
+    assert f"{100 * (ALEXNET_ERRORS['contrast'][0] + ALEXNET_ERRORS['contrast'][4]) / 2:.1f}" in contrast
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("suffix", [".json", ".csv"])
+def test_a_full_disk_at_the_end_names_the_output_option(cli, sweep_env, tmp_path, suffix):
+    target = tmp_path / f"full{suffix}"
+    target.symlink_to("/dev/full")  # opens for appending (the check before the run), fails on writing
+    res = _one_model_q50(cli, sweep_env, "--limit", "1", "--no-chart", "--output", target)
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1 and lines[-1] == f"error: --output {target}: cannot write it (No space left on device)"
 
 
 @pytest.mark.parametrize("args, message", [
@@ -604,6 +695,21 @@ def test_help_lists_every_corruption(cli):
     assert all(name in text for name in CORRUPTIONS), text
 
 
+def test_help_says_what_the_options_take():
+    import inspect
+
+    from ssmzoo.cli import eval_cmd, robustness_cmd
+
+    helps = {name: p.default.help for name, p in inspect.signature(robustness_cmd).parameters.items()
+             if hasattr(p.default, "help")}
+    assert "image models (video models take --jpeg-quality only)" in helps["corruption"]
+    assert "START..END[:STEP]" in helps["severity"] and "START..END[:STEP]" in helps["jpeg_quality"]
+    assert all("repeatable" in helps[k] for k in ("jpeg_quality", "corruption", "severity"))
+    for command in (robustness_cmd, eval_cmd):  # the layouts the README documents for --dataset imagenet
+        text = inspect.signature(command).parameters["data_dir"].default.help
+        assert "DIR/val/<synset>/*" in text and "a flat folder of <synset>_*.JPEG files" in text, text
+
+
 # ----------------------------------------------------------------------------- on a GPU (skipped without CUDA)
 
 
@@ -658,7 +764,8 @@ def test_an_image_failing_under_one_condition_is_left_out_of_all_and_named(cli, 
     report = json.loads(res.stdout)
     cause = f"{wide}: JPEG q50 failed: too large for JPEG (70000 px > 65500)"
     assert report["skipped_items"] == [{"path": str(wide), "error": cause}]
-    assert (report["n"], report["readable"], report["skipped"]) == (2, 1, 1)
+    # "evaluated", not "readable": the panorama was read (the JSON keeps "readable", the same count, for old readers)
+    assert (report["n"], report["evaluated"], report["readable"], report["skipped"]) == (2, 1, 1, 1)
     assert all((r["n"], r["evaluated"], r["skipped"]) == (2, 1, 1) for r in report["results"])
     clean, q50 = (next(r for r in report["results"] if r["key"] == k) for k in ("clean", "jpeg_q50"))
     assert q50["drop"] == pytest.approx(clean["top1"] - q50["top1"])
@@ -666,4 +773,6 @@ def test_an_image_failing_under_one_condition_is_left_out_of_all_and_named(cli, 
             "skipped items, with the cause), so every row, and each drop from clean, is over the same items"
             in report["notes"])
     assert res.stderr.count(str(wide)) == 1 and f"skipped: {cause}" in res.stderr
-    assert "1 of 2 items readable, 1 skipped" in cli(*args, "--no-chart").stdout
+    table = cli(*args, "--no-chart").stdout
+    assert "ssmzoo robustness on imagenet (1 of 2 images evaluated)" in table and "1 of 2 items evaluated, 1 skipped" in table
+    assert "images readable" not in table and "items readable" not in table
