@@ -8,7 +8,8 @@ left as it is: it registers the models with timm and installs no signal handlers
 import sys
 
 # True while main() imports the package: ssmzoo/__init__.py then skips registering the models with timm
-# (importing torch and timm), which the commands do where they need it (ssmzoo.manifest, ssmzoo.factory).
+# (importing torch and timm), which the commands do where they build a model (ssmzoo.factory); reading the
+# manifest needs neither for ssmzoo's own architectures (ssmzoo.architectures).
 # An attribute of this module, not an environment variable: DataLoader workers and other child processes
 # import ssmzoo as the library does. False again once the package is imported, so a later `import ssmzoo`
 # in this process, after `del sys.modules["ssmzoo"]`, registers them as usual.

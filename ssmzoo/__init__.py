@@ -2,8 +2,8 @@
 
 Importing the package registers its architectures with timm, so ``timm.create_model("groupmamba_tiny")``
 works after ``import ssmzoo``. The ``ssmzoo`` command (and ``python -m ssmzoo``) imports it without them,
-so that its help answers at once; its commands register them where they read the manifest or build a
-model (see ``_started_as_command``).
+so that its help answers at once; its commands register them where they build a model (the manifest
+knows ssmzoo's architectures without timm: ``ssmzoo.architectures``). See ``_started_as_command``.
 """
 
 import sys

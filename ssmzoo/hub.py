@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Iterator, Optional
 from urllib.parse import unquote, urlsplit
 
-from .checkpoint import check_checkpoint_file, checkpoint_problem, sha256_file
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
 from .paths import file_in_the_way, missing_file
@@ -707,6 +706,8 @@ def _fetch_from_hub(
         (blob_name, "hub") if _SHA256_RE.match(blob_name) else (None, None)
     )
     if expected:
+        from .checkpoint import sha256_file
+
         got = sha256_file(path)
         if got != expected:
             if got == blob_name:  # the file is intact (an LFS blob is named by its sha256): the pin differs
@@ -758,6 +759,8 @@ def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, check
     """The file's size; raises when the file cannot be a checkpoint (an error page, a cut-off file), so
     that `download` says so now rather than a model's first load later. The file stays: the cache is
     huggingface_hub's, and a file whose sha256 is the Hub's would only be fetched again as it is."""
+    from .checkpoint import checkpoint_problem
+
     try:
         problem = checkpoint_problem(path)
         size = path.stat().st_size
@@ -786,6 +789,8 @@ def _resolve_local(override: str) -> ResolvedWeights:
         raise WeightsOptionError(f"{override}: {missing_file(path)}{hint}")
     if not path.is_file():
         raise WeightsOptionError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
+    from .checkpoint import check_checkpoint_file
+
     check_checkpoint_file(path)
     path = path.resolve()
     return ResolvedWeights(path=path, origin=f"local:{path}", filename=path.name, size=path.stat().st_size)

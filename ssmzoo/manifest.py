@@ -17,12 +17,13 @@ import functools
 import os
 import time
 from dataclasses import dataclass, field
-from importlib import import_module, resources
+from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional
 
 import yaml
 
+from .architectures import ARCHITECTURES, FAMILIES, builds_video, ours
 from .errors import LabelsFileError, ManifestError, ManifestFileError, ManifestOptionError
 from .labels import BUILTIN_LABEL_SETS, LABELS_FILE_FORMATS, LABELS_FILE_SUFFIXES, num_classes, read_labels_file
 from .paths import missing_file
@@ -30,7 +31,6 @@ from .paths import missing_file
 MANIFEST_ENV = "SSMZOO_MANIFEST"
 TASKS = ("image-classification", "video-classification")
 LABEL_SETS = BUILTIN_LABEL_SETS  # or a labels file (see _label_set)
-FAMILIES = ("groupmamba", "videomamba", "stablemamba")
 INTERPOLATIONS = ("bicubic", "bilinear", "nearest")
 FORMATS = ("auto", "pth", "safetensors")
 SAMPLINGS = ("sparse", "segment", "dense")  # see ssmzoo.video.sample_frame_indices
@@ -173,32 +173,33 @@ def architecture_family(architecture: str) -> Optional[str]:
 
 
 def architecture_unregistered(architecture: str) -> Optional[str]:
-    """Why ``architecture`` names no architecture timm can build (ssmzoo's included: registered here, as the
-    ``ssmzoo`` command imports the package without them); None where it does. A ``hf-hub:``/``local-dir:`` name
-    is timm's to resolve when the model is built, and a pretrained tag (``resnet50.a1_in1k``) is not part of the name."""
+    """Why ``architecture`` names no architecture timm can build (ssmzoo's included, though the ``ssmzoo``
+    command imports the package without registering them); None where it does. ssmzoo's own are known from
+    ``ssmzoo.architectures`` without importing timm (and torch, which it imports): any other name is
+    timm's to judge. A ``hf-hub:``/``local-dir:`` name is timm's to resolve when the model is built, and a
+    pretrained tag (``resnet50.a1_in1k``) is not part of the name."""
+    if ours(architecture) is not None:
+        return None
     import difflib
 
     import timm
     from timm.models import parse_model_name, split_model_name_tag
 
-    import_module(f"{__package__}.models")  # registers ssmzoo's architectures with timm
-
     source, name = parse_model_name(architecture)
     if source:
         return None
     name = split_model_name_tag(name)[0]
-    if timm.is_model(name):
+    if name in ARCHITECTURES or timm.is_model(name):
         return None
-    close = difflib.get_close_matches(name, timm.list_models(), n=3)
+    close = difflib.get_close_matches(name, sorted(set(timm.list_models()) | set(ARCHITECTURES)), n=3)
     hint = f"did you mean {', '.join(close)}? " if close else ""
-    ours = ", ".join(timm.list_models([f"{family}_*" for family in FAMILIES]))
-    return (f"{architecture!r} is not a registered architecture; {hint}ssmzoo's are {ours} "
+    return (f"{architecture!r} is not a registered architecture; {hint}ssmzoo's are {', '.join(ARCHITECTURES)} "
             "(or any of timm's: timm.list_models())")
 
 
 def task_contradiction(task: str, architecture: str, arch_args: Mapping[str, Any], video_model: bool) -> str:
     """Why ``task`` cannot be the task of ``architecture`` built with ``arch_args``, which builds a video
-    model where ``video_model`` (``ssmzoo.models.builds_video``, or the built model's ``is_video``)."""
+    model where ``video_model`` (``ssmzoo.architectures.builds_video``, or the built model's ``is_video``)."""
     built, other = ("a video", "an image") if video_model else ("an image", "a video")
     with_args = f" with arch_args {dict(arch_args)}" if arch_args else ""
     return (f"{task!r} contradicts architecture '{architecture}'{with_args}, which builds {built} model; set task: "
@@ -251,8 +252,6 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
     if implied not in (None, family):  # family picks benchmark peers, and `models` filters on it
         top.fail("family", f"{family!r} contradicts architecture {architecture!r}, a {implied} architecture; "
                            f"set family: {implied}, or pick a {family}_* architecture")
-    from .models import builds_video  # (what the architecture builds: before a video block is asked for)
-
     video_model = builds_video(architecture, arch_args)
     if video_model != (task == "video-classification"):  # else every input fails later, with a shape error
         top.fail("task", task_contradiction(task, architecture, arch_args, video_model))

@@ -21,12 +21,13 @@ def _cached_weights(entry: ModelEntry) -> tuple[str, Optional[Path], Optional[st
     """:func:`weights_status`, the cached file where it is 'cached', and why it is 'damaged' (one line)."""
     if entry.weights is None:
         return "none", None, None
-    from .checkpoint import checkpoint_problem
     from .hub import cached_weights_file
 
     path = cached_weights_file(entry.weights)
     if path is None:
         return "hub", None, None
+    from .checkpoint import checkpoint_problem  # (torch: only where a file is cached, to check its headers)
+
     try:
         problem = checkpoint_problem(path)
     except OSError as e:  # unreadable: of no use either

@@ -57,17 +57,20 @@ def test_a_closed_pipe_ends_the_run_quietly():
 def test_ctrl_c_while_the_command_starts_is_exit_code_130_without_a_traceback():
     # Importing torch and timm takes seconds; Ctrl-C then is the user's choice, not a crash. The installed
     # command is started as a shell starts it, and interrupted at once, then a little later. `models`, as
-    # `--help` answers before torch is imported (tests/test_cli_start.py): `models` imports it to read the
-    # manifest, so a signal lands while the package or torch is being imported
+    # `--help`, answers without importing torch (tests/test_cli_start.py), so a signal lands while the
+    # package is being imported, or while the command runs, or after it is done
     command = Path(sys.executable).with_name("ssmzoo")
     if not command.exists():
         pytest.skip(f"no installed ssmzoo command next to {sys.executable}")
     codes = []
-    for delay in (0.3, 0.6, 1.0, 1.5, 2.0):  # (sooner, it can land before Python itself has started)
+    for delay in (0.3, 0.45, 0.6, 1.0, 1.5):  # (sooner, it can land before Python itself has started)
         proc = subprocess.Popen([str(command), "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         time.sleep(delay)
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=120)
-        assert "Traceback" not in stderr and proc.returncode in (130, 0), (delay, proc.returncode, stderr)
+        assert "Traceback" not in stderr and proc.returncode in (130, 0, -signal.SIGINT), (delay, proc.returncode, stderr)
+        # killed by the signal, as any program is, where it landed while the interpreter shut down after the
+        # command (Python has given SIGINT back to the system then): nothing said
+        assert proc.returncode != -signal.SIGINT or stderr == "", (delay, stderr)
         codes.append(proc.returncode)
     assert 130 in codes, codes  # the signal landed during start-up at least once
