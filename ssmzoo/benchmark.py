@@ -30,6 +30,7 @@ import importlib
 import importlib.util
 import math
 import os
+from importlib import import_module
 import platform
 import sys
 import time
@@ -333,9 +334,18 @@ def _not_a_token_vit(name: str) -> str:
             "this model is not one")
 
 
+def _timm():
+    """timm, with ssmzoo's architectures registered: the ``ssmzoo`` command imports the package without
+    them (``ssmzoo/__init__.py``), and a ``--peer`` may name one of ours (``videomamba_small``)."""
+    import timm
+
+    import_module(f"{__package__}.models")  # registers our architectures with timm
+    return timm
+
+
 def _timm_is_token_vit(name: str) -> bool:
     """Can ``TokenViT`` run the timm model ``name``? Built on the meta device: no memory, no init cost."""
-    import timm
+    timm = _timm()
 
     try:
         with torch.device("meta"):
@@ -346,7 +356,7 @@ def _timm_is_token_vit(name: str) -> bool:
 
 
 def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
-    import timm
+    timm = _timm()
 
     try:
         try:
@@ -360,7 +370,7 @@ def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
 
 
 def _timm_has(name: str) -> bool:
-    import timm
+    timm = _timm()
 
     return timm.is_model(name)
 

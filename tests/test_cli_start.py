@@ -218,3 +218,12 @@ def test_the_module_python_m_runs_is_read_from_the_interpreters_command_line(arg
     from ssmzoo import _module_run
 
     assert _module_run(argv) == module
+
+
+def test_a_peer_may_be_one_of_ssmzoos_own_architectures_from_the_command(tmp_path):
+    # the command imports the package without registering our architectures; --peer checks timm's registry
+    result, done = entry_point("benchmark", "--model", "groupmamba_tiny", "--peer", "videomamba_tiny",
+                               "--device", "cpu", "--img-size", "32", "--iters", "1", "--warmup", "0", "--json")
+    assert result["code"] == 0, done.stderr
+    rows = json.loads(done.stdout)["results"]
+    assert [(r["name"], r["kind"]) for r in rows] == [("groupmamba_tiny", "ssmzoo"), ("videomamba_tiny", "peer")]
