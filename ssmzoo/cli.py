@@ -6,7 +6,10 @@ import contextlib
 import json
 import os
 import re
+import signal
 import sys
+import threading
+from importlib import import_module
 from pathlib import Path
 from typing import List, Optional
 
@@ -74,6 +77,36 @@ class _Interrupted(Exception):
     says so in one line."""
 
 
+# The commands that build a model: they import torch and timm first, with Ctrl-C held back meanwhile
+# (``_import_heavy``). `info` does so once its model is found; `models` and `download` need neither.
+_HEAVY_COMMANDS = frozenset({"classify", "eval", "robustness", "benchmark", "convert"})
+
+
+def _import_heavy() -> None:
+    """torch and timm imported (seconds) with Ctrl-C held back (``_interrupts_deferred``)."""
+    with _interrupts_deferred():
+        import_module("timm")  # (imports torch)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C held back while torch and timm import: a KeyboardInterrupt raised inside their C++
+    extensions' initialisation can abort the process (pybind11's "terminate called ...", SIGABRT) instead
+    of ending the command with exit code 130. Meanwhile SIGINT is only recorded; the KeyboardInterrupt
+    comes right after the block. (Signal handlers can be set from the main thread only.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if pressed:
+        raise KeyboardInterrupt
+
+
 class Command(TyperCommand):
     """Every ssmzoo command. A library :class:`UsageError` leaves as click's own usage errors do (exit
     code 2, one line pointing at this command's --help), and an argument's help shows its metavar
@@ -81,6 +114,8 @@ class Command(TyperCommand):
 
     def invoke(self, ctx):
         try:
+            if ctx.command.name in _HEAVY_COMMANDS:
+                _import_heavy()
             return super().invoke(ctx)
         except UsageError as exc:  # a bad --manifest is an option of ssmzoo itself, not of the command
             where = ctx.parent if isinstance(exc, ManifestFileError) and ctx.parent is not None else ctx
@@ -127,7 +162,8 @@ def fail(message: str) -> None:
 def _entries():
     from .manifest import load_manifest
 
-    return load_manifest(State.manifests)
+    with _interrupts_deferred():  # (a manifest naming timm's own architectures imports timm to check them)
+        return load_manifest(State.manifests)
 
 
 def _entry(name: str):
@@ -226,7 +262,9 @@ def info_cmd(
     """Show a model's manifest entry, resolved data config, counted parameters and scan backend."""
     from .zoo import info_rows, model_info
 
-    info = model_info(_entry(model))
+    entry = _entry(model)
+    _import_heavy()  # (it builds the model, to count its parameters)
+    info = model_info(entry)
     if as_json:
         _json_print(info)
         return

@@ -74,3 +74,20 @@ def test_ctrl_c_while_the_command_starts_is_exit_code_130_without_a_traceback():
         assert proc.returncode != -signal.SIGINT or stderr == "", (delay, stderr)
         codes.append(proc.returncode)
     assert 130 in codes, codes  # the signal landed during start-up at least once
+
+
+def test_ctrl_c_while_torch_imports_is_held_back_until_the_import_is_done():
+    # A KeyboardInterrupt raised inside torch's or timm's C++ extension initialisation can abort the whole
+    # process (pybind11's "terminate called", SIGABRT) instead of exit code 130: the commands that build a
+    # model import both with SIGINT held back, and the Ctrl-C pressed meanwhile interrupts right after
+    from ssmzoo.cli import _HEAVY_COMMANDS, _interrupts_deferred
+
+    assert {"classify", "eval", "robustness", "benchmark", "convert"} <= _HEAVY_COMMANDS
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with _interrupts_deferred():
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            reached.append("the import went on")
+        reached.append("not reached: the held-back Ctrl-C interrupts here")
+    assert reached == ["the import went on"]
