@@ -14,7 +14,6 @@ views, as the VideoMamba authors merge their test views.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
 import os
@@ -33,7 +32,8 @@ from .factory import DTYPES, LoadedModel, weights_label
 from .inference import BatchRunner, Pipeline
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
-from .text import count, rate_text, readable, readable_data, round_rate
+from .paths import write_csv, write_output
+from .text import count, rate_text, readable_data, round_rate
 
 # The dataset each label set's published figures were measured on.
 REPORTED_ON = {"imagenet-1k": "imagenet", "kinetics-400": "kinetics400", "ssv2": "ssv2"}
@@ -207,13 +207,13 @@ class EvalResult:
         summary = self.summary()
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write(path, json.dumps(readable_data(summary), indent=2) + "\n")
+            write_output("--output", path, json.dumps(readable_data(summary), indent=2) + "\n")
         elif suffix == ".csv":
             summary["weights_key_path"] = state_dict_key_text(summary["weights_key_path"])
             summary["notes"] = " | ".join(summary["notes"])
             summary["warnings"] = " | ".join(summary["warnings"])
             summary["skipped_items"] = " | ".join(f"{d['error']}" for d in summary["skipped_items"])
-            _write_csv(path, list(summary), [summary])
+            write_csv("--output", path, list(summary), [summary])
         else:
             raise UsageError(f"--output {path}: expected a .json or .csv file name")
 
@@ -222,7 +222,7 @@ class EvalResult:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".jsonl":
-            _write(path, "".join(json.dumps(readable_data(row)) + "\n" for row in self.sample_rows()))
+            write_output("--per-sample", path, "".join(json.dumps(readable_data(row)) + "\n" for row in self.sample_rows()))
         elif suffix == ".csv":
             rows = []
             for row in self.sample_rows():
@@ -230,29 +230,9 @@ class EvalResult:
                 row["notes"] = " | ".join(row["notes"])
                 rows.append(row)
             fields = list(rows[0]) if rows else ["index", "path"]
-            _write_csv(path, fields, rows)
+            write_csv("--per-sample", path, fields, rows)
         else:
             raise UsageError(f"--per-sample {path}: expected a .csv or .jsonl file name")
-
-
-def _write(path: Path, text: str) -> None:
-    """Writes ``text`` as UTF-8, a file name's bytes that are not UTF-8 as ``\\xNN`` (``text.readable``):
-    a run's results are not lost at the end to a name UTF-8 cannot hold."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(readable(text), encoding="utf-8")
-    except OSError as exc:
-        raise SsmzooError(f"{path}: cannot write ({exc.strerror or exc})") from None
-
-
-def _write_csv(path: Path, fields: list[str], rows: list[dict]) -> None:
-    import io
-
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    _write(path, buf.getvalue())
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,32 @@ def check_output_path(option: str, path: Optional[Path], suffixes: tuple[str, ..
         raise OutputError(f"{option} {path}: cannot create it in {folder} ({reason})") from None
 
 
+def write_output(option: str, path: Path, text: str) -> None:
+    """Writes a command's results file: UTF-8, a file name's bytes that are not UTF-8 as ``\\xNN``
+    (``text.readable``: the results are not lost at the end to a name UTF-8 cannot hold), the missing
+    folders made now (``check_output_path`` made none). A failure (a full disk) is an
+    :class:`OutputError` naming ``option`` and the path, as that check words it."""
+    from .text import readable
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(readable(text), encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
+
+
+def write_csv(option: str, path: Path, fields: list[str], rows: list[dict]) -> None:
+    """``rows`` under a header of ``fields``, written as ``write_output`` writes."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_output(option, path, buf.getvalue())
+
+
 def name_problem(text: str) -> Optional[str]:
     """Why a name given on the command line names no file, or None: an empty one (an unset shell
     variable, ``"$IMG"``), which ``Path`` reads as ``.``, the whole current folder; and ``-``, which

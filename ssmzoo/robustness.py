@@ -32,8 +32,6 @@ benchmark corruptions (ssmzoo implements 8 of them): the CE table says where a r
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -56,7 +54,8 @@ from .errors import InputError, OutputError, SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
 from .images import Normalizer, split_eval_transform, to_uint8_tensor
 from .labels import describe, is_builtin
-from .text import count, is_are, rate_text, readable, readable_data, round_rate
+from .paths import write_csv, write_output
+from .text import count, is_are, rate_text, readable_data, round_rate
 
 DEFAULT_STEP = 10
 
@@ -606,7 +605,7 @@ class RobustnessReport:
         path = Path(path)
         suffix = path.suffix.lower()
         if suffix == ".json":
-            _write_output(path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n", option)
+            write_output(option, path, json.dumps(readable_data(self.to_dict()), indent=2) + "\n")
             return
         if suffix != ".csv":
             raise UsageError(f"--output {path}: expected a .json or .csv file name")
@@ -623,22 +622,7 @@ class RobustnessReport:
             if value is not None:
                 rows.append({**blank, "model": m.label, "condition": f"mCE ({count(len(names), 'corruption')})",
                              "kind": "mce", "corruption": " ".join(names), "ce": round(value, 4)})
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(rows)
-        _write_output(path, buf.getvalue(), option)
-
-
-def _write_output(path: Path, text: str, option: str) -> None:
-    """Writes ``text`` as evaluate's ``_write`` does (UTF-8, a name's undecodable bytes as ``\\xNN``), but a
-    failure (a full disk) names the option, as the CLI's check before the run does (``_write`` names the
-    path alone)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(readable(text), encoding="utf-8")
-    except OSError as exc:
-        raise OutputError(f"{option} {path}: cannot write it ({exc.strerror or exc})") from None
+        write_csv(option, path, fields, rows)
 
 
 # --------------------------------------------------------------------------------------------

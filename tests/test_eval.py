@@ -1238,3 +1238,17 @@ def test_a_run_that_fails_before_writing_creates_no_output_folder(cli, eval_env,
                 "--output", output, "--per-sample", per_sample)
     assert res.code != 0 and "Traceback" not in res.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+@pytest.mark.parametrize("option, name", [("--output", "full.json"), ("--output", "full.csv"),
+                                          ("--per-sample", "full.jsonl"), ("--per-sample", "full.csv")])
+def test_a_full_disk_at_the_end_names_the_option_written(cli, eval_env, imagenet_tree, tmp_path, option, name):
+    # as robustness says it, and as the check before the run words a path that cannot be written
+    root = imagenet_tree[0]
+    target = tmp_path / name
+    target.symlink_to("/dev/full")  # opens for appending (the check before the run), fails on writing
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", root, "--limit", "2", "--workers", "0",
+                option, target)
+    lines = res.stderr.strip().splitlines()
+    assert res.code == 1 and lines[-1] == f"error: {option} {target}: cannot write it (No space left on device)"
