@@ -706,7 +706,7 @@ def _fetch_from_hub(
         (blob_name, "hub") if _SHA256_RE.match(blob_name) else (None, None)
     )
     if expected:
-        from .checkpoint import sha256_file
+        from .checkpoint_files import sha256_file
 
         got = sha256_file(path)
         if got != expected:
@@ -759,7 +759,7 @@ def _check_layout(model_name: str, what: str, path: Path, *, cached: bool, check
     """The file's size; raises when the file cannot be a checkpoint (an error page, a cut-off file), so
     that `download` says so now rather than a model's first load later. The file stays: the cache is
     huggingface_hub's, and a file whose sha256 is the Hub's would only be fetched again as it is."""
-    from .checkpoint import checkpoint_problem
+    from .checkpoint_files import checkpoint_problem
 
     try:
         problem = checkpoint_problem(path)
@@ -789,7 +789,7 @@ def _resolve_local(override: str) -> ResolvedWeights:
         raise WeightsOptionError(f"{override}: {missing_file(path)}{hint}")
     if not path.is_file():
         raise WeightsOptionError(f"--weights {path} is not a file; {_WEIGHTS_HINT}")
-    from .checkpoint import check_checkpoint_file
+    from .checkpoint_files import check_checkpoint_file
 
     check_checkpoint_file(path)
     path = path.resolve()

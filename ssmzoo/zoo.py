@@ -26,7 +26,7 @@ def _cached_weights(entry: ModelEntry) -> tuple[str, Optional[Path], Optional[st
     path = cached_weights_file(entry.weights)
     if path is None:
         return "hub", None, None
-    from .checkpoint import checkpoint_problem  # (torch: only where a file is cached, to check its headers)
+    from .checkpoint_files import checkpoint_problem  # (its headers alone: no torch)
 
     try:
         problem = checkpoint_problem(path)

@@ -15,7 +15,7 @@ import torch
 from safetensors.torch import save_file
 from torch import nn
 
-from ssmzoo import checkpoint as ckpt_mod
+from ssmzoo import checkpoint_files
 from ssmzoo.checkpoint import (
     checkpoint_problem,
     convert_to_safetensors,
@@ -328,7 +328,7 @@ def test_noise_that_starts_like_a_pickle_is_reported(tmp_path):
 def test_sha256_file_matches_hashlib_across_chunks(tmp_path, monkeypatch):
     data = os.urandom(10_007)
     (tmp_path / "blob").write_bytes(data)
-    monkeypatch.setattr(ckpt_mod, "_CHUNK", 97)  # many odd-sized chunks
+    monkeypatch.setattr(checkpoint_files, "_CHUNK", 97)  # many odd-sized chunks
     assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
     # A rewritten file is hashed again, not served from the memo.
     data2 = os.urandom(10_007)
@@ -591,3 +591,11 @@ def test_trust_is_refused_for_what_comes_from_the_network(tmp_path, monkeypatch)
     with pytest.raises(WeightsError) as err:  # and without it, no advice to trust it
         read_checkpoint(fetched)
     assert "fetched from the Hub" in one_line(err) and "--trust-checkpoint" not in str(err.value)
+
+
+def test_the_header_checks_spell_out_torch_saves_magic_number():
+    # ssmzoo.checkpoint_files judges files without importing torch (ssmzoo models, download: see
+    # tests/test_cli_start.py), so it writes the number out; it must be torch's
+    from ssmzoo.checkpoint_files import TORCH_MAGIC_NUMBER
+
+    assert TORCH_MAGIC_NUMBER == torch.serialization.MAGIC_NUMBER
