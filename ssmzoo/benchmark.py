@@ -30,7 +30,6 @@ import importlib
 import importlib.util
 import math
 import os
-from importlib import import_module
 import platform
 import sys
 import time
@@ -339,7 +338,7 @@ def _timm():
     them (``ssmzoo/__init__.py``), and a ``--peer`` may name one of ours (``videomamba_small``)."""
     import timm
 
-    import_module(f"{__package__}.models")  # registers our architectures with timm
+    importlib.import_module(f"{__package__}.models")  # registers our architectures with timm
     return timm
 
 
