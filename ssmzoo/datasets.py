@@ -262,14 +262,16 @@ def _few(items: Sequence[str], k: int = 5) -> str:
 
 
 def _image_files(folder: Path, prune: Optional[Callable[[str], bool]] = None
-                 ) -> tuple[list[Path], int, list[str], list[Path]]:
-    """Image files below ``folder`` (recursive, sorted), how many other files were ignored, a warning
-    for each folder that could not be read (its images are missing: the user must hear of it), and the
-    pipes, sockets and devices, which no reader takes (``_special_note`` says so). ``prune``: as for
-    ``files_below``."""
-    files, ignored, unreadable, special = files_below(folder, image_suffixes(), follow_links=True, prune=prune)
-    return files, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); skipped"
-                            for exc in unreadable], special
+                 ) -> tuple[list[Path], set[Path], int, list[str], list[Path]]:
+    """Image files below ``folder`` (recursive, sorted), those of them that are links (as the walk met
+    them), how many other files were ignored, a warning for each folder that could not be read (its
+    images are missing: the user must hear of it), and the pipes, sockets and devices, which no reader
+    takes (``_special_note`` says so). ``prune``: as for ``files_below``."""
+    links: set[Path] = set()
+    files, ignored, unreadable, special = files_below(folder, image_suffixes(), follow_links=True, prune=prune,
+                                                      links=links)
+    return files, links, ignored, [f"{exc.filename or folder}: cannot read this folder ({exc.strerror or exc}); "
+                                   "skipped" for exc in unreadable], special
 
 
 def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
@@ -285,9 +287,15 @@ def _class_tree(root: Path, classes: dict[str, int], name: str, label_set: str,
     refused: list[str] = []
     repeated = 0
     real = {folder: os.path.realpath(root / folder) for folder in classes}
+    shared = _shared_class_folders(root, real)
+    real = {folder: path for folder, path in real.items() if folder not in shared}
     for folder, label in sorted(classes.items()):
-        listed, skipped, unreadable, pipes = _image_files(root / folder, _other_classes(root, folder, real, warned))
-        files, elsewhere, again = _file_links(listed, folder, real, warned)
+        if folder in shared:
+            warned.append(shared[folder])
+            continue
+        listed, links, skipped, unreadable, pipes = _image_files(root / folder,
+                                                                 _other_classes(root, folder, real, warned))
+        files, elsewhere, again = _file_links(listed, links, folder, real, warned)
         repeated += again
         ignored += skipped
         special.extend(pipes)
@@ -316,6 +324,51 @@ def _within(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
 
 
+def _shared_class_folders(root: Path, real: dict[str, str]) -> dict[str, str]:
+    """The class folders below ``root`` (``real``: each one's real path) left out as links to images
+    that another class folder counts, each with its warning. As ``_other_classes`` does for links below
+    a class folder, a class folder that is a link to the same folder as another (two classes linked to
+    one folder outside the dataset, or to another class's own folder), to a folder inside another
+    class's, or to a folder holding the class folders (``up -> ..``) would count the same images under
+    two labels. Of class folders that are one folder, the folder itself (not a link) keeps its images,
+    or else the first by name; one inside another's is left to the outer one."""
+    top = os.path.realpath(root)
+    groups: dict[str, list[str]] = {}
+    for folder in sorted(real):
+        groups.setdefault(real[folder], []).append(folder)
+    keeper: dict[str, str] = {}  # real path -> the class folder that counts its images
+    shared: dict[str, str] = {}
+
+    def skip(folder: str, target: str, where: str) -> None:
+        shared[folder] = (f"{root / folder}: links to {target}, {where}; skipped, so its images are not "
+                          f"counted again as {folder!r}")
+
+    for target in sorted(groups, key=len):  # (an outer folder before those inside it)
+        folders = groups[target]
+        if len(folders) > 1:  # (a stat only where class folders share one: the real folder first)
+            folders.sort(key=lambda folder: ((root / folder).is_symlink(), folder))
+        outer = next((keeper[p] for p in _ancestors(target) if p in keeper), None)
+        if _within(top, target):
+            for folder in folders:
+                skip(folder, target, "a folder holding the class folders")
+        elif outer is not None:
+            for folder in folders:
+                skip(folder, target, f"inside class folder {outer!r}")
+        else:
+            first = keeper[target] = folders[0]
+            for folder in folders[1:]:
+                skip(folder, target, f"as class folder {first!r} does" if (root / first).is_symlink()
+                     else f"class folder {first!r}")
+    return shared
+
+
+def _ancestors(path: str) -> Iterator[str]:
+    """The folders above absolute path ``path``, nearest first."""
+    while (parent := os.path.dirname(path)) != path:
+        yield parent
+        path = parent
+
+
 def _other_classes(root: Path, folder: str, real: dict[str, str], warned: list[str]) -> Callable[[str], bool]:
     """``files_below``'s ``prune`` for class folder ``folder`` (``real``: each class folder's real path):
     true, with a warning, for a folder reached through a link that leads into another class folder, or
@@ -339,38 +392,21 @@ def _other_classes(root: Path, folder: str, real: dict[str, str], warned: list[s
     return prune
 
 
-def _link_names(folder: str) -> set[str]:
-    """The names of the links directly in ``folder``, told by the listing's file types (no stat per file:
-    a class folder may hold thousands of images); none where it cannot be listed again."""
-    try:
-        with os.scandir(folder) as listing:
-            return {e.name for e in listing if e.is_symlink()}
-    except OSError:
-        return set()
-
-
-def _file_links(files: Sequence[Path], folder: str, real: dict[str, str], warned: list[str]
-                ) -> tuple[list[Path], int, int]:
-    """Class folder ``folder``'s image ``files`` (``real``: each class folder's real path) less its links
-    to files that are counted already, as ``_other_classes`` does for links to folders: a link to an
-    image inside another class folder would count that image twice, under two labels (a warning names
-    it and the target's class), and a link to an image this class already counts (the image itself,
-    or another link to it) would weigh it double. Links to images outside the class folders (a shared
-    store) are kept, once each. Also returns how many links were left out of each kind."""
-    links_in: dict[str, set[str]] = {}
-
-    def is_link(path: Path) -> bool:
-        parent = str(path.parent)
-        if parent not in links_in:
-            links_in[parent] = _link_names(parent)
-        return path.name in links_in[parent]
-
-    linked = [p for p in files if is_link(p)]
+def _file_links(files: Sequence[Path], links: Collection[Path], folder: str, real: dict[str, str],
+                warned: list[str]) -> tuple[list[Path], int, int]:
+    """Class folder ``folder``'s image ``files`` (``links``: those that are links, as ``files_below``
+    met them; ``real``: each class folder's real path) less its links to files that are counted
+    already, as ``_other_classes`` does for links to folders: a link to an image inside another class
+    folder would count that image twice, under two labels (a warning names it and the target's class),
+    and a link to an image this class already counts (the image itself, or another link to it) would
+    weigh it double. Links to images outside the class folders (a shared store) are kept, once each.
+    Also returns how many links were left out of each kind."""
+    linked = [p for p in files if p in links]
     if not linked:
         return list(files), 0, 0
     own = real[folder]
-    real_parent = {parent: os.path.realpath(parent) for parent in links_in}  # (one realpath per folder)
-    seen = {os.path.join(real_parent[str(p.parent)], p.name) for p in set(files) - set(linked)}
+    real_parent = {parent: os.path.realpath(parent) for parent in {p.parent for p in files}}  # (one per folder)
+    seen = {os.path.join(real_parent[p.parent], p.name) for p in files if p not in links}
     dropped: set[Path] = set()
     elsewhere = again = 0
     for path in linked:

@@ -151,7 +151,8 @@ def file_problem(path: str | os.PathLike) -> Optional[str]:
 
 
 def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool,
-                prune: Optional[Callable[[str], bool]] = None) -> tuple[list[Path], int, list[OSError], list[Path]]:
+                prune: Optional[Callable[[str], bool]] = None, links: Optional[set[Path]] = None
+                ) -> tuple[list[Path], int, list[OSError], list[Path]]:
     """The files below ``root`` whose suffix (lower-cased) is in ``suffixes``, sorted; how many other
     files there are; the error of each folder that could not be read, whose files are missing from the
     list (callers must say so); and the pipes, sockets and devices (``special_file``), sorted, whatever
@@ -161,7 +162,8 @@ def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool,
     above (``self -> .``, ``up -> ..``) would otherwise list its files again and again, or never end.
     ``prune(folder)``, where given, is asked of each folder below ``root``: where true, that folder is
     not walked (a dataset's class folder leaves out links to the other classes' folders; ``prune`` says
-    why)."""
+    why). ``links``, where given, gets the listed files that are links, told by the listing's file types
+    as the walk meets them (no second listing, no stat per file)."""
     files: list[Path] = []
     special: list[Path] = []
     others = 0
@@ -191,6 +193,8 @@ def files_below(root: Path, suffixes: Collection[str], *, follow_links: bool,
                 special.append(path)
             elif path.suffix.lower() in suffixes:
                 files.append(path)
+                if links is not None and _is_link(entry):
+                    links.add(path)
             else:
                 others += 1
     return sorted(files), others, unreadable, sorted(special)
@@ -225,6 +229,14 @@ def _is_folder(entry: os.DirEntry) -> bool:
     """A folder, or a link to one (as ``os.walk`` sorts them)."""
     try:
         return entry.is_dir()
+    except OSError:
+        return False
+
+
+def _is_link(entry: os.DirEntry) -> bool:
+    """A link; from the listing's file type where it has one."""
+    try:
+        return entry.is_symlink()
     except OSError:
         return False
 

@@ -525,6 +525,100 @@ def test_file_links_within_a_class_or_to_a_shared_store_count_each_image_once(ev
            "once, as a folder reached twice is walked once" in data.notes
 
 
+def test_class_folders_linked_to_one_folder_count_its_images_once(eval_env, tmp_path):
+    """Two class folders that are links to one folder outside the dataset used to count its images
+    under both labels; the first by name keeps them, and the other is left out with a warning naming
+    both class folders and the folder. A class folder that is a link to another class's own folder
+    (whatever the names' order: the folder itself keeps its images, as a file link into another class
+    is left out), to a folder inside another class's, or to the folder holding the class folders is left
+    out the same way. Each warning comes in its class's place, by name, and none says "holds no image
+    files"."""
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    root = tmp_path / "folder"
+    store = tmp_path / "store" / "cats"
+    _jpeg(store / "a.jpg", 10)
+    _jpeg(store / "sub" / "b.jpg", 20)
+    goldfish = _jpeg(root / "goldfish" / "g.jpg", 30).parent
+    os.symlink(store, root / "tiger cat")
+    os.symlink(store, root / "tabby cat")  # the same folder; first by name, so it keeps the images
+    os.symlink(goldfish, root / "axolotl")  # first by name, but goldfish is the folder itself
+    os.symlink(store / "sub", root / "tench")  # inside the folder tabby cat counts
+    os.symlink(".", root / "coho")  # the folder holding the class folders
+    data = build_dataset("imagefolder", entry, root)
+    assert [(Path(s.path).relative_to(root).as_posix(), s.label) for s in data.samples] == [
+        ("goldfish/g.jpg", 1), ("tabby cat/a.jpg", 281), ("tabby cat/sub/b.jpg", 281)]
+    skipped = "; skipped, so its images are not counted again as"
+    assert data.warnings == [
+        f"{root / 'axolotl'}: links to {os.path.realpath(goldfish)}, class folder 'goldfish'{skipped} 'axolotl'",
+        f"{root / 'coho'}: links to {os.path.realpath(root)}, a folder holding the class folders{skipped} 'coho'",
+        f"{root / 'tench'}: links to {os.path.realpath(store / 'sub')}, inside class folder 'tabby cat'"
+        f"{skipped} 'tench'",
+        f"{root / 'tiger cat'}: links to {os.path.realpath(store)}, as class folder 'tabby cat' does"
+        f"{skipped} 'tiger cat'"]
+
+
+def test_imagenet_synset_folders_linked_to_one_folder_are_warned_about_by_eval(cli, eval_env, tmp_path):
+    """The same through ``ssmzoo eval --dataset imagenet``: val/<synset> links to one folder score its
+    images once, under the first synset, and the warning is printed and in --json."""
+    store = tmp_path / "store"
+    _jpeg(store / "a.JPEG", 40)
+    val = tmp_path / "imagenet" / "val"
+    val.mkdir(parents=True)
+    for k in range(2):
+        os.symlink(store, val / IDS[k])
+    out = tmp_path / "ps.csv"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", val.parent, "--workers", "0",
+                "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    assert [(r["path"], r["label_id"]) for r in csv.DictReader(out.open())] == [(str(val / IDS[0] / "a.JPEG"),
+                                                                                  IDS[0])]
+    why = (f"{val / IDS[1]}: links to {os.path.realpath(store)}, as class folder '{IDS[0]}' does; skipped, so "
+           f"its images are not counted again as '{IDS[1]}'")
+    assert json.loads(res.stdout)["warnings"] == [why] and f"warning: {why}" in res.stderr.splitlines()
+
+
+def test_a_class_folder_is_listed_once(eval_env, tmp_path, monkeypatch):
+    """Telling which images are links used to list each folder of images a second time (a class folder
+    may hold thousands); the walk's own listing tells them, so each folder is read once."""
+    entry = load_manifest([eval_env["manifest"]])["groupmamba_evalmini"]
+    root = tmp_path / "folder"
+    store = _jpeg(tmp_path / "store" / "s.jpg", 10)
+    _jpeg(root / "goldfish" / "g.jpg", 30)
+    _jpeg(root / "tabby cat" / "sub" / "t.jpg", 20)
+    os.symlink(store, root / "tabby cat" / "sub" / "shared.jpg")
+    os.symlink(store, root / "tabby cat" / "again.jpg")
+    listed: list[str] = []
+    scandir = os.scandir
+
+    def counted(path=".", *args, **kwargs):
+        listed.append(os.fspath(path))
+        return scandir(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "scandir", counted)
+    data = build_dataset("imagefolder", entry, root)
+    assert [Path(s.path).relative_to(root).as_posix() for s in data.samples] == [
+        "goldfish/g.jpg", "tabby cat/again.jpg", "tabby cat/sub/t.jpg"]  # (sub/shared.jpg: the same image)
+    below = sorted(p for p in listed if Path(p) != root)
+    assert below == sorted(str(root / f) for f in ("goldfish", "tabby cat", "tabby cat/sub"))
+
+
+def test_files_below_names_the_links_it_lists_where_asked(tmp_path):
+    """``links`` gets the listed files that are links (a link to nothing included), as the walk met
+    them; files of other suffixes, and links to folders, are not in it."""
+    from ssmzoo.paths import files_below
+
+    _jpeg(tmp_path / "a" / "real.jpg", 10)
+    os.symlink("real.jpg", tmp_path / "a" / "link.jpg")
+    os.symlink("nowhere.jpg", tmp_path / "a" / "broken.jpg")
+    os.symlink("real.jpg", tmp_path / "a" / "note.txt")
+    os.symlink("a", tmp_path / "b")
+    links: set[Path] = set()
+    files, others, unreadable, special = files_below(tmp_path, {".jpg"}, follow_links=False, links=links)
+    assert files == [tmp_path / "a" / n for n in ("broken.jpg", "link.jpg", "real.jpg")]
+    assert links == {tmp_path / "a" / "broken.jpg", tmp_path / "a" / "link.jpg"}
+    assert (others, unreadable, special) == (1, [], [])
+
+
 def test_a_file_name_that_is_not_utf8_is_evaluated_and_written_readably(cli, eval_env, tmp_path):
     """Such a name used to end the run in a traceback (the item's seed encoded its path as UTF-8), then
     the --per-sample CSV could not be written; the name is shown and written with the byte escaped."""
