@@ -70,13 +70,13 @@ def capture_launch(inputs, config, lookback=False, plane=False, strips=False):
     ``plane``, the strip kernel's with ``strips``): (grid, args, kwargs)."""
     if strips:
         seen = catch_launch(tst, "_group4_strips_kernel", lambda: tst.group_scan_4dir_strips_triton(
-            **inputs, delta_softplus=True, config=config), check=None)
+            **inputs, delta_softplus=True, config=config), check="_check_device")
     elif plane:
         seen = catch_launch(tpl, "_plane_kernel", lambda: tpl.group_scan_4dir_plane_triton(
-            **inputs, delta_softplus=True, config=config), check=None)
+            **inputs, delta_softplus=True, config=config), check="_check_device")
     elif lookback:
         seen = catch_launch(tlb, "_group4_lookback_kernel", lambda: tlb.group_scan_4dir_lookback_triton(
-            **inputs, delta_softplus=True, config=config), check=None)
+            **inputs, delta_softplus=True, config=config), check="_check_device")
     else:
         tile = dict(config or {}, LOOKBACK=0)  # the tile kernel, even where the look-back one is the default
         seen = catch_launch(ts, "_group4_kernel", lambda: ts.group_scan_4dir_triton(

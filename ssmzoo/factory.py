@@ -126,15 +126,19 @@ def build_model(entry: ModelEntry, overrides: Optional[Mapping[str, Override]] =
     from . import models  # noqa: F401  (registers our architectures with timm)
 
     overrides = {k: o for k, o in (overrides or {}).items() if entry.arch_args.get(k, _UNSET) != o.value}
-    kwargs = {"num_classes": entry.num_classes, **entry.arch_args, **{k: o.value for k, o in overrides.items()}}
+    kwargs = {"num_classes": entry.num_classes, **entry.arch_args}
+    protocol_frames = entry.video is not None and kwargs.get("num_frames") is None
+    if protocol_frames:  # built for the protocol's clips (the manifest refuses an arch_args num_frames that differs)
+        kwargs["num_frames"] = entry.video.num_frames
+    kwargs.update((k, o.value) for k, o in overrides.items())
     try:
         model = timm.create_model(entry.architecture, pretrained=False, **kwargs)
     except _BUILD_ERRORS as exc:
         if isinstance(exc, RuntimeError) and "Unknown model" in str(exc):  # (an entry not read from a manifest)
             raise ManifestError(f"{entry.source_file or 'manifest'}: model '{entry.name}', field 'architecture': "
                                 f"{architecture_unregistered(entry.architecture)}") from None
-        if not entry.arch_args and not overrides:  # the architecture's own defaults failed: ssmzoo's bug, whole
-            raise
+        if not entry.arch_args and not overrides and not protocol_frames:  # the architecture's own defaults
+            raise  # failed: ssmzoo's bug, whole
         raise _build_failure(entry, overrides, exc) from exc  # (the constructor's own error, for library users)
     builds_video = bool(getattr(model, "is_video", False))
     if builds_video != entry.is_video:  # (an entry not read from a manifest, which checks this on load)
@@ -168,9 +172,16 @@ def _build_failure(entry: ModelEntry, overrides: Mapping[str, Override], exc: Ex
     blamed = {k: o for k, o in overrides.items() if named(k)}
     options = ", ".join(map(str, (blamed or overrides).values()))
     own = {k: v for k, v in entry.arch_args.items() if k not in overrides}
+    where = f"{entry.source_file or 'manifest'}: model '{entry.name}'"
+    frames = entry.video.num_frames if entry.video is not None else None
+    if (frames is not None and "num_frames" not in overrides and named("num_frames")
+            and own.get("num_frames") in (None, frames)):  # the model was built for the protocol's clips
+        others = {k: v for k, v in own.items() if k != "num_frames" and named(k)}
+        with_args = f" with arch_args {others}" if others else ""
+        return ManifestError(f"{where}, field 'video.num_frames': {entry.architecture} cannot be built for "
+                             f"{frames}-frame clips{with_args} ({cause})")
     if blamed or not own:
         return SsmzooError(f"{entry.name}: {entry.architecture} cannot be built with {options} ({cause})")
-    where = f"{entry.source_file or 'manifest'}: model '{entry.name}'"
     with_options = f" and {options}" if options else ""
     if not overrides or any(named(k) for k in own):
         return ManifestError(f"{where}, field 'arch_args': {entry.architecture} cannot be built with {own}"

@@ -289,6 +289,14 @@ def _parse_entry(name: str, raw: Any, source: str, base_dir: Path) -> ModelEntry
         for key in ("num_frames", "clips", "crops", "short_side", "crop_size"):
             if getattr(video, key) < 1:
                 v.fail(key, "must be >= 1")
+        built_frames = arch_args.get("num_frames")
+        if built_frames is not None and built_frames != video.num_frames:
+            # the model is built for arch_args' clips (classify, eval) or for the protocol's (benchmark),
+            # and a constructor's refusal of the protocol's was blamed on arch_args; agreeing values lose
+            # nothing (the temporal embedding is resampled on load as it would be in the forward)
+            v.fail("num_frames", f"{video.num_frames} contradicts arch_args num_frames {built_frames!r}: the model is "
+                                 f"built for {built_frames!r}-frame clips; make them agree, or leave num_frames "
+                                 "out of arch_args (the model is then built for video.num_frames)")
     elif "video" in top.raw and top.raw["video"] is not None:
         top.fail("video", "only video-classification models take a video protocol")
 

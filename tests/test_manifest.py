@@ -3,6 +3,7 @@
 import filecmp
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -324,6 +325,62 @@ def test_an_input_size_that_contradicts_img_size_is_refused():
                                "input_size out (it follows img_size)")
     agreeing = text.replace("[3, 224, 224]", "[3, 100, 100]")
     assert parse_manifest(agreeing, "aa.yaml")["my"].data.input_size == (3, 100, 100)
+
+
+SMALL_CLIPS = """
+models:
+  my_clips:
+    family: videomamba
+    architecture: videomamba_tiny_video
+    arch_args: {num_frames: 8, kernel_size: 2, depth: 1, embed_dim: 64, img_size: 32}
+    task: video-classification
+    labels: kinetics-400
+    video: {num_frames: 1}
+"""
+
+
+def test_a_video_num_frames_that_contradicts_arch_args_is_refused_naming_the_video_field(cli, tmp_path):
+    # the model was built for arch_args' 8 frames (classify, eval) while benchmark built it for the protocol's 1,
+    # which the constructor refused, blamed on field 'arch_args' with a num_frames the manifest's arch_args lack
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(SMALL_CLIPS)
+    message = (f"{mine}: model 'my_clips', field 'video.num_frames': 1 contradicts arch_args num_frames 8: the model "
+               "is built for 8-frame clips; make them agree, or leave num_frames out of arch_args (the model is then "
+               "built for video.num_frames)")
+    res = cli("--manifest", mine, "info", "my_clips")
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    with pytest.raises(ManifestError) as info:
+        parse_manifest(SMALL_CLIPS.replace("{num_frames: 1}", "{num_frames: 16}"), "aa.yaml")
+    assert "field 'video.num_frames': 16 contradicts arch_args num_frames 8" in str(info.value)
+    assert parse_manifest(SMALL_CLIPS.replace("{num_frames: 1}", "{num_frames: 8}"), "aa.yaml")["my_clips"]
+
+
+def test_a_model_built_for_the_protocols_clips_blames_video_num_frames_when_it_cannot_be_built(cli, tmp_path):
+    # without num_frames in arch_args the model is built for video.num_frames (as benchmark builds it), so a
+    # frame count the constructor refuses is video.num_frames' error: classify crashed with a traceback in the
+    # first forward (a model built for the default 8 frames, fed 1-frame clips), benchmark blamed 'arch_args'
+    from ssmzoo.factory import build_model
+
+    text = SMALL_CLIPS.replace("num_frames: 8, ", "")
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(text)
+    message = (f"{mine}: model 'my_clips', field 'video.num_frames': videomamba_tiny_video cannot be built for "
+               "1-frame clips with arch_args {'kernel_size': 2} (num_frames 1 gives no tubelet of kernel_size 2 "
+               "frames; expected num_frames >= 2)")
+    res = cli("--manifest", mine, "info", "my_clips")
+    assert (res.code, res.stdout, res.stderr) == (1, "", f"error: {message}\n")
+    # as benchmark builds it: the protocol's frames put into arch_args
+    entry = parse_manifest(text, "aa.yaml")["my_clips"]
+    with pytest.raises(ManifestError, match=r"^aa.yaml: model 'my_clips', field 'video.num_frames': "):
+        build_model(replace(entry, arch_args={**entry.arch_args, "num_frames": 1}))
+    # a protocol the model can be built for: the model takes the protocol's clips
+    assert build_model(parse_manifest(text.replace("{num_frames: 1}", "{num_frames: 4}"), "aa.yaml")["my_clips"]
+                       ).num_frames == 4
+
+
+def test_packaged_video_entries_build_their_models_for_the_protocols_frames():
+    entries = [e for e in load_manifest().values() if e.video is not None]
+    assert entries and all(e.arch_args.get("num_frames") in (None, e.video.num_frames) for e in entries)
 
 
 def test_packaged_entries_give_input_size_and_img_size_that_agree():

@@ -835,8 +835,10 @@ def test_plane_kernel_runs_must_be_a_power_of_2():
             plane_config(87, 14, 14, dict(RUNS=runs))
 
 
-def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():
+def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous(monkeypatch):
     from ssmzoo.ops.triton_plane import group_scan_4dir_plane_triton
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # past the device check (CPU tensors); no launch follows
 
     u = torch.randn(1, 4, 3, 5, 9)[..., :6]  # rows 9 apart, 6 long
     Bm = torch.randn(1, 4, 1, 5, 6)
@@ -844,8 +846,10 @@ def test_plane_kernel_refuses_maps_whose_planes_are_not_contiguous():
         group_scan_4dir_plane_triton(u, u, -torch.ones(4, 3, 1), Bm, Bm)
 
 
-def test_strip_kernel_refuses_maps_whose_planes_are_not_contiguous():
+def test_strip_kernel_refuses_maps_whose_planes_are_not_contiguous(monkeypatch):
     from ssmzoo.ops.triton_strips import group_scan_4dir_strips_triton
+
+    monkeypatch.setenv("TRITON_INTERPRET", "1")  # past the device check (CPU tensors); no launch follows
 
     u = torch.randn(1, 5, 6, 4, 3).permute(0, 3, 4, 1, 2)  # channels-last
     Bm = torch.randn(1, 4, 1, 5, 6)

@@ -1,4 +1,5 @@
-"""The Triton scans' public entry points check their arguments as the dispatcher does.
+"""The Triton scans' public entry points (and the group scans' references) check their arguments as
+the dispatcher does.
 
 A wrong shape, a non-floating-point dtype, a tensor on another device, a non-tensor or an ``out`` of
 the wrong shape is a ValueError / TypeError naming the entry point and the argument, raised before
@@ -51,7 +52,11 @@ def norm_gate_args(gen: torch.Generator, b: int = 2, d: int = 5, H: int = 3, W: 
 
 def _entry_points() -> dict[str, tuple[Callable, Callable[[torch.Generator], dict]]]:
     from ssmzoo.ops import triton_bimamba as tb
+    from ssmzoo.ops import triton_lookback as tlb
+    from ssmzoo.ops import triton_plane as tpl
     from ssmzoo.ops import triton_scan as ts
+    from ssmzoo.ops import triton_seq as tsq
+    from ssmzoo.ops import triton_strips as tst
 
     return {
         "selective_scan_triton": (ts.selective_scan_triton, scan_args),
@@ -60,12 +65,25 @@ def _entry_points() -> dict[str, tuple[Callable, Callable[[torch.Generator], dic
         "bimamba_scan_split_triton": (tb.bimamba_scan_split_triton, bimamba_args),
         "group_scan_4dir_triton": (ts.group_scan_4dir_triton, group_args),
         "group_scan_4dir_norm_gate_triton": (ts.group_scan_4dir_norm_gate_triton, norm_gate_args),
+        "group_scan_4dir_lookback_triton": (tlb.group_scan_4dir_lookback_triton, group_args),
+        "group_scan_4dir_plane_triton": (tpl.group_scan_4dir_plane_triton, group_args),
+        "group_scan_4dir_seq_triton": (tsq.group_scan_4dir_seq_triton, group_args),
+        "group_scan_4dir_strips_triton": (tst.group_scan_4dir_strips_triton, group_args),
+        "group_scan_4dir_ref": (ts.group_scan_4dir_ref, group_args),
+        "group_scan_4dir_norm_gate_ref": (ts.group_scan_4dir_norm_gate_ref, norm_gate_args),
     }
 
 
 SEQ_ENTRIES = ["selective_scan_triton", "bimamba_scan_triton", "bimamba_scan_seq_triton", "bimamba_scan_split_triton"]
 BIMAMBA_ENTRIES = SEQ_ENTRIES[1:]
-GROUP_ENTRIES = ["group_scan_4dir_triton", "group_scan_4dir_norm_gate_triton"]
+# the kernels behind group_scan_4dir_triton, each public too (d_state 1)
+GROUP_KERNEL_ENTRIES = ["group_scan_4dir_lookback_triton", "group_scan_4dir_plane_triton",
+                        "group_scan_4dir_seq_triton", "group_scan_4dir_strips_triton"]
+GROUP_TRITON_ENTRIES = ["group_scan_4dir_triton", "group_scan_4dir_norm_gate_triton"] + GROUP_KERNEL_ENTRIES
+GROUP_REF_ENTRIES = ["group_scan_4dir_ref", "group_scan_4dir_norm_gate_ref"]  # (no out, any device)
+GROUP_ENTRIES = GROUP_TRITON_ENTRIES + GROUP_REF_ENTRIES
+NORM_GATE_ENTRIES = ["group_scan_4dir_norm_gate_triton", "group_scan_4dir_norm_gate_ref"]
+TRITON_ENTRIES = SEQ_ENTRIES + GROUP_TRITON_ENTRIES
 ALL_ENTRIES = SEQ_ENTRIES + GROUP_ENTRIES
 
 
@@ -78,7 +96,7 @@ def _call(entry: str, change: dict) -> None:
 
 def _replace(entry: str, arg: str, how: Callable[[torch.Tensor], object]) -> dict:
     args = _entry_points()[entry][1](torch.Generator().manual_seed(1))
-    return {arg: how(args[arg])}
+    return {arg: how(args.get(arg))}
 
 
 # (entry points, argument, replacement, exception, message after "<entry>: ")
@@ -109,10 +127,12 @@ SHAPE_CASES = [
     (GROUP_ENTRIES, "C", lambda t: torch.cat([t, t], 2), ValueError, r"C has shape \(2, 4, 2, \d, \d\)"),
     (GROUP_ENTRIES, "D", lambda t: t.flatten(), ValueError, r"D has shape \(\d+,\); expected \(4, \d\) = \(4, d\)"),
     (GROUP_ENTRIES, "delta_bias", lambda t: t[:, :-1], ValueError, r"delta_bias has shape \(4, \d\); expected"),
-    (GROUP_ENTRIES, "out", lambda t: torch.empty(2, 4, 1, 1, 1), ValueError, r"out has shape \(2, 4, 1, 1, 1\)"),
-    (["group_scan_4dir_norm_gate_triton"], "z", lambda t: t[..., :-1], ValueError, r"z has shape .*; expected u's"),
-    (["group_scan_4dir_norm_gate_triton"], "norm_bias", lambda t: t[:2], ValueError,
-     r"norm_bias has shape \(2, 5\); expected \(4, 5\)"),
+    (GROUP_TRITON_ENTRIES, "out", lambda t: torch.empty(2, 4, 1, 1, 1), ValueError,
+     r"out has shape \(2, 4, 1, 1, 1\)"),
+    (NORM_GATE_ENTRIES, "z", lambda t: t[..., :-1], ValueError, r"z has shape .*; expected u's"),
+    (NORM_GATE_ENTRIES, "norm_bias", lambda t: t[:2], ValueError, r"norm_bias has shape \(2, 5\); expected \(4, 5\)"),
+    (NORM_GATE_ENTRIES, "out_proj", lambda t: torch.zeros(4, 5, 4), ValueError,
+     r"out_proj has shape \(4, 5, 4\); expected \(4, 5, 5\) = \(4, d, d\)"),
 ]
 TYPE_CASES = [
     (ALL_ENTRIES, "u", lambda t: t.to(torch.int64), TypeError, r"u has dtype torch.int64; expected a floating-point"),
@@ -120,18 +140,58 @@ TYPE_CASES = [
     (ALL_ENTRIES, "D", lambda t: 1.0, TypeError, r"D must be a torch.Tensor, got float"),
     (ALL_ENTRIES, "A", lambda t: t.to(torch.complex64), TypeError, r"A has dtype torch.complex64"),
     (BIMAMBA_ENTRIES, "C_b", lambda t: t > 0, TypeError, r"C_b has dtype torch.bool"),
-    (["group_scan_4dir_norm_gate_triton"], "norm_weight", lambda t: t.half().to(torch.int32), TypeError,
+    (NORM_GATE_ENTRIES, "norm_weight", lambda t: t.half().to(torch.int32), TypeError,
      r"norm_weight has dtype torch.int32"),
 ]
 # CPU is the only real device here: a meta tensor stands for "another device"
 DEVICE_CASES = [
     (ALL_ENTRIES, "C", lambda t: t.to("meta"), ValueError, r"C is on meta; expected u's device cpu"),
     (ALL_ENTRIES, "delta_bias", lambda t: t.to("meta"), ValueError, r"delta_bias is on meta; expected u's device"),
-    (ALL_ENTRIES, "out", lambda t: torch.empty(0, device="meta"), ValueError, r"out is on meta; expected"),
+    (TRITON_ENTRIES, "out", lambda t: torch.empty(0, device="meta"), ValueError, r"out is on meta; expected"),
     (BIMAMBA_ENTRIES, "u_b", lambda t: t.to("meta"), ValueError, r"u_b is on meta; expected u's device cpu"),
     (BIMAMBA_ENTRIES, "A_b", lambda t: t.to("meta"), ValueError, r"A_b is on meta; expected u_b's device cpu"),
     (SEQ_ENTRIES, "z", lambda t: t.to("meta"), ValueError, r"z is on meta"),
-    (["group_scan_4dir_norm_gate_triton"], "z", lambda t: t.to("meta"), ValueError, r"z is on meta; expected"),
+    (NORM_GATE_ENTRIES, "z", lambda t: t.to("meta"), ValueError, r"z is on meta; expected"),
+]
+
+
+def _d_state_2(entry: str) -> dict:
+    args = _entry_points()[entry][1](torch.Generator().manual_seed(1))
+    return dict(A=torch.cat([args["A"]] * 2, 2), B=torch.cat([args["B"]] * 2, 2), C=torch.cat([args["C"]] * 2, 2))
+
+
+def _norm_gate(entry: str, **change) -> dict:
+    """The lane-per-channel and look-back kernels' norm-gate epilogue: ``norm_gate`` (norm_weight,
+    norm_bias, eps, z) with ``change`` applied."""
+    args = norm_gate_args(torch.Generator().manual_seed(1), d=3, H=5, W=3)
+    parts = dict(norm_weight=args["norm_weight"], norm_bias=args["norm_bias"], eps=args["eps"], z=args["z"])
+    parts.update(change)
+    return dict(norm_gate=tuple(parts.values()))
+
+
+KERNEL_NAMES = {"group_scan_4dir_lookback_triton": "look-back kernel", "group_scan_4dir_plane_triton": "plane kernel",
+                "group_scan_4dir_seq_triton": "lane-per-channel scan", "group_scan_4dir_strips_triton": "strip kernel"}
+# (entry points, change to the arguments, exception, message after "<entry>: ")
+CALL_CASES = [
+    (GROUP_KERNEL_ENTRIES, _d_state_2, ValueError,
+     "A has shape \\(4, 3, 2\\); the {kernel} takes d_state 1: \\(4, d, 1\\)"),
+    (["group_scan_4dir_lookback_triton", "group_scan_4dir_seq_triton"],
+     lambda entry: _norm_gate(entry, z=torch.zeros(2, 4, 3, 5, 2)), ValueError,
+     r"z has shape \(2, 4, 3, 5, 2\); expected u's shape \(2, 4, 3, 5, 3\)"),
+    (["group_scan_4dir_lookback_triton", "group_scan_4dir_seq_triton"],
+     lambda entry: _norm_gate(entry, norm_weight=torch.ones(4, 3, dtype=torch.int64)), TypeError,
+     r"norm_weight has dtype torch.int64"),
+    (["group_scan_4dir_lookback_triton", "group_scan_4dir_seq_triton"],
+     lambda entry: dict(norm_gate=(torch.ones(4, 3), torch.zeros(4, 3))), TypeError,
+     r"norm_gate must be \(norm_weight, norm_bias, eps, z\), got tuple of 2"),
+    (NORM_GATE_ENTRIES, lambda entry: dict(delta=None, B=None, C=None, x_proj=torch.zeros(4, 5, 5)), ValueError,
+     r"x_proj has shape \(4, 5, 5\); expected \(4, 7, 5\) = \(4, d \+ 2, d\)"),
+    (["group_scan_4dir_lookback_triton"], lambda entry: dict(_norm_gate(entry), x_proj=torch.zeros(4, 5, 3)),
+     ValueError, r"pass either delta, B and C or x_proj"),
+    (["group_scan_4dir_lookback_triton"], lambda entry: dict(delta=None, B=None, C=None, x_proj=torch.zeros(4, 5, 3)),
+     ValueError, r"x_proj / out_proj in the scan need the norm-gate epilogue: pass norm_gate"),
+    (["group_scan_4dir_lookback_triton"], lambda entry: dict(_norm_gate(entry), delta=None), TypeError,
+     r"delta must be a torch.Tensor, got NoneType"),  # (no x_proj to compute it from)
 ]
 
 
@@ -147,7 +207,16 @@ def test_a_bad_argument_is_an_error_naming_the_entry_point_and_the_argument(entr
         _call(entry, change)
 
 
-@pytest.mark.parametrize("entry", ALL_ENTRIES)
+@pytest.mark.parametrize("entry,change,exc,message", [
+    pytest.param(entry, change, exc, message, id=f"{entry}-{i}")
+    for i, (entries, change, exc, message) in enumerate(CALL_CASES) for entry in entries])
+def test_a_bad_call_is_an_error_naming_the_entry_point(entry, change, exc, message):
+    message = message.format(kernel=KERNEL_NAMES.get(entry, ""))
+    with pytest.raises(exc, match=f"^{entry}: {message}"):
+        _call(entry, change(entry))
+
+
+@pytest.mark.parametrize("entry", TRITON_ENTRIES)
 def test_cpu_tensors_without_the_interpreter_are_refused_after_the_checks(entry, monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="needs CUDA tensors"):
@@ -167,6 +236,28 @@ def test_the_dispatcher_runs_the_unchecked_kernel_after_its_own_checks():
     assert "check_scan_args" in ts.selective_scan_triton.__code__.co_names
 
 
+def test_the_group_dispatchers_run_the_unchecked_kernels_after_their_own_checks():
+    """``group_scan_4dir_triton`` and ``group_scan_4dir_norm_gate_triton`` (the models' scans) check
+    once and run the ``_group_scan_4dir_*_triton`` kernels, which do not check again; the public
+    ``group_scan_4dir_*_triton`` kernels check."""
+    from ssmzoo.ops import triton_lookback as tlb
+    from ssmzoo.ops import triton_plane as tpl
+    from ssmzoo.ops import triton_scan as ts
+    from ssmzoo.ops import triton_seq as tsq
+    from ssmzoo.ops import triton_strips as tst
+
+    checks = {"check_group_scan_args", "_check_group_kernel_args", "_check_norm_gate_args", "_check_out"}
+    calls = {"group_scan_4dir_triton": ("lookback", "plane", "seq", "strips"),
+             "group_scan_4dir_norm_gate_triton": ("lookback", "seq")}
+    for dispatcher, kinds in calls.items():
+        names = set(getattr(ts, dispatcher).__code__.co_names)
+        for kind in kinds:
+            assert f"_group_scan_4dir_{kind}_triton" in names and f"group_scan_4dir_{kind}_triton" not in names
+    for module, kind in ((tlb, "lookback"), (tpl, "plane"), (tsq, "seq"), (tst, "strips")):
+        assert not checks & set(getattr(module, f"_group_scan_4dir_{kind}_triton").__code__.co_names), kind
+        assert "_check_group_kernel_args" in getattr(module, f"group_scan_4dir_{kind}_triton").__code__.co_names
+
+
 # ---------------------------------------------------------------------------------------------
 # Correct calls on small odd shapes, under the interpreter
 # ---------------------------------------------------------------------------------------------
@@ -183,7 +274,11 @@ def _check_correct_calls(seed: int) -> dict:
     """Relative error of each entry point against its float64 reference (outputs pre-filled with NaN)."""
     from ssmzoo.ops import selective_scan_ref
     from ssmzoo.ops import triton_bimamba as tb
+    from ssmzoo.ops import triton_lookback as tlb
+    from ssmzoo.ops import triton_plane as tpl
     from ssmzoo.ops import triton_scan as ts
+    from ssmzoo.ops import triton_seq as tsq
+    from ssmzoo.ops import triton_strips as tst
 
     gen = torch.Generator().manual_seed(seed)
     errors = {}
@@ -206,8 +301,21 @@ def _check_correct_calls(seed: int) -> dict:
     errors["bimamba_scan_split_triton"] = _rel(tb.bimamba_scan_split_triton(**bim, delta_softplus=True,
                                                                             config=dict(SEG=4)), ref)
     g = group_args(gen, b=1, d=3, H=5, W=3)
-    errors["group_scan_4dir_triton"] = _rel(ts.group_scan_4dir_triton(**g, delta_softplus=True),
-                                            ts.group_scan_4dir_ref(**_f64(g), delta_softplus=True))
+    ref = ts.group_scan_4dir_ref(**_f64(g), delta_softplus=True)
+    errors["group_scan_4dir_triton"] = _rel(ts.group_scan_4dir_triton(**g, delta_softplus=True), ref)
+    for name, fn in (("group_scan_4dir_lookback_triton", tlb.group_scan_4dir_lookback_triton),
+                     ("group_scan_4dir_plane_triton", tpl.group_scan_4dir_plane_triton),
+                     ("group_scan_4dir_seq_triton", tsq.group_scan_4dir_seq_triton),
+                     ("group_scan_4dir_strips_triton", tst.group_scan_4dir_strips_triton)):
+        out = torch.full_like(g["u"], float("nan"))
+        y = fn(**g, delta_softplus=True, out=out)
+        errors[name] = _rel(y, ref) if y is out else float("inf")
+    gn = norm_gate_args(gen, b=1, d=3, H=5, W=3)
+    ref = ts.group_scan_4dir_norm_gate_ref(**_f64(gn))
+    gate = tuple(gn.pop(k) for k in ("norm_weight", "norm_bias", "eps", "z"))
+    for name, fn in (("group_scan_4dir_lookback_triton_norm_gate", tlb.group_scan_4dir_lookback_triton),
+                     ("group_scan_4dir_seq_triton_norm_gate", tsq.group_scan_4dir_seq_triton)):
+        errors[name] = _rel(fn(**gn, norm_gate=gate), ref)
     ng = norm_gate_args(gen, b=1, d=5, H=3, W=5)
     errors["group_scan_4dir_norm_gate_triton"] = _rel(ts.group_scan_4dir_norm_gate_triton(**ng),
                                                       ts.group_scan_4dir_norm_gate_ref(**_f64(ng)))
@@ -219,7 +327,10 @@ def test_correct_calls_on_small_odd_shapes_still_match_the_references():
     assert "error" not in errors, errors.get("error")
     assert set(errors) == {"selective_scan_triton", "_selective_scan_triton", "selective_scan_triton_grouped_bc",
                            "bimamba_scan_triton", "bimamba_scan_seq_triton", "bimamba_scan_split_triton",
-                           "group_scan_4dir_triton", "group_scan_4dir_norm_gate_triton"}, errors
+                           "group_scan_4dir_triton", "group_scan_4dir_norm_gate_triton",
+                           "group_scan_4dir_lookback_triton", "group_scan_4dir_plane_triton",
+                           "group_scan_4dir_seq_triton", "group_scan_4dir_strips_triton",
+                           "group_scan_4dir_lookback_triton_norm_gate", "group_scan_4dir_seq_triton_norm_gate"}, errors
     assert max(errors.values()) < 1e-5, errors
 
 

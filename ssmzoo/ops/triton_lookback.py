@@ -57,7 +57,8 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import _combine, _interpreting, _params, _pow2, _step_delta, _updated_config
+from .triton_scan import (_check_device, _check_group_kernel_args, _check_norm_gate_args, _combine, _interpreting,
+                          _params, _pow2, _step_delta, _updated_config)
 
 __all__ = ["group_scan_4dir_lookback_triton", "lookback_config", "lookback_default", "projections_fit"]
 
@@ -335,7 +336,41 @@ def group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tenso
     ``x_proj`` (4, d + 2, d), with ``norm_gate`` only: delta, B and C (then None) are computed from u
     in the kernel (rows: delta with dt_proj folded in, B, C; used in u's dtype, as a GEMM would).
     ``out_proj`` (4, d, d), likewise: the output is each group's out_proj of the gated y (the weight in
-    the output's dtype)."""
+    the output's dtype).
+
+    Arguments checked as ``group_scan_4dir_triton`` checks them (``check_group_scan_args``, ``out`` too)
+    and d_state 1, ``norm_gate`` as ``group_scan_4dir_norm_gate_triton`` checks it, each mistake a
+    ValueError / TypeError naming the argument; ``group_scan_4dir_triton`` and
+    ``group_scan_4dir_norm_gate_triton`` run ``_group_scan_4dir_lookback_triton``, which skips the checks they have made."""
+    name = "group_scan_4dir_lookback_triton"
+    _check_group_kernel_args(name, "look-back kernel", u, delta, A, B, C, D, delta_bias, out,
+                             operands_optional=x_proj is not None)
+    if norm_gate is not None:
+        norm_weight, norm_bias, _, z = _norm_gate_tuple(name, norm_gate)
+        _check_norm_gate_args(name, u, delta, B, C, norm_weight, norm_bias, z, x_proj, out_proj)
+    elif x_proj is not None or out_proj is not None:
+        raise ValueError(f"{name}: x_proj / out_proj in the scan need the norm-gate epilogue: pass norm_gate")
+    _check_device(u)
+    return _group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out, config=config,
+                                            norm_gate=norm_gate, x_proj=x_proj, out_proj=out_proj)
+
+
+def _norm_gate_tuple(name: str, norm_gate: object) -> tuple:
+    """``norm_gate`` = (norm_weight, norm_bias, eps, z), or a TypeError naming it."""
+    if not isinstance(norm_gate, (tuple, list)) or len(norm_gate) != 4:
+        raise TypeError(f"{name}: norm_gate must be (norm_weight, norm_bias, eps, z), got {type(norm_gate).__name__}"
+                        + (f" of {len(norm_gate)}" if isinstance(norm_gate, (tuple, list)) else ""))
+    return tuple(norm_gate)
+
+
+def _group_scan_4dir_lookback_triton(u: Tensor, delta: Optional[Tensor], A: Tensor, B: Optional[Tensor],
+                                     C: Optional[Tensor], D: Optional[Tensor] = None,
+                                     delta_bias: Optional[Tensor] = None, delta_softplus: bool = True, *,
+                                     out: Optional[Tensor] = None, config: Optional[dict] = None,
+                                     norm_gate: Optional[tuple] = None, x_proj: Optional[Tensor] = None,
+                                     out_proj: Optional[Tensor] = None) -> Tensor:
+    """``group_scan_4dir_lookback_triton`` on arguments already checked (by ``group_scan_4dir_triton`` or
+    ``group_scan_4dir_norm_gate_triton``)."""
     batch, groups, dim_g, H, W = u.shape
     if groups != 4 or (B is not None and B.shape[2] != 1):
         raise ValueError("the look-back kernel takes 4 groups and d_state 1")

@@ -41,8 +41,8 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_scan import (_align, _combine, _combine_x, _flat_ok, _load01, _params, _pow2, _step_delta, _store01,
-                          _updated_config)
+from .triton_scan import (_align, _check_device, _check_group_kernel_args, _combine, _combine_x, _flat_ok, _load01,
+                          _params, _pow2, _step_delta, _store01, _updated_config)
 
 __all__ = ["group_scan_4dir_plane_triton", "plane_config", "plane_default"]
 
@@ -303,7 +303,22 @@ def group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor,
                                  D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                                  delta_softplus: bool = True, *, out: Optional[Tensor] = None,
                                  config: Optional[dict] = None) -> Tensor:
-    """``group_scan_4dir_triton``'s function and signature (d_state 1, contiguous planes)."""
+    """``group_scan_4dir_triton``'s function and signature (d_state 1, contiguous planes).
+
+    Arguments checked as ``group_scan_4dir_triton`` checks them (``check_group_scan_args``, ``out`` too)
+    and d_state 1, each mistake a ValueError / TypeError naming the argument; ``group_scan_4dir_triton``
+    runs ``_group_scan_4dir_plane_triton``, which skips the checks it has made."""
+    name = "group_scan_4dir_plane_triton"
+    _check_group_kernel_args(name, "plane kernel", u, delta, A, B, C, D, delta_bias, out)
+    _check_device(u)
+    return _group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out, config=config)
+
+
+def _group_scan_4dir_plane_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                  D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                                  delta_softplus: bool = True, *, out: Optional[Tensor] = None,
+                                  config: Optional[dict] = None) -> Tensor:
+    """``group_scan_4dir_plane_triton`` on arguments already checked (by ``group_scan_4dir_triton``)."""
     batch, groups, dim_g, H, W = u.shape
     y = out if out is not None else torch.empty_like(u)
     if groups != 4 or B.shape[2] != 1:

@@ -1140,6 +1140,42 @@ def _check_out(name: str, out: Optional[Tensor], u: Tensor) -> None:
         raise ValueError(f"{name}: out has shape {tuple(out.shape)}; expected u's shape {tuple(u.shape)}")
 
 
+def _check_group_kernel_args(name: str, kernel: str, u: Tensor, delta: Optional[Tensor], A: Tensor,
+                             B: Optional[Tensor], C: Optional[Tensor], D: Optional[Tensor],
+                             delta_bias: Optional[Tensor], out: Optional[Tensor], *,
+                             operands_optional: bool = False) -> None:
+    """The checks of a 4-direction kernel's public entry point (``group_scan_4dir_lookback_triton``...):
+    ``check_group_scan_args``, ``out`` (``_check_out``) and d_state 1 (A (4, d, 1)), the ``kernel``
+    named in that message; the device check (``_check_device``) is the caller's. ``group_scan_4dir_triton``
+    and ``group_scan_4dir_norm_gate_triton``, which have made these checks, run the unchecked
+    ``_group_scan_4dir_*_triton`` functions."""
+    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name=name, operands_optional=operands_optional)
+    _check_out(name, out, u)
+    if A.shape[2] != 1:
+        raise ValueError(f"{name}: A has shape {tuple(A.shape)}; the {kernel} takes d_state 1: (4, d, 1)")
+
+
+def _check_norm_gate_args(name: str, u: Tensor, delta: Optional[Tensor], B: Optional[Tensor],
+                          C: Optional[Tensor], norm_weight: Tensor, norm_bias: Tensor, z: Tensor,
+                          x_proj: Optional[Tensor] = None, out_proj: Optional[Tensor] = None) -> None:
+    """The norm-gate epilogue's arguments (``group_scan_4dir_norm_gate_triton``'s docstring), u, delta,
+    B and C having been checked by ``check_group_scan_args``: ValueError / TypeError naming the argument."""
+    check_tensor_args(name, ("norm_weight", "norm_bias", "z", "x_proj", "out_proj"),
+                      (norm_weight, norm_bias, z, x_proj, out_proj), ("x_proj", "out_proj"), device=u.device)
+    if (x_proj is None) == (delta is None or B is None or C is None):
+        raise ValueError(f"{name}: pass either delta, B and C or x_proj")
+    dim_g = u.shape[2]
+    for arg, value in (("norm_weight", norm_weight), ("norm_bias", norm_bias)):
+        if value.shape != (4, dim_g):
+            raise ValueError(f"{name}: {arg} has shape {tuple(value.shape)}; expected (4, {dim_g}) = (4, d)")
+    if z.shape != u.shape:
+        raise ValueError(f"{name}: z has shape {tuple(z.shape)}; expected u's shape {tuple(u.shape)}")
+    for arg, value, expected in (("x_proj", x_proj, (4, dim_g + 2, dim_g)), ("out_proj", out_proj, (4, dim_g, dim_g))):
+        if value is not None and value.shape != expected:
+            what = "(4, d + 2, d)" if arg == "x_proj" else "(4, d, d)"
+            raise ValueError(f"{name}: {arg} has shape {tuple(value.shape)}; expected {expected} = {what}")
+
+
 def _interpreting() -> bool:
     import os
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
@@ -1469,10 +1505,11 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
     batch, groups, dim_g, H, W = u.shape
     n_state = B.shape[2]
     y = out if out is not None else torch.empty_like(u)
-    from .triton_lookback import group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
-    from .triton_plane import _plane_ok, group_scan_4dir_plane_triton, plane_default
-    from .triton_seq import group_scan_4dir_seq_triton, seq_default
-    from .triton_strips import group_scan_4dir_strips_triton
+    # the unchecked kernels: the arguments are checked above
+    from .triton_lookback import _group_scan_4dir_lookback_triton, lookback_default  # (they import this module)
+    from .triton_plane import _group_scan_4dir_plane_triton, _plane_ok, plane_default
+    from .triton_seq import _group_scan_4dir_seq_triton, seq_default
+    from .triton_strips import _group_scan_4dir_strips_triton
 
     def chosen(key: str, default) -> bool:
         return _kernel_chosen(config, key, default)
@@ -1482,19 +1519,19 @@ def group_scan_4dir_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Te
                          "pass LOOKBACK=1 with it")
     if chosen("SEQ", lambda: seq_default(u, n_state)):
         # a lane per channel walking the whole sequence (ssmzoo/ops/triton_seq.py): small channels-last maps
-        return group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config)
+        return _group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config)
     if chosen("STRIPS", lambda: False):
         # strips of channel-first planes scanned at once, states folded across strips (triton_strips.py)
-        return group_scan_4dir_strips_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
-                                             config=config)
+        return _group_scan_4dir_strips_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                              config=config)
     if chosen("PLANE", lambda: plane_default(u, delta, B, C, y, n_state)):
         # whole planes per program (ssmzoo/ops/triton_plane.py): channel-first maps up to 16 x 16
-        return group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
-                                            config=config)
+        return _group_scan_4dir_plane_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                             config=config)
     if chosen("LOOKBACK", lambda: lookback_default(u, n_state)):
         # single-pass chained scan (ssmzoo/ops/triton_lookback.py)
-        return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
-                                               config=config)
+        return _group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                                config=config)
     A_, D_, bias_ = _params(A, D, delta_bias, 4 * dim_g)
     flat = all(_flat_ok(t, H, W) for t in (u, delta, B, C, y))
     cfg = _group_config(u, (delta, y), flat, config)
@@ -1552,36 +1589,26 @@ def group_scan_4dir_norm_gate_triton(u: Tensor, delta: Optional[Tensor], A: Tens
     ``out_proj`` (4, d, d): and what follows: the result is each group's out_proj of the gated y
     (rounded to z's dtype as a GEMM's input, the weight in z's dtype, float32 accumulation).
 
-    The scan's arguments are checked by ``check_group_scan_args``, the others here (ValueError /
-    TypeError naming the argument); the look-back kernel checks x_proj's and out_proj's shapes."""
+    The scan's arguments are checked by ``check_group_scan_args``, the others (x_proj's and out_proj's
+    shapes too) by ``_check_norm_gate_args`` (ValueError / TypeError naming the argument)."""
     name = "group_scan_4dir_norm_gate_triton"
-    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name=name, operands_optional=True)
-    check_tensor_args(name, ("norm_weight", "norm_bias", "z", "x_proj", "out_proj"),
-                      (norm_weight, norm_bias, z, x_proj, out_proj), ("x_proj", "out_proj"), device=u.device)
-    _check_out(name, out, u)
-    if A.shape[2] != 1:
-        raise ValueError(f"{name}: A has shape {tuple(A.shape)}; the fused norm-gate scan takes d_state 1: (4, d, 1)")
-    if (x_proj is None) == (delta is None or B is None or C is None):
-        raise ValueError(f"{name}: pass either delta, B and C or x_proj")
-    for arg, value in (("norm_weight", norm_weight), ("norm_bias", norm_bias)):
-        if value.shape != (4, u.shape[2]):
-            raise ValueError(f"{name}: {arg} has shape {tuple(value.shape)}; expected (4, {u.shape[2]}) = (4, d)")
-    if z.shape != u.shape:
-        raise ValueError(f"{name}: z has shape {tuple(z.shape)}; expected u's shape {tuple(u.shape)}")
+    _check_group_kernel_args(name, "fused norm-gate scan", u, delta, A, B, C, D, delta_bias, out,
+                             operands_optional=True)
+    _check_norm_gate_args(name, u, delta, B, C, norm_weight, norm_bias, z, x_proj, out_proj)
     _check_device(u)
-    from .triton_lookback import group_scan_4dir_lookback_triton  # (it imports this module)
-    from .triton_seq import group_scan_4dir_seq_triton, seq_default
+    from .triton_lookback import _group_scan_4dir_lookback_triton  # (it imports this module)
+    from .triton_seq import _group_scan_4dir_seq_triton, seq_default
 
     y = out if out is not None else torch.empty_like(u, dtype=z.dtype)
     projections = x_proj is not None or out_proj is not None
     if _kernel_chosen(config, "SEQ", lambda: not projections and seq_default(u, 1)):
         if projections:
             raise ValueError("x_proj / out_proj in the scan exist in the look-back kernel only (drop SEQ)")
-        return group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config,
-                                          norm_gate=(norm_weight, norm_bias, eps, z))
-    return group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
-                                           config=config, norm_gate=(norm_weight, norm_bias, eps, z), x_proj=x_proj,
-                                           out_proj=out_proj)
+        return _group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y, config=config,
+                                           norm_gate=(norm_weight, norm_bias, eps, z))
+    return _group_scan_4dir_lookback_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=y,
+                                            config=config, norm_gate=(norm_weight, norm_bias, eps, z), x_proj=x_proj,
+                                            out_proj=out_proj)
 
 
 def x_proj_operands(u: Tensor, x_proj: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -1600,7 +1627,9 @@ def x_proj_operands(u: Tensor, x_proj: Tensor) -> tuple[Tensor, Tensor, Tensor]:
 def group_scan_4dir_ref(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
                         D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
                         delta_softplus: bool = True, scan_fn=selective_scan_ref) -> Tensor:
-    """The 4-direction group scan with explicit reorder copies around ``scan_fn`` (float64 by default)."""
+    """The 4-direction group scan with explicit reorder copies around ``scan_fn`` (float64 by default).
+    Arguments checked by ``check_group_scan_args`` (ValueError / TypeError naming the argument)."""
+    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name="group_scan_4dir_ref")
     batch, groups, dim_g, H, W = u.shape
     ys = []
     for k in range(groups):
@@ -1619,7 +1648,13 @@ def group_scan_4dir_norm_gate_ref(u: Tensor, delta: Optional[Tensor], A: Tensor,
                                   scan_fn=selective_scan_ref) -> Tensor:
     """``group_norm_gate`` of ``group_scan_4dir_ref``'s y (float64 inputs: float64 throughout); with
     ``x_proj``, delta, B and C from ``x_proj_operands``; with ``out_proj``, each group's out_proj of
-    that (weight rounded to z's dtype, accumulated in float32 / float64, rounded once)."""
+    that (weight rounded to z's dtype, accumulated in float32 / float64, rounded once). Arguments
+    checked as ``group_scan_4dir_norm_gate_triton`` checks them (any d_state without x_proj)."""
+    name = "group_scan_4dir_norm_gate_ref"
+    check_group_scan_args(u, delta, A, B, C, D, delta_bias, name=name, operands_optional=x_proj is not None)
+    _check_norm_gate_args(name, u, delta, B, C, norm_weight, norm_bias, z, x_proj, out_proj)
+    if x_proj is not None and A.shape[2] != 1:
+        raise ValueError(f"{name}: A has shape {tuple(A.shape)}; x_proj computes d_state 1: (4, d, 1)")
     if x_proj is not None:
         delta, B, C = x_proj_operands(u, x_proj)
     y = group_scan_4dir_ref(u, delta, A, B, C, D, delta_bias, delta_softplus, scan_fn=scan_fn)

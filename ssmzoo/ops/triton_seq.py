@@ -37,8 +37,9 @@ from torch import Tensor
 import triton
 import triton.language as tl
 
-from .triton_lookback import _norm_gate, _segment_tile, norm_gate_operands
-from .triton_scan import _params, _pow2, _step_delta, _updated_config
+from .triton_lookback import _norm_gate, _norm_gate_tuple, _segment_tile, norm_gate_operands
+from .triton_scan import (_check_device, _check_group_kernel_args, _check_norm_gate_args, _params, _pow2, _step_delta,
+                          _updated_config)
 
 __all__ = ["group_scan_4dir_seq_triton", "seq_config", "seq_default"]
 
@@ -179,7 +180,28 @@ def group_scan_4dir_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C
 
     ``norm_gate`` = (norm_weight (4, d), norm_bias (4, d), eps, z like u): each step's y is then each
     group's LayerNorm (rounded to the output's dtype) times SiLU(z), as in
-    ``group_scan_4dir_norm_gate_triton`` (a program then holds the whole group: BD >= d)."""
+    ``group_scan_4dir_norm_gate_triton`` (a program then holds the whole group: BD >= d).
+
+    Arguments checked as ``group_scan_4dir_triton`` checks them (``check_group_scan_args``, ``out`` too)
+    and d_state 1, ``norm_gate`` as ``group_scan_4dir_norm_gate_triton`` checks it, each mistake a
+    ValueError / TypeError naming the argument; ``group_scan_4dir_triton`` and
+    ``group_scan_4dir_norm_gate_triton`` run ``_group_scan_4dir_seq_triton``, which skips the checks they have made."""
+    name = "group_scan_4dir_seq_triton"
+    _check_group_kernel_args(name, "lane-per-channel scan", u, delta, A, B, C, D, delta_bias, out)
+    if norm_gate is not None:
+        norm_weight, norm_bias, _, z = _norm_gate_tuple(name, norm_gate)
+        _check_norm_gate_args(name, u, delta, B, C, norm_weight, norm_bias, z)
+    _check_device(u)
+    return _group_scan_4dir_seq_triton(u, delta, A, B, C, D, delta_bias, delta_softplus, out=out, config=config,
+                                       norm_gate=norm_gate)
+
+
+def _group_scan_4dir_seq_triton(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                                D: Optional[Tensor] = None, delta_bias: Optional[Tensor] = None,
+                                delta_softplus: bool = True, *, out: Optional[Tensor] = None,
+                                config: Optional[dict] = None, norm_gate: Optional[tuple] = None) -> Tensor:
+    """``group_scan_4dir_seq_triton`` on arguments already checked (by ``group_scan_4dir_triton`` or
+    ``group_scan_4dir_norm_gate_triton``)."""
     batch, groups, dim_g, H, W = u.shape
     if groups != 4 or B.shape[2] != 1:
         raise ValueError("the lane-per-channel scan takes 4 groups and d_state 1")
