@@ -205,18 +205,21 @@ class TokenViT(nn.Module):
     of 1 + T * patches tokens, its blocks, norm and head. So a video model's ratio to it compares the
     linear scan with attention on identical token counts."""
 
-    def __init__(self, vit: nn.Module, frames: int, name: str = "") -> None:
+    def __init__(self, vit: nn.Module, frames: int, name: str = "", crop: Optional[int] = None) -> None:
         super().__init__()
         if not _is_vit_with_class_token(vit):
             raise SsmzooError(_not_a_token_vit(name or type(vit).__name__))
         self.vit = vit
         self.frames = frames
+        self.crop = crop  # built for a smaller side than the input's (see _Cropped)
         self.num_tokens = 1 + frames * vit.patch_embed.num_patches
         dim = vit.cls_token.shape[-1]
         self.pos_embed = nn.Parameter(torch.randn(1, self.num_tokens, dim) * 0.02)
         vit.pos_embed = None  # replaced by the clip-length embedding above
 
     def forward(self, x: Tensor) -> Tensor:
+        if self.crop is not None:
+            x = x[..., :self.crop, :self.crop]
         batch, chans, frames, height, width = x.shape
         tokens = self.vit.patch_embed(x.transpose(1, 2).reshape(batch * frames, chans, height, width))
         tokens = tokens.reshape(batch, -1, tokens.shape[-1])
@@ -224,6 +227,19 @@ class TokenViT(nn.Module):
         x = self.vit.norm_pre(x) if hasattr(self.vit, "norm_pre") else x
         x = self.vit.norm(self.vit.blocks(x))
         return self.vit.forward_head(x)
+
+
+class _Cropped(nn.Module):
+    """A peer that timm builds only for a smaller side than the input's: it reads the top-left ``crop`` x ``crop``
+    pixels, the ones a patch embedding of its patch size reads of the larger input (it drops the rest)."""
+
+    def __init__(self, model: nn.Module, crop: int) -> None:
+        super().__init__()
+        self.model = model
+        self.crop = crop
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.model(x[..., :self.crop, :self.crop])
 
 
 def _stem_conv(model: nn.Module) -> Optional[nn.Module]:
@@ -324,8 +340,10 @@ def threads_note(threads: Optional[int]) -> Optional[str]:
 
 
 def _is_vit_with_class_token(model: nn.Module) -> bool:
+    """TokenViT runs ``blocks`` as one module on the token sequence: a ModuleList of blocks that take extra
+    arguments (EVA's rotary embedding, XCiT's grid size) is not such a ViT."""
     return all(hasattr(model, a) for a in ("patch_embed", "blocks", "cls_token", "norm", "forward_head")) \
-        and getattr(model, "cls_token", None) is not None
+        and getattr(model, "cls_token", None) is not None and isinstance(model.blocks, nn.Sequential)
 
 
 def _not_a_token_vit(name: str) -> str:
@@ -366,6 +384,70 @@ def _create_timm(name: str, img_size: int, num_classes: int) -> nn.Module:
         if "Unknown model" in str(exc):
             raise _not_a_timm_model(name) from None
         raise
+
+
+def _patch_side(name: str) -> Optional[int]:
+    """The patch side of timm model ``name`` (built at its own size on the meta device), if it has one."""
+    timm = _timm()
+    try:
+        with torch.device("meta"):
+            model = timm.create_model(name, pretrained=False)
+    except Exception:  # noqa: BLE001 - no patch size to go by
+        return None
+    patch = getattr(getattr(model, "patch_embed", None), "patch_size", None) or getattr(model, "patch_size", None)
+    if isinstance(patch, (tuple, list)):
+        patch = patch[0] if len(set(patch)) == 1 else None
+    return patch if isinstance(patch, int) and patch > 1 else None
+
+
+def _dynamic_patch(model: nn.Module) -> Optional[int]:
+    """The patch side of a timm ViT built with ``dynamic_img_size`` and no ``dynamic_img_pad``: its patch embedding
+    takes any input size but asserts that the patch divides it (``test_vit`` is one)."""
+    embed = getattr(model, "patch_embed", None)
+    patch = getattr(embed, "patch_size", None)
+    if getattr(embed, "strict_img_size", True) or getattr(embed, "dynamic_img_pad", True) or not patch:
+        return None
+    patch = tuple(patch) if isinstance(patch, (tuple, list)) else (patch, patch)
+    return patch[0] if len(set(patch)) == 1 else None
+
+
+def _build_peer(name: str, size: int, num_classes: int) -> tuple[nn.Module, Optional[int], Optional[str]]:
+    """(peer, the side it reads where smaller than ``size``, a note saying so), built for a ``size`` input.
+
+    Where the patch does not divide ``size``, a patch embedding drops the pixels past the last whole patch (the
+    ssmzoo model's does too). Some timm models refuse such a size instead: a ViT built with ``dynamic_img_size``
+    asserts it in its forward, and some constructors (XCiT, NesT, hybrid ViTs) assert it. Those are given the
+    top-left part of each input they can take, the largest multiple of their patch below ``size``. One that
+    still cannot be built is an SsmzooError naming the size and timm's reason."""
+    try:
+        model = _create_timm(name, size, num_classes)
+    except SsmzooError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - timm's constructors assert what they cannot take
+        cause = _first_line(exc)
+    else:
+        patch = _dynamic_patch(model)
+        if not patch or size % patch == 0 or size < patch:  # below a patch: _check_input_size says so
+            return model, None, None
+        side = size // patch * patch
+        return model, side, (f"{name}: its patch embedding (timm's dynamic_img_size) refuses --img-size {size}, "
+                             f"not a multiple of its {patch}x{patch} patches: it reads the top-left {side}x{side} "
+                             "pixels of each input (the pixels past the last whole patch are dropped)")
+    patch = _patch_side(name)
+    timm = _timm()
+    for side in range(size // patch * patch if patch else 0, 0, -(patch or 1))[:16]:
+        if side == size:
+            continue
+        try:
+            with torch.device("meta"):  # a cheap trial: no memory, no init
+                timm.create_model(name, pretrained=False, num_classes=num_classes, img_size=side)
+            model = _create_timm(name, side, num_classes)
+        except Exception:  # noqa: BLE001 - the first refusal is the one to report
+            continue
+        return model, side, (f"{name}: timm cannot build it for --img-size {size} ({cause}); built for {side} "
+                             f"instead, the largest size below that it takes (a multiple of its patch size {patch}): "
+                             f"it reads the top-left {side}x{side} pixels of each input")
+    raise SsmzooError(f"timm cannot build it for --img-size {size} ({cause})")
 
 
 def _timm_has(name: str) -> bool:
@@ -515,32 +597,49 @@ class _Bench:
                     m.step = forward
                 if cuda:
                     torch.cuda.synchronize(self.device)
-        except SsmzooError:
-            raise
-        except torch.OutOfMemoryError:
-            raise SsmzooError(f"{m.name}: out of memory at batch {self.cfg.batch_size} "
-                              "(use a smaller --batch-size)") from None
         except Exception as exc:
-            what = "--compile failed" if self.cfg.compile else "forward failed"
-            shape = (self.cfg.batch_size, *m.sample_shape)
-            raise SsmzooError(f"{m.name}: {what} on input {shape}: {_first_line(exc)}") from None
+            raise self._failure(m, exc) from None
         if cuda:
             m.peak_mem_mib = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
         m.timer = _Timer(self.device, self.iters)
 
-    def _time(self, members: list[_Member]) -> None:
-        """Interleaved: iteration i of every member before iteration i + 1 of any."""
+    def _failure(self, m: _Member, exc: Exception) -> SsmzooError:
+        """A forward that raised, as one line naming the member, the input and the cause."""
+        if isinstance(exc, SsmzooError):
+            return exc
+        if isinstance(exc, torch.OutOfMemoryError):
+            return SsmzooError(f"{m.name}: out of memory at batch {self.cfg.batch_size} (use a smaller --batch-size)")
+        what = "--compile failed" if self.cfg.compile else "forward failed"
+        shape = (self.cfg.batch_size, *m.sample_shape)
+        hint = ""
+        if "can't be greater than actual input size" in str(exc):  # a later layer's kernel on a shrunk feature map
+            hint = f" (input {shape[-2]}x{shape[-1]} is too small for it: its feature maps shrink below a kernel)"
+        return SsmzooError(f"{m.name}: {what} on input {shape}{hint}: {_first_line(exc)}")
+
+    def _time(self, members: list[_Member], failed: Optional[dict[str, str]] = None) -> list[_Member]:
+        """Interleaved: iteration i of every member before iteration i + 1 of any. With --warmup 0 the first
+        forward of each runs here: a member that fails is dropped (its reason in ``failed``, by name) and the
+        others go on; the first member's failure (the ssmzoo model's) fails the group. Returns those timed."""
+        live = list(members)
         try:
             with torch.inference_mode():
                 for i in range(self.iters):
-                    for m in members:
+                    for m in list(live):
                         m.timer.start(i)
-                        m.step()
+                        try:
+                            m.step()
+                        except Exception as exc:  # noqa: BLE001 - reported as one line
+                            if m is members[0] or failed is None:
+                                raise self._failure(m, exc) from None
+                            failed[m.name] = str(self._failure(m, exc))
+                            live.remove(m)
+                            continue
                         m.timer.stop(i)
                 if self.device.type == "cuda":
                     torch.cuda.synchronize(self.device)
         except torch.OutOfMemoryError:
             raise SsmzooError(f"out of memory at batch {self.cfg.batch_size} (use a smaller --batch-size)") from None
+        return live
 
     def _result(self, m: _Member, group: str) -> BenchResult:
         times = m.timer.times_ms()
@@ -556,8 +655,29 @@ class _Bench:
             tokens=m.tokens, channels_last=m.channels_last, notes=m.notes)
 
     # -- one group: an ssmzoo model and its peers --------------------------------------------------
-    def group(self, entry: ModelEntry, notes: list[str]) -> list[BenchResult]:
+    def _peer(self, spec: PeerSpec, height: int, width: int, frames: Optional[int], classes: int,
+              sample: tuple[int, ...], unit: str, notes: list[str]) -> _Member:
+        """One peer, built for the group's input (or the most of it timm can take), or an SsmzooError."""
+        if width != height:
+            raise SsmzooError(f"its input must be square, not {height}x{width}")
+        peer, crop, note = _build_peer(spec.name, height, classes)
+        seen = crop or height
+        size_note = _check_input_size(spec.name, peer, seen, seen)
+        notes.extend(n for n in (note, size_note) if n)
+        if spec.tokens:
+            peer = TokenViT(peer, frames, spec.name, crop=crop)
+            return self._member(f"{spec.name} [{peer.num_tokens} tokens]", "peer", peer, sample, unit, False,
+                                tokens=peer.num_tokens)
+        if crop is not None:
+            peer = _Cropped(peer, crop)
+        return self._member(spec.name, "peer", peer, sample, unit, self.cfg.channels_last and _is_cnn(peer))
+
+    def group(self, entry: ModelEntry, notes: list[str], errors: Optional[list[str]] = None) -> list[BenchResult]:
+        """The ssmzoo model and its peers. A peer that cannot be built or run is skipped: one line in ``errors``
+        (``MODEL: peer NAME skipped: cause``), and the rest of the group is still timed; where ``errors`` is
+        None that line fails the group instead."""
         cfg = self.cfg
+        skipped: dict[str, str] = {}  # peer name: why
         overrides: dict[str, Override] = {}  # a constructor refusing one of them names the option
         height, width = entry.data.input_size[1:]
         if cfg.img_size is not None:
@@ -589,26 +709,32 @@ class _Bench:
                     notes.append(note)
             classes = getattr(model, "num_classes", 1000) or 1000
             for spec in specs:
-                if width != height:
-                    raise SsmzooError("--peers needs a square input")
-                peer = _create_timm(spec.name, height, classes)
-                size_note = _check_input_size(spec.name, peer, height, width)
-                if size_note:
-                    notes.append(size_note)
-                if spec.tokens:
-                    peer = TokenViT(peer, frames, spec.name)
-                    members.append(self._member(f"{spec.name} [{peer.num_tokens} tokens]", "peer", peer, sample,
-                                                unit, False, tokens=peer.num_tokens))
-                else:
-                    members.append(self._member(spec.name, "peer", peer, sample, unit,
-                                                cfg.channels_last and _is_cnn(peer)))
+                peer_notes: list[str] = []
+                try:
+                    members.append(self._peer(spec, height, width, frames, classes, sample, unit, peer_notes))
+                except SsmzooError as exc:
+                    if errors is None:
+                        raise
+                    skipped[spec.name] = str(exc)
+                notes.extend(peer_notes)  # a peer built for less of the input says so even where it then fails
         if cfg.compile:
             torch._dynamo.reset()  # each group compiles afresh: no recompile limit carried over from the last
-        for m in members:
-            self._prepare(m)
+        self._prepare(members[0])  # the ssmzoo model's failure is the group's
+        for m in list(members[1:]):
+            try:
+                self._prepare(m)
+            except SsmzooError as exc:
+                if errors is None:
+                    raise
+                skipped[m.name] = str(exc)
+                members.remove(m)
         notes.extend(m.compile_note for m in members if m.compile_note)
-        self._time(members)
-        results = [self._result(m, entry.name) for m in members]
+        timed = self._time(members, None if errors is None else skipped)
+        for name, why in skipped.items():
+            for prefix in (f"{name}: ", f"--peer {name}: "):  # the line names the peer once
+                why = why[len(prefix):] if why.startswith(prefix) else why
+            errors.append(f"{entry.name}: peer {name} skipped: {why}")
+        results = [self._result(m, entry.name) for m in timed]
         for r in results[1:]:
             r.ratio = results[0].samples_per_s / r.samples_per_s
             r.ratio_median = r.latency_ms_median / results[0].latency_ms_median
@@ -741,8 +867,10 @@ def run_benchmark(entries: Sequence[ModelEntry], cfg: BenchConfig,
         bench = _Bench(cfg, device, dtype, warmup, iters)
         for entry in entries:
             try:
-                results = bench.group(entry, report.notes)
+                peer_errors: list[str] = []  # a group that fails reports its own error, not its peers'
+                results = bench.group(entry, report.notes, peer_errors)
                 report.results.extend(results)
+                report.errors.extend(peer_errors)
                 if on_group:
                     on_group(entry.name, results, None)
             except SsmzooError as exc:

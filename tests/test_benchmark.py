@@ -289,13 +289,92 @@ def test_non_vit_peer_for_video_models_is_a_usage_error_before_anything_runs(cli
     assert res.stdout == ""
 
 
-def test_non_vit_peer_fails_only_the_video_models_of_a_mixed_list(cli, mini_files):
-    # a CNN is a fine peer for the image model: that group is timed, the video model's run fails
+def test_non_vit_peer_is_skipped_only_for_the_video_models_of_a_mixed_list(cli, mini_files):
+    # a CNN is a fine peer for the image model; for the video model it is skipped, and the video model is still
+    # timed (its whole group used to fail, its own figures lost with it)
     res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "-m", "videomamba_mini_k400",
               *FAST, "--img-size", "32", "--peer", "test_convnext", "--json")
-    _one_line_error(res, "test_convnext", "ViT", code=1)
-    groups = {r["group"] for r in json.loads(res.stdout)["results"]}
-    assert groups == {"groupmamba_mini"}
+    _one_line_error(res, "videomamba_mini_k400: peer test_convnext skipped: video models are compared with a ViT",
+                    code=1)
+    rows = [(r["group"], r["name"]) for r in json.loads(res.stdout)["results"]]
+    assert rows == [("groupmamba_mini", "groupmamba_mini"), ("groupmamba_mini", "test_convnext"),
+                    ("videomamba_mini_k400", "videomamba_mini_k400")]
+
+
+@pytest.mark.parametrize("warmup", ["0", "1"])
+def test_a_peer_that_cannot_run_at_the_size_is_skipped_and_the_rest_timed(cli, mini_files, warmup):
+    # ConvNeXt's feature maps shrink below its 2x2 downsampling kernel under 32 px: the whole group failed with
+    # torch's conv message (and with --warmup 0 the first forward ran untried in the timed loop: a traceback)
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", "--device", "cpu", "--batch-size",
+              "2", "--warmup", warmup, "--iters", "2", "--img-size", "20", "--peer", "test_convnext", "--peer",
+              "test_resnet", "--json")
+    _one_line_error(res, "groupmamba_mini: peer test_convnext skipped: forward failed on input (2, 3, 20, 20) "
+                         "(input 20x20 is too small for it: its feature maps shrink below a kernel): RuntimeError: ",
+                    code=1)
+    report = json.loads(res.stdout)
+    model, peer = report["results"]
+    assert (model["name"], peer["name"]) == ("groupmamba_mini", "test_resnet")
+    assert model["iters"] == peer["iters"] == 2 and peer["ratio"] > 0
+    assert report["ratios"] == [{"model": "groupmamba_mini", "peer": "test_resnet", "ratio": peer["ratio"],
+                                 "ratio_median": peer["ratio_median"]}]
+
+
+@pytest.mark.parametrize("model, name", [("videomamba_mini_k400", "test_vit [9 tokens]"),
+                                         ("groupmamba_mini", "test_vit")])
+def test_a_dynamic_size_vit_peer_at_a_size_its_patch_does_not_divide_reads_the_whole_patches(cli, mini_files,
+                                                                                           model, name):
+    # test_vit (timm's dynamic_img_size) asserts in its forward that 16 divides the input: the group failed
+    # with "AssertionError: Input height (40) should be divisible by patch size (16)." and no figures at all.
+    # It now reads the 32x32 its patches cover, as VideoMamba's 16-px patches do: the same 1 + 2 * 4 tokens
+    frames = ("--frames", "2") if model.startswith("video") else ()
+    report = _json(cli("--manifest", mini_files[0], "benchmark", "-m", model, *FAST, *frames, "--img-size", "40",
+                       "--peer", "test_vit", "--json"))
+    assert [r["name"] for r in report["results"]] == [model, name] and report["errors"] == []
+    assert report["results"][1]["input_shape"] == report["results"][0]["input_shape"]
+    assert ("test_vit: its patch embedding (timm's dynamic_img_size) refuses --img-size 40, not a multiple of its "
+            "16x16 patches: it reads the top-left 32x32 pixels of each input (the pixels past the last whole patch "
+            "are dropped)") in report["notes"]
+
+
+def test_a_peer_below_one_patch_is_skipped_with_the_video_model_still_timed(cli, mini_files):
+    # a 32-px-patch ViT at --img-size 20 (VideoMamba's 16-px patches take it): it failed the whole group
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST, "--frames", "2",
+              "--img-size", "20", "--peer", "vit_small_patch32_224", "--peer", "test_vit", "--json")
+    _one_line_error(res, "videomamba_mini_k400: peer vit_small_patch32_224 skipped: --img-size 20 is smaller than "
+                         "its 32x32 patches", code=1)
+    names = [r["name"] for r in json.loads(res.stdout)["results"]]
+    assert names == ["videomamba_mini_k400", "test_vit [3 tokens]"]
+
+
+def test_a_peer_timm_will_not_build_at_the_size_is_built_for_the_multiple_of_its_patch_below(cli, mini_files):
+    # XCiT's constructor asserts that its patch divides img_size: timm's AssertionError escaped as a traceback
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "groupmamba_mini", *FAST, "--img-size", "40",
+              "--peer", "xcit_nano_12_p16_224", "--json")
+    report = _json(res)
+    assert [r["name"] for r in report["results"]] == ["groupmamba_mini", "xcit_nano_12_p16_224"]
+    assert report["results"][1]["input_shape"] == [2, 3, 40, 40] and report["errors"] == []
+    assert ("xcit_nano_12_p16_224: timm cannot build it for --img-size 40 (AssertionError: `patch_size` should "
+            "divide image dimensions evenly); built for 32 instead, the largest size below that it takes (a multiple "
+            "of its patch size 16): it reads the top-left 32x32 pixels of each input") in report["notes"]
+    assert "Traceback" not in res.stderr
+
+
+def test_a_video_peer_timm_will_not_build_at_the_size_runs_on_the_tokens_it_can_take(cli, mini_files):
+    # the hybrid ViT (a ResNet stem, then 8-px patches) refuses 40 px as XCiT does; the clip's frames are cropped
+    res = cli("--manifest", mini_files[0], "benchmark", "-m", "videomamba_mini_k400", *FAST, "--frames", "2",
+              "--img-size", "40", "--peer", "vit_tiny_r_s16_p8_224", "--json")
+    report = _json(res)
+    model, peer = report["results"]
+    assert peer["name"].startswith("vit_tiny_r_s16_p8_224 [") and peer["input_shape"] == model["input_shape"]
+    assert any(n.startswith("vit_tiny_r_s16_p8_224: timm cannot build it for --img-size 40 (AssertionError); "
+                            "built for 32 instead, the largest size below that it takes") for n in report["notes"])
+
+
+def test_vits_whose_blocks_take_extra_arguments_are_not_token_peers():
+    # EVA's rotary embedding and XCiT's grid size go to each block: TokenViT's blocks(x) failed mid-run
+    assert not bm._timm_is_token_vit("eva02_tiny_patch14_224")
+    assert not bm._timm_is_token_vit("xcit_nano_12_p16_224")
+    assert bm._timm_is_token_vit("test_vit")
 
 
 def test_input_smaller_than_one_patch_fails_that_model_in_one_line(cli, mini_files):
