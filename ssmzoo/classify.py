@@ -6,7 +6,7 @@ import glob
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 
@@ -15,7 +15,7 @@ from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image, out_of_memory
 from .labels import class_ids, class_names
 from .paths import NO_SUCH_FILE, check_name, file_problem, files_below, special_file
-from .text import count
+from .text import count, one_line
 from .video import VIDEO_SUFFIXES
 
 
@@ -45,6 +45,47 @@ class ClassifyResult:
     @classmethod
     def failed(cls, path: str, error: str) -> "ClassifyResult":
         return cls(path, media_kind(path), error=error)
+
+
+@dataclass(frozen=True)
+class VideoStep:
+    """Where one video's classification stands, for a progress display: decoding (nothing in the model
+    yet), or ``batch`` views in the model after ``done`` others, ``layer`` of its ``layers`` blocks passed
+    (0 of 0 where the model has no list of blocks to count). A video's views go through the model
+    ``batch_size`` at a time, often all in one forward pass that takes minutes on a CPU: its blocks are
+    what moves meanwhile."""
+
+    path: str
+    views: int
+    done: int = 0
+    batch: int = 0
+    layer: int = 0
+    layers: int = 0
+
+    @property
+    def fraction(self) -> float:
+        """The share of the video's views through the model, counting a batch's part by its blocks."""
+        part = self.batch * self.layer / self.layers if self.layers else 0.0
+        return (self.done + part) / self.views
+
+    def __str__(self) -> str:
+        name = one_line(Path(self.path).name, limit=40)
+        if not self.batch:
+            return f"{name}: {count(self.views, 'view')} done" if self.done else \
+                f"{name}: decoding frames for {count(self.views, 'view')}"
+        first, last = self.done + 1, self.done + self.batch
+        views = f"view {first}/{self.views}" if first == last else f"views {first}-{last}/{self.views}"
+        return f"{name}: {views}" + (f", layer {self.layer}/{self.layers}" if self.layers else "")
+
+
+VideoHook = Callable[[VideoStep], None]
+
+
+def model_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's longest list of blocks (VideoMamba's 24 to 32 ``layers``), or none: what a progress
+    display counts within one forward pass."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
 
 
 def media_kind(path: str | Path) -> str:
@@ -256,16 +297,46 @@ class Classifier:
         probs = self._probabilities(torch.stack([t for _, t in items]))
         return [self._result(p, "image", pr) for (p, _), pr in zip(items, probs)]
 
-    def _video_result(self, path: str) -> ClassifyResult:
+    def _video_result(self, path: str, on_video: Optional[VideoHook] = None) -> ClassifyResult:
         from .video import VideoProtocol, load_video_views
 
         protocol = VideoProtocol(**asdict(self.entry.video))
+        if on_video is not None:
+            n_clips, n_crops = self.views or (protocol.clips, protocol.crops)
+            on_video(VideoStep(path, n_clips * n_crops))
         clips = load_video_views(path, protocol, self.entry.data.mean, self.entry.data.std, views=self.views)
         # Views go through the model batch_size at a time: a long protocol (or --views) costs time, not memory.
-        probs = torch.cat([self._probabilities(part) for part in clips.tensor.split(self.batch_size)]).mean(dim=0)
+        parts = clips.tensor.split(self.batch_size)
+        if on_video is None:
+            probs = torch.cat([self._probabilities(part) for part in parts]).mean(dim=0)
+        else:
+            probs = torch.cat(self._probabilities_saying(path, parts, on_video)).mean(dim=0)
         views = clips.tensor.shape[0]
         notes = list(clips.notes) + [f"{count(views, 'view')} averaged"] if views > 1 else list(clips.notes)
         return self._result(path, "video", probs, notes)
+
+    def _probabilities_saying(self, path: str, parts: tuple[torch.Tensor, ...],
+                              on_video: VideoHook) -> list[torch.Tensor]:
+        """``_probabilities`` of each batch of a video's views, the same batches and numbers, with ``on_video``
+        told as each batch passes each of the model's blocks (forward hooks, removed after each batch)."""
+        blocks = model_blocks(self.loaded.model)
+        views = sum(part.shape[0] for part in parts)
+        probs: list[torch.Tensor] = []
+        done = 0
+        for part in parts:
+            steps = [VideoStep(path, views, done, part.shape[0], layer, len(blocks))
+                     for layer in range(len(blocks) + 1)]
+            on_video(steps[0])
+            handles = [block.register_forward_hook(lambda *_, step=step: on_video(step))
+                       for block, step in zip(blocks, steps[1:])]
+            try:
+                probs.append(self._probabilities(part))
+            finally:
+                for handle in handles:
+                    handle.remove()
+            done += part.shape[0]
+        on_video(VideoStep(path, views, done))
+        return probs
 
     def _kind_by_content(self, path: str) -> str:
         """The kind of an input whose name says it is not the model's kind: a renamed file of the
@@ -298,8 +369,10 @@ class Classifier:
                 raise self._wrong_kind(path, "video") from None
             raise (_neither(path, exc) if kind is None else exc) from None
 
-    def run(self, inputs: list[tuple[str, Optional[str]]]) -> Iterator[ClassifyResult]:
-        """Yields one result per input, in input order; a failing input yields a result with ``error``."""
+    def run(self, inputs: list[tuple[str, Optional[str]]],
+            on_video: Optional[VideoHook] = None) -> Iterator[ClassifyResult]:
+        """Yields one result per input, in input order; a failing input yields a result with ``error``.
+        ``on_video`` (a progress display's) hears each video's steps (``VideoStep``) while it is classified."""
         pending: list[tuple[str, torch.Tensor]] = []
         ready: dict[int, ClassifyResult] = {}
         slots: dict[str, list[int]] = {}
@@ -327,7 +400,7 @@ class Classifier:
                     if len(pending) >= self.batch_size:
                         flush()
                 else:
-                    ready[i] = self._video_result(path)
+                    ready[i] = self._video_result(path, on_video)
             except InputError as exc:
                 ready[i] = ClassifyResult.failed(path, str(exc))
             except MemoryError:  # one input too big to decode or resize here: the others still run

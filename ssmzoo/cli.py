@@ -436,10 +436,8 @@ def classify_cmd(
     items, repeated = drop_duplicates(expand_inputs(inputs, notes))
     for note in notes + ([duplicates_note(repeated)] if repeated else []):
         err.print(f"note: {one_line(note)}", markup=False, style="dim")
-    weights_origin = key_path = None  # each --json line says what produced it
-    if all(error for _, error in items):  # nothing to classify: no model to load (seconds) either
-        results = (ClassifyResult.failed(path, error) for path, error in items)
-    else:
+    weights_origin = key_path = classifier = None  # each --json line says what produced it
+    if not all(error for _, error in items):  # else nothing to classify: no model to load (seconds) either
         loaded = load_model(entry, weights=weights, revision=revision, device=device, dtype=dtype,
                             on_weights=_weights_reporter(entry.name))
         weights_origin, key_path = loaded.weights_origin, list(loaded.weights_key_path)
@@ -451,13 +449,16 @@ def classify_cmd(
                      "CPU; --views 1x1 for a quick look" if slow_video else None):
             if note:
                 err.print(f"note: {note}", markup=False, style="dim")
-        results = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views).run(items)
-    failed = 0
-    # a bar while inputs are classified (a folder, a long video): stdout's lines go above it where stdout is
-    # the same terminal, and straight to their file where it is redirected
+        classifier = Classifier(loaded, top_k=top_k, batch_size=batch_size, views=parsed_views)
+    failed = done = 0
+    # a bar while inputs are classified (a folder, a long video: its views, and their blocks, move it too):
+    # stdout's lines go above it where stdout is the same terminal, and straight to their file where it is redirected
     bar = progress_bar(err, entry.name, "inputs", transient=True, redirect_stdout=sys.stdout.isatty())
     with bar as update:
         update(0, len(items))
+        results = (classifier.run(items, on_video=lambda step: update(done + step.fraction, len(items),
+                                                                      f"{entry.name} {step}"))
+                   if classifier else (ClassifyResult.failed(path, error) for path, error in items))
         for done, result in enumerate(results, 1):
             failed += _print_result(result, entry.name, weights_origin, key_path, as_json)
             update(done, len(items))

@@ -460,9 +460,10 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
 
 def progress_bar(console, description: str, unit: str, *, transient: bool = False, redirect_stdout: bool = True):
     """A rich progress bar (items/s, ETA) on ``console``; use as ``with progress_bar(...) as update:``
-    and pass ``update`` as ``on_progress``. ``transient``: gone when done. ``redirect_stdout``: what is
-    written to stdout meanwhile is printed above the bar (rich's default), which is right only while
-    stdout is the bar's terminal, not a file."""
+    and pass ``update`` as ``on_progress``. ``update(done, total, what)`` shows ``what`` (plain text) instead
+    of ``description`` until the next update; ``done`` may be a fraction (inputs done, and a long video's share).
+    ``transient``: gone when done. ``redirect_stdout``: what is written to stdout meanwhile is printed
+    above the bar (rich's default), which is right only while stdout is the bar's terminal, not a file."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
     from rich.text import Text
 
@@ -484,18 +485,18 @@ def progress_bar(console, description: str, unit: str, *, transient: bool = Fals
             return Text(f"eta {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d}", style="cyan")
 
     @contextlib.contextmanager
-    def bar() -> Iterator[Callable[[int, int], None]]:
+    def bar() -> Iterator[Callable[..., None]]:
         if not console.is_terminal:  # a log or a pipe: no bar, and no blank line where it would have been
-            yield lambda done, total: None
+            yield lambda done, total, what=None: None
             return
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), Rate(),
+        progress = Progress(TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(), Rate(),
                             TimeElapsedColumn(), Eta(), console=console, transient=transient,
                             redirect_stdout=redirect_stdout)
         with progress:
             task = progress.add_task(description, total=None)
 
-            def update(done: int, total: int) -> None:
-                progress.update(task, completed=done, total=total)
+            def update(done: float, total: int, what: Optional[str] = None) -> None:
+                progress.update(task, completed=done, total=total, description=description if what is None else what)
 
             yield update
 

@@ -752,6 +752,80 @@ def test_a_videos_views_go_through_the_model_batch_size_at_a_time(cli, mini_file
         assert a["probability"] == pytest.approx(b["probability"], rel=1e-4)
 
 
+def test_a_videos_views_and_the_models_blocks_move_the_progress_and_nothing_else(mini_files, mini_video_checkpoint,
+                                                                                tmp_path):
+    # a long video on a CPU (12 views in one forward pass, minutes) left the bar, counting inputs, standing still
+    from ssmzoo.classify import Classifier
+    from video_fixtures import write_mp4
+
+    clip = str(write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72)))
+    loaded = load_model(load_manifest([mini_files[0]])["videomamba_mini_k400"], weights=str(mini_video_checkpoint),
+                        device="cpu")
+    steps = []
+    heard = list(Classifier(loaded, top_k=3, batch_size=4, views=(3, 2)).run([(clip, None)], on_video=steps.append))
+    assert [str(s) for s in steps] == [
+        "clip.mp4: decoding frames for 6 views",
+        "clip.mp4: views 1-4/6, layer 0/2", "clip.mp4: views 1-4/6, layer 1/2", "clip.mp4: views 1-4/6, layer 2/2",
+        "clip.mp4: views 5-6/6, layer 0/2", "clip.mp4: views 5-6/6, layer 1/2", "clip.mp4: views 5-6/6, layer 2/2",
+        "clip.mp4: 6 views done"]
+    assert [s.fraction for s in steps] == pytest.approx([0, 0, 2 / 6, 4 / 6, 4 / 6, 5 / 6, 1, 1])
+    plain = list(Classifier(loaded, top_k=3, batch_size=4, views=(3, 2)).run([(clip, None)]))
+    assert [r.to_dict() for r in heard] == [r.to_dict() for r in plain]  # the same batches, the same numbers
+    assert not any(block._forward_hooks for block in loaded.model.modules())  # none left behind
+    one = []
+    list(Classifier(loaded, batch_size=1, views=(1, 2)).run([(clip, None)], on_video=one.append))
+    assert str(one[2]) == "clip.mp4: view 1/2, layer 1/2" and one[2].fraction == pytest.approx(0.25)
+
+
+def test_the_classify_bar_follows_a_videos_views_and_says_which(cli, mini_files, mini_video_checkpoint, tmp_path,
+                                                                monkeypatch):
+    import contextlib
+
+    import ssmzoo.evaluate
+    from video_fixtures import write_mp4
+
+    clip = write_mp4(tmp_path / "clip.mp4", num_frames=20, size=(96, 72))
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"")  # fails: the bar moves past it too
+    args = ("--manifest", mini_files[0], "classify", photo, clip, "--model", "videomamba_mini_k400", "--weights",
+            mini_video_checkpoint, "--json", "--views", "1x2", "-b", "1")
+    plain = cli(*args)
+    updates = []
+
+    @contextlib.contextmanager
+    def recorder(console, description, unit, **_):
+        yield lambda done, total, what=None: updates.append((done, total, what))
+
+    monkeypatch.setattr(ssmzoo.evaluate, "progress_bar", recorder)
+    watched = cli(*args)
+    assert watched.code == plain.code == 1 and watched.stdout == plain.stdout  # the same lines, --json too
+    name = "videomamba_mini_k400"
+    assert updates[0] == (0, 2, None) and updates[1] == (1, 2, None) and updates[-1] == (2, 2, None)
+    assert (1.25, 2, f"{name} clip.mp4: view 1/2, layer 1/2") in updates
+    assert (1.75, 2, f"{name} clip.mp4: view 2/2, layer 1/2") in updates
+    assert [u[0] for u in updates] == sorted(u[0] for u in updates)
+
+
+def test_the_bar_shows_a_file_name_as_it_is():
+    import io
+
+    from rich.console import Console
+
+    from ssmzoo.evaluate import progress_bar
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with progress_bar(console, "m", "inputs") as update:
+        update(0.5, 2, "m [bold]x[/bold].mp4: view 1/2")
+    shown = console.file.getvalue()
+    assert "m [bold]x[/bold].mp4: view 1/2" in shown and "0/2" in shown
+    console = Console(file=io.StringIO(), force_terminal=True, width=120)
+    with progress_bar(console, "m", "inputs") as update:
+        update(0.5, 2, "m x.mp4: view 1/2")
+        update(1, 2)
+    shown = console.file.getvalue()
+    assert "1/2" in shown and "x.mp4" not in shown  # back to the bar's own description
+
+
 def test_more_views_than_memory_holds_fail_that_video_in_one_line(cli, mini_files, mini_video_checkpoint, tmp_path):
     from video_fixtures import write_mp4
 
