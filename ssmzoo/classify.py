@@ -6,7 +6,7 @@ import glob
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Optional
+from typing import Callable, Iterable, Iterator, NamedTuple, Optional
 
 import torch
 
@@ -127,11 +127,27 @@ def _neither(path: str, otherwise: InputError) -> InputError:
     return otherwise
 
 
+class InputEntry(tuple):
+    """An ``expand_inputs`` entry: a ``(path, error)`` pair (it unpacks and compares as one) that also
+    says where it came from, for ``duplicates_note``: ``via`` is ``"folder"`` or ``"glob"`` for a file
+    found in the folder or by the pattern ``given``, ``""`` for an input named directly (``given`` is
+    then the path itself)."""
+
+    given: str
+    via: str
+
+    def __new__(cls, path: str, error: Optional[str], given: Optional[str] = None, via: str = "") -> "InputEntry":
+        entry = super().__new__(cls, (path, error))
+        entry.given = path if given is None or given == path else given
+        entry.via = via if entry.given != path else ""
+        return entry
+
+
 def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,
     as ``ls`` and glob do) and globs, in the order given.
 
-    Returns (path, error) pairs: a spec that names nothing, a folder that cannot be read and a broken
+    Returns (path, error) pairs (``InputEntry``, which also says which input each came from): a spec that names nothing, a folder that cannot be read and a broken
     link become entries with their error, so they are reported with the others instead of stopping
     the run or vanishing from it. A directory's other files (no image or video suffix) are left out;
     ``notes``, where given, gets a line for each directory that had some, so none is left out unsaid.
@@ -143,18 +159,18 @@ def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> li
         path = Path(spec)
         try:
             if path.is_dir():
-                found.extend(_folder_entries(spec, notes))
+                found.extend(InputEntry(p, error, spec, "folder") for p, error in _folder_entries(spec, notes))
             elif path.exists() or os.path.lexists(spec):
-                found.append((spec, None))
+                found.append(InputEntry(spec, None))
             elif glob.has_magic(spec):
                 matches = _once_each([m for m in _glob(spec) if Path(m).is_file()])
                 if not matches:
-                    found.append((spec, f"{spec}: no file matches this pattern"))
-                found.extend((m, None) for m in matches)
+                    found.append(InputEntry(spec, f"{spec}: no file matches this pattern"))
+                found.extend(InputEntry(m, None, spec, "glob") for m in matches)
             else:
-                found.append((spec, f"{spec}: {NO_SUCH_FILE}"))
+                found.append(InputEntry(spec, f"{spec}: {NO_SUCH_FILE}"))
         except OSError as exc:  # a folder on the way that cannot be searched
-            found.append((spec, f"{spec}: cannot read it ({exc.strerror or exc})"))
+            found.append(InputEntry(spec, f"{spec}: cannot read it ({exc.strerror or exc})"))
     return found
 
 
@@ -165,36 +181,62 @@ def check_input_names(specs: Iterable[str]) -> None:
         check_name(spec)
 
 
+class Repeat(NamedTuple):
+    """An input ``drop_duplicates`` left out: its path, the path of the same file kept, and where it
+    came from (``InputEntry``'s ``given`` and ``via``)."""
+    path: str
+    kept: str
+    given: str
+    via: str = ""
+
+
 def drop_duplicates(items: list[tuple[str, Optional[str]]]
-                    ) -> tuple[list[tuple[str, Optional[str]]], list[tuple[str, str]]]:
-    """``expand_inputs``' entries with each file kept once, at its first occurrence, and the (dropped
-    path, kept path) pairs: a file named twice, given directly and through its folder or a glob, or
+                    ) -> tuple[list[tuple[str, Optional[str]]], list[Repeat]]:
+    """``expand_inputs``' entries with each file kept once, at its first occurrence, and a ``Repeat``
+    for each one left out: a file named twice, given directly and through its folder or a glob, or
     spelt two ways (``a.jpg``, ``./a.jpg``, a link to it) would otherwise be classified twice. Files are
     the same when the system says so (device and inode, as ``os.path.samefile``); an entry that cannot
     be looked up (a missing file, a pattern that matched nothing) by its resolved path."""
     kept: list[tuple[str, Optional[str]]] = []
     dropped: list[tuple[str, str]] = []
     first: dict[tuple, str] = {}
-    for path, error in items:
+    for item in items:
+        path, error = item
         try:
             st = os.stat(path)
             key: tuple = ("file", st.st_dev, st.st_ino)
         except (OSError, ValueError):
             key = ("path", os.path.realpath(path))
         if key in first:
-            dropped.append((path, first[key]))
+            dropped.append(Repeat(path, first[key], getattr(item, "given", path), getattr(item, "via", "")))
             continue
         first[key] = path
-        kept.append((path, error))
+        kept.append(item)
     return kept, dropped
 
 
-def duplicates_note(dropped: list[tuple[str, str]], shown: int = 3) -> str:
-    """One line saying how many inputs repeated another, with the first few of them."""
-    pairs = [f"{path} = {kept}" if path != kept else path for path, kept in dropped[:shown]]
-    more = f" and {len(dropped) - shown} more" if len(dropped) > shown else ""
-    return (f"skipped {count(len(dropped), 'input')} naming a file already given: {', '.join(pairs)}{more} "
-            "(each file is classified once)")
+def duplicates_note(dropped: list[Repeat], shown: int = 3) -> str:
+    """One line saying how many inputs repeated another, with the first few of them, each saying where
+    it came from: ``a.jpg again``, ``./a.jpg = a.jpg``, ``d/a.jpg in folder d``, ``d/a.jpg from 'd/*.jpg'``;
+    the repeats one folder or pattern gave are one clause (``4 files in folder d``)."""
+    groups: dict[tuple[str, str], list[Repeat]] = {}  # (via, given) -> its repeats; a direct input alone
+    for k, repeat in enumerate(dropped):
+        groups.setdefault((repeat.via, repeat.given) if repeat.via else ("", str(k)), []).append(repeat)
+    clauses: list[tuple[str, int]] = []  # (text, how many inputs it stands for)
+    for (via, given), repeats in groups.items():
+        where = f"in folder {given}" if via == "folder" else f"from {given!r}" if via == "glob" else ""
+        path, kept = repeats[0].path, repeats[0].kept
+        if len(repeats) > 1:
+            text = f"{count(len(repeats), 'file')} {where}"
+        elif where:
+            text = f"{path} {where}" + (f" = {kept}" if path != kept else "")
+        else:
+            text = f"{path} = {kept}" if path != kept else f"{path} again"
+        clauses.append((text, len(repeats)))
+    left = len(dropped) - sum(n for _, n in clauses[:shown])
+    more = f" and {left} more" if left else ""
+    return (f"skipped {count(len(dropped), 'input')} naming a file already given: "
+            f"{', '.join(text for text, _ in clauses[:shown])}{more} (each file is classified once)")
 
 
 def _folder_entries(spec: str, notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:

@@ -8,9 +8,9 @@ Layouts:
 
 * ``imagenet``: ``DIR/val/<synset>/*``, ``DIR/<synset>/*`` (a synset is ``n`` + 8 digits; any subset
   of the 1000 synsets works, each mapped through the model's class ids) or a flat folder of images
-  with ``labels_file`` (``filename label`` lines, label = ImageNet-1k index 0..999 or synset; a
-  ``,`` separated file such as Kaggle's ``LOC_val_solution.csv`` works too: first word of the label
-  field, file names without extension are matched by stem).
+  with ``labels_file`` (``filename label`` lines, label = ImageNet-1k index 0..999, synset or class
+  name, read as ``--class-map``'s; a ``,`` separated file such as Kaggle's ``LOC_val_solution.csv``
+  works too: the label field, else its first word; file names without extension are matched by stem).
 * ``imagefolder``: ``DIR/<class>/*`` with class folders matched to the model's class names
   (case, ``_``, ``-`` and spaces ignored; ImageNet synsets and synonyms too), or ``class_map``. For a
   model with a labels file this is the layout to use: each folder is the class of the same name, and
@@ -685,8 +685,23 @@ def _listed_once(seen: dict[str, int], key: str, list_file: Path | str, n: int, 
     seen[key] = n
 
 
+def _flat_label(resolver: LabelResolver, label_text: str) -> tuple[Optional[int], str]:
+    """(class index or None, why not) for a --labels line's label field: read as --class-map and --list
+    labels are (index, synset, class name, ``index:``/``name:``), the whole field first, so that a name of
+    several words (``tiger cat``) is that class, not ``tiger``; else its first word, for a field that goes
+    on after the label (Kaggle's ``LOC_val_solution.csv``: ``n01751748 1 2 3 4 ...``)."""
+    word = label_text.split()[0]
+    for text in dict.fromkeys((label_text, word)):
+        label = resolver(text)
+        if label is not None:
+            return label, ""
+    # the first word's reason where it reads as an index, synset or index:N (the field goes on after it)
+    first = word != label_text and (word.isdigit() or SYNSET.match(word) or word.startswith("index:"))
+    return None, resolver.why_not(word if first else label_text)
+
+
 def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalData:
-    resolver = LabelResolver(label_set, allow_names=False)
+    resolver = LabelResolver(label_set)
     listing, special = _files_in(data_dir)
     files = {p.name: p for p in listing}
     stems: dict[str, Path] = {}
@@ -701,15 +716,14 @@ def _flat_imagenet(data_dir: Path, label_set: str, labels_file: Path) -> EvalDat
         return text in files or text in stems
 
     for k, (n, name, label_text) in enumerate(_label_lines(labels_file, named, image_suffixes())):
-        word = label_text.split()[0]
-        label = resolver(word)
+        label, why = _flat_label(resolver, label_text)
         listed = files.get(name) or stems.get(name)
         if label is None:
             if k == 0 and listed is None and Path(name).suffix.lower() not in image_suffixes():
                 header = _header_note(labels_file, n, name, label_text)
                 continue  # a header row (ImageId,PredictionString): names no image
-            raise DatasetError(f"{labels_file}:{n}: {resolver.why_not(word)} (labels are ImageNet-1k indices "
-                               "0..999 in sorted-synset order, or synsets)")
+            raise DatasetError(f"{labels_file}:{n}: {why} (a label is an ImageNet-1k index 0..999 in "
+                               "sorted-synset order, a synset or a class name)")
         path = listed or data_dir / name
         _listed_once(seen, os.path.realpath(path), labels_file, n, name)
         samples.append(Sample(str(path), label))

@@ -17,7 +17,7 @@ from ssmzoo.factory import load_model
 from ssmzoo.images import eval_transform, load_image
 from ssmzoo.manifest import load_manifest
 
-from conftest import photos_under_other_suffixes
+from conftest import EXAMPLES, photos_under_other_suffixes
 
 
 def test_classify_prints_top5_imagenet_labels(cli, mini_files, example_images):
@@ -163,10 +163,33 @@ def test_a_file_named_twice_is_classified_once(cli, mini_files, example_images, 
     assert [r["input"] for r in rows] == ["images/coffee.jpg", "images/astronaut.jpg", "images/chelsea.jpg",
                                           "images/rocket.jpg", "nothing.jpg"]
     notes = [line for line in res.stderr.splitlines() if line.startswith("note:")]
-    assert notes == ["note: skipped 10 inputs naming a file already given: images/coffee.jpg, images/coffee.jpg, "
-                     "./images/coffee.jpg = images/coffee.jpg and 7 more (each file is classified once)"]
+    assert notes == ["note: skipped 10 inputs naming a file already given: images/coffee.jpg again, images/coffee.jpg "
+                     "in folder images, ./images/coffee.jpg = images/coffee.jpg and 7 more (each file is classified once)"]
     errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: nothing.jpg: no such file or directory"] and "1 of 5 inputs failed" in res.stderr
+
+
+def test_the_note_on_repeated_inputs_says_where_each_came_from(cli, mini_files, tmp_path, monkeypatch):
+    # a repeat found through a pattern or a folder was listed as its bare path ("..., dir1/rocket.jpg,
+    # dir1/rocket.jpg"), as if the same name had been dropped twice for nothing
+    manifest, checkpoint = mini_files
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dir1").mkdir()
+    shutil.copy(EXAMPLES / "rocket.jpg", tmp_path / "dir1" / "rocket.jpg")
+    run = ["--model", "groupmamba_mini", "--weights", checkpoint, "-k", "1"]
+    res = cli("--manifest", manifest, "classify", "dir1/rocket.jpg", "./dir1/rocket.jpg", "dir1/*.jpg", "dir1", *run)
+    assert res.code == 0, res.stderr
+    note = ("note: skipped 3 inputs naming a file already given: ./dir1/rocket.jpg = dir1/rocket.jpg, "
+            "dir1/rocket.jpg from 'dir1/*.jpg', dir1/rocket.jpg in folder dir1 (each file is classified once)")
+    assert [line for line in res.stderr.splitlines() if line.startswith("note:")] == [note]
+    # a folder's or a pattern's repeats are one clause; --json keeps the note on stderr, stdout one line per file
+    shutil.copy(EXAMPLES / "coffee.jpg", tmp_path / "dir1" / "coffee.jpg")
+    res = cli("--manifest", manifest, "classify", "dir1", "dir1", "dir1/*.jpg", "dir1/coffee.jpg", *run, "--json")
+    assert res.code == 0, res.stderr
+    assert [json.loads(line)["input"] for line in res.stdout.splitlines()] == ["dir1/coffee.jpg", "dir1/rocket.jpg"]
+    note = ("note: skipped 5 inputs naming a file already given: 2 files in folder dir1, 2 files from 'dir1/*.jpg', "
+            "dir1/coffee.jpg again (each file is classified once)")
+    assert [line for line in res.stderr.splitlines() if line.startswith("note:")] == [note]
 
 
 def test_a_model_whose_output_is_nan_fails_each_input_in_words(cli, mini_files, example_images, tmp_path):

@@ -290,6 +290,33 @@ def test_flat_folder_with_labels_file(cli, eval_env, tmp_path):
     assert res.code == 1 and "--labels" in res.stderr and "Traceback" not in res.stderr  # folder holds decides)
 
 
+def test_a_labels_file_takes_the_labels_class_map_and_list_take(cli, eval_env, tmp_path):
+    """--labels read only indices and synsets, and called a class name 'no imagenet-1k class', though
+    --class-map, --list and the README's index:/name: prefixes take names: one parser reads all three."""
+    folder = tmp_path / "flat"
+    folder.mkdir()
+    for name in "abcdef":
+        shutil.copy(eval_env["paths"][0], folder / f"{name}.jpg")
+    labels = tmp_path / "flat.txt"
+    labels.write_text("a.jpg 967\nb.jpg n04008634\nc.jpg tabby\nd.jpg name:tabby cat\ne.jpg index:5\n"
+                      "f.jpg tiger cat\n")
+    out = tmp_path / "ps.jsonl"
+    res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels,
+                "--workers", "0", "--per-sample", out, "--json")
+    assert res.code == 0, res.stderr
+    rows = {Path(r["path"]).name: (r["label"], r["label_name"]) for r in map(json.loads, out.read_text().splitlines())}
+    assert rows == {"a.jpg": (967, "espresso"), "b.jpg": (744, "projectile"), "c.jpg": (281, "tabby"),
+                    "d.jpg": (281, "tabby"), "e.jpg": (5, "electric ray"), "f.jpg": (282, "tiger cat")}
+    accepted = "(a label is an ImageNet-1k index 0..999 in sorted-synset order, a synset or a class name)"
+    for label, why in (("tabbby", "'tabbby' is no imagenet-1k class"),
+                       ("crane", "'crane' is ambiguous (n02012849, n03126707)"),
+                       ("n99999999 1 2 3 4", "'n99999999' is no imagenet-1k class")):
+        labels.write_text(f"a.jpg 967\nb.jpg {label}\n")
+        res = _eval(cli, eval_env, "--dataset", "imagenet", "--data-dir", folder, "--labels", labels)
+        assert (res.code, res.stdout) == (1, "")
+        assert res.stderr.strip().splitlines()[-1] == f"error: {labels}:2: {why} {accepted}"
+
+
 def test_flat_folder_named_as_imagenet_training_files_is_labelled_by_the_names(cli, eval_env, tmp_path):
     folder = tmp_path / "train_named"
     folder.mkdir()
