@@ -209,10 +209,52 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _checked(text: str, convert=Path, **kwargs):
+    """``text`` as ``convert`` makes it, where ``paths.name_problem(text, **kwargs)`` finds nothing wrong: an
+    empty name (an unset shell variable, ``--data-dir "$DATA"``) is refused as classify's inputs are, a
+    usage error naming the option, before typer would make it ``Path("") == Path(".")`` (or a
+    ``--weights ''`` would stand for no --weights at all)."""
+    problem = name_problem(text, **kwargs)
+    if problem is not None:
+        raise typer.BadParameter(problem)
+    return convert(text)
+
+
+def _path(text: str) -> Path:
+    """The parser of the files and folders a command reads (--manifest, the data options, convert's
+    CHECKPOINT): neither empty nor ``-`` (stdin, not read)."""
+    return _checked(text)
+
+
+def _output(text: str) -> Path:
+    """The parser of the files a command writes (--output, --per-sample, --plot, convert's OUTPUT): not
+    empty (``-``, a name like any other here, fails the output's own checks)."""
+    return _checked(text, read=False)
+
+
+def _weights(text: str) -> str:
+    """The parser of classify's, eval's and robustness' --weights: a path (as ``_path``) or a Hub reference."""
+    return _checked(text, str)
+
+
+def _download_weights(text: str) -> str:
+    """The parser of download's --weights: a Hub reference, not empty."""
+    from .hub import HUB_REF
+
+    return _checked(text, str, read=False, give=HUB_REF)
+
+
+def _revision(text: str) -> str:
+    """The parser of --revision: not empty (it would stand for the manifest's revision, unsaid)."""
+    from .hub import REVISION_NAMES
+
+    return _checked(text, str, read=False, give=REVISION_NAMES)
+
+
 @app.callback()
 def main(
     manifest: Optional[List[Path]] = typer.Option(
-        None, "--manifest", metavar="FILE",
+        None, "--manifest", parser=_path, metavar="FILE",
         help="Extra manifest YAML adding or overriding models (repeatable; also $SSMZOO_MANIFEST)."),
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version."),
 ) -> None:
@@ -282,9 +324,9 @@ def info_cmd(
 def download_cmd(
     models: List[str] = typer.Argument(..., metavar="MODEL", help="Model names to fetch into the Hugging Face cache."),
     revision: Optional[str] = typer.Option(
-        None, "--revision", metavar="REV", help="Hub branch, tag or commit (default: manifest's)."),
+        None, "--revision", parser=_revision, metavar="REV", help="Hub branch, tag or commit (default: manifest's)."),
     weights: Optional[str] = typer.Option(
-        None, "--weights", metavar="HF-HUB-REF", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
+        None, "--weights", parser=_download_weights, metavar="HF-HUB-REF", help="Fetch this instead: hf-hub:org/repo[/file][@rev]."),
     as_json: bool = typer.Option(
         False, "--json", help="One JSON array, an object per model (a failed one has its error), instead of lines."),
 ) -> None:
@@ -307,15 +349,18 @@ def download_cmd(
         except SsmzooError as exc:
             failed += 1
             err.print(f"error: {one_line(str(exc))}", markup=False)
-            records.append(download_record(name, error=str(exc)))  # JSON holds any text as it is
-            continue
-        if resolved.note:
-            err.print(f"{name}: {resolved.note}", markup=False)
-        _hub_notes(name, resolved)
-        record = download_record(name, resolved)
-        if name in repeated:  # stderr's note above, in this model's own record too
-            record["note"] = "; ".join(filter(None, [f"{name} given more than once; fetched once", record["note"]]))
+            record = download_record(name, error=str(exc))  # JSON holds any text as it is
+        else:
+            if resolved.note:
+                err.print(f"{name}: {resolved.note}", markup=False)
+            _hub_notes(name, resolved)
+            record = download_record(name, resolved)
+        if name in repeated:  # stderr's note above, in this model's own record too, fetched or failed
+            done = "fetched once" if record["error"] is None else "tried once"
+            record["note"] = "; ".join(filter(None, [f"{name} given more than once; {done}", record["note"]]))
         records.append(record)
+        if record["error"] is not None:
+            continue
         if not as_json:
             print(f"{name}: {resolved.path}  ({resolved.origin}{', already cached' if resolved.cached else ''})")
     if as_json:
@@ -326,8 +371,8 @@ def download_cmd(
 
 @app.command("convert", cls=Command)
 def convert_cmd(
-    checkpoint: Path = typer.Argument(..., metavar="CHECKPOINT", help="A .pth/.pt/.bin/.safetensors checkpoint."),
-    output: Path = typer.Argument(..., metavar="OUTPUT", help="Where to write the .safetensors file."),
+    checkpoint: Path = typer.Argument(..., parser=_path, metavar="CHECKPOINT", help="A .pth/.pt/.bin/.safetensors checkpoint."),
+    output: Path = typer.Argument(..., parser=_output, metavar="OUTPUT", help="Where to write the .safetensors file."),
     state_dict_key: Optional[str] = typer.Option(
         None, "--state-dict-key", metavar="KEY", help="Key holding the weights (default: auto)."),
     model: Optional[str] = typer.Option(
@@ -407,9 +452,10 @@ def classify_cmd(
     model: str = typer.Option(
         "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", metavar="CHECKPOINT",
+        None, "--weights", "-w", parser=_weights, metavar="CHECKPOINT",
         help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
-    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", parser=_revision, metavar="REV", help="Hub revision of the weights."),
     top_k: int = typer.Option(5, "--top-k", "-k", min=1, metavar="K", help="How many labels per input."),
     device: str = typer.Option("auto", "--device", metavar="DEVICE", help="auto, cpu, cuda or cuda:N."),
     dtype: str = typer.Option(
@@ -484,15 +530,6 @@ def _print_result(result, model: str, weights_origin: Optional[str], key_path, a
     return 0 if result.ok else 1
 
 
-def _path(text: str) -> Path:
-    """The parser of ``eval``'s and ``robustness``' data paths: an empty one (an unset shell variable,
-    ``--data-dir "$DATA"``) or ``-`` is refused as classify's inputs are (``paths.name_problem``)."""
-    problem = name_problem(text)
-    if problem is not None:
-        raise typer.BadParameter(problem)
-    return Path(text)
-
-
 def _eval_option(name: str):
     """An option ``eval`` and ``robustness`` share, defined once (a fresh OptionInfo per use)."""
     specs = {
@@ -528,9 +565,10 @@ def eval_cmd(
     model: str = typer.Option(
         "groupmamba_tiny", "--model", "-m", metavar="NAME", help="Model name (see `ssmzoo models`)."),
     weights: Optional[str] = typer.Option(
-        None, "--weights", "-w", metavar="CHECKPOINT",
+        None, "--weights", "-w", parser=_weights, metavar="CHECKPOINT",
         help="Checkpoint to use instead of the manifest's: a local .pth/.safetensors or hf-hub:org/repo."),
-    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", parser=_revision, metavar="REV", help="Hub revision of the weights."),
     labels: Optional[Path] = typer.Option(
         None, "--labels", parser=_path, metavar="FILE",
         help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
@@ -550,9 +588,9 @@ def eval_cmd(
     cuda_graphs: Optional[bool] = _eval_option("cuda_graphs"),
     compile_: bool = _eval_option("compile_"),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", metavar="FILE", help="Write the summary to results.json or .csv."),
+        None, "--output", "-o", parser=_output, metavar="FILE", help="Write the summary to results.json or .csv."),
     per_sample: Optional[Path] = typer.Option(
-        None, "--per-sample", metavar="FILE", help="Write each item's prediction to a .csv or .jsonl file."),
+        None, "--per-sample", parser=_output, metavar="FILE", help="Write each item's prediction to a .csv or .jsonl file."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary as one JSON object instead of a table."),
 ) -> None:
     """Top-1/top-5 accuracy on a dataset, the paper's way; shards over processes under `torchrun -m ssmzoo eval`."""
@@ -708,9 +746,10 @@ def robustness_cmd(
         None, "--model", "-m", metavar="NAME",
         help="Model name (repeatable: the models are compared side by side; default groupmamba_tiny)."),
     weights: Optional[List[str]] = typer.Option(
-        None, "--weights", "-w", metavar="CHECKPOINT",
+        None, "--weights", "-w", parser=_weights, metavar="CHECKPOINT",
         help="Checkpoint per --model, in the same order (repeatable; local file or hf-hub:org/repo)."),
-    revision: Optional[str] = typer.Option(None, "--revision", metavar="REV", help="Hub revision of the weights."),
+    revision: Optional[str] = typer.Option(
+        None, "--revision", parser=_revision, metavar="REV", help="Hub revision of the weights."),
     jpeg_quality: Optional[List[str]] = typer.Option(
         None, "--jpeg-quality", "-q", metavar="START..END", help="JPEG qualities 1..100: START..END[:STEP] (step 10 "
         "by default; END always runs) or a list, e.g. 10..90, 10..90:20, 10,30,50; repeatable (the values are "
@@ -741,9 +780,9 @@ def robustness_cmd(
     seed: int = typer.Option(
         0, "--seed", metavar="INT", help="Seed of the random corruptions (noise), drawn per image and condition."),
     output: Optional[Path] = typer.Option(
-        None, "--output", "-o", metavar="FILE", help="Write the results to a .json or .csv file."),
+        None, "--output", "-o", parser=_output, metavar="FILE", help="Write the results to a .json or .csv file."),
     plot: Optional[Path] = typer.Option(
-        None, "--plot", metavar="FILE",
+        None, "--plot", parser=_output, metavar="FILE",
         help="Draw top-1 against quality/severity to a .png/.svg/.pdf (needs matplotlib)."),
     as_json: bool = typer.Option(False, "--json", help="Print the results as one JSON object instead of tables."),
     no_chart: bool = typer.Option(False, "--no-chart", help="No chart in the terminal after the table."),

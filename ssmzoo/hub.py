@@ -25,7 +25,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import WeightsError, WeightsOptionError
 from .manifest import WeightsSource
-from .paths import file_in_the_way, missing_file
+from .paths import file_in_the_way, missing_file, name_problem
 from .text import count, in_brief, one_line
 
 __all__ = [
@@ -55,6 +55,8 @@ _CHECKED_AGAINST = {"manifest": "the manifest's sha256", "hub": "the Hub's sha25
 _COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 _WEIGHTS_HINT = "pass --weights PATH (a .pth/.pt/.bin/.safetensors file) or --weights hf-hub:ORG/REPO[/FILE][@REVISION]"
 # `download` only fills the Hub cache: its --weights takes a Hub reference, and a local file is of no use to it.
+HUB_REF = "hf-hub:ORG/REPO[/FILE][@REVISION]"
+REVISION_NAMES = "a branch, tag or commit"  # what --revision takes, in the words of its empty-name error
 _DOWNLOAD_WEIGHTS_HINT = ("pass --weights hf-hub:ORG/REPO[/FILE][@REVISION] (a local checkpoint needs no download: "
                           "give it to classify, eval or robustness with --weights PATH)")
 
@@ -235,9 +237,11 @@ def parse_hub_ref(text: str) -> HubRef:
     if text.startswith(HUB_PREFIX):
         rest = text[len(HUB_PREFIX) :].strip().strip("/")
         revision = None
-        if "@" in rest:
+        if "@" in rest:  # an empty one (hf-hub:org/repo@$REV, REV unset) would stand for the default, unsaid
             rest, revision = rest.rsplit("@", 1)
-            revision = revision or None
+            problem = name_problem(revision, read=False, give=REVISION_NAMES + ", or no @")
+            if problem is not None:
+                raise WeightsOptionError(f"bad --weights {text!r}: revision {problem}")
         parts = [p for p in rest.split("/") if p]
         if len(parts) < 2:
             raise WeightsOptionError(f"bad --weights {text!r}: expected hf-hub:ORG/REPO[/FILE][@REVISION]")
@@ -248,6 +252,9 @@ def parse_hub_ref(text: str) -> HubRef:
     hub_hosts = {endpoint.netloc, "huggingface.co", "hf.co"}
     parts = [unquote(p) for p in url.path.strip("/").split("/")]
     if url.netloc in hub_hosts and len(parts) >= 5 and parts[2] in ("resolve", "blob"):
+        problem = name_problem(parts[3], read=False, give=REVISION_NAMES)  # (.../resolve//FILE)
+        if problem is not None:
+            raise WeightsOptionError(f"bad --weights {text!r}: revision {problem}")
         return HubRef("/".join(parts[:2]), "/".join(parts[4:]), parts[3])
     raise WeightsOptionError(
         f"unsupported --weights URL {text!r}: only Hub file URLs ({hub_endpoint()}/ORG/REPO/resolve/REVISION/FILE) "
@@ -806,8 +813,15 @@ def check_weights_request(
 ) -> None:
     """Raises the :class:`WeightsOptionError` that :func:`resolve_weights` would (a bad ``--weights``,
     ``--weights``/``--revision`` naming two revisions, a model with no published weights and no
-    ``--weights``) without the network, so a command can check every model before fetching any."""
-    if override:
+    ``--weights``) without the network, so a command can check every model before fetching any. An
+    empty ``override`` or ``revision`` (``--weights "$CKPT"`` with CKPT unset) is refused, never taken as
+    not given: that would load the manifest's weights instead of the user's, unsaid."""
+    for option, value, give in (("--weights", override, "a path" if local_weights else HUB_REF),
+                                ("--revision", revision, REVISION_NAMES)):
+        problem = None if value is None else name_problem(value, read=False, give=give)
+        if problem is not None:
+            raise WeightsOptionError(f"{option} {problem}")
+    if override is not None:
         if not _is_remote(override):
             if not local_weights:
                 raise WeightsOptionError(f"--weights {override}: a local file needs no download; this option takes "
@@ -846,7 +860,7 @@ def resolve_weights(
     it only fills the Hub cache), so that error messages suggest what works there.
     """
     check_weights_request(model_name, source, override=override, revision=revision, local_weights=local_weights)
-    if override:
+    if override is not None:
         if not _is_remote(override):
             return _resolve_local(override)
         ref = parse_hub_ref(override)
@@ -859,7 +873,7 @@ def resolve_weights(
         rev = revision or source.revision
         filename, pattern = source.filename, source.filename_pattern
 
-    repo_id = ref.repo_id if override else source.repo_id  # type: ignore[union-attr]
+    repo_id = ref.repo_id if override is not None else source.repo_id  # type: ignore[union-attr]
     pinned = (
         source is not None
         and same_repo

@@ -83,23 +83,27 @@ def write_csv(option: str, path: Path, fields: list[str], rows: list[dict]) -> N
     write_output(option, path, buf.getvalue())
 
 
-def name_problem(text: str) -> Optional[str]:
+def name_problem(text: str, *, read: bool = True, give: str = "a path") -> Optional[str]:
     """Why a name given on the command line names no file, or None: an empty one (an unset shell
-    variable, ``"$IMG"``), which ``Path`` reads as ``.``, the whole current folder; and ``-``, which
-    elsewhere means stdin, unread here (unless a file is named so). One wording for classify's inputs
-    and the data options (where click's own prefix names the option)."""
+    variable, ``"$IMG"``), which ``Path`` reads as ``.``, the whole current folder (and which a
+    ``--weights`` or ``--revision`` would take as not given at all); and, for a file to ``read``,
+    ``-``, which elsewhere means stdin, unread here (unless a file is named so; an output named ``-``
+    is left to the output's own checks). One wording for classify's inputs and every path option (where
+    click's own prefix names the option); ``give`` says what to give instead where it is no path (a
+    revision: "a branch, tag or commit")."""
     if not text:
-        return "'': empty name; give a path"
-    if text == "-" and not os.path.lexists(text):
+        return f"'': empty name; give {give}"
+    if read and text == "-" and not os.path.lexists(text):
         return "-: reading from stdin is not supported; give a path"
     return None
 
 
-def check_name(text: str) -> None:
-    """``name_problem`` as a :class:`UsageError`, before anything is read."""
-    problem = name_problem(text)
+def check_name(text: str, option: str = "", **kwargs) -> None:
+    """``name_problem`` as a :class:`UsageError`, before anything is read; after ``option`` where given
+    (the library's callers: click names the CLI's options itself)."""
+    problem = name_problem(text, **kwargs)
     if problem is not None:
-        raise UsageError(problem)
+        raise UsageError(f"{option} {problem}" if option else problem)
 
 
 NO_SUCH_FILE = "no such file or directory"

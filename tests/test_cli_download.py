@@ -608,3 +608,50 @@ def test_a_downloaded_pickle_is_never_trusted(cli, hub, mini_files, example_imag
     assert "multiarray._reconstruct)" in error and "--trust-checkpoint" not in error  # (numpy._core in numpy 2)
     assert error.endswith("it was fetched from the Hub, so ssmzoo never unpickles it otherwise: ask the repo's "
                           "owners for a safetensors copy, or pass --weights with another file")
+
+
+# ---------------------------------------------------------------------------------------------
+# An empty --weights or --revision (an unset shell variable) is refused, never taken as not given
+
+
+def test_an_empty_weights_or_revision_never_falls_back_to_the_published_weights(cli, hub, mini_files, example_images):
+    """``--weights "$CKPT"`` with CKPT unset used to evaluate the manifest's Hub weights instead of the
+    user's checkpoint, saying nothing (here the Hub serves them, so that fallback would succeed);
+    ``--revision "$REV"`` fetched @main, and ``hf-hub:ORG/REPO@$REV`` its default."""
+    manifest, checkpoint = mini_files
+    hub.add_file(REPO, FILE, checkpoint.read_bytes())
+    data = ["--dataset", "imagenet", "--data-dir", example_images, "--limit", "1", "--workers", "0"]
+    cases = [
+        (["classify", example_images / "coffee.jpg"], "--weights", "' / '-w", "a path"),
+        (["eval", *data], "--weights", "' / '-w", "a path"),
+        (["robustness", *data, "--jpeg-quality", "50"], "--weights", "' / '-w", "a path"),
+        (["download"], "--weights", "", "hf-hub:ORG/REPO[/FILE][@REVISION]"),
+        (["classify", example_images / "coffee.jpg"], "--revision", "", "a branch, tag or commit"),
+        (["eval", *data], "--revision", "", "a branch, tag or commit"),
+        (["robustness", *data, "--jpeg-quality", "50"], "--revision", "", "a branch, tag or commit"),
+        (["download"], "--revision", "", "a branch, tag or commit"),
+    ]
+    for args, option, short, give in cases:
+        command = args[0]
+        model = [] if command == "download" else ["--model"]
+        res = cli("--manifest", manifest, *args[:1], *model, "groupmamba_mini", *args[1:], option, "")
+        assert (res.code, res.stdout) == (2, ""), (args, option, res.stderr)
+        assert res.stderr == (f"error: Invalid value for '{option}{short}': '': empty name; give {give} "
+                              f"(see `ssmzoo {command} --help`)\n")
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "--weights", f"hf-hub:{REPO}@")
+    assert (res.code, res.stdout) == (2, "")
+    assert res.stderr == (f"error: bad --weights 'hf-hub:{REPO}@': revision '': empty name; give a branch, tag or "
+                          "commit, or no @ (see `ssmzoo download --help`)\n")
+    assert hub.requests == [] and hub.downloads() == 0
+
+
+def test_a_model_named_twice_that_fails_has_the_note_in_its_json_record_too(cli, hub, mini_files):
+    # the note was in a fetched model's record only: a failed one (no network, no such repo) had null
+    manifest, checkpoint = mini_files
+    res = cli("--manifest", manifest, "download", "groupmamba_mini", "stablemamba_tiny_in1k", "groupmamba_mini",
+              "--json")
+    mini, stable = json.loads(res.stdout)
+    assert res.code == 1 and mini["error"] is not None and stable["error"] is not None
+    assert res.stderr.startswith("note: groupmamba_mini given more than once; each model is fetched once\n")
+    assert mini["note"] == "groupmamba_mini given more than once; tried once" and stable["note"] is None
+    assert all(mini[k] is None for k in mini if k not in ("model", "error", "note"))  # no weights fields

@@ -51,6 +51,11 @@ def entry_point(*args: str, library: bool = False) -> tuple[dict, subprocess.Com
     (["download", "groupmamba_tiyn"], 2, "unknown model 'groupmamba_tiyn'; did you mean groupmamba_tiny"),
     (["info", "groupmamba_tiyn"], 2, "unknown model 'groupmamba_tiyn'; did you mean groupmamba_tiny"),
     (["models", "nosuch"], 2, "no model matches 'nosuch'"),
+    # an empty name is refused as the option is parsed: before the manifest, torch or the Hub
+    (["--manifest", "", "models"], 2, "Invalid value for '--manifest': '': empty name; give a path"),
+    (["eval", "--dataset", "imagenet", "--weights", ""], 2, "'--weights' / '-w': '': empty name; give a path"),
+    (["classify", "x.jpg", "--revision", ""], 2, "'--revision': '': empty name; give a branch, tag or commit"),
+    (["convert", "x.pth", ""], 2, "Invalid value for 'OUTPUT': '': empty name; give a path"),
 ])
 def test_help_and_argument_errors_import_neither_torch_nor_timm(args, code, says):
     result, done = entry_point(*args)

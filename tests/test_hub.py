@@ -22,9 +22,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from hub_server import FakeHub  # noqa: E402
 
 from ssmzoo.checkpoint import load_state_dict  # noqa: E402
-from ssmzoo.errors import WeightsError  # noqa: E402
+from ssmzoo.errors import WeightsError, WeightsOptionError  # noqa: E402
 from ssmzoo.hub import (  # noqa: E402
-    WEIGHT_EXTENSIONS, ResolvedWeights, hub_cache_dir, is_cached, parse_hub_ref, resolve_weights,
+    WEIGHT_EXTENSIONS, ResolvedWeights, check_weights_request, hub_cache_dir, is_cached, parse_hub_ref,
+    resolve_weights,
 )
 from ssmzoo.manifest import WeightsSource  # noqa: E402
 
@@ -531,6 +532,31 @@ def test_local_override(hub, tmp_path):
         with pytest.raises(WeightsError) as err:
             resolve_weights("tiny", None, override=override)
         assert needle in one_line(err), str(err.value)
+
+
+def test_an_empty_override_or_revision_is_refused_not_taken_as_none(hub):
+    """An unset shell variable (``--weights "$CKPT"``, ``--revision "$REV"``, ``hf-hub:ORG/REPO@$REV``)
+    used to fetch the manifest's weights (or its revision) instead, unsaid; the Hub here has them."""
+    hub.add_file(REPO, "tiny.pth", pth_bytes(state_dict(80)))
+    src = WeightsSource(repo_id=REPO, filename="tiny.pth")
+    cases = [
+        (dict(override=""), "--weights '': empty name; give a path"),
+        (dict(override="", local_weights=False), "--weights '': empty name; give hf-hub:ORG/REPO[/FILE][@REVISION]"),
+        (dict(revision=""), "--revision '': empty name; give a branch, tag or commit"),
+        (dict(override=f"hf-hub:{REPO}", revision=""), "--revision '': empty name; give a branch, tag or commit"),
+        (dict(override=f"hf-hub:{REPO}@"),
+         f"bad --weights 'hf-hub:{REPO}@': revision '': empty name; give a branch, tag or commit, or no @"),
+        (dict(override=f"{hub.endpoint}/{REPO}/resolve//tiny.pth"),
+         f"bad --weights '{hub.endpoint}/{REPO}/resolve//tiny.pth': revision '': empty name; give a branch, tag "
+         "or commit"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(WeightsOptionError) as err:
+            resolve_weights("tiny", src, progress=False, **kwargs)
+        assert one_line(err) == message
+        with pytest.raises(WeightsOptionError):  # the check a command makes before fetching anything
+            check_weights_request("tiny", src, **kwargs)
+    assert hub.requests == []
 
 
 def test_no_source_and_no_override(hub):

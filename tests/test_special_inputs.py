@@ -66,6 +66,48 @@ def test_an_empty_data_path_is_a_usage_error_not_the_current_folder(cli, mini_fi
                           f"(see `ssmzoo {command} --help`)\n")
 
 
+@pytest.mark.parametrize("command,option", [
+    ("eval", "--output' / '-o"), ("eval", "--per-sample"), ("robustness", "--output' / '-o"),
+    ("robustness", "--plot"), ("robustness", "--class-map"), ("robustness", "--list"),
+])
+def test_an_empty_output_or_list_path_is_a_usage_error_not_the_current_folder(
+        cli, mini_files, example_images, monkeypatch, command, option):
+    """An output used to be checked as ``Path("") == "."`` (``--output .: expected a .json or .csv file
+    name``): now every path option refuses an empty name in the data options' words."""
+    manifest, checkpoint = mini_files
+    monkeypatch.chdir(example_images)
+    sweep = ["--jpeg-quality", "50"] if command == "robustness" else []
+    res = cli("--manifest", manifest, command, "--dataset", "imagenet", "--data-dir", ".",
+              option.split("'")[0], "", *sweep, "--model", "groupmamba_mini", "--weights", checkpoint,
+              "--workers", "0")
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr == (f"error: Invalid value for '{option}': '': empty name; give a path "
+                          f"(see `ssmzoo {command} --help`)\n")
+
+
+@pytest.mark.parametrize("args,where,stderr", [
+    (["--manifest", "", "models"], "ssmzoo", "Invalid value for '--manifest'"),
+    (["convert", "", "out.safetensors"], "ssmzoo convert", "Invalid value for 'CHECKPOINT'"),
+    (["convert", "in.pth", ""], "ssmzoo convert", "Invalid value for 'OUTPUT'"),
+])
+def test_an_empty_manifest_or_convert_path_is_a_usage_error_not_the_current_folder(cli, tmp_path, monkeypatch,
+                                                                                  args, where, stderr):
+    # they said ".: cannot read manifest: it is a folder, not a file" and "output .: expected a .safetensors
+    # file name"
+    monkeypatch.chdir(tmp_path)
+    res = cli(*args)
+    assert res.code == 2 and res.stdout == ""
+    assert res.stderr == f"error: {stderr}: '': empty name; give a path (see `{where} --help`)\n"
+
+
+def test_a_dash_output_is_left_to_the_outputs_own_checks(cli, mini_files):
+    # "-" would be stdout, not stdin: an output's wrong-suffix error says what it takes
+    _, checkpoint = mini_files
+    res = cli("convert", checkpoint, "-")
+    assert res.code == 2 and res.stderr == "error: output -: expected a .safetensors file name " \
+                                           "(see `ssmzoo convert --help`)\n"
+
+
 @pytest.mark.parametrize("option", ["--labels", "--list"])
 def test_a_dash_data_path_says_stdin_is_not_read(cli, mini_files, example_images, monkeypatch, option):
     manifest, checkpoint = mini_files
@@ -98,8 +140,13 @@ def test_one_wording_for_names_that_are_no_path(tmp_path, monkeypatch):
     assert name_problem("") == "'': empty name; give a path"
     assert name_problem("-") == "-: reading from stdin is not supported; give a path"
     assert name_problem("a.jpg") is None
+    assert name_problem("-", read=False) is None  # an output's name: its own checks refuse it
+    assert name_problem("", read=False, give="a branch, tag or commit") == \
+        "'': empty name; give a branch, tag or commit"
     with pytest.raises(UsageError, match="empty name"):
         check_name("")
+    with pytest.raises(UsageError, match="^--output '': empty name; give a path$"):
+        check_name("", "--output", read=False)
     (tmp_path / "-").write_bytes(b"")  # a file really called "-" is a name like any other
     assert name_problem("-") is None
 
