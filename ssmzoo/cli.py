@@ -571,7 +571,7 @@ def eval_cmd(
         None, "--revision", parser=_revision, metavar="REV", help="Hub revision of the weights."),
     labels: Optional[Path] = typer.Option(
         None, "--labels", parser=_path, metavar="FILE",
-        help="imagenet, flat folder: 'filename label' lines (label: index 0..999 or synset)."),
+        help="imagenet, flat folder: 'filename label' lines (label: index 0..999, synset or class name)."),
     class_map: Optional[Path] = typer.Option(
         None, "--class-map", parser=_path, metavar="FILE",
         help="imagefolder: 'folder label' lines (or JSON) for folders not named as the model's classes."),
