@@ -484,3 +484,39 @@ def test_torch_jit_trace_takes_the_plain_ops() -> None:
         traced = torch.jit.trace(model, torch.randn(1, 3, 64, 64))
         x = torch.randn(2, 3, 64, 64)
         assert rel_err(traced(x), model(x)) <= 1e-5
+
+
+def test_builds_on_the_meta_device_with_the_drop_path_rates_of_torch_linspace() -> None:
+    """The drop-path rates are computed in Python (torch.linspace(...).tolist() cannot read a meta
+    tensor); they are torch.linspace's up to its float32 rounding."""
+    with torch.device("meta"):
+        model = gm.groupmamba_tiny(drop_path_rate=0.2)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    rates = [getattr(blk.drop_path, "drop_prob", 0.0) for i in range(4) for blk in getattr(model, f"block{i + 1}")]
+    expected = torch.linspace(0, 0.2, sum(model.depths), dtype=torch.float64)
+    assert rates[0] == 0.0 and rates[-1] == 0.2
+    torch.testing.assert_close(torch.tensor(rates, dtype=torch.float64), expected, rtol=0, atol=1e-15)
+    torch.testing.assert_close(torch.tensor(rates, dtype=torch.float32), torch.linspace(0, 0.2, sum(model.depths)),
+                               rtol=0, atol=1e-7)
+
+
+def test_pretrained_weights_neither_reachable_nor_cached_name_the_repo_and_file(tmp_path: Path) -> None:
+    """huggingface_hub's own LocalEntryNotFoundError names neither; ssmzoo raises one that does (chained
+    to it). Real huggingface_hub in a fresh interpreter: HF_HUB_OFFLINE=1 and an empty cache."""
+    import os
+
+    code = ("import ssmzoo, timm\n"
+            "from huggingface_hub.errors import LocalEntryNotFoundError\n"
+            "try:\n"
+            "    timm.create_model('groupmamba_small', pretrained=True)\n"
+            "except LocalEntryNotFoundError as e:\n"
+            "    print(type(e.__cause__).__name__); print(e)\n")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hub")}
+    env.pop("TRANSFORMERS_OFFLINE", None)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
+    cause, message = done.stdout.strip().split("\n", 1)
+    assert cause == "LocalEntryNotFoundError"
+    assert "groupmamba_small" in message and "'Abdelrahman-shaker/GroupMamba-Small'" in message
+    assert "'groupmamba_small_ema.pth'" in message and "HF_HUB_OFFLINE is set" in message
+    assert str(tmp_path / "hub") in message and "pretrained_cfg_overlay=dict(file=PATH)" in message

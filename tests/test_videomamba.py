@@ -371,3 +371,81 @@ def test_an_odd_frame_count_with_kernel_size_2_drops_the_last_frame_as_the_autho
     x = torch.randn(1, 3, 5, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), model(x[:, :, :4]))
+
+
+# -- timm's training API: gradient checkpointing, parameter groups, meta-device construction --------
+
+TIMM_API_MODELS = [
+    ("videomamba_tiny", dict(img_size=32, embed_dim=16, depth=3, num_classes=3), (2, 3, 32, 32)),
+    ("videomamba_tiny_video", dict(img_size=32, embed_dim=16, depth=2, num_classes=3, num_frames=4, kernel_size=2),
+     (1, 3, 4, 32, 32)),
+    ("stablemamba_tiny", dict(img_size=32, embed_dim=16, depth=3, num_heads=2, attn_layers=[1], num_classes=3),
+     (2, 3, 32, 32)),
+]
+
+
+@pytest.mark.parametrize("name,kwargs,shape", TIMM_API_MODELS)
+def test_grad_checkpointing_gives_the_same_loss_and_grads(name: str, kwargs: dict, shape: tuple) -> None:
+    """timm's ``--grad-checkpointing`` calls ``set_grad_checkpointing(True)``: each block, given the
+    (hidden, residual) pair, is run again in the backward pass, and the gradients are those without it
+    (float64; drop path on, which the recomputation replays with the same random draws)."""
+    torch.manual_seed(0)
+    model = timm.create_model(name, drop_path_rate=0.3, **kwargs).double().train()
+    x = torch.randn(shape, dtype=torch.float64)
+    calls: list[int] = []
+    model.layers[1].register_forward_pre_hook(lambda *_: calls.append(1))
+
+    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(1)
+        loss = model(x).square().mean()
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    loss, grads = loss_and_grads()
+    assert len(calls) == 1
+    model.set_grad_checkpointing(True)
+    loss_ckpt, grads_ckpt = loss_and_grads()
+    assert len(calls) == 3  # forward, then again in the backward pass
+    torch.testing.assert_close(loss_ckpt, loss, rtol=1e-12, atol=0)
+    assert grads_ckpt.keys() == grads.keys() == {n for n, _ in model.named_parameters()}
+    for n, grad in grads.items():
+        torch.testing.assert_close(grads_ckpt[n], grad, rtol=1e-10, atol=1e-14, msg=n)
+    with torch.no_grad():  # nothing to recompute without autograd
+        model(x)
+    assert len(calls) == 4
+    model.set_grad_checkpointing(False)
+    assert not model.grad_checkpointing
+
+
+@pytest.mark.parametrize("coarse", [False, True])
+@pytest.mark.parametrize("name,kwargs,shape", TIMM_API_MODELS)
+def test_group_matcher_puts_every_parameter_in_one_group_by_depth(name: str, kwargs: dict, shape: tuple,
+                                                                  coarse: bool) -> None:
+    from timm.models import group_parameters
+    from timm.optim import create_optimizer_v2
+
+    model = timm.create_model(name, **kwargs)
+    groups = group_parameters(model, model.group_matcher(coarse=coarse))
+    names = [n for members in groups.values() for n in members]
+    assert sorted(names) == sorted(n for n, _ in model.named_parameters())  # each exactly once
+    ordered = list(groups.values())
+    # the embeddings, one group per block (the final norm with the last), the head
+    assert len(ordered) == len(model.layers) + 2
+    assert "cls_token" in ordered[0] and "pos_embed" in ordered[0] and "patch_embed.proj.weight" in ordered[0]
+    assert ("temporal_pos_embedding" in ordered[0]) == model.is_video
+    last = f"layers.{len(model.layers) - 1}."
+    assert "norm_f.weight" in ordered[-2] and all(n.startswith((last, "norm_f.")) for n in ordered[-2])
+    assert ordered[-1] == ["head.weight", "head.bias"]
+    # timm's layer-wise lr decay reads the same groups: the embeddings get the smallest scale, the head 1
+    optimizer = create_optimizer_v2(model, "adamw", lr=1e-3, layer_decay=0.75)
+    scale = {id(p): group["lr_scale"] for group in optimizer.param_groups for p in group["params"]}
+    assert scale[id(model.cls_token)] == min(scale.values()) < scale[id(model.layers[0].norm.weight)]
+    assert scale[id(model.head.weight)] == 1.0
+
+
+@pytest.mark.parametrize("name,kwargs,shape", TIMM_API_MODELS)
+def test_builds_on_the_meta_device(name: str, kwargs: dict, shape: tuple) -> None:
+    with torch.device("meta"):
+        model = timm.create_model(name, drop_path_rate=0.2, **kwargs)
+    assert {p.device.type for p in model.parameters()} == {"meta"}

@@ -890,7 +890,11 @@ class GroupMamba(nn.Module):
         self.grad_checkpointing = False
         norm_layer = lambda dim: nn.LayerNorm(dim, eps=layer_norm_eps)  # noqa: E731
 
-        dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        # Linear in depth, in plain Python so that the model builds on the meta device (torch.linspace's
+        # .tolist() reads data); the values are torch.linspace's in float64 rather than float32 (they
+        # differ by < 1e-7, and only in training, where drop path acts).
+        total = sum(depths)
+        dpr = [drop_path_rate * i / (total - 1) if total > 1 else 0.0 for i in range(total)]
         cur = 0
         self.feature_info = []
         for i in range(self.num_stages):
@@ -1120,13 +1124,54 @@ def checkpoint_filter_fn(state_dict: dict[str, Any], model: GroupMamba) -> dict[
     return {(k[len("module."):] if k.startswith("module.") else k): v for k, v in state_dict.items()}
 
 
+def _hub_weights_unavailable(variant: str, kwargs: dict[str, Any], error: Exception) -> Optional[Exception]:
+    """What to raise when the pretrained weights of ``variant`` could not be fetched from the Hub and are
+    not in the cache (huggingface_hub's LocalEntryNotFoundError names neither the repo nor the file):
+    the same exception type, naming them, the endpoint or offline mode, and the cache folder; None when
+    the weights were not to come from the Hub."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+    from timm.models._builder import _resolve_pretrained_source, resolve_pretrained_cfg
+
+    if not isinstance(error, LocalEntryNotFoundError):
+        return None
+    try:
+        cfg = resolve_pretrained_cfg(variant, pretrained_cfg=kwargs.get("pretrained_cfg"),
+                                     pretrained_cfg_overlay=kwargs.get("pretrained_cfg_overlay")).to_dict()
+        load_from, location = _resolve_pretrained_source(cfg)
+    except Exception:  # noqa: BLE001 - the original error is raised instead
+        return None
+    if load_from != "hf-hub":
+        return None
+    repo_id, filename = location if isinstance(location, tuple) else (location, "its default weights file")
+    cache = kwargs.get("cache_dir") or constants.HF_HUB_CACHE
+    if constants.HF_HUB_OFFLINE:
+        why = "HF_HUB_OFFLINE is set, so the Hub was not asked"
+        todo = "unset HF_HUB_OFFLINE to download it"
+    else:
+        cause = error.__cause__
+        detail = f" ({type(cause).__name__}: {cause})" if cause is not None else ""
+        why = f"the Hugging Face Hub at {constants.ENDPOINT} could not be reached{detail}"
+        todo = "check the connection (and HF_ENDPOINT) and try again; HF_HUB_OFFLINE=1 skips the Hub's retries"
+    return LocalEntryNotFoundError(
+        f"{variant}: cannot load the pretrained weights {filename!r} of Hub repo {repo_id!r}: {why}, and the "
+        f"file is not in the local cache ({cache}). To fix: {todo}, or give a local copy with "
+        f"pretrained_cfg_overlay=dict(file=PATH).")
+
+
 def _create_groupmamba(variant: str, pretrained: bool = False, **kwargs: Any) -> GroupMamba:
-    return build_model_with_cfg(
-        GroupMamba, variant, pretrained,
-        pretrained_filter_fn=checkpoint_filter_fn,
-        feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
-        **kwargs,
-    )
+    try:
+        return build_model_with_cfg(
+            GroupMamba, variant, pretrained,
+            pretrained_filter_fn=checkpoint_filter_fn,
+            feature_cfg=dict(feature_cls="getter", out_indices=(0, 1, 2, 3)),
+            **kwargs,
+        )
+    except Exception as error:
+        clear = _hub_weights_unavailable(variant, kwargs, error) if pretrained else None
+        if clear is None:
+            raise
+        raise clear from error
 
 
 def groupmamba_from_config(config: dict[str, Any], **overrides: Any) -> GroupMamba:

@@ -25,6 +25,7 @@ from torch import Tensor
 from timm.layers import DropPath, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
+from timm.models._manipulate import checkpoint
 
 from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.opaque import call_op
@@ -356,6 +357,7 @@ class VideoMamba(nn.Module):
         self.is_video = num_frames is not None
         self.residual_in_fp32 = residual_in_fp32
         self.depth = depth
+        self.grad_checkpointing = False
         self._norm_kind = norm
         self._norm_epsilon = norm_epsilon
         self._mixer_kwargs: Dict[str, Any] = dict(d_state=d_state, d_conv=d_conv, expand=expand, dt_rank=dt_rank)
@@ -427,6 +429,21 @@ class VideoMamba(nn.Module):
     def get_num_layers(self) -> int:
         return len(self.layers)
 
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        """Parameter groups by depth for timm's layer-wise lr decay and ``group_parameters`` (timm's ViT
+        convention; ``coarse`` gives the same groups): the embeddings (patch, cls, position, time); one
+        group per block; the final norm with the last block (timm's MATCH_PREV_GROUP, 99999). The head,
+        unmatched, comes last."""
+        return dict(stem=r"^(?:cls_token|pos_embed|temporal_pos_embedding|patch_embed\.)",
+                    blocks=[(r"^layers\.(\d+)\.", None), (r"^norm_f\.", (99999,))])
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute each block's activations in the backward pass instead of keeping them (timm's
+        ``--grad-checkpointing``): applies wherever autograd records the forward."""
+        self.grad_checkpointing = enable
+
     # -- forward ----------------------------------------------------------------------------------
     def _spatial_pos_embed(self, grid: Tuple[int, int]) -> Tensor:
         return resample_spatial_embed(self.pos_embed, grid, self.patch_embed.grid_size)
@@ -469,8 +486,11 @@ class VideoMamba(nn.Module):
         output added, as the next block does; drop path as in eval)."""
         residual: Optional[Tensor] = None
         taken: list[Tensor] = []
+        # Each block is recomputed with the (hidden, residual) pair it was given: both are its inputs,
+        # and both of its outputs carry gradients (the first block's residual is None).
+        recompute = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for i, layer in enumerate(self.layers):
-            hidden, residual = layer(hidden, residual)
+            hidden, residual = checkpoint(layer, hidden, residual) if recompute else layer(hidden, residual)
             if i in take:
                 taken.append(residual + hidden)
             if i == stop:
