@@ -21,11 +21,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from timm.layers import DropPath, resample_abs_pos_embed, to_2tuple, trunc_normal_
 from timm.models import build_model_with_cfg, register_model
 from timm.models._features import feature_take_indices
-from timm.models._manipulate import checkpoint
 
 from ssmzoo.ops import scan_backend, selective_scan
 from ssmzoo.ops.opaque import call_op
@@ -490,7 +490,8 @@ class VideoMamba(nn.Module):
         # and both of its outputs carry gradients (the first block's residual is None).
         recompute = self.grad_checkpointing and torch.is_grad_enabled() and not torch.jit.is_scripting()
         for i, layer in enumerate(self.layers):
-            hidden, residual = checkpoint(layer, hidden, residual) if recompute else layer(hidden, residual)
+            hidden, residual = (checkpoint(layer, hidden, residual, use_reentrant=False) if recompute
+                                else layer(hidden, residual))
             if i in take:
                 taken.append(residual + hidden)
             if i == stop:
