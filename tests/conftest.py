@@ -91,6 +91,20 @@ def example_images(tmp_path):
     return folder
 
 
+
+def loss_and_grads(model: torch.nn.Module, x: torch.Tensor, seed: int | None = None
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """A training step's loss (mean square of the output) and each parameter's gradient, for comparing
+    two ways of running one model (e.g. with and without gradient checkpointing); ``seed`` fixes the
+    random draws (drop path) before the forward."""
+    model.zero_grad(set_to_none=True)
+    if seed is not None:
+        torch.manual_seed(seed)
+    loss = model(x).square().mean()
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+
 def photos_under_other_suffixes(folder: Path) -> list[Path]:
     """The coffee photo saved under suffixes Pillow reads here that the old fixed list left out: JPEG's
     .jfif and .jpe always, .jp2 and .avif where this Pillow has their codecs."""

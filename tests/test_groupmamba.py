@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 
 from ssmzoo.models import groupmamba as gm
 from ssmzoo.ops import selective_scan_ref
+from conftest import loss_and_grads
 
 DATA = Path(__file__).parent / "data"
 
@@ -456,16 +457,10 @@ def test_grad_checkpointing_recomputes_blocks_with_the_same_loss_and_grads() -> 
     calls: list[str] = []
     model.block2[0].register_forward_pre_hook(lambda *_: calls.append("block2.0"))
 
-    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model.zero_grad(set_to_none=True)
-        loss = model(x).square().mean()
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    loss, grads = loss_and_grads()
+    loss, grads = loss_and_grads(model, x)
     assert len(calls) == 1
     model.set_grad_checkpointing(True)
-    loss_ckpt, grads_ckpt = loss_and_grads()
+    loss_ckpt, grads_ckpt = loss_and_grads(model, x)
     assert len(calls) == 3  # forward, then again in the backward pass
     assert torch.allclose(loss_ckpt, loss, rtol=1e-6, atol=0)
     assert grads_ckpt.keys() == grads.keys()

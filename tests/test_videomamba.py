@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 
 import ssmzoo.models.videomamba as vm
 from ssmzoo.ops import selective_scan_ref
+from conftest import loss_and_grads
 
 DATA = Path(__file__).parent / "data"
 
@@ -395,17 +396,10 @@ def test_grad_checkpointing_gives_the_same_loss_and_grads(name: str, kwargs: dic
     calls: list[int] = []
     model.layers[1].register_forward_pre_hook(lambda *_: calls.append(1))
 
-    def loss_and_grads() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        model.zero_grad(set_to_none=True)
-        torch.manual_seed(1)
-        loss = model(x).square().mean()
-        loss.backward()
-        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
-
-    loss, grads = loss_and_grads()
+    loss, grads = loss_and_grads(model, x, seed=1)
     assert len(calls) == 1
     model.set_grad_checkpointing(True)
-    loss_ckpt, grads_ckpt = loss_and_grads()
+    loss_ckpt, grads_ckpt = loss_and_grads(model, x, seed=1)
     assert len(calls) == 3  # forward, then again in the backward pass
     torch.testing.assert_close(loss_ckpt, loss, rtol=1e-12, atol=0)
     assert grads_ckpt.keys() == grads.keys() == {n for n, _ in model.named_parameters()}
