@@ -13,6 +13,7 @@ import torch
 from .errors import InputError
 from .factory import LoadedModel, autocast
 from .images import eval_transform, image_suffixes, load_image, out_of_memory
+from .inference import hearing_blocks
 from .labels import class_ids, class_names
 from .paths import NO_SUCH_FILE, check_name, file_problem, files_below, special_file
 from .text import count, one_line
@@ -79,13 +80,6 @@ class VideoStep:
 
 
 VideoHook = Callable[[VideoStep], None]
-
-
-def model_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
-    """The model's longest list of blocks (VideoMamba's 24 to 32 ``layers``), or none: what a progress
-    display counts within one forward pass."""
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    return list(max(lists, key=len)) if lists else []
 
 
 def media_kind(path: str | Path) -> str:
@@ -361,21 +355,16 @@ class Classifier:
                               on_video: VideoHook) -> list[torch.Tensor]:
         """``_probabilities`` of each batch of a video's views, the same batches and numbers, with ``on_video``
         told as each batch passes each of the model's blocks (forward hooks, removed after each batch)."""
-        blocks = model_blocks(self.loaded.model)
         views = sum(part.shape[0] for part in parts)
         probs: list[torch.Tensor] = []
         done = 0
         for part in parts:
-            steps = [VideoStep(path, views, done, part.shape[0], layer, len(blocks))
-                     for layer in range(len(blocks) + 1)]
-            on_video(steps[0])
-            handles = [block.register_forward_hook(lambda *_, step=step: on_video(step))
-                       for block, step in zip(blocks, steps[1:])]
-            try:
+            def heard(layer: int, layers: int, done: int = done, batch: int = part.shape[0]) -> None:
+                on_video(VideoStep(path, views, done, batch, layer, layers))
+
+            with hearing_blocks(self.loaded.model, heard) as layers:
+                on_video(VideoStep(path, views, done, part.shape[0], 0, layers))
                 probs.append(self._probabilities(part))
-            finally:
-                for handle in handles:
-                    handle.remove()
             done += part.shape[0]
         on_video(VideoStep(path, views, done))
         return probs

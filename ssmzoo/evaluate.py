@@ -29,7 +29,7 @@ from .datasets import Batch, EvalData, ImageHook, ImageItems, VideoItems, collat
 from .distributed import DistContext
 from .errors import SsmzooError, UsageError
 from .factory import DTYPES, LoadedModel, weights_label
-from .inference import BatchRunner, Pipeline
+from .inference import BatchRunner, Pipeline, hearing_blocks
 from .labels import class_ids, class_names, describe, is_builtin, num_classes, same_classes
 from .manifest import ModelEntry
 from .paths import write_csv, write_output
@@ -367,13 +367,16 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
              cuda_graphs: Optional[bool] = None, compile: bool = False,
-             on_progress: Optional[Callable[[int, int], None]] = None) -> EvalResult:
+             on_progress: Optional[Callable[..., None]] = None) -> EvalResult:
     """Evaluates ``loaded`` on ``data``; every rank returns the same, complete result.
 
     ``batch_size`` counts images, or for videos clips (views) per forward pass (at least one whole
     video per batch). ``image_hook`` runs on each RGB PIL image before the eval transform (see
     ``ImageItems``). ``cuda_graphs`` (default: on for CUDA) and ``compile`` pick how the forward runs
-    (``ssmzoo.inference.BatchRunner``). ``on_progress(done, total)`` follows this rank's shard.
+    (``ssmzoo.inference.BatchRunner``). ``on_progress(done, total)`` follows this rank's shard; for videos on
+    a CPU, where one batch can take minutes, it is also told within a batch as the forward passes each of the
+    model's blocks: ``on_progress(done, total, what)``, ``done`` a fraction, ``what`` e.g.
+    ``'videomamba_tiny_k400: batch 3/10, layer 5/24'`` (``progress_bar``'s ``update`` takes both).
     """
     dist = dist or DistContext()
     entry = loaded.entry
@@ -414,15 +417,42 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
         if on_progress is not None:
             on_progress(len(results), len(shard))
 
+    # Within a batch only for videos on a CPU, eager: there a batch is minutes; on CUDA it is quick, and a
+    # replayed CUDA graph or a compiled forward would not run the hooks (or would break on them).
+    within = on_progress is not None and data.kind == "video" and not runner.cuda and runner.mode == "eager"
+    batches = -(-len(shard) // items_per_batch)
+
+    def passing(number: int, batch: Batch):
+        """Tells on_progress as this batch's forward passes each block: its rows go through the model
+        runner.rows at a time, each pass through all blocks."""
+        if not within:
+            return contextlib.nullcontext()
+        before, items = len(results), len(batch.indices)
+        rows = items * per_item  # (items, views, ...) flattened to rows
+        chunks = [min(runner.rows, rows - s) for s in range(0, rows, runner.rows)]
+        calls = [0]
+
+        def heard(layer: int, layers: int) -> None:
+            chunk = min(calls[0] // layers, len(chunks) - 1)
+            calls[0] += 1
+            share = (sum(chunks[:chunk]) + chunks[chunk] * layer / layers) / rows
+            part = f", part {chunk + 1}/{len(chunks)}" if len(chunks) > 1 else ""
+            on_progress(before + items * share, len(shard),
+                        f"{entry.name}: batch {number}/{batches}{part}, layer {layer}/{layers}")
+
+        return hearing_blocks(loaded.model, heard)
+
     if on_progress is not None:
         on_progress(0, len(shard))
     start = time.perf_counter()
-    with Pipeline() as pipeline:
-        for batch in timer.batches(loader):
+    # On a CPU the forward runs in submit: collecting it at once keeps results (and the bar) up to date.
+    with Pipeline(depth=1 if runner.cuda else 0) as pipeline:
+        for number, batch in enumerate(timer.batches(loader), 1):
             for index, error in batch.failed:
                 results.append(SampleResult(index, paths[index], labels[index], error=error))
             if batch.tensor is not None:
-                pipeline.submit(runner, batch.tensor, per_item, lambda v, i, b=batch: scored(b, v, i))
+                with passing(number, batch):
+                    pipeline.submit(runner, batch.tensor, per_item, lambda v, i, b=batch: scored(b, v, i))
             elif on_progress is not None:
                 on_progress(len(results), len(shard))
     wall = time.perf_counter() - start

@@ -19,8 +19,9 @@ On CPU everything runs eagerly and synchronously, as before.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Iterator, Optional, TypeVar
 
 import torch
 from torch import Tensor
@@ -81,6 +82,30 @@ class _Slot:
             self.device = torch.empty(like.numel(), dtype=like.dtype, device=dev)
         n = like.numel()
         return self.host[:n].view(like.shape), self.device[:n].view(like.shape)
+
+
+def model_blocks(model: torch.nn.Module) -> list[torch.nn.Module]:
+    """The model's longest list of blocks (VideoMamba's 24 to 32 ``layers``), or none: what a progress
+    display counts within one forward pass."""
+    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    return list(max(lists, key=len)) if lists else []
+
+
+@contextlib.contextmanager
+def hearing_blocks(model: torch.nn.Module, on_block: Callable[[int, int], None]) -> Iterator[int]:
+    """Within the ``with``, ``on_block(layer, layers)`` is told as each forward pass leaves the ``layer``-th
+    (from 1) of ``model_blocks``' ``layers``; yields ``layers`` (0: nothing to count). Forward hooks, removed
+    on leaving, which change no numbers: for eager forwards only (``classify`` on a video, ``eval`` of video
+    datasets on a CPU), as a CUDA graph's replay or a compiled forward would not run them, or would break
+    on them."""
+    blocks = model_blocks(model)
+    handles = [block.register_forward_hook(lambda *_, layer=layer: on_block(layer, len(blocks)))
+               for layer, block in enumerate(blocks, 1)]
+    try:
+        yield len(blocks)
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 class BatchRunner:

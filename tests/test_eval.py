@@ -1174,6 +1174,39 @@ def test_kinetics_list_views_averaged(cli, video_env, views, tmp_path):
     assert res.stderr.count("skipped: ") == 2
 
 
+def test_video_eval_on_a_cpu_moves_the_progress_within_a_batch_and_nothing_else(video_env):
+    # one batch of videos x 12 views on a CPU takes minutes, and the bar moved once per batch: now it follows
+    # the forward through the model's blocks (the hooks classify uses), with the same numbers
+    from ssmzoo.evaluate import evaluate
+
+    env = video_env
+    entry = load_manifest([env["manifest"]])["videomamba_evalmini"]
+    loaded = load_model(entry, weights=str(env["checkpoint"]), device="cpu")
+    lst = env["root"] / "val_progress.txt"
+    lst.write_text("".join(f"videos/{p.name} {k}\n" for k, p in enumerate(env["paths"][:3])) + "videos/missing 5\n")
+    data = build_dataset("kinetics400", entry, env["root"], list_file=lst)
+    calls = []
+    # 2x3 views a video, 4 rows a forward: one video a batch, in two passes (4 + 2 views) of the 2 blocks
+    heard = evaluate(loaded, data, batch_size=4, workers=0, on_progress=lambda *a: calls.append(a))
+    assert calls[:6] == [(0, 4),
+                         (pytest.approx(1 / 3), 4, "videomamba_evalmini: batch 1/4, part 1/2, layer 1/2"),
+                         (pytest.approx(2 / 3), 4, "videomamba_evalmini: batch 1/4, part 1/2, layer 2/2"),
+                         (pytest.approx(5 / 6), 4, "videomamba_evalmini: batch 1/4, part 2/2, layer 1/2"),
+                         (pytest.approx(1.0), 4, "videomamba_evalmini: batch 1/4, part 2/2, layer 2/2"),
+                         (1, 4)]
+    assert [c[2] for c in calls if len(c) == 3][-1] == "videomamba_evalmini: batch 3/4, part 2/2, layer 2/2"
+    done = [c[0] for c in calls]
+    assert done == sorted(done) and done[-1] == 4 and len(calls) == 1 + 3 * 5 + 1  # + the missing video's
+    assert not any(m._forward_hooks for m in loaded.model.modules())  # none left behind
+    plain = evaluate(loaded, data, batch_size=4, workers=0)
+    assert list(heard.sample_rows()) == list(plain.sample_rows())
+    assert (heard.top1, heard.top5, heard.notes, heard.execution) == (plain.top1, plain.top5, plain.notes, "eager")
+    one = []  # 1x1 views, 2 videos a batch: one pass a batch
+    evaluate(loaded, data, batch_size=2, workers=0, views=(1, 1), on_progress=lambda *a: one.append(a))
+    assert one[1:4] == [(pytest.approx(1.0), 4, "videomamba_evalmini: batch 1/2, layer 1/2"),
+                        (pytest.approx(2.0), 4, "videomamba_evalmini: batch 1/2, layer 2/2"), (2, 4)]
+
+
 def test_video_dataset_needs_matching_label_set(cli, video_env):
     env = video_env
     lst = env["root"] / "ssv2.txt"
