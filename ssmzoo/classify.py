@@ -136,6 +136,9 @@ class InputEntry(tuple):
         entry.via = via if entry.given != path else ""
         return entry
 
+    def __getnewargs__(self) -> tuple:  # pickle and copy: tuple's would give the pair as one argument
+        return (self[0], self[1], self.given, self.via)
+
 
 def expand_inputs(specs: Iterable[str], notes: Optional[list[str]] = None) -> list[tuple[str, Optional[str]]]:
     """Files, directories (their media files, recursively, sorted; hidden files and folders left out,

@@ -624,7 +624,7 @@ def eval_cmd(
         bar = progress_bar(err, label, unit) if ctx.is_main else contextlib.nullcontext(None)
         with bar as update:
             result = evaluate(loaded, data, batch_size=batch_size, workers=workers, views=parsed_views,
-                              dist=ctx, cuda_graphs=cuda_graphs, compile=compile_, on_progress=update)
+                              dist=ctx, cuda_graphs=cuda_graphs, compile=compile_, on_progress=update, on_step=update)
     except SsmzooError as exc:
         if ctx.is_main:
             raise

@@ -367,16 +367,17 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
              views: Optional[tuple[int, int]] = None, image_hook: Optional[ImageHook] = None,
              hook_seed: int = 0, dist: Optional[DistContext] = None, prefetch: int = 4,
              cuda_graphs: Optional[bool] = None, compile: bool = False,
-             on_progress: Optional[Callable[..., None]] = None) -> EvalResult:
+             on_progress: Optional[Callable[[int, int], None]] = None,
+             on_step: Optional[Callable[[float, int, str], None]] = None) -> EvalResult:
     """Evaluates ``loaded`` on ``data``; every rank returns the same, complete result.
 
     ``batch_size`` counts images, or for videos clips (views) per forward pass (at least one whole
     video per batch). ``image_hook`` runs on each RGB PIL image before the eval transform (see
     ``ImageItems``). ``cuda_graphs`` (default: on for CUDA) and ``compile`` pick how the forward runs
-    (``ssmzoo.inference.BatchRunner``). ``on_progress(done, total)`` follows this rank's shard; for videos on
-    a CPU, where one batch can take minutes, it is also told within a batch as the forward passes each of the
-    model's blocks: ``on_progress(done, total, what)``, ``done`` a fraction, ``what`` e.g.
-    ``'videomamba_tiny_k400: batch 3/10, layer 5/24'`` (``progress_bar``'s ``update`` takes both).
+    (``ssmzoo.inference.BatchRunner``). ``on_progress(done, total)`` follows this rank's shard. ``on_step``,
+    where given, is told within a batch for videos on a CPU, where one batch can take minutes, as the forward
+    passes each of the model's blocks: ``on_step(done, total, what)``, ``done`` a fraction, ``what`` e.g.
+    ``'videomamba_tiny_k400: batch 3/10, layer 5/24'`` (``progress_bar``'s ``update`` takes both calls).
     """
     dist = dist or DistContext()
     entry = loaded.entry
@@ -419,11 +420,11 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
 
     # Within a batch only for videos on a CPU, eager: there a batch is minutes; on CUDA it is quick, and a
     # replayed CUDA graph or a compiled forward would not run the hooks (or would break on them).
-    within = on_progress is not None and data.kind == "video" and not runner.cuda and runner.mode == "eager"
+    within = on_step is not None and data.kind == "video" and not runner.cuda and runner.mode == "eager"
     batches = -(-len(shard) // items_per_batch)
 
     def passing(number: int, batch: Batch):
-        """Tells on_progress as this batch's forward passes each block: its rows go through the model
+        """Tells on_step as this batch's forward passes each block: its rows go through the model
         runner.rows at a time, each pass through all blocks."""
         if not within:
             return contextlib.nullcontext()
@@ -437,7 +438,7 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
             calls[0] += 1
             share = (sum(chunks[:chunk]) + chunks[chunk] * layer / layers) / rows
             part = f", part {chunk + 1}/{len(chunks)}" if len(chunks) > 1 else ""
-            on_progress(before + items * share, len(shard),
+            on_step(before + items * share, len(shard),
                         f"{entry.name}: batch {number}/{batches}{part}, layer {layer}/{layers}")
 
         return hearing_blocks(loaded.model, heard)

@@ -169,6 +169,22 @@ def test_a_file_named_twice_is_classified_once(cli, mini_files, example_images, 
     assert errors == ["error: nothing.jpg: no such file or directory"] and "1 of 5 inputs failed" in res.stderr
 
 
+def test_expanded_inputs_pickle_and_copy_with_where_they_came_from(tmp_path):
+    # expand_inputs' entries are (path, error) pairs that also say where they came from: they must survive
+    # pickling (multiprocessing, a spawned DataLoader) and copying as they are
+    import copy
+    import pickle
+
+    from ssmzoo.classify import expand_inputs
+
+    (tmp_path / "d").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "d" / "a.jpg")
+    entries = expand_inputs([str(tmp_path / "d")])
+    for again in (pickle.loads(pickle.dumps(entries)), copy.deepcopy(entries)):
+        assert again == entries == [(str(tmp_path / "d" / "a.jpg"), None)]
+        assert [(e.given, e.via) for e in again] == [(str(tmp_path / "d"), "folder")]
+
+
 def test_the_note_on_repeated_inputs_says_where_each_came_from(cli, mini_files, tmp_path, monkeypatch):
     # a repeat found through a pattern or a folder was listed as its bare path ("..., dir1/rocket.jpg,
     # dir1/rocket.jpg"), as if the same name had been dropped twice for nothing

@@ -1187,7 +1187,8 @@ def test_video_eval_on_a_cpu_moves_the_progress_within_a_batch_and_nothing_else(
     data = build_dataset("kinetics400", entry, env["root"], list_file=lst)
     calls = []
     # 2x3 views a video, 4 rows a forward: one video a batch, in two passes (4 + 2 views) of the 2 blocks
-    heard = evaluate(loaded, data, batch_size=4, workers=0, on_progress=lambda *a: calls.append(a))
+    heard = evaluate(loaded, data, batch_size=4, workers=0, on_progress=lambda *a: calls.append(a),
+                     on_step=lambda *a: calls.append(a))
     assert calls[:6] == [(0, 4),
                          (pytest.approx(1 / 3), 4, "videomamba_evalmini: batch 1/4, part 1/2, layer 1/2"),
                          (pytest.approx(2 / 3), 4, "videomamba_evalmini: batch 1/4, part 1/2, layer 2/2"),
@@ -1202,7 +1203,11 @@ def test_video_eval_on_a_cpu_moves_the_progress_within_a_batch_and_nothing_else(
     assert list(heard.sample_rows()) == list(plain.sample_rows())
     assert (heard.top1, heard.top5, heard.notes, heard.execution) == (plain.top1, plain.top5, plain.notes, "eager")
     one = []  # 1x1 views, 2 videos a batch: one pass a batch
-    evaluate(loaded, data, batch_size=2, workers=0, views=(1, 1), on_progress=lambda *a: one.append(a))
+    evaluate(loaded, data, batch_size=2, workers=0, views=(1, 1), on_progress=lambda *a: one.append(a),
+             on_step=lambda *a: one.append(a))
+    counted = []  # a library caller's on_progress(done, total) alone: told per batch, as before on_step
+    evaluate(loaded, data, batch_size=2, workers=0, views=(1, 1), on_progress=lambda d, t: counted.append(d))
+    assert counted == [0, 2, 4]
     assert one[1:4] == [(pytest.approx(1.0), 4, "videomamba_evalmini: batch 1/2, layer 1/2"),
                         (pytest.approx(2.0), 4, "videomamba_evalmini: batch 1/2, layer 2/2"), (2, 4)]
 
