@@ -424,13 +424,13 @@ def evaluate(loaded: LoadedModel, data: EvalData, *, batch_size: int = 64, worke
     batches = -(-len(shard) // items_per_batch)
 
     def passing(number: int, batch: Batch):
-        """Tells on_step as this batch's forward passes each block: its rows go through the model
-        runner.rows at a time, each pass through all blocks."""
+        """Tells on_step as this batch's forward passes each block: its rows go through the model in
+        runner.passes, each pass through all blocks."""
         if not within:
             return contextlib.nullcontext()
         before, items = len(results), len(batch.indices)
         rows = items * per_item  # (items, views, ...) flattened to rows
-        chunks = [min(runner.rows, rows - s) for s in range(0, rows, runner.rows)]
+        chunks = runner.passes(rows)
         calls = [0]
 
         def heard(layer: int, layers: int) -> None:

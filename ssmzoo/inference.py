@@ -189,12 +189,16 @@ class BatchRunner:
             return False
         return True
 
+    def passes(self, n: int) -> list[int]:
+        """The rows of each forward pass the model makes of ``n`` rows: ``rows`` at a time, the rest last."""
+        return [min(self.rows, n - s) for s in range(0, n, self.rows)]
+
     def _top(self, x: Tensor, items: int, views: int) -> tuple[Tensor, Tensor]:
         if x.dim() == 6:
             x = x.flatten(0, 1)  # (B, V, 3, T, S, S) -> (B*V, 3, T, S, S)
         if self.preprocess is not None:
             x = self.preprocess(x)
-        probs = [self._logits(x[s:s + self.rows]).float().softmax(dim=-1) for s in range(0, x.shape[0], self.rows)]
+        probs = [self._logits(part).float().softmax(dim=-1) for part in x.split(self.passes(x.shape[0]))]
         p = torch.cat(probs).view(items, views, -1).mean(dim=1)
         return p.topk(min(TOP_K, p.shape[-1]), dim=-1)
 
